@@ -1,0 +1,123 @@
+"""The Faust application: settings, topics, codecs, metrics, dead letters and the HTTP endpoints.
+
+Stage agents live in their own modules (featurize, predict, learn, monitor) and are imported by
+:mod:`agents.worker`; this module only wires what they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.metrics import Metrics
+from agents.settings import Settings
+from agents.topics import FLOW
+from schemas.codec import make_codec
+
+log = logging.getLogger("livelearn")
+
+settings = Settings.from_env()
+metrics = Metrics()
+
+
+class FaustAvro(codecs.Codec):
+    """Registers a livelearn Avro codec with Faust's codec registry."""
+
+    def __init__(self, codec: Any, **kwargs: Any):
+        self.avro = codec
+        super().__init__(**kwargs)
+
+    def _dumps(self, obj: Any) -> bytes:
+        return self.avro.encode(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return self.avro.decode(s)
+
+
+def _broker_credentials(s: Settings):
+    if not s.sasl_mechanism:
+        return None
+    return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism)
+
+
+app = faust.App(
+    settings.app_id,
+    broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+    broker_credentials=_broker_credentials(settings),
+    key_serializer="raw",
+    value_serializer="raw",
+    store="memory://",
+    datadir=str(settings.state_path / "faust"),
+    topic_partitions=settings.n_partitions,
+    topic_replication_factor=settings.n_replicas,
+    consumer_auto_offset_reset="earliest",
+    processing_guarantee="at_least_once",
+    web_port=settings.web_port_int,
+    web_bind="127.0.0.1",
+    producer_linger_ms=1,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+)
+
+topics: dict[str, faust.TopicT] = {}
+avro: dict[str, Any] = {}
+for spec in FLOW:
+    name = settings.topic(spec.stage)
+    topics[spec.stage] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.n_partitions)
+    avro[spec.stage] = make_codec(spec.schema, settings.schema_registry_url, name)
+    codecs.register(f"livelearn-{spec.stage}", FaustAvro(avro[spec.stage]))
+
+
+async def publish(stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None) -> None:
+    """Send a record to a stage's topic with the Avro codec registered for it."""
+    await topics[stage].send(
+        key=key, value=record, value_serializer=f"livelearn-{stage}",
+        timestamp=None if timestamp_ms is None else timestamp_ms / 1000.0,
+    )
+    metrics.outputs.labels(stage).inc()
+
+
+async def dead_letter(message: Any, stage: str, reason_code: str, reason: str) -> None:
+    """Keep a rejected record with its reason and original bytes; count it; never raise."""
+    metrics.dead_letters.labels(stage, reason_code).inc()
+    log.warning("dead letter from %s at %s[%s]@%s: %s", stage, message.topic, message.partition,
+                message.offset, reason)
+    record = {
+        "reason": reason,
+        "reason_code": reason_code,
+        "stage": stage,
+        "source_topic": message.topic,
+        "source_partition": int(message.partition),
+        "source_offset": int(message.offset),
+        "key": message.key if isinstance(message.key, bytes) else None,
+        "value": message.value if isinstance(message.value, bytes) else bytes(str(message.value), "utf-8"),
+        "error_time_ms": int(time.time() * 1000),
+    }
+    try:
+        await publish("dead-letters", message.key if isinstance(message.key, bytes) else None, record)
+    except Exception:  # the dead-letter path must not take the worker down
+        log.exception("could not publish a dead letter from %s", stage)
+
+
+state = {"ready": False}
+
+
+@app.page("/metrics")
+async def metrics_page(web, request):
+    return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/healthz")
+async def healthz(web, request):
+    return web.json({"status": "alive"})
+
+
+@app.page("/readyz")
+async def readyz(web, request):
+    ready = state["ready"] and not app.rebalancing
+    return web.json({"ready": ready}, status=200 if ready else 503)

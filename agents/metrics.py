@@ -1,0 +1,48 @@
+"""Prometheus metrics, declared once in a factory that takes a registry (tests pass a fresh one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Per-event work is tens of microseconds to a few milliseconds; alerts need the tail up to ~1 s.
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# Label lag is a horizon of ticks: milliseconds (trades) to minutes (klines).
+LABEL_LAG_BUCKETS = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter("livelearn_events_total", "Events processed, by stage", ["stage"], registry=r)
+        self.outputs = Counter("livelearn_outputs_total", "Records produced, by topic stage", ["stage"], registry=r)
+        self.dead_letters = Counter(
+            "livelearn_dead_letters_total", "Records dead-lettered, by stage and reason", ["stage", "reason"], registry=r
+        )
+        self.latency = Histogram(
+            "livelearn_processing_seconds", "Processing time per event, by stage", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "livelearn_consumer_lag", "Records behind the end of each assigned partition", ["topic", "partition"], registry=r
+        )
+        self.member_accuracy = Gauge(
+            "livelearn_member_accuracy", "Rolling accuracy per member (and ensemble)", ["symbol", "member"], registry=r
+        )
+        self.member_log_loss = Gauge(
+            "livelearn_member_log_loss", "Rolling log-loss per member (and ensemble)", ["symbol", "member"], registry=r
+        )
+        self.member_weight = Gauge("livelearn_ensemble_weight", "Ensemble weight per member", ["symbol", "member"], registry=r)
+        self.label_lag = Histogram(
+            "livelearn_label_lag_seconds", "Event time between a prediction and its outcome", buckets=LABEL_LAG_BUCKETS,
+            registry=r,
+        )
+        self.drift_p_value = Gauge(
+            "livelearn_drift_p_value", "Latest drift test p-value", ["symbol", "kind", "stream"], registry=r
+        )
+        self.drift_statistic = Gauge(
+            "livelearn_drift_statistic", "Latest drift test statistic", ["symbol", "kind", "stream"], registry=r
+        )
+        self.alerts = Counter("livelearn_alerts_total", "Drift alerts raised", ["kind", "severity"], registry=r)
+        self.model_events = Counter("livelearn_model_events_total", "Model lifecycle events", ["kind"], registry=r)
+        self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)

@@ -1,0 +1,126 @@
+"""The one settings object, read from environment variables.
+
+Every knob of the running system is a field here with its environment name, its default and a one-line
+meaning; the README's configuration table is generated from ``SETTINGS_DOC`` (``livelearn config``).
+Nothing else in the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str, doc: str):
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Broker and client connection.
+    bootstrap_servers: str = _env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers (host:port,...)")
+    security_protocol: str = _env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str = _env("KAFKA_SASL_MECHANISM", "", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+    sasl_username: str = _env("KAFKA_SASL_USERNAME", "", "SASL user name")
+    sasl_password: str = _env("KAFKA_SASL_PASSWORD", "", "SASL password")
+    schema_registry_url: str = _env(
+        "SCHEMA_REGISTRY_URL", "", "Confluent Schema Registry URL; empty = registry-free single-object Avro"
+    )
+    # Topics.
+    topic_prefix: str = _env("LIVELEARN_TOPIC_PREFIX", "livelearn.", "Prefix of every topic name")
+    partitions: str = _env("LIVELEARN_PARTITIONS", "4", "Partitions of each data topic (key = symbol)")
+    replication_factor: str = _env("LIVELEARN_REPLICATION_FACTOR", "1", "Replication factor of created topics")
+    # Worker.
+    app_id: str = _env("LIVELEARN_APP_ID", "livelearn", "Faust application id (consumer group)")
+    web_port: str = _env("LIVELEARN_WEB_PORT", "6066", "Worker HTTP port: /metrics, /healthz, /readyz")
+    state_dir: str = _env("LIVELEARN_STATE_DIR", "", "Worker state (snapshots); empty = <home>/state/<app id>")
+    log_level: str = _env("LIVELEARN_LOG_LEVEL", "info", "Worker log level")
+    # Local broker managed by `livelearn kafka`.
+    home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
+    kafka_version: str = _env("LIVELEARN_KAFKA_VERSION", "3.9.1", "Apache Kafka version fetched from Maven Central")
+    kafka_port: str = _env("LIVELEARN_KAFKA_PORT", "9092", "Local broker client port on 127.0.0.1")
+    kafka_controller_port: str = _env("LIVELEARN_KAFKA_CONTROLLER_PORT", "9093", "Local broker KRaft controller port")
+    kafka_heap: str = _env("LIVELEARN_KAFKA_HEAP", "512m", "Local broker JVM heap (-Xmx)")
+    # Learning and drift.
+    horizon_ticks: str = _env("LIVELEARN_HORIZON_TICKS", "5", "Outcome horizon H in ticks of the same symbol")
+    flat_band: str = _env("LIVELEARN_FLAT_BAND", "0.0", "Dead band for 'flat': |return| <= band is labelled flat")
+    late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are dropped")
+    drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference and current window")
+    drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.001", "Family-wise alarm level per drift check")
+    drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")
+    members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp", "Ensemble members next to the persistence baseline")
+    seed: str = _env("LIVELEARN_SEED", "42", "Seed of every model's random state")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name in environ:
+                values[f.name] = environ[name]
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        return {f.metadata["env"]: getattr(self, f.name) for f in fields(self)}
+
+    # Typed views; parse errors surface as one clear ValueError naming the variable.
+    def _int(self, attr: str) -> int:
+        try:
+            return int(getattr(self, attr))
+        except ValueError:
+            env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
+            raise ValueError(f"{env} must be an integer, got {getattr(self, attr)!r}") from None
+
+    def _float(self, attr: str) -> float:
+        try:
+            return float(getattr(self, attr))
+        except ValueError:
+            env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
+            raise ValueError(f"{env} must be a number, got {getattr(self, attr)!r}") from None
+
+    @property
+    def n_partitions(self) -> int:
+        return self._int("partitions")
+
+    @property
+    def n_replicas(self) -> int:
+        return self._int("replication_factor")
+
+    @property
+    def web_port_int(self) -> int:
+        return self._int("web_port")
+
+    @property
+    def horizon(self) -> int:
+        return self._int("horizon_ticks")
+
+    @property
+    def home_path(self) -> Path:
+        return Path(os.path.expanduser(self.home))
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else self.home_path / "state" / self.app_id
+
+    def topic(self, stage: str) -> str:
+        return f"{self.topic_prefix}{stage}"
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection settings."""
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            config.update(
+                {
+                    "sasl.mechanisms": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password,
+                }
+            )
+        return config
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(environment variable, default, meaning) for every setting, in declaration order."""
+    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]

@@ -1,0 +1,68 @@
+"""Every topic, declared once, in flow order.
+
+ticks -> features -> predictions -> feedback -> (learning) -> alerts / model-events; dead-letters
+collects what any stage rejected. All data topics are keyed by symbol and share one partition count,
+so Faust co-partitions them: the worker that owns a symbol's ticks also owns its features, feedback
+and model state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    stage: str
+    schema: str
+    doc: str
+    retention_ms: int | None = None
+
+
+DAY_MS = 86_400_000
+
+FLOW: tuple[TopicSpec, ...] = (
+    TopicSpec("ticks", "tick", "Market events from connectors (replay, live, produce, synth)."),
+    TopicSpec("features", "features", "Per-symbol feature vectors, one per price tick."),
+    TopicSpec("predictions", "prediction", "Ensemble predictions, published before outcomes are known."),
+    TopicSpec("feedback", "feedback", "Realised outcomes (source=market) and external feedback on predictions."),
+    TopicSpec("alerts", "drift_alert", "Drift alerts and their resolutions."),
+    TopicSpec("model-events", "model_event", "Model lifecycle: checkpoints, resets, promotions, rollbacks."),
+    TopicSpec("dead-letters", "dead_letter", "Rejected input with reason and original bytes.", 30 * DAY_MS),
+)
+
+BY_STAGE = {spec.stage: spec for spec in FLOW}
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    return {spec.stage: settings.topic(spec.stage) for spec in FLOW}
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create missing topics with explicit partition counts; returns the names it created."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.client_config())
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = []
+    for spec in FLOW:
+        name = settings.topic(spec.stage)
+        if name in existing:
+            continue
+        config = {}
+        if spec.retention_ms is not None:
+            config["retention.ms"] = str(spec.retention_ms)
+        wanted.append(NewTopic(name, num_partitions=settings.n_partitions,
+                               replication_factor=settings.n_replicas, config=config))
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else []:
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

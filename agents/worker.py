@@ -1,0 +1,21 @@
+"""Entry point of a worker process: create topics, import every stage agent, run Faust."""
+
+from __future__ import annotations
+
+import faust
+
+from agents import featurize  # noqa: F401  (registers the agent)
+from agents.app import app, settings, state
+from agents.topics import create_topics
+
+
+@app.task
+async def _mark_ready():
+    state["ready"] = True
+
+
+def run(loglevel: str | None = None) -> None:
+    create_topics(settings)
+    (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
+    worker = faust.Worker(app, loglevel=loglevel or settings.log_level)
+    worker.execute_from_commandline()

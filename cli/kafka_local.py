@@ -1,0 +1,291 @@
+"""A real single-node Apache Kafka broker (KRaft) run from the official jars on Maven Central.
+
+The jars are fetched once with Maven into ``<home>/kafka-<version>/libs`` (outside the work tree), the
+broker's storage is formatted once, and the broker runs as a detached JVM whose pid is kept in
+``<home>/broker-<port>/broker.pid`` so that ``down`` stops exactly the process ``up`` started.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.settings import Settings
+
+SLF4J_VERSION = "1.7.36"
+RELOAD4J_VERSION = "1.2.25"
+
+
+class BrokerError(RuntimeError):
+    """A problem the user can act on; the CLI prints it as one line and exits non-zero."""
+
+
+POM_TEMPLATE = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>livelearn</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>{slf4j}</version></dependency>
+    <dependency><groupId>ch.qos.reload4j</groupId><artifactId>reload4j</artifactId><version>{reload4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+LOG4J_PROPERTIES = """log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={log}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+"""
+
+
+@dataclass
+class LocalBroker:
+    settings: Settings
+
+    @property
+    def port(self) -> int:
+        return int(self.settings.kafka_port)
+
+    @property
+    def controller_port(self) -> int:
+        return int(self.settings.kafka_controller_port)
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.settings.home_path / f"kafka-{self.settings.kafka_version}"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.runtime_dir / "libs"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.settings.home_path / f"broker-{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.broker_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.broker_dir / "server.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _say(self, message: str) -> None:
+        print(f"kafka: {message}", file=sys.stderr, flush=True)
+
+    def ensure_jars(self) -> None:
+        marker = self.libs_dir / ".complete"
+        if marker.exists():
+            return
+        for tool in ("java", "mvn"):
+            if shutil.which(tool) is None:
+                raise BrokerError(
+                    f"'{tool}' is not on PATH. The local broker needs Java 17 and Maven "
+                    "(Debian: apt-get install openjdk-17-jre-headless maven), or use docker compose up."
+                )
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        pom = self.runtime_dir / "pom.xml"
+        pom.write_text(
+            POM_TEMPLATE.format(kafka=self.settings.kafka_version, slf4j=SLF4J_VERSION, reload4j=RELOAD4J_VERSION)
+        )
+        self._say(f"fetching Apache Kafka {self.settings.kafka_version} jars with Maven into {self.libs_dir}")
+        tmp = self.runtime_dir / "libs.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        result = subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+             f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"Maven could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        shutil.rmtree(self.libs_dir, ignore_errors=True)
+        tmp.rename(self.libs_dir)
+        marker.write_text(self.settings.kafka_version)
+
+    def _classpath(self) -> str:
+        return str(self.libs_dir / "*")
+
+    def _java(self, main: str, *args: str, log_config: Path) -> list[str]:
+        return [
+            "java", f"-Xmx{self.settings.kafka_heap}", "-Xms128m", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{log_config}", f"-Dkafka.logs.dir={self.broker_dir}",
+            "-cp", self._classpath(), main, *args,
+        ]
+
+    def write_config(self) -> Path:
+        self.broker_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = self.broker_dir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data_dir),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "4",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+            "num.network.threads": "2",
+            "num.io.threads": "2",
+            "log.flush.interval.messages": str(2**62),
+        }
+        path = self.broker_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.broker_dir / "log4j.properties").write_text(LOG4J_PROPERTIES.format(log=self.log_file))
+        return path
+
+    def _format_storage(self, config: Path) -> None:
+        if (self.broker_dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                       log_config=self.broker_dir / "log4j.properties"),
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting the broker storage failed:\n{result.stdout}{result.stderr}")
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        # A recycled pid belongs to some other program; ours runs kafka.Kafka.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"kafka.Kafka" not in cmdline:
+                return None
+        except OSError:
+            pass
+        return pid
+
+    def port_in_use(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    def accepts_clients(self, timeout: float = 2.0) -> bool:
+        # A plain TCP probe first: librdkafka logs every refused connection loudly.
+        if not self.port_in_use(self.port):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
+        try:
+            metadata = admin.list_topics(timeout=timeout)
+            return bool(metadata.brokers)
+        except Exception:
+            return False
+
+    def up(self, wait_s: float = 90.0) -> None:
+        pid = self.pid()
+        if pid is not None and self.accepts_clients():
+            self._say(f"already running (pid {pid}) on {self.bootstrap}")
+            return
+        for port in (self.port, self.controller_port):
+            if pid is None and self.port_in_use(port):
+                if port == self.port and self.accepts_clients():
+                    self._say(f"a broker not started by livelearn already answers on {self.bootstrap}; using it")
+                    return
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is taken by another program; free it or set "
+                    "LIVELEARN_KAFKA_PORT / LIVELEARN_KAFKA_CONTROLLER_PORT"
+                )
+        process = None
+        if pid is None:
+            self.ensure_jars()
+            config = self.write_config()
+            self._format_storage(config)
+            log = open(self.broker_dir / "stdout.log", "ab")
+            process = subprocess.Popen(
+                self._java("kafka.Kafka", str(config), log_config=self.broker_dir / "log4j.properties"),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+            pid = process.pid
+            self.pid_file.write_text(str(pid))
+            self._say(f"starting Apache Kafka {self.settings.kafka_version} (pid {pid}) on {self.bootstrap}")
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            exited = process.poll() is not None if process is not None else self.pid() is None
+            if exited:
+                raise BrokerError(f"the broker exited during start-up; see {self.log_file} and {self.broker_dir / 'stdout.log'}")
+            if self.accepts_clients():
+                self._say(f"ready on {self.bootstrap} (pid {pid})")
+                return
+            time.sleep(0.5)
+        raise BrokerError(f"the broker did not accept clients within {wait_s:.0f} s; see {self.log_file}")
+
+    def down(self, wait_s: float = 30.0) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self._say("not running")
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            self._say(f"pid {pid} did not stop in {wait_s:.0f} s; killing it")
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+        self.pid_file.unlink(missing_ok=True)
+        self._say(f"stopped (pid {pid})")
+        return True
+
+    def status(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self._say(f"not running (no live pid in {self.pid_file})")
+            return False
+        if self.accepts_clients():
+            self._say(f"running, pid {pid}, accepting clients on {self.bootstrap}")
+            return True
+        self._say(f"pid {pid} is alive but {self.bootstrap} does not answer yet")
+        return False
+
+    def logs(self, lines: int = 50) -> str:
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,137 @@
+"""The ``livelearn`` command: a thin layer over agents, connectors and the local broker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from agents.settings import Settings, settings_table
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def require_broker(settings: Settings, timeout: float = 8.0) -> None:
+    """Turn an unreachable broker into one clear line and exit code 2."""
+    from confluent_kafka.admin import AdminClient
+
+    config = settings.client_config()
+    config["socket.connection.setup.timeout.ms"] = str(int(timeout * 1000))
+    try:
+        metadata = AdminClient(config).list_topics(timeout=timeout)
+        if metadata.brokers:
+            return
+    except Exception:
+        pass
+    raise CliError(
+        f"no Kafka broker answers at {settings.bootstrap_servers}. Start the local one with "
+        "'livelearn kafka up' (or 'docker compose up -d kafka'), or set KAFKA_BOOTSTRAP_SERVERS.",
+        code=2,
+    )
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.kafka_local import BrokerError, LocalBroker
+
+    broker = LocalBroker(settings)
+    try:
+        if args.action == "up":
+            broker.up()
+        elif args.action == "down":
+            broker.down()
+        elif args.action == "status":
+            return 0 if broker.status() else 1
+        elif args.action == "logs":
+            print(broker.logs(args.lines))
+    except BrokerError as exc:
+        raise CliError(str(exc), code=2) from exc
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    require_broker(settings)
+    from agents import worker
+
+    sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
+    worker.run(args.loglevel)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    require_broker(settings)
+    from cli import topics_admin
+
+    return topics_admin.run(args, settings)
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    current = settings.as_env()
+    if args.markdown:
+        print("| variable | default | meaning |\n|---|---|---|")
+        for env, default, doc in settings_table():
+            print(f"| `{env}` | `{default}` | {doc} |")
+        return 0
+    for env, default, doc in settings_table():
+        print(f"{env}={current[env]}    # {doc} (default {default!r})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livelearn",
+        description="Online learning on market data over Apache Kafka. Settings come from environment "
+        "variables: see 'livelearn config'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="run the local single-node Kafka broker (Java 17 + Maven)")
+    p.add_argument("action", choices=["up", "down", "status", "logs"])
+    p.add_argument("--lines", type=int, default=50, help="lines of the broker log to show (logs)")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("worker", help="run a Faust worker with every stage agent")
+    p.add_argument("--loglevel", default=None, help="log level (default LIVELEARN_LOG_LEVEL)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("topics", help="create, list or describe the pipeline's topics")
+    p.add_argument("action", choices=["create", "list", "describe"])
+    p.add_argument("--group", default=None, help="consumer group whose lag 'describe' shows (default: app id)")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("config", help="print every setting, its environment variable and meaning")
+    p.add_argument("--markdown", action="store_true", help="print the README's configuration table")
+    p.set_defaults(func=cmd_config)
+
+    from cli import commands
+
+    commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings) or 0)
+    except CliError as exc:
+        print(f"livelearn: {exc}", file=sys.stderr)
+        return exc.code
+    except ValueError as exc:
+        print(f"livelearn: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Shared fixtures: the real local Kafka broker, unique topic names, worker subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def livelearn(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    """A real broker: the running one, or one started through `livelearn kafka up` for this session."""
+    host, port = BOOTSTRAP.split(",")[0].rsplit(":", 1)
+    started = False
+    if not _port_open(host, int(port)):
+        result = livelearn("kafka", "up", timeout=600)
+        if result.returncode != 0:
+            pytest.fail(f"could not start the local broker:\n{result.stdout}{result.stderr}")
+        started = True
+    yield BOOTSTRAP
+    if started:
+        livelearn("kafka", "down", timeout=120)
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def pipeline_env(kafka, run_id, tmp_path) -> dict[str, str]:
+    """Settings for one isolated pipeline: its own topics, consumer group, state dir and port."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "LIVELEARN_TOPIC_PREFIX": f"t{run_id}.",
+        "LIVELEARN_APP_ID": f"livelearn-test-{run_id}",
+        "LIVELEARN_WEB_PORT": str(free_port()),
+        "LIVELEARN_STATE_DIR": str(tmp_path / "state"),
+        "LIVELEARN_PARTITIONS": "2",
+        "LIVELEARN_LOG_LEVEL": "warning",
+    }
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['LIVELEARN_WEB_PORT']}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def start(self, timeout: float = 60.0) -> Worker:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
+                                        env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                status, body = self.get("/readyz")
+                if status == 200 and json.loads(body)["ready"]:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture
+def worker_factory(pipeline_env, tmp_path):
+    workers: list[Worker] = []
+
+    def make(extra_env: dict[str, str] | None = None) -> Worker:
+        worker = Worker({**pipeline_env, **(extra_env or {})}, tmp_path / f"worker{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.stop(kill=True)

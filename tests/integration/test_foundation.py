@@ -1,0 +1,62 @@
+"""A real worker on the real broker: Avro in, Avro out, bad records dead-lettered."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.codec import AvroCodec
+from streams.ticks import make_tick
+from tests.kafka_io import produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000_000
+
+
+def tick_bytes(i: int, symbol: str = "BTCUSDT") -> tuple[bytes, bytes, int]:
+    tick = make_tick(symbol, "TRADE", T0 + i * 1000, 100.0 + i, 0.5, source="test", is_buyer_maker=i % 2 == 0)
+    return symbol.encode(), AvroCodec.for_topic_schema("tick").encode(tick), tick["event_time_ms"]
+
+
+def test_tick_flows_through_a_real_worker(worker_factory, pipeline_env):
+    worker = worker_factory().start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    produce(bootstrap, prefix + "ticks", [tick_bytes(i) for i in range(25)])
+    messages = read_topic(bootstrap, prefix + "features", expect=25)
+    codec = AvroCodec.for_topic_schema("features")
+    vectors = [codec.decode(m.value()) for m in messages]
+    assert [v["tick_index"] for v in vectors] == list(range(1, 26))
+    assert all(m.key() == b"BTCUSDT" for m in messages)
+    # Kafka timestamp carries the tick's event time.
+    assert [m.timestamp()[1] for m in messages] == [T0 + i * 1000 for i in range(25)]
+    last = vectors[-1]
+    assert last["values"]["sma_5"] == pytest.approx(sum(100.0 + i for i in range(20, 25)) / 5)
+    assert last["values"]["ret_1"] == pytest.approx(124.0 / 123.0 - 1)
+    assert "rsi_14" in last["values"] and "macd" in last["not_ready"]
+    status, body = worker.get("/metrics")
+    assert status == 200 and 'livelearn_events_total{stage="featurize"} 25.0' in body
+
+
+def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, pipeline_env):
+    worker_factory().start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    nan_tick = make_tick("BTCUSDT", "TRADE", T0 + 2500, float("nan"), 1.0, source="test")
+    records = [
+        tick_bytes(0), tick_bytes(1),
+        (b"BTCUSDT", b"\x00garbage that is not avro", T0 + 1500),
+        (b"BTCUSDT", AvroCodec.for_topic_schema("tick").encode(nan_tick), T0 + 2500),
+        tick_bytes(2), tick_bytes(3),
+    ]
+    produce(bootstrap, prefix + "ticks", records)
+    dead = read_topic(bootstrap, prefix + "dead-letters", expect=2)
+    letters = [AvroCodec.for_topic_schema("dead_letter").decode(m.value()) for m in dead]
+    assert [d["reason_code"] for d in letters] == ["decode_error", "invalid_value"]
+    garbled = letters[0]
+    assert garbled["value"] == b"\x00garbage that is not avro"
+    assert garbled["key"] == b"BTCUSDT"
+    assert garbled["source_topic"] == prefix + "ticks"
+    assert garbled["source_offset"] == 2
+    assert f"offset {garbled['source_offset']}" in garbled["reason"]
+    assert "price is not a finite number" in letters[1]["reason"]
+    features = read_topic(bootstrap, prefix + "features", expect=4)
+    assert [AvroCodec.for_topic_schema("features").decode(m.value())["tick_index"] for m in features] == [1, 2, 3, 4]
