@@ -1,9 +1,223 @@
-"""Data commands: feed the pipeline and read from it."""
+"""Data commands: feed the pipeline (replay, produce) and read from it (predictions, alerts)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agents.settings import Settings
+
+
+def _sink(settings: Settings, stage: str, schema: str = "tick", topic_stage: str = "ticks"):
+    from connectors.sink import KafkaSink
+
+    return KafkaSink(settings.client_config(), settings.topic(topic_stage), settings.topic("dead-letters"),
+                     schema=schema, registry_url=settings.schema_registry_url, stage=stage)
+
+
+def _ensure_topics(settings: Settings) -> None:
+    from agents.topics import create_topics
+    from cli.main import require_broker
+
+    require_broker(settings)
+    create_topics(settings)
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.main import CliError
+    from connectors.replay import replay
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise CliError(f"no such file: {', '.join(missing)}", code=2)
+    _ensure_topics(settings)
+    speed = None if args.speed == "max" else float(args.speed)
+    if speed is not None and speed <= 0:
+        raise CliError("--speed must be positive or 'max'", code=2)
+    symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
+    sink = _sink(settings, "replay")
+    stats = replay(paths, sink, speed=speed, symbols=symbols, progress=not args.quiet)
+    print(stats.summary())
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    """JSON lines on stdin -> validated Avro ticks or feedback events."""
+    from schemas.codec import EncodeError
+    from streams.ticks import InvalidTick, check_tick, make_tick
+
+    _ensure_topics(settings)
+    is_feedback = args.kind == "feedback"
+    sink = _sink(settings, "produce", "feedback" if is_feedback else "tick",
+                 "feedback" if is_feedback else "ticks")
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        raw = line.rstrip("\n").encode()
+        try:
+            data = json.loads(line)
+            if is_feedback:
+                record = _feedback_record(data)
+                sink.send(record, record["symbol"], record["feedback_time_ms"])
+            else:
+                fields = {k: v for k, v in data.items()
+                          if k not in ("symbol", "kind", "event_time_ms", "price", "quantity", "source")}
+                tick = make_tick(data["symbol"], data["kind"], data["event_time_ms"], data["price"],
+                                 data.get("quantity", 0.0), data.get("source", "produce"), **fields)
+                check_tick(tick)
+                sink.send(tick, tick["symbol"], tick["event_time_ms"])
+        except InvalidTick as exc:
+            _reject(sink, exc.code, str(exc), number, raw)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, EncodeError) as exc:
+            _reject(sink, "invalid_input", f"invalid_input: {type(exc).__name__}: {exc}", number, raw)
+    sink.flush()
+    rejected = sum(sink.rejected.values())
+    print(f"produced {sink.produced}, rejected {rejected}" +
+          "".join(f"\n  rejected {k}: {v}" for k, v in sorted(sink.rejected.items())), file=sys.stderr)
+    return 0 if rejected == 0 else 1
+
+
+def _reject(sink, code: str, reason: str, number: int, raw: bytes) -> None:
+    print(f"livelearn: line {number}: {reason}", file=sys.stderr)
+    sink.reject(code, reason, "stdin", number, raw)
+
+
+def _feedback_record(data: dict) -> dict:
+    if not data.get("prediction_id") and data.get("event_time_ms") is None:
+        raise ValueError("feedback needs prediction_id or symbol + event_time_ms")
+    if data.get("label") is None and data.get("score") is None:
+        raise ValueError("feedback needs a label or a score")
+    label = data.get("label")
+    if label is not None and label not in (0, 1):
+        raise ValueError(f"label must be 0 or 1, got {label!r}")
+    return {
+        "prediction_id": data.get("prediction_id"),
+        "symbol": str(data["symbol"]).upper(),
+        "event_time_ms": data.get("event_time_ms"),
+        "label": label,
+        "realised_return": data.get("realised_return"),
+        "score": data.get("score"),
+        "source": str(data.get("source", "external")),
+        "feedback_time_ms": int(data.get("feedback_time_ms") or datetime.now(UTC).timestamp() * 1000),
+    }
+
+
+def _follow(settings: Settings, stage: str, schema: str, group: str | None, from_beginning: bool,
+            symbols: set[str] | None, render, max_messages: int | None, idle_exit_s: float | None) -> int:
+    import time
+
+    from confluent_kafka import Consumer
+
+    from schemas.codec import DecodeError, make_codec
+
+    from cli.main import require_broker
+
+    require_broker(settings)
+    topic = settings.topic(stage)
+    codec = make_codec(schema, settings.schema_registry_url, topic)
+    consumer = Consumer({
+        **settings.client_config(),
+        "group.id": group or f"livelearn-{stage}-{uuid.uuid4().hex[:12]}",
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        "enable.auto.commit": group is not None,
+    })
+    consumer.subscribe([topic])
+    seen = 0
+    last = time.monotonic()
+    try:
+        while max_messages is None or seen < max_messages:
+            message = consumer.poll(0.5)
+            if message is None:
+                if idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
+                    break
+                continue
+            if message.error():
+                print(f"livelearn: consumer error: {message.error()}", file=sys.stderr)
+                continue
+            last = time.monotonic()
+            try:
+                record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
+            except DecodeError as exc:
+                print(f"livelearn: skipping undecodable record: {exc}", file=sys.stderr)
+                continue
+            if symbols and record.get("symbol") not in symbols:
+                continue
+            print(render(record), flush=True)
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, default=lambda b: b.hex() if isinstance(b, bytes) else str(b))
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def render_prediction(record: dict) -> str:
+    return (f"{_when(record['event_time_ms'])} {record['symbol']:10s} p_up={record['probability_up']:.3f} "
+            f"{'UP  ' if record['predicted_up'] else 'DOWN'} conf={record['confidence']:.2f} "
+            f"model={record['model_id']}@v{record['model_version']} id={record['prediction_id']}")
+
+
+def render_alert(record: dict) -> str:
+    return (f"{_when(record['created_time_ms'])} {record['severity']:8s} {record['status']:8s} {record['symbol']:10s} "
+            f"{record['kind']:10s} {record['test_name']} p={record['p_value']:.2e} adj={record['adjusted_p_value']:.2e} "
+            f"effect={record['effect_size']:.3f} features={','.join(record['affected_features'])} "
+            f"action={record['recommended_action']} id={record['alert_id']}")
+
+
+def _symbols(text: str | None) -> set[str] | None:
+    return {s.strip().upper() for s in text.split(",")} if text else None
+
+
+def cmd_predictions(args: argparse.Namespace, settings: Settings) -> int:
+    render = _json_line if args.json else render_prediction
+    return _follow(settings, "predictions", "prediction", args.group, args.from_beginning, _symbols(args.symbols),
+                   render, args.max, args.idle_exit)
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    render = _json_line if args.json else render_alert
+    return _follow(settings, "alerts", "drift_alert", args.group, args.from_beginning, _symbols(args.symbols),
+                   render, args.max, args.idle_exit)
+
+
+def _reader_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
+    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--json", action="store_true", help="JSON lines (for scripts) instead of one readable line")
+    p.add_argument("--group", help="share a consumer group (default: a group of its own, so it sees everything)")
+    p.add_argument("--max", type=int, default=None, help="stop after this many records")
+    p.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without records")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the data commands to the top-level parser."""
+    p = sub.add_parser("replay", help="replay Binance dumps (.zip/.csv) and websocket captures into the ticks topic")
+    p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv) or websocket captures")
+    p.add_argument("--speed", default="max", help="1 = real time, 60 = sixty times faster, max = as fast as possible")
+    p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("produce", help="JSON lines on stdin -> validated Avro ticks or feedback")
+    p.add_argument("kind", choices=["ticks", "feedback"], help="what the lines are")
+    p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("predictions", help="print predictions as they are published")
+    _reader_options(p)
+    p.set_defaults(func=cmd_predictions)
+
+    p = sub.add_parser("alerts", help="subscribe to drift alerts")
+    _reader_options(p)
+    p.set_defaults(func=cmd_alerts)

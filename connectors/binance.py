@@ -1,0 +1,173 @@
+"""Binance payloads -> Tick. Shared by the live feed, REST backfill and replay of captures and dumps.
+
+Event times: trades and aggregate trades use the trade time ``T``; klines use the close time (a kline
+is known when it closes); futures book tickers use ``T``; spot book tickers carry no time, so the local
+receive time is used.
+
+>>> msg = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
+...        "q": "0.02000000", "T": 1723161255342, "m": True, "M": True}
+>>> tick = normalise_ws(msg, receive_time_ms=1723161254087)
+>>> tick["kind"], tick["price"], tick["event_time_ms"], tick["taker_buy_volume"]
+('TRADE', 61837.63, 1723161255342, 0.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.ticks import make_tick
+
+WS_SOURCE = "binance-ws"
+DUMP_SOURCE = "binance-dump"
+REST_SOURCE = "binance-rest"
+
+
+class PayloadError(ValueError):
+    """A payload that is not a well-formed Binance message; ``code`` is the dead-letter reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Skipped(Exception):
+    """A well-formed message that is not a tick (depth update, snapshot, open kline, subscription reply)."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+def to_ms(value: int | float | str) -> int:
+    """Epoch time in ms from ms or µs (Binance spot dumps switched to µs in 2025)."""
+    number = int(value)
+    return number // 1000 if number > 10**14 else number
+
+
+def _num(data: dict, key: str) -> float:
+    try:
+        return float(data[key])
+    except KeyError:
+        raise PayloadError("malformed_payload", f"field {key!r} missing") from None
+    except (TypeError, ValueError):
+        raise PayloadError("malformed_payload", f"field {key!r} is not a number: {data[key]!r}") from None
+
+
+def normalise_ws(message: dict[str, Any], receive_time_ms: int | None = None, *,
+                 include_open_klines: bool = False, source: str = WS_SOURCE) -> dict[str, Any]:
+    """One websocket message (combined-stream wrapper or bare payload) -> Tick.
+
+    Raises :class:`Skipped` for messages that are not ticks and :class:`PayloadError` for broken ones.
+    """
+    try:
+        return _normalise_ws(message, receive_time_ms, include_open_klines, source)
+    except KeyError as exc:
+        raise PayloadError("malformed_payload", f"field {exc} missing") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, PayloadError):
+            raise
+        raise PayloadError("malformed_payload", str(exc)) from None
+
+
+def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines: bool,
+                  source: str) -> dict[str, Any]:
+    if not isinstance(message, dict):
+        raise PayloadError("malformed_payload", f"expected a JSON object, got {type(message).__name__}")
+    data = message.get("data", message) if "stream" in message else message
+    if not isinstance(data, dict):
+        raise PayloadError("malformed_payload", "'data' is not an object")
+    if "code" in data and "msg" in data:
+        raise PayloadError("exchange_error", f"Binance error {data['code']}: {data['msg']}")
+    if data.get("e") == "error" or "error" in data:
+        raise PayloadError("exchange_error", f"socket error: {data.get('m') or data.get('error')}")
+    if "result" in data and "id" in data:
+        raise Skipped("subscription_reply")
+    if "lastUpdateId" in data:
+        raise Skipped("depth_snapshot")
+    event = data.get("e")
+    try:
+        symbol = str(data["s"]).upper()
+    except KeyError:
+        raise PayloadError("malformed_payload", "no symbol ('s')") from None
+    if event == "trade":
+        return make_tick(symbol, "TRADE", int(data["T"]), _num(data, "p"), _num(data, "q"), source,
+                         is_buyer_maker=bool(data["m"]), sequence_id=int(data["t"]),
+                         receive_time_ms=receive_time_ms)
+    if event == "aggTrade":
+        return make_tick(symbol, "AGG_TRADE", int(data["T"]), _num(data, "p"), _num(data, "q"), source,
+                         is_buyer_maker=bool(data["m"]), sequence_id=int(data["a"]),
+                         first_trade_id=int(data["f"]), last_trade_id=int(data["l"]),
+                         receive_time_ms=receive_time_ms)
+    if event == "kline":
+        k = data.get("k")
+        if not isinstance(k, dict):
+            raise PayloadError("malformed_payload", "kline without 'k'")
+        if not k.get("x") and not include_open_klines:
+            raise Skipped("open_kline")
+        return make_tick(symbol, "KLINE", int(k["T"]), _num(k, "c"), _num(k, "v"), source,
+                         open=_num(k, "o"), high=_num(k, "h"), low=_num(k, "l"), quote_volume=_num(k, "q"),
+                         taker_buy_volume=_num(k, "V"), trade_count=int(k["n"]),
+                         first_trade_id=int(k["f"]), last_trade_id=int(k["L"]),
+                         receive_time_ms=receive_time_ms)
+    if event == "depthUpdate":
+        raise Skipped("depth_update")
+    if event in (None, "bookTicker") and {"b", "B", "a", "A"} <= data.keys():
+        time_ms = data.get("T") or data.get("E") or receive_time_ms
+        if time_ms is None:
+            raise PayloadError("malformed_payload", "spot book ticker without a receive time")
+        bid, ask = _num(data, "b"), _num(data, "a")
+        return make_tick(symbol, "BOOK_TICKER", int(time_ms), 0.5 * (bid + ask), 0.0, source,
+                         bid_price=bid, bid_qty=_num(data, "B"), ask_price=ask, ask_qty=_num(data, "A"),
+                         sequence_id=int(data["u"]) if "u" in data else None, receive_time_ms=receive_time_ms)
+    raise PayloadError("unknown_event", f"unknown event type {event!r}")
+
+
+def kline_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:
+    """A 12-column kline row (dump CSV or REST ``/klines`` entry) -> Tick (event time = close time)."""
+    if len(row) < 11:
+        raise PayloadError("malformed_row", f"kline row has {len(row)} columns, expected 12")
+    try:
+        return make_tick(
+            symbol, "KLINE", to_ms(row[6]), float(row[4]), float(row[5]), source,
+            open=float(row[1]), high=float(row[2]), low=float(row[3]), quote_volume=float(row[7]),
+            trade_count=int(float(row[8])), taker_buy_volume=float(row[9]),
+        )
+    except ValueError as exc:
+        raise PayloadError("malformed_row", f"kline row {row!r}: {exc}") from None
+
+
+def agg_trade_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:
+    """``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time, is_buyer_maker``."""
+    if len(row) < 7:
+        raise PayloadError("malformed_row", f"aggTrades row has {len(row)} columns, expected 7")
+    try:
+        return make_tick(symbol, "AGG_TRADE", to_ms(row[5]), float(row[1]), float(row[2]), source,
+                         is_buyer_maker=_bool(row[6]), sequence_id=int(row[0]), first_trade_id=int(row[3]),
+                         last_trade_id=int(row[4]))
+    except ValueError as exc:
+        raise PayloadError("malformed_row", f"aggTrades row {row!r}: {exc}") from None
+
+
+def trade_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:
+    """``id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match]``."""
+    if len(row) < 6:
+        raise PayloadError("malformed_row", f"trades row has {len(row)} columns, expected 6 or 7")
+    try:
+        return make_tick(symbol, "TRADE", to_ms(row[4]), float(row[1]), float(row[2]), source,
+                         quote_volume=float(row[3]), is_buyer_maker=_bool(row[5]), sequence_id=int(row[0]))
+    except ValueError as exc:
+        raise PayloadError("malformed_row", f"trades row {row!r}: {exc}") from None
+
+
+def rest_agg_trade_to_tick(symbol: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An entry of REST ``/aggTrades`` (same letters as the websocket payload, without ``e``)."""
+    return normalise_ws({**item, "e": "aggTrade", "s": symbol}, source=REST_SOURCE)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")

@@ -1,0 +1,236 @@
+"""Replay of recorded market data: Binance dumps (.zip or .csv) and raw websocket captures.
+
+Formats, recognised per file:
+
+* klines (12 columns; spot dumps without header, USD-M futures with a header; ms or µs times) — the
+  symbol comes from the file name (``BTCUSDT-1m-2020-01-01.zip``);
+* aggTrades (``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+  is_buyer_maker``) and trades (``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match``),
+  recognised by ``aggTrades`` / ``trades`` in the file name;
+* websocket captures: one JSON message a line, optionally prefixed by a receive time in ns
+  (``<ns> <json>``, hftbacktest) or seconds (``<s>: <json>``, cryptofeed); gzip is read transparently.
+
+Each file is read whole and stably sorted by event time; files are then merged by
+``(event time, file position on the command line, line number)``, so the same inputs always give the
+same sequence and therefore byte-identical topic contents.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import heapq
+import io
+import json
+import re
+import sys
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.binance import (
+    PayloadError,
+    Skipped,
+    agg_trade_row_to_tick,
+    kline_row_to_tick,
+    normalise_ws,
+    trade_row_to_tick,
+)
+from streams.ticks import InvalidTick, check_tick
+
+_WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
+
+
+@dataclass(order=True)
+class ReplayItem:
+    event_time_ms: int
+    file_index: int
+    line: int
+    tick: dict[str, Any] | None = field(compare=False, default=None)
+    origin: str = field(compare=False, default="")
+    raw: bytes = field(compare=False, default=b"")
+    reason_code: str = field(compare=False, default="")
+    reason: str = field(compare=False, default="")
+
+
+@dataclass
+class ReplayStats:
+    read: int = 0
+    produced: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    filtered: int = 0
+
+    def summary(self) -> str:
+        lines = [f"rows read {self.read}, produced {self.produced}, rejected {sum(self.rejected.values())}, "
+                 f"skipped {sum(self.skipped.values())} (not ticks), filtered out {self.filtered} (symbols)"]
+        for code, n in sorted(self.rejected.items()):
+            lines.append(f"  rejected {code}: {n}")
+        for what, n in sorted(self.skipped.items()):
+            lines.append(f"  skipped {what}: {n}")
+        return "\n".join(lines)
+
+
+def _open_text_lines(path: Path) -> list[str]:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+            return archive.read(members[0]).decode("utf-8", errors="replace").splitlines()
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8", errors="replace").splitlines()
+
+
+def detect_format(path: Path, first_line: str) -> str:
+    name = path.name.lower()
+    stripped = first_line.lstrip()
+    if stripped.startswith(("{", "[")) or _WS_PREFIX.match(first_line) or stripped.startswith("wss://"):
+        return "ws"
+    if "aggtrades" in name:
+        return "aggTrades"
+    if "trades" in name:
+        return "trades"
+    return "klines"
+
+
+def symbol_from_name(path: Path) -> str:
+    return path.name.split("-")[0].split(".")[0].upper()
+
+
+def read_file(path: Path, file_index: int = 0) -> list[ReplayItem]:
+    """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time."""
+    lines = _open_text_lines(path)
+    if not lines:
+        return []
+    fmt = detect_format(path, lines[0])
+    origin = str(path)
+    items: list[ReplayItem] = []
+    last_time = 0
+    if fmt == "ws":
+        for number, text in enumerate(lines, 1):
+            item = _ws_line(text, number, file_index, origin, last_time)
+            if item is not None:
+                last_time = item.event_time_ms
+                items.append(item)
+    else:
+        symbol = symbol_from_name(path)
+        convert: Callable[[str, list[str]], dict] = {
+            "klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick,
+        }[fmt]
+        for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines))), 1):
+            if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
+                continue  # blank line or header
+            raw = ",".join(row).encode()
+            try:
+                tick = convert(symbol, row)
+                check_tick(tick)
+            except (PayloadError, InvalidTick) as exc:
+                items.append(ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc)))
+                continue
+            last_time = tick["event_time_ms"]
+            items.append(ReplayItem(last_time, file_index, number, tick, origin, raw))
+    items.sort(key=lambda item: item.event_time_ms)
+    return items
+
+
+def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int) -> ReplayItem | None:
+    if not text.strip() or text.startswith("wss://"):
+        return None
+    receive_ms: int | None = None
+    body = text
+    match = _WS_PREFIX.match(text)
+    if match:
+        stamp = match.group(1)
+        receive_ms = int(float(stamp) * 1000) if "." in stamp or len(stamp) <= 11 else int(stamp) // 1_000_000
+        body = text[match.end():]
+    raw = text.encode()
+    try:
+        message = json.loads(body)
+        tick = normalise_ws(message, receive_ms)
+        check_tick(tick)
+    except json.JSONDecodeError as exc:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, "malformed_json", f"malformed_json: {exc}")
+    except Skipped as skip:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, "skip", skip.what)
+    except (PayloadError, InvalidTick) as exc:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc))
+    return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
+
+
+def merged(paths: Iterable[Path]) -> Iterator[ReplayItem]:
+    """All files merged in event-time order (ties: command-line order, then line number)."""
+    return heapq.merge(*(read_file(Path(p), i) for i, p in enumerate(paths)))
+
+
+class Progress:
+    """A one-line progress bar on stderr: rows, rate and ETA."""
+
+    def __init__(self, total: int, stream=sys.stderr, every_s: float = 0.5, enabled: bool = True):
+        self.total, self.stream, self.every_s, self.enabled = total, stream, every_s, enabled
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < self.every_s):
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        width = 30
+        filled = int(width * done / self.total) if self.total else width
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} rows "
+                          f"{rate:,.0f}/s ETA {eta:5.1f}s ")
+        self.stream.flush()
+
+    def close(self, done: int) -> None:
+        self.update(done, force=True)
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str] | None = None,
+           progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> ReplayStats:
+    """Produce every tick of ``paths`` to ``sink`` in event-time order.
+
+    ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
+    kept, divided by ``speed``.
+    """
+    items = list(merged(paths))
+    stats = ReplayStats()
+    bar = Progress(len(items), enabled=progress)
+    wall_start = time.monotonic()
+    first_event: int | None = None
+    for done, item in enumerate(items, 1):
+        stats.read += 1
+        if item.tick is None:
+            if item.reason_code == "skip":
+                stats.skipped[item.reason] += 1
+            else:
+                stats.rejected[item.reason_code] += 1
+                sink.reject(item.reason_code, item.reason, item.origin, item.line, item.raw)
+            continue
+        tick = item.tick
+        if symbols and tick["symbol"] not in symbols:
+            stats.filtered += 1
+            continue
+        if speed is not None:
+            if first_event is None:
+                first_event = item.event_time_ms
+            due = wall_start + (item.event_time_ms - first_event) / 1000.0 / speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                sleep(delay)
+        sink.send(tick, tick["symbol"], tick["event_time_ms"])
+        stats.produced += 1
+        bar.update(done)
+    sink.flush()
+    bar.close(len(items))
+    return stats
