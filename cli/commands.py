@@ -202,7 +202,33 @@ def _reader_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without records")
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from cli import demo
+
+    files = [Path(f) for f in args.files] if args.files else None
+    return demo.run(settings, files=files, report_dir=Path(args.report_dir) if args.report_dir else None)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.main import require_broker
+    from cli.report import write_report
+
+    require_broker(settings)
+    out = write_report(settings, Path(args.out))
+    print(out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: broker, worker, replay of the shipped sample, summary, report")
+    p.add_argument("files", nargs="*", help="files to replay instead of the shipped BTCUSDT/ETHUSDT sample")
+    p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="write an HTML report (with PNG plots) of the run in LIVELEARN_TOPIC_PREFIX")
+    p.add_argument("--out", default="reports/report.html", help="output HTML file")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("replay", help="replay Binance dumps (.zip/.csv) and websocket captures into the ticks topic")
     p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv) or websocket captures")
     p.add_argument("--speed", default="max", help="1 = real time, 60 = sixty times faster, max = as fast as possible")

@@ -30,7 +30,6 @@ class KafkaSink:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": linger_ms,
-            "compression.type": "lz4",
             "partitioner": PARTITIONER,
             "queue.buffering.max.messages": 500_000,
         })

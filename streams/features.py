@@ -235,12 +235,16 @@ class SymbolFeatures:
         tp20.add(tp)
         if t >= 20:
             values["range_20"] = (e20.highest() - e20.lowest()) / price
-            mean_tp = tp20.mean
-            deviation = 0.0
-            for v in tp20.values:
-                deviation += abs(v - mean_tp)
-            deviation /= 20.0
-            values["cci_20"] = 0.0 if deviation <= 1e-12 * abs(mean_tp) else (tp - mean_tp) / (0.015 * deviation)
+            # Exact in fixed point: 20 (tp - mean) = 20 q - S1, so neither the deviation nor the
+            # numerator loses digits to cancellation at price levels of 60,000.
+            s1 = tp20.s1
+            deviation = 0
+            for q in tp20.values:
+                deviation += abs(20 * q - s1)
+            if deviation == 0:
+                values["cci_20"] = 0.0
+            else:
+                values["cci_20"] = (20 * tp20.values[tp20.pos - 1] - s1) * 20 / (0.015 * deviation)
 
         # Volume, VWAP, flow.
         v20 = self.volume20

@@ -1,8 +1,7 @@
 """Fixed-length rolling windows with O(1) amortised updates.
 
-These are the building blocks of :mod:`streams.features`. They keep running sums (and a sliding
-Welford second moment) instead of re-reducing the window on every tick, and re-synchronise from the
-stored window every ``RESYNC_EVERY`` updates so that floating-point drift stays bounded.
+These are the building blocks of :mod:`streams.features`. They keep exact running sums in fixed
+point instead of re-reducing the window on every tick, so there is no floating-point drift to bound.
 
 >>> w = RollingMoments(3)
 >>> for x in (1.0, 2.0, 3.0, 4.0):
@@ -20,76 +19,73 @@ from __future__ import annotations
 
 from collections import deque
 
-RESYNC_EVERY = 4096
+FIXED_POINT_BITS = 60
+SCALE = float(2**FIXED_POINT_BITS)
 
 
 class RollingMoments:
-    """Mean and variance of the last ``size`` values (sliding Welford)."""
+    """Mean and variance of the last ``size`` values, from exact integer running sums.
 
-    __slots__ = ("size", "values", "pos", "count", "mean", "m2", "total", "since_resync")
+    Each value is turned into a fixed-point integer (``value * 2**FIXED_POINT_BITS``, exact for any
+    value whose lowest set bit is at or above 2**-60, which covers prices and sizes), so the running
+    sum and sum of squares never drift and ``(n S2 - S1^2) / n^2`` is computed exactly and rounded
+    once: a constant window has variance 0.0, and prices of 60,000 with a spread of 0.005 keep
+    every digit of their variance.
+    """
+
+    __slots__ = ("size", "values", "pos", "count", "s1", "s2")
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = size
-        self.values = [0.0] * size
+        self.values = [0] * size
         self.pos = 0
         self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.total = 0.0
-        self.since_resync = 0
+        self.s1 = 0
+        self.s2 = 0
 
     @property
     def full(self) -> bool:
         return self.count >= self.size
 
     def add(self, x: float) -> None:
-        values = self.values
+        q = int(x * SCALE)
         pos = self.pos
         if self.count < self.size:
             self.count += 1
-            delta = x - self.mean
-            self.mean += delta / self.count
-            self.m2 += delta * (x - self.mean)
-            self.total += x
         else:
-            old = values[pos]
-            old_mean = self.mean
-            self.mean = old_mean + (x - old) / self.size
-            self.m2 += (x - old) * (x - self.mean + old - old_mean)
-            self.total += x - old
-            self.since_resync += 1
-            if self.since_resync >= RESYNC_EVERY:
-                values[pos] = x
-                self.pos = (pos + 1) % self.size
-                self._resync()
-                return
-        values[pos] = x
+            old = self.values[pos]
+            self.s1 -= old
+            self.s2 -= old * old
+        self.values[pos] = q
+        self.s1 += q
+        self.s2 += q * q
         self.pos = (pos + 1) % self.size
 
-    def _resync(self) -> None:
-        n = self.count
-        window = self.values if n >= self.size else self.values[:n]
-        total = 0.0
-        for v in window:
-            total += v
-        mean = total / n
-        m2 = 0.0
-        for v in window:
-            m2 += (v - mean) * (v - mean)
-        self.total, self.mean, self.m2, self.since_resync = total, mean, m2, 0
+    @property
+    def n(self) -> int:
+        return self.count if self.count < self.size else self.size
+
+    @property
+    def mean(self) -> float:
+        return self.s1 / (self.n << FIXED_POINT_BITS) if self.count else 0.0
+
+    @property
+    def total(self) -> float:
+        return self.s1 / SCALE
 
     def variance(self, ddof: int = 0) -> float:
-        n = self.count
+        n = self.n
         if n - ddof <= 0:
             return 0.0
-        m2 = self.m2
-        return m2 / (n - ddof) if m2 > 0.0 else 0.0
+        return (n * self.s2 - self.s1 * self.s1) / ((n * (n - ddof)) << (2 * FIXED_POINT_BITS))
 
-    def oldest(self) -> float:
-        """The value that the next ``add`` evicts (when full)."""
-        return self.values[self.pos]
+    def window(self) -> list[float]:
+        """The stored values (oldest first once full), as floats."""
+        n = self.n
+        start = self.pos if self.count >= self.size else 0
+        return [self.values[(start + i) % self.size] / SCALE for i in range(n)]
 
 
 class RollingExtremes:
@@ -133,36 +129,34 @@ class RollingExtremes:
 
 
 class RollingSum:
-    """Sum of the last ``size`` values, re-summed exactly every ``RESYNC_EVERY`` updates."""
+    """Sum of the last ``size`` values, kept exactly in fixed point (see :class:`RollingMoments`)."""
 
-    __slots__ = ("size", "values", "pos", "count", "total", "since_resync")
+    __slots__ = ("size", "values", "pos", "count", "s1")
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError("size must be >= 1")
         self.size = size
-        self.values = [0.0] * size
+        self.values = [0] * size
         self.pos = 0
         self.count = 0
-        self.total = 0.0
-        self.since_resync = 0
+        self.s1 = 0
 
     @property
     def full(self) -> bool:
         return self.count >= self.size
 
     def add(self, x: float) -> None:
+        q = int(x * SCALE)
         pos = self.pos
         if self.count < self.size:
             self.count += 1
-            self.total += x
         else:
-            self.total += x - self.values[pos]
-            self.since_resync += 1
-        self.values[pos] = x
+            self.s1 -= self.values[pos]
+        self.values[pos] = q
+        self.s1 += q
         self.pos = (pos + 1) % self.size
-        if self.since_resync >= RESYNC_EVERY:
-            total = 0.0
-            for v in self.values:
-                total += v
-            self.total, self.since_resync = total, 0
+
+    @property
+    def total(self) -> float:
+        return self.s1 / SCALE

@@ -1,0 +1,41 @@
+"""learn: external feedback -> learning on the features used at prediction time.
+
+Market outcomes (source = market) are learned in line by the predict agent; this agent takes the
+feedback that trading systems or people send about a prediction id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from agents.app import app, avro, dead_letter, metrics, topics
+from agents.predict import registry
+from schemas.codec import DecodeError
+from streams.learning import UnknownPrediction
+
+log = logging.getLogger("livelearn.learn")
+STAGE = "learn"
+
+
+@app.agent(topics["feedback"])
+async def learn(stream):
+    codec = avro["feedback"]
+    events = metrics.events.labels(STAGE)
+    async for event in stream.events():
+        message = event.message
+        try:
+            feedback = codec.decode(message.value, message.topic, message.partition, message.offset)
+            if feedback["source"] == "market":
+                continue
+            learner = registry.learners.get(feedback["symbol"])
+            if learner is None:
+                raise UnknownPrediction(f"no model for symbol {feedback['symbol']!r} on this worker")
+            learner.learn_feedback(feedback)
+            events.inc()
+        except DecodeError as exc:
+            await dead_letter(message, STAGE, "decode_error", str(exc))
+        except UnknownPrediction as exc:
+            await dead_letter(message, STAGE, "unknown_prediction", str(exc.args[0]))
+        except Exception as exc:
+            log.exception("learn failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+            await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")

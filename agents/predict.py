@@ -1,0 +1,94 @@
+"""predict: features -> predictions (+ market outcomes on the feedback topic, concept and prediction
+drift alerts, model events). Learning from market outcomes happens here, in line, before each
+prediction, so that replays are deterministic (see streams.learning)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
+from agents.registry import Registry
+from schemas.codec import DecodeError
+
+log = logging.getLogger("livelearn.predict")
+STAGE = "predict"
+SEVERE = ("HIGH", "CRITICAL")
+
+registry = Registry(settings)
+
+
+async def react_to_drift(learner, alert: dict) -> None:
+    """Adaptive response to concept drift, recorded as a ModelEvent carrying the alert id."""
+    if alert["kind"] != "CONCEPT" or alert["status"] != "FIRING":
+        return
+    if alert["severity"] in SEVERE:
+        member = learner.worst_member()
+        learner.reset_member(member)
+        kind, reason = "RESET", f"concept drift ({alert['severity']}): reset the worst member {member}"
+    else:
+        member = "mlp"
+        if member not in learner.ensemble.members:
+            return
+        learner.ensemble.members[member].raise_learning_rate()
+        kind, reason = "LEARNING_RATE", f"concept drift ({alert['severity']}): {member} back to its initial rate"
+    event = {
+        "event_id": uuid.uuid5(uuid.NAMESPACE_URL, alert["alert_id"] + kind).hex, "symbol": learner.symbol,
+        "model_id": f"{learner.model_id}/{member}", "kind": kind, "version": learner.version, "reason": reason,
+        "alert_id": alert["alert_id"], "details": {"p_value": repr(alert["p_value"]),
+                                                  "effect_size": repr(alert["effect_size"])},
+        "event_time_ms": alert["created_time_ms"],
+    }
+    metrics.model_events.labels(kind).inc()
+    await publish("model-events", learner.symbol.encode(), event, event["event_time_ms"])
+
+
+def export_scores(learner) -> None:
+    symbol = learner.symbol
+    for name, score in learner.scores.items():
+        if score.n:
+            metrics.member_accuracy.labels(symbol, name).set(score.accuracy)
+            metrics.member_log_loss.labels(symbol, name).set(score.log_loss)
+    for name, weight in learner.ensemble.weights().items():
+        metrics.member_weight.labels(symbol, name).set(weight)
+
+
+@app.agent(topics["features"])
+async def predict(stream):
+    codec = avro["features"]
+    latency = metrics.latency.labels(STAGE)
+    events = metrics.events.labels(STAGE)
+    async for event in stream.events():
+        message = event.message
+        started = time.perf_counter()
+        try:
+            vector = codec.decode(message.value, message.topic, message.partition, message.offset)
+            learner = registry.learner(vector["symbol"])
+            prediction, outcomes = learner.process(vector)
+        except DecodeError as exc:
+            await dead_letter(message, STAGE, "decode_error", str(exc))
+            continue
+        except Exception as exc:
+            log.exception("predict failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+            await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
+            continue
+        events.inc()
+        symbol_key = message.key
+        monitor = registry.model_monitor(learner.symbol)
+        alerts = []
+        for outcome in outcomes:
+            await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
+            metrics.label_lag.observe((outcome["feedback_time_ms"] - outcome["event_time_ms"]) / 1000.0)
+        for loss in learner.matured_losses:
+            alerts += monitor.update_error(loss, vector["event_time_ms"])
+        alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+        prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
+        await publish("predictions", symbol_key, prediction, prediction["event_time_ms"])
+        for alert in alerts:
+            metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
+            await publish("alerts", symbol_key, alert, alert["created_time_ms"])
+            await react_to_drift(learner, alert)
+        if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
+            export_scores(learner)
+        latency.observe(time.perf_counter() - started)

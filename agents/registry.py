@@ -1,0 +1,43 @@
+"""Per-symbol learners and drift monitors held by this worker process.
+
+Models stay in process memory (a Faust table would write a changelog record on every event); the
+data topics are co-partitioned by symbol, so the worker that owns a symbol's features also owns its
+feedback, and the predict, learn and monitor agents share these objects.
+"""
+
+from __future__ import annotations
+
+from agents.settings import Settings
+from streams.drift import DriftConfig, DriftMonitor
+from streams.learning import SymbolLearner
+
+
+class Registry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.members = tuple(m.strip() for m in settings.members.split(",") if m.strip())
+        self.drift_config = DriftConfig(window=int(settings.drift_window), alpha=float(settings.drift_alpha),
+                                        correction=settings.drift_correction)
+        self.learners: dict[str, SymbolLearner] = {}
+        self.feature_monitors: dict[str, DriftMonitor] = {}
+        self.model_monitors: dict[str, DriftMonitor] = {}
+
+    def learner(self, symbol: str) -> SymbolLearner:
+        learner = self.learners.get(symbol)
+        if learner is None:
+            learner = self.learners[symbol] = SymbolLearner(
+                symbol, members=self.members, horizon_ticks=self.settings.horizon,
+                flat_band=float(self.settings.flat_band), seed=int(self.settings.seed))
+        return learner
+
+    def feature_monitor(self, symbol: str) -> DriftMonitor:
+        monitor = self.feature_monitors.get(symbol)
+        if monitor is None:
+            monitor = self.feature_monitors[symbol] = DriftMonitor(symbol, self.drift_config)
+        return monitor
+
+    def model_monitor(self, symbol: str) -> DriftMonitor:
+        monitor = self.model_monitors.get(symbol)
+        if monitor is None:
+            monitor = self.model_monitors[symbol] = DriftMonitor(symbol, self.drift_config)
+        return monitor

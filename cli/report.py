@@ -1,0 +1,176 @@
+"""`livelearn report`: a self-contained HTML page (PNG plots inlined as base64) of one run's topics."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agents.settings import Settings
+from cli.topic_reader import read_records
+
+ROLLING = 200
+
+
+def load_run(settings: Settings) -> dict[str, list[dict]]:
+    return {
+        "predictions": read_records(settings, "predictions", "prediction"),
+        "feedback": read_records(settings, "feedback", "feedback"),
+        "alerts": read_records(settings, "alerts", "drift_alert"),
+        "model_events": read_records(settings, "model-events", "model_event"),
+        "dead_letters": read_records(settings, "dead-letters", "dead_letter"),
+    }
+
+
+def score_table(predictions: list[dict], feedback: list[dict]) -> dict[str, dict[str, float]]:
+    """Accuracy and log-loss of every member, the ensemble and the baseline over all labelled predictions."""
+    labels = {f["prediction_id"]: f["label"] for f in feedback if f["source"] == "market" and f["label"] is not None}
+    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    for p in predictions:
+        y = labels.get(p["prediction_id"])
+        if y is None:
+            continue
+        for name, prob in [*p["member_probabilities"].items(), ("ensemble", p["probability_up"])]:
+            t = totals[name]
+            t[0] += 1
+            t[1] += int((prob >= 0.5) == (y == 1))
+            q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
+            t[2] += -math.log(q)
+    return {name: {"n": t[0], "accuracy": t[1] / t[0], "log_loss": t[2] / t[0]} for name, t in totals.items() if t[0]}
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _times(ms: list[int]):
+    return [datetime.fromtimestamp(t / 1000, UTC) for t in ms]
+
+
+def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    predictions, feedback, alerts = run["predictions"], run["feedback"], run["alerts"]
+    labels = {f["prediction_id"]: f for f in feedback if f["source"] == "market"}
+    plots = []
+    by_symbol: dict[str, list[dict]] = defaultdict(list)
+    for p in predictions:
+        by_symbol[p["symbol"]].append(p)
+    for symbol, preds in sorted(by_symbol.items()):
+        preds.sort(key=lambda p: p["event_time_ms"])
+        # Price is not on the prediction record; rebuild it from realised returns is lossy, so use
+        # the feedback's realised return only for colouring hits and misses.
+        fig, axes = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+        times = _times([p["event_time_ms"] for p in preds])
+        axes[0].plot(times, [p["probability_up"] for p in preds], lw=0.6, label="ensemble P(up)")
+        hits = [(t, p["probability_up"]) for t, p in zip(times, preds, strict=True)
+                if p["prediction_id"] in labels and labels[p["prediction_id"]]["label"] is not None
+                and (p["probability_up"] >= 0.5) == (labels[p["prediction_id"]]["label"] == 1)]
+        if hits:
+            axes[0].scatter(*zip(*hits, strict=True), s=3, c="green", label="correct")
+        axes[0].axhline(0.5, color="grey", lw=0.5)
+        for a in alerts:
+            if a["symbol"] == symbol and a["status"] == "FIRING":
+                axes[0].axvline(_times([a["created_time_ms"]])[0], color="red", lw=0.8, alpha=0.6)
+        axes[0].set_ylabel("P(up)")
+        axes[0].legend(loc="upper right", fontsize=7)
+        axes[0].set_title(f"{symbol}: predictions (red lines: drift alerts)")
+        names = sorted({n for p in preds for n in p["member_probabilities"]} | {"ensemble"})
+        for name in names:
+            window: list[tuple[int, float]] = []
+            acc_series, loss_series, series_times = [], [], []
+            for t, p in zip(times, preds, strict=True):
+                f = labels.get(p["prediction_id"])
+                if f is None or f["label"] is None:
+                    continue
+                prob = p["probability_up"] if name == "ensemble" else p["member_probabilities"].get(name)
+                if prob is None:
+                    continue
+                y = f["label"]
+                q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
+                window.append((int((prob >= 0.5) == (y == 1)), -math.log(q)))
+                if len(window) > ROLLING:
+                    window.pop(0)
+                series_times.append(t)
+                acc_series.append(sum(w[0] for w in window) / len(window))
+                loss_series.append(sum(w[1] for w in window) / len(window))
+            style = {"lw": 1.6} if name in ("ensemble", "persistence") else {"lw": 0.8}
+            axes[1].plot(series_times, acc_series, label=name, **style)
+            axes[2].plot(series_times, loss_series, label=name, **style)
+        axes[1].set_ylabel(f"accuracy ({ROLLING})")
+        axes[2].set_ylabel(f"log-loss ({ROLLING})")
+        axes[1].legend(loc="upper right", fontsize=7)
+        plots.append((f"{symbol}: predictions, rolling accuracy and log-loss", _png(fig)))
+
+        fig, ax = plt.subplots(figsize=(11, 3))
+        members = sorted({n for p in preds for n in p["member_weights"]})
+        for name in members:
+            ax.plot(times, [p["member_weights"].get(name, math.nan) for p in preds], label=name)
+        ax.set_ylabel("weight")
+        ax.legend(fontsize=7)
+        plots.append((f"{symbol}: ensemble weights over time", _png(fig)))
+
+    if alerts:
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        kinds = sorted({a["kind"] for a in alerts})
+        for kind in kinds:
+            chosen = [a for a in alerts if a["kind"] == kind and a["status"] == "FIRING"]
+            ax.scatter(_times([a["created_time_ms"] for a in chosen]),
+                       [max(a["adjusted_p_value"], 1e-300) for a in chosen], label=kind, s=14)
+        ax.set_yscale("log")
+        ax.set_ylabel("adjusted p-value")
+        ax.legend(fontsize=7)
+        ax.set_title("drift alerts: adjusted p-value of the test that fired")
+        plots.append(("Drift alerts", _png(fig)))
+
+    latencies = [p["latency_ms"] for p in predictions]
+    if latencies:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.hist(latencies, bins=60)
+        ax.set_xlabel("prediction latency in the worker, ms")
+        ax.set_yscale("log")
+        plots.append(("Prediction latency", _png(fig)))
+    return plots
+
+
+def write_report(settings: Settings, out: Path, run: dict[str, list[dict]] | None = None) -> Path:
+    run = run or load_run(settings)
+    table = score_table(run["predictions"], run["feedback"])
+    plots = build_plots(run)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{s['n']}</td><td>{s['accuracy']:.4f}</td><td>{s['log_loss']:.4f}</td></tr>"
+        for name, s in sorted(table.items())
+    )
+    alert_rows = "".join(
+        f"<tr><td>{html.escape(a['alert_id'])}</td><td>{a['status']}</td><td>{a['kind']}</td><td>{a['severity']}</td>"
+        f"<td>{a['test_name']}</td><td>{a['adjusted_p_value']:.2e}</td><td>{a['effect_size']:.3f}</td>"
+        f"<td>{html.escape(', '.join(a['affected_features']))}</td></tr>"
+        for a in run["alerts"][:200]
+    )
+    images = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'/>" for t, b in plots)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>livelearn run report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}</style>
+</head><body><h1>livelearn run report</h1>
+<p>Topics with prefix <code>{html.escape(settings.topic_prefix)}</code>: {len(run['predictions'])} predictions,
+{len(run['feedback'])} feedback records, {len(run['alerts'])} alert records, {len(run['model_events'])} model events,
+{len(run['dead_letters'])} dead letters.</p>
+<h2>Scores over all labelled predictions</h2>
+<table><tr><th>model</th><th>n</th><th>accuracy</th><th>log-loss</th></tr>{rows}</table>
+{images}
+<h2>Alerts</h2><table><tr><th>id</th><th>status</th><th>kind</th><th>severity</th><th>test</th><th>adj. p</th><th>effect</th><th>streams</th></tr>{alert_rows}</table>
+</body></html>"""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out

@@ -1,0 +1,297 @@
+"""Every feature against an independent batch reference (pandas/numpy from the definitions), on real data."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streams.features import FEATURE_NAMES, FeatureEngine, LateTick
+from streams.ticks import InvalidTick, check_tick, make_tick
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance"
+KLINE_FILES = sorted((SHARED / "klines").rglob("*.zip"))
+WS_FILES = sorted((SHARED / "ws").glob("spot_*.gz"))
+RTOL = 1e-9
+
+
+def wilder(values: np.ndarray, n: int, first: int) -> np.ndarray:
+    """Wilder average of values[first:]: mean of the first n, then (prev*(n-1)+x)/n."""
+    out = np.full(len(values), np.nan)
+    if len(values) - first < n:
+        return out
+    avg = values[first:first + n].mean()
+    out[first + n - 1] = avg
+    for i in range(first + n, len(values)):
+        avg = (avg * (n - 1) + values[i]) / n
+        out[i] = avg
+    return out
+
+
+def rolling(series: pd.Series, n: int, reduce) -> pd.Series:
+    """Exact two-pass reduction over every full window (numpy), NaN before the window is full."""
+    # Extended precision (x87 80-bit long double) so that the reference is more exact than the core.
+    values = series.to_numpy(dtype=np.longdouble)
+    out = np.full(len(values), np.nan, dtype=np.longdouble)
+    if len(values) >= n:
+        out[n - 1:] = reduce(np.lib.stride_tricks.sliding_window_view(values, n), axis=1)
+    return pd.Series(out.astype(float), index=series.index)
+
+
+def bollinger_reference(p: pd.Series) -> np.ndarray:
+    values = p.to_numpy(dtype=np.longdouble)
+    out = np.full(len(values), np.nan)
+    if len(values) >= 20:
+        windows = np.lib.stride_tricks.sliding_window_view(values, 20)
+        mid, sd = windows.mean(axis=1), windows.std(axis=1, ddof=0)
+        last = values[19:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = np.where(sd <= 1e-12 * mid, 0.5, (last - mid + 2 * sd) / (4 * sd))
+        out[19:] = pct.astype(float)
+    return out
+
+
+def _std0(w, axis):
+    return np.std(w, axis=axis, ddof=0)
+
+
+def _std1(w, axis):
+    return np.std(w, axis=axis, ddof=1)
+
+
+def cci_reference(tp: pd.Series) -> np.ndarray:
+    values = tp.to_numpy(dtype=np.longdouble)
+    out = np.full(len(values), np.nan)
+    if len(values) >= 20:
+        windows = np.lib.stride_tricks.sliding_window_view(values, 20)
+        mean = windows.mean(axis=1)
+        mad = np.abs(windows - mean[:, None]).mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cci = np.where(mad == 0, 0.0, (values[19:] - mean) / (0.015 * mad))
+        out[19:] = cci.astype(float)
+    return out
+
+
+def reference(frame: pd.DataFrame, is_trade: bool) -> pd.DataFrame:
+    """Features from the definitions in streams.features' docstring, over the whole series."""
+    p, h, lo, v, q, t = frame.price, frame.high, frame.low, frame.volume, frame.quote, frame.time
+    ref = pd.DataFrame(index=frame.index)
+    r1 = p / p.shift(1) - 1
+    ref["ret_1"], ref["ret_5"], ref["ret_20"] = r1, p / p.shift(5) - 1, p / p.shift(20) - 1
+    ref["momentum_10"], ref["roc_10"] = p - p.shift(10), 100 * (p / p.shift(10) - 1)
+    ref["sma_5"], ref["sma_20"] = rolling(p, 5, np.mean), rolling(p, 20, np.mean)
+    ref["sma_ratio_5_20"] = ref.sma_5 / ref.sma_20 - 1
+    e12, e26 = p.ewm(span=12, adjust=False).mean(), p.ewm(span=26, adjust=False).mean()
+    macd = e12 - e26
+    signal = macd.ewm(span=9, adjust=False).mean()
+    n = np.arange(1, len(p) + 1)
+    ref["ema_12"] = e12.where(n >= 12)
+    ref["ema_26"] = e26.where(n >= 26)
+    ref["macd"] = macd.where(n >= 26)
+    ref["ema_ratio_12_26"] = (e12 / e26 - 1).where(n >= 26)
+    ref["macd_signal"] = signal.where(n >= 34)
+    ref["macd_hist"] = (macd - signal).where(n >= 34)
+    sd = rolling(p, 20, _std0)
+    ref["price_std_20"] = sd
+    ref["volatility_20"] = rolling(r1, 20, _std1)
+    ref["bollinger_pct_b"] = bollinger_reference(p)
+    hh14, ll14 = h.rolling(14).max(), lo.rolling(14).min()
+    span14 = hh14 - ll14
+    ref["stoch_k_14"] = np.where(span14 > 0, 100 * (p - ll14) / span14, 50.0)
+    ref["williams_r_14"] = np.where(span14 > 0, -100 * (hh14 - p) / span14, -50.0)
+    ref.loc[hh14.isna(), ["stoch_k_14", "williams_r_14"]] = np.nan
+    ref["range_20"] = (h.rolling(20).max() - lo.rolling(20).min()) / p
+    ref["cci_20"] = cci_reference((h + lo + p) / 3)
+    diff = p.diff().to_numpy()
+    gains, losses = np.where(diff > 0, diff, 0.0), np.where(diff < 0, -diff, 0.0)
+    ag, al = wilder(gains, 14, 1), wilder(losses, 14, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsi = np.where(al == 0, np.where(ag == 0, 50.0, 100.0), 100 - 100 / (1 + ag / al))
+    ref["rsi_14"] = np.where(np.isnan(ag), np.nan, rsi)
+    prev_close = p.shift(1)
+    tr = np.maximum.reduce([h - lo, (h - prev_close).abs(), (lo - prev_close).abs()])
+    tr = np.where(prev_close.isna(), h - lo, tr)
+    ref["atr_14"] = wilder(np.asarray(tr, dtype=float), 14, 0)
+    ref["atr_pct"] = ref.atr_14 / p
+    vol20 = rolling(v, 20, np.sum)
+    vwap = rolling(q, 20, np.sum) / vol20
+    ref["vwap_20"] = vwap.where(vol20 > 0)
+    ref["vwap_dev_20"] = (p / vwap - 1).where(vol20 > 0)
+    day = t // 86_400_000
+    cum_q, cum_v = q.groupby(day).cumsum(), v.groupby(day).cumsum()
+    ref["session_vwap"] = (cum_q / cum_v).where(cum_v > 0)
+    ref["session_vwap_dev"] = (p / ref.session_vwap - 1).where(cum_v > 0)
+    mean_v, sd_v = rolling(v, 20, np.mean), rolling(v, 20, _std0)
+    ref["volume_z_20"] = np.where(sd_v <= 1e-12 * mean_v.abs(), 0.0, (v - mean_v) / sd_v)
+    ref.loc[mean_v.isna(), "volume_z_20"] = np.nan
+    ref["volume_ratio_20"] = (v / mean_v).where(mean_v > 0)
+    known = frame.taker_buy.notna()
+    ref["taker_buy_share_20"] = (rolling(frame.taker_buy.fillna(0), 20, np.sum)
+                                 / rolling(v.where(known, 0.0), 20, np.sum))
+    if is_trade:
+        sign = np.where(frame.buyer_maker, -1.0, 1.0)
+        ref["trade_sign_imbalance_20"] = rolling(pd.Series(sign, index=frame.index), 20, np.mean)
+    else:
+        ref["trade_sign_imbalance_20"] = np.nan
+    ref["dt_seconds"] = t.diff() / 1000.0
+    if "bid" in frame:
+        mid = (frame.bid + frame.ask) / 2
+        ref["spread_bps"] = (frame.ask - frame.bid) / mid * 1e4
+        ref["book_imbalance"] = (frame.bid_qty - frame.ask_qty) / (frame.bid_qty + frame.ask_qty)
+    else:
+        ref["spread_bps"] = ref["book_imbalance"] = np.nan
+    return ref
+
+
+def compare(vectors: list[dict], ref: pd.DataFrame) -> None:
+    """Same readiness, and values within 1e-9 relative to the feature's scale (its largest magnitude)."""
+    assert set(ref.columns) == set(FEATURE_NAMES)
+    for name in FEATURE_NAMES:
+        expected = ref[name].to_numpy(dtype=float)
+        got = np.array([vec["values"].get(name, np.nan) for vec in vectors])
+        present = ~np.isnan(got)
+        assert np.array_equal(present, ~np.isnan(expected)), (
+            f"{name}: ready at {np.flatnonzero(present)[:3]} but reference defined at "
+            f"{np.flatnonzero(~np.isnan(expected))[:3]}")
+        for vec, is_present in zip(vectors, present, strict=True):
+            assert (name in vec["not_ready"]) != is_present
+        if present.any():
+            scale = np.nanmax(np.abs(expected))
+            np.testing.assert_allclose(got[present], expected[present], rtol=RTOL, atol=RTOL * scale,
+                                       err_msg=name)
+
+
+def load_klines(path: Path) -> pd.DataFrame:
+    with zipfile.ZipFile(path) as archive:
+        text = archive.read(archive.namelist()[0]).decode()
+    header = 0 if text.startswith("open_time") else None
+    raw = pd.read_csv(io.StringIO(text), header=header).to_numpy()
+    close_time = raw[:, 6].astype(np.int64)
+    close_time = np.where(close_time > 10**14, close_time // 1000, close_time)
+    return pd.DataFrame({"time": close_time, "price": raw[:, 4].astype(float), "high": raw[:, 2].astype(float),
+                         "low": raw[:, 3].astype(float), "volume": raw[:, 5].astype(float),
+                         "quote": raw[:, 7].astype(float), "taker_buy": raw[:, 9].astype(float)})
+
+
+@pytest.mark.parametrize("path", KLINE_FILES, ids=lambda p: p.name)
+def test_kline_features_equal_reference(path):
+    frame = load_klines(path)
+    engine = FeatureEngine()
+    symbol = path.name.split("-")[0]
+    vectors = []
+    for row in frame.itertuples():
+        tick = make_tick(symbol, "KLINE", int(row.time), row.price, row.volume, "test", open=row.price,
+                         high=row.high, low=row.low, quote_volume=row.quote, taker_buy_volume=row.taker_buy)
+        vectors.append(engine.update(tick))
+    assert len(vectors) == 1440
+    compare(vectors, reference(frame, is_trade=False))
+
+
+def load_trades_with_book(path: Path) -> tuple[pd.DataFrame, list[dict]]:
+    """Trades of a capture with the last book ticker before each, in event-time order (stable)."""
+    events = []
+    with gzip.open(path, "rt") as lines:
+        for number, line in enumerate(lines):
+            stamp, _, body = line.partition(" ")
+            message = json.loads(body)
+            data = message.get("data", {})
+            if data.get("e") == "trade":
+                events.append((int(data["T"]), number, "trade", data))
+            elif "stream" in message and message["stream"].endswith("@bookTicker"):
+                events.append((int(stamp) // 1_000_000, number, "book", data))
+    events.sort(key=lambda e: e[0])
+    rows, ticks, book = [], [], None
+    for time_ms, _, kind, data in events:
+        if kind == "book":
+            book = tuple(float(data[k]) for k in ("b", "B", "a", "A"))
+            ticks.append(make_tick(data["s"], "BOOK_TICKER", time_ms, (book[0] + book[2]) / 2, 0.0, "test",
+                                   bid_price=book[0], bid_qty=book[1], ask_price=book[2], ask_qty=book[3]))
+            continue
+        price, qty, maker = float(data["p"]), float(data["q"]), bool(data["m"])
+        row = {"time": time_ms, "price": price, "high": price, "low": price, "volume": qty, "quote": price * qty,
+               "taker_buy": 0.0 if maker else qty, "buyer_maker": maker}
+        if book is not None:
+            row.update(bid=book[0], bid_qty=book[1], ask=book[2], ask_qty=book[3])
+        rows.append(row)
+        ticks.append(make_tick(data["s"], "TRADE", time_ms, price, qty, "test", is_buyer_maker=maker))
+    return pd.DataFrame(rows), ticks
+
+
+@pytest.mark.parametrize("path", WS_FILES, ids=lambda p: p.name)
+def test_trade_and_book_features_equal_reference(path):
+    frame, ticks = load_trades_with_book(path)
+    engine = FeatureEngine()
+    vectors = [v for v in (engine.update(t) for t in ticks) if v is not None]
+    assert len(vectors) == len(frame) > 5000
+    compare(vectors, reference(frame, is_trade=True))
+
+
+def run_prices(prices, volumes=None, start=1_700_000_000_000, step_ms=60_000):
+    engine = FeatureEngine()
+    out = None
+    for i, price in enumerate(prices):
+        volume = 1.0 if volumes is None else volumes[i]
+        out = engine.update(make_tick("X", "KLINE", start + i * step_ms, price, volume, "test", open=price,
+                                      high=price, low=price, quote_volume=price * volume,
+                                      taker_buy_volume=volume / 2))
+    return out
+
+
+def test_constant_prices_are_defined_without_division_by_zero():
+    values = run_prices([100.0] * 60)["values"]
+    assert values["rsi_14"] == 50.0
+    assert values["stoch_k_14"] == 50.0 and values["williams_r_14"] == -50.0
+    assert values["bollinger_pct_b"] == 0.5 and values["cci_20"] == 0.0
+    assert values["volatility_20"] == 0.0 and values["atr_14"] == 0.0
+    assert all(math.isfinite(v) for v in values.values())
+
+
+def test_zero_volume_leaves_volume_features_absent_not_zero():
+    vector = run_prices([100.0 + i for i in range(40)], volumes=[0.0] * 40)
+    for name in ("vwap_20", "vwap_dev_20", "session_vwap", "volume_ratio_20", "taker_buy_share_20"):
+        assert name not in vector["values"] and name in vector["not_ready"]
+    assert vector["values"]["volume_z_20"] == 0.0
+
+
+def test_gap_in_time_shows_in_dt_and_resets_the_session():
+    engine = FeatureEngine()
+    t0 = 1_700_000_000_000
+    engine.update(make_tick("X", "TRADE", t0, 100.0, 1.0, "test", is_buyer_maker=True))
+    later = engine.update(make_tick("X", "TRADE", t0 + 3 * 86_400_000, 110.0, 2.0, "test", is_buyer_maker=False))
+    assert later["values"]["dt_seconds"] == 3 * 86_400.0
+    assert later["values"]["session_vwap"] == 110.0
+
+
+def test_single_tick_marks_everything_but_session_vwap_not_ready():
+    vector = FeatureEngine().update(make_tick("X", "TRADE", 1_700_000_000_000, 100.0, 1.0, "test",
+                                              is_buyer_maker=True))
+    assert set(vector["values"]) == {"session_vwap", "session_vwap_dev"}
+    assert set(vector["not_ready"]) == set(FEATURE_NAMES) - set(vector["values"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0])
+def test_nan_inf_and_non_positive_prices_are_rejected_before_the_state(bad):
+    with pytest.raises(InvalidTick):
+        check_tick(make_tick("X", "TRADE", 1_700_000_000_000, bad, 1.0, "test"))
+    with pytest.raises(InvalidTick):
+        check_tick(make_tick("X", "TRADE", 1_700_000_000_000, 100.0, bad if bad != 0.0 else -5.0, "test"))
+
+
+def test_late_ticks_follow_the_documented_policy():
+    engine = FeatureEngine(late_grace_ms=500)
+    t0 = 1_700_000_000_000
+    engine.update(make_tick("X", "TRADE", t0, 100.0, 1.0, "test"))
+    clamped = engine.update(make_tick("X", "TRADE", t0 - 400, 101.0, 1.0, "test"))
+    assert clamped["event_time_ms"] == t0 and clamped["values"]["dt_seconds"] == 0.0
+    with pytest.raises(LateTick):
+        engine.update(make_tick("X", "TRADE", t0 - 501, 99.0, 1.0, "test"))
+    assert engine.state("X").t == 2  # the late tick changed nothing
+    other = engine.update(make_tick("Y", "TRADE", t0 - 10_000, 5.0, 1.0, "test"))
+    assert other["tick_index"] == 1  # event time is per symbol
