@@ -113,9 +113,8 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
 
     from confluent_kafka import Consumer
 
-    from schemas.codec import DecodeError, make_codec
-
     from cli.main import require_broker
+    from schemas.codec import DecodeError, make_codec
 
     require_broker(settings)
     topic = settings.topic(stage)

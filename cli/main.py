@@ -23,6 +23,7 @@ def require_broker(settings: Settings, timeout: float = 8.0) -> None:
 
     config = settings.client_config()
     config["socket.connection.setup.timeout.ms"] = str(int(timeout * 1000))
+    config["log_level"] = 0  # the refused connections are summarised in one line below
     try:
         metadata = AdminClient(config).list_topics(timeout=timeout)
         if metadata.brokers:

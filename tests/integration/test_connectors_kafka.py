@@ -1,0 +1,102 @@
+"""Replay and the command-line readers against the real broker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from schemas.codec import AvroCodec
+from tests.conftest import ROOT, livelearn
+from tests.kafka_io import produce, read_topic
+
+pytestmark = pytest.mark.integration
+
+KLINES = ROOT.parent / "shared" / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+
+
+def topic_digest(bootstrap: str, topic: str, expect: int) -> tuple[str, list]:
+    messages = read_topic(bootstrap, topic, expect=expect)
+    messages.sort(key=lambda m: (m.partition(), m.offset()))
+    digest = hashlib.sha256()
+    for m in messages:
+        digest.update(m.key() + b"\0" + m.value() + b"\0" + str(m.timestamp()[1]).encode())
+    return digest.hexdigest(), messages
+
+
+def test_replay_produces_1440_ticks_with_event_times_and_is_byte_identical(pipeline_env):
+    bootstrap = pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    digests = []
+    for run in ("a", "b"):
+        env = {**pipeline_env, "LIVELEARN_TOPIC_PREFIX": pipeline_env["LIVELEARN_TOPIC_PREFIX"] + run + "."}
+        result = livelearn("replay", str(KLINES), "--speed", "max", env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "rows read 1440, produced 1440, rejected 0" in result.stdout
+        assert "ETA" in result.stderr  # the progress bar
+        digest, messages = topic_digest(bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "ticks", 1440)
+        assert len(messages) == 1440
+        codec = AvroCodec.for_topic_schema("tick")
+        ticks = [codec.decode(m.value()) for m in messages]
+        assert all(m.timestamp()[1] == t["event_time_ms"] for m, t in zip(messages, ticks, strict=True))
+        assert ticks[0]["event_time_ms"] == 1577836859999 and ticks[-1]["event_time_ms"] == 1577923199999
+        assert {m.key() for m in messages} == {b"BTCUSDT"}
+        digests.append(digest)
+    assert digests[0] == digests[1]
+
+
+def test_malformed_row_is_dead_lettered_through_kafka(pipeline_env, tmp_path):
+    rows = zipfile.ZipFile(KLINES).read("BTCUSDT-1m-2020-01-01.csv").decode().splitlines()[:20]
+    rows[7] = "1577837220000,oops"
+    path = tmp_path / "BTCUSDT-1m-broken.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = livelearn("replay", str(path), "--quiet", env=pipeline_env, timeout=120)
+    assert result.returncode == 0 and "produced 19, rejected 1" in result.stdout
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    dead = [AvroCodec.for_topic_schema("dead_letter").decode(m.value())
+            for m in read_topic(bootstrap, prefix + "dead-letters", expect=1)]
+    assert dead[0]["reason_code"] == "malformed_row" and dead[0]["source_offset"] == 8
+    assert dead[0]["value"] == b"1577837220000,oops" and dead[0]["source_topic"] == str(path)
+    assert len(read_topic(bootstrap, prefix + "ticks", expect=19)) == 19
+
+
+def test_alerts_subscriber_prints_a_published_alert(pipeline_env):
+    livelearn("topics", "create", env=pipeline_env, timeout=60)
+    env = {**os.environ, **pipeline_env}
+    subscriber = subprocess.Popen([sys.executable, "-m", "cli.main", "alerts", "--json", "--max", "1"], cwd=ROOT,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        alert = {
+            "alert_id": "BTCUSDT-feature-1-1", "symbol": "BTCUSDT", "kind": "FEATURE", "test_name": "ks_2samp",
+            "statistic": 0.4, "p_value": 1e-9, "adjusted_p_value": 2e-8, "effect_size": 0.4,
+            "reference_start_ms": 1, "reference_end_ms": 2, "current_start_ms": 3, "current_end_ms": 4,
+            "severity": "HIGH", "status": "FIRING", "affected_features": ["ret_1"],
+            "recommended_action": "rebase_reference", "created_time_ms": 1_700_000_000_000,
+        }
+        # The subscriber starts at the newest offset: publish until it has joined and printed.
+        deadline = time.monotonic() + 60
+        while subscriber.poll() is None and time.monotonic() < deadline:
+            produce(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], pipeline_env["LIVELEARN_TOPIC_PREFIX"] + "alerts",
+                    [(b"BTCUSDT", AvroCodec.for_topic_schema("drift_alert").encode(alert), alert["created_time_ms"])])
+            try:
+                subscriber.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+        out, err = subscriber.communicate(timeout=30)
+    finally:
+        subscriber.kill()
+    assert subscriber.returncode == 0, err
+    printed = json.loads(out.strip().splitlines()[0])
+    assert printed["alert_id"] == "BTCUSDT-feature-1-1" and printed["severity"] == "HIGH"
+
+
+def test_unreachable_broker_is_one_clear_line_and_exit_2():
+    result = livelearn("topics", "list", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "no Kafka broker answers at 127.0.0.1:1" in result.stderr and "livelearn kafka up" in result.stderr

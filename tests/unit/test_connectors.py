@@ -1,0 +1,169 @@
+"""Recorded real Binance payloads normalise to Ticks whose fields equal the JSON; broken input is named."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from connectors.binance import PayloadError, Skipped, kline_row_to_tick, normalise_ws, to_ms
+from connectors.replay import ReplayStats, read_file, replay
+from streams.ticks import check_tick
+
+WS = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance" / "ws"
+KLINES = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance" / "klines"
+
+
+def capture_lines(name: str):
+    with gzip.open(WS / name, "rt") as lines:
+        for line in lines:
+            stamp, _, body = line.partition(" ")
+            yield int(stamp) // 1_000_000, json.loads(body)
+
+
+def test_spot_trades_and_book_tickers_equal_their_json_fields():
+    trades = books = 0
+    for receive_ms, message in capture_lines("spot_btcusdt_20240808.gz"):
+        stream = message.get("stream", "")
+        data = message.get("data", {})
+        if stream.endswith("@trade"):
+            tick = normalise_ws(message, receive_ms)
+            check_tick(tick)
+            assert tick["kind"] == "TRADE" and tick["symbol"] == data["s"]
+            assert tick["price"] == float(data["p"]) and tick["quantity"] == float(data["q"])
+            assert tick["event_time_ms"] == data["T"] and tick["sequence_id"] == data["t"]
+            assert tick["is_buyer_maker"] is data["m"]
+            assert tick["taker_buy_volume"] == (0.0 if data["m"] else float(data["q"]))
+            trades += 1
+        elif stream.endswith("@bookTicker"):
+            tick = normalise_ws(message, receive_ms)
+            check_tick(tick)
+            assert tick["kind"] == "BOOK_TICKER" and tick["event_time_ms"] == receive_ms
+            assert (tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"]) == tuple(
+                float(data[k]) for k in ("b", "B", "a", "A"))
+            books += 1
+        else:
+            with pytest.raises(Skipped):
+                normalise_ws(message, receive_ms)
+    assert (trades, books) == (9757, 28040)
+
+
+def futures_messages():
+    with open(WS / "cryptofeed_BINANCE_FUTURES.ws.1.0") as lines:
+        for line in lines:
+            if line.startswith("wss://"):
+                continue
+            stamp, _, body = line.partition(": ")
+            yield int(float(stamp) * 1000), json.loads(body)
+
+
+def test_futures_agg_trades_and_klines_normalise():
+    agg = klines = 0
+    for receive_ms, message in futures_messages():
+        data = message["data"]
+        if data["e"] == "aggTrade":
+            tick = normalise_ws(message, receive_ms)
+            check_tick(tick)
+            assert tick["kind"] == "AGG_TRADE" and tick["price"] == float(data["p"])
+            assert tick["quantity"] == float(data["q"]) and tick["event_time_ms"] == data["T"]
+            assert (tick["sequence_id"], tick["first_trade_id"], tick["last_trade_id"]) == (data["a"], data["f"], data["l"])
+            agg += 1
+        elif data["e"] == "kline":
+            k = data["k"]
+            if not k["x"]:
+                with pytest.raises(Skipped, match="open_kline"):
+                    normalise_ws(message, receive_ms)
+            tick = normalise_ws(message, receive_ms, include_open_klines=True)
+            check_tick(tick)
+            assert tick["kind"] == "KLINE" and tick["event_time_ms"] == k["T"]
+            assert (tick["open"], tick["high"], tick["low"], tick["price"]) == tuple(float(k[c]) for c in "ohlc")
+            assert tick["quantity"] == float(k["v"]) and tick["taker_buy_volume"] == float(k["V"])
+            assert tick["quote_volume"] == float(k["q"]) and tick["trade_count"] == k["n"]
+            klines += 1
+        elif data["e"] == "bookTicker":
+            tick = normalise_ws(message, receive_ms)
+            assert tick["event_time_ms"] == data["T"]
+    assert agg > 0 and klines > 0
+
+
+@pytest.mark.parametrize("message, code", [
+    ({"stream": "btcusdt@trade", "data": {"e": "trade", "s": "BTCUSDT", "p": "1", "q": "1", "T": 1, "m": True}},
+     "malformed_payload"),
+    ({"e": "trade", "s": "BTCUSDT", "t": 1, "p": "abc", "q": "1", "T": 1, "m": True}, "malformed_payload"),
+    ({"code": -1121, "msg": "Invalid symbol."}, "exchange_error"),
+    ({"e": "error", "m": "Max stream count exceeded"}, "exchange_error"),
+    ({"e": "somethingNew", "s": "BTCUSDT"}, "unknown_event"),
+    (["not", "an", "object"], "malformed_payload"),
+])
+def test_broken_or_error_messages_raise_named_errors(message, code):
+    with pytest.raises(PayloadError) as info:
+        normalise_ws(message, 1)
+    assert info.value.code == code
+
+
+def test_subscription_replies_are_skipped():
+    with pytest.raises(Skipped):
+        normalise_ws({"result": None, "id": 1})
+
+
+def test_microsecond_dump_times_become_milliseconds():
+    assert to_ms("1735689600000000") == 1735689600000
+    assert to_ms(1577836859999) == 1577836859999
+    row = "1735689600000000,93576.0,93610.93,93537.5,93610.93,8.21827,1735689659999999,768978.3,1383,3.58,335103.4,0"
+    tick = kline_row_to_tick("BTCUSDT", row.split(","))
+    assert tick["event_time_ms"] == 1735689659999
+
+
+def test_klines_spot_and_futures_dumps_read_1440_rows_each():
+    for path in sorted(KLINES.rglob("*.zip")):
+        items = read_file(path)
+        assert len(items) == 1440 and all(i.tick is not None for i in items), path
+        times = [i.event_time_ms for i in items]
+        assert times == sorted(times) and times[1] - times[0] == 60_000
+
+
+class RecordingSink:
+    """A sink that keeps what it is given; the Kafka path is tested in tests/integration."""
+
+    def __init__(self):
+        self.sent, self.rejects = [], []
+
+    def send(self, record, key, timestamp_ms):
+        self.sent.append((key, timestamp_ms, record))
+
+    def reject(self, code, reason, origin, line, raw):
+        self.rejects.append((code, reason, origin, line, raw))
+
+    def flush(self):
+        pass
+
+
+def test_malformed_rows_are_counted_with_reasons_and_the_replay_goes_on(tmp_path):
+    good = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+    import zipfile
+
+    rows = zipfile.ZipFile(good).read("BTCUSDT-1m-2020-01-01.csv").decode().splitlines()[:10]
+    rows[3] = "garbage,row"
+    rows[5] = rows[5].replace(rows[5].split(",")[4], "nan", 1)
+    path = tmp_path / "BTCUSDT-1m-test.csv"
+    path.write_text("\n".join(rows) + "\n")
+    sink = RecordingSink()
+    stats: ReplayStats = replay([path], sink, progress=False)
+    assert stats.produced == 8 and sum(stats.rejected.values()) == 2
+    assert [r[0] for r in sink.rejects] == ["malformed_row", "invalid_value"]
+    assert sink.rejects[0][3] == 4 and sink.rejects[0][4] == b"garbage,row"
+    assert "rejected malformed_row: 1" in stats.summary()
+
+
+def test_files_merge_in_event_time_order_deterministically():
+    paths = [KLINES / "spot" / "BTCUSDT-1m-2020-01-02.zip", KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip",
+             WS / "spot_ethusdt_20240808.gz"]
+    first, second = RecordingSink(), RecordingSink()
+    replay(paths, first, progress=False)
+    replay(paths, second, progress=False)
+    assert first.sent == second.sent
+    times = [t for _, t, _ in first.sent]
+    assert times == sorted(times)
+    assert {k for k, _, _ in first.sent} == {"BTCUSDT", "ETHUSDT"}
