@@ -7,7 +7,6 @@ import logging
 from agents.app import app, avro, dead_letter, metrics, publish, topics
 from agents.predict import registry
 from schemas.codec import DecodeError
-from streams.features import MODEL_FEATURES
 
 log = logging.getLogger("livelearn.monitor")
 STAGE = "monitor"
@@ -22,7 +21,7 @@ async def monitor(stream):
         try:
             vector = codec.decode(message.value, message.topic, message.partition, message.offset)
             drift = registry.feature_monitor(vector["symbol"])
-            alerts = drift.update_features(vector["values"], vector["event_time_ms"], MODEL_FEATURES)
+            alerts = drift.update_features(vector["values"], vector["event_time_ms"], registry.drift_features)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agents.settings import Settings
 from streams.drift import DriftConfig, DriftMonitor
+from streams.features import DRIFT_FEATURES
 from streams.learning import SymbolLearner
 
 
@@ -17,7 +18,10 @@ class Registry:
         self.settings = settings
         self.members = tuple(m.strip() for m in settings.members.split(",") if m.strip())
         self.drift_config = DriftConfig(window=int(settings.drift_window), alpha=float(settings.drift_alpha),
-                                        correction=settings.drift_correction)
+                                        correction=settings.drift_correction,
+                                        min_severity=settings.alert_min_severity.upper())
+        self.drift_features = (tuple(f.strip() for f in settings.drift_features.split(",") if f.strip())
+                               or DRIFT_FEATURES)
         self.learners: dict[str, SymbolLearner] = {}
         self.feature_monitors: dict[str, DriftMonitor] = {}
         self.model_monitors: dict[str, DriftMonitor] = {}

@@ -49,6 +49,8 @@ class Settings:
     drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference and current window")
     drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.001", "Family-wise alarm level per drift check")
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")
+    drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
+    alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
     members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp", "Ensemble members next to the persistence baseline")
     seed: str = _env("LIVELEARN_SEED", "42", "Seed of every model's random state")
 

@@ -7,11 +7,13 @@ its *reference* window with its *current* window (the last ``window`` events):
 
 * reference ``fixed``: the first ``window`` events after start (or after a re-base);
   ``rolling``: the ``window`` events just before the current window.
-* After an alert the reference is re-based on the current window (``rebase_on_alert``), so one change
-  gives one incident.
+* While an incident is open, every rejecting check re-bases the reference on the current window
+  (``rebase_on_alert``), so the reference follows the new regime and one change gives one incident.
 
 Tests equal scipy on the same windows: ``ks_2samp(method="asymp")``, ``ttest_ind(equal_var=False)``,
-``mannwhitneyu(method="asymptotic")`` and the two-sided F-test from ``scipy.stats.f``. Checks run on
+``mannwhitneyu(method="asymptotic")``, ``levene(center="median")`` (the default variance test: market
+features are heavy-tailed, where the F-test's normality assumption breaks) and the two-sided F-test
+from ``scipy.stats.f``. Checks run on
 hopping windows: the reference is sorted once, the current window once per check, so the amortised
 cost per event and stream is ``O(window log window / check_every)``.
 
@@ -20,6 +22,8 @@ with ``correction="bh"``), so a check of 25 features raises a false alarm with p
 ``alpha`` under no drift, and the expected false alarms are at most
 ``alpha * 10_000 / check_every`` per 10k events and channel (fewer in practice: overlapping windows
 are correlated).
+
+Incidents below ``min_severity`` are tracked (and de-duplicated) but not published.
 
 Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
 de-duplicated; after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert id
@@ -52,6 +56,7 @@ EFFECT_THRESHOLDS = {
     "welch_t": (0.2, 0.5, 0.8),
     "mannwhitney_u": (0.05, 0.15, 0.25),
     "f_test": (0.2, 0.5, 1.0),
+    "levene": (0.2, 0.5, 1.0),
 }
 
 
@@ -119,6 +124,28 @@ def f_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, fl
     return f, p, abs(math.log(f))
 
 
+def levene_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, float]:
+    """Brown-Forsythe (Levene, median-centred) test of equal variances: (W, p, |ln of the MAD ratio|).
+
+    Robust to the heavy tails of volume and return features, where the F-test's normality assumption
+    fails; equals ``scipy.stats.levene(reference, current, center="median")``.
+    """
+    z1 = np.abs(reference - np.median(reference))
+    z2 = np.abs(current - np.median(current))
+    n1, n2 = z1.shape[0], z2.shape[0]
+    m1, m2 = float(np.mean(z1)), float(np.mean(z2))
+    n = n1 + n2
+    grand = (n1 * m1 + n2 * m2) / n
+    between = n1 * (m1 - grand) ** 2 + n2 * (m2 - grand) ** 2
+    within = float(np.sum((z1 - m1) ** 2) + np.sum((z2 - m2) ** 2))
+    if within <= 0:
+        return 0.0, 1.0, 0.0
+    w = (n - 2) * between / within
+    p = float(stats.f.sf(w, 1, n - 2))
+    effect = abs(math.log(m2 / m1)) if m1 > 0 and m2 > 0 else 0.0
+    return w, p, effect
+
+
 def adjust(p_values: list[float], correction: str) -> list[float]:
     """Family-wise adjusted p-values: Bonferroni, or Benjamini-Hochberg step-up."""
     m = len(p_values)
@@ -148,8 +175,14 @@ class DriftConfig:
     rebase_on_alert: bool = True
     resolve_after: int = 3
     variance_tests: bool = True
+    variance_test: str = "levene"
+    min_severity: str = "LOW"
 
     def __post_init__(self):
+        if self.variance_test not in ("levene", "f_test"):
+            raise ValueError("variance_test must be 'levene' or 'f_test'")
+        if self.min_severity not in SEVERITIES:
+            raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
         if self.window < 10 or self.check_every < 1:
             raise ValueError("window must be >= 10 and check_every >= 1")
         if not 0 < self.alpha < 1:
@@ -245,8 +278,11 @@ class Channel:
                 d, p = ks_test(ref_sorted, cur)
                 results.append((stream, "ks_2samp", d, p, d))
             elif self.kind == "VARIANCE":
-                f, p, effect = f_test(ref_sorted, cur)
-                results.append((stream, "f_test", f, p, effect))
+                if self.config.variance_test == "f_test":
+                    f, p, effect = f_test(ref_sorted, cur)
+                else:
+                    f, p, effect = levene_test(ref_sorted, cur)
+                results.append((stream, self.config.variance_test, f, p, effect))
             elif self.kind == "CONCEPT":
                 t, p, effect = welch_test(ref_sorted, cur)
                 results.append((stream, "welch_t", t, p, effect))
@@ -291,6 +327,9 @@ class DriftMonitor:
     def update_prediction(self, p_up: float, time_ms: int) -> list[dict[str, Any]]:
         return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms)
 
+    def _publishable(self, alert: dict[str, Any]) -> bool:
+        return SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(self.config.min_severity)
+
     def _run(self, channel: Channel, row: list[float], time_ms: int) -> list[dict[str, Any]]:
         if not channel.add(row, time_ms):
             return []
@@ -302,6 +341,9 @@ class DriftMonitor:
         if rejected:
             channel.clean_checks = 0
             if channel.open_alert is not None:
+                # Same incident: follow the new regime so the incident can resolve once it is stable.
+                if self.config.rebase_on_alert:
+                    channel.rebase()
                 return []
             (stream, test, statistic, p, effect), adj = min(rejected, key=lambda item: item[1])
             level = severity(adj, effect, test, self.config.alpha)
@@ -319,7 +361,7 @@ class DriftMonitor:
             channel.open_alert = alert
             if self.config.rebase_on_alert:
                 channel.rebase()
-            return [alert]
+            return [alert] if self._publishable(alert) else []
         if channel.open_alert is not None:
             channel.clean_checks += 1
             if channel.clean_checks >= self.config.resolve_after:
@@ -327,7 +369,7 @@ class DriftMonitor:
                             "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1]}
                 channel.open_alert = None
                 channel.clean_checks = 0
-                return [resolved]
+                return [resolved] if self._publishable(resolved) else []
         return []
 
 
