@@ -1,30 +1,28 @@
 # The two commands people need: `make demo` (set up, start Kafka, run the pipeline on the shipped
 # sample, show predictions and alerts) and `make test` (the whole test suite on a real broker).
 SHELL := /bin/bash
-.ONESHELL:
 .SHELLFLAGS := -eu -o pipefail -c
-
-VENV = $(shell bash scripts/bootstrap.sh)
+LIVELEARN := scripts/livelearn
 
 .PHONY: env demo test kafka-up kafka-down lint bench
 
 env:
-	@echo "environment: $(VENV)"
+	@bash scripts/bootstrap.sh
 
 demo:
-	@venv="$(VENV)"; "$$venv/bin/livelearn" demo
+	@$(LIVELEARN) demo
 
 test:
-	@venv="$(VENV)"; cd "$(CURDIR)"; "$$venv/bin/python" -m pytest -p no:cacheprovider
+	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/python" -m pytest -p no:cacheprovider
 
 kafka-up:
-	@venv="$(VENV)"; "$$venv/bin/livelearn" kafka up
+	@$(LIVELEARN) kafka up
 
 kafka-down:
-	@venv="$(VENV)"; "$$venv/bin/livelearn" kafka down
+	@$(LIVELEARN) kafka down
 
 lint:
-	@venv="$(VENV)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
+	@venv="$$(bash scripts/bootstrap.sh)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
 
 bench:
-	@venv="$(VENV)"; for b in bench/*.py; do "$$venv/bin/python" "$$b"; done
+	@venv="$$(bash scripts/bootstrap.sh)"; for b in bench/*.py; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "$$b"; done

@@ -35,6 +35,6 @@ async def monitor(stream):
             await publish("alerts", message.key, alert, alert["created_time_ms"])
         for channel in drift.channels.values():
             if channel.since_check == 0 and channel.last_results:
-                for stream_name, _, statistic, p, _ in channel.last_results:
+                for stream_name, _, statistic, p, *_ in channel.last_results:
                     metrics.drift_p_value.labels(vector["symbol"], channel.kind, stream_name).set(p)
                     metrics.drift_statistic.labels(vector["symbol"], channel.kind, stream_name).set(statistic)

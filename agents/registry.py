@@ -19,7 +19,8 @@ class Registry:
         self.members = tuple(m.strip() for m in settings.members.split(",") if m.strip())
         self.drift_config = DriftConfig(window=int(settings.drift_window), alpha=float(settings.drift_alpha),
                                         correction=settings.drift_correction,
-                                        min_severity=settings.alert_min_severity.upper())
+                                        min_severity=settings.alert_min_severity.upper(),
+                                        warmup_events=int(settings.drift_warmup))
         self.drift_features = (tuple(f.strip() for f in settings.drift_features.split(",") if f.strip())
                                or DRIFT_FEATURES)
         self.learners: dict[str, SymbolLearner] = {}

@@ -218,7 +218,37 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.synth import Change, generate
+
+    changes = tuple(Change.parse(c) for c in args.change)
+    ticks = generate(args.n, seed=args.seed, changes=changes, symbol=args.symbol.upper(),
+                     step_ms=args.step_ms)
+    if args.jsonl:
+        for tick in ticks:
+            print(json.dumps(tick, sort_keys=True))
+        return 0
+    _ensure_topics(settings)
+    sink = _sink(settings, "synth")
+    for tick in ticks:
+        sink.send(tick, tick["symbol"], tick["event_time_ms"])
+    sink.flush()
+    print(f"produced {sink.produced} synthetic ticks for {args.symbol.upper()}"
+          + "".join(f"; {c.kind} at tick {c.at} (size {c.size})" for c in changes))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="seeded synthetic trades with injected changes (for drift tests and benchmarks)")
+    p.add_argument("--n", type=int, default=6000, help="number of ticks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--symbol", default="SYNTHUSDT")
+    p.add_argument("--step-ms", type=int, default=1000, help="event-time step between ticks")
+    p.add_argument("--change", action="append", default=[],
+                   help="kind@tick[:size] with kind mean_shift, volatility or relation_flip (repeatable)")
+    p.add_argument("--jsonl", action="store_true", help="print JSON lines instead of producing to Kafka")
+    p.set_defaults(func=cmd_synth)
+
     p = sub.add_parser("demo", help="the main job: broker, worker, replay of the shipped sample, summary, report")
     p.add_argument("files", nargs="*", help="files to replay instead of the shipped BTCUSDT/ETHUSDT sample")
     p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")

@@ -30,7 +30,6 @@ if [ ! -f "$venv/.complete" ]; then
   "$venv/bin/python" -m pip install -q --progress-bar off -r "$root/requirements.lock" >&2
   touch "$venv/.complete"
 fi
-# The project itself is cheap to (re)install; editable so that this clone is what runs.
-"$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$root" >&2 2>/dev/null \
-  || "$venv/bin/python" -m pip install -q --no-deps -e "$root" >&2
+# The project itself is not installed into this shared environment (several clones may use it):
+# scripts/livelearn and the Makefile run this clone's code with PYTHONPATH set to it.
 echo "$venv"

@@ -17,6 +17,13 @@ from ``scipy.stats.f``. Checks run on
 hopping windows: the reference is sorted once, the current window once per check, so the amortised
 cost per event and stream is ``O(window log window / check_every)``.
 
+Serial correlation: feature, loss and probability streams are autocorrelated (a 20-tick indicator
+moves little from one tick to the next), which breaks the tests' independence assumption and would
+raise alarms on most no-drift windows. Each check therefore thins both windows to every ``tau``-th
+value, ``tau`` the integrated autocorrelation time estimated by batch means
+(:func:`effective_size`), and tests the thinned samples; the statistics equal scipy's on those
+samples.
+
 Multiple testing: the p-values of one check are corrected together (Bonferroni, or Benjamini-Hochberg
 with ``correction="bh"``), so a check of 25 features raises a false alarm with probability at most
 ``alpha`` under no drift, and the expected false alarms are at most
@@ -26,12 +33,13 @@ are correlated).
 Incidents below ``min_severity`` are tracked (and de-duplicated) but not published.
 
 Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
-de-duplicated; after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert id
+de-duplicated unless their severity is higher (then the FIRING record is re-published, same alert
+id, new severity); after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert id
 follows.
 
 >>> import random
 >>> rng = random.Random(0)
->>> monitor = DriftMonitor("X", DriftConfig(window=200, check_every=50))
+>>> monitor = DriftMonitor("X", DriftConfig(window=200, check_every=50, variance_tests=False))
 >>> alerts = []
 >>> for i in range(1200):
 ...     shift = 3.0 if i >= 600 else 0.0
@@ -146,6 +154,24 @@ def levene_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, floa
     return w, p, effect
 
 
+def effective_size(window: np.ndarray, batches: int = 20) -> float:
+    """Effective sample size of a time-ordered window by batch means: ``k s^2 / s_B^2`` where ``s_B^2``
+    is the variance of the means of ``k`` consecutive batches (it captures autocorrelation at every
+    lag up to the batch length, not only lag 1). Between 2 and n."""
+    n = window.shape[0]
+    size = n // batches
+    if size < 2:
+        return float(n)
+    trimmed = window[: size * batches]
+    variance = float(trimmed.var())
+    if variance == 0:
+        return float(n)
+    batch_variance = float(trimmed.reshape(batches, size).mean(axis=1).var())
+    if batch_variance == 0:
+        return float(n)
+    return float(min(n, max(2.0, batches * variance / batch_variance)))
+
+
 def adjust(p_values: list[float], correction: str) -> list[float]:
     """Family-wise adjusted p-values: Bonferroni, or Benjamini-Hochberg step-up."""
     m = len(p_values)
@@ -176,6 +202,7 @@ class DriftConfig:
     resolve_after: int = 3
     variance_tests: bool = True
     variance_test: str = "levene"
+    warmup_events: int = 0
     min_severity: str = "LOW"
 
     def __post_init__(self):
@@ -198,12 +225,16 @@ class DriftConfig:
 
 
 def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
+    """Severity of a rejection (already significant at ``alpha``): mostly its effect size, raised one
+    step by strong significance. Detection happens as soon as a change is significant, usually with a
+    partly changed window, so significance alone would call every change LOW."""
     small, medium, large = EFFECT_THRESHOLDS[test]
-    if adjusted_p < alpha * 1e-3 and effect >= large:
+    strong = adjusted_p < alpha * 1e-1
+    if effect >= large and adjusted_p < alpha * 1e-2:
         return "CRITICAL"
-    if adjusted_p < alpha * 1e-2 and effect >= medium:
+    if effect >= large or (effect >= medium and strong):
         return "HIGH"
-    if adjusted_p < alpha * 1e-1 and effect >= small:
+    if effect >= medium or (effect >= small and strong):
         return "MEDIUM"
     return "LOW"
 
@@ -220,8 +251,11 @@ class Channel:
         self.buffer = np.full((size, len(streams)), np.nan)
         self.times = np.zeros(size, dtype=np.int64)
         self.count = 0
+        self.seen = 0
         self.reference: np.ndarray | None = None
         self.reference_sorted: list[np.ndarray] = []
+        self.reference_columns: list[np.ndarray] = []
+        self.reference_tau: list[int] = []
         self.reference_times = (0, 0)
         self.since_check = 0
         self.open_alert: dict[str, Any] | None = None
@@ -235,11 +269,17 @@ class Channel:
 
     def _set_reference(self, data: np.ndarray, times: np.ndarray) -> None:
         self.reference = data
-        self.reference_sorted = [np.sort(col[~np.isnan(col)]) for col in data.T]
+        self.reference_columns = [col[~np.isnan(col)] for col in data.T]
+        self.reference_sorted = [np.sort(col) for col in self.reference_columns]
+        self.reference_tau = [max(1, round(col.shape[0] / effective_size(col))) if col.shape[0] else 1
+                              for col in self.reference_columns]
         self.reference_times = (int(times[0]), int(times[-1]))
 
     def add(self, row: list[float], time_ms: int) -> bool:
         """Store one event; True when a check is due."""
+        self.seen += 1
+        if self.seen <= self.config.warmup_events:
+            return False  # models and indicators still settling: not a reference yet
         size = self.buffer.shape[0]
         self.buffer[self.count % size] = row
         self.times[self.count % size] = time_ms
@@ -259,8 +299,8 @@ class Channel:
             return True
         return False
 
-    def check(self) -> list[tuple[str, str, float, float, float]]:
-        """[(stream, test, statistic, p, effect)] on the current windows."""
+    def check(self) -> list[tuple[str, str, float, float, float, int]]:
+        """[(stream, test, statistic, p, effect, thinning step)] on the current windows."""
         w = self.config.window
         if self.config.reference == "rolling":
             both, times = self._window(2 * w)
@@ -271,23 +311,32 @@ class Channel:
         for j, stream in enumerate(self.streams):
             cur = current[:, j]
             cur = cur[~np.isnan(cur)]
-            ref_sorted = self.reference_sorted[j]
-            if cur.shape[0] < 10 or ref_sorted.shape[0] < 10:
+            ref = self.reference_columns[j]
+            if cur.shape[0] < 10 or ref.shape[0] < 10:
+                continue
+            # Thin both windows to roughly independent samples (every tau-th value, tau the larger
+            # integrated autocorrelation time of the two), so the tests' independence holds.
+            tau = max(1, round(cur.shape[0] / effective_size(cur)), self.reference_tau[j])
+            if tau > 1:
+                cur = cur[::tau]
+                ref = ref[::tau]
+            ref_sorted = np.sort(ref) if tau > 1 else self.reference_sorted[j]
+            if cur.shape[0] < 8 or ref_sorted.shape[0] < 8:
                 continue
             if self.kind in ("FEATURE", "PREDICTION"):
                 d, p = ks_test(ref_sorted, cur)
-                results.append((stream, "ks_2samp", d, p, d))
+                results.append((stream, "ks_2samp", d, p, d, tau))
             elif self.kind == "VARIANCE":
                 if self.config.variance_test == "f_test":
                     f, p, effect = f_test(ref_sorted, cur)
                 else:
                     f, p, effect = levene_test(ref_sorted, cur)
-                results.append((stream, self.config.variance_test, f, p, effect))
+                results.append((stream, self.config.variance_test, f, p, effect, tau))
             elif self.kind == "CONCEPT":
                 t, p, effect = welch_test(ref_sorted, cur)
-                results.append((stream, "welch_t", t, p, effect))
+                results.append((stream, "welch_t", t, p, effect, tau))
                 u, p, effect = mann_whitney(ref_sorted, cur)
-                results.append((stream, "mannwhitney_u", u, p, effect))
+                results.append((stream, "mannwhitney_u", u, p, effect, tau))
         self.last_results = results
         return results
 
@@ -340,16 +389,18 @@ class DriftMonitor:
         rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
         if rejected:
             channel.clean_checks = 0
-            if channel.open_alert is not None:
-                # Same incident: follow the new regime so the incident can resolve once it is stable.
+            (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
+            level = severity(adj, effect, test, self.config.alpha)
+            opened = channel.open_alert
+            if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
+                # Same incident, no worse: follow the new regime so it can resolve once stable.
                 if self.config.rebase_on_alert:
                     channel.rebase()
                 return []
-            (stream, test, statistic, p, effect), adj = min(rejected, key=lambda item: item[1])
-            level = severity(adj, effect, test, self.config.alpha)
-            self.sequence += 1
+            if opened is None:
+                self.sequence += 1
             alert = {
-                "alert_id": f"{self.symbol}-{channel.kind.lower()}-{time_ms}-{self.sequence}",
+                "alert_id": opened["alert_id"] if opened else f"{self.symbol}-{channel.kind.lower()}-{time_ms}-{self.sequence}",
                 "symbol": self.symbol, "kind": channel.kind, "test_name": test, "statistic": float(statistic),
                 "p_value": float(p), "adjusted_p_value": float(adj), "effect_size": float(effect),
                 "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],

@@ -80,7 +80,7 @@ def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
     checked = 0
     for i, x in enumerate(data):
         if channel.add([x], i):
-            (stream, test, d, p, _), = channel.check()
+            (stream, test, d, p, _, _), = channel.check()
             expected = stats.ks_2samp(data[:100], data[i - 99:i + 1], method="asymp")
             assert (d, p) == (pytest.approx(expected.statistic, rel=RTOL), pytest.approx(expected.pvalue, rel=RTOL))
             checked += 1
