@@ -295,3 +295,34 @@ def test_late_ticks_follow_the_documented_policy():
     assert engine.state("X").t == 2  # the late tick changed nothing
     other = engine.update(make_tick("Y", "TRADE", t0 - 10_000, 5.0, 1.0, "test"))
     assert other["tick_index"] == 1  # event time is per symbol
+
+
+def per_tick_columns(ticks: list[dict]) -> dict[str, np.ndarray]:
+    engine = FeatureEngine()
+    vectors = [v for v in (engine.update(t) for t in ticks) if v is not None]
+    return {name: np.array([v["values"].get(name, np.nan) for v in vectors]) for name in FEATURE_NAMES}
+
+
+def kline_ticks(path: Path) -> list[dict]:
+    frame = load_klines(path)
+    return [make_tick("X", "KLINE", int(r.time), r.price, r.volume, "test", open=r.price, high=r.high, low=r.low,
+                      quote_volume=r.quote, taker_buy_volume=r.taker_buy) for r in frame.itertuples()]
+
+
+@pytest.mark.parametrize("source", [*KLINE_FILES, *WS_FILES], ids=lambda p: p.name)
+def test_batch_path_equals_the_per_tick_path(source):
+    from streams.features_batch import TickSeries, update_many
+
+    if source in WS_FILES:
+        ticks = [t for t in load_trades_with_book(source)[1] if t["kind"] != "BOOK_TICKER"]
+    else:
+        ticks = kline_ticks(source)
+    expected = per_tick_columns(ticks)
+    got = update_many(TickSeries.from_ticks(ticks))
+    for name in FEATURE_NAMES:
+        assert np.array_equal(np.isnan(got[name]), np.isnan(expected[name])), name
+        present = ~np.isnan(expected[name])
+        if present.any():
+            scale = np.nanmax(np.abs(expected[name]))
+            np.testing.assert_allclose(got[name][present], expected[name][present], rtol=RTOL, atol=RTOL * scale,
+                                       err_msg=name)
