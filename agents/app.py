@@ -60,7 +60,11 @@ app = faust.App(
     web_port=settings.web_port_int,
     web_bind="127.0.0.1",
     producer_linger_ms=1,
+    producer_max_request_size=16 * 1024 * 1024,
     broker_commit_every=1000,
+    # A killed worker's partitions move after this long (Faust's default of 60 s stalls a restart).
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     broker_commit_interval=1.0,
 )
 

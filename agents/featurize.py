@@ -1,4 +1,5 @@
-"""featurize: ticks -> features. A thin adapter around :class:`streams.features.FeatureEngine`."""
+"""featurize: ticks -> features. A thin adapter around :class:`streams.features.FeatureEngine`,
+one engine per input partition, checkpointed with its offset (see agents.checkpoints)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import logging
 import time
 
 from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
+from agents.checkpoints import PartitionCheckpoints, register_timer
 from schemas.codec import DecodeError
-from streams.features import FeatureEngine, LateTick
+from streams.features import FEATURE_SET, FeatureEngine, LateTick
 from streams.ticks import InvalidTick, check_tick
 
 log = logging.getLogger("livelearn.featurize")
 STAGE = "featurize"
 
-engine = FeatureEngine(late_grace_ms=int(settings.late_grace_ms))
+checkpoints = PartitionCheckpoints(STAGE, f"features-{FEATURE_SET}",
+                                   lambda: FeatureEngine(late_grace_ms=int(settings.late_grace_ms)))
+register_timer(checkpoints)
+
+
+@app.on_partitions_revoked.connect
+def _forget_revoked(sender, revoked, **kwargs):
+    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("ticks")})
 
 
 @app.agent(topics["ticks"])
@@ -21,27 +30,35 @@ async def featurize(stream):
     tick_codec = avro["ticks"]
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
+    stream = stream.noack()
     async for event in stream.events():
         message = event.message
+        partition, offset = message.partition, message.offset
+        engine = await checkpoints.state(partition)
+        if checkpoints.already_applied(partition, offset):
+            await checkpoints.skip(stream, event)
+            continue
         started = time.perf_counter()
         try:
-            tick = tick_codec.decode(message.value, message.topic, message.partition, message.offset)
+            tick = tick_codec.decode(message.value, message.topic, partition, offset)
             check_tick(tick)
             vector = engine.update(tick)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
-            continue
+            vector = None
         except InvalidTick as exc:
             await dead_letter(message, STAGE, exc.code, str(exc))
-            continue
+            vector = None
         except LateTick as exc:
             await dead_letter(message, STAGE, "late_event", str(exc))
-            continue
+            vector = None
         except Exception as exc:  # one bad record must not stop the worker
-            log.exception("featurize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+            log.exception("featurize failed on %s[%s]@%s", message.topic, partition, offset)
             await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
-            continue
-        events.inc()
+            vector = None
+        else:
+            events.inc()
         if vector is not None:
             await publish("features", message.key, vector, vector["event_time_ms"])
         latency.observe(time.perf_counter() - started)
+        await checkpoints.done(stream, event, partition, offset)

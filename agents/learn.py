@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from agents.app import app, avro, dead_letter, metrics, topics
-from agents.predict import registry
+from agents.predict import find_learner
 from schemas.codec import DecodeError
 from streams.learning import UnknownPrediction
 
@@ -27,7 +27,7 @@ async def learn(stream):
             feedback = codec.decode(message.value, message.topic, message.partition, message.offset)
             if feedback["source"] == "market":
                 continue
-            learner = registry.learners.get(feedback["symbol"])
+            learner = find_learner(feedback["symbol"])
             if learner is None:
                 raise UnknownPrediction(f"no model for symbol {feedback['symbol']!r} on this worker")
             learner.learn_feedback(feedback)

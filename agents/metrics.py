@@ -45,4 +45,8 @@ class Metrics:
         )
         self.alerts = Counter("livelearn_alerts_total", "Drift alerts raised", ["kind", "severity"], registry=r)
         self.model_events = Counter("livelearn_model_events_total", "Model lifecycle events", ["kind"], registry=r)
+        self.duplicates = Counter(
+            "livelearn_duplicates_skipped_total", "Inputs already applied (redelivered after a restart)", ["stage"],
+            registry=r,
+        )
         self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)

@@ -1,6 +1,7 @@
 """predict: features -> predictions (+ market outcomes on the feedback topic, concept and prediction
 drift alerts, model events). Learning from market outcomes happens here, in line, before each
-prediction, so that replays are deterministic (see streams.learning)."""
+prediction, so that replays are deterministic (see streams.learning). Models are checkpointed per
+input partition with their offset (see agents.checkpoints)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,31 @@ import time
 import uuid
 
 from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
-from agents.registry import Registry
+from agents.checkpoints import PartitionCheckpoints, register_timer
+from agents.registry import PartitionModels, Registry
 from schemas.codec import DecodeError
+from streams.features import FEATURE_SET
 
 log = logging.getLogger("livelearn.predict")
 STAGE = "predict"
 SEVERE = ("HIGH", "CRITICAL")
 
 registry = Registry(settings)
+checkpoints = PartitionCheckpoints(STAGE, f"models-v1-{FEATURE_SET}-{settings.members}", PartitionModels)
+register_timer(checkpoints)
+
+
+@app.on_partitions_revoked.connect
+def _forget_revoked(sender, revoked, **kwargs):
+    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("features")})
+
+
+def find_learner(symbol: str):
+    for models in checkpoints.states.values():
+        learner = models.learners.get(symbol)
+        if learner is not None:
+            return learner
+    return None
 
 
 async def react_to_drift(learner, alert: dict) -> None:
@@ -59,23 +77,35 @@ async def predict(stream):
     codec = avro["features"]
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
+    stream = stream.noack()
     async for event in stream.events():
         message = event.message
+        partition, offset = message.partition, message.offset
+        models = await checkpoints.state(partition)
+        if checkpoints.already_applied(partition, offset):
+            await checkpoints.skip(stream, event)
+            continue
         started = time.perf_counter()
         try:
-            vector = codec.decode(message.value, message.topic, message.partition, message.offset)
-            learner = registry.learner(vector["symbol"])
+            vector = codec.decode(message.value, message.topic, partition, offset)
+            learner = models.learner(vector["symbol"], registry)
             prediction, outcomes = learner.process(vector)
+            if prediction is None:
+                metrics.duplicates.labels(STAGE).inc()
+                await checkpoints.done(stream, event, partition, offset)
+                continue
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
+            await checkpoints.done(stream, event, partition, offset)
             continue
         except Exception as exc:
-            log.exception("predict failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+            log.exception("predict failed on %s[%s]@%s", message.topic, partition, offset)
             await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
+            await checkpoints.done(stream, event, partition, offset)
             continue
         events.inc()
         symbol_key = message.key
-        monitor = registry.model_monitor(learner.symbol)
+        monitor = models.monitor(learner.symbol, registry)
         alerts = []
         for outcome in outcomes:
             await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
@@ -92,3 +122,4 @@ async def predict(stream):
         if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
             export_scores(learner)
         latency.observe(time.perf_counter() - started)
+        await checkpoints.done(stream, event, partition, offset)

@@ -19,9 +19,12 @@ class TopicSpec:
     schema: str
     doc: str
     retention_ms: int | None = None
+    compacted: bool = False
 
 
 DAY_MS = 86_400_000
+# A checkpoint holds every model of a partition's symbols; allow it to outgrow Kafka's 1 MB default.
+CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
 
 FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("ticks", "tick", "Market events from connectors (replay, live, produce, synth)."),
@@ -31,6 +34,8 @@ FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("alerts", "drift_alert", "Drift alerts and their resolutions."),
     TopicSpec("model-events", "model_event", "Model lifecycle: checkpoints, resets, promotions, rollbacks."),
     TopicSpec("dead-letters", "dead_letter", "Rejected input with reason and original bytes.", 30 * DAY_MS),
+    TopicSpec("checkpoints", "checkpoint", "Stage state per input partition with the offset it reflects.",
+              compacted=True),
 )
 
 BY_STAGE = {spec.stage: spec for spec in FLOW}
@@ -55,6 +60,9 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         config = {}
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)
+        if spec.compacted:
+            config["cleanup.policy"] = "compact"
+            config["max.message.bytes"] = str(CHECKPOINT_MAX_BYTES)
         wanted.append(NewTopic(name, num_partitions=settings.n_partitions,
                                replication_factor=settings.n_replicas, config=config))
     created = []

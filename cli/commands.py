@@ -21,14 +21,14 @@ def _sink(settings: Settings, stage: str, schema: str = "tick", topic_stage: str
 
 def _ensure_topics(settings: Settings) -> None:
     from agents.topics import create_topics
-    from cli.main import require_broker
+    from cli.errors import require_broker
 
     require_broker(settings)
     create_topics(settings)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.main import CliError
+    from cli.errors import CliError
     from connectors.replay import replay
 
     paths = [Path(p) for p in args.files]
@@ -113,7 +113,7 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
 
     from confluent_kafka import Consumer
 
-    from cli.main import require_broker
+    from cli.errors import require_broker
     from schemas.codec import DecodeError, make_codec
 
     require_broker(settings)
@@ -209,7 +209,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.main import require_broker
+    from cli.errors import require_broker
     from cli.report import write_report
 
     require_broker(settings)

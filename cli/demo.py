@@ -47,8 +47,8 @@ def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float 
 
 def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None = None,
         timeout_s: float = 600.0) -> int:
+    from cli.errors import require_broker
     from cli.kafka_local import LocalBroker
-    from cli.main import require_broker
     from cli.report import score_table, write_report
     from connectors.replay import replay
     from connectors.sink import KafkaSink

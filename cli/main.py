@@ -7,34 +7,7 @@ import os
 import sys
 
 from agents.settings import Settings, settings_table
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit code ``code``."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
-
-
-def require_broker(settings: Settings, timeout: float = 8.0) -> None:
-    """Turn an unreachable broker into one clear line and exit code 2."""
-    from confluent_kafka.admin import AdminClient
-
-    config = settings.client_config()
-    config["socket.connection.setup.timeout.ms"] = str(int(timeout * 1000))
-    config["log_level"] = 0  # the refused connections are summarised in one line below
-    try:
-        metadata = AdminClient(config).list_topics(timeout=timeout)
-        if metadata.brokers:
-            return
-    except Exception:
-        pass
-    raise CliError(
-        f"no Kafka broker answers at {settings.bootstrap_servers}. Start the local one with "
-        "'livelearn kafka up' (or 'docker compose up -d kafka'), or set KAFKA_BOOTSTRAP_SERVERS.",
-        code=2,
-    )
+from cli.errors import CliError, require_broker
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:

@@ -126,7 +126,7 @@ class SymbolLearner:
     """Ensemble, pending predictions and scores of one symbol."""
 
     def __init__(self, symbol: str, members: tuple[str, ...] = ("logreg", "mlp"), horizon_ticks: int = 5,
-                 flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 10_000,
+                 flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 2_000,
                  device: str = "cpu"):
         if horizon_ticks < 1:
             raise ValueError("horizon_ticks must be >= 1")
@@ -145,11 +145,20 @@ class SymbolLearner:
         self.pending: deque[tuple[str, int, int, float, dict, dict, float, float]] = deque()
         self.issued: OrderedDict[str, tuple[dict, dict, float]] = OrderedDict()
         self.keep_issued = keep_issued
-        self.matured_losses: list[float] = []  # ensemble log-loss of each outcome learned in the last call
+        self.matured_losses: list[float] = []
+        self.last_tick_index = 0  # ensemble log-loss of each outcome learned in the last call
         self.scores = {name: RollingScore() for name in (*members, "ensemble", "persistence")}
 
-    def process(self, features: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Learn from matured outcomes, then predict. Returns (prediction record, feedback records)."""
+    def process(self, features: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Learn from matured outcomes, then predict. Returns (prediction record, feedback records).
+
+        A vector whose tick index is not above the last one applied is a duplicate (at-least-once
+        delivery republishes some after a restart): it changes nothing and returns ``(None, [])``.
+        """
+        if features["tick_index"] <= self.last_tick_index:
+            self.matured_losses.clear()
+            return None, []
+        self.last_tick_index = features["tick_index"]
         outcomes = self._mature(features)
         return self._predict(features), outcomes
 

@@ -106,7 +106,6 @@ class TorchMLP:
                  patience: int = 50, device: str = "cpu"):
         import torch
 
-        self.torch = torch
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -162,7 +161,7 @@ class TorchMLP:
     def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
         if self.steps == 0:
             return {0: 0.5, 1: 0.5}
-        torch = self.torch
+        import torch
         with torch.no_grad():
             logit = self.net(torch.tensor([self._vector(x)], dtype=torch.float32, device=self.device))
             p_up = float(torch.sigmoid(logit)[0, 0])
@@ -176,7 +175,7 @@ class TorchMLP:
             self._train()
 
     def _train(self) -> None:
-        torch = self.torch
+        import torch
         batch = list(self.pending)
         replay = list(self.recent)
         extra = self.batch_size - len(batch)

@@ -1,0 +1,169 @@
+"""State that survives restarts and partition moves: per-partition checkpoints with their offsets.
+
+A stage keeps its pure state (feature engines, learners) per input partition. Events are processed
+with manual acks: every ``every_events`` events, or ``every_seconds`` when the stream is quiet, the
+partition's state is pickled into a Checkpoint record on the compacted ``checkpoints`` topic (key
+``<stage>:<partition>``) together with the last input offset it reflects, and only then are those
+events acked. So the committed offset never passes the newest checkpoint.
+
+On the first event of a partition after start or reassignment, the stage reads the partition's latest
+checkpoint and skips input at or below its offset (Faust may resume a little earlier, since commits
+trail acks). The result: every input is applied to the state exactly once, on any worker, and
+replays after a crash give the same outputs as an uninterrupted run (outputs in between may be
+published twice: at-least-once, with deterministic ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from agents.app import app, avro, metrics, publish, settings
+
+log = logging.getLogger("livelearn.checkpoints")
+
+
+def read_latest_checkpoints(stage: str, timeout: float = 20.0) -> dict[int, dict]:
+    """The newest Checkpoint per partition of ``stage`` (blocking; run in an executor)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.topic("checkpoints")
+    consumer = Consumer({**settings.client_config(), "group.id": f"checkpoint-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    latest: dict[int, dict] = {}
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return latest
+        ends = {}
+        partitions = []
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+                partitions.append(TopicPartition(topic, p, low))
+        if not partitions:
+            return latest
+        consumer.assign(partitions)
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        codec = avro["checkpoints"]
+        prefix = f"{stage}:".encode()
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            if message.offset() + 1 >= ends[message.partition()]:
+                done.add(message.partition())
+            if not (message.key() or b"").startswith(prefix):
+                continue
+            record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
+            previous = latest.get(record["partition"])
+            if previous is None or record["sequence"] > previous["sequence"]:
+                latest[record["partition"]] = record
+    finally:
+        consumer.close()
+    return latest
+
+
+class PartitionCheckpoints:
+    """Per-partition state, offsets and pending (un-acked) events of one stage."""
+
+    def __init__(self, stage: str, version: str, factory: Callable[[], Any], every_events: int = 1000,
+                 every_seconds: float = 1.0):
+        self.stage, self.version, self.factory = stage, version, factory
+        self.every_events, self.every_seconds = every_events, every_seconds
+        self.states: dict[int, Any] = {}
+        self.offsets: dict[int, int] = {}
+        self.sequences: dict[int, int] = {}
+        self.pending: dict[int, list[tuple[Any, Any]]] = {}
+        self.last_saved: dict[int, float] = {}
+        self.restored: dict[int, dict] | None = None
+        self.ready = asyncio.Event()
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.restored = await loop.run_in_executor(None, read_latest_checkpoints, self.stage)
+        self.ready.set()
+
+    async def state(self, partition: int) -> Any:
+        state = self.states.get(partition)
+        if state is not None:
+            return state
+        if self.restored is None:
+            await self.load()
+        record = (self.restored or {}).pop(partition, None)
+        if record is not None and record["version"] == self.version:
+            state = pickle.loads(zlib.decompress(record["state"]))
+            self.offsets[partition] = record["offset"]
+            self.sequences[partition] = record["sequence"]
+            log.info("%s: partition %s restored at offset %s (checkpoint %s)", self.stage, partition,
+                     record["offset"], record["sequence"])
+        else:
+            if record is not None:
+                log.warning("%s: ignoring checkpoint of version %s (running %s)", self.stage, record["version"],
+                            self.version)
+            state = self.factory()
+            self.offsets[partition] = -1
+            self.sequences[partition] = 0
+        self.states[partition] = state
+        self.last_saved[partition] = time.monotonic()
+        return state
+
+    def already_applied(self, partition: int, offset: int) -> bool:
+        return offset <= self.offsets.get(partition, -1)
+
+    async def done(self, stream, event, partition: int, offset: int) -> None:
+        """Record an applied event; checkpoint and ack when due."""
+        self.offsets[partition] = offset
+        pending = self.pending.setdefault(partition, [])
+        pending.append((stream, event))
+        if len(pending) >= self.every_events:
+            await self.checkpoint(partition)
+
+    async def skip(self, stream, event) -> None:
+        await stream.ack(event)
+
+    async def checkpoint(self, partition: int) -> None:
+        pending = self.pending.get(partition)
+        if not pending:
+            return
+        sequence = self.sequences.get(partition, 0) + 1
+        self.sequences[partition] = sequence
+        record = {
+            "stage": self.stage, "partition": partition, "offset": self.offsets[partition], "version": self.version,
+            "sequence": sequence, "created_time_ms": int(time.time() * 1000),
+            "state": zlib.compress(pickle.dumps(self.states[partition], protocol=pickle.HIGHEST_PROTOCOL), 1),
+        }
+        await publish("checkpoints", f"{self.stage}:{partition}".encode(), record)
+        metrics.model_events.labels("CHECKPOINT").inc()
+        self.pending[partition] = []
+        self.last_saved[partition] = time.monotonic()
+        for stream, event in pending:
+            await stream.ack(event)
+
+    async def checkpoint_quiet(self) -> None:
+        now = time.monotonic()
+        for partition, pending in list(self.pending.items()):
+            if pending and now - self.last_saved.get(partition, 0.0) >= self.every_seconds:
+                await self.checkpoint(partition)
+
+    def forget(self, partitions: set[int]) -> None:
+        """After a revocation: the next owner restores from the checkpoint."""
+        for partition in partitions:
+            self.states.pop(partition, None)
+            self.offsets.pop(partition, None)
+            self.pending.pop(partition, None)
+        self.restored = None
+
+
+def register_timer(checkpoints: PartitionCheckpoints) -> None:
+    @app.timer(interval=max(0.2, checkpoints.every_seconds / 2), name=f"checkpoint-{checkpoints.stage}")
+    async def _checkpoint_quiet_partitions():
+        await checkpoints.checkpoint_quiet()
