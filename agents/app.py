@@ -111,6 +111,23 @@ async def dead_letter(message: Any, stage: str, reason_code: str, reason: str) -
 state = {"ready": False}
 
 
+@app.timer(interval=2.0)
+async def export_consumer_lag():
+    """Consumer-group lag per assigned partition: high watermark minus the committed offset."""
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in consumer.assignment():
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # not fetched yet
+            continue
+        if high is None:
+            continue
+        done = committed.get(tp)
+        lag = high - (done + 1 if done is not None else 0)
+        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+
 @app.page("/metrics")
 async def metrics_page(web, request):
     return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])

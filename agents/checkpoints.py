@@ -85,12 +85,10 @@ class PartitionCheckpoints:
         self.pending: dict[int, list[tuple[Any, Any]]] = {}
         self.last_saved: dict[int, float] = {}
         self.restored: dict[int, dict] | None = None
-        self.ready = asyncio.Event()
 
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         self.restored = await loop.run_in_executor(None, read_latest_checkpoints, self.stage)
-        self.ready.set()
 
     async def state(self, partition: int) -> Any:
         state = self.states.get(partition)

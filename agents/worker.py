@@ -5,13 +5,17 @@ from __future__ import annotations
 import faust
 
 from agents import featurize, learn, monitor, predict  # noqa: F401  (each registers its agent)
-from agents.app import app, settings, state
+from agents.app import app, metrics, settings, state
 from agents.topics import create_topics
 
 
 @app.task
-async def _mark_ready():
+async def _load_state_then_ready():
+    """Ready only once the checkpoints (feature state, models) have been read."""
+    await featurize.checkpoints.load()
+    await predict.checkpoints.load()
     state["ready"] = True
+    metrics.ready.set(1)
 
 
 def run(loglevel: str | None = None) -> None:

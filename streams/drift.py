@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 from scipy import special, stats
+from scipy.stats._ksstats import _kolmogn  # kstwo's own sf, without its per-call overhead
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 # Effect-size thresholds (small, medium, large) per test.
@@ -78,7 +79,8 @@ def ks_test(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, f
     diffs = cdf1 - cdf2
     d = float(max(np.clip(-diffs.min(), 0, 1), diffs.max()))
     m, n = sorted([float(n1), float(n2)], reverse=True)
-    p = float(np.clip(stats.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+    # kstwo.sf without the generic rv_continuous wrapper (~200 µs a call): the same function it calls.
+    p = float(np.clip(_kolmogn(int(np.round(m * n / (m + n))), d, cdf=False), 0, 1))
     return d, p
 
 
@@ -96,7 +98,7 @@ def welch_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float
         return 0.0, 1.0, 0.0
     t = (m1 - m2) / math.sqrt(se2)
     df = se2 * se2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-    p = float(2 * stats.t.sf(abs(t), df))
+    p = float(2 * special.stdtr(df, -abs(t)))
     pooled = math.sqrt((v1 + v2) / 2)
     return t, p, abs(m2 - m1) / pooled if pooled > 0 else 0.0
 
@@ -128,7 +130,7 @@ def f_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, fl
         return 1.0, 1.0, 0.0
     f = v2 / v1
     dfn, dfd = current.shape[0] - 1, reference.shape[0] - 1
-    p = float(min(1.0, 2 * min(stats.f.cdf(f, dfn, dfd), stats.f.sf(f, dfn, dfd))))
+    p = float(min(1.0, 2 * min(special.fdtr(dfn, dfd, f), special.fdtrc(dfn, dfd, f))))
     return f, p, abs(math.log(f))
 
 
@@ -149,7 +151,7 @@ def levene_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, floa
     if within <= 0:
         return 0.0, 1.0, 0.0
     w = (n - 2) * between / within
-    p = float(stats.f.sf(w, 1, n - 2))
+    p = float(special.fdtrc(1, n - 2, w))
     effect = abs(math.log(m2 / m1)) if m1 > 0 and m2 > 0 else 0.0
     return w, p, effect
 

@@ -27,6 +27,8 @@ import random
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from streams.features import MODEL_FEATURES
 
 MEMBER_NAMES = ("logreg", "mlp", "hat", "arf")
@@ -97,14 +99,19 @@ class TorchMLP:
       back towards the initial rate when the short-term loss jumps above 1.5x the long-term (a change).
     * CPU by default with one intra-op thread (2-core machines: Kafka I/O keeps the other); CUDA when
       ``device="cuda"`` or ``"auto"`` finds one.
+    * Inference on one vector runs in numpy on a copy of the weights taken after each training step:
+      for a 22-32-16-1 network a torch call costs ~100 µs of dispatch, the matrix products ~5 µs.
     """
 
     name = "mlp"
 
-    def __init__(self, seed: int = 0, hidden: int = 32, lr: float = 3e-3, train_every: int = 8,
-                 batch_size: int = 32, replay_size: int = 512, hard_size: int = 64, clip: float = 1.0,
+    def __init__(self, seed: int = 0, hidden: int = 32, lr: float = 3e-3, train_every: int = 16,
+                 batch_size: int = 64, replay_size: int = 512, hard_size: int = 64, clip: float = 1.0,
                  patience: int = 50, device: str = "cpu"):
         import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -133,6 +140,7 @@ class TorchMLP:
         self.best_short = math.inf
         self.since_improvement = 0
         self.steps = 0
+        self.weights: tuple = ()
 
     def _vector(self, x: dict[str, float]) -> list[float]:
         out = []
@@ -161,11 +169,18 @@ class TorchMLP:
     def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
         if self.steps == 0:
             return {0: 0.5, 1: 0.5}
-        import torch
-        with torch.no_grad():
-            logit = self.net(torch.tensor([self._vector(x)], dtype=torch.float32, device=self.device))
-            p_up = float(torch.sigmoid(logit)[0, 0])
+        w1, b1, w2, b2, w3, b3 = self.weights
+        h = np.tanh(w1 @ np.asarray(self._vector(x)) + b1)
+        h = np.tanh(w2 @ h + b2)
+        logit = float(w3 @ h + b3)
+        p_up = 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
         return {0: 1.0 - p_up, 1: p_up}
+
+    def _copy_weights(self) -> None:
+        layers = [m for m in self.net if hasattr(m, "weight")]
+        w1, b1, w2, b2, w3, b3 = (t.detach().cpu().double().numpy().copy()
+                                  for layer in layers for t in (layer.weight, layer.bias))
+        self.weights = (w1, b1, w2, b2, w3[0], float(b3[0]))
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
         vector = self._vector(x)
@@ -198,6 +213,7 @@ class TorchMLP:
         self.optimizer.step()
         self.net.eval()
         self.steps += 1
+        self._copy_weights()
         per_sample = losses.detach().cpu().flatten().tolist()
         for (vector, y), value in zip(batch, per_sample, strict=True):
             self.hard.append((value, vector, y))

@@ -1,0 +1,33 @@
+"""A Faust app whose one agent does nothing with each event: the framework's own ceiling here.
+
+Run as a worker by bench/pipeline.py with NOOP_TOPIC, NOOP_APP_ID and NOOP_WEB_PORT set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+app = faust.App(
+    os.environ["NOOP_APP_ID"],
+    broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
+    key_serializer="raw", value_serializer="raw", store="memory://",
+    consumer_auto_offset_reset="earliest", web_port=int(os.environ["NOOP_WEB_PORT"]), web_bind="127.0.0.1",
+    producer_linger_ms=1, broker_session_timeout=10.0, broker_heartbeat_interval=2.0,
+)
+topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes)
+out = app.topic(os.environ["NOOP_TOPIC"] + ".out", key_type=bytes, value_type=bytes)
+
+
+@app.agent(topic)
+async def noop(stream):
+    async for event in stream.events():
+        await out.send(key=event.key, value=event.value)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.argv = [sys.argv[0], "worker", "-l", "warning"]
+    app.main()

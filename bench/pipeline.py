@@ -1,0 +1,189 @@
+"""The pipeline through the real broker, side by side in one run:
+
+(a) a Faust no-op agent (consume, forward) draining a backlog: the framework's ceiling on this machine;
+(b) the full pipeline (ticks -> features -> ensemble -> predictions, learning from delayed outcomes,
+    drift checks) draining the same backlog: events/s, and its ratio to (a);
+(c) end-to-end latency (produce time to prediction visible to a consumer) at a fixed offered rate.
+
+A batched replay path is not built (see docs/STATUS.md). Needs the local broker (livelearn kafka up).
+Usage: python bench/pipeline.py [--ticks 6000] [--rate 2000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+from common import ROOT, result
+
+from agents.settings import Settings
+from agents.topics import create_topics
+from connectors.synth import generate
+from schemas.codec import AvroCodec
+
+
+def producer(bootstrap: str):
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "partitioner": "murmur2_random",
+                     "enable.idempotence": True})
+
+
+def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> float:
+    """Consume ``topic`` from the start until ``n`` records; returns the monotonic time of the n-th."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 5})
+    consumer.subscribe([topic])
+    seen, deadline, last = 0, time.monotonic() + timeout, 0.0
+    try:
+        while seen < n and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.05):
+                if message.error():
+                    continue
+                seen += 1
+                last = time.monotonic()
+                if on_message:
+                    on_message(message, last)
+    finally:
+        consumer.close()
+    if seen < n:
+        raise RuntimeError(f"{topic}: {seen}/{n} records within {timeout:.0f} s")
+    return last
+
+
+def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("worker exited")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+                if path != "/readyz" or json.loads(response.read())["ready"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("worker not ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=6000, help="backlog drained in (a) and (b)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="offered ticks/s in (c)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of (c)")
+    args = parser.parse_args()
+    base = Settings.from_env()
+    bootstrap = base.bootstrap_servers
+    run = uuid.uuid4().hex[:8]
+    codec = AvroCodec.for_topic_schema("tick")
+    ticks = list(generate(args.ticks + int(args.rate * args.seconds), seed=7))
+    encoded = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in ticks]
+    env_base = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    # (a) no-op agent draining a backlog.
+    noop_topic = f"bench-{run}.noop"
+    p = producer(bootstrap)
+    for key, value, ts in encoded[: args.ticks]:
+        p.produce(noop_topic, key=key, value=value, timestamp=ts)
+    p.flush()
+    port = free_port()
+    noop = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_app.py")], cwd=ROOT / "bench",
+                            env={**env_base, "NOOP_TOPIC": noop_topic, "NOOP_APP_ID": f"bench-noop-{run}",
+                                 "NOOP_WEB_PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, noop, "/")
+        started = time.monotonic()
+        done = count_until(bootstrap, noop_topic + ".out", args.ticks, 300)
+        noop_rate = args.ticks / (done - started)
+    finally:
+        noop.terminate()
+        noop.wait(30)
+
+    # (b) full pipeline draining the same backlog.
+    settings = dataclasses.replace(base, topic_prefix=f"bench-{run}.", app_id=f"bench-{run}",
+                                   web_port=str(free_port()), partitions="1", log_level="warning")
+    create_topics(settings)
+    p = producer(bootstrap)
+    for key, value, ts in encoded[: args.ticks]:
+        p.produce(settings.topic("ticks"), key=key, value=value, timestamp=ts)
+    p.flush()
+    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
+                              env={**env_base, **settings.as_env()}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(settings.web_port_int, worker)
+        started = time.monotonic()
+        done = count_until(bootstrap, settings.topic("predictions"), args.ticks, 600)
+        pipeline_rate = args.ticks / (done - started)
+
+        # (c) latency at a fixed offered rate, same worker, the stream continuing.
+        sent: dict[str, float] = {}
+        latencies: list[float] = []
+        prediction_codec = AvroCodec.for_topic_schema("prediction")
+        live = ticks[args.ticks:]
+        first_index = args.ticks + 1
+
+        def on_prediction(message, at):
+            pid = prediction_codec.decode(message.value())["prediction_id"]
+            if pid in sent:
+                latencies.append(at - sent[pid])
+
+        reader = threading.Thread(target=count_until, args=(bootstrap, settings.topic("predictions"),
+                                                            args.ticks + len(live), 120 + args.seconds * 4,
+                                                            on_prediction))
+        reader.start()
+        time.sleep(1.0)
+        p = producer(bootstrap)
+        interval = 1.0 / args.rate
+        t0 = time.monotonic()
+        for i, tick in enumerate(live):
+            due = t0 + i * interval
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            key, value, ts = encoded[args.ticks + i]
+            sent[f"{tick['symbol']}-{tick['event_time_ms']}-{first_index + i}"] = time.monotonic()
+            p.produce(settings.topic("ticks"), key=key, value=value, timestamp=ts)
+            p.poll(0)
+        p.flush()
+        offered = len(live) / (time.monotonic() - t0)
+        reader.join()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+    lat = np.array(latencies) * 1000.0
+    p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
+    print(f"(a) Faust no-op agent        {noop_rate:10,.0f} events/s")
+    print(f"(b) full pipeline per event  {pipeline_rate:10,.0f} events/s   = {pipeline_rate / noop_rate:.1%} of (a)"
+          f"   (target >= 50%)")
+    print(f"(c) at {offered:,.0f} ticks/s offered: end-to-end latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+          f"over {len(lat)} predictions (target p99 <= 15 ms at 2,000/s)")
+    print("(d) batched replay path: not built")
+    result("pipeline", noop_events_per_s=round(noop_rate), pipeline_events_per_s=round(pipeline_rate),
+           pipeline_vs_noop=round(pipeline_rate / noop_rate, 3), offered_rate=round(offered),
+           latency_p50_ms=round(p50, 2), latency_p99_ms=round(p99, 2), latency_samples=len(lat),
+           members=base.members)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Metrics and health endpoints scraped from a real worker during a replay."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, livelearn
+from tests.kafka_io import produce
+
+pytestmark = pytest.mark.integration
+
+FILE = ROOT / "data" / "sample" / "BTCUSDT-1m-2020-01-01.zip"
+
+
+def sample(body: str, name: str, **labels: str) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in body.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        got = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
+        if all(f'{k}="{v}"' in (match.group(2) or "") for k, v in labels.items()) or got == want:
+            return float(match.group(3))
+    return None
+
+
+def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env):
+    worker = worker_factory({"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}).start()
+    assert worker.get("/healthz") == (200, '{"status":"alive"}')
+    status, body = worker.get("/readyz")
+    assert status == 200 and '"ready":true' in body
+
+    replay = threading.Thread(target=livelearn, args=("replay", str(FILE), "--speed", "600", "--quiet"),
+                              kwargs={"env": pipeline_env, "timeout": 300})
+    replay.start()
+    produce(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], pipeline_env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
+            [(b"BTCUSDT", b"not avro", None)])
+    scrapes = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status, body = worker.get("/metrics")
+        assert status == 200
+        scrapes.append(body)
+        if (sample(body, "livelearn_events_total", stage="predict") or 0) >= 1440:
+            break
+        time.sleep(1.0)
+    replay.join(60)
+    first, last = scrapes[0], scrapes[-1]
+    assert len(scrapes) >= 3, "the replay should take several scrapes"
+    # Counters move during the replay.
+    mid = scrapes[len(scrapes) // 2]
+    assert 0 < (sample(mid, "livelearn_events_total", stage="featurize") or 0) < 1440 or len(scrapes) < 5
+    assert sample(last, "livelearn_events_total", stage="featurize") == 1440
+    assert sample(last, "livelearn_events_total", stage="predict") == 1440
+    assert (sample(first, "livelearn_events_total", stage="predict") or 0) < 1440
+    # Latency histograms, per-member scores and weights, label lag, drift statistics, dead letters.
+    assert sample(last, "livelearn_processing_seconds_count", stage="featurize") == 1440
+    assert sample(last, "livelearn_processing_seconds_count", stage="predict") == 1440
+    for member in ("logreg", "mlp", "ensemble", "persistence"):
+        accuracy = sample(last, "livelearn_member_accuracy", symbol="BTCUSDT", member=member)
+        assert accuracy is not None and 0.0 <= accuracy <= 1.0
+        assert sample(last, "livelearn_member_log_loss", symbol="BTCUSDT", member=member) > 0
+    weights = [sample(last, "livelearn_ensemble_weight", symbol="BTCUSDT", member=m) for m in ("logreg", "mlp")]
+    assert sum(weights) == pytest.approx(1.0)
+    assert sample(last, "livelearn_label_lag_seconds_count") >= 1400
+    assert sample(last, "livelearn_label_lag_seconds_sum") == pytest.approx(
+        sample(last, "livelearn_label_lag_seconds_count") * 300.0)  # 5 one-minute klines
+    p_value = sample(last, "livelearn_drift_p_value", symbol="BTCUSDT", kind="FEATURE", stream="ret_1")
+    assert p_value is not None and 0.0 <= p_value <= 1.0
+    assert sample(last, "livelearn_dead_letters_total", stage="featurize", reason="decode_error") == 1
+    assert sample(last, "livelearn_ready") == 1
+    assert "livelearn_consumer_lag" in last and "livelearn_alerts_total" in last
