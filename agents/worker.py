@@ -19,6 +19,9 @@ async def _load_state_then_ready():
 
 
 def run(loglevel: str | None = None) -> None:
+    # Build one throwaway learner first: importing torch and River takes seconds, which must not
+    # stall the event loop (and the HTTP endpoints) at the first event of a new symbol.
+    predict.registry.new_learner("WARMUP")
     create_topics(settings)
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(app, loglevel=loglevel or settings.log_level)

@@ -88,8 +88,11 @@ def _mean_var(x: np.ndarray) -> tuple[float, float]:
     return float(np.mean(x)), float(np.var(x, ddof=1))
 
 
-def welch_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, float]:
-    """Welch's t: (t, two-sided p, Cohen's d with the pooled sd)."""
+def welch_test(reference: np.ndarray, current: np.ndarray, alternative: str = "two-sided") -> tuple[float, float, float]:
+    """Welch's t of reference minus current: (t, p, Cohen's d with the pooled sd).
+
+    ``alternative="less"``: the reference mean is below the current one (for a loss: it got worse).
+    """
     m1, v1 = _mean_var(reference)
     m2, v2 = _mean_var(current)
     n1, n2 = reference.shape[0], current.shape[0]
@@ -98,19 +101,25 @@ def welch_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, float
         return 0.0, 1.0, 0.0
     t = (m1 - m2) / math.sqrt(se2)
     df = se2 * se2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-    p = float(2 * special.stdtr(df, -abs(t)))
+    if alternative == "less":
+        p = float(special.stdtr(df, t))
+    else:
+        p = float(2 * special.stdtr(df, -abs(t)))
     pooled = math.sqrt((v1 + v2) / 2)
     return t, p, abs(m2 - m1) / pooled if pooled > 0 else 0.0
 
 
-def mann_whitney(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, float]:
-    """Mann-Whitney U of the reference (asymptotic, continuity-corrected, tie-corrected), p, |AUC-0.5|."""
+def mann_whitney(reference: np.ndarray, current: np.ndarray, alternative: str = "two-sided") -> tuple[float, float, float]:
+    """Mann-Whitney U of the reference (asymptotic, continuity-corrected, tie-corrected), p, |AUC-0.5|.
+
+    ``alternative="less"``: the reference tends to be smaller than the current window.
+    """
     n1, n2 = reference.shape[0], current.shape[0]
     ranks = stats.rankdata(np.concatenate([reference, current]))
     r1 = float(ranks[:n1].sum())
     u1 = r1 - n1 * (n1 + 1) / 2
     u2 = n1 * n2 - u1
-    u = max(u1, u2)
+    u = max(u1, u2) if alternative == "two-sided" else u2
     n = n1 + n2
     _, counts = np.unique(ranks, return_counts=True)
     tie_term = float((counts**3 - counts).sum())
@@ -118,7 +127,7 @@ def mann_whitney(reference: np.ndarray, current: np.ndarray) -> tuple[float, flo
     if sigma == 0:
         return u1, 1.0, 0.0
     z = (u - n1 * n2 / 2 - 0.5) / sigma
-    p = float(min(2 * special.ndtr(-z), 1.0))
+    p = float(min(2 * special.ndtr(-z), 1.0)) if alternative == "two-sided" else float(special.ndtr(-z))
     return u1, p, abs(u1 / (n1 * n2) - 0.5)
 
 
@@ -335,9 +344,10 @@ class Channel:
                     f, p, effect = levene_test(ref_sorted, cur)
                 results.append((stream, self.config.variance_test, f, p, effect, tau))
             elif self.kind == "CONCEPT":
-                t, p, effect = welch_test(ref_sorted, cur)
+                # Concept drift is the loss getting worse: one-sided (a model that improves is fine).
+                t, p, effect = welch_test(ref, cur, alternative="less")
                 results.append((stream, "welch_t", t, p, effect, tau))
-                u, p, effect = mann_whitney(ref_sorted, cur)
+                u, p, effect = mann_whitney(ref_sorted, cur, alternative="less")
                 results.append((stream, "mannwhitney_u", u, p, effect, tau))
         self.last_results = results
         return results

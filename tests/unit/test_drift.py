@@ -167,3 +167,14 @@ def test_alerts_below_the_minimum_severity_are_not_published():
         out_quiet += quiet.update_features(x, i, ("a",))
     assert out_loud and all(a["severity"] != "CRITICAL" for a in out_loud)
     assert out_quiet == []
+
+
+@pytest.mark.parametrize("seed, shift", [(0, 0.0), (1, 0.15), (2, -0.1)])
+def test_one_sided_concept_tests_equal_scipy(seed, shift):
+    a, b = samples(seed, n2=450, shift=shift, ties=seed == 2)
+    t, p, _ = welch_test(a, b, alternative="less")
+    expected = stats.ttest_ind(a, b, equal_var=False, alternative="less")
+    assert (t, p) == (pytest.approx(expected.statistic, rel=RTOL), pytest.approx(expected.pvalue, rel=RTOL))
+    u, p, _ = mann_whitney(a, b, alternative="less")
+    expected = stats.mannwhitneyu(a, b, alternative="less", method="asymptotic", use_continuity=True)
+    assert (u, p) == (pytest.approx(expected.statistic, rel=RTOL), pytest.approx(expected.pvalue, rel=RTOL))
