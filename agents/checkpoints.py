@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from agents.app import app, avro, metrics, publish, settings
+from agents.app import app, avro, flush_outputs, metrics, publish, settings
 
 log = logging.getLogger("livelearn.checkpoints")
 
@@ -132,6 +132,9 @@ class PartitionCheckpoints:
         pending = self.pending.get(partition)
         if not pending:
             return
+        # Swap the pending list and pickle the state before any await: the agent (or the timer) may
+        # process more events while the checkpoint is being delivered; those belong to the next one.
+        self.pending[partition] = []
         sequence = self.sequences.get(partition, 0) + 1
         self.sequences[partition] = sequence
         record = {
@@ -139,10 +142,10 @@ class PartitionCheckpoints:
             "sequence": sequence, "created_time_ms": int(time.time() * 1000),
             "state": zlib.compress(pickle.dumps(self.states[partition], protocol=pickle.HIGHEST_PROTOCOL), 1),
         }
-        await publish("checkpoints", f"{self.stage}:{partition}".encode(), record)
-        metrics.model_events.labels("CHECKPOINT").inc()
-        self.pending[partition] = []
         self.last_saved[partition] = time.monotonic()
+        await publish("checkpoints", f"{self.stage}:{partition}".encode(), record)
+        await flush_outputs()  # the outputs of these events, and the checkpoint, are on the broker
+        metrics.model_events.labels("CHECKPOINT").inc()
         for stream, event in pending:
             await stream.ack(event)
 

@@ -29,5 +29,5 @@ async def noop(stream):
 if __name__ == "__main__":
     import sys
 
-    sys.argv = [sys.argv[0], "worker", "-l", "warning"]
+    sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     app.main()
