@@ -119,6 +119,8 @@ class PartitionCheckpoints:
 
     async def done(self, stream, event, partition: int, offset: int) -> None:
         """Record an applied event; checkpoint and ack when due."""
+        if partition not in self.states:
+            return  # revoked while this event was in flight: the next owner re-applies it
         self.offsets[partition] = offset
         pending = self.pending.setdefault(partition, [])
         pending.append((stream, event))
@@ -130,7 +132,7 @@ class PartitionCheckpoints:
 
     async def checkpoint(self, partition: int) -> None:
         pending = self.pending.get(partition)
-        if not pending:
+        if not pending or partition not in self.states:
             return
         # Swap the pending list and pickle the state before any await: the agent (or the timer) may
         # process more events while the checkpoint is being delivered; those belong to the next one.

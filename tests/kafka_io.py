@@ -17,27 +17,41 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes,
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
                idle: float = 3.0) -> list:
-    """All messages of a topic (every partition, from the beginning) once ``expect`` arrived or it is idle."""
+    """All messages of a topic (every partition, from the beginning).
+
+    With ``expect``: until that many arrived (or the timeout). Without: until every partition reached
+    the high watermark it had when the read began (``idle`` is kept for callers; the watermarks decide).
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+    ends = {}
+    if expect is None:
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > low:
+                ends[tp.partition] = high
+        if not ends:
+            consumer.close()
+            return []
+    consumer.assign(partitions)
     messages = []
+    done: set[int] = set()
     deadline = time.monotonic() + timeout
-    last_seen = time.monotonic()
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)
-            if message is None:
-                if expect is None and time.monotonic() - last_seen > idle:
-                    break
-                continue
-            if message.error():
+            if message is None or message.error():
                 continue
             messages.append(message)
-            last_seen = time.monotonic()
-            if expect is not None and len(messages) >= expect:
-                break
+            if expect is not None:
+                if len(messages) >= expect:
+                    break
+            elif message.offset() + 1 >= ends.get(message.partition(), 0):
+                done.add(message.partition())
+                if len(done) >= len(ends):
+                    break
     finally:
         consumer.close()
     return messages

@@ -7,6 +7,8 @@ stream stays below HIGH; bench/drift_eval.py and docs/STATUS.md report how often
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from schemas.codec import AvroCodec
@@ -31,6 +33,7 @@ def run_stream(worker_factory, pipeline_env, *changes: str) -> list[dict]:
     bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
     # Every tick has been through the whole pipeline once its prediction is out.
     assert len(read_topic(bootstrap, prefix + "predictions", expect=N, timeout=240)) == N
+    time.sleep(3.0)  # alerts of the last events are produced right after their predictions
     codec = AvroCodec.for_topic_schema("drift_alert")
     return [codec.decode(m.value()) for m in read_topic(bootstrap, prefix + "alerts", idle=3.0, timeout=30)]
 

@@ -52,7 +52,7 @@ def wait_for_predictions(env: dict, at_least: int, timeout: float) -> int:
 
 
 def test_kill_9_mid_replay_then_restart_gives_the_uninterrupted_results(worker_factory, pipeline_env, run_id):
-    settings = {"LIVELEARN_PARTITIONS": "2"}
+    settings = {"LIVELEARN_PARTITIONS": "2", "LIVELEARN_LOG_LEVEL": "info"}
     uninterrupted = {**pipeline_env, **settings, "LIVELEARN_TOPIC_PREFIX": f"t{run_id}a.",
                      "LIVELEARN_APP_ID": f"restart-a-{run_id}"}
     worker = worker_factory(uninterrupted).start()
