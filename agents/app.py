@@ -66,9 +66,6 @@ app = faust.App(
     # A killed worker's partitions move after this long (Faust's default of 60 s stalls a restart).
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
-    # Inputs are acked only at checkpoints (agents.checkpoints): waiting for every in-flight event at a
-    # rebalance or shutdown would stall; un-acked inputs are simply redelivered to the next owner.
-    stream_wait_empty=False,
     broker_commit_interval=1.0,
 )
 

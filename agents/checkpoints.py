@@ -117,6 +117,19 @@ class PartitionCheckpoints:
     def already_applied(self, partition: int, offset: int) -> bool:
         return offset <= self.offsets.get(partition, -1)
 
+    async def unapplied(self, stream):
+        """The events of a manual-ack stream that this partition's state has not seen, with that state.
+
+        Events at or below the restored checkpoint's offset are acked and skipped here.
+        """
+        async for event in stream.events():
+            message = event.message
+            state = await self.state(message.partition)
+            if self.already_applied(message.partition, message.offset):
+                await stream.ack(event)
+                continue
+            yield event, state
+
     async def done(self, stream, event, partition: int, offset: int) -> None:
         """Record an applied event; checkpoint and ack when due."""
         if partition not in self.states:
@@ -126,9 +139,6 @@ class PartitionCheckpoints:
         pending.append((stream, event))
         if len(pending) >= self.every_events:
             await self.checkpoint(partition)
-
-    async def skip(self, stream, event) -> None:
-        await stream.ack(event)
 
     async def checkpoint(self, partition: int) -> None:
         pending = self.pending.get(partition)

@@ -31,13 +31,9 @@ async def featurize(stream):
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
     stream = stream.noack()
-    async for event in stream.events():
+    async for event, engine in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
-        engine = await checkpoints.state(partition)
-        if checkpoints.already_applied(partition, offset):
-            await checkpoints.skip(stream, event)
-            continue
         started = time.perf_counter()
         try:
             tick = tick_codec.decode(message.value, message.topic, partition, offset)

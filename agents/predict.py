@@ -78,13 +78,9 @@ async def predict(stream):
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
     stream = stream.noack()
-    async for event in stream.events():
+    async for event, models in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
-        models = await checkpoints.state(partition)
-        if checkpoints.already_applied(partition, offset):
-            await checkpoints.skip(stream, event)
-            continue
         started = time.perf_counter()
         try:
             vector = codec.decode(message.value, message.topic, partition, offset)

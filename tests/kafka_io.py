@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, int | None]]) -> None:
@@ -15,43 +15,47 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes,
     assert producer.flush(30) == 0
 
 
+def watermarks(consumer, tp, timeout: float = 30.0) -> tuple[int, int]:
+    """Low and high watermark, retried while a just-started broker still elects partition leaders."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
                idle: float = 3.0) -> list:
     """All messages of a topic (every partition, from the beginning).
 
-    With ``expect``: until that many arrived (or the timeout). Without: until every partition reached
-    the high watermark it had when the read began (``idle`` is kept for callers; the watermarks decide).
+    With ``expect``: until that many arrived (or the timeout). Without: until ``idle`` seconds pass
+    without a message once the first one arrived (an empty topic is read for up to ``idle`` seconds
+    after the partitions are assigned and their offsets known).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-    ends = {}
-    if expect is None:
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > low:
-                ends[tp.partition] = high
-        if not ends:
-            consumer.close()
-            return []
+    has_data = any(watermarks(consumer, tp)[1] > 0 for tp in partitions)
     consumer.assign(partitions)
     messages = []
-    done: set[int] = set()
     deadline = time.monotonic() + timeout
+    last_seen = time.monotonic()
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is None or message.error():
+                waited = time.monotonic() - last_seen
+                if expect is None and waited > idle and (messages or not has_data):
+                    break
                 continue
             messages.append(message)
-            if expect is not None:
-                if len(messages) >= expect:
-                    break
-            elif message.offset() + 1 >= ends.get(message.partition(), 0):
-                done.add(message.partition())
-                if len(done) >= len(ends):
-                    break
+            last_seen = time.monotonic()
+            if expect is not None and len(messages) >= expect:
+                break
     finally:
         consumer.close()
     return messages
