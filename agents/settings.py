@@ -30,6 +30,10 @@ class Settings:
     # Topics.
     topic_prefix: str = _env("LIVELEARN_TOPIC_PREFIX", "livelearn.", "Prefix of every topic name")
     partitions: str = _env("LIVELEARN_PARTITIONS", "4", "Partitions of each data topic (key = symbol)")
+    retention_ms: str = _env(
+        "LIVELEARN_RETENTION_MS", "-1",
+        "Retention of data topics in ms; -1 keeps all (replayed history has years-old event-time timestamps)",
+    )
     replication_factor: str = _env("LIVELEARN_REPLICATION_FACTOR", "1", "Replication factor of created topics")
     # Worker.
     app_id: str = _env("LIVELEARN_APP_ID", "livelearn", "Faust application id (consumer group)")

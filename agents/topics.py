@@ -57,9 +57,10 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         name = settings.topic(spec.stage)
         if name in existing:
             continue
-        config = {}
-        if spec.retention_ms is not None:
-            config["retention.ms"] = str(spec.retention_ms)
+        # Kafka timestamps are event times; a replay of 2020 data would fall outside any time-based
+        # retention at once and be deleted at the next retention check. Data topics keep everything
+        # unless LIVELEARN_RETENTION_MS says otherwise.
+        config = {"retention.ms": str(spec.retention_ms if spec.retention_ms is not None else settings.retention_ms)}
         if spec.compacted:
             config["cleanup.policy"] = "compact"
             config["max.message.bytes"] = str(CHECKPOINT_MAX_BYTES)

@@ -157,7 +157,9 @@ class LocalBroker:
             "min.insync.replicas": "1",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
-            "log.retention.hours": "168",
+            # Replayed history carries years-old event-time timestamps: keep by default (topics the
+            # project creates set retention explicitly; this covers auto-created ones).
+            "log.retention.ms": "-1",
             "log.segment.bytes": str(64 * 1024 * 1024),
             "num.network.threads": "2",
             "num.io.threads": "2",
