@@ -1,6 +1,6 @@
 """learn: external feedback -> learning on the features used at prediction time.
 
-Market outcomes (source = market) are learned in line by the predict agent; this agent takes the
+Market outcomes and dataset labels (sources in ``IN_LINE_SOURCES``) are learned in line by the predict agent; this agent takes the
 feedback that trading systems or people send about a prediction id.
 """
 
@@ -11,7 +11,7 @@ import logging
 from agents.app import app, avro, dead_letter, metrics, topics
 from agents.predict import find_learner
 from schemas.codec import DecodeError
-from streams.learning import UnknownPrediction
+from streams.learning import IN_LINE_SOURCES, UnknownPrediction
 
 log = logging.getLogger("livelearn.learn")
 STAGE = "learn"
@@ -25,7 +25,7 @@ async def learn(stream):
         message = event.message
         try:
             feedback = codec.decode(message.value, message.topic, message.partition, message.offset)
-            if feedback["source"] == "market":
+            if feedback["source"] in IN_LINE_SOURCES:
                 continue
             learner = find_learner(feedback["symbol"])
             if learner is None:

@@ -7,6 +7,7 @@ import logging
 from agents.app import app, avro, dead_letter, metrics, publish, topics
 from agents.predict import registry
 from schemas.codec import DecodeError
+from streams.features import FEATURE_SET
 
 log = logging.getLogger("livelearn.monitor")
 STAGE = "monitor"
@@ -21,7 +22,9 @@ async def monitor(stream):
         try:
             vector = codec.decode(message.value, message.topic, message.partition, message.offset)
             drift = registry.feature_monitor(vector["symbol"])
-            alerts = drift.update_features(vector["values"], vector["event_time_ms"], registry.drift_features)
+            # A labelled dataset replayed through the pipeline is tested on its own features.
+            names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
+            alerts = drift.update_features(vector["values"], vector["event_time_ms"], names)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
             continue

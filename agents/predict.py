@@ -1,13 +1,14 @@
 """predict: features -> predictions (+ market outcomes on the feedback topic, concept and prediction
-drift alerts, model events). Learning from market outcomes happens here, in line, before each
-prediction, so that replays are deterministic (see streams.learning). Models are checkpointed per
-input partition with their offset (see agents.checkpoints)."""
+drift alerts, model events, performance records). Learning from market outcomes happens here, in
+line, before each prediction, so that replays are deterministic (see streams.learning). Models are
+checkpointed per input partition with their offset (see agents.checkpoints)."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections import deque
 
 from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
 from agents.checkpoints import PartitionCheckpoints, register_timer
@@ -20,7 +21,7 @@ STAGE = "predict"
 SEVERE = ("HIGH", "CRITICAL")
 
 registry = Registry(settings)
-checkpoints = PartitionCheckpoints(STAGE, f"models-v1-{FEATURE_SET}-{settings.members}", PartitionModels)
+checkpoints = PartitionCheckpoints(STAGE, f"models-v2-{FEATURE_SET}-{settings.members}", PartitionModels)
 register_timer(checkpoints)
 
 
@@ -37,9 +38,43 @@ def find_learner(symbol: str):
     return None
 
 
+class SymbolActivity:
+    """What a performance record reports beside the scores: latency, label lag, events and errors
+    of one symbol on this worker (process memory; not checkpointed)."""
+
+    __slots__ = ("latencies_ms", "label_lags_ms", "events", "errors", "reported_at")
+
+    def __init__(self):
+        self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.label_lags_ms: deque[float] = deque(maxlen=1000)
+        self.events = self.errors = 0
+        self.reported_at = 0
+
+
+activity: dict[str, SymbolActivity] = {}
+
+
+def _quantile(values, q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def performance_record(learner, seen: SymbolActivity, event_time_ms: int) -> dict:
+    scores = learner.performance()
+    return {
+        "symbol": learner.symbol, "event_time_ms": event_time_ms, "model_id": learner.model_id,
+        "model_version": learner.version, "labelled": scores["ensemble"]["n"], "members": scores,
+        "weights": learner.ensemble.weights(), "latency_p50_ms": _quantile(seen.latencies_ms, 0.5),
+        "latency_p99_ms": _quantile(seen.latencies_ms, 0.99), "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5),
+        "events": seen.events, "errors": seen.errors,
+    }
+
+
 async def react_to_drift(learner, alert: dict) -> None:
     """Adaptive response to concept drift, recorded as a ModelEvent carrying the alert id."""
-    if alert["kind"] != "CONCEPT" or alert["status"] != "FIRING":
+    if alert["kind"] != "CONCEPT" or alert["status"] != "FIRING" or not settings.drift_response_on:
         return
     if alert["severity"] in SEVERE:
         member = learner.worst_member()
@@ -77,14 +112,16 @@ async def predict(stream):
     codec = avro["features"]
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
+    report_every = settings.performance_interval
     stream = stream.noack()
     async for event, models in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
         started = time.perf_counter()
+        vector = None
         try:
             vector = codec.decode(message.value, message.topic, partition, offset)
-            learner = models.learner(vector["symbol"], registry)
+            learner = models.learner(vector, registry)
             prediction, outcomes = learner.process(vector)
             if prediction is None:
                 metrics.duplicates.labels(STAGE).inc()
@@ -96,16 +133,24 @@ async def predict(stream):
             continue
         except Exception as exc:
             log.exception("predict failed on %s[%s]@%s", message.topic, partition, offset)
+            if vector is not None:
+                activity.setdefault(vector["symbol"], SymbolActivity()).errors += 1
             await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
             await checkpoints.done(stream, event, partition, offset)
             continue
         events.inc()
         symbol_key = message.key
+        seen = activity.get(learner.symbol)
+        if seen is None:
+            seen = activity[learner.symbol] = SymbolActivity()
+        seen.events += 1
         monitor = models.monitor(learner.symbol, registry)
         alerts = []
         for outcome in outcomes:
             await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
-            metrics.label_lag.observe((outcome["feedback_time_ms"] - outcome["event_time_ms"]) / 1000.0)
+            lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
+            seen.label_lags_ms.append(lag_ms)
+            metrics.label_lag.observe(lag_ms / 1000.0)
         for loss in learner.matured_losses:
             alerts += monitor.update_error(loss, vector["event_time_ms"])
         alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
@@ -117,5 +162,12 @@ async def predict(stream):
             await react_to_drift(learner, alert)
         if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
             export_scores(learner)
-        latency.observe(time.perf_counter() - started)
+        labelled = learner.scores["ensemble"].total
+        if labelled - seen.reported_at >= report_every:
+            seen.reported_at = labelled
+            await publish("performance", symbol_key, performance_record(learner, seen, vector["event_time_ms"]),
+                          vector["event_time_ms"])
+        elapsed = time.perf_counter() - started
+        seen.latencies_ms.append(elapsed * 1000.0)
+        latency.observe(elapsed)
         await checkpoints.done(stream, event, partition, offset)

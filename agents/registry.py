@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agents.settings import Settings
 from streams.drift import DriftConfig, DriftMonitor
-from streams.features import DRIFT_FEATURES
+from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES
 from streams.learning import SymbolLearner
 
 
@@ -21,10 +21,11 @@ class PartitionModels:
         self.learners: dict[str, SymbolLearner] = {}
         self.monitors: dict[str, DriftMonitor] = {}
 
-    def learner(self, symbol: str, registry: Registry) -> SymbolLearner:
+    def learner(self, vector: dict, registry: Registry) -> SymbolLearner:
+        symbol = vector["symbol"]
         learner = self.learners.get(symbol)
         if learner is None:
-            learner = self.learners[symbol] = registry.new_learner(symbol)
+            learner = self.learners[symbol] = registry.new_learner(symbol, vector)
         return learner
 
     def monitor(self, symbol: str, registry: Registry) -> DriftMonitor:
@@ -46,9 +47,15 @@ class Registry:
                                or DRIFT_FEATURES)
         self.feature_monitors: dict[str, DriftMonitor] = {}
 
-    def new_learner(self, symbol: str) -> SymbolLearner:
+    def new_learner(self, symbol: str, first_vector: dict | None = None) -> SymbolLearner:
+        """A learner for ``symbol``. Market vectors feed the model features; a labelled dataset (any
+        other feature set) feeds all of its features, in the order of its first vector."""
+        features = MODEL_FEATURES
+        if first_vector is not None and first_vector["feature_set"] != FEATURE_SET:
+            features = tuple(first_vector["values"])
         return SymbolLearner(symbol, members=self.members, horizon_ticks=self.settings.horizon,
-                             flat_band=float(self.settings.flat_band), seed=int(self.settings.seed))
+                             flat_band=float(self.settings.flat_band), seed=int(self.settings.seed),
+                             model_features=features, regime_weights=self.settings.regime_weights_on)
 
     def feature_monitor(self, symbol: str) -> DriftMonitor:
         monitor = self.feature_monitors.get(symbol)

@@ -57,6 +57,15 @@ class Settings:
     drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
     members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp", "Ensemble members next to the persistence baseline")
+    regime_weights: str = _env(
+        "LIVELEARN_REGIME_WEIGHTS", "off", "on: ensemble weights per market regime (trending/ranging/volatile)"
+    )
+    drift_response: str = _env(
+        "LIVELEARN_DRIFT_RESPONSE", "on", "off: concept-drift alerts are published but models are left as they are"
+    )
+    performance_every: str = _env(
+        "LIVELEARN_PERFORMANCE_EVERY", "500", "Labelled outcomes per symbol between performance records"
+    )
     seed: str = _env("LIVELEARN_SEED", "42", "Seed of every model's random state")
 
     @classmethod
@@ -102,6 +111,27 @@ class Settings:
     @property
     def horizon(self) -> int:
         return self._int("horizon_ticks")
+
+    @property
+    def performance_interval(self) -> int:
+        return self._int("performance_every")
+
+    def _switch(self, attr: str) -> bool:
+        value = getattr(self, attr).strip().lower()
+        if value in ("on", "true", "1", "yes"):
+            return True
+        if value in ("off", "false", "0", "no"):
+            return False
+        env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
+        raise ValueError(f"{env} must be on or off, got {getattr(self, attr)!r}")
+
+    @property
+    def regime_weights_on(self) -> bool:
+        return self._switch("regime_weights")
+
+    @property
+    def drift_response_on(self) -> bool:
+        return self._switch("drift_response")
 
     @property
     def home_path(self) -> Path:

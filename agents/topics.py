@@ -1,6 +1,6 @@
 """Every topic, declared once, in flow order.
 
-ticks -> features -> predictions -> feedback -> (learning) -> alerts / model-events; dead-letters
+ticks -> features -> predictions -> feedback -> (learning) -> performance, alerts / model-events; dead-letters
 collects what any stage rejected. All data topics are keyed by symbol and share one partition count,
 so Faust co-partitions them: the worker that owns a symbol's ticks also owns its features, feedback
 and model state.
@@ -31,6 +31,7 @@ FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("features", "features", "Per-symbol feature vectors, one per price tick."),
     TopicSpec("predictions", "prediction", "Ensemble predictions, published before outcomes are known."),
     TopicSpec("feedback", "feedback", "Realised outcomes (source=market) and external feedback on predictions."),
+    TopicSpec("performance", "performance", "Periodic scores of every member, the ensemble and the baseline."),
     TopicSpec("alerts", "drift_alert", "Drift alerts and their resolutions."),
     TopicSpec("model-events", "model_event", "Model lifecycle: checkpoints, resets, promotions, rollbacks."),
     TopicSpec("dead-letters", "dead_letter", "Rejected input with reason and original bytes.", 30 * DAY_MS),

@@ -46,6 +46,30 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
+    """A labelled dataset onto the features topic: the pipeline predicts each row and learns it
+    LIVELEARN_HORIZON_TICKS rows later (River's progressive validation with that delay)."""
+    from cli.errors import CliError
+    from connectors.datasets import RowError, labelled_vectors
+
+    _ensure_topics(settings)
+    sink = _sink(settings, "replay-dataset", "features", "features")
+    try:
+        for record, reason, raw in labelled_vectors(args.source, target=args.target, symbol=args.symbol,
+                                                    positive=args.positive, limit=args.limit):
+            if record is None:
+                print(f"livelearn: {reason}", file=sys.stderr)
+                sink.reject("invalid_row", reason, args.source, 0, raw)
+                continue
+            sink.send(record, record["symbol"], record["event_time_ms"])
+    except (FileNotFoundError, RowError) as exc:
+        raise CliError(str(exc), code=2) from None
+    sink.flush()
+    rejected = sum(sink.rejected.values())
+    print(f"produced {sink.produced} labelled vectors to {settings.topic('features')}, rejected {rejected}")
+    return 0
+
+
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     """JSON lines on stdin -> validated Avro ticks or feedback events."""
     from schemas.codec import EncodeError
@@ -264,6 +288,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("replay-dataset",
+                       help="a labelled dataset (phishing, bananas or a CSV) onto the features topic, label delayed")
+    p.add_argument("source", help="phishing, bananas (River's bundled datasets) or a CSV file with a header")
+    p.add_argument("--target", help="label column of a CSV (default: the last column)")
+    p.add_argument("--positive", help="value of the label column that means class 1 (default 1/true/up)")
+    p.add_argument("--symbol", help="key of the stream (default: the dataset name in capitals)")
+    p.add_argument("--limit", type=int, help="first N rows only")
+    p.set_defaults(func=cmd_replay_dataset)
 
     p = sub.add_parser("produce", help="JSON lines on stdin -> validated Avro ticks or feedback")
     p.add_argument("kind", choices=["ticks", "feedback"], help="what the lines are")

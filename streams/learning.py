@@ -6,13 +6,18 @@ never sees its own label, and a replay of the same ticks gives the same predicti
 
 Outcome of the vector at tick ``t`` (``H`` = ``horizon_ticks``): ``r = p_{t+H} / p_t - 1``; label 1 if
 ``r > flat_band``, 0 if ``r < -flat_band``, otherwise "flat" (label ``None``: published, not learned).
+A vector that carries its own ``label`` (a labelled dataset replayed through the pipeline) is learned
+with that label, revealed at the same moment (``H`` vectors later): this is River's
+``progressive_val_score(..., delay=H)`` order exactly. A probability of exactly 0.5 predicts "down",
+as River's ``predict_one`` does for ``{False: 0.5, True: 0.5}``.
 
 Ensemble weights (documented formula). Each member ``m`` keeps an exponentially weighted log-loss
 ``L_m <- L_m + (loss - L_m) / half_life_events`` (starting at ln 2). Weights are
 ``w_m ∝ exp(-eta * (L_m - min_k L_k)) * (penalty if L_m > L_persistence else 1)``; the ensemble's
 probability is ``sum_m w_m p_m`` and its confidence ``1 - 2 * sum_m w_m |p_m - p|`` (1 when members
 agree, towards 0 when they split). The persistence baseline runs beside the members and is scored the
-same way but is not in the ensemble.
+same way but is not in the ensemble. With ``regime_weights`` the losses are also kept per market
+regime (see :class:`Regimes`) and a regime with at least ``min_regime_events`` labels uses its own.
 
 >>> learner = SymbolLearner("BTCUSDT", members=("logreg",), horizon_ticks=1)
 >>> v = {"symbol": "BTCUSDT", "event_time_ms": 1, "tick_index": 1, "price": 100.0,
@@ -31,14 +36,24 @@ import math
 from collections import OrderedDict, deque
 from typing import Any
 
+from streams.features import MODEL_FEATURES
 from streams.models import clip_probability, make_member
 
 LN2 = math.log(2.0)
+# Feedback sources the predict stage produces itself and has already learned in line.
+IN_LINE_SOURCES = frozenset({"market", "dataset"})
 
 
 def log_loss(p_up: float, y: int) -> float:
+    """Log-loss for ensemble weights: clipped at 1e-6 so one confident miss cannot erase a member."""
     p = clip_probability(p_up if y == 1 else 1.0 - p_up, 1e-6)
     return -math.log(p)
+
+
+def reported_log_loss(p_up: float, y: int) -> float:
+    """Log-loss as reported (River's ``metrics.LogLoss``: probabilities clamped to [1e-15, 1 - 1e-15])."""
+    p = p_up if y == 1 else 1.0 - p_up
+    return -math.log(min(max(p, 1e-15), 1.0 - 1e-15))
 
 
 class UnknownPrediction(KeyError):
@@ -58,7 +73,7 @@ class RollingScore:
         self.loss_sum = 0.0
 
     def add(self, p_up: float, y: int) -> float:
-        hit = int((p_up >= 0.5) == (y == 1))
+        hit = int((p_up > 0.5) == (y == 1))
         loss = log_loss(p_up, y)
         self.hits.append(hit)
         self.losses.append(loss)
@@ -82,44 +97,157 @@ class RollingScore:
         return self.loss_sum / len(self.losses) if self.losses else float("nan")
 
 
+class MemberScore(RollingScore):
+    """Rolling scores plus cumulative ones since the model started (what a performance record reports).
+
+    Cumulative accuracy and log-loss follow River's ``metrics.Accuracy`` and ``metrics.LogLoss``; the
+    Brier score measures calibration; ``captured_return`` is the mean realised return of taking the
+    predicted direction (long when up, short when down), over outcomes that have a return.
+    """
+
+    __slots__ = ("total", "total_hits", "total_loss", "total_brier", "captured", "captured_n")
+
+    def __init__(self, window: int = 500):
+        super().__init__(window)
+        self.total = self.total_hits = self.captured_n = 0
+        self.total_loss = self.total_brier = self.captured = 0.0
+
+    def add(self, p_up: float, y: int, realised_return: float | None = None) -> float:
+        self.total += 1
+        up = p_up > 0.5
+        self.total_hits += up == (y == 1)
+        self.total_loss += reported_log_loss(p_up, y)
+        self.total_brier += (p_up - y) ** 2
+        if realised_return is not None:
+            self.captured += realised_return if up else -realised_return
+            self.captured_n += 1
+        return super().add(p_up, y)
+
+    def summary(self) -> dict[str, Any]:
+        n = self.total
+        return {
+            "n": n,
+            "accuracy": self.total_hits / n if n else None,
+            "log_loss": self.total_loss / n if n else None,
+            "brier": self.total_brier / n if n else None,
+            "rolling_accuracy": self.accuracy if self.hits else None,
+            "rolling_log_loss": self.log_loss if self.hits else None,
+            "captured_return": self.captured / self.captured_n if self.captured_n else None,
+        }
+
+
+class Regimes:
+    """Market regime of a feature vector: ``volatile``, ``trending``, ``ranging`` or ``unknown``.
+
+    Volatile: ``volatility_20`` above 1.5x its exponentially weighted average (half-life ~500 vectors).
+    Trending: otherwise, a 20-tick move ``|ret_20|`` beyond one standard deviation of a random walk's
+    20-step move (``volatility_20 * sqrt(20)``). Ranging: the rest. Unknown: those features not ready.
+    """
+
+    __slots__ = ("average", "rate")
+
+    def __init__(self, rate: float = 1.0 / 500.0):
+        self.average: float | None = None
+        self.rate = rate
+
+    def classify(self, x: dict[str, float]) -> str:
+        volatility = x.get("volatility_20")
+        move = x.get("ret_20")
+        if volatility is None or move is None:
+            return "unknown"
+        if self.average is None:
+            self.average = volatility
+        else:
+            self.average += (volatility - self.average) * self.rate
+        if volatility > 1.5 * self.average:
+            return "volatile"
+        if abs(move) > volatility * 4.47213595499958:
+            return "trending"
+        return "ranging"
+
+
 class Ensemble:
     """Members weighted by their recent log-loss (see the module docstring for the formula)."""
 
     def __init__(self, members: dict[str, Any], baseline: Any, eta: float = 20.0, half_life_events: int = 200,
-                 baseline_penalty: float = 0.25):
+                 baseline_penalty: float = 0.25, regime_weights: bool = False, min_regime_events: int = 100):
         self.members = members
         self.baseline = baseline
         self.eta, self.half_life, self.penalty = eta, half_life_events, baseline_penalty
         self.loss = {name: LN2 for name in members}
         self.baseline_loss = LN2
+        self.regimes = Regimes() if regime_weights else None
+        self.min_regime_events = min_regime_events
+        self.regime_loss: dict[str, dict[str, float]] = {}
+        self.regime_baseline: dict[str, float] = {}
+        self.regime_n: dict[str, int] = {}
 
-    def weights(self) -> dict[str, float]:
-        best = min(self.loss.values())
+    def regime(self, x: dict[str, float]) -> str:
+        return self.regimes.classify(x) if self.regimes is not None else "all"
+
+    def weights(self, regime: str = "all") -> dict[str, float]:
+        loss, baseline_loss = self.loss, self.baseline_loss
+        if self.regime_n.get(regime, 0) >= self.min_regime_events:
+            loss, baseline_loss = self.regime_loss[regime], self.regime_baseline[regime]
+        best = min(loss.values())
         raw = {}
-        for name, loss in self.loss.items():
-            w = math.exp(-self.eta * (loss - best))
-            if loss > self.baseline_loss:
+        for name, value in loss.items():
+            w = math.exp(-self.eta * (value - best))
+            if value > baseline_loss:
                 w *= self.penalty
             raw[name] = w
         total = sum(raw.values())
         return {name: w / total for name, w in raw.items()}
 
-    def predict(self, x: dict[str, float]) -> tuple[float, float, dict[str, float], dict[str, float], float]:
+    def predict(self, x: dict[str, float], regime: str = "all"
+                ) -> tuple[float, float, dict[str, float], dict[str, float], float]:
         """(p_up, confidence, member probabilities, weights, baseline p_up)."""
         probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
-        weights = self.weights()
+        weights = self.weights(regime)
         p = sum(weights[name] * probabilities[name] for name in probabilities)
         spread = sum(weights[name] * abs(probabilities[name] - p) for name in probabilities)
         confidence = max(0.0, min(1.0, 1.0 - 2.0 * spread))
         return p, confidence, probabilities, weights, self.baseline.predict_proba_one(x)[1]
 
-    def learn(self, x: dict[str, float], y: int, probabilities: dict[str, float], baseline_p: float) -> None:
+    def learn(self, x: dict[str, float], y: int, probabilities: dict[str, float], baseline_p: float,
+              regime: str = "all") -> None:
         rate = 1.0 / self.half_life
+        losses = {name: log_loss(p, y) for name, p in probabilities.items()}
+        baseline = log_loss(baseline_p, y)
         for name, member in self.members.items():
-            self.loss[name] += (log_loss(probabilities[name], y) - self.loss[name]) * rate
+            self.loss[name] += (losses[name] - self.loss[name]) * rate
             member.learn_one(x, y)
-        self.baseline_loss += (log_loss(baseline_p, y) - self.baseline_loss) * rate
+        self.baseline_loss += (baseline - self.baseline_loss) * rate
         self.baseline.learn_one(x, y)
+        if self.regimes is not None:
+            if regime not in self.regime_loss:
+                self.regime_loss[regime] = {name: LN2 for name in self.members}
+                self.regime_baseline[regime] = LN2
+                self.regime_n[regime] = 0
+            own = self.regime_loss[regime]
+            for name in own:
+                own[name] += (losses[name] - own[name]) * rate
+            self.regime_baseline[regime] += (baseline - self.regime_baseline[regime]) * rate
+            self.regime_n[regime] += 1
+
+    def reset_loss(self, name: str) -> None:
+        self.loss[name] = LN2
+        for own in self.regime_loss.values():
+            own[name] = LN2
+
+
+class Pending:
+    """A prediction waiting for its outcome: everything learning needs, as it was at prediction time."""
+
+    __slots__ = ("prediction_id", "tick_index", "event_time_ms", "price", "x", "probabilities", "p_up",
+                 "baseline_p", "label", "regime")
+
+    def __init__(self, prediction_id, tick_index, event_time_ms, price, x, probabilities, p_up, baseline_p, label,
+                 regime):
+        self.prediction_id, self.tick_index, self.event_time_ms, self.price = (
+            prediction_id, tick_index, event_time_ms, price)
+        self.x, self.probabilities, self.p_up, self.baseline_p = x, probabilities, p_up, baseline_p
+        self.label, self.regime = label, regime
 
 
 class SymbolLearner:
@@ -127,7 +255,8 @@ class SymbolLearner:
 
     def __init__(self, symbol: str, members: tuple[str, ...] = ("logreg", "mlp"), horizon_ticks: int = 5,
                  flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 2_000,
-                 device: str = "cpu"):
+                 device: str = "cpu", model_features: tuple[str, ...] = MODEL_FEATURES,
+                 regime_weights: bool = False):
         if horizon_ticks < 1:
             raise ValueError("horizon_ticks must be >= 1")
         if flat_band < 0:
@@ -139,15 +268,16 @@ class SymbolLearner:
         self.seed = seed
         self.model_id = model_id
         self.device = device
+        self.model_features = tuple(model_features)
         self.version = 1
-        self.ensemble = Ensemble({name: make_member(name, seed, device) for name in members},
-                                 make_member("persistence"))
-        self.pending: deque[tuple[str, int, int, float, dict, dict, float, float]] = deque()
-        self.issued: OrderedDict[str, tuple[dict, dict, float]] = OrderedDict()
+        self.ensemble = Ensemble({name: make_member(name, seed, device, self.model_features) for name in members},
+                                 make_member("persistence"), regime_weights=regime_weights)
+        self.pending: deque[Pending] = deque()
+        self.issued: OrderedDict[str, Pending] = OrderedDict()
         self.keep_issued = keep_issued
-        self.matured_losses: list[float] = []
-        self.last_tick_index = 0  # ensemble log-loss of each outcome learned in the last call
-        self.scores = {name: RollingScore() for name in (*members, "ensemble", "persistence")}
+        self.matured_losses: list[float] = []  # ensemble log-loss of each outcome learned in the last call
+        self.last_tick_index = 0
+        self.scores = {name: MemberScore() for name in (*members, "ensemble", "persistence")}
 
     def process(self, features: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Learn from matured outcomes, then predict. Returns (prediction record, feedback records).
@@ -167,38 +297,45 @@ class SymbolLearner:
         self.matured_losses.clear()
         now_index, price, now_ms = features["tick_index"], features["price"], features["event_time_ms"]
         pending = self.pending
-        while pending and pending[0][1] <= now_index - self.horizon:
-            pid, _, event_ms, then_price, x, probabilities, p_up, baseline_p = pending.popleft()
-            realised = price / then_price - 1.0
-            label = 1 if realised > self.flat_band else 0 if realised < -self.flat_band else None
+        while pending and pending[0].tick_index <= now_index - self.horizon:
+            item = pending.popleft()
+            if item.label is not None:
+                label, realised = item.label, None
+            else:
+                realised = price / item.price - 1.0
+                label = 1 if realised > self.flat_band else 0 if realised < -self.flat_band else None
             if label is not None:
-                self._learn(x, label, probabilities, p_up, baseline_p)
+                self._learn(item, label, realised)
             outcomes.append({
-                "prediction_id": pid, "symbol": self.symbol, "event_time_ms": event_ms, "label": label,
-                "realised_return": realised, "score": None, "source": "market", "feedback_time_ms": now_ms,
+                "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
+                "label": label, "realised_return": realised, "score": None,
+                "source": "dataset" if item.label is not None else "market", "feedback_time_ms": now_ms,
             })
         return outcomes
 
-    def _learn(self, x: dict, label: int, probabilities: dict[str, float], p_up: float, baseline_p: float) -> None:
-        for name, p in probabilities.items():
-            self.scores[name].add(p, label)
-        self.matured_losses.append(self.scores["ensemble"].add(p_up, label))
-        self.scores["persistence"].add(baseline_p, label)
-        self.ensemble.learn(x, label, probabilities, baseline_p)
+    def _learn(self, item: Pending, label: int, realised: float | None = None) -> None:
+        scores = self.scores
+        for name, p in item.probabilities.items():
+            scores[name].add(p, label, realised)
+        self.matured_losses.append(scores["ensemble"].add(item.p_up, label, realised))
+        scores["persistence"].add(item.baseline_p, label, realised)
+        self.ensemble.learn(item.x, label, item.probabilities, item.baseline_p, item.regime)
 
     def _predict(self, features: dict[str, Any]) -> dict[str, Any]:
         x = features["values"]
-        p_up, confidence, probabilities, weights, baseline_p = self.ensemble.predict(x)
+        regime = self.ensemble.regime(x)
+        p_up, confidence, probabilities, weights, baseline_p = self.ensemble.predict(x, regime)
         pid = f"{self.symbol}-{features['event_time_ms']}-{features['tick_index']}"
-        self.pending.append((pid, features["tick_index"], features["event_time_ms"], features["price"], x,
-                             probabilities, p_up, baseline_p))
-        self.issued[pid] = (x, probabilities, baseline_p)
+        item = Pending(pid, features["tick_index"], features["event_time_ms"], features["price"], x, probabilities,
+                       p_up, baseline_p, features.get("label"), regime)
+        self.pending.append(item)
+        self.issued[pid] = item
         if len(self.issued) > self.keep_issued:
             self.issued.popitem(last=False)
         return {
             "prediction_id": pid, "symbol": self.symbol, "event_time_ms": features["event_time_ms"],
             "model_id": self.model_id, "model_version": self.version, "horizon_ticks": self.horizon,
-            "probability_up": p_up, "predicted_up": p_up >= 0.5, "confidence": confidence,
+            "probability_up": p_up, "predicted_up": p_up > 0.5, "confidence": confidence,
             "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
             "feature_set": features["feature_set"], "latency_ms": 0.0,
         }
@@ -211,14 +348,16 @@ class SymbolLearner:
         label = feedback.get("label")
         if label is None:
             return
-        x, probabilities, baseline_p = self.issued[pid]
-        p_up = sum(self.ensemble.weights()[n] * p for n, p in probabilities.items())
-        self._learn(x, int(label), probabilities, p_up, baseline_p)
+        self._learn(self.issued[pid], int(label), feedback.get("realised_return"))
+
+    def performance(self) -> dict[str, dict[str, Any]]:
+        """Cumulative and rolling scores of every member, the ensemble and the persistence baseline."""
+        return {name: score.summary() for name, score in self.scores.items()}
 
     def reset_member(self, name: str) -> None:
         """Re-warm one member from scratch (drift response)."""
-        self.ensemble.members[name] = make_member(name, self.seed + self.version, self.device)
-        self.ensemble.loss[name] = LN2
+        self.ensemble.members[name] = make_member(name, self.seed + self.version, self.device, self.model_features)
+        self.ensemble.reset_loss(name)
         self.version += 1
 
     def worst_member(self) -> str:

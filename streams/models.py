@@ -1,7 +1,8 @@
 """Ensemble members with River's API: ``predict_proba_one(x) -> {0: p, 1: p}`` and ``learn_one(x, y)``.
 
 Label 1 means "the price is higher after the horizon", 0 "lower". ``x`` is a dict of features; members
-pick :data:`streams.features.MODEL_FEATURES` out of it (absent features count as missing).
+pick their ``features`` out of it, in that order (absent features count as missing). The default is
+:data:`streams.features.MODEL_FEATURES`; a labelled dataset replayed through the pipeline brings its own.
 
 Members:
 
@@ -38,8 +39,8 @@ def clip_probability(p: float, eps: float = 1e-6) -> float:
     return min(max(p, eps), 1.0 - eps)
 
 
-def select(x: dict[str, float]) -> dict[str, float]:
-    return {name: x[name] for name in MODEL_FEATURES if name in x}
+def select(x: dict[str, float], names: tuple[str, ...]) -> dict[str, float]:
+    return {name: x[name] for name in names if name in x}
 
 
 class Persistence:
@@ -70,21 +71,25 @@ class Persistence:
 class RiverMember:
     """Adapter that feeds a River classifier the model features."""
 
-    def __init__(self, name: str, model: Any):
+    def __init__(self, name: str, model: Any, features: tuple[str, ...] = MODEL_FEATURES):
         self.name = name
         self.model = model
+        self.features = features
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
-        proba = self.model.predict_proba_one(select(x))
+        proba = self.model.predict_proba_one(select(x, self.features))
         p_up = proba.get(1, 0.0) if proba else 0.5
         total = proba.get(0, 0.0) + proba.get(1, 0.0) if proba else 0.0
         if total <= 0.0:
             return {0: 0.5, 1: 0.5}
-        p_up /= total
+        if abs(total - 1.0) > 1e-9:
+            # Trees can return unnormalised votes; a proper distribution passes through unchanged so
+            # that the pipeline's probabilities equal River's bit for bit.
+            p_up /= total
         return {0: 1.0 - p_up, 1: p_up}
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
-        self.model.learn_one(select(x), y)
+        self.model.learn_one(select(x, self.features), y)
 
 
 class TorchMLP:
@@ -107,7 +112,7 @@ class TorchMLP:
 
     def __init__(self, seed: int = 0, hidden: int = 32, lr: float = 3e-3, train_every: int = 16,
                  batch_size: int = 64, replay_size: int = 512, hard_size: int = 64, clip: float = 1.0,
-                 patience: int = 50, device: str = "cpu"):
+                 patience: int = 50, device: str = "cpu", features: tuple[str, ...] = MODEL_FEATURES):
         import torch
 
         if torch.get_num_threads() != 1:
@@ -118,7 +123,8 @@ class TorchMLP:
         self.device = torch.device(device)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        n_in = len(MODEL_FEATURES)
+        self.features = features
+        n_in = len(features)
         self.net = torch.nn.Sequential(
             torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden // 2), torch.nn.Tanh(),
             torch.nn.Linear(hidden // 2, 1),
@@ -145,7 +151,7 @@ class TorchMLP:
     def _vector(self, x: dict[str, float]) -> list[float]:
         out = []
         n = self.n
-        for i, name in enumerate(MODEL_FEATURES):
+        for i, name in enumerate(self.features):
             value = x.get(name)
             if value is None or n < 2:
                 out.append(0.0)
@@ -158,7 +164,7 @@ class TorchMLP:
     def _update_scaler(self, x: dict[str, float]) -> None:
         self.n += 1
         n = self.n
-        for i, name in enumerate(MODEL_FEATURES):
+        for i, name in enumerate(self.features):
             value = x.get(name)
             if value is None:
                 value = self.mean[i]
@@ -250,20 +256,26 @@ class TorchMLP:
             group["lr"] = self.initial_lr
 
 
-def make_member(name: str, seed: int = 0, device: str = "cpu"):
-    """A fresh member by name (see :data:`MEMBER_NAMES`)."""
-    from river import compose, forest, linear_model, optim, preprocessing, tree
-
+def make_member(name: str, seed: int = 0, device: str = "cpu", features: tuple[str, ...] = MODEL_FEATURES):
+    """A fresh member by name (see :data:`MEMBER_NAMES`) reading ``features`` from each vector."""
     if name == "persistence":
         return Persistence()
-    if name == "logreg":
-        return RiverMember(name, compose.Pipeline(
-            preprocessing.StandardScaler(), linear_model.LogisticRegression(optimizer=optim.SGD(0.005))))
-    if name == "hat":
-        return RiverMember(name, compose.Pipeline(
-            preprocessing.StandardScaler(), tree.HoeffdingAdaptiveTreeClassifier(seed=seed)))
-    if name == "arf":
-        return RiverMember(name, forest.ARFClassifier(n_models=10, seed=seed))
+    if name in ("logreg", "hat", "arf"):
+        return RiverMember(name, river_model(name, seed), features)
     if name == "mlp":
-        return TorchMLP(seed=seed, device=device)
+        return TorchMLP(seed=seed, device=device, features=features)
     raise ValueError(f"unknown member {name!r}; choose from persistence, {', '.join(MEMBER_NAMES)}")
+
+
+def river_model(name: str, seed: int = 0):
+    """The River estimator behind a River member, fresh (tests evaluate it with River's own tools)."""
+    from river import compose, forest, linear_model, optim, preprocessing, tree
+
+    if name == "logreg":
+        return compose.Pipeline(preprocessing.StandardScaler(),
+                                linear_model.LogisticRegression(optimizer=optim.SGD(0.005)))
+    if name == "hat":
+        return compose.Pipeline(preprocessing.StandardScaler(), tree.HoeffdingAdaptiveTreeClassifier(seed=seed))
+    if name == "arf":
+        return forest.ARFClassifier(n_models=10, seed=seed)
+    raise ValueError(f"{name!r} is not a River member")

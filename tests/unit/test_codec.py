@@ -74,3 +74,16 @@ def test_every_schema_is_namespaced_and_documented(stem):
     assert schema.get("doc")
     for field in schema["fields"]:
         assert field.get("doc"), f"{stem}.{field['name']} has no doc"
+
+
+FEATURES_V1_RECORD = {"symbol": "BTCUSDT", "event_time_ms": 1_577_836_800_000, "tick_kind": "kline_close",
+                      "price": 7195.24, "tick_index": 3, "feature_set": "v1-abc", "values": {"ret_1": 0.001},
+                      "not_ready": ["rsi_14"]}
+
+
+def test_features_v2_label_is_invisible_to_v1_readers_and_defaults_for_v1_writers():
+    store = SchemaStore()
+    v1 = AvroCodec(json.loads((SCHEMA_DIR / "history" / "features.v1.avsc").read_text()), store)
+    current = AvroCodec.for_topic_schema("features", store)
+    assert current.decode(v1.encode(FEATURES_V1_RECORD)) == {**FEATURES_V1_RECORD, "label": None}
+    assert v1.decode(current.encode({**FEATURES_V1_RECORD, "label": 1})) == FEATURES_V1_RECORD
