@@ -52,8 +52,8 @@ def log_loss(p_up: float, y: int) -> float:
 
 def reported_log_loss(p_up: float, y: int) -> float:
     """Log-loss as reported (River's ``metrics.LogLoss``: probabilities clamped to [1e-15, 1 - 1e-15])."""
-    p = p_up if y == 1 else 1.0 - p_up
-    return -math.log(min(max(p, 1e-15), 1.0 - 1e-15))
+    p_up = min(max(p_up, 1e-15), 1.0 - 1e-15)
+    return -math.log(p_up if y == 1 else 1.0 - p_up)
 
 
 class UnknownPrediction(KeyError):

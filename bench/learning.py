@@ -1,0 +1,137 @@
+"""Predict + learn throughput per member and for the ensemble, in process and through Kafka, in one run.
+
+Feature vectors come from the shipped real klines (BTCUSDT 2020-01-01/02, ETHUSDT 2022-08-14, futures
+BTCUSDT 2022-09-05) through the feature engine. In process: ``SymbolLearner.process`` (learn the
+matured outcomes, then predict) for each member alone (beside the persistence baseline, which always
+runs) and for the default ensemble. Through Kafka: the same vectors produced to a fresh features topic,
+a real worker (predict, learn and monitor agents) with the default members, timed until every
+prediction is visible to a consumer. Prints a table, the Kafka/in-process ratio and ``RESULT`` lines.
+
+Usage: python bench/learning.py [--with-arf] [--skip-kafka]
+Needs the local broker for the Kafka part (livelearn kafka up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from common import ROOT, SHARED, pin_one_core, result
+
+from agents.settings import Settings
+from connectors.replay import read_file
+from streams.features import FeatureEngine
+from streams.learning import SymbolLearner
+
+FILES = [SHARED / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
+         SHARED / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-02.zip",
+         SHARED / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip",
+         SHARED / "binance" / "klines" / "um" / "BTCUSDT-1m-2022-09-05.zip"]
+
+
+def feature_vectors() -> list[dict]:
+    vectors = []
+    for index, path in enumerate(FILES):
+        engine = FeatureEngine()
+        for item in read_file(path):
+            if item.tick is None:
+                continue
+            # Files of the same symbol on different days are separate streams here (no 2-day gap in one).
+            tick = {**item.tick, "symbol": f"{item.tick['symbol']}-{index}"}
+            vector = engine.update(tick)
+            if vector is not None:
+                vectors.append(vector)
+    return vectors
+
+
+def in_process(vectors: list[dict], members: tuple[str, ...], horizon: int) -> tuple[float, float]:
+    """(events/s, accuracy of the ensemble) of predict + learn over every vector."""
+    learners: dict[str, SymbolLearner] = {}
+    started = time.perf_counter()
+    for vector in vectors:
+        learner = learners.get(vector["symbol"])
+        if learner is None:
+            learner = learners[vector["symbol"]] = SymbolLearner(vector["symbol"], members=members,
+                                                                 horizon_ticks=horizon)
+        learner.process(vector)
+    elapsed = time.perf_counter() - started
+    hits = sum(learner.scores["ensemble"].total_hits for learner in learners.values())
+    total = sum(learner.scores["ensemble"].total for learner in learners.values())
+    return len(vectors) / elapsed, hits / total
+
+
+def through_kafka(vectors: list[dict], base: Settings) -> float:
+    from confluent_kafka import Producer
+
+    from agents.topics import create_topics
+    from pipeline import count_until, free_port, wait_ready
+    from schemas.codec import AvroCodec
+
+    run = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(base, topic_prefix=f"bench-learning-{run}.", app_id=f"bench-learning-{run}",
+                                   web_port=str(free_port()), partitions="1", log_level="warning",
+                                   state_dir=f"/tmp/livelearn-bench-{run}")
+    create_topics(settings)
+    codec = AvroCodec.for_topic_schema("features")
+    producer = Producer({**settings.client_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
+    for vector in vectors:
+        producer.produce(settings.topic("features"), key=vector["symbol"].encode(), value=codec.encode(vector),
+                         timestamp=vector["event_time_ms"])
+        producer.poll(0)
+    producer.flush()
+    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(settings.web_port_int, worker)
+        started = time.monotonic()
+        done = count_until(settings.bootstrap_servers, settings.topic("predictions"), len(vectors), 600)
+        return len(vectors) / (done - started)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--with-arf", action="store_true", help="also time ARF(10) (slow: about 2-3 ms an event)")
+    parser.add_argument("--skip-kafka", action="store_true", help="in-process figures only")
+    args = parser.parse_args()
+    base = Settings.from_env()
+    default = tuple(m.strip() for m in base.members.split(",") if m.strip())
+    vectors = feature_vectors()
+    configs = [("logreg",), ("mlp",), ("hat",)] + ([("arf",)] if args.with_arf else []) + [default]
+    pin_one_core()
+    print(f"{len(vectors):,} real feature vectors, horizon {base.horizon} ticks, one core")
+    print(f"{'members':<20} {'events/s':>10} {'us/event':>9} {'accuracy':>9}")
+    rates = {}
+    for members in configs:  # imports (torch, river) and first allocations out of the timings
+        in_process(vectors[:300], members, base.horizon)
+    for members in configs:
+        rate, accuracy = in_process(vectors, members, base.horizon)
+        name = "+".join(members)
+        rates[name] = rate
+        print(f"{name:<20} {rate:>10,.0f} {1e6 / rate:>9.1f} {accuracy:>9.3f}")
+        result("learning", mode="in_process", members=name, events_per_s=round(rate), accuracy=round(accuracy, 4),
+               vectors=len(vectors))
+    if args.skip_kafka:
+        return
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    kafka_rate = through_kafka(vectors, base)
+    name = "+".join(default)
+    print(f"{name + ' via Kafka':<20} {kafka_rate:>10,.0f} {1e6 / kafka_rate:>9.1f}"
+          f"   = {kafka_rate / rates[name]:.1%} of in process")
+    result("learning", mode="kafka", members=name, events_per_s=round(kafka_rate),
+           kafka_vs_in_process=round(kafka_rate / rates[name], 3), vectors=len(vectors))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The learning core without Kafka: delayed test-then-train, feedback joins, ensemble weights, scores."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from river import metrics
+
+from connectors.datasets import labelled_vectors
+from streams.learning import LN2, Ensemble, MemberScore, Regimes, SymbolLearner, UnknownPrediction
+from streams.models import Persistence, TorchMLP, make_member
+
+
+def vector(i: int, price: float, values: dict | None = None, label: int | None = None) -> dict:
+    record = {"symbol": "S", "event_time_ms": 1000 * i, "tick_index": i, "price": price, "feature_set": "v1-test",
+              "values": values if values is not None else {"ret_1": 0.0}, "not_ready": []}
+    if label is not None:
+        record["label"] = label
+    return record
+
+
+class Recorder:
+    """A member that records what it is asked and taught (to check the order of operations)."""
+
+    def __init__(self):
+        self.log = []
+
+    def predict_proba_one(self, x):
+        self.log.append(("predict", x["i"]))
+        return {0: 0.5, 1: 0.5}
+
+    def learn_one(self, x, y):
+        self.log.append(("learn", x["i"], y))
+
+
+def test_prediction_comes_before_its_label_and_learning_uses_the_features_of_prediction_time():
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=2)
+    recorder = learner.ensemble.members["logreg"] = Recorder()
+    prices = [100.0, 101.0, 100.5, 102.0, 101.0]
+    outcomes_at = {}
+    for i, price in enumerate(prices, 1):
+        prediction, outcomes = learner.process(vector(i, price, {"i": i}))
+        assert prediction["prediction_id"] == f"S-{1000 * i}-{i}"
+        outcomes_at[i] = outcomes
+    # Vector i is learned when vector i + 2 arrives, before vector i + 2 is predicted on.
+    assert recorder.log == [("predict", 1), ("predict", 2), ("learn", 1, 1), ("predict", 3), ("learn", 2, 1),
+                            ("predict", 4), ("learn", 3, 1), ("predict", 5)]
+    assert [o["prediction_id"] for o in outcomes_at[3]] == ["S-1000-1"]
+    assert outcomes_at[3][0]["realised_return"] == pytest.approx(100.5 / 100.0 - 1)
+    assert outcomes_at[5][0]["label"] == 1 and outcomes_at[5][0]["feedback_time_ms"] == 5000
+
+
+def test_flat_moves_are_published_not_learned_and_duplicates_change_nothing():
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, flat_band=0.001)
+    recorder = learner.ensemble.members["logreg"] = Recorder()
+    learner.process(vector(1, 100.0, {"i": 1}))
+    _, outcomes = learner.process(vector(2, 100.05, {"i": 2}))
+    assert outcomes[0]["label"] is None
+    assert ("learn", 1, 0) not in recorder.log and ("learn", 1, 1) not in recorder.log
+    assert learner.process(vector(2, 100.05, {"i": 2})) == (None, [])
+    assert learner.process(vector(1, 100.0, {"i": 1})) == (None, [])
+
+
+def test_dataset_labels_are_learned_after_the_horizon_instead_of_price_outcomes():
+    learner = SymbolLearner("D", members=("logreg",), horizon_ticks=1, model_features=("a",))
+    recorder = learner.ensemble.members["logreg"] = Recorder()
+    learner.process(vector(1, 1.0, {"a": 1.0, "i": 1}, label=0))
+    _, outcomes = learner.process(vector(2, 1.0, {"a": 2.0, "i": 2}, label=1))
+    assert outcomes[0]["label"] == 0 and outcomes[0]["source"] == "dataset"
+    assert outcomes[0]["realised_return"] is None
+    assert ("learn", 1, 0) in recorder.log
+
+
+def test_external_feedback_joins_the_issued_features_and_unknown_ids_are_refused():
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=100)
+    recorder = learner.ensemble.members["logreg"] = Recorder()
+    first, _ = learner.process(vector(1, 100.0, {"i": 1}))
+    learner.process(vector(2, 90.0, {"i": 2}))
+    learner.learn_feedback({"prediction_id": first["prediction_id"], "label": 0})
+    assert recorder.log[-1] == ("learn", 1, 0)
+    with pytest.raises(UnknownPrediction, match="unknown or expired"):
+        learner.learn_feedback({"prediction_id": "S-0-0", "label": 1})
+    short = SymbolLearner("S", members=("logreg",), horizon_ticks=100, keep_issued=1)
+    old, _ = short.process(vector(1, 100.0))
+    short.process(vector(2, 100.0))
+    with pytest.raises(UnknownPrediction):
+        short.learn_feedback({"prediction_id": old["prediction_id"], "label": 1})
+
+
+class Constant:
+    def __init__(self, p):
+        self.p = p
+
+    def predict_proba_one(self, x):
+        return {0: 1 - self.p, 1: self.p}
+
+    def learn_one(self, x, y):
+        pass
+
+
+def test_weights_follow_the_documented_formula_and_punish_members_worse_than_the_baseline():
+    ensemble = Ensemble({"good": Constant(0.8), "bad": Constant(0.2)}, Constant(0.6), eta=2.0, half_life_events=10)
+    for _ in range(50):
+        ensemble.learn({}, 1, {"good": 0.8, "bad": 0.2}, 0.6)
+    w = ensemble.weights()
+    assert sum(w.values()) == pytest.approx(1.0)
+    good, bad, base = ensemble.loss["good"], ensemble.loss["bad"], ensemble.baseline_loss
+    assert good < base < bad
+    raw_bad = math.exp(-2.0 * (bad - good)) * 0.25
+    assert w["bad"] == pytest.approx(raw_bad / (1.0 + raw_bad))
+    p, confidence, probabilities, weights, baseline = ensemble.predict({})
+    assert p == pytest.approx(w["good"] * 0.8 + w["bad"] * 0.2)
+    assert confidence == pytest.approx(1 - 2 * (w["good"] * abs(0.8 - p) + w["bad"] * abs(0.2 - p)))
+    assert baseline == 0.6
+
+
+def test_regime_weights_are_kept_per_regime():
+    ensemble = Ensemble({"a": Constant(0.7), "b": Constant(0.3)}, Constant(0.5), regime_weights=True,
+                        min_regime_events=20, half_life_events=10)
+    # "a" is right in trending markets, "b" in ranging ones.
+    for _ in range(40):
+        ensemble.learn({}, 1, {"a": 0.7, "b": 0.3}, 0.5, "trending")
+        ensemble.learn({}, 0, {"a": 0.7, "b": 0.3}, 0.5, "ranging")
+    trending, ranging = ensemble.weights("trending"), ensemble.weights("ranging")
+    assert trending["a"] > 0.9 and ranging["b"] > 0.9
+    assert ensemble.weights("volatile") == ensemble.weights()  # too few events: the global losses
+    assert ensemble.regime_loss["trending"]["a"] < LN2 < ensemble.regime_loss["trending"]["b"]
+
+
+def test_regimes_from_features():
+    regimes = Regimes()
+    assert regimes.classify({"ret_1": 0.0}) == "unknown"
+    assert regimes.classify({"volatility_20": 0.001, "ret_20": 0.0001}) == "ranging"
+    assert regimes.classify({"volatility_20": 0.001, "ret_20": 0.01}) == "trending"
+    assert regimes.classify({"volatility_20": 0.01, "ret_20": 0.0}) == "volatile"
+
+
+def test_cumulative_scores_equal_river_metrics():
+    rng = random.Random(3)
+    score = MemberScore(window=50)
+    accuracy, log_loss = metrics.Accuracy(), metrics.LogLoss()
+    for _ in range(300):
+        p = rng.choice([0.5, rng.random(), 0.0, 1.0])
+        y = rng.randint(0, 1)
+        score.add(p, y, 0.01 if y else -0.01)
+        accuracy.update(y, p > 0.5)
+        log_loss.update(y, {False: 1 - p, True: p})
+    summary = score.summary()
+    assert summary["n"] == 300
+    assert summary["accuracy"] == pytest.approx(accuracy.get(), abs=1e-12)
+    assert summary["log_loss"] == pytest.approx(log_loss.get(), abs=1e-9)
+    assert score.n == 50  # rolling window
+
+
+def test_persistence_baseline_repeats_the_last_label_with_its_hit_rate():
+    baseline = Persistence()
+    assert baseline.predict_proba_one({}) == {0: 0.5, 1: 0.5}
+    for y in (1, 1, 1, 1):
+        baseline.learn_one({}, y)
+    assert baseline.predict_proba_one({})[1] > 0.7
+    baseline.learn_one({}, 0)
+    assert baseline.predict_proba_one({})[1] < 0.5
+
+
+def test_mlp_learns_a_separable_rule_with_clipping_replay_and_an_adaptive_rate():
+    mlp = TorchMLP(seed=1, features=("a", "b"), train_every=8, patience=5)
+    rng = random.Random(0)
+    hits = 0
+    for i in range(3000):
+        x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}
+        y = int(x["a"] + 0.5 * x["b"] > 0)
+        if i >= 2500:
+            hits += (mlp.predict_proba_one(x)[1] > 0.5) == y
+        mlp.learn_one(x, y)
+    assert hits / 500 > 0.9
+    assert len(mlp.recent) == 512 and len(mlp.hard) == 64
+    assert mlp.learning_rate < mlp.initial_lr  # the loss plateaued: the rate came down
+    mlp.raise_learning_rate()
+    assert mlp.learning_rate == mlp.initial_lr
+
+
+def test_make_member_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown member 'nope'"):
+        make_member("nope")
+
+
+def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n1,2,1\n1,x,0\n3,4,\n5,6,maybe\n7,8,0\n")
+    out = list(labelled_vectors(str(path)))
+    assert [r["values"] if r else None for r, _, _ in out] == [{"a": 1.0, "b": 2.0}, None, None, None,
+                                                              {"a": 7.0, "b": 8.0}]
+    reasons = [reason for r, reason, _ in out if r is None]
+    assert "row 1" in reasons[0] and "no label" in reasons[1] and "not binary" in reasons[2]
+    assert [r["tick_index"] for r, _, _ in out if r] == [1, 2]
