@@ -35,6 +35,16 @@ class Settings:
         "Retention of data topics in ms; -1 keeps all (replayed history has years-old event-time timestamps)",
     )
     replication_factor: str = _env("LIVELEARN_REPLICATION_FACTOR", "1", "Replication factor of created topics")
+    # Binance connectors (live feed, history download).
+    binance_rest_url: str = _env(
+        "LIVELEARN_BINANCE_REST_URL", "", "Binance REST base; empty = api.binance.com (spot) and fapi.binance.com (futures)"
+    )
+    binance_ws_url: str = _env(
+        "LIVELEARN_BINANCE_WS_URL", "", "Binance websocket base; empty = stream.binance.com:9443 or fstream.binance.com"
+    )
+    live_stall_seconds: str = _env(
+        "LIVELEARN_LIVE_STALL_SECONDS", "30", "Live feed reconnects when event time has not advanced for this long"
+    )
     # Worker.
     app_id: str = _env("LIVELEARN_APP_ID", "livelearn", "Faust application id (consumer group)")
     web_port: str = _env("LIVELEARN_WEB_PORT", "6066", "Worker HTTP port: /metrics, /healthz, /readyz")

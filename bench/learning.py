@@ -67,9 +67,9 @@ def in_process(vectors: list[dict], members: tuple[str, ...], horizon: int) -> t
 
 def through_kafka(vectors: list[dict], base: Settings) -> float:
     from confluent_kafka import Producer
+    from pipeline import count_until, free_port, wait_ready
 
     from agents.topics import create_topics
-    from pipeline import count_until, free_port, wait_ready
     from schemas.codec import AvroCodec
 
     run = uuid.uuid4().hex[:8]

@@ -70,6 +70,93 @@ def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    """Binance websockets -> ticks topic until Ctrl-C (or --seconds / --max-ticks)."""
+    import asyncio
+    import signal
+
+    from cli.errors import CliError
+    from connectors.binance_live import LiveConfig, run_live, stream_names
+
+    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    try:
+        stream_names(symbols, streams)
+        stall = float(settings.live_stall_seconds)
+    except ValueError as exc:
+        raise CliError(str(exc), code=2) from None
+    _ensure_topics(settings)
+    sink = _sink(settings, "live")
+    config = LiveConfig(symbols, streams, futures=args.market == "futures", ws_url=settings.binance_ws_url,
+                        rest_url=settings.binance_rest_url, stall_s=stall, max_runtime_s=args.seconds,
+                        max_ticks=args.max_ticks)
+    shown = [0.0]
+
+    def status(counts, sink_) -> None:
+        import time
+
+        if args.quiet or time.monotonic() - shown[0] < 1.0:
+            return
+        shown[0] = time.monotonic()
+        print(f"\rproduced {sink_.produced:,}  gaps {counts['gaps']}  backfilled {counts['backfilled']}  "
+              f"reconnects {counts['reconnects']}  rejected {sum(sink_.rejected.values())}", end="",
+              file=sys.stderr, flush=True)
+
+    async def main() -> dict:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_live(config, sink, stop, status)
+
+    counts = asyncio.run(main())
+    print(f"\nproduced {sink.produced} ticks; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    """Binance REST -> CSV files in the public dump format (replay reads them)."""
+    from binance.exceptions import BinanceAPIException, BinanceRequestException
+    from requests.exceptions import RequestException
+
+    from cli.errors import CliError
+    from connectors.binance_rest import (
+        HistoryError,
+        RateLimiter,
+        download_agg_trades,
+        download_klines,
+        make_client,
+        parse_day,
+    )
+
+    try:
+        start_ms, end_ms = parse_day(args.start), parse_day(args.end)
+    except HistoryError as exc:
+        raise CliError(str(exc), code=2) from None
+    if end_ms <= start_ms:
+        raise CliError("--end must be after --start", code=2)
+    limiter = RateLimiter(make_client(settings.binance_rest_url), weight_budget=args.weight_budget)
+    out_dir = Path(args.out)
+    futures = args.market == "futures"
+    symbol = args.symbol.upper()
+    try:
+        if args.agg_trades:
+            path, rows = download_agg_trades(limiter, symbol, start_ms, end_ms, out_dir, futures, not args.quiet)
+        else:
+            path, rows = download_klines(limiter, symbol, args.interval, start_ms, end_ms, out_dir, futures,
+                                         not args.quiet)
+    except HistoryError as exc:
+        raise CliError(str(exc), code=2) from None
+    except (BinanceAPIException, BinanceRequestException) as exc:
+        raise CliError(f"Binance refused the request: {exc}", code=1) from None
+    except RequestException as exc:
+        where = settings.binance_rest_url or "api.binance.com"
+        raise CliError(f"cannot reach Binance REST at {where}: {type(exc).__name__}", code=2) from None
+    print(f"wrote {rows} rows to {path} ({limiter.requests} requests, {limiter.waits} rate-limit waits, "
+          f"{limiter.retries} retries)")
+    return 0
+
+
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     """JSON lines on stdin -> validated Avro ticks or feedback events."""
     from schemas.codec import EncodeError
@@ -288,6 +375,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("live", help="Binance websockets (multiplexed) -> ticks topic, with reconnects and backfill")
+    p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
+    p.add_argument("--streams", default="trade,aggTrade,kline_1m,bookTicker",
+                   help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker")
+    p.add_argument("--market", choices=["spot", "futures"], default="spot", help="spot or USD-M futures streams")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--max-ticks", type=int, help="stop after producing this many ticks")
+    p.add_argument("--quiet", action="store_true", help="no status line")
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("history", help="download klines or aggTrades over Binance REST as dump-format CSV")
+    p.add_argument("symbol", help="e.g. BTCUSDT")
+    p.add_argument("--interval", default="1m", help="kline interval (1s, 1m, 5m, 1h, 1d, ...)")
+    p.add_argument("--start", required=True, help="UTC start, YYYY-MM-DD or YYYY-MM-DDTHH:MM (inclusive)")
+    p.add_argument("--end", required=True, help="UTC end (exclusive)")
+    p.add_argument("--agg-trades", action="store_true", help="aggregate trades instead of klines")
+    p.add_argument("--market", choices=["spot", "futures"], default="spot")
+    p.add_argument("--out", default="data/history", help="output folder")
+    p.add_argument("--weight-budget", type=int, default=1000,
+                   help="pause until the next minute when the used request weight reaches this (Binance allows 6000)")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("replay-dataset",
                        help="a labelled dataset (phishing, bananas or a CSV) onto the features topic, label delayed")

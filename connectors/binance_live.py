@@ -1,0 +1,236 @@
+"""Live Binance market data: python-binance websockets -> Tick -> Kafka (idempotent producer).
+
+Two parts:
+
+* :class:`LiveHandler` (pure, no I/O): one websocket message in, ticks out. It normalises with
+  :func:`connectors.binance.normalise_ws`, drops duplicates (an aggTrade or trade id already seen:
+  reconnects overlap), detects sequence gaps in aggTrade ids (to be backfilled over REST) and trade
+  ids (counted and logged: Binance's historical-trades endpoint needs an API key), turns a broken
+  socket (python-binance's error message) into a reconnect request instead of an exception, and
+  dead-letters Binance's own error answers and malformed payloads while the stream goes on.
+* :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream; reconnects with
+  exponential backoff (1, 2, 4 ... capped at ``backoff_max_s``) when the socket errors or closes; a
+  watchdog reconnects when event time has not advanced for ``stall_s`` seconds; gaps in aggTrade ids
+  are filled from REST before the tick that revealed them, so the topic stays in id order.
+
+>>> handler = LiveHandler()
+>>> msg = {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 2, "s": "BTCUSDT", "a": 10,
+...        "p": "60000.0", "q": "0.5", "f": 100, "l": 101, "T": 1, "m": False}}
+>>> out = handler.handle(msg, receive_time_ms=3)
+>>> [t["sequence_id"] for t in out.ticks], out.gap
+([10], None)
+>>> out = handler.handle({**msg, "data": {**msg["data"], "a": 13, "T": 5}}, receive_time_ms=6)
+>>> out.gap
+Gap(symbol='BTCUSDT', first_id=11, last_id=12)
+>>> handler.handle(msg, receive_time_ms=7).duplicate
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.binance import PayloadError, Skipped, normalise_ws, rest_agg_trade_to_tick
+
+log = logging.getLogger("livelearn.live")
+
+STREAM_KINDS = ("trade", "aggTrade", "kline_1m", "bookTicker")
+
+
+@dataclass(frozen=True)
+class Gap:
+    symbol: str
+    first_id: int
+    last_id: int
+
+
+@dataclass
+class Handled:
+    ticks: list[dict[str, Any]] = field(default_factory=list)
+    gap: Gap | None = None
+    duplicate: bool = False
+    error: str | None = None  # a socket error: reconnect
+    rejected: tuple[str, str] | None = None  # (reason code, reason): dead-letter the raw message
+
+
+def stream_names(symbols: list[str], streams: list[str]) -> list[str]:
+    unknown = [s for s in streams if s not in STREAM_KINDS and not s.startswith("kline_")]
+    if unknown:
+        raise ValueError(f"unknown stream {', '.join(unknown)}; choose from {', '.join(STREAM_KINDS)}")
+    return [f"{symbol.lower()}@{stream}" for symbol in symbols for stream in streams]
+
+
+class LiveHandler:
+    """Websocket message -> ticks, with duplicate, gap and error handling (see the module docstring)."""
+
+    def __init__(self):
+        self.last_agg_id: dict[str, int] = {}
+        self.last_trade_id: dict[str, int] = {}
+        self.last_event_ms = 0
+        self.counts: Counter[str] = Counter()
+
+    def handle(self, message: Any, receive_time_ms: int) -> Handled:
+        if isinstance(message, dict):
+            if message.get("e") == "error":  # python-binance's own report of a broken socket
+                self.counts["socket_errors"] += 1
+                return Handled(error=f"{message.get('type', 'error')}: {message.get('m', '')}")
+            if "error" in message and "data" not in message:  # Binance's answer to a bad request
+                self.counts["exchange_errors"] += 1
+                return Handled(rejected=("exchange_error", f"Binance error message: {message['error']}"))
+        try:
+            tick = normalise_ws(message, receive_time_ms)
+        except Skipped:
+            self.counts["skipped"] += 1
+            return Handled()
+        except PayloadError as exc:
+            self.counts[f"rejected_{exc.code}"] += 1
+            return Handled(rejected=(exc.code, str(exc)))
+        out = Handled()
+        # Book-ticker update ids are order-book wide, not contiguous per symbol: no gap logic for them.
+        sequence = tick.get("sequence_id") if tick["kind"] in ("TRADE", "AGG_TRADE") else None
+        if sequence is not None:
+            seen = self.last_agg_id if tick["kind"] == "AGG_TRADE" else self.last_trade_id
+            last = seen.get(tick["symbol"])
+            if last is not None and sequence <= last:
+                self.counts["duplicates"] += 1
+                return Handled(duplicate=True)
+            if last is not None and sequence > last + 1:
+                gap = Gap(tick["symbol"], last + 1, sequence - 1)
+                self.counts["gaps"] += 1
+                if tick["kind"] == "AGG_TRADE":
+                    out.gap = gap
+                else:
+                    self.counts["trade_ids_missing"] += gap.last_id - gap.first_id + 1
+                    log.warning("trade ids %s..%s of %s missing (not backfilled: needs an API key)",
+                                gap.first_id, gap.last_id, gap.symbol)
+            seen[tick["symbol"]] = sequence
+        self.last_event_ms = max(self.last_event_ms, tick["event_time_ms"])
+        self.counts["ticks"] += 1
+        out.ticks.append(tick)
+        return out
+
+    def backfilled(self, items: list[dict[str, Any]], symbol: str) -> list[dict[str, Any]]:
+        """REST aggTrades of a gap -> ticks (in id order)."""
+        ticks = [rest_agg_trade_to_tick(symbol, item) for item in sorted(items, key=lambda i: i["a"])]
+        self.counts["backfilled"] += len(ticks)
+        return ticks
+
+
+@dataclass
+class LiveConfig:
+    symbols: list[str]
+    streams: list[str]
+    futures: bool = False
+    ws_url: str = ""  # replaces wss://stream.binance.com:9443/ (spot) and wss://fstream.binance.com/ (futures)
+    rest_url: str = ""
+    stall_s: float = 30.0
+    backoff_max_s: float = 30.0
+    max_runtime_s: float | None = None
+    max_ticks: int | None = None
+
+
+async def _open_socket(config: LiveConfig, client):
+    from binance import BinanceSocketManager
+
+    manager = BinanceSocketManager(client)
+    if config.ws_url:
+        manager.STREAM_URL = manager.FSTREAM_URL = config.ws_url.rstrip("/") + "/"
+    names = stream_names(config.symbols, config.streams)
+    socket = manager.futures_multiplex_socket(names) if config.futures else manager.multiplex_socket(names)
+    # Reconnection is ours (backoff, watchdog, gap backfill). python-binance's own reconnect can race
+    # with closing the socket (its read loop reconnects after being told to exit and never stops), so
+    # it is switched off: a dropped connection ends the read loop and reports an error message.
+    socket.MAX_RECONNECTS = 0
+    # Its read loop waits this long for a frame before it notices it should exit.
+    socket.TIMEOUT = 1.0
+    return socket
+
+
+async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, status=None) -> Counter:
+    """Stream until ``stop`` is set (or ``max_runtime_s`` / ``max_ticks``); returns the handler's counts."""
+    from binance import AsyncClient
+
+    from connectors.binance_rest import RateLimiter, fetch_agg_trades, make_client
+
+    stop = stop or asyncio.Event()
+    handler = LiveHandler()
+    rest = RateLimiter(make_client(config.rest_url), log=log.warning)
+    client = AsyncClient()
+    started = time.monotonic()
+    attempt = 0
+    loop = asyncio.get_running_loop()
+
+    def finished() -> bool:
+        if stop.is_set():
+            return True
+        if config.max_runtime_s is not None and time.monotonic() - started >= config.max_runtime_s:
+            return True
+        return config.max_ticks is not None and sink.produced >= config.max_ticks
+
+    try:
+        while not finished():
+            if attempt:
+                wait = min(config.backoff_max_s, 2 ** (attempt - 1))
+                handler.counts["reconnects"] += 1
+                log.warning("reconnecting in %.0f s (attempt %d)", wait, attempt)
+                try:
+                    await asyncio.wait_for(stop.wait(), wait)
+                except TimeoutError:
+                    pass
+                if finished():
+                    break
+            attempt += 1
+            try:
+                socket = await _open_socket(config, client)
+                async with socket as stream:
+                    last_progress = time.monotonic()
+                    progressed_at_ms = handler.last_event_ms
+                    while not finished():
+                        try:
+                            message = await asyncio.wait_for(stream.recv(), timeout=1.0)
+                        except TimeoutError:
+                            message = None
+                        if message is not None:
+                            out = handler.handle(message, int(time.time() * 1000))
+                            if out.error:
+                                log.warning("socket error: %s", out.error)
+                                break
+                            if out.rejected and out.rejected[0] == "exchange_error":
+                                log.warning("%s", out.rejected[1])
+                            if out.rejected:
+                                code, reason = out.rejected
+                                sink.reject(code, reason, "binance-ws", 0, repr(message).encode())
+                            if out.gap:
+                                gap = out.gap
+                                items = await loop.run_in_executor(None, lambda g=gap: fetch_agg_trades(
+                                    rest, g.symbol, g.first_id, g.last_id, config.futures))
+                                for tick in handler.backfilled(items, gap.symbol):
+                                    sink.send(tick, tick["symbol"], tick["event_time_ms"])
+                                if len(items) < gap.last_id - gap.first_id + 1:
+                                    handler.counts["backfill_short"] += 1
+                                    log.warning("backfill of %s got %d of %d trades", gap, len(items),
+                                                gap.last_id - gap.first_id + 1)
+                            for tick in out.ticks:
+                                sink.send(tick, tick["symbol"], tick["event_time_ms"])
+                            if out.ticks:
+                                attempt = 1  # a working connection resets the backoff
+                        if handler.last_event_ms > progressed_at_ms:
+                            progressed_at_ms, last_progress = handler.last_event_ms, time.monotonic()
+                        elif time.monotonic() - last_progress > config.stall_s:
+                            handler.counts["stalls"] += 1
+                            log.warning("no new event time for %.0f s: reconnecting", config.stall_s)
+                            break
+                        if status is not None:
+                            status(handler.counts, sink)
+            except Exception as exc:  # connection refused, handshake failure, closed read loop
+                handler.counts["socket_errors"] += 1
+                log.warning("websocket failed: %s: %s", type(exc).__name__, exc)
+    finally:
+        await client.close_connection()
+        sink.flush()
+    return handler.counts

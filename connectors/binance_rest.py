@@ -1,0 +1,192 @@
+"""Binance REST through python-binance: history downloads in the public dump format, aggTrade backfill.
+
+* :func:`download_klines` / :func:`download_agg_trades` page through ``/klines`` and ``/aggTrades``
+  (1,000 rows a request) and write the same CSV layout as data.binance.vision dumps, so ``livelearn
+  replay`` reads the result like a downloaded dump (spot files without header, futures with one).
+* :func:`fetch_agg_trades` returns the aggregate trades of an id range (gap backfill of the live feed).
+* Rate limits: after every request the used weight (``x-mbx-used-weight-1m``) is compared with
+  ``weight_budget``; above it the client sleeps until the next minute starts. HTTP 429/418 answers
+  wait ``Retry-After`` seconds (or a backoff) and retry, up to ``max_retries`` times.
+
+``rest_url`` (setting ``LIVELEARN_BINANCE_REST_URL``) replaces ``https://api.binance.com`` and
+``https://fapi.binance.com``: the spot API lives under ``<url>/api``, futures under ``<url>/fapi``.
+Tests point it at a local server that answers with stored responses.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PAGE = 1000
+KLINE_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
+                "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
+AGG_TRADE_HEADER = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
+                    "is_buyer_maker"]
+INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+               "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
+               "12h": 43_200_000, "1d": 86_400_000}
+
+
+class HistoryError(RuntimeError):
+    """A download that cannot go on (bad arguments, repeated refusals)."""
+
+
+def parse_day(text: str) -> int:
+    """``YYYY-MM-DD`` (UTC midnight) or ``YYYY-MM-DDTHH:MM`` -> epoch ms."""
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return int(datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp() * 1000)
+        except ValueError:
+            continue
+    raise HistoryError(f"not a date: {text!r} (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)")
+
+
+def make_client(rest_url: str = ""):
+    """A python-binance client without the start-up ping (no key needed for market data)."""
+    from binance.client import Client
+
+    client = Client(ping=False)
+    if rest_url:
+        base = rest_url.rstrip("/")
+        client.API_URL = base + "/api"
+        client.FUTURES_URL = base + "/fapi"
+    return client
+
+
+class RateLimiter:
+    """Keeps a client under Binance's per-minute request weight, and retries refused requests."""
+
+    def __init__(self, client, weight_budget: int = 1000, max_retries: int = 5, sleep: Callable = time.sleep,
+                 log: Callable[[str], None] | None = None):
+        self.client, self.budget, self.max_retries, self.sleep = client, weight_budget, max_retries, sleep
+        self.log = log or (lambda text: print(text, file=sys.stderr))
+        self.requests = self.waits = self.retries = 0
+
+    def call(self, method: Callable, **params) -> Any:
+        from binance.exceptions import BinanceAPIException
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                answer = method(**params)
+            except BinanceAPIException as exc:
+                if exc.status_code not in (418, 429) or attempt == self.max_retries:
+                    raise
+                headers = getattr(exc.response, "headers", {}) or {}
+                wait = float(headers.get("Retry-After") or 2 ** attempt)
+                self.retries += 1
+                self.log(f"binance: HTTP {exc.status_code} (rate limit); waiting {wait:.0f} s")
+                self.sleep(wait)
+                continue
+            self.requests += 1
+            self._respect_weight()
+            return answer
+        raise HistoryError("unreachable")
+
+    def _respect_weight(self) -> None:
+        response = getattr(self.client, "response", None)
+        used = response.headers.get("x-mbx-used-weight-1m") if response is not None else None
+        if used is not None and int(used) >= self.budget:
+            wait = 60.0 - (time.time() % 60.0) + 0.5
+            self.waits += 1
+            self.log(f"binance: used weight {used} >= budget {self.budget}; waiting {wait:.0f} s for the next minute")
+            self.sleep(wait)
+
+
+def iter_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int,
+                futures: bool = False) -> Iterator[list]:
+    """Klines whose open time is in ``[start_ms, end_ms)``, oldest first, page by page."""
+    if interval not in INTERVAL_MS:
+        raise HistoryError(f"unknown interval {interval!r}; one of {', '.join(INTERVAL_MS)}")
+    method = limiter.client.futures_klines if futures else limiter.client.get_klines
+    cursor = start_ms
+    while cursor < end_ms:
+        page = limiter.call(method, symbol=symbol, interval=interval, startTime=cursor, endTime=end_ms - 1,
+                            limit=PAGE)
+        if not page:
+            return
+        for row in page:
+            if row[0] >= end_ms:
+                return
+            yield row
+        cursor = int(page[-1][0]) + INTERVAL_MS[interval]
+        if len(page) < PAGE:
+            return
+
+
+def iter_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: int,
+                    futures: bool = False) -> Iterator[dict]:
+    """Aggregate trades with ``start_ms <= T < end_ms``: the first page by time, then by id."""
+    method = limiter.client.futures_aggregate_trades if futures else limiter.client.get_aggregate_trades
+    # Binance limits a time-window query to one hour; find the first id by time, then walk ids.
+    page = limiter.call(method, symbol=symbol, startTime=start_ms, endTime=min(end_ms - 1, start_ms + 3_599_999),
+                        limit=PAGE)
+    while page:
+        for item in page:
+            if item["T"] >= end_ms:
+                return
+            yield item
+        page = limiter.call(method, symbol=symbol, fromId=int(page[-1]["a"]) + 1, limit=PAGE)
+
+
+def fetch_agg_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: int,
+                     futures: bool = False) -> list[dict]:
+    """Aggregate trades ``first_id..last_id`` inclusive (gap backfill)."""
+    method = limiter.client.futures_aggregate_trades if futures else limiter.client.get_aggregate_trades
+    out: list[dict] = []
+    cursor = first_id
+    while cursor <= last_id:
+        page = limiter.call(method, symbol=symbol, fromId=cursor, limit=min(PAGE, last_id - cursor + 1))
+        if not page:
+            break
+        out += [item for item in page if item["a"] <= last_id]
+        cursor = int(page[-1]["a"]) + 1
+    return out
+
+
+def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress: bool) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    count = 0
+    with partial.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        if header:
+            writer.writerow(header)
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+            if progress and count % 10_000 == 0:
+                print(f"\r{path.name}: {count:,} rows", end="", file=sys.stderr, flush=True)
+    partial.replace(path)  # a file that exists is complete
+    if progress:
+        print(f"\r{path.name}: {count:,} rows", file=sys.stderr)
+    return count
+
+
+def _kline_row(row: list) -> list:
+    return [str(value).lower() if isinstance(value, bool) else value for value in row[:12]]
+
+
+def _agg_row(item: dict) -> list:
+    return [item["a"], item["p"], item["q"], item["f"], item["l"], item["T"], "true" if item["m"] else "false"]
+
+
+def download_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int, out_dir: Path,
+                    futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+    day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
+    path = out_dir / f"{symbol}-{interval}-{day}.csv"
+    rows = (_kline_row(row) for row in iter_klines(limiter, symbol, interval, start_ms, end_ms, futures))
+    return path, _write(path, KLINE_HEADER if futures else None, rows, progress)
+
+
+def download_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: int, out_dir: Path,
+                        futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+    day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
+    path = out_dir / f"{symbol}-aggTrades-{day}.csv"
+    rows = (_agg_row(item) for item in iter_agg_trades(limiter, symbol, start_ms, end_ms, futures))
+    return path, _write(path, AGG_TRADE_HEADER if futures else None, rows, progress)

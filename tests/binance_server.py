@@ -1,0 +1,156 @@
+"""A local stand-in for Binance's public REST and websocket endpoints, answering with real data.
+
+No machine here reaches Binance, and no recorded REST responses ship with the data, so the answers are
+built from real payloads: kline rows of the shipped dumps (REST ``/klines`` returns the same 12 values
+as the dump, prices as strings) and aggregate trades of the recorded futures websocket capture (REST
+``/aggTrades`` has the websocket payload's letters without ``e``/``E``/``s``). Paging, limits, time
+windows and the rate-limit headers follow Binance's documented behaviour; the connectors run their real
+python-binance code against it over HTTP and websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+
+def dump_rows(path: Path) -> list[list[str]]:
+    with zipfile.ZipFile(path) as archive:
+        text = archive.read(archive.namelist()[0]).decode()
+    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    return rows[1:] if not rows[0][0].isdigit() else rows
+
+
+def rest_kline(row: list[str]) -> list:
+    """A dump row as Binance REST returns it: times and counts as numbers, decimals as strings."""
+    return [int(row[0]), *row[1:6], int(row[6]), row[7], int(row[8]), *row[9:12]]
+
+
+def capture_messages(path: Path) -> list[dict]:
+    """Combined-stream messages of a cryptofeed capture (``<receive time>: <json>`` lines)."""
+    out = []
+    for line in path.read_text().splitlines():
+        if ": {" in line:
+            out.append(json.loads(line.split(": ", 1)[1]))
+    return out
+
+
+def rest_agg_trade(data: dict) -> dict:
+    return {key: data[key] for key in ("a", "p", "q", "f", "l", "T", "m")}
+
+
+class BinanceREST:
+    """Serves /api/v3/klines, /api/v3/aggTrades and the /fapi/v1 equivalents from real rows."""
+
+    def __init__(self, klines: dict[str, list[list]], agg_trades: dict[str, list[dict]]):
+        self.klines, self.agg_trades = klines, agg_trades
+        self.requests: list[str] = []
+        self.refuse_next = 0  # answer this many requests with HTTP 429
+        self.used_weight = 1
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests.append(self.path)
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if outer.refuse_next:
+                    outer.refuse_next -= 1
+                    return self._send(429, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": "0"})
+                if url.path.endswith("/klines"):
+                    return self._send(200, outer._klines(query))
+                if url.path.endswith("/aggTrades"):
+                    return self._send(200, outer._agg_trades(query))
+                return self._send(404, {"code": -1, "msg": f"no route {url.path}"})
+
+            def _send(self, status, body, headers=None):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("x-mbx-used-weight-1m", str(outer.used_weight))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _klines(self, q: dict) -> list:
+        rows = self.klines[q["symbol"]]
+        start, end = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
+        limit = min(int(q.get("limit", 500)), 1000)
+        return [r for r in rows if start <= r[0] <= end][:limit]
+
+    def _agg_trades(self, q: dict) -> list:
+        items = self.agg_trades[q["symbol"]]
+        limit = min(int(q.get("limit", 500)), 1000)
+        if "fromId" in q:
+            return [i for i in items if i["a"] >= int(q["fromId"])][:limit]
+        start, end = int(q.get("startTime", 0)), int(q.get("endTime", 2**62))
+        return [i for i in items if start <= i["T"] <= end][:limit]
+
+    def close(self):
+        self.server.shutdown()
+
+
+class BinanceWS:
+    """A combined-stream websocket server that plays one script of messages per connection.
+
+    Each script is a list of messages (dicts, sent as JSON) and control words: ``"close"`` drops the
+    TCP connection without a close frame (half a second after the last message), ``"stall"`` keeps it
+    open and silent.
+    """
+
+    def __init__(self, scripts: list[list]):
+        import websockets
+
+        self.scripts = list(scripts)
+        self.connections = 0
+        self.paths: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def serve(connection):
+            self.connections += 1
+            self.paths.append(getattr(getattr(connection, "request", None), "path", ""))
+            script = self.scripts.pop(0) if self.scripts else ["stall"]
+            for item in script:
+                if item == "close":
+                    await asyncio.sleep(0.5)  # let the client read what was sent, then drop the TCP connection
+                    connection.transport.abort()
+                    return
+                if item == "stall":
+                    await asyncio.sleep(3600)
+                    return
+                await connection.send(json.dumps(item))
+            await asyncio.sleep(3600)
+
+        async def start():
+            self.server = await websockets.serve(serve, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.server.close)

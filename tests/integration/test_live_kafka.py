@@ -1,0 +1,71 @@
+"""`livelearn live` end to end: python-binance websockets -> ticks topic on the real broker.
+
+The websocket server plays the recorded futures capture over three connections: the first loses three
+SUSHIUSDT aggTrades and then drops the connection, the second answers with a Binance error message and then goes silent
+(the watchdog must reconnect), the third goes silent after its messages (the watchdog must reconnect). The lost trades come back over REST.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.binance import normalise_ws
+from connectors.binance_live import LiveHandler
+from schemas.codec import AvroCodec
+from tests.binance_server import BinanceREST, BinanceWS, capture_messages, rest_agg_trade
+from tests.conftest import SHARED_DATA, livelearn
+from tests.kafka_io import read_topic
+
+pytestmark = pytest.mark.integration
+
+CAPTURE = SHARED_DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
+
+
+def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipeline_env):
+    messages = capture_messages(CAPTURE)[:400]
+    sushi = [i for i, m in enumerate(messages) if m["stream"] == "sushiusdt@aggTrade"]
+    lost = set(sushi[2:5])
+    kept = [(i, m) for i, m in enumerate(messages) if i not in lost]
+    first, second = [m for i, m in kept if i < 200], [m for i, m in kept if i >= 200]
+    ws = BinanceWS([first + ["close"], [{"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}],
+                    second + ["stall"]])
+    rest = BinanceREST(klines={}, agg_trades={"SUSHIUSDT": [rest_agg_trade(m["data"]) for m in messages
+                                                            if m["stream"] == "sushiusdt@aggTrade"]})
+    env = {**pipeline_env, "LIVELEARN_BINANCE_WS_URL": ws.url, "LIVELEARN_BINANCE_REST_URL": rest.url,
+           "LIVELEARN_LIVE_STALL_SECONDS": "2"}
+    try:
+        result = livelearn("live", "--market", "futures", "--symbols", "SUSHIUSDT,AKROUSDT,KEEPUSDT,CTKUSDT",
+                           "--streams", "aggTrade,kline_1m,bookTicker", "--seconds", "14", "--quiet", env=env,
+                           timeout=120)
+    finally:
+        ws.close()
+        rest.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = result.stdout
+    assert "gaps 1" in summary and "backfilled 3" in summary
+    assert "socket_errors" in summary  # the dropped connection
+    assert "exchange_errors 1" in summary  # Binance's error message: dead-lettered, the stream goes on
+    assert "stalls " in summary  # silent connections: the watchdog reconnected
+    assert ws.connections >= 4  # first, error then silent, second then silent, and the watchdog's reconnect
+    assert "streams=sushiusdt@aggTrade/sushiusdt@kline_1m" in ws.paths[0]
+    assert any("/fapi/v1/aggTrades" in r for r in rest.requests)
+
+    expected_handler = LiveHandler()
+    expected = [t for m in messages for t in expected_handler.handle(m, 0).ticks]
+    codec = AvroCodec.for_topic_schema("tick")
+    produced = [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
+                                                           env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
+                                                           expect=len(expected), timeout=60)]
+    assert f"produced {len(expected)} ticks" in summary
+    assert len(produced) == len(expected)
+
+    def identity(tick):
+        return (tick["symbol"], tick["kind"], tick["event_time_ms"], tick["price"], tick["quantity"],
+                tick.get("sequence_id"))
+
+    assert sorted(map(identity, produced)) == sorted(map(identity, expected))
+    backfilled = [t for t in produced if t["source"] == "binance-rest"]
+    assert [t["sequence_id"] for t in backfilled] == [messages[i]["data"]["a"] for i in sorted(lost)]
+    sushi_ids = [t["sequence_id"] for t in produced if t["symbol"] == "SUSHIUSDT" and t["kind"] == "AGG_TRADE"]
+    assert sushi_ids == sorted(sushi_ids) and len(sushi_ids) == len(set(sushi_ids))  # in id order, once each
+    assert normalise_ws(messages[sushi[0]])["price"] == float(messages[sushi[0]]["data"]["p"])

@@ -1,0 +1,156 @@
+"""History download (REST paging, rate limits, dump format) and the live handler on recorded payloads."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from connectors.binance_live import LiveHandler, stream_names
+from connectors.binance_rest import RateLimiter, download_agg_trades, fetch_agg_trades, make_client, parse_day
+from connectors.replay import read_file
+from tests.binance_server import BinanceREST, capture_messages, dump_rows, rest_agg_trade, rest_kline
+from tests.conftest import SHARED_DATA, livelearn
+
+SPOT = SHARED_DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+FUTURES = SHARED_DATA / "binance" / "klines" / "um" / "BTCUSDT-1m-2022-09-05.zip"
+CAPTURE = SHARED_DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
+SPOT_CAPTURE = SHARED_DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz"
+
+
+def sushi_agg_trades() -> list[dict]:
+    return [m["data"] for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"]
+
+
+@pytest.fixture
+def rest():
+    server = BinanceREST(klines={"BTCUSDT": [rest_kline(r) for r in dump_rows(SPOT)]},
+                         agg_trades={"SUSHIUSDT": [rest_agg_trade(d) for d in sushi_agg_trades()]})
+    yield server
+    server.close()
+
+
+def test_history_klines_page_through_rest_and_write_the_dump_byte_for_byte(rest, tmp_path):
+    result = livelearn("history", "BTCUSDT", "--interval", "1m", "--start", "2020-01-01", "--end", "2020-01-02",
+                       "--out", str(tmp_path), "--quiet", env={"LIVELEARN_BINANCE_REST_URL": rest.url}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "BTCUSDT-1m-2020-01-01.csv"
+    assert "wrote 1440 rows" in result.stdout and "2 requests" in result.stdout
+    original = "\n".join(",".join(row) for row in dump_rows(SPOT)) + "\n"
+    assert path.read_text() == original
+    assert [r for r in rest.requests if "/api/v3/klines" in r] == rest.requests  # spot endpoint, paged twice
+    # replay reads the download like a dump: 1440 kline ticks, equal to those of the original zip
+    assert [i.tick for i in read_file(path)] == [i.tick for i in read_file(SPOT)]
+
+
+def test_history_window_end_is_exclusive_and_futures_files_have_a_header(tmp_path):
+    rows = dump_rows(FUTURES)
+    server = BinanceREST(klines={"BTCUSDT": [rest_kline(r) for r in rows]}, agg_trades={})
+    try:
+        result = livelearn("history", "BTCUSDT", "--market", "futures", "--start", "2022-09-05T01:00",
+                           "--end", "2022-09-05T02:00", "--out", str(tmp_path), "--quiet",
+                           env={"LIVELEARN_BINANCE_REST_URL": server.url}, timeout=60)
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "BTCUSDT-1m-2022-09-05.csv").read_text().splitlines()
+    assert lines[0].startswith("open_time,open,high")
+    assert len(lines) == 61 and lines[1].startswith("1662339600000,") and lines[-1].startswith("1662343140000,")
+    assert all("/fapi/v1/klines" in r for r in server.requests)
+
+
+def test_agg_trade_history_and_gap_fetch(rest, tmp_path):
+    trades = sushi_agg_trades()
+    limiter = RateLimiter(make_client(rest.url))
+    path, rows = download_agg_trades(limiter, "SUSHIUSDT", trades[0]["T"], trades[-1]["T"] + 1, tmp_path,
+                                     progress=False)
+    assert rows == len(trades)
+    ticks = [i.tick for i in read_file(path)]
+    assert [t["sequence_id"] for t in ticks] == [d["a"] for d in trades]
+    assert [t["price"] for t in ticks] == [float(d["p"]) for d in trades]
+    gap = fetch_agg_trades(limiter, "SUSHIUSDT", trades[3]["a"], trades[5]["a"])
+    assert [g["a"] for g in gap] == [d["a"] for d in trades[3:6]]
+
+
+def test_rate_limits_wait_for_the_next_minute_and_retry_refusals(rest):
+    waits: list[float] = []
+    limiter = RateLimiter(make_client(rest.url), weight_budget=50, sleep=waits.append, log=lambda _: None)
+    rest.refuse_next = 2
+    first = sushi_agg_trades()[0]["a"]
+    assert len(fetch_agg_trades(limiter, "SUSHIUSDT", first, first + 1)) == 2
+    assert limiter.retries == 2 and waits[:2] == [0.0, 0.0]  # Retry-After: 0
+    rest.used_weight = 60
+    fetch_agg_trades(limiter, "SUSHIUSDT", first, first)
+    assert limiter.waits == 1 and 0 < waits[-1] <= 61
+    rest.refuse_next = 10
+    from binance.exceptions import BinanceAPIException
+    with pytest.raises(BinanceAPIException):
+        fetch_agg_trades(RateLimiter(make_client(rest.url), max_retries=1, sleep=lambda _: None,
+                                     log=lambda _: None), "SUSHIUSDT", first, first)
+
+
+def test_history_bad_arguments_and_unreachable_rest_are_one_line(tmp_path):
+    bad = livelearn("history", "BTCUSDT", "--start", "2020-13-01", "--end", "2020-01-02", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "not a date" in bad.stderr and "Traceback" not in bad.stderr
+    down = livelearn("history", "BTCUSDT", "--start", "2020-01-01", "--end", "2020-01-02", "--out", str(tmp_path),
+                     env={"LIVELEARN_BINANCE_REST_URL": "http://127.0.0.1:9"}, timeout=60)
+    assert down.returncode == 2 and "cannot reach Binance REST at http://127.0.0.1:9" in down.stderr
+    assert "Traceback" not in down.stderr
+
+
+def test_live_handler_on_the_recorded_futures_capture():
+    handler = LiveHandler()
+    messages = capture_messages(CAPTURE)
+    ticks = []
+    for number, message in enumerate(messages):
+        out = handler.handle(message, receive_time_ms=number)
+        assert out.error is None and out.gap is None and not out.duplicate
+        ticks += out.ticks
+    aggs = [t for t in ticks if t["kind"] == "AGG_TRADE"]
+    recorded = [m["data"] for m in messages if m["stream"].endswith("@aggTrade")]
+    assert [(t["symbol"], t["sequence_id"], t["price"], t["quantity"], t["event_time_ms"]) for t in aggs] == [
+        (d["s"], d["a"], float(d["p"]), float(d["q"]), d["T"]) for d in recorded]
+    assert {t["kind"] for t in ticks} >= {"AGG_TRADE", "BOOK_TICKER", "KLINE"}
+    assert handler.counts["skipped"] > 0  # depth updates and open klines are not ticks
+
+
+def test_live_handler_finds_gaps_drops_duplicates_and_survives_errors():
+    handler = LiveHandler()
+    messages = [m for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"]
+    handler.handle(messages[0], 0)
+    handler.handle(messages[1], 0)
+    out = handler.handle(messages[5], 0)  # 2, 3 and 4 lost
+    assert (out.gap.first_id, out.gap.last_id) == (messages[2]["data"]["a"], messages[4]["data"]["a"])
+    assert [t["sequence_id"] for t in out.ticks] == [messages[5]["data"]["a"]]
+    assert handler.handle(messages[3], 0).duplicate  # older than the last applied id
+    error = handler.handle({"e": "error", "type": "ConnectionClosedError", "m": "closed"}, 0)
+    assert error.error.startswith("ConnectionClosedError") and not error.ticks
+    refused = handler.handle({"error": {"code": 2, "msg": "Invalid request"}, "id": 1}, 0)
+    assert refused.error is None and refused.rejected[0] == "exchange_error" and "Invalid request" in refused.rejected[1]
+    broken = handler.handle({"stream": "x@trade", "data": {"e": "trade", "s": "BTCUSDT", "p": "abc", "q": "1",
+                                                            "T": 1, "t": 5, "m": True}}, 0)
+    assert broken.rejected[0] == "malformed_payload" and "'p'" in broken.rejected[1]
+    assert handler.counts["gaps"] == 1 and handler.counts["duplicates"] == 1 and handler.counts["socket_errors"] == 1
+    assert handler.counts["exchange_errors"] == 1
+
+
+def test_live_handler_on_the_recorded_spot_trades_counts_trade_id_gaps():
+    handler = LiveHandler()
+    trades = []
+    with gzip.open(SPOT_CAPTURE, "rt") as handle:
+        for line in handle:
+            receive_ns, text = line.split(" ", 1)
+            message = json.loads(text)
+            if message.get("stream", "").endswith("@trade"):
+                trades.append(message)
+    for message in trades[:50] + trades[53:100]:
+        handler.handle(message, 0)
+    assert handler.counts["gaps"] == 1 and handler.counts["trade_ids_missing"] == 3
+
+
+def test_stream_names_and_days():
+    assert stream_names(["BTCUSDT"], ["trade", "kline_1m"]) == ["btcusdt@trade", "btcusdt@kline_1m"]
+    with pytest.raises(ValueError, match="unknown stream depth"):
+        stream_names(["BTCUSDT"], ["depth"])
+    assert parse_day("2024-01-01") == 1_704_067_200_000
