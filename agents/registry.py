@@ -55,7 +55,8 @@ class Registry:
             features = tuple(first_vector["values"])
         return SymbolLearner(symbol, members=self.members, horizon_ticks=self.settings.horizon,
                              flat_band=float(self.settings.flat_band), seed=int(self.settings.seed),
-                             model_features=features, regime_weights=self.settings.regime_weights_on)
+                             model_features=features, regime_weights=self.settings.regime_weights_on,
+                             horizon_seconds=float(self.settings.horizon_seconds))
 
     def feature_monitor(self, symbol: str) -> DriftMonitor:
         monitor = self.feature_monitors.get(symbol)

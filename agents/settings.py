@@ -58,6 +58,9 @@ class Settings:
     kafka_heap: str = _env("LIVELEARN_KAFKA_HEAP", "512m", "Local broker JVM heap (-Xmx)")
     # Learning and drift.
     horizon_ticks: str = _env("LIVELEARN_HORIZON_TICKS", "5", "Outcome horizon H in ticks of the same symbol")
+    horizon_seconds: str = _env(
+        "LIVELEARN_HORIZON_SECONDS", "0", "Outcome horizon in event-time seconds instead of ticks; 0 = use HORIZON_TICKS"
+    )
     flat_band: str = _env("LIVELEARN_FLAT_BAND", "0.0", "Dead band: a realised return within +-band is 'flat' (published, not learned)")
     late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are applied at the last time; older are dead-lettered")
     drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference and current window")

@@ -6,7 +6,8 @@ never sees its own label, and a replay of the same ticks gives the same predicti
 
 Outcome of the vector at tick ``t`` (``H`` = ``horizon_ticks``): ``r = p_{t+H} / p_t - 1``; label 1 if
 ``r > flat_band``, 0 if ``r < -flat_band``, otherwise "flat" (label ``None``: published, not learned).
-A vector that carries its own ``label`` (a labelled dataset replayed through the pipeline) is learned
+With ``horizon_seconds`` instead, the outcome is measured at the first vector whose event time is at
+least that many seconds after ``t`` (its price is ``p_{t+H}``). A vector that carries its own ``label`` (a labelled dataset replayed through the pipeline) is learned
 with that label, revealed at the same moment (``H`` vectors later): this is River's
 ``progressive_val_score(..., delay=H)`` order exactly. A probability of exactly 0.5 predicts "down",
 as River's ``predict_one`` does for ``{False: 0.5, True: 0.5}``.
@@ -256,14 +257,17 @@ class SymbolLearner:
     def __init__(self, symbol: str, members: tuple[str, ...] = ("logreg", "mlp"), horizon_ticks: int = 5,
                  flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 2_000,
                  device: str = "cpu", model_features: tuple[str, ...] = MODEL_FEATURES,
-                 regime_weights: bool = False):
+                 regime_weights: bool = False, horizon_seconds: float = 0.0):
         if horizon_ticks < 1:
             raise ValueError("horizon_ticks must be >= 1")
+        if horizon_seconds < 0:
+            raise ValueError("horizon_seconds must be >= 0")
         if flat_band < 0:
             raise ValueError("flat_band must be >= 0")
         self.symbol = symbol
         self.member_names = tuple(members)
         self.horizon = horizon_ticks
+        self.horizon_ms = int(round(horizon_seconds * 1000))
         self.flat_band = flat_band
         self.seed = seed
         self.model_id = model_id
@@ -297,7 +301,9 @@ class SymbolLearner:
         self.matured_losses.clear()
         now_index, price, now_ms = features["tick_index"], features["price"], features["event_time_ms"]
         pending = self.pending
-        while pending and pending[0].tick_index <= now_index - self.horizon:
+        by_time = self.horizon_ms > 0
+        limit = now_ms - self.horizon_ms if by_time else now_index - self.horizon
+        while pending and (pending[0].event_time_ms if by_time else pending[0].tick_index) <= limit:
             item = pending.popleft()
             if item.label is not None:
                 label, realised = item.label, None

@@ -52,6 +52,16 @@ def test_prediction_comes_before_its_label_and_learning_uses_the_features_of_pre
     assert outcomes_at[5][0]["label"] == 1 and outcomes_at[5][0]["feedback_time_ms"] == 5000
 
 
+def test_a_horizon_in_seconds_matures_at_the_first_vector_that_far_in_event_time():
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, horizon_seconds=2.5)
+    learner.process(vector(1, 100.0))  # t = 1 s
+    assert learner.process(vector(2, 101.0))[1] == []  # 2 s
+    assert learner.process(vector(3, 102.0))[1] == []  # 3 s: only 2 s later
+    _, outcomes = learner.process(vector(4, 99.0))  # 4 s
+    assert [o["prediction_id"] for o in outcomes] == ["S-1000-1"]
+    assert outcomes[0]["realised_return"] == pytest.approx(-0.01) and outcomes[0]["label"] == 0
+
+
 def test_flat_moves_are_published_not_learned_and_duplicates_change_nothing():
     learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, flat_band=0.001)
     recorder = learner.ensemble.members["logreg"] = Recorder()
