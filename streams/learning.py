@@ -34,11 +34,14 @@ regime (see :class:`Regimes`) and a regime with at least ``min_regime_events`` l
 from __future__ import annotations
 
 import math
+import zlib
 from collections import OrderedDict, deque
 from typing import Any
 
 from streams.features import MODEL_FEATURES
+from streams.guard import GuardedMember
 from streams.models import clip_probability, make_member
+from streams.variants import VariantPolicy, brier
 
 LN2 = math.log(2.0)
 # Feedback sources the predict stage produces itself and has already learned in line.
@@ -55,6 +58,10 @@ def reported_log_loss(p_up: float, y: int) -> float:
     """Log-loss as reported (River's ``metrics.LogLoss``: probabilities clamped to [1e-15, 1 - 1e-15])."""
     p_up = min(max(p_up, 1e-15), 1.0 - 1e-15)
     return -math.log(p_up if y == 1 else 1.0 - p_up)
+
+
+class InvalidVector(ValueError):
+    """A feature vector with a non-finite value: never predicted on, never learned."""
 
 
 class UnknownPrediction(KeyError):
@@ -171,8 +178,10 @@ class Ensemble:
     """Members weighted by their recent log-loss (see the module docstring for the formula)."""
 
     def __init__(self, members: dict[str, Any], baseline: Any, eta: float = 20.0, half_life_events: int = 200,
-                 baseline_penalty: float = 0.25, regime_weights: bool = False, min_regime_events: int = 100):
-        self.members = members
+                 baseline_penalty: float = 0.25, regime_weights: bool = False, min_regime_events: int = 100,
+                 guard: bool = False):
+        self.guard = guard
+        self.members = {name: GuardedMember(m) for name, m in members.items()} if guard else members
         self.baseline = baseline
         self.eta, self.half_life, self.penalty = eta, half_life_events, baseline_penalty
         self.loss = {name: LN2 for name in members}
@@ -231,6 +240,16 @@ class Ensemble:
             self.regime_baseline[regime] += (baseline - self.regime_baseline[regime]) * rate
             self.regime_n[regime] += 1
 
+    def rejections(self) -> list[tuple[str, str]]:
+        """Learning steps refused or undone by the guard since the last call."""
+        if not self.guard:
+            return []
+        return [item for member in self.members.values() for item in member.drain()]
+
+    def replace_member(self, name: str, member: Any) -> None:
+        self.members[name] = GuardedMember(member) if self.guard else member
+        self.reset_loss(name)
+
     def reset_loss(self, name: str) -> None:
         self.loss[name] = LN2
         for own in self.regime_loss.values():
@@ -241,14 +260,17 @@ class Pending:
     """A prediction waiting for its outcome: everything learning needs, as it was at prediction time."""
 
     __slots__ = ("prediction_id", "tick_index", "event_time_ms", "price", "x", "probabilities", "p_up",
-                 "baseline_p", "label", "regime")
+                 "baseline_p", "label", "regime", "served", "variants")
 
     def __init__(self, prediction_id, tick_index, event_time_ms, price, x, probabilities, p_up, baseline_p, label,
-                 regime):
+                 regime, served="default", variants=None):
         self.prediction_id, self.tick_index, self.event_time_ms, self.price = (
             prediction_id, tick_index, event_time_ms, price)
         self.x, self.probabilities, self.p_up, self.baseline_p = x, probabilities, p_up, baseline_p
         self.label, self.regime = label, regime
+        # Variant that served this prediction, and (p_up, member probabilities, baseline p) of every
+        # variant when challengers run (None without challengers).
+        self.served, self.variants = served, variants
 
 
 class SymbolLearner:
@@ -257,7 +279,10 @@ class SymbolLearner:
     def __init__(self, symbol: str, members: tuple[str, ...] = ("logreg", "mlp"), horizon_ticks: int = 5,
                  flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 2_000,
                  device: str = "cpu", model_features: tuple[str, ...] = MODEL_FEATURES,
-                 regime_weights: bool = False, horizon_seconds: float = 0.0):
+                 regime_weights: bool = False, horizon_seconds: float = 0.0,
+                 challengers: dict[str, tuple[str, ...]] | None = None, traffic_share: float = 0.0,
+                 promotion_alpha: float = 0.01, promotion_min_samples: int = 200, rollback_margin: float = 0.02,
+                 guard: bool = True):
         if horizon_ticks < 1:
             raise ValueError("horizon_ticks must be >= 1")
         if horizon_seconds < 0:
@@ -274,24 +299,64 @@ class SymbolLearner:
         self.device = device
         self.model_features = tuple(model_features)
         self.version = 1
-        self.ensemble = Ensemble({name: make_member(name, seed, device, self.model_features) for name in members},
-                                 make_member("persistence"), regime_weights=regime_weights)
+        self.regime_weights, self.guard = regime_weights, guard
+        self.variants = {"default": self._ensemble(tuple(members))}
+        for name, variant_members in (challengers or {}).items():
+            if name == "default":
+                raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
+            self.variants[name] = self._ensemble(tuple(variant_members))
+        self.policy = (VariantPolicy("default", list(challengers), promotion_alpha, promotion_min_samples,
+                                     rollback_margin) if challengers else None)
+        if not 0.0 <= traffic_share <= 1.0:
+            raise ValueError("traffic_share must be in [0, 1]")
+        self.traffic_share = traffic_share
+        self.events: list[dict[str, Any]] = []  # model events (promotions, rollbacks, refused updates) to publish
+        self.shadow: dict[str, tuple] = {}  # last prediction of every variant that did not serve it
         self.pending: deque[Pending] = deque()
         self.issued: OrderedDict[str, Pending] = OrderedDict()
         self.keep_issued = keep_issued
         self.matured_losses: list[float] = []  # ensemble log-loss of each outcome learned in the last call
         self.last_tick_index = 0
         self.scores = {name: MemberScore() for name in (*members, "ensemble", "persistence")}
+        if self.policy is not None:
+            for name in self.variants:
+                self.scores[f"variant:{name}"] = MemberScore()
+
+    def _ensemble(self, members: tuple[str, ...]) -> Ensemble:
+        return Ensemble({name: make_member(name, self.seed, self.device, self.model_features) for name in members},
+                        make_member("persistence"), regime_weights=self.regime_weights, guard=self.guard)
+
+    @property
+    def champion(self) -> str:
+        return self.policy.champion if self.policy is not None else "default"
+
+    @property
+    def ensemble(self) -> Ensemble:
+        """The champion's ensemble (the one whose predictions are published)."""
+        return self.variants[self.champion]
+
+    def serving(self, prediction_id: str) -> str:
+        """Variant that serves a prediction: the champion, or a challenger for a deterministic share."""
+        if self.traffic_share <= 0.0 or self.policy is None:
+            return self.champion
+        if zlib.crc32(prediction_id.encode()) % 10_000 < self.traffic_share * 10_000:
+            others = [name for name in self.variants if name != self.champion]
+            return others[zlib.crc32(prediction_id.encode()[::-1]) % len(others)]
+        return self.champion
 
     def process(self, features: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Learn from matured outcomes, then predict. Returns (prediction record, feedback records).
 
         A vector whose tick index is not above the last one applied is a duplicate (at-least-once
         delivery republishes some after a restart): it changes nothing and returns ``(None, [])``.
+        A vector with a NaN or infinite value raises :class:`InvalidVector` and changes nothing.
         """
         if features["tick_index"] <= self.last_tick_index:
             self.matured_losses.clear()
             return None, []
+        for name, value in features["values"].items():
+            if not math.isfinite(value):
+                raise InvalidVector(f"feature {name} of {self.symbol} tick {features['tick_index']} is {value!r}")
         self.last_tick_index = features["tick_index"]
         outcomes = self._mature(features)
         return self._predict(features), outcomes
@@ -322,25 +387,57 @@ class SymbolLearner:
     def _learn(self, item: Pending, label: int, realised: float | None = None) -> None:
         scores = self.scores
         for name, p in item.probabilities.items():
-            scores[name].add(p, label, realised)
+            if name in scores:
+                scores[name].add(p, label, realised)
         self.matured_losses.append(scores["ensemble"].add(item.p_up, label, realised))
         scores["persistence"].add(item.baseline_p, label, realised)
-        self.ensemble.learn(item.x, label, item.probabilities, item.baseline_p, item.regime)
+        if item.variants is None:
+            self.ensemble.learn(item.x, label, item.probabilities, item.baseline_p, item.regime)
+        else:
+            for name, (p_up, probabilities, baseline_p) in item.variants.items():
+                scores[f"variant:{name}"].add(p_up, label, realised)
+                self.variants[name].learn(item.x, label, probabilities, baseline_p, item.regime)
+            decision = self.policy.observe({name: brier(out[0], label) for name, out in item.variants.items()})
+            if decision is not None:
+                kind, variant, evidence = decision
+                self.version += 1
+                reason = (f"challenger {variant} beat {evidence['replaced']} on {evidence['pairs']} paired outcomes"
+                          if kind == "PROMOTION" else
+                          f"{evidence['from']} was worse than {variant} by more than {evidence['margin']} (Brier)")
+                self._event(kind, variant, reason, evidence, item.event_time_ms)
+        if self.guard:
+            for name, ensemble in self.variants.items():
+                for code, reason in ensemble.rejections():
+                    self._event("REJECTED_UPDATE", name, reason, {"check": code}, item.event_time_ms)
+
+    def _event(self, kind: str, variant: str, reason: str, details: dict[str, str], time_ms: int) -> None:
+        self.events.append({"kind": kind, "model_id": f"{self.model_id}/{variant}", "version": self.version,
+                            "reason": reason, "details": details, "event_time_ms": time_ms})
 
     def _predict(self, features: dict[str, Any]) -> dict[str, Any]:
         x = features["values"]
         regime = self.ensemble.regime(x)
-        p_up, confidence, probabilities, weights, baseline_p = self.ensemble.predict(x, regime)
         pid = f"{self.symbol}-{features['event_time_ms']}-{features['tick_index']}"
+        served = self.champion
+        variants = None
+        if self.policy is None:
+            p_up, confidence, probabilities, weights, baseline_p = self.ensemble.predict(x, regime)
+        else:
+            served = self.serving(pid)
+            outputs = {name: ensemble.predict(x, regime) for name, ensemble in self.variants.items()}
+            variants = {name: (out[0], out[2], out[4]) for name, out in outputs.items()}
+            p_up, confidence, probabilities, weights, baseline_p = outputs[served]
+            self.shadow = {name: out for name, out in outputs.items() if name != served}
         item = Pending(pid, features["tick_index"], features["event_time_ms"], features["price"], x, probabilities,
-                       p_up, baseline_p, features.get("label"), regime)
+                       p_up, baseline_p, features.get("label"), regime, served, variants)
         self.pending.append(item)
         self.issued[pid] = item
         if len(self.issued) > self.keep_issued:
             self.issued.popitem(last=False)
         return {
             "prediction_id": pid, "symbol": self.symbol, "event_time_ms": features["event_time_ms"],
-            "model_id": self.model_id, "model_version": self.version, "horizon_ticks": self.horizon,
+            "model_id": self.model_id if served == "default" else f"{self.model_id}/{served}",
+            "model_version": self.version, "horizon_ticks": self.horizon,
             "probability_up": p_up, "predicted_up": p_up > 0.5, "confidence": confidence,
             "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
             "feature_set": features["feature_set"], "latency_ms": 0.0,
@@ -361,10 +458,14 @@ class SymbolLearner:
         return {name: score.summary() for name, score in self.scores.items()}
 
     def reset_member(self, name: str) -> None:
-        """Re-warm one member from scratch (drift response)."""
-        self.ensemble.members[name] = make_member(name, self.seed + self.version, self.device, self.model_features)
-        self.ensemble.reset_loss(name)
+        """Re-warm one member of the champion from scratch (drift response)."""
+        self.ensemble.replace_member(name, make_member(name, self.seed + self.version, self.device,
+                                                       self.model_features))
         self.version += 1
+
+    def drain_events(self) -> list[dict[str, Any]]:
+        out, self.events = self.events, []
+        return out
 
     def worst_member(self) -> str:
         return max(self.ensemble.loss, key=self.ensemble.loss.get)

@@ -8,7 +8,8 @@ Members:
 
 * ``persistence`` — the baseline: predicts that the last realised label repeats, with a probability
   equal to its own smoothed hit rate (so its log-loss is finite and it is calibrated).
-* ``logreg`` — ``StandardScaler | LogisticRegression`` (River).
+* ``logreg`` — ``StandardScaler | LogisticRegression`` (River), SGD rate 0.005; ``logreg@0.05`` the
+  same with another rate (for challenger variants).
 * ``hat`` — Hoeffding Adaptive Tree (River); opt-in, about 10x the cost of logreg.
 * ``arf`` — Adaptive Random Forest of 10 trees (River); opt-in, about 40x.
 * ``mlp`` — a small torch MLP trained online (see :class:`TorchMLP`).
@@ -90,6 +91,16 @@ class RiverMember:
 
     def learn_one(self, x: dict[str, float], y: int) -> None:
         self.model.learn_one(select(x, self.features), y)
+
+    def parameters_finite(self) -> bool:
+        """Linear models can diverge to inf/NaN weights; trees cannot (their leaves are counts)."""
+        steps = getattr(self.model, "steps", None)
+        linear = list(steps.values())[-1] if steps else self.model
+        weights = getattr(linear, "weights", None)
+        if weights is None:
+            return True
+        intercept = getattr(linear, "intercept", 0.0)
+        return math.isfinite(intercept) and all(math.isfinite(w) for w in weights.values())
 
 
 class TorchMLP:
@@ -247,6 +258,9 @@ class TorchMLP:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def parameters_finite(self) -> bool:
+        return all(np.all(np.isfinite(w)) for w in self.weights) if self.weights else True
+
     @property
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
@@ -260,7 +274,7 @@ def make_member(name: str, seed: int = 0, device: str = "cpu", features: tuple[s
     """A fresh member by name (see :data:`MEMBER_NAMES`) reading ``features`` from each vector."""
     if name == "persistence":
         return Persistence()
-    if name in ("logreg", "hat", "arf"):
+    if name in ("logreg", "hat", "arf") or name.startswith("logreg@"):
         return RiverMember(name, river_model(name, seed), features)
     if name == "mlp":
         return TorchMLP(seed=seed, device=device, features=features)
@@ -271,9 +285,14 @@ def river_model(name: str, seed: int = 0):
     """The River estimator behind a River member, fresh (tests evaluate it with River's own tools)."""
     from river import compose, forest, linear_model, optim, preprocessing, tree
 
-    if name == "logreg":
+    if name == "logreg" or name.startswith("logreg@"):
+        # logreg@<rate>: the same model with another SGD learning rate (a challenger variant).
+        try:
+            rate = float(name.split("@", 1)[1]) if "@" in name else 0.005
+        except ValueError:
+            raise ValueError(f"bad learning rate in member {name!r}; write e.g. logreg@0.05") from None
         return compose.Pipeline(preprocessing.StandardScaler(),
-                                linear_model.LogisticRegression(optimizer=optim.SGD(0.005)))
+                                linear_model.LogisticRegression(optimizer=optim.SGD(rate)))
     if name == "hat":
         return compose.Pipeline(preprocessing.StandardScaler(), tree.HoeffdingAdaptiveTreeClassifier(seed=seed))
     if name == "arf":

@@ -36,7 +36,7 @@ class Recorder:
 
 
 def test_prediction_comes_before_its_label_and_learning_uses_the_features_of_prediction_time():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=2)
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=2, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     prices = [100.0, 101.0, 100.5, 102.0, 101.0]
     outcomes_at = {}
@@ -63,7 +63,7 @@ def test_a_horizon_in_seconds_matures_at_the_first_vector_that_far_in_event_time
 
 
 def test_flat_moves_are_published_not_learned_and_duplicates_change_nothing():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, flat_band=0.001)
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, flat_band=0.001, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     learner.process(vector(1, 100.0, {"i": 1}))
     _, outcomes = learner.process(vector(2, 100.05, {"i": 2}))
@@ -74,7 +74,7 @@ def test_flat_moves_are_published_not_learned_and_duplicates_change_nothing():
 
 
 def test_dataset_labels_are_learned_after_the_horizon_instead_of_price_outcomes():
-    learner = SymbolLearner("D", members=("logreg",), horizon_ticks=1, model_features=("a",))
+    learner = SymbolLearner("D", members=("logreg",), horizon_ticks=1, model_features=("a",), guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     learner.process(vector(1, 1.0, {"a": 1.0, "i": 1}, label=0))
     _, outcomes = learner.process(vector(2, 1.0, {"a": 2.0, "i": 2}, label=1))
@@ -84,7 +84,7 @@ def test_dataset_labels_are_learned_after_the_horizon_instead_of_price_outcomes(
 
 
 def test_external_feedback_joins_the_issued_features_and_unknown_ids_are_refused():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=100)
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=100, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     first, _ = learner.process(vector(1, 100.0, {"i": 1}))
     learner.process(vector(2, 90.0, {"i": 2}))

@@ -1,0 +1,126 @@
+"""Guarded updates: a learning step that breaks a member is undone before the next prediction.
+
+:class:`GuardedMember` wraps a member (same River-style API). Around every ``learn_one``:
+
+* before: a label other than 0/1 or a non-finite feature value is refused (the member never sees it);
+* after: the member's probability on the same ``x`` must be finite, and its parameters must be finite
+  (members that expose ``parameters_finite()``);
+* loss spike: when the input is an outlier (some feature more than ``suspect_z`` running standard
+  deviations from its running mean, as seen by the guard), the member's mean log-loss on the last
+  ``holdout`` accepted samples is measured before and after the step; a rise above ``spike_factor``
+  times (and by at least ``spike_floor`` nats) undoes the step. A single extreme value can wreck a
+  running scaler without producing a NaN, which only this check sees. It costs ``2 * holdout``
+  predictions, paid on outliers only; ordinary steps cost one extra prediction.
+* a failed check restores the last good state: a snapshot (pickle) taken every ``snapshot_every``
+  accepted steps, and always before the first step.
+
+Refused and undone steps are counted and kept in ``rejections`` (drained by the learner into
+``REJECTED_UPDATE`` model events).
+
+>>> from streams.models import make_member
+>>> member = GuardedMember(make_member("logreg", features=("a",)))
+>>> member.learn_one({"a": 1.0}, 1)
+True
+>>> member.learn_one({"a": float("nan")}, 1)
+False
+>>> member.rejections[-1][0]
+'non_finite_input'
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections import deque
+from typing import Any
+
+
+def _log_loss(p_up: float, y: int) -> float:
+    p = p_up if y == 1 else 1.0 - p_up
+    return -math.log(min(max(p, 1e-12), 1.0))
+
+
+class GuardedMember:
+    def __init__(self, member: Any, snapshot_every: int = 50, suspect_z: float = 20.0, holdout: int = 32,
+                 spike_factor: float = 1.2, spike_floor: float = 0.05):
+        self.member = member
+        self.name = getattr(member, "name", type(member).__name__)
+        self.snapshot_every, self.suspect_z, self.spike_factor, self.spike_floor = (
+            snapshot_every, suspect_z, spike_factor, spike_floor)
+        self.snapshot = pickle.dumps(member)
+        self.accepted_since_snapshot = 0
+        self.recent: deque[tuple[dict[str, float], int]] = deque(maxlen=holdout)
+        self.stats: dict[str, list[float]] = {}  # feature -> [n, mean, m2] of accepted inputs
+        self.rejected = 0
+        self.rejections: list[tuple[str, str]] = []
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
+        return self.member.predict_proba_one(x)
+
+    def __getattr__(self, name: str) -> Any:  # learning_rate, raise_learning_rate, features ...
+        if name == "member":
+            raise AttributeError(name)
+        return getattr(self.member, name)
+
+    def _refuse(self, code: str, reason: str) -> bool:
+        self.rejected += 1
+        self.rejections.append((code, f"{self.name}: {reason}"))
+        return False
+
+    def _outlier(self, x: dict[str, float]) -> str | None:
+        for name, value in x.items():
+            stat = self.stats.get(name)
+            if stat is None or stat[0] < 30:
+                continue
+            sd = math.sqrt(stat[2] / (stat[0] - 1))
+            if abs(value - stat[1]) > self.suspect_z * max(sd, 1e-12 * abs(stat[1]), 1e-300):
+                return name
+        return None
+
+    def _holdout_loss(self) -> float:
+        predict = self.member.predict_proba_one
+        return sum(_log_loss(predict(x)[1], y) for x, y in self.recent) / len(self.recent)
+
+    def learn_one(self, x: dict[str, float], y: int) -> bool:
+        """Learn unless refused or undone; returns whether the step was kept."""
+        if y not in (0, 1):
+            return self._refuse("invalid_label", f"label {y!r} is not 0 or 1")
+        for name, value in x.items():
+            if not math.isfinite(value):
+                return self._refuse("non_finite_input", f"feature {name} = {value!r}")
+        outlier = self._outlier(x) if self.recent else None
+        before = self._holdout_loss() if outlier else None
+        self.member.learn_one(x, y)
+        p_after = self.member.predict_proba_one(x)[1]
+        problem = None
+        if not math.isfinite(p_after):
+            problem = ("non_finite_output", f"probability {p_after!r} after the step")
+        elif not getattr(self.member, "parameters_finite", lambda: True)():
+            problem = ("non_finite_parameters", "NaN or infinite parameters after the step")
+        elif before is not None:
+            after = self._holdout_loss()
+            if after > self.spike_factor * before and after - before > self.spike_floor:
+                problem = ("loss_spike", f"outlier {outlier} = {x[outlier]!r}: log-loss on the last "
+                                         f"{len(self.recent)} samples rose from {before:.3g} to {after:.3g}")
+        if problem is not None:
+            self.member = pickle.loads(self.snapshot)
+            self.accepted_since_snapshot = 0
+            return self._refuse(*problem)
+        self.recent.append((x, y))
+        for name, value in x.items():
+            stat = self.stats.get(name)
+            if stat is None:
+                stat = self.stats[name] = [0, 0.0, 0.0]
+            stat[0] += 1
+            delta = value - stat[1]
+            stat[1] += delta / stat[0]
+            stat[2] += delta * (value - stat[1])
+        self.accepted_since_snapshot += 1
+        if self.accepted_since_snapshot >= self.snapshot_every:
+            self.snapshot = pickle.dumps(self.member)
+            self.accepted_since_snapshot = 0
+        return True
+
+    def drain(self) -> list[tuple[str, str]]:
+        out, self.rejections = self.rejections, []
+        return out
