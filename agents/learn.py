@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from agents.app import app, avro, dead_letter, metrics, topics
-from agents.predict import find_learner
+from agents.predict import find_learner, publish_model_events
 from schemas.codec import DecodeError
 from streams.learning import IN_LINE_SOURCES, UnknownPrediction
 
@@ -32,6 +32,8 @@ async def learn(stream):
                 raise UnknownPrediction(f"no model for symbol {feedback['symbol']!r} on this worker")
             learner.learn_feedback(feedback)
             events.inc()
+            if learner.events:
+                await publish_model_events(learner, message.key)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
         except UnknownPrediction as exc:

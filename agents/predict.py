@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import zlib
 from collections import deque
 
 from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
@@ -15,13 +16,16 @@ from agents.checkpoints import PartitionCheckpoints, register_timer
 from agents.registry import PartitionModels, Registry
 from schemas.codec import DecodeError
 from streams.features import FEATURE_SET
+from streams.learning import InvalidVector
 
 log = logging.getLogger("livelearn.predict")
 STAGE = "predict"
 SEVERE = ("HIGH", "CRITICAL")
 
 registry = Registry(settings)
-checkpoints = PartitionCheckpoints(STAGE, f"models-v2-{FEATURE_SET}-{settings.members}", PartitionModels)
+# A checkpoint is only restored into the same model configuration.
+_MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
+checkpoints = PartitionCheckpoints(STAGE, f"models-v2-{FEATURE_SET}-{_MODEL_CONFIG:08x}", PartitionModels)
 register_timer(checkpoints)
 
 
@@ -65,11 +69,35 @@ def performance_record(learner, seen: SymbolActivity, event_time_ms: int) -> dic
     scores = learner.performance()
     return {
         "symbol": learner.symbol, "event_time_ms": event_time_ms, "model_id": learner.model_id,
-        "model_version": learner.version, "labelled": scores["ensemble"]["n"], "members": scores,
+        "model_version": learner.version, "champion": learner.champion, "labelled": scores["ensemble"]["n"],
+        "members": scores,
         "weights": learner.ensemble.weights(), "latency_p50_ms": _quantile(seen.latencies_ms, 0.5),
         "latency_p99_ms": _quantile(seen.latencies_ms, 0.99), "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5),
         "events": seen.events, "errors": seen.errors,
     }
+
+
+async def publish_model_events(learner, key: bytes) -> None:
+    """Promotions, rollbacks and refused updates the learner decided while learning."""
+    for event in learner.drain_events():
+        record = {"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{learner.symbol}|{event['kind']}|{event['version']}|"
+                                                             f"{event['event_time_ms']}|{event['reason']}").hex,
+                  "symbol": learner.symbol, "alert_id": None, **event}
+        metrics.model_events.labels(event["kind"]).inc()
+        if event["kind"] == "REJECTED_UPDATE":
+            log.warning("%s: refused a learning step: %s", learner.symbol, event["reason"])
+        else:
+            log.info("%s: %s %s: %s", learner.symbol, event["kind"], event["model_id"], event["reason"])
+        await publish("model-events", key, record, event["event_time_ms"])
+
+
+async def publish_shadow(learner, prediction: dict, key: bytes) -> None:
+    for variant, (p_up, confidence, probabilities, weights, baseline_p) in learner.shadow.items():
+        await publish("shadow-predictions", key, {
+            **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": p_up,
+            "predicted_up": p_up > 0.5, "confidence": confidence,
+            "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
+        }, prediction["event_time_ms"])
 
 
 async def react_to_drift(learner, alert: dict) -> None:
@@ -131,6 +159,10 @@ async def predict(stream):
             await dead_letter(message, STAGE, "decode_error", str(exc))
             await checkpoints.done(stream, event, partition, offset)
             continue
+        except InvalidVector as exc:
+            await dead_letter(message, STAGE, "invalid_features", str(exc))
+            await checkpoints.done(stream, event, partition, offset)
+            continue
         except Exception as exc:
             log.exception("predict failed on %s[%s]@%s", message.topic, partition, offset)
             if vector is not None:
@@ -156,6 +188,10 @@ async def predict(stream):
         alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
         prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
         await publish("predictions", symbol_key, prediction, prediction["event_time_ms"])
+        if learner.shadow:
+            await publish_shadow(learner, prediction, symbol_key)
+        if learner.events:
+            await publish_model_events(learner, symbol_key)
         for alert in alerts:
             metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
             await publish("alerts", symbol_key, alert, alert["created_time_ms"])

@@ -56,7 +56,13 @@ class Registry:
         return SymbolLearner(symbol, members=self.members, horizon_ticks=self.settings.horizon,
                              flat_band=float(self.settings.flat_band), seed=int(self.settings.seed),
                              model_features=features, regime_weights=self.settings.regime_weights_on,
-                             horizon_seconds=float(self.settings.horizon_seconds))
+                             horizon_seconds=float(self.settings.horizon_seconds),
+                             challengers=self.settings.challenger_members,
+                             traffic_share=float(self.settings.traffic_share),
+                             promotion_alpha=float(self.settings.promotion_alpha),
+                             promotion_min_samples=int(self.settings.promotion_min_samples),
+                             rollback_margin=float(self.settings.rollback_margin),
+                             rollback_threshold=float(self.settings.rollback_threshold), guard=self.settings.guard_on)
 
     def feature_monitor(self, symbol: str) -> DriftMonitor:
         monitor = self.feature_monitors.get(symbol)

@@ -70,6 +70,29 @@ class Settings:
     drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
     members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp", "Ensemble members next to the persistence baseline")
+    challengers: str = _env(
+        "LIVELEARN_CHALLENGERS", "",
+        "Challenger variants, name=member+member;... e.g. fast=logreg@0.05;tree=hat (empty = none)",
+    )
+    traffic_share: str = _env(
+        "LIVELEARN_TRAFFIC_SHARE", "0", "Share of predictions served by a challenger (hash of the id); 0 = shadow only"
+    )
+    promotion_alpha: str = _env(
+        "LIVELEARN_PROMOTION_ALPHA", "0.01", "False-promotion (and false-rollback) rate bound of the sequential test"
+    )
+    promotion_min_samples: str = _env(
+        "LIVELEARN_PROMOTION_MIN_SAMPLES", "200", "Paired outcomes before a promotion or rollback may be decided"
+    )
+    rollback_margin: str = _env(
+        "LIVELEARN_ROLLBACK_MARGIN", "0.02", "Rollback when a promoted model's Brier loss exceeds the previous one's by this"
+    )
+    rollback_threshold: str = _env(
+        "LIVELEARN_ROLLBACK_THRESHOLD", "10000",
+        "Rollback detector threshold; false rollbacks come on average no sooner than this many outcomes",
+    )
+    guard_updates: str = _env(
+        "LIVELEARN_GUARD_UPDATES", "on", "on: learning steps that corrupt a member are undone (see streams/guard.py)"
+    )
     regime_weights: str = _env(
         "LIVELEARN_REGIME_WEIGHTS", "off", "on: ensemble weights per market regime (trending/ranging/volatile)"
     )
@@ -137,6 +160,24 @@ class Settings:
             return False
         env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
         raise ValueError(f"{env} must be on or off, got {getattr(self, attr)!r}")
+
+    @property
+    def challenger_members(self) -> dict[str, tuple[str, ...]]:
+        """LIVELEARN_CHALLENGERS parsed: {name: members}."""
+        out: dict[str, tuple[str, ...]] = {}
+        for part in self.challengers.split(";"):
+            if not part.strip():
+                continue
+            name, sep, members = part.partition("=")
+            names = tuple(m.strip() for m in members.replace("+", ",").split(",") if m.strip())
+            if not sep or not name.strip() or not names:
+                raise ValueError(f"LIVELEARN_CHALLENGERS: {part.strip()!r} is not name=member+member")
+            out[name.strip()] = names
+        return out
+
+    @property
+    def guard_on(self) -> bool:
+        return self._switch("guard_updates")
 
     @property
     def regime_weights_on(self) -> bool:

@@ -30,6 +30,7 @@ FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("ticks", "tick", "Market events from connectors (replay, live, produce, synth)."),
     TopicSpec("features", "features", "Per-symbol feature vectors, one per price tick."),
     TopicSpec("predictions", "prediction", "Ensemble predictions, published before outcomes are known."),
+    TopicSpec("shadow-predictions", "prediction", "Predictions of challenger variants that did not serve (shadow)."),
     TopicSpec("feedback", "feedback", "Realised outcomes (source=market) and external feedback on predictions."),
     TopicSpec("performance", "performance", "Periodic scores of every member, the ensemble and the baseline."),
     TopicSpec("alerts", "drift_alert", "Drift alerts and their resolutions."),

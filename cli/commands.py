@@ -303,6 +303,63 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
                    render, args.max, args.idle_exit)
 
 
+def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:
+    """Per symbol: the latest performance record and the most recent model events."""
+    out: dict[str, dict] = {}
+    for record in performance:
+        current = out.setdefault(record["symbol"], {"performance": None, "events": []})
+        if current["performance"] is None or record["labelled"] >= current["performance"]["labelled"]:
+            current["performance"] = record
+    for event in sorted(events, key=lambda e: e["event_time_ms"]):
+        if event["kind"] == "CHECKPOINT":
+            continue
+        out.setdefault(event["symbol"], {"performance": None, "events": []})["events"].append(event)
+    for current in out.values():
+        current["events"] = current["events"][-recent:]
+    return out
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    """Champion, challengers, versions, live scores and recent model events per symbol."""
+    from cli.errors import require_broker
+    from cli.topic_reader import read_records
+
+    require_broker(settings)
+    summary = models_summary(read_records(settings, "performance", "performance"),
+                             read_records(settings, "model-events", "model_event"), args.recent)
+    if args.symbols:
+        wanted = _symbols(args.symbols)
+        summary = {k: v for k, v in summary.items() if k in wanted}
+    if args.json:
+        print(json.dumps(summary, default=str, sort_keys=True))
+        return 0
+    if not summary:
+        print(f"no performance records or model events in {settings.topic('performance')} yet")
+        return 0
+    for symbol, current in sorted(summary.items()):
+        perf = current["performance"]
+        if perf is None:
+            print(f"{symbol}: no performance record yet")
+        else:
+            variants = sorted(name[8:] for name in perf["members"] if name.startswith("variant:"))
+            challengers = [v for v in variants if v != perf["champion"]]
+            print(f"{symbol}: champion {perf['champion']} (model {perf['model_id']} v{perf['model_version']}), "
+                  f"challengers {', '.join(challengers) or 'none'}, {perf['labelled']} labelled outcomes")
+            print(f"  {'scored':<22} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7} {'roll acc':>9}")
+            for name, score in sorted(perf["members"].items()):
+                print(f"  {name:<22} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
+                      f"{_fmt(score['brier']):>7} {_fmt(score['rolling_accuracy']):>9}")
+            print(f"  latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms, "
+                  f"label lag p50 {_fmt(perf['label_lag_p50_ms'])} ms, errors {perf['errors']} of {perf['events']}")
+        for event in current["events"]:
+            print(f"  event {event['kind']:<16} {event['model_id']} v{event['version']}: {event['reason']}")
+    return 0
+
+
 def _reader_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
     p.add_argument("--symbols", help="comma-separated symbols to show")
@@ -415,6 +472,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predictions", help="print predictions as they are published")
     _reader_options(p)
     p.set_defaults(func=cmd_predictions)
+
+    p = sub.add_parser("models", help="champion, challengers, versions, live scores and recent events per symbol")
+    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--recent", type=int, default=5, help="model events shown per symbol")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("alerts", help="subscribe to drift alerts")
     _reader_options(p)

@@ -282,7 +282,7 @@ class SymbolLearner:
                  regime_weights: bool = False, horizon_seconds: float = 0.0,
                  challengers: dict[str, tuple[str, ...]] | None = None, traffic_share: float = 0.0,
                  promotion_alpha: float = 0.01, promotion_min_samples: int = 200, rollback_margin: float = 0.02,
-                 guard: bool = True):
+                 rollback_threshold: float = 10_000.0, guard: bool = True):
         if horizon_ticks < 1:
             raise ValueError("horizon_ticks must be >= 1")
         if horizon_seconds < 0:
@@ -306,7 +306,7 @@ class SymbolLearner:
                 raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
             self.variants[name] = self._ensemble(tuple(variant_members))
         self.policy = (VariantPolicy("default", list(challengers), promotion_alpha, promotion_min_samples,
-                                     rollback_margin) if challengers else None)
+                                     rollback_margin, rollback_threshold) if challengers else None)
         if not 0.0 <= traffic_share <= 1.0:
             raise ValueError("traffic_share must be in [0, 1]")
         self.traffic_share = traffic_share

@@ -18,9 +18,14 @@ least ``min_samples`` pairs were seen), and the false-promotion rate stays below
 the test is looked at. Confidence reported with a decision is ``1 - 1/K_n``; the effect size is the
 mean difference divided by its standard deviation.
 
-Rollback uses the same construction after a promotion: with the previous champion kept in shadow,
-``d = loss_new - loss_previous - margin``; when the evidence that the new champion is worse than the
-previous one by more than ``margin`` reaches ``1/alpha``, the previous champion is restored.
+Rollback watches a promoted champion against the previous one, kept in shadow, with
+``d = loss_new - loss_previous - margin``. It must catch a degradation that starts long after the
+promotion, when a test martingale would first have to win back everything it lost while the new
+champion was good; so it is an e-detector (Shin, Ramdas and Rinaldo 2023): per bet size a CUSUM of the
+same bets, ``C_n = max(C_{n-1}, 1) * (1 + lambda * d_n)``, averaged over the bet sizes. Under "never
+worse by more than the margin" its mean stays below the Shiryaev-Roberts statistic of the mixture, so
+an alarm at ``C_n >= rollback_threshold`` comes on average no sooner than ``rollback_threshold``
+paired outcomes (average run length). The previous champion is then restored.
 
 >>> test = BettingTest()
 >>> for _ in range(200):
@@ -38,19 +43,27 @@ LAMBDAS = (0.05, 0.1, 0.2, 0.35, 0.5)
 
 
 class BettingTest:
-    """Always-valid one-sided test of ``E[d] > 0`` for d in [-1, 1] (see the module docstring)."""
+    """Always-valid one-sided test of ``E[d] > 0`` for d in [-1, 1] (see the module docstring).
 
-    __slots__ = ("log_wealth", "n", "total", "total_sq")
+    With ``detector=True`` each bet's wealth restarts from 1 whenever it falls below 1 (CUSUM): a
+    change detector whose alarms have an average run length of at least the threshold under the null.
+    """
 
-    def __init__(self):
+    __slots__ = ("log_wealth", "n", "total", "total_sq", "detector")
+
+    def __init__(self, detector: bool = False):
         self.log_wealth = [0.0] * len(LAMBDAS)
         self.n = 0
         self.total = self.total_sq = 0.0
+        self.detector = detector
 
     def update(self, d: float) -> None:
         d = -1.0 if d < -1.0 else 1.0 if d > 1.0 else d
         log_wealth = self.log_wealth
+        floor = self.detector
         for i, lam in enumerate(LAMBDAS):
+            if floor and log_wealth[i] < 0.0:
+                log_wealth[i] = 0.0
             log_wealth[i] += math.log1p(lam * d)
         self.n += 1
         self.total += d
@@ -100,26 +113,30 @@ class VariantPolicy:
     """
 
     def __init__(self, champion: str, challengers: list[str], alpha: float = 0.01, min_samples: int = 200,
-                 rollback_margin: float = 0.02):
+                 rollback_margin: float = 0.02, rollback_threshold: float = 10_000.0):
         if not 0 < alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
+        if rollback_threshold <= 1:
+            raise ValueError("rollback_threshold must be above 1")
         self.champion = champion
         self.names = [champion, *challengers]
         self.alpha, self.min_samples, self.margin = alpha, min_samples, rollback_margin
+        self.rollback_threshold = rollback_threshold
         self.previous: str | None = None
         self._reset()
 
     def _reset(self) -> None:
         self.tests = {name: BettingTest() for name in self.names if name != self.champion}
-        self.rollback = BettingTest() if self.previous is not None else None
+        self.rollback = BettingTest(detector=True) if self.previous is not None else None
 
     def observe(self, losses: dict[str, float]) -> tuple[str, str, dict[str, str]] | None:
         champion_loss = losses[self.champion]
         threshold = 1.0 / self.alpha
         if self.rollback is not None:
             self.rollback.update(champion_loss - losses[self.previous] - self.margin)
-            if self.rollback.n >= self.min_samples and self.rollback.wealth >= threshold:
-                evidence = {**self.rollback.evidence(), "margin": repr(self.margin), "from": self.champion}
+            if self.rollback.n >= self.min_samples and self.rollback.wealth >= self.rollback_threshold:
+                evidence = {**self.rollback.evidence(), "margin": repr(self.margin), "from": self.champion,
+                            "threshold": repr(self.rollback_threshold)}
                 restored, self.champion, self.previous = self.previous, self.previous, None
                 self._reset()
                 return "ROLLBACK", restored, evidence
