@@ -71,6 +71,44 @@ EFFECT_THRESHOLDS = {
 
 def ks_test(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Two-sided two-sample KS; the same statistic and asymptotic p-value as scipy's ks_2samp."""
+    d, en = ks_statistic(reference_sorted, current)
+    return d, ks_p_value(d, en)
+
+
+def ks_p_value(d: float, en: int) -> float:
+    # kstwo.sf without the generic rv_continuous wrapper (~200 µs a call): the same function it calls.
+    return float(np.clip(_kolmogn(en, d, cdf=False), 0, 1))
+
+
+# Screening of clearly insignificant KS results (see KsScreen); its level must stay above any alpha.
+KS_SCREEN_P = 0.25
+
+
+class KsScreen:
+    """Skips the exact KS p-value (~150 µs) when it cannot matter.
+
+    For a fixed effective size ``en`` the p-value falls as ``d`` grows. The screen remembers, per
+    ``en``, the largest ``d`` whose exact p-value was above ``KS_SCREEN_P``; a later ``d`` not above it
+    has an exact p-value above ``KS_SCREEN_P`` as well, so it can never be significant at any alpha
+    below that (Bonferroni or Benjamini-Hochberg). Such results are reported with the asymptotic
+    Kolmogorov p-value, floored at ``KS_SCREEN_P`` (an approximation for display only); every p-value
+    that could raise an alarm is exact and equal to scipy's.
+    """
+
+    def __init__(self):
+        self.safe_d: dict[int, float] = {}
+
+    def p_value(self, d: float, en: int) -> float:
+        if d <= self.safe_d.get(en, -1.0):
+            return max(KS_SCREEN_P, float(special.kolmogorov(math.sqrt(en) * d)))
+        p = ks_p_value(d, en)
+        if p > KS_SCREEN_P and d > self.safe_d.get(en, -1.0):
+            self.safe_d[en] = d
+        return p
+
+
+def ks_statistic(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, int]:
+    """KS distance and the effective sample size ``round(n m / (n + m))`` its p-value uses."""
     current_sorted = np.sort(current)
     n1, n2 = reference_sorted.shape[0], current_sorted.shape[0]
     both = np.concatenate([reference_sorted, current_sorted])
@@ -79,9 +117,7 @@ def ks_test(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, f
     diffs = cdf1 - cdf2
     d = float(max(np.clip(-diffs.min(), 0, 1), diffs.max()))
     m, n = sorted([float(n1), float(n2)], reverse=True)
-    # kstwo.sf without the generic rv_continuous wrapper (~200 µs a call): the same function it calls.
-    p = float(np.clip(_kolmogn(int(np.round(m * n / (m + n))), d, cdf=False), 0, 1))
-    return d, p
+    return d, int(np.round(m * n / (m + n)))
 
 
 def _mean_var(x: np.ndarray) -> tuple[float, float]:
@@ -223,8 +259,8 @@ class DriftConfig:
             raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
         if self.window < 10 or self.check_every < 1:
             raise ValueError("window must be >= 10 and check_every >= 1")
-        if not 0 < self.alpha < 1:
-            raise ValueError("alpha must be in (0, 1)")
+        if not 0 < self.alpha < KS_SCREEN_P:
+            raise ValueError(f"alpha must be in (0, {KS_SCREEN_P})")
         if self.reference not in ("fixed", "rolling"):
             raise ValueError("reference must be 'fixed' or 'rolling'")
         adjust([0.5], self.correction)
@@ -248,6 +284,10 @@ def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
     if effect >= medium or (effect >= small and strong):
         return "MEDIUM"
     return "LOW"
+
+
+# The screen only caches a property of the KS distribution, so one per process serves every channel.
+KS_SCREEN = KsScreen()
 
 
 class Channel:
@@ -335,7 +375,8 @@ class Channel:
             if cur.shape[0] < 8 or ref_sorted.shape[0] < 8:
                 continue
             if self.kind in ("FEATURE", "PREDICTION"):
-                d, p = ks_test(ref_sorted, cur)
+                d, en = ks_statistic(ref_sorted, cur)
+                p = KS_SCREEN.p_value(d, en)
                 results.append((stream, "ks_2samp", d, p, d, tau))
             elif self.kind == "VARIANCE":
                 if self.config.variance_test == "f_test":

@@ -9,11 +9,14 @@ import pytest
 from scipy import stats
 
 from streams.drift import (
+    KS_SCREEN_P,
     Channel,
     DriftConfig,
     DriftMonitor,
+    KsScreen,
     adjust,
     f_test,
+    ks_statistic,
     ks_test,
     mann_whitney,
     severity,
@@ -82,9 +85,33 @@ def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
         if channel.add([x], i):
             (stream, test, d, p, _, _), = channel.check()
             expected = stats.ks_2samp(data[:100], data[i - 99:i + 1], method="asymp")
-            assert (d, p) == (pytest.approx(expected.statistic, rel=RTOL), pytest.approx(expected.pvalue, rel=RTOL))
+            assert d == pytest.approx(expected.statistic, rel=RTOL)
+            if expected.pvalue <= KS_SCREEN_P:
+                assert p == pytest.approx(expected.pvalue, rel=RTOL)
+            else:  # screened or exact: above the screen level either way
+                assert p >= KS_SCREEN_P
             checked += 1
     assert checked == (437 - 100) // 25
+
+
+def test_ks_screen_returns_exact_p_values_wherever_they_could_matter():
+    screen = KsScreen()
+    rng = np.random.default_rng(11)
+    screened = 0
+    for _ in range(400):
+        n = int(rng.integers(20, 300))
+        reference = np.sort(rng.normal(size=n))
+        current = rng.normal(loc=rng.choice([0.0, 0.0, 0.3]), size=int(rng.integers(20, 300)))
+        d, en = ks_statistic(reference, current)
+        expected = stats.ks_2samp(reference, current, method="asymp").pvalue
+        was_known = d <= screen.safe_d.get(en, -1.0)
+        p = screen.p_value(d, en)
+        if expected <= KS_SCREEN_P:
+            assert p == pytest.approx(expected, rel=RTOL) and not was_known
+        else:
+            assert p >= KS_SCREEN_P
+            screened += was_known
+    assert screened > 50  # the screen does save work
 
 
 def test_bonferroni_and_benjamini_hochberg():
