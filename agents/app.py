@@ -1,6 +1,6 @@
 """The Faust application: settings, topics, codecs, metrics, dead letters and the HTTP endpoints.
 
-Stage agents live in their own modules (featurize, predict, learn, monitor) and are imported by
+Stage agents live in their own modules (featurize, predict, learn) and are imported by
 :mod:`agents.worker`; this module only wires what they share.
 """
 

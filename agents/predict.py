@@ -1,5 +1,5 @@
-"""predict: features -> predictions (+ market outcomes on the feedback topic, concept and prediction
-drift alerts, model events, performance records). Learning from market outcomes happens here, in
+"""predict: features -> predictions (+ market outcomes on the feedback topic, feature, variance,
+concept and prediction drift alerts, model events, performance records). Learning from market outcomes happens here, in
 line, before each prediction, so that replays are deterministic (see streams.learning). Models are
 checkpointed per input partition with their offset (see agents.checkpoints)."""
 
@@ -25,7 +25,7 @@ SEVERE = ("HIGH", "CRITICAL")
 registry = Registry(settings)
 # A checkpoint is only restored into the same model configuration.
 _MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
-checkpoints = PartitionCheckpoints(STAGE, f"models-v2-{FEATURE_SET}-{_MODEL_CONFIG:08x}", PartitionModels)
+checkpoints = PartitionCheckpoints(STAGE, f"models-v3-{FEATURE_SET}-{_MODEL_CONFIG:08x}", PartitionModels)
 register_timer(checkpoints)
 
 
@@ -125,6 +125,15 @@ async def react_to_drift(learner, alert: dict) -> None:
     await publish("model-events", learner.symbol.encode(), event, event["event_time_ms"])
 
 
+def export_drift(monitor) -> None:
+    """p-values and statistics of the checks that just ran."""
+    for channel in monitor.channels.values():
+        if channel.since_check == 0 and channel.last_results:
+            for stream_name, _, statistic, p, *_ in channel.last_results:
+                metrics.drift_p_value.labels(monitor.symbol, channel.kind, stream_name).set(p)
+                metrics.drift_statistic.labels(monitor.symbol, channel.kind, stream_name).set(statistic)
+
+
 def export_scores(learner) -> None:
     symbol = learner.symbol
     for name, score in learner.scores.items():
@@ -192,12 +201,18 @@ async def predict(stream):
             await publish_shadow(learner, prediction, symbol_key)
         if learner.events:
             await publish_model_events(learner, symbol_key)
+        # Feature drift runs here rather than in an agent of its own on the features topic: one Faust
+        # consumption per vector instead of two, and its windows are checkpointed with the models.
+        # A labelled dataset replayed through the pipeline is tested on its own features.
+        names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
+        alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
         for alert in alerts:
             metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
             await publish("alerts", symbol_key, alert, alert["created_time_ms"])
             await react_to_drift(learner, alert)
         if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
             export_scores(learner)
+        export_drift(monitor)
         labelled = learner.scores["ensemble"].total
         if labelled - seen.reported_at >= report_every:
             seen.reported_at = labelled

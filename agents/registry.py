@@ -3,7 +3,7 @@
 Models stay in process memory (a Faust table would write a changelog record on every event), grouped
 per input partition (:class:`PartitionModels`) so that a partition's models move and restore together
 with their checkpoint. The data topics are co-partitioned by symbol, so the worker that owns a
-symbol's features also owns its feedback, and the predict, learn and monitor agents share these.
+symbol's features also owns its feedback, and the predict and learn agents share these.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from streams.learning import SymbolLearner
 
 
 class PartitionModels:
-    """Learners and model-drift monitors of the symbols of one input partition (checkpointed whole)."""
+    """Learners and drift monitors (features, error, predictions) of the symbols of one input partition
+    (checkpointed whole)."""
 
     def __init__(self):
         self.learners: dict[str, SymbolLearner] = {}
@@ -45,7 +46,6 @@ class Registry:
                                         warmup_events=int(settings.drift_warmup))
         self.drift_features = (tuple(f.strip() for f in settings.drift_features.split(",") if f.strip())
                                or DRIFT_FEATURES)
-        self.feature_monitors: dict[str, DriftMonitor] = {}
 
     def new_learner(self, symbol: str, first_vector: dict | None = None) -> SymbolLearner:
         """A learner for ``symbol``. Market vectors feed the model features; a labelled dataset (any
@@ -63,9 +63,3 @@ class Registry:
                              promotion_min_samples=int(self.settings.promotion_min_samples),
                              rollback_margin=float(self.settings.rollback_margin),
                              rollback_threshold=float(self.settings.rollback_threshold), guard=self.settings.guard_on)
-
-    def feature_monitor(self, symbol: str) -> DriftMonitor:
-        monitor = self.feature_monitors.get(symbol)
-        if monitor is None:
-            monitor = self.feature_monitors[symbol] = DriftMonitor(symbol, self.drift_config)
-        return monitor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import featurize, learn, monitor, predict  # noqa: F401  (each registers its agent)
+from agents import featurize, learn, predict  # noqa: F401  (each registers its agent)
 from agents.app import app, metrics, settings, state
 from agents.topics import create_topics
 
