@@ -50,6 +50,12 @@ class Settings:
     web_port: str = _env("LIVELEARN_WEB_PORT", "6066", "Worker HTTP port: /metrics, /healthz, /readyz")
     state_dir: str = _env("LIVELEARN_STATE_DIR", "", "Worker state (snapshots); empty = <home>/state/<app id>")
     log_level: str = _env("LIVELEARN_LOG_LEVEL", "info", "Worker log level")
+    model_checkpoint_events: str = _env(
+        "LIVELEARN_MODEL_CHECKPOINT_EVENTS", "5000", "Model checkpoint (and input ack) at least every this many vectors"
+    )
+    model_checkpoint_seconds: str = _env(
+        "LIVELEARN_MODEL_CHECKPOINT_SECONDS", "5", "Model checkpoint at least this often while vectors arrive"
+    )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
     kafka_version: str = _env("LIVELEARN_KAFKA_VERSION", "3.9.1", "Apache Kafka version fetched from Maven Central")

@@ -5,12 +5,13 @@
 * before: a label other than 0/1 or a non-finite feature value is refused (the member never sees it);
 * after: the member's probability on the same ``x`` must be finite, and its parameters must be finite
   (members that expose ``parameters_finite()``);
-* loss spike: when the input is an outlier (some feature more than ``suspect_z`` running standard
-  deviations from its running mean, as seen by the guard), the member's mean log-loss on the last
+* loss spike: when the input is an outlier (some feature more than ``suspect_z`` standard deviations
+  from the mean of the inputs accepted so far, bounds refreshed at every snapshot), the member's mean log-loss on the last
   ``holdout`` accepted samples is measured before and after the step; a rise above ``spike_factor``
   times (and by at least ``spike_floor`` nats) undoes the step. A single extreme value can wreck a
   running scaler without producing a NaN, which only this check sees. It costs ``2 * holdout``
-  predictions, paid on outliers only; ordinary steps cost one extra prediction.
+  predictions, paid on outliers only; ordinary steps cost one extra prediction (none when a member that
+  trains in batches, like the MLP, did not train on this call).
 * a failed check restores the last good state: a snapshot (pickle) taken every ``snapshot_every``
   accepted steps, and always before the first step.
 
@@ -41,7 +42,7 @@ def _log_loss(p_up: float, y: int) -> float:
 
 
 class GuardedMember:
-    def __init__(self, member: Any, snapshot_every: int = 50, suspect_z: float = 20.0, holdout: int = 32,
+    def __init__(self, member: Any, snapshot_every: int = 250, suspect_z: float = 20.0, holdout: int = 32,
                  spike_factor: float = 1.2, spike_floor: float = 0.05):
         self.member = member
         self.name = getattr(member, "name", type(member).__name__)
@@ -51,6 +52,7 @@ class GuardedMember:
         self.accepted_since_snapshot = 0
         self.recent: deque[tuple[dict[str, float], int]] = deque(maxlen=holdout)
         self.stats: dict[str, list[float]] = {}  # feature -> [n, mean, m2] of accepted inputs
+        self.bounds: dict[str, tuple[float, float]] = {}
         self.rejected = 0
         self.rejections: list[tuple[str, str]] = []
 
@@ -68,14 +70,21 @@ class GuardedMember:
         return False
 
     def _outlier(self, x: dict[str, float]) -> str | None:
+        bounds = self.bounds
         for name, value in x.items():
-            stat = self.stats.get(name)
-            if stat is None or stat[0] < 30:
-                continue
-            sd = math.sqrt(stat[2] / (stat[0] - 1))
-            if abs(value - stat[1]) > self.suspect_z * max(sd, 1e-12 * abs(stat[1]), 1e-300):
+            bound = bounds.get(name)
+            if bound is not None and not bound[0] <= value <= bound[1]:
                 return name
         return None
+
+    def _refresh_bounds(self) -> None:
+        """Outlier bounds, mean +- suspect_z sd of the accepted inputs, refreshed at each snapshot."""
+        bounds = {}
+        for name, (n, mean, m2) in self.stats.items():
+            if n >= 30:
+                spread = self.suspect_z * max(math.sqrt(m2 / (n - 1)), 1e-12 * abs(mean), 1e-300)
+                bounds[name] = (mean - spread, mean + spread)
+        self.bounds = bounds
 
     def _holdout_loss(self) -> float:
         predict = self.member.predict_proba_one
@@ -90,10 +99,12 @@ class GuardedMember:
                 return self._refuse("non_finite_input", f"feature {name} = {value!r}")
         outlier = self._outlier(x) if self.recent else None
         before = self._holdout_loss() if outlier else None
+        steps = getattr(self.member, "steps", None)
         self.member.learn_one(x, y)
-        p_after = self.member.predict_proba_one(x)[1]
         problem = None
-        if not math.isfinite(p_after):
+        if steps is not None and steps == self.member.steps and before is None:
+            pass  # a member that trains in batches did not train on this call: nothing changed
+        elif not math.isfinite(p_after := self.member.predict_proba_one(x)[1]):
             problem = ("non_finite_output", f"probability {p_after!r} after the step")
         elif not getattr(self.member, "parameters_finite", lambda: True)():
             problem = ("non_finite_parameters", "NaN or infinite parameters after the step")
@@ -119,6 +130,7 @@ class GuardedMember:
         if self.accepted_since_snapshot >= self.snapshot_every:
             self.snapshot = pickle.dumps(self.member)
             self.accepted_since_snapshot = 0
+            self._refresh_bounds()
         return True
 
     def drain(self) -> list[tuple[str, str]]:

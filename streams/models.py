@@ -259,7 +259,7 @@ class TorchMLP:
             group["lr"] = lr
 
     def parameters_finite(self) -> bool:
-        return all(np.all(np.isfinite(w)) for w in self.weights) if self.weights else True
+        return all(np.isfinite(w).all() for w in self.weights) if self.weights else True
 
     @property
     def learning_rate(self) -> float:
