@@ -1,5 +1,10 @@
-"""featurize: ticks -> features. A thin adapter around :class:`streams.features.FeatureEngine`,
-one engine per input partition, checkpointed with its offset (see agents.checkpoints)."""
+"""featurize: ticks -> features -> (in line) predictions.
+
+A thin adapter around :class:`streams.features.FeatureEngine`: each vector is published on the
+features topic and handed straight to the predict stage (:func:`agents.predict.predict_and_learn`),
+instead of being consumed back from Kafka by a second agent (a profile showed Faust's per-event
+machinery as the largest cost after learning). Feature engines and models of an input partition are
+checkpointed together with its offset (see agents.checkpoints)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import time
 
 from agents.app import app, avro, dead_letter, metrics, publish, settings, topics
 from agents.checkpoints import PartitionCheckpoints, register_timer
+from agents.predict import MODEL_CONFIG, MODEL_HOLDERS, predict_and_learn
+from agents.registry import PartitionModels
 from schemas.codec import DecodeError
 from streams.features import FEATURE_SET, FeatureEngine, LateTick
 from streams.ticks import InvalidTick, check_tick
@@ -15,9 +22,19 @@ from streams.ticks import InvalidTick, check_tick
 log = logging.getLogger("livelearn.featurize")
 STAGE = "featurize"
 
-checkpoints = PartitionCheckpoints(STAGE, f"features-{FEATURE_SET}",
-                                   lambda: FeatureEngine(late_grace_ms=int(settings.late_grace_ms)))
+class PartitionPipeline:
+    """Feature engine and models of one ticks partition (checkpointed whole)."""
+
+    def __init__(self):
+        self.engine = FeatureEngine(late_grace_ms=int(settings.late_grace_ms))
+        self.models = PartitionModels()
+
+
+checkpoints = PartitionCheckpoints(STAGE, f"pipeline-v1-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionPipeline,
+                                   every_events=int(settings.model_checkpoint_events),
+                                   every_seconds=float(settings.model_checkpoint_seconds))
 register_timer(checkpoints)
+MODEL_HOLDERS.append(lambda: (state.models for state in checkpoints.states.values()))
 
 
 @app.on_partitions_revoked.connect
@@ -31,14 +48,14 @@ async def featurize(stream):
     latency = metrics.latency.labels(STAGE)
     events = metrics.events.labels(STAGE)
     stream = stream.noack()
-    async for event, engine in checkpoints.unapplied(stream):
+    async for event, state in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
         started = time.perf_counter()
         try:
             tick = tick_codec.decode(message.value, message.topic, partition, offset)
             check_tick(tick)
-            vector = engine.update(tick)
+            vector = state.engine.update(tick)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
             vector = None
@@ -57,4 +74,6 @@ async def featurize(stream):
         if vector is not None:
             await publish("features", message.key, vector, vector["event_time_ms"])
         latency.observe(time.perf_counter() - started)
+        if vector is not None:
+            await predict_and_learn(state.models, vector, message)
         await checkpoints.done(stream, event, partition, offset)

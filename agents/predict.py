@@ -1,5 +1,9 @@
-"""predict: features -> predictions (+ market outcomes on the feedback topic, feature, variance,
-concept and prediction drift alerts, model events, performance records). Learning from market outcomes happens here, in
+"""predict: feature vector -> predictions (+ market outcomes on the feedback topic, feature, variance,
+concept and prediction drift alerts, model events, performance records).
+
+:func:`predict_and_learn` is the stage. The featurize agent calls it in line for every market vector
+it computes (one Faust consumption per tick instead of two); the ``predict`` agent here applies it to
+labelled vectors from the ``labelled`` topic. Learning from market outcomes happens here, in
 line, before each prediction, so that replays are deterministic (see streams.learning). Models are
 checkpointed per input partition with their offset (see agents.checkpoints)."""
 
@@ -24,10 +28,10 @@ SEVERE = ("HIGH", "CRITICAL")
 
 registry = Registry(settings)
 # A checkpoint is only restored into the same model configuration.
-_MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
+MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
 # Models pickle to hundreds of kB (MLP, replay buffers, drift windows): checkpointing every second
 # took ~10% of the stage's time in a profile, hence a longer default than the feature stage's.
-checkpoints = PartitionCheckpoints(STAGE, f"models-v3-{FEATURE_SET}-{_MODEL_CONFIG:08x}", PartitionModels,
+checkpoints = PartitionCheckpoints(STAGE, f"models-v4-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionModels,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))
 register_timer(checkpoints)
@@ -35,14 +39,20 @@ register_timer(checkpoints)
 
 @app.on_partitions_revoked.connect
 def _forget_revoked(sender, revoked, **kwargs):
-    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("features")})
+    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("labelled")})
+
+
+# Where learners live: this stage's own partitions (labelled vectors) and any other stage that runs
+# models in line (featurize registers its own; see agents.featurize).
+MODEL_HOLDERS: list = [lambda: checkpoints.states.values()]
 
 
 def find_learner(symbol: str):
-    for models in checkpoints.states.values():
-        learner = models.learners.get(symbol)
-        if learner is not None:
-            return learner
+    for partition_models in MODEL_HOLDERS:
+        for models in partition_models():
+            learner = models.learners.get(symbol)
+            if learner is not None:
+                return learner
     return None
 
 
@@ -148,81 +158,80 @@ def export_scores(learner) -> None:
         metrics.member_weight.labels(symbol, name).set(weight)
 
 
-@app.agent(topics["features"])
+async def predict_and_learn(models: PartitionModels, vector: dict, message) -> None:
+    """Everything the predict stage does with one decoded vector: learn the matured outcomes, predict,
+    test for drift, publish. Errors are dead-lettered (with the message that carried the input)."""
+    started = time.perf_counter()
+    try:
+        learner = models.learner(vector, registry)
+        prediction, outcomes = learner.process(vector)
+    except InvalidVector as exc:
+        await dead_letter(message, STAGE, "invalid_features", str(exc))
+        return
+    except Exception as exc:
+        log.exception("predict failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+        activity.setdefault(vector["symbol"], SymbolActivity()).errors += 1
+        await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
+        return
+    if prediction is None:
+        metrics.duplicates.labels(STAGE).inc()
+        return
+    metrics.events.labels(STAGE).inc()
+    symbol_key = message.key
+    seen = activity.get(learner.symbol)
+    if seen is None:
+        seen = activity[learner.symbol] = SymbolActivity()
+    seen.events += 1
+    monitor = models.monitor(learner.symbol, registry)
+    alerts = []
+    for outcome in outcomes:
+        await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
+        lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
+        seen.label_lags_ms.append(lag_ms)
+        metrics.label_lag.observe(lag_ms / 1000.0)
+    for loss in learner.matured_losses:
+        alerts += monitor.update_error(loss, vector["event_time_ms"])
+    alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+    prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
+    await publish("predictions", symbol_key, prediction, prediction["event_time_ms"])
+    if learner.shadow:
+        await publish_shadow(learner, prediction, symbol_key)
+    if learner.events:
+        await publish_model_events(learner, symbol_key)
+    # Feature drift runs here, after the prediction is out; its windows are checkpointed with the
+    # models. A labelled dataset is tested on its own features.
+    names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
+    alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
+    for alert in alerts:
+        metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
+        await publish("alerts", symbol_key, alert, alert["created_time_ms"])
+        await react_to_drift(learner, alert)
+    if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
+        export_scores(learner)
+    export_drift(monitor)
+    labelled = learner.scores["ensemble"].total
+    if labelled - seen.reported_at >= settings.performance_interval:
+        seen.reported_at = labelled
+        await publish("performance", symbol_key, performance_record(learner, seen, vector["event_time_ms"]),
+                      vector["event_time_ms"])
+    elapsed = time.perf_counter() - started
+    seen.latencies_ms.append(elapsed * 1000.0)
+    metrics.latency.labels(STAGE).observe(elapsed)
+
+
+@app.agent(topics["labelled"])
 async def predict(stream):
-    codec = avro["features"]
-    latency = metrics.latency.labels(STAGE)
-    events = metrics.events.labels(STAGE)
-    report_every = settings.performance_interval
+    """Labelled feature vectors (datasets replayed with ``livelearn replay-dataset``). Market vectors
+    never pass here: the featurize agent hands each vector it computes to :func:`predict_and_learn`."""
+    codec = avro["labelled"]
     stream = stream.noack()
     async for event, models in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
-        started = time.perf_counter()
-        vector = None
         try:
             vector = codec.decode(message.value, message.topic, partition, offset)
-            learner = models.learner(vector, registry)
-            prediction, outcomes = learner.process(vector)
-            if prediction is None:
-                metrics.duplicates.labels(STAGE).inc()
-                await checkpoints.done(stream, event, partition, offset)
-                continue
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
-            await checkpoints.done(stream, event, partition, offset)
-            continue
-        except InvalidVector as exc:
-            await dead_letter(message, STAGE, "invalid_features", str(exc))
-            await checkpoints.done(stream, event, partition, offset)
-            continue
-        except Exception as exc:
-            log.exception("predict failed on %s[%s]@%s", message.topic, partition, offset)
-            if vector is not None:
-                activity.setdefault(vector["symbol"], SymbolActivity()).errors += 1
-            await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
-            await checkpoints.done(stream, event, partition, offset)
-            continue
-        events.inc()
-        symbol_key = message.key
-        seen = activity.get(learner.symbol)
-        if seen is None:
-            seen = activity[learner.symbol] = SymbolActivity()
-        seen.events += 1
-        monitor = models.monitor(learner.symbol, registry)
-        alerts = []
-        for outcome in outcomes:
-            await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
-            lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
-            seen.label_lags_ms.append(lag_ms)
-            metrics.label_lag.observe(lag_ms / 1000.0)
-        for loss in learner.matured_losses:
-            alerts += monitor.update_error(loss, vector["event_time_ms"])
-        alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
-        prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
-        await publish("predictions", symbol_key, prediction, prediction["event_time_ms"])
-        if learner.shadow:
-            await publish_shadow(learner, prediction, symbol_key)
-        if learner.events:
-            await publish_model_events(learner, symbol_key)
-        # Feature drift runs here rather than in an agent of its own on the features topic: one Faust
-        # consumption per vector instead of two, and its windows are checkpointed with the models.
-        # A labelled dataset replayed through the pipeline is tested on its own features.
-        names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
-        alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
-        for alert in alerts:
-            metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
-            await publish("alerts", symbol_key, alert, alert["created_time_ms"])
-            await react_to_drift(learner, alert)
-        if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
-            export_scores(learner)
-        export_drift(monitor)
-        labelled = learner.scores["ensemble"].total
-        if labelled - seen.reported_at >= report_every:
-            seen.reported_at = labelled
-            await publish("performance", symbol_key, performance_record(learner, seen, vector["event_time_ms"]),
-                          vector["event_time_ms"])
-        elapsed = time.perf_counter() - started
-        seen.latencies_ms.append(elapsed * 1000.0)
-        latency.observe(elapsed)
+        else:
+            await predict_and_learn(models, vector, message)
         await checkpoints.done(stream, event, partition, offset)

@@ -19,6 +19,7 @@ ROLLING = 200
 def load_run(settings: Settings) -> dict[str, list[dict]]:
     return {
         "predictions": read_records(settings, "predictions", "prediction"),
+        "features": read_records(settings, "features", "features"),
         "feedback": read_records(settings, "feedback", "feedback"),
         "alerts": read_records(settings, "alerts", "drift_alert"),
         "model_events": read_records(settings, "model-events", "model_event"),
@@ -37,7 +38,7 @@ def score_table(predictions: list[dict], feedback: list[dict]) -> dict[str, dict
         for name, prob in [*p["member_probabilities"].items(), ("ensemble", p["probability_up"])]:
             t = totals[name]
             t[0] += 1
-            t[1] += int((prob >= 0.5) == (y == 1))
+            t[1] += int((prob > 0.5) == (y == 1))
             q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
             t[2] += -math.log(q)
     return {name: {"n": t[0], "accuracy": t[1] / t[0], "log_loss": t[2] / t[0]} for name, t in totals.items() if t[0]}
@@ -70,14 +71,34 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
         by_symbol[p["symbol"]].append(p)
     for symbol, preds in sorted(by_symbol.items()):
         preds.sort(key=lambda p: p["event_time_ms"])
-        # Price is not on the prediction record; rebuild it from realised returns is lossy, so use
-        # the feedback's realised return only for colouring hits and misses.
-        fig, axes = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+        fig, axes = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
+        price_axis, axes = axes[0], axes[1:]
+        # Price from the feature vectors (the prediction record does not carry it); predictions drawn
+        # on it as up/down markers, at most ~400 of each so that the line stays readable.
+        prices = {(v["symbol"], v["event_time_ms"]): v["price"] for v in run.get("features", [])
+                  if v["symbol"] == symbol}
+        if prices:
+            ordered = sorted(prices.items(), key=lambda item: item[0][1])
+            price_axis.plot(_times([k[1] for k, _ in ordered]), [v for _, v in ordered], lw=0.7, color="black",
+                            label="price")
+            step = max(1, len(preds) // 400)
+            for up, marker, colour in ((True, "^", "green"), (False, "v", "red")):
+                points = [(p["event_time_ms"], prices[(symbol, p["event_time_ms"])]) for p in preds[::step]
+                          if (p["probability_up"] > 0.5) == up and (symbol, p["event_time_ms"]) in prices]
+                if points:
+                    price_axis.scatter(_times([t for t, _ in points]), [v for _, v in points], s=9, marker=marker,
+                                       c=colour, label=f"predicted {'up' if up else 'down'}")
+            for a in alerts:
+                if a["symbol"] == symbol and a["status"] == "FIRING":
+                    price_axis.axvline(_times([a["created_time_ms"]])[0], color="red", lw=0.8, alpha=0.6)
+            price_axis.legend(loc="upper left", fontsize=7)
+        price_axis.set_ylabel("price")
+        price_axis.set_title(f"{symbol}: price with predictions (red lines: drift alerts)")
         times = _times([p["event_time_ms"] for p in preds])
         axes[0].plot(times, [p["probability_up"] for p in preds], lw=0.6, label="ensemble P(up)")
         hits = [(t, p["probability_up"]) for t, p in zip(times, preds, strict=True)
                 if p["prediction_id"] in labels and labels[p["prediction_id"]]["label"] is not None
-                and (p["probability_up"] >= 0.5) == (labels[p["prediction_id"]]["label"] == 1)]
+                and (p["probability_up"] > 0.5) == (labels[p["prediction_id"]]["label"] == 1)]
         if hits:
             axes[0].scatter(*zip(*hits, strict=True), s=3, c="green", label="correct")
         axes[0].axhline(0.5, color="grey", lw=0.5)
@@ -86,7 +107,7 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
                 axes[0].axvline(_times([a["created_time_ms"]])[0], color="red", lw=0.8, alpha=0.6)
         axes[0].set_ylabel("P(up)")
         axes[0].legend(loc="upper right", fontsize=7)
-        axes[0].set_title(f"{symbol}: predictions (red lines: drift alerts)")
+        axes[0].set_title(f"{symbol}: ensemble probability of up (green: correct)")
         names = sorted({n for p in preds for n in p["member_probabilities"]} | {"ensemble"})
         for name in names:
             window: list[tuple[int, float]] = []
@@ -100,7 +121,7 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
                     continue
                 y = f["label"]
                 q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
-                window.append((int((prob >= 0.5) == (y == 1)), -math.log(q)))
+                window.append((int((prob > 0.5) == (y == 1)), -math.log(q)))
                 if len(window) > ROLLING:
                     window.pop(0)
                 series_times.append(t)
@@ -112,7 +133,7 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
         axes[1].set_ylabel(f"accuracy ({ROLLING})")
         axes[2].set_ylabel(f"log-loss ({ROLLING})")
         axes[1].legend(loc="upper right", fontsize=7)
-        plots.append((f"{symbol}: predictions, rolling accuracy and log-loss", _png(fig)))
+        plots.append((f"{symbol}: price with predictions, P(up), rolling accuracy and log-loss", _png(fig)))
 
         fig, ax = plt.subplots(figsize=(11, 3))
         members = sorted({n for p in preds for n in p["member_weights"]})

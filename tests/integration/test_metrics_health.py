@@ -30,7 +30,7 @@ def sample(body: str, name: str, **labels: str) -> float | None:
     return None
 
 
-def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env):
+def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_path):
     worker = worker_factory({"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}).start()
     assert worker.get("/healthz") == (200, '{"status":"alive"}')
     status, body = worker.get("/readyz")
@@ -77,3 +77,21 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env):
     assert sample(last, "livelearn_dead_letters_total", stage="featurize", reason="decode_error") == 1
     assert sample(last, "livelearn_ready") == 1
     assert "livelearn_consumer_lag" in last and "livelearn_alerts_total" in last
+
+    # The report of this run: real PNG plots decoded from the page, counts of this run's topics.
+    out = tmp_path / "report.html"
+    result = livelearn("report", "--out", str(out), env=pipeline_env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert "1440 predictions" in page and "BTCUSDT: price with predictions" in page
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(images) >= 4
+    import base64
+    import io
+
+    from matplotlib import image
+
+    for encoded in images:
+        pixels = image.imread(io.BytesIO(base64.b64decode(encoded)), format="png")
+        assert pixels.shape[0] > 100 and pixels.shape[1] > 300
+        assert pixels.std() > 0.01  # not a blank canvas
