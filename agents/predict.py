@@ -3,7 +3,8 @@ concept and prediction drift alerts, model events, performance records).
 
 :func:`predict_and_learn` is the stage. The featurize agent calls it in line for every market vector
 it computes (one Faust consumption per tick instead of two); the ``predict`` agent here applies it to
-labelled vectors from the ``labelled`` topic. Learning from market outcomes happens here, in
+vectors that enter from outside (the ``external-features`` topic: labelled datasets,
+precomputed features). Learning from market outcomes happens here, in
 line, before each prediction, so that replays are deterministic (see streams.learning). Models are
 checkpointed per input partition with their offset (see agents.checkpoints)."""
 
@@ -39,10 +40,10 @@ register_timer(checkpoints)
 
 @app.on_partitions_revoked.connect
 def _forget_revoked(sender, revoked, **kwargs):
-    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("labelled")})
+    checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("external-features")})
 
 
-# Where learners live: this stage's own partitions (labelled vectors) and any other stage that runs
+# Where learners live: this stage's own partitions (external vectors) and any other stage that runs
 # models in line (featurize registers its own; see agents.featurize).
 MODEL_HOLDERS: list = [lambda: checkpoints.states.values()]
 
@@ -219,11 +220,11 @@ async def predict_and_learn(models: PartitionModels, vector: dict, message) -> N
     metrics.latency.labels(STAGE).observe(elapsed)
 
 
-@app.agent(topics["labelled"])
+@app.agent(topics["external-features"])
 async def predict(stream):
-    """Labelled feature vectors (datasets replayed with ``livelearn replay-dataset``). Market vectors
-    never pass here: the featurize agent hands each vector it computes to :func:`predict_and_learn`."""
-    codec = avro["labelled"]
+    """Feature vectors from outside (datasets replayed with ``livelearn replay-dataset``, vectors a
+    user computes). Vectors of the featurize stage never pass here: the featurize agent hands each vector it computes to :func:`predict_and_learn`."""
+    codec = avro["external-features"]
     stream = stream.noack()
     async for event, models in checkpoints.unapplied(stream):
         message = event.message

@@ -29,7 +29,8 @@ CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
 FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("ticks", "tick", "Market events from connectors (replay, live, produce, synth)."),
     TopicSpec("features", "features", "Per-symbol feature vectors, one per price tick."),
-    TopicSpec("labelled", "features", "Labelled feature vectors of datasets (replay-dataset), predicted and learned."),
+    TopicSpec("external-features", "features",
+              "Feature vectors entering after featurize (labelled datasets, precomputed features)."),
     TopicSpec("predictions", "prediction", "Ensemble predictions, published before outcomes are known."),
     TopicSpec("shadow-predictions", "prediction", "Predictions of challenger variants that did not serve (shadow)."),
     TopicSpec("feedback", "feedback", "Realised outcomes (source=market) and external feedback on predictions."),

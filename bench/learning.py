@@ -3,7 +3,7 @@
 Feature vectors come from the shipped real klines (BTCUSDT 2020-01-01/02, ETHUSDT 2022-08-14, futures
 BTCUSDT 2022-09-05) through the feature engine. In process: ``SymbolLearner.process`` (learn the
 matured outcomes, then predict) for each member alone (beside the persistence baseline, which always
-runs) and for the default ensemble. Through Kafka: the same vectors produced to a fresh features topic,
+runs) and for the default ensemble. Through Kafka: the same vectors produced to a fresh external-features topic,
 a real worker (predict, learn and monitor agents) with the default members, timed until every
 prediction is visible to a consumer. Prints a table, the Kafka/in-process ratio and ``RESULT`` lines.
 
@@ -80,7 +80,7 @@ def through_kafka(vectors: list[dict], base: Settings) -> float:
     codec = AvroCodec.for_topic_schema("features")
     producer = Producer({**settings.client_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
     for vector in vectors:
-        producer.produce(settings.topic("features"), key=vector["symbol"].encode(), value=codec.encode(vector),
+        producer.produce(settings.topic("external-features"), key=vector["symbol"].encode(), value=codec.encode(vector),
                          timestamp=vector["event_time_ms"])
         producer.poll(0)
     producer.flush()

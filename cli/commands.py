@@ -47,13 +47,13 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
-    """A labelled dataset onto the labelled-vectors topic: the pipeline predicts each row and learns it
+    """A labelled dataset onto the external-features topic: the pipeline predicts each row and learns it
     LIVELEARN_HORIZON_TICKS rows later (River's progressive validation with that delay)."""
     from cli.errors import CliError
     from connectors.datasets import RowError, labelled_vectors
 
     _ensure_topics(settings)
-    sink = _sink(settings, "replay-dataset", "features", "labelled")
+    sink = _sink(settings, "replay-dataset", "features", "external-features")
     try:
         for record, reason, raw in labelled_vectors(args.source, target=args.target, symbol=args.symbol,
                                                     positive=args.positive, limit=args.limit):
@@ -66,7 +66,7 @@ def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc), code=2) from None
     sink.flush()
     rejected = sum(sink.rejected.values())
-    print(f"produced {sink.produced} labelled vectors to {settings.topic('labelled')}, rejected {rejected}")
+    print(f"produced {sink.produced} labelled vectors to {settings.topic('external-features')}, rejected {rejected}")
     return 0
 
 
@@ -457,7 +457,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("replay-dataset",
-                       help="a labelled dataset (phishing, bananas or a CSV) onto the labelled topic, label delayed")
+                       help="a labelled dataset (phishing, bananas or a CSV) onto the external-features topic, label delayed")
     p.add_argument("source", help="phishing, bananas (River's bundled datasets) or a CSV file with a header")
     p.add_argument("--target", help="label column of a CSV (default: the last column)")
     p.add_argument("--positive", help="value of the label column that means class 1 (default 1/true/up)")

@@ -1,4 +1,4 @@
-"""Labelled datasets as feature vectors: River's bundled datasets or a CSV, straight onto the labelled topic.
+"""Labelled datasets as feature vectors: River's bundled datasets or a CSV, straight onto the external-features topic.
 
 This is how the pipeline is checked against River's reference evaluation: each row becomes a Features
 record carrying its label; the predict agent predicts on it and learns it ``horizon_ticks`` rows later,

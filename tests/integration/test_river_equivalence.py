@@ -1,7 +1,7 @@
 """A labelled stream through Kafka and the real worker equals River's progressive validation.
 
 Phishing (River's bundled dataset) and the Elec2 sample in ../shared/data/drift/ are replayed onto the
-labelled topic; the worker predicts each row and learns it ``DELAY`` rows later. The pipeline's own
+external-features topic; the worker predicts each row and learns it ``DELAY`` rows later. The pipeline's own
 performance records (cumulative accuracy and log-loss of the member and of the ensemble) and every
 published probability must equal ``river.evaluate.iter_progressive_val_score(..., delay=DELAY)`` for
 the same model and order.

@@ -1,7 +1,7 @@
 """Champion/challenger on the real broker: a truly better challenger is promoted, a worse one is not,
 and a promotion that degrades is rolled back; `livelearn models` shows it.
 
-Constructed stream (a labelled CSV replayed onto the labelled topic): for 1,500 rows the label is
+Constructed stream (a labelled CSV replayed onto the external-features topic): for 1,500 rows the label is
 ``a + 0.3 b > 0``; after that the relation flips every 10 rows. The configured ensemble (SGD rate 1e-5)
 barely learns; challenger ``fast`` (rate 0.05) learns the rule at once and is better; challenger
 ``slow`` (1e-6) is never better. After the flips start, ``fast`` is confidently wrong half the time
