@@ -62,4 +62,5 @@ class Registry:
                              promotion_alpha=float(self.settings.promotion_alpha),
                              promotion_min_samples=int(self.settings.promotion_min_samples),
                              rollback_margin=float(self.settings.rollback_margin),
-                             rollback_threshold=float(self.settings.rollback_threshold), guard=self.settings.guard_on)
+                             rollback_threshold=float(self.settings.rollback_threshold), guard=self.settings.guard_on,
+                             device=self.settings.torch_device)

@@ -99,6 +99,9 @@ class Settings:
     guard_updates: str = _env(
         "LIVELEARN_GUARD_UPDATES", "on", "on: learning steps that corrupt a member are undone (see streams/guard.py)"
     )
+    torch_device: str = _env(
+        "LIVELEARN_TORCH_DEVICE", "cpu", "Device of torch members: cpu, cuda, or auto (cuda when available)"
+    )
     regime_weights: str = _env(
         "LIVELEARN_REGIME_WEIGHTS", "off", "on: ensemble weights per market regime (trending/ranging/volatile)"
     )

@@ -349,10 +349,13 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             challengers = [v for v in variants if v != perf["champion"]]
             print(f"{symbol}: champion {perf['champion']} (model {perf['model_id']} v{perf['model_version']}), "
                   f"challengers {', '.join(challengers) or 'none'}, {perf['labelled']} labelled outcomes")
-            print(f"  {'scored':<22} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7} {'roll acc':>9}")
+            print(f"  {'scored':<22} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7} {'roll acc':>9} "
+                  f"{'ret MAE':>9}")
             for name, score in sorted(perf["members"].items()):
+                mae = score["return_mae"]
                 print(f"  {name:<22} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
-                      f"{_fmt(score['brier']):>7} {_fmt(score['rolling_accuracy']):>9}")
+                      f"{_fmt(score['brier']):>7} {_fmt(score['rolling_accuracy']):>9} "
+                      f"{'-' if mae is None else f'{mae:.2e}':>9}")
             print(f"  latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms, "
                   f"label lag p50 {_fmt(perf['label_lag_p50_ms'])} ms, errors {perf['errors']} of {perf['events']}")
         for event in current["events"]:

@@ -111,16 +111,19 @@ class MemberScore(RollingScore):
     Cumulative accuracy and log-loss follow River's ``metrics.Accuracy`` and ``metrics.LogLoss``; the
     Brier score measures calibration; ``captured_return`` is the mean realised return of taking the
     predicted direction (long when up, short when down), over outcomes that have a return.
+    ``return_mae`` is the mean absolute error of the return a probability implies,
+    ``(2 p - 1) * typical_move`` (``typical_move``: the symbol's recent mean absolute realised return,
+    passed in by the learner), against the realised return.
     """
 
-    __slots__ = ("total", "total_hits", "total_loss", "total_brier", "captured", "captured_n")
+    __slots__ = ("total", "total_hits", "total_loss", "total_brier", "captured", "captured_n", "abs_error")
 
     def __init__(self, window: int = 500):
         super().__init__(window)
         self.total = self.total_hits = self.captured_n = 0
-        self.total_loss = self.total_brier = self.captured = 0.0
+        self.total_loss = self.total_brier = self.captured = self.abs_error = 0.0
 
-    def add(self, p_up: float, y: int, realised_return: float | None = None) -> float:
+    def add(self, p_up: float, y: int, realised_return: float | None = None, typical_move: float = 0.0) -> float:
         self.total += 1
         up = p_up > 0.5
         self.total_hits += up == (y == 1)
@@ -128,6 +131,7 @@ class MemberScore(RollingScore):
         self.total_brier += (p_up - y) ** 2
         if realised_return is not None:
             self.captured += realised_return if up else -realised_return
+            self.abs_error += abs((2.0 * p_up - 1.0) * typical_move - realised_return)
             self.captured_n += 1
         return super().add(p_up, y)
 
@@ -141,6 +145,7 @@ class MemberScore(RollingScore):
             "rolling_accuracy": self.accuracy if self.hits else None,
             "rolling_log_loss": self.log_loss if self.hits else None,
             "captured_return": self.captured / self.captured_n if self.captured_n else None,
+            "return_mae": self.abs_error / self.captured_n if self.captured_n else None,
         }
 
 
@@ -317,6 +322,7 @@ class SymbolLearner:
         self.keep_issued = keep_issued
         self.matured_losses: list[float] = []  # ensemble log-loss of each outcome learned in the last call
         self.last_tick_index = 0
+        self.typical_move, self.moves_seen = 0.0, 0  # mean |realised return| (last ~500 outcomes)
         self.scores = {name: MemberScore() for name in (*members, "ensemble", "persistence")}
         if self.policy is not None:
             for name in self.variants:
@@ -386,16 +392,20 @@ class SymbolLearner:
 
     def _learn(self, item: Pending, label: int, realised: float | None = None) -> None:
         scores = self.scores
+        move = self.typical_move  # as known before this outcome
         for name, p in item.probabilities.items():
             if name in scores:
-                scores[name].add(p, label, realised)
-        self.matured_losses.append(scores["ensemble"].add(item.p_up, label, realised))
-        scores["persistence"].add(item.baseline_p, label, realised)
+                scores[name].add(p, label, realised, move)
+        self.matured_losses.append(scores["ensemble"].add(item.p_up, label, realised, move))
+        scores["persistence"].add(item.baseline_p, label, realised, move)
+        if realised is not None:
+            self.typical_move += (abs(realised) - self.typical_move) / min(self.moves_seen + 1, 500)
+            self.moves_seen += 1
         if item.variants is None:
             self.ensemble.learn(item.x, label, item.probabilities, item.baseline_p, item.regime)
         else:
             for name, (p_up, probabilities, baseline_p) in item.variants.items():
-                scores[f"variant:{name}"].add(p_up, label, realised)
+                scores[f"variant:{name}"].add(p_up, label, realised, move)
                 self.variants[name].learn(item.x, label, probabilities, baseline_p, item.regime)
             decision = self.policy.observe({name: brier(out[0], label) for name, out in item.variants.items()})
             if decision is not None:

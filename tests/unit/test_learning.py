@@ -205,3 +205,17 @@ def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
     reasons = [reason for r, reason, _ in out if r is None]
     assert "row 1" in reasons[0] and "no label" in reasons[1] and "not binary" in reasons[2]
     assert [r["tick_index"] for r, _, _ in out if r] == [1, 2]
+
+
+def test_return_mae_uses_the_implied_return_and_the_recent_typical_move():
+    score = MemberScore()
+    score.add(0.75, 1, 0.02, typical_move=0.01)  # implied +0.005, realised +0.02
+    score.add(0.5, 0, -0.01, typical_move=0.01)  # implied 0, realised -0.01
+    assert score.summary()["return_mae"] == pytest.approx((0.015 + 0.01) / 2)
+    assert score.summary()["captured_return"] == pytest.approx((0.02 + 0.01) / 2)
+    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1)
+    learner.process(vector(1, 100.0))
+    learner.process(vector(2, 101.0))
+    learner.process(vector(3, 99.99))
+    assert learner.typical_move == pytest.approx((0.01 + abs(99.99 / 101.0 - 1)) / 2)
+    assert learner.performance()["ensemble"]["return_mae"] is not None
