@@ -1,7 +1,9 @@
 """learn: external feedback -> learning on the features used at prediction time.
 
-Market outcomes and dataset labels (sources in ``IN_LINE_SOURCES``) are learned in line by the predict agent; this agent takes the
-feedback that trading systems or people send about a prediction id.
+Market outcomes and dataset labels (sources in ``IN_LINE_SOURCES``) are learned in line by the predict
+stage; this agent takes the feedback that trading systems or people send about a prediction id. Its
+offsets are committed by Faust, not with the model checkpoints: after a crash, external feedback near
+the crash may be learned twice or not at all (market outcomes are exact).
 """
 
 from __future__ import annotations
