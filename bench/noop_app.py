@@ -13,6 +13,7 @@ app = faust.App(
     os.environ["NOOP_APP_ID"],
     broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
     key_serializer="raw", value_serializer="raw", store="memory://",
+    datadir=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{os.environ['NOOP_APP_ID']}-data"),
     consumer_auto_offset_reset="earliest", web_port=int(os.environ["NOOP_WEB_PORT"]), web_bind="127.0.0.1",
     producer_linger_ms=1, broker_session_timeout=10.0, broker_heartbeat_interval=2.0,
 )
