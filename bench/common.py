@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +39,49 @@ def best_of(fn, repeat: int = 3) -> float:
 
 def result(name: str, **fields) -> None:
     print("RESULT " + json.dumps({"bench": name, **fields}, sort_keys=True), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("worker exited")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
+                if path != "/readyz" or json.loads(response.read())["ready"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("worker not ready")
+
+
+def isolated_settings(base, name: str):
+    """Settings of one benchmark run: its own topics, consumer group, port and state, one partition."""
+    run = uuid.uuid4().hex[:8]
+    return dataclasses.replace(base, topic_prefix=f"bench-{name}-{run}.", app_id=f"bench-{name}-{run}",
+                               web_port=str(free_port()), partitions="1", log_level="warning",
+                               state_dir=f"/tmp/livelearn-bench-{name}-{run}")
+
+
+@contextlib.contextmanager
+def running_worker(settings):
+    """A `livelearn worker` subprocess with these settings, ready on entry, stopped on exit."""
+    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(settings.web_port_int, worker)
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()

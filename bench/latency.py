@@ -10,16 +10,11 @@ Usage: python bench/latency.py [--rate 400] [--ticks 3000]   (needs the local br
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
-from common import ROOT, result
-from pipeline import free_port, wait_ready
+from common import isolated_settings, result, running_worker
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -34,14 +29,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0, help="offered ticks per second")
     parser.add_argument("--ticks", type=int, default=3000)
     args = parser.parse_args()
-    run = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(Settings.from_env(), topic_prefix=f"bench-latency-{run}.",
-                                   app_id=f"bench-latency-{run}", web_port=str(free_port()), partitions="1",
-                                   log_level="warning", state_dir=f"/tmp/livelearn-bench-{run}")
+    settings = isolated_settings(Settings.from_env(), "latency")
     create_topics(settings)
-    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     codec = AvroCodec.for_topic_schema("tick")
     ticks = list(generate(args.ticks, seed=3))
     sent: dict[int, float] = {}
@@ -60,8 +49,7 @@ def main() -> None:
         finally:
             consumer.close()
 
-    try:
-        wait_ready(settings.web_port_int, worker)
+    with running_worker(settings):
         readers = [threading.Thread(target=read, args=(stage,)) for stage in latencies]
         for reader in readers:
             reader.start()
@@ -82,12 +70,6 @@ def main() -> None:
         offered = len(ticks) / (time.monotonic() - started)
         for reader in readers:
             reader.join()
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
     fields = {"offered_rate": round(offered), "ticks": len(ticks)}
     for stage, values in latencies.items():
         ms = sorted(v * 1000 for v in values)

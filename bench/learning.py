@@ -14,14 +14,10 @@ Needs the local broker for the Kafka part (livelearn kafka up).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import subprocess
-import sys
 import time
-import uuid
 
-from common import ROOT, SHARED, pin_one_core, result
+from common import SHARED, isolated_settings, pin_one_core, result, running_worker
 
 from agents.settings import Settings
 from connectors.replay import read_file
@@ -67,15 +63,12 @@ def in_process(vectors: list[dict], members: tuple[str, ...], horizon: int) -> t
 
 def through_kafka(vectors: list[dict], base: Settings) -> float:
     from confluent_kafka import Producer
-    from pipeline import count_until, free_port, wait_ready
+    from pipeline import count_until
 
     from agents.topics import create_topics
     from schemas.codec import AvroCodec
 
-    run = uuid.uuid4().hex[:8]
-    settings = dataclasses.replace(base, topic_prefix=f"bench-learning-{run}.", app_id=f"bench-learning-{run}",
-                                   web_port=str(free_port()), partitions="1", log_level="warning",
-                                   state_dir=f"/tmp/livelearn-bench-{run}")
+    settings = isolated_settings(base, "learning")
     create_topics(settings)
     codec = AvroCodec.for_topic_schema("features")
     producer = Producer({**settings.client_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
@@ -84,20 +77,10 @@ def through_kafka(vectors: list[dict], base: Settings) -> float:
                          timestamp=vector["event_time_ms"])
         producer.poll(0)
     producer.flush()
-    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(settings.web_port_int, worker)
+    with running_worker(settings):
         started = time.monotonic()
         done = count_until(settings.bootstrap_servers, settings.topic("predictions"), len(vectors), 600)
         return len(vectors) / (done - started)
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 def main() -> None:

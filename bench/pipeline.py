@@ -12,18 +12,15 @@ Usage: python bench/pipeline.py [--ticks 6000] [--rate 2000] [--seconds 10]
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 
 import numpy as np
-from common import ROOT, result
+from common import ROOT, free_port, isolated_settings, result, running_worker, wait_ready
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -62,29 +59,6 @@ def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=N
     return last
 
 
-def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("worker exited")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
-                if path != "/readyz" or json.loads(response.read())["ready"]:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("worker not ready")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=6000, help="backlog drained in (a) and (b)")
@@ -119,18 +93,13 @@ def main() -> None:
         noop.wait(30)
 
     # (b) full pipeline draining the same backlog.
-    settings = dataclasses.replace(base, topic_prefix=f"bench-{run}.", app_id=f"bench-{run}",
-                                   web_port=str(free_port()), partitions="1", log_level="warning")
+    settings = isolated_settings(base, "pipeline")
     create_topics(settings)
     p = producer(bootstrap)
     for key, value, ts in encoded[: args.ticks]:
         p.produce(settings.topic("ticks"), key=key, value=value, timestamp=ts)
     p.flush()
-    worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
-                              env={**env_base, **settings.as_env()}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(settings.web_port_int, worker)
+    with running_worker(settings):
         started = time.monotonic()
         done = count_until(bootstrap, settings.topic("predictions"), args.ticks, 600)
         pipeline_rate = args.ticks / (done - started)
@@ -167,12 +136,6 @@ def main() -> None:
         p.flush()
         offered = len(live) / (time.monotonic() - t0)
         reader.join()
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
     lat = np.array(latencies) * 1000.0
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
