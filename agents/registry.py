@@ -40,7 +40,9 @@ class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.members = tuple(m.strip() for m in settings.members.split(",") if m.strip())
-        self.drift_config = DriftConfig(window=int(settings.drift_window), alpha=float(settings.drift_alpha),
+        self.drift_config = DriftConfig(window=int(settings.drift_window),
+                                        current_window=int(settings.drift_current_window),
+                                        check_every=int(settings.drift_check_every), alpha=float(settings.drift_alpha),
                                         correction=settings.drift_correction,
                                         min_severity=settings.alert_min_severity.upper(),
                                         warmup_events=int(settings.drift_warmup))

@@ -69,7 +69,11 @@ class Settings:
     )
     flat_band: str = _env("LIVELEARN_FLAT_BAND", "0.0", "Dead band: a realised return within +-band is 'flat' (published, not learned)")
     late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are applied at the last time; older are dead-lettered")
-    drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference and current window")
+    drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference window")
+    drift_current_window: str = _env(
+        "LIVELEARN_DRIFT_CURRENT_WINDOW", "100", "Most recent events compared with the reference (capped at the reference window)"
+    )
+    drift_check_every: str = _env("LIVELEARN_DRIFT_CHECK_EVERY", "25", "Events between two drift checks of a channel")
     drift_warmup: str = _env("LIVELEARN_DRIFT_WARMUP", "500", "Events per symbol and channel ignored before the reference window")
     drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.001", "Family-wise alarm level per drift check")
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")

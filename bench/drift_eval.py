@@ -1,10 +1,10 @@
-"""Drift detection quality and cost: livelearn's windowed KS channel against River's KSWIN and ADWIN.
+"""Drift detection quality and cost: livelearn's windowed drift channel (KS and Welch t) against River's KSWIN and ADWIN.
 
 Streams (seeded, 10k events, change at 5k): mean shift (0.5 sd), variance change (sd x2), a relation
 flip (synthetic market stream: the ensemble's log-loss after the flow/return relation flips), and no
-change; iid and AR(1) (rho 0.5) noise. Each detector's sensitivity is picked from a small grid so that
-its false alarms per 10k events on the no-change streams are as close as possible to the target
-(matched false-alarm rate), then detection rate (alarm within 2,000 events after the change) and
+change; iid and AR(1) (rho 0.5) noise. Each detector's sensitivity is picked from a small grid: KSWIN's
+so that its false alarms per 10k events on the no-change streams are as close as possible to the
+target, the others' as close as possible to the rate KSWIN reached (matched false-alarm rate), then detection rate (alarm within 2,000 events after the change) and
 median detection delay are measured. Cost: amortised time per event and stream, ratio to KSWIN's
 time per update; and per event and feature of one channel over every drift feature (as the pipeline
 runs it, the per-event bookkeeping shared by the features). The shipped real data (1m klines, ret_1) is reported as alarms per 10k events.
@@ -73,7 +73,9 @@ class Ours:
     name = "livelearn KS"
 
     def __init__(self, alpha: float):
-        self.channel = Channel("FEATURE", ("x",), DriftConfig(window=500, check_every=50, alpha=alpha))
+        # The pipeline's defaults: reference 500, current window 100 (longer for slowly mixing
+        # streams), a check every 25 events, KS and Welch t.
+        self.channel = Channel("FEATURE", ("x",), DriftConfig(alpha=alpha))
         self.alpha = alpha
 
     def update(self, x: float) -> bool:
@@ -110,7 +112,9 @@ class Adwin:
         return self.detector.drift_detected
 
 
-GRIDS = {Ours: [1e-2, 1e-3, 1e-4, 1e-5], Kswin: [1e-3, 1e-4, 1e-5, 1e-6], Adwin: [1e-2, 1e-3, 1e-5, 1e-7]}
+# KSWIN first: it is calibrated to the target false-alarm rate, the others to the rate it reached.
+GRIDS = {Kswin: [1e-4, 3e-5, 1e-5, 3e-6, 1e-6], Ours: [3e-2, 2e-2, 1.5e-2, 1e-2, 3e-3, 1e-3, 1e-4],
+         Adwin: [1e-2, 1e-3, 1e-4, 1e-5, 1e-7]}
 
 
 def run(detector_cls, parameter: float, stream: np.ndarray) -> tuple[list[int], float]:
@@ -134,12 +138,15 @@ def main() -> None:
     changes = {kind: [(scenario(kind, s, rho), CHANGE) for s in seeds for rho in ((0.0, 0.5) if kind != "relation_flip" else (0.0,))]
                for kind in ("mean_shift", "variance", "relation_flip")}
     rows = []
+    target = args.target_fa
     for detector_cls, grid in GRIDS.items():
         calibration = []
         for parameter in grid:
             false_alarms = sum(len(run(detector_cls, parameter, s)[0]) for s in quiet) / (len(quiet) * N) * 10_000
-            calibration.append((abs(np.log((false_alarms + 0.1) / (args.target_fa + 0.1))), parameter, false_alarms))
+            calibration.append((abs(np.log((false_alarms + 0.1) / (target + 0.1))), parameter, false_alarms))
         _, parameter, false_alarms = min(calibration)
+        if detector_cls is Kswin:
+            target = false_alarms  # the others are matched to KSWIN's rate, not to the nominal target
         costs = []
         row = {"detector": detector_cls.name, "parameter": parameter, "false_alarms_per_10k": round(false_alarms, 2)}
         for kind, streams in changes.items():
@@ -152,20 +159,25 @@ def main() -> None:
                     delays.append(after[0])
             row[f"{kind}_detected"] = round(len(delays) / len(streams), 2)
             row[f"{kind}_median_delay"] = statistics.median(delays) if delays else None
+            # The median over detected streams flatters a detector that only catches the easy ones;
+            # counting a miss as the whole horizon compares every detector on the same streams.
+            row[f"{kind}_median_delay_misses_as_horizon"] = statistics.median(
+                delays + [HORIZON] * (len(streams) - len(delays)))
         row["us_per_event"] = round(1e6 * statistics.median(costs), 1)
         rows.append(row)
         print(f"calibrated {detector_cls.name}: parameter {parameter:g}, {false_alarms:.2f} false alarms per 10k "
               f"(grid: {', '.join(f'{p:g}->{fa:.2f}' for _, p, fa in calibration)})", flush=True)
     kswin_cost = next(r["us_per_event"] for r in rows if r["detector"] == "River KSWIN")
     print()
-    header = ["detector", "FA/10k", "mean det", "mean delay", "var det", "var delay", "flip det", "flip delay",
-              "us/event", "cost vs KSWIN"]
+    header = ["detector", "FA/10k", "mean det", "mean delay (misses=2000)", "var det", "var delay (misses=2000)",
+              "flip det", "flip delay (misses=2000)", "us/event", "cost vs KSWIN"]
     print(" | ".join(header))
     for r in rows:
         print(" | ".join(str(v) for v in (
-            r["detector"], r["false_alarms_per_10k"], r["mean_shift_detected"], r["mean_shift_median_delay"],
-            r["variance_detected"], r["variance_median_delay"], r["relation_flip_detected"],
-            r["relation_flip_median_delay"], r["us_per_event"], f"{kswin_cost / r['us_per_event']:.1f}x cheaper")))
+            r["detector"], r["false_alarms_per_10k"],
+            *(f"{r[k + '_detected']} | {r[k + '_median_delay']} ({r[k + '_median_delay_misses_as_horizon']})"
+              for k in ("mean_shift", "variance", "relation_flip")),
+            r["us_per_event"], f"{kswin_cost / r['us_per_event']:.1f}x cheaper")))
         result("drift_eval", **r, cost_ratio_vs_kswin=round(kswin_cost / r["us_per_event"], 1))
     # As the pipeline runs it: one channel tests every drift feature of a symbol together, so the
     # per-event bookkeeping is shared; the cost per event *and feature* is the issue's measure.
@@ -175,7 +187,7 @@ def main() -> None:
     matrix[1:] += 0.5 * matrix[:-1]  # mildly autocorrelated, like indicator streams
     rows_list = [list(r) for r in matrix]
     parameter = next(r["parameter"] for r in rows if r["detector"] == Ours.name)
-    channel = Channel("FEATURE", DRIFT_FEATURES, DriftConfig(window=500, check_every=50, alpha=parameter))
+    channel = Channel("FEATURE", DRIFT_FEATURES, DriftConfig(alpha=parameter))
     started = time.perf_counter()
     for i, row in enumerate(rows_list):
         if channel.add(row, i):

@@ -1,27 +1,33 @@
 """Windowed two-sample drift tests and the alert decisions built on them.
 
-A *channel* is a family of streams tested together: feature drift (KS per feature), variance change
+A *channel* is a family of streams tested together: feature drift (KS per feature, plus a two-sided
+Welch t per feature with ``mean_test``: a shift of the mean is found with fewer events), variance change
 (F-test per feature), concept drift (Welch t and Mann-Whitney U on the per-event log-loss) and
 prediction drift (KS on the predicted probability). Every ``check_every`` events a channel compares
-its *reference* window with its *current* window (the last ``window`` events):
+its *reference* window (``window`` events) with its *current* window (the last ``current_window``
+events; shorter than the reference, so a change fills it sooner and is detected earlier):
 
 * reference ``fixed``: the first ``window`` events after start (or after a re-base);
-  ``rolling``: the ``window`` events just before the current window.
-* While an incident is open, every rejecting check re-bases the reference on the current window
-  (``rebase_on_alert``), so the reference follows the new regime and one change gives one incident.
+  ``rolling``: the ``window`` events before the last ``window`` events.
+* A stream whose values stay correlated over ``tau`` events gets a current window of at least
+  ``CURRENT_SAMPLES * tau`` events (see serial correlation below).
+* Every rejecting check re-bases the reference (``rebase_on_alert``): it is collected again from the
+  next ``window`` events, so it follows the new regime and one change gives one incident. Until it
+  has filled, the channel does not test (a second change within ``window`` events of a detection is
+  seen only after that).
 
 Tests equal scipy on the same windows: ``ks_2samp(method="asymp")``, ``ttest_ind(equal_var=False)``,
 ``mannwhitneyu(method="asymptotic")``, ``levene(center="median")`` (the default variance test: market
 features are heavy-tailed, where the F-test's normality assumption breaks) and the two-sided F-test
 from ``scipy.stats.f``. Checks run on
-hopping windows: the reference is sorted once, the current window once per check, so the amortised
-cost per event and stream is ``O(window log window / check_every)``.
+hopping windows, so the amortised cost per event and stream is ``O(window log window / check_every)``;
+the KS checks of all streams of a channel are one sort of one matrix (:func:`ks_statistics`).
 
 Serial correlation: feature, loss and probability streams are autocorrelated (a 20-tick indicator
 moves little from one tick to the next), which breaks the tests' independence assumption and would
 raise alarms on most no-drift windows. Each check therefore thins both windows to every ``tau``-th
-value, ``tau`` the integrated autocorrelation time estimated by batch means
-(:func:`effective_size`), and tests the thinned samples; the statistics equal scipy's on those
+value, ``tau`` the lag at which the sample autocorrelation has died out
+(:func:`decorrelation_lags`), and tests the thinned samples; the statistics equal scipy's on those
 samples.
 
 Multiple testing: the p-values of one check are corrected together (Bonferroni, or Benjamini-Hochberg
@@ -80,31 +86,42 @@ def ks_p_value(d: float, en: int) -> float:
     return float(np.clip(_kolmogn(en, d, cdf=False), 0, 1))
 
 
-# Screening of clearly insignificant KS results (see KsScreen); its level must stay above any alpha.
-KS_SCREEN_P = 0.25
+def ks_p_values(distances: np.ndarray, sizes: np.ndarray, exact_below: float) -> np.ndarray:
+    """KS p-values, exact (scipy's ``kstwo.sf``, ~3 ms each at these sizes) wherever they could be
+    below ``exact_below``.
 
-
-class KsScreen:
-    """Skips the exact KS p-value (~150 µs) when it cannot matter.
-
-    For a fixed effective size ``en`` the p-value falls as ``d`` grows. The screen remembers, per
-    ``en``, the largest ``d`` whose exact p-value was above ``KS_SCREEN_P``; a later ``d`` not above it
-    has an exact p-value above ``KS_SCREEN_P`` as well, so it can never be significant at any alpha
-    below that (Bonferroni or Benjamini-Hochberg). Such results are reported with the asymptotic
-    Kolmogorov p-value, floored at ``KS_SCREEN_P`` (an approximation for display only); every p-value
-    that could raise an alarm is exact and equal to scipy's.
+    For a size ``en`` the exact p-value falls as the distance grows, and the one-sided exact tail
+    ``special.smirnov(en, d) = P(D+ >= d)`` is a lower bound of it. :func:`screening_distance` is the
+    largest distance whose bound is still ``>= exact_below``; any distance not above it has an exact
+    p-value ``>= exact_below``. Those results are reported with the asymptotic Kolmogorov value
+    floored at ``exact_below`` (an approximation, for display). With ``exact_below`` at the
+    per-stream level where a rejection becomes possible, no rejection depends on an approximation.
     """
+    p = np.maximum(exact_below, np.minimum(1.0, special.kolmogorov(np.sqrt(sizes) * distances))).tolist()
+    for i, (d, en) in enumerate(zip(distances.tolist(), sizes.tolist(), strict=True)):
+        if d > screening_distance(en, exact_below):
+            p[i] = ks_p_value(d, en)
+    return np.array(p)
 
-    def __init__(self):
-        self.safe_d: dict[int, float] = {}
 
-    def p_value(self, d: float, en: int) -> float:
-        if d <= self.safe_d.get(en, -1.0):
-            return max(KS_SCREEN_P, float(special.kolmogorov(math.sqrt(en) * d)))
-        p = ks_p_value(d, en)
-        if p > KS_SCREEN_P and d > self.safe_d.get(en, -1.0):
-            self.safe_d[en] = d
-        return p
+_SCREENING_DISTANCES: dict[tuple[int, float], float] = {}
+
+
+def screening_distance(en: int, level: float) -> float:
+    """Largest KS distance ``d`` with ``special.smirnov(en, d) >= level`` (bisection, cached: a few ms
+    once per size and level)."""
+    key = (en, level)
+    found = _SCREENING_DISTANCES.get(key)
+    if found is None:
+        low, high = 0.0, 1.0
+        for _ in range(32):
+            middle = (low + high) / 2
+            if special.smirnov(en, middle) >= level:
+                low = middle
+            else:
+                high = middle
+        found = _SCREENING_DISTANCES[key] = low
+    return found
 
 
 def ks_statistic(reference_sorted: np.ndarray, current: np.ndarray) -> tuple[float, int]:
@@ -201,22 +218,144 @@ def levene_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, floa
     return w, p, effect
 
 
-def effective_size(window: np.ndarray, batches: int = 20) -> float:
-    """Effective sample size of a time-ordered window by batch means: ``k s^2 / s_B^2`` where ``s_B^2``
-    is the variance of the means of ``k`` consecutive batches (it captures autocorrelation at every
-    lag up to the batch length, not only lag 1). Between 2 and n."""
-    n = window.shape[0]
-    size = n // batches
-    if size < 2:
-        return float(n)
-    trimmed = window[: size * batches]
-    variance = float(trimmed.var())
-    if variance == 0:
-        return float(n)
-    batch_variance = float(trimmed.reshape(batches, size).mean(axis=1).var())
-    if batch_variance == 0:
-        return float(n)
-    return float(min(n, max(2.0, batches * variance / batch_variance)))
+def welch_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided :func:`welch_test` of many (reference, current) pairs at once (rows padded with NaN):
+    arrays of t, p and effect (Cohen's d with the pooled sd), each equal to the pair's own test."""
+    def moments(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sizes = np.array([x.shape[0] for x in samples], dtype=float)
+        out = np.full((len(samples), int(sizes.max())), np.nan)
+        for i, x in enumerate(samples):
+            out[i, : x.shape[0]] = x
+        return np.nanmean(out, axis=1), np.nanvar(out, axis=1, ddof=1), sizes
+
+    m1, v1, n1 = moments(references)
+    m2, v2, n2 = moments(currents)
+    se2 = v1 / n1 + v2 / n2
+    degenerate = se2 <= 0
+    safe_se2 = np.where(degenerate, 1.0, se2)
+    t = np.where(degenerate, 0.0, (m1 - m2) / np.sqrt(safe_se2))
+    df = safe_se2 * safe_se2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1) + degenerate)
+    p = np.where(degenerate, 1.0, 2 * special.stdtr(df, -np.abs(t)))
+    pooled = np.sqrt((v1 + v2) / 2)
+    effect = np.where(pooled > 0, np.abs(m2 - m1) / np.where(pooled > 0, pooled, 1.0), 0.0)
+    return t, p, np.where(degenerate, 0.0, effect)
+
+
+def levene_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`levene_test` of many (reference, current) pairs at once (rows padded with NaN):
+    arrays of W, p and effect, each equal to the pair's own test."""
+    def padded(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        sizes = np.array([x.shape[0] for x in samples])
+        out = np.full((len(samples), int(sizes.max())), np.nan)
+        for i, x in enumerate(samples):
+            out[i, : sizes[i]] = x
+        # Medians from one sort (NaN padding sorts last); np.nanmedian loops in Python per row.
+        ordered = np.sort(out, axis=1)
+        rows = np.arange(len(samples))
+        medians = (ordered[rows, (sizes - 1) // 2] + ordered[rows, sizes // 2]) / 2
+        return np.abs(out - medians[:, None]), sizes
+
+    z1, n1 = padded(references)
+    z2, n2 = padded(currents)
+    m1, m2 = np.nanmean(z1, axis=1), np.nanmean(z2, axis=1)
+    n = n1 + n2
+    grand = (n1 * m1 + n2 * m2) / n
+    between = n1 * (m1 - grand) ** 2 + n2 * (m2 - grand) ** 2
+    within = np.nansum((z1 - m1[:, None]) ** 2, axis=1) + np.nansum((z2 - m2[:, None]) ** 2, axis=1)
+    degenerate = within <= 0
+    w = np.where(degenerate, 0.0, (n - 2) * between / np.where(degenerate, 1.0, within))
+    p = np.where(degenerate, 1.0, special.fdtrc(1, n - 2, w))
+    both_positive = (m1 > 0) & (m2 > 0)
+    effect = np.where(both_positive, np.abs(np.log(np.where(both_positive, m2 / np.where(m1 > 0, m1, 1.0), 1.0))), 0.0)
+    return w, p, effect
+
+
+# Thinning keeps every tau-th value, tau the first lag whose (pooled) autocorrelation falls below this
+# (or below two standard errors of an autocorrelation estimate, 2 / sqrt(n), in short windows).
+DECORRELATED = 0.05
+# Fewest values a thinned window keeps, so a slowly moving stream still gets a (weak) test.
+MIN_THINNED = 8
+# Checks whose recent windows the pooled autocorrelations average over (a running mean, then
+# exponential forgetting at this horizon).
+POOLED_WINDOWS = 40
+# Thinned values a current window holds at least: its length is max(current_window, this x tau),
+# capped at the reference window.
+CURRENT_SAMPLES = 16
+
+
+def decorrelation_lags(columns: np.ndarray) -> np.ndarray:
+    """Per column of a time-ordered ``(n, k)`` window without NaN: the smallest lag at which the
+    sample autocorrelation is below ``max(DECORRELATED, 2 / sqrt(n))`` (1 for a constant column), at
+    most ``n // MIN_THINNED``.
+
+    Why not the integrated autocorrelation time: thinning at it leaves neighbours of a slowly
+    mixing stream correlated (for a return with an AR(0.9) component, 0.16 at lag 8), and the tests
+    then treat a correlated sample as independent. Thinning where the correlation has died out keeps
+    the thinned sample close to independent; the autocorrelations of all columns come from one FFT.
+    (Summing the autocorrelations left at tau, 2 tau and 3 tau was tried: far noisier at the long
+    lags a 500-event window offers, and it raised more false alarms.)
+
+    >>> rng = np.random.default_rng(0)
+    >>> ar = np.zeros(2000)
+    >>> for i in range(1, 2000): ar[i] = 0.9 * ar[i - 1] + rng.normal()
+    >>> [int(v) for v in decorrelation_lags(np.column_stack([rng.normal(size=2000), ar]))]
+    [1, 37]
+    """
+    n = columns.shape[0]
+    return first_lag_below(autocorrelations(columns, max(1, n // MIN_THINNED)), max(DECORRELATED, 2 / math.sqrt(n)))
+
+
+def autocorrelations(columns: np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelations at lags ``0..max_lag`` of each column of a ``(n, k)`` window without
+    NaN (one FFT for all columns); a constant column has 0 beyond lag 0."""
+    n = columns.shape[0]
+    centred = columns - columns.mean(axis=0)
+    size = 1 << (2 * n - 1).bit_length()
+    spectrum = np.fft.rfft(centred, n=size, axis=0)
+    autocovariance = np.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, n=size, axis=0)[: max_lag + 1]
+    variance = autocovariance[0]
+    constant = variance <= 1e-300
+    correlation = autocovariance / np.where(constant, 1.0, variance)
+    correlation[1:, constant] = 0.0
+    correlation[0] = 1.0
+    return correlation
+
+
+def first_lag_below(correlation: np.ndarray, threshold: float) -> np.ndarray:
+    """Per column of ``autocorrelations``: the first lag below ``threshold`` (the largest lag if none)."""
+    below = correlation[1:] < threshold
+    return np.where(below.any(axis=0), below.argmax(axis=0) + 1, correlation.shape[0] - 1)
+
+
+def ks_statistics(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sample KS distances of many (reference, current) pairs at once, and the effective sizes
+    ``round(n m / (n + m))``; each distance equals :func:`ks_statistic` (and scipy's) on its pair.
+
+    One padded matrix, one sort along the rows: the empirical CDFs are the running counts of each
+    sample's values, read at the last value of every run of equal values (scipy evaluates both
+    CDFs just after each data value, ties included).
+    """
+    rows = len(references)
+    n1 = np.array([r.shape[0] for r in references])
+    n2 = np.array([c.shape[0] for c in currents])
+    width1, width2 = int(n1.max()), int(n2.max())
+    values = np.full((rows, width1 + width2), np.inf)
+    origin = np.zeros((rows, width1 + width2), dtype=np.int8)
+    for i, (reference, current) in enumerate(zip(references, currents, strict=True)):
+        values[i, : n1[i]] = reference
+        origin[i, : n1[i]] = 1
+        values[i, width1: width1 + n2[i]] = current
+        origin[i, width1: width1 + n2[i]] = 2
+    order = np.argsort(values, axis=1, kind="stable")
+    values = np.take_along_axis(values, order, axis=1)
+    origin = np.take_along_axis(origin, order, axis=1)
+    cdf1 = np.cumsum(origin == 1, axis=1) / n1[:, None]
+    cdf2 = np.cumsum(origin == 2, axis=1) / n2[:, None]
+    gaps = np.abs(cdf1 - cdf2)
+    gaps[:, :-1][values[:, :-1] == values[:, 1:]] = 0.0  # inside a run of ties: not a CDF point
+    m = np.maximum(n1, n2).astype(float)
+    n = np.minimum(n1, n2).astype(float)
+    return np.minimum(gaps.max(axis=1), 1.0), np.round(m * n / (m + n)).astype(int)
 
 
 def adjust(p_values: list[float], correction: str) -> list[float]:
@@ -241,13 +380,15 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
 @dataclass(frozen=True)
 class DriftConfig:
     window: int = 500
-    check_every: int = 50
+    current_window: int = 100
+    check_every: int = 25
     alpha: float = 0.001
     correction: str = "bonferroni"
     reference: str = "fixed"
     rebase_on_alert: bool = True
     resolve_after: int = 3
     variance_tests: bool = True
+    mean_test: bool = True
     variance_test: str = "levene"
     warmup_events: int = 0
     min_severity: str = "LOW"
@@ -259,11 +400,18 @@ class DriftConfig:
             raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
         if self.window < 10 or self.check_every < 1:
             raise ValueError("window must be >= 10 and check_every >= 1")
-        if not 0 < self.alpha < KS_SCREEN_P:
-            raise ValueError(f"alpha must be in (0, {KS_SCREEN_P})")
+        if not (self.current_window == 0 or self.current_window >= 10):
+            raise ValueError("current_window must be 0 (= window) or >= 10")
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must be in (0, 1)")
         if self.reference not in ("fixed", "rolling"):
             raise ValueError("reference must be 'fixed' or 'rolling'")
         adjust([0.5], self.correction)
+
+    @property
+    def current_size(self) -> int:
+        """Events in the current window: ``current_window``, capped at ``window`` (0 = ``window``)."""
+        return min(self.current_window or self.window, self.window)
 
     @property
     def expected_false_alarms_per_10k(self) -> float:
@@ -286,10 +434,6 @@ def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
     return "LOW"
 
 
-# The screen only caches a property of the KS distribution, so one per process serves every channel.
-KS_SCREEN = KsScreen()
-
-
 class Channel:
     """Reference and current windows for a family of streams, plus its incident state."""
 
@@ -304,9 +448,13 @@ class Channel:
         self.count = 0
         self.seen = 0
         self.reference: np.ndarray | None = None
-        self.reference_sorted: list[np.ndarray] = []
         self.reference_columns: list[np.ndarray] = []
-        self.reference_tau: list[int] = []
+        self.reference_tau = np.ones(len(streams), dtype=int)
+        # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
+        # estimates a slowly mixing stream's correlations poorly.
+        self.max_lag = max(1, w // MIN_THINNED)
+        self.pooled_correlation = np.zeros((self.max_lag + 1, len(streams)))
+        self.pooled_windows = 0
         self.reference_times = (0, 0)
         self.since_check = 0
         self.open_alert: dict[str, Any] | None = None
@@ -318,12 +466,20 @@ class Channel:
         idx = (np.arange(newest) + (self.count - newest)) % size
         return self.buffer[idx], self.times[idx]
 
+    def _pool(self, window: np.ndarray, columns: list[np.ndarray]) -> None:
+        """Fold a window's autocorrelations into the pooled estimate (a running mean over the last
+        ``POOLED_WINDOWS`` checks or so) and update the thinning lags."""
+        self.pooled_windows += 1
+        weight = 1.0 / min(self.pooled_windows, POOLED_WINDOWS)
+        correlation = _autocorrelations(window, columns, self.max_lag)
+        self.pooled_correlation += weight * (correlation - self.pooled_correlation)
+        self.reference_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
+
     def _set_reference(self, data: np.ndarray, times: np.ndarray) -> None:
         self.reference = data
         self.reference_columns = [col[~np.isnan(col)] for col in data.T]
-        self.reference_sorted = [np.sort(col) for col in self.reference_columns]
-        self.reference_tau = [max(1, round(col.shape[0] / effective_size(col))) if col.shape[0] else 1
-                              for col in self.reference_columns]
+        if not self.pooled_windows:
+            self._pool(data, self.reference_columns)
         self.reference_times = (int(times[0]), int(times[-1]))
 
     def add(self, row: list[float], time_ms: int) -> bool:
@@ -352,49 +508,94 @@ class Channel:
 
     def check(self) -> list[tuple[str, str, float, float, float, int]]:
         """[(stream, test, statistic, p, effect, thinning step)] on the current windows."""
-        w = self.config.window
+        w, cw = self.config.window, self.config.current_size
         if self.config.reference == "rolling":
             both, times = self._window(2 * w)
             self._set_reference(both[:w], times[:w])
-        current, times = self._window(w)
-        self.current_times = (int(times[0]), int(times[-1]))
-        results = []
+        recent, times = self._window(w)
+        # Pooled before the test, so a change of the mean inflates the lags it is tested with by
+        # 1/POOLED_WINDOWS of its own effect at most.
+        self._pool(recent, [col[~np.isnan(col)] for col in recent.T])
+        # Thin both windows to roughly independent samples: every tau-th value, tau the decorrelation
+        # lag of the pooled autocorrelations. A slowly mixing stream needs a longer current window
+        # to hold CURRENT_SAMPLES such values.
+        taus = self.reference_tau
+        tested, references, currents = [], [], []
+        longest = cw
         for j, stream in enumerate(self.streams):
-            cur = current[:, j]
-            cur = cur[~np.isnan(cur)]
-            ref = self.reference_columns[j]
+            tau = int(taus[j])
+            length = min(w, max(cw, CURRENT_SAMPLES * tau))
+            cur = recent[w - length:, j]
+            cur, ref = cur[~np.isnan(cur)], self.reference_columns[j]
             if cur.shape[0] < 10 or ref.shape[0] < 10:
                 continue
-            # Thin both windows to roughly independent samples (every tau-th value, tau the larger
-            # integrated autocorrelation time of the two), so the tests' independence holds.
-            tau = max(1, round(cur.shape[0] / effective_size(cur)), self.reference_tau[j])
             if tau > 1:
-                cur = cur[::tau]
-                ref = ref[::tau]
-            ref_sorted = np.sort(ref) if tau > 1 else self.reference_sorted[j]
-            if cur.shape[0] < 8 or ref_sorted.shape[0] < 8:
+                cur, ref = cur[::tau], ref[::tau]
+            if cur.shape[0] < MIN_THINNED or ref.shape[0] < MIN_THINNED:
                 continue
-            if self.kind in ("FEATURE", "PREDICTION"):
-                d, en = ks_statistic(ref_sorted, cur)
-                p = KS_SCREEN.p_value(d, en)
+            longest = max(longest, length)
+            tested.append((stream, tau))
+            references.append(ref)
+            currents.append(cur)
+        self.current_times = (int(times[w - longest]), int(times[-1]))
+        results = []
+        if not tested:
+            self.last_results = results
+            return results
+        if self.kind in ("FEATURE", "PREDICTION"):
+            distances, sizes = ks_statistics(references, currents)
+            tests = len(tested) * (2 if self.kind == "FEATURE" and self.config.mean_test else 1)
+            p_values = ks_p_values(distances, sizes, self._rejectable_below(tests))
+            for (stream, tau), d, p in zip(tested, distances.tolist(), p_values.tolist(), strict=True):
                 results.append((stream, "ks_2samp", d, p, d, tau))
-            elif self.kind == "VARIANCE":
-                if self.config.variance_test == "f_test":
-                    f, p, effect = f_test(ref_sorted, cur)
-                else:
-                    f, p, effect = levene_test(ref_sorted, cur)
-                results.append((stream, self.config.variance_test, f, p, effect, tau))
+            if self.kind == "FEATURE" and self.config.mean_test:
+                statistics, p_values, effects = welch_tests(references, currents)
+                for (stream, tau), t, p, effect in zip(tested, statistics.tolist(), p_values.tolist(),
+                                                       effects.tolist(), strict=True):
+                    results.append((stream, "welch_t", t, p, effect, tau))
+        elif self.kind == "VARIANCE" and self.config.variance_test == "levene":
+            statistics, p_values, effects = levene_tests(references, currents)
+            for (stream, tau), w, p, effect in zip(tested, statistics.tolist(), p_values.tolist(), effects.tolist(),
+                                                   strict=True):
+                results.append((stream, "levene", w, p, effect, tau))
+        for (stream, tau), ref, cur in zip(tested, references, currents, strict=True):
+            if self.kind == "VARIANCE" and self.config.variance_test == "f_test":
+                f, p, effect = f_test(ref, cur)
+                results.append((stream, "f_test", f, p, effect, tau))
             elif self.kind == "CONCEPT":
                 # Concept drift is the loss getting worse: one-sided (a model that improves is fine).
                 t, p, effect = welch_test(ref, cur, alternative="less")
                 results.append((stream, "welch_t", t, p, effect, tau))
-                u, p, effect = mann_whitney(ref_sorted, cur, alternative="less")
+                u, p, effect = mann_whitney(ref, cur, alternative="less")
                 results.append((stream, "mannwhitney_u", u, p, effect, tau))
         self.last_results = results
         return results
 
+    def _rejectable_below(self, tests: int) -> float:
+        """Per-test p-value below which some correction of ``tests`` p-values can reject."""
+        return self.config.alpha / tests if self.config.correction == "bonferroni" else self.config.alpha
+
     def rebase(self) -> None:
-        self._set_reference(*self._window(self.config.window))
+        """Restart the reference from the events that follow: a reference taken right at a detection
+        would mix the old and the new regime (the current window is shorter than the reference) and
+        keep the incident alive or resolve it too early. No checks run until it has filled."""
+        self.count = 0
+        self.reference = None
+        self.since_check = 0
+
+
+def _autocorrelations(window: np.ndarray, columns: list[np.ndarray], max_lag: int) -> np.ndarray:
+    """Autocorrelations per stream of a window; streams with gaps (NaN) are measured on their values
+    (0 beyond lag 0 when too few)."""
+    complete = ~np.isnan(window).any(axis=0)
+    correlation = np.zeros((max_lag + 1, window.shape[1]))
+    correlation[0] = 1.0
+    if complete.any():
+        correlation[:, complete] = autocorrelations(window[:, complete], max_lag)
+    for j in np.flatnonzero(~complete):
+        if columns[j].shape[0] >= max(2 * MIN_THINNED, max_lag + 2):
+            correlation[:, j] = autocorrelations(columns[j][:, None], max_lag)[:, 0]
+    return correlation
 
 
 class DriftMonitor:

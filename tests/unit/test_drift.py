@@ -9,14 +9,15 @@ import pytest
 from scipy import stats
 
 from streams.drift import (
-    KS_SCREEN_P,
     Channel,
     DriftConfig,
     DriftMonitor,
-    KsScreen,
     adjust,
+    decorrelation_lags,
     f_test,
+    ks_p_values,
     ks_statistic,
+    ks_statistics,
     ks_test,
     mann_whitney,
     severity,
@@ -76,42 +77,108 @@ def test_f_test_equals_the_f_distribution(seed, scale, n2):
 
 
 def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
-    config = DriftConfig(window=100, check_every=25)
+    config = DriftConfig(window=100, check_every=25, alpha=0.3)  # a high alpha: most p-values exact
     channel = Channel("FEATURE", ("x",), config)
     rng = np.random.default_rng(7)
     data = rng.normal(size=437)
-    checked = 0
+    data[300:] += 0.7  # a shift, so that some p-values are small enough to be computed exactly
+    checked = thinned = exact = 0
     for i, x in enumerate(data):
         if channel.add([x], i):
-            (stream, test, d, p, _, _), = channel.check()
-            expected = stats.ks_2samp(data[:100], data[i - 99:i + 1], method="asymp")
+            (stream, test, d, p, _, tau), (_, mean_test, t, p_t, _, _) = channel.check()
+            thinned += tau > 1
+            reference, current = data[:100:tau], data[i - 99:i + 1:tau]
+            assert mean_test == "welch_t"
+            assert (t, p_t) == pytest.approx(tuple(stats.ttest_ind(reference, current, equal_var=False)), rel=RTOL)
+            expected = stats.ks_2samp(reference, current, method="asymp")
             assert d == pytest.approx(expected.statistic, rel=RTOL)
-            if expected.pvalue <= KS_SCREEN_P:
+            level = config.alpha / 2  # Bonferroni over the two tests of the stream
+            if expected.pvalue < level:
                 assert p == pytest.approx(expected.pvalue, rel=RTOL)
-            else:  # screened or exact: above the screen level either way
-                assert p >= KS_SCREEN_P
+                exact += 1
+            else:  # exact or approximate: not below the level either way
+                assert p >= level
             checked += 1
     assert checked == (437 - 100) // 25
+    assert thinned < checked  # iid data: mostly tested whole
+    assert exact > 0
 
 
-def test_ks_screen_returns_exact_p_values_wherever_they_could_matter():
-    screen = KsScreen()
+def test_ks_of_many_pairs_equals_scipy_pair_by_pair_with_ties_and_unequal_sizes():
+    rng = np.random.default_rng(5)
+    references, currents = [], []
+    for i in range(30):
+        reference = rng.normal(size=int(rng.integers(8, 200)))
+        current = rng.normal(loc=0.3 * (i % 3), size=int(rng.integers(8, 200)))
+        if i % 4 == 0:  # ties within and across the two samples
+            reference, current = np.round(reference, 1), np.round(current, 1)
+        references.append(reference)
+        currents.append(current)
+    distances, sizes = ks_statistics(references, currents)
+    for reference, current, d, en in zip(references, currents, distances, sizes, strict=True):
+        assert d == pytest.approx(stats.ks_2samp(reference, current).statistic, rel=RTOL, abs=1e-15)
+        assert (d, en) == pytest.approx(ks_statistic(np.sort(reference), current), rel=RTOL, abs=1e-15)
+
+
+def test_welch_of_many_pairs_equals_scipy():
+    from streams.drift import welch_tests
+    rng = np.random.default_rng(9)
+    references = [rng.normal(size=int(rng.integers(8, 200))) for _ in range(20)]
+    currents = [rng.normal(loc=0.2 * (i % 4), scale=1 + (i % 2), size=int(rng.integers(8, 200))) for i in range(20)]
+    t, p, _ = welch_tests(references, currents)
+    for i, (reference, current) in enumerate(zip(references, currents, strict=True)):
+        expected = stats.ttest_ind(reference, current, equal_var=False)
+        assert t[i] == pytest.approx(expected.statistic, rel=RTOL)
+        assert p[i] == pytest.approx(expected.pvalue, rel=RTOL)
+
+
+def test_levene_of_many_pairs_equals_the_pairwise_test_and_scipy():
+    from streams.drift import levene_test, levene_tests
+    rng = np.random.default_rng(8)
+    references = [rng.standard_t(3, size=int(rng.integers(8, 200))) for _ in range(20)]
+    currents = [rng.standard_t(3, size=int(rng.integers(8, 200))) * (1 + (i % 3)) for i in range(20)]
+    references[0] = np.round(references[0])  # ties
+    w, p, effect = levene_tests(references, currents)
+    for i, (reference, current) in enumerate(zip(references, currents, strict=True)):
+        expected = stats.levene(reference, current, center="median")
+        assert w[i] == pytest.approx(expected.statistic, rel=RTOL)
+        assert p[i] == pytest.approx(expected.pvalue, rel=RTOL)
+        assert (w[i], p[i], effect[i]) == pytest.approx(levene_test(reference, current), rel=RTOL)
+
+
+def test_thinning_lag_grows_with_autocorrelation_and_makes_the_thinned_sample_nearly_independent():
+    rng = np.random.default_rng(2)
+    n = 500
+    lags = []
+    for rho in (0.0, 0.5, 0.9):
+        x = np.zeros(20 * n)
+        e = rng.normal(size=20 * n)
+        for i in range(1, x.shape[0]):
+            x[i] = rho * x[i - 1] + e[i]
+        lags.append(int(np.median([decorrelation_lags(x[k:k + n, None])[0] for k in range(0, 20 * n, n)])))
+    assert lags[0] == 1 and lags[0] < lags[1] < lags[2]
+    # At the chosen lag the process's own correlation rho**lag is small.
+    assert 0.5 ** lags[1] < 0.2 and 0.9 ** lags[2] < 0.2
+
+
+def test_ks_p_values_are_exact_wherever_they_could_be_significant():
     rng = np.random.default_rng(11)
-    screened = 0
-    for _ in range(400):
-        n = int(rng.integers(20, 300))
-        reference = np.sort(rng.normal(size=n))
-        current = rng.normal(loc=rng.choice([0.0, 0.0, 0.3]), size=int(rng.integers(20, 300)))
-        d, en = ks_statistic(reference, current)
+    references, currents = [], []
+    for _ in range(300):
+        references.append(rng.normal(size=int(rng.integers(20, 300))))
+        currents.append(rng.normal(loc=rng.choice([0.0, 0.0, 0.3]), size=int(rng.integers(20, 300))))
+    distances, sizes = ks_statistics(references, currents)
+    level = 0.05
+    p_values = ks_p_values(distances, sizes, exact_below=level)
+    approximated = 0
+    for reference, current, p in zip(references, currents, p_values, strict=True):
         expected = stats.ks_2samp(reference, current, method="asymp").pvalue
-        was_known = d <= screen.safe_d.get(en, -1.0)
-        p = screen.p_value(d, en)
-        if expected <= KS_SCREEN_P:
-            assert p == pytest.approx(expected, rel=RTOL) and not was_known
+        if expected < level:
+            assert p == pytest.approx(expected, rel=RTOL)
         else:
-            assert p >= KS_SCREEN_P
-            screened += was_known
-    assert screened > 50  # the screen does save work
+            assert p >= level
+            approximated += p != pytest.approx(expected, rel=RTOL)
+    assert approximated > 100  # the bound does save work
 
 
 def test_bonferroni_and_benjamini_hochberg():
