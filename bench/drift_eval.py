@@ -19,7 +19,7 @@ import statistics
 import time
 
 import numpy as np
-from common import SHARED, pin_one_core, result
+from common import SHARED, best_of, pin_one_core, result
 from river import drift
 
 from connectors.replay import read_file
@@ -187,12 +187,14 @@ def main() -> None:
     matrix[1:] += 0.5 * matrix[:-1]  # mildly autocorrelated, like indicator streams
     rows_list = [list(r) for r in matrix]
     parameter = next(r["parameter"] for r in rows if r["detector"] == Ours.name)
-    channel = Channel("FEATURE", DRIFT_FEATURES, DriftConfig(alpha=parameter))
-    started = time.perf_counter()
-    for i, row in enumerate(rows_list):
-        if channel.add(row, i):
-            channel.check()
-    per_feature = 1e6 * (time.perf_counter() - started) / (N * features)
+
+    def one_channel() -> None:
+        channel = Channel("FEATURE", DRIFT_FEATURES, DriftConfig(alpha=parameter))
+        for i, row in enumerate(rows_list):
+            if channel.add(row, i):
+                channel.check()
+
+    per_feature = 1e6 * best_of(one_channel) / (N * features)
     print(f"{Ours.name}, one channel of {features} features: {per_feature:.2f} us per event and feature = "
           f"{kswin_cost / per_feature:.1f}x cheaper than a KSWIN update ({kswin_cost} us)")
     result("drift_eval_cost", detector=Ours.name, features=features, us_per_event_and_feature=round(per_feature, 2),

@@ -1,0 +1,67 @@
+"""False alarms of the whole drift monitor on market streams without a change, as the pipeline runs it.
+
+Seeded synthetic trade streams (connectors.synth, no change injected; 6,000 ticks each) go through the
+pure cores the worker runs per tick: features, the default ensemble (logreg + mlp, horizon 5) and one
+DriftMonitor with the worker's default settings (feature, variance, concept and prediction channels).
+Every FIRING alert at or above ``--severity`` is a false alarm. Prints one line per seed and a
+RESULT line with the number of seeds that raised any.
+
+Usage: python bench/drift_quiet.py [--seeds 8] [--ticks 6000] [--severity HIGH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import pin_one_core, result
+
+from agents.registry import Registry
+from agents.settings import Settings
+from connectors.synth import generate
+from streams.drift import SEVERITIES, DriftMonitor
+from streams.features import DRIFT_FEATURES, FeatureEngine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--ticks", type=int, default=6000)
+    parser.add_argument("--severity", default="HIGH", choices=SEVERITIES)
+    args = parser.parse_args()
+    pin_one_core()
+    registry = Registry(Settings.from_env())
+    floor = SEVERITIES.index(args.severity)
+    noisy_seeds, total = 0, 0
+    by_kind: dict[str, int] = {}
+    for seed in range(args.seeds):
+        engine, learner = FeatureEngine(), registry.new_learner("SYNTHUSDT")
+        monitor = DriftMonitor("SYNTHUSDT", registry.drift_config)
+        alarms = []
+        started = time.perf_counter()
+        for tick in generate(args.ticks, seed=seed):
+            vector = engine.update(tick)
+            prediction, _ = learner.process(vector)
+            time_ms = vector["event_time_ms"]
+            alerts = []
+            for loss in learner.matured_losses:
+                alerts += monitor.update_error(loss, time_ms)
+            alerts += monitor.update_prediction(prediction["probability_up"], time_ms)
+            alerts += monitor.update_features(vector["values"], time_ms, DRIFT_FEATURES)
+            alarms += [a for a in alerts if a["status"] == "FIRING" and SEVERITIES.index(a["severity"]) >= floor]
+        noisy_seeds += bool(alarms)
+        total += len(alarms)
+        for alarm in alarms:
+            by_kind[alarm["kind"]] = by_kind.get(alarm["kind"], 0) + 1
+        described = ", ".join(f"{a['kind']} {a['severity']} {a['test_name']} {'/'.join(a['affected_features'][:3])} "
+                              f"at tick {(a['created_time_ms'] - 1_700_000_000_000) // 1000}" for a in alarms)
+        print(f"seed {seed}: {len(alarms)} alert(s) >= {args.severity} ({time.perf_counter() - started:.1f} s)"
+              f"{': ' + described if described else ''}", flush=True)
+    print(f"{noisy_seeds} of {args.seeds} no-change streams raised an alert >= {args.severity}; by kind: {by_kind}")
+    result("drift_quiet", seeds=args.seeds, ticks=args.ticks, severity=args.severity, seeds_with_alerts=noisy_seeds,
+           alerts=total, alerts_by_kind=by_kind, alpha=registry.drift_config.alpha,
+           current_window=registry.drift_config.current_window, check_every=registry.drift_config.check_every)
+
+
+if __name__ == "__main__":
+    main()
