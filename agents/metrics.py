@@ -38,10 +38,10 @@ class Metrics:
             registry=r,
         )
         self.drift_p_value = Gauge(
-            "livelearn_drift_p_value", "Latest drift test p-value", ["symbol", "kind", "stream"], registry=r
+            "livelearn_drift_p_value", "Latest drift test p-value", ["symbol", "kind", "stream", "test"], registry=r
         )
         self.drift_statistic = Gauge(
-            "livelearn_drift_statistic", "Latest drift test statistic", ["symbol", "kind", "stream"], registry=r
+            "livelearn_drift_statistic", "Latest drift test statistic", ["symbol", "kind", "stream", "test"], registry=r
         )
         self.alerts = Counter("livelearn_alerts_total", "Drift alerts raised", ["kind", "severity"], registry=r)
         self.model_events = Counter("livelearn_model_events_total", "Model lifecycle events", ["kind"], registry=r)

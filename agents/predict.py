@@ -32,7 +32,7 @@ registry = Registry(settings)
 MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
 # Models pickle to hundreds of kB (MLP, replay buffers, drift windows): checkpointing every second
 # took ~10% of the stage's time in a profile, hence a longer default than the feature stage's.
-checkpoints = PartitionCheckpoints(STAGE, f"models-v4-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionModels,
+checkpoints = PartitionCheckpoints(STAGE, f"models-v5-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionModels,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))
 register_timer(checkpoints)
@@ -141,12 +141,13 @@ async def react_to_drift(learner, alert: dict) -> None:
 
 
 def export_drift(monitor) -> None:
-    """p-values and statistics of the checks that just ran."""
+    """p-values and statistics of the checks that ran since the last export."""
     for channel in monitor.channels.values():
-        if channel.since_check == 0 and channel.last_results:
-            for stream_name, _, statistic, p, *_ in channel.last_results:
-                metrics.drift_p_value.labels(monitor.symbol, channel.kind, stream_name).set(p)
-                metrics.drift_statistic.labels(monitor.symbol, channel.kind, stream_name).set(statistic)
+        if channel.fresh_results:
+            channel.fresh_results = False
+            for stream_name, test, statistic, p, *_ in channel.last_results:
+                metrics.drift_p_value.labels(monitor.symbol, channel.kind, stream_name, test).set(p)
+                metrics.drift_statistic.labels(monitor.symbol, channel.kind, stream_name, test).set(statistic)
 
 
 def export_scores(learner) -> None:

@@ -108,13 +108,16 @@ _SCREENING_DISTANCES: dict[tuple[int, float], float] = {}
 
 
 def screening_distance(en: int, level: float) -> float:
-    """Largest KS distance ``d`` with ``special.smirnov(en, d) >= level`` (bisection, cached: a few ms
-    once per size and level)."""
+    """A KS distance ``d`` with ``special.smirnov(en, d) >= level`` (the largest, to 1e-7, for ``level``
+    rounded up to a power of two; bisection, cached: a few ms once per size and level)."""
+    # Levels are rounded up to a power of two (a distance screened at a higher level is screened at
+    # this one too), so a worker meets a few levels per size, not one per number of tested streams.
+    level = 2.0 ** math.ceil(math.log2(level))
     key = (en, level)
     found = _SCREENING_DISTANCES.get(key)
     if found is None:
         low, high = 0.0, 1.0
-        for _ in range(32):
+        for _ in range(24):
             middle = (low + high) / 2
             if special.smirnov(en, middle) >= level:
                 low = middle
@@ -460,6 +463,7 @@ class Channel:
         self.open_alert: dict[str, Any] | None = None
         self.clean_checks = 0
         self.last_results: list[tuple[str, str, float, float, float]] = []
+        self.fresh_results = False  # last_results not yet read by a metrics exporter
 
     def _window(self, newest: int) -> tuple[np.ndarray, np.ndarray]:
         size = self.buffer.shape[0]
@@ -569,6 +573,7 @@ class Channel:
                 u, p, effect = mann_whitney(ref, cur, alternative="less")
                 results.append((stream, "mannwhitney_u", u, p, effect, tau))
         self.last_results = results
+        self.fresh_results = True
         return results
 
     def _rejectable_below(self, tests: int) -> float:
