@@ -149,12 +149,16 @@ class PartitionCheckpoints:
         self.pending[partition] = []
         sequence = self.sequences.get(partition, 0) + 1
         self.sequences[partition] = sequence
-        record = {
-            "stage": self.stage, "partition": partition, "offset": self.offsets[partition], "version": self.version,
-            "sequence": sequence, "created_time_ms": int(time.time() * 1000),
-            "state": zlib.compress(pickle.dumps(self.states[partition], protocol=pickle.HIGHEST_PROTOCOL), 1),
-        }
+        offset = self.offsets[partition]
+        pickled = pickle.dumps(self.states[partition], protocol=pickle.HIGHEST_PROTOCOL)
         self.last_saved[partition] = time.monotonic()
+        # The pickle is the consistent snapshot; compressing it (about as long again for a learner's
+        # megabyte) runs in a thread (zlib releases the GIL) while the loop serves the next events.
+        state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, 1)
+        record = {
+            "stage": self.stage, "partition": partition, "offset": offset, "version": self.version,
+            "sequence": sequence, "created_time_ms": int(time.time() * 1000), "state": state,
+        }
         await publish("checkpoints", f"{self.stage}:{partition}".encode(), record)
         await flush_outputs()  # the outputs of these events, and the checkpoint, are on the broker
         metrics.model_events.labels("CHECKPOINT").inc()
