@@ -107,49 +107,64 @@ def _on_delivery(err, msg) -> None:
         log.error("delivery to %s failed: %s", msg.topic(), err)
 
 
+def produce_now(stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None) -> bool:
+    """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
+    when librdkafka's queue is full (nothing was queued: serve deliveries, then try again)."""
+    try:
+        producer.produce(topic_names[stage], key=key, value=avro[stage].encode(record), timestamp=timestamp_ms or 0,
+                         on_delivery=_on_delivery)
+    except BufferError:
+        producer.poll(0.01)
+        return False
+    metrics.outputs.labels(stage).inc()
+    return True
+
+
 async def publish(stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None) -> None:
     """Send a record to a stage's topic, Avro-encoded with the stage's codec."""
-    value = avro[stage].encode(record)
-    topic = topic_names[stage]
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value, timestamp=timestamp_ms or 0, on_delivery=_on_delivery)
-            break
-        except BufferError:
-            producer.poll(0.01)
-            await asyncio.sleep(0)
+    while not produce_now(stage, key, record, timestamp_ms):
+        await asyncio.sleep(0)
     producer.poll(0)
-    metrics.outputs.labels(stage).inc()
 
 
-async def flush_outputs(timeout: float = 30.0) -> None:
-    """Wait until every published record is acknowledged by the broker (before acking inputs)."""
-    loop = asyncio.get_running_loop()
-    remaining = await loop.run_in_executor(None, producer.flush, timeout)
+def flush_now(timeout: float = 30.0) -> None:
+    """Block until every published record is acknowledged by the broker; raise on delivery errors."""
+    remaining = producer.flush(timeout)
     if remaining or _delivery_errors:
         errors = list(_delivery_errors)
         _delivery_errors.clear()
         raise RuntimeError(f"{remaining} records undelivered after {timeout} s; errors: {errors[:3]}")
 
 
-async def dead_letter(message: Any, stage: str, reason_code: str, reason: str) -> None:
-    """Keep a rejected record with its reason and original bytes; count it; never raise."""
+async def flush_outputs(timeout: float = 30.0) -> None:
+    """Wait until every published record is acknowledged by the broker (before acking inputs)."""
+    await asyncio.get_running_loop().run_in_executor(None, flush_now, timeout)
+
+
+def dead_letter_record(stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,
+                       key: Any, value: Any) -> dict[str, Any]:
+    """A rejected record with its reason, where it came from and its original bytes (counted)."""
     metrics.dead_letters.labels(stage, reason_code).inc()
-    log.warning("dead letter from %s at %s[%s]@%s: %s", stage, message.topic, message.partition,
-                message.offset, reason)
-    record = {
+    log.warning("dead letter from %s at %s[%s]@%s: %s", stage, topic, partition, offset, reason)
+    return {
         "reason": reason,
         "reason_code": reason_code,
         "stage": stage,
-        "source_topic": message.topic,
-        "source_partition": int(message.partition),
-        "source_offset": int(message.offset),
-        "key": message.key if isinstance(message.key, bytes) else None,
-        "value": message.value if isinstance(message.value, bytes) else bytes(str(message.value), "utf-8"),
+        "source_topic": topic,
+        "source_partition": int(partition),
+        "source_offset": int(offset),
+        "key": key if isinstance(key, bytes) else None,
+        "value": value if isinstance(value, bytes) else bytes(str(value), "utf-8"),
         "error_time_ms": int(time.time() * 1000),
     }
+
+
+async def dead_letter(message: Any, stage: str, reason_code: str, reason: str) -> None:
+    """Keep a rejected record with its reason and original bytes; count it; never raise."""
+    record = dead_letter_record(stage, reason_code, reason, message.topic, message.partition, message.offset,
+                                message.key, message.value)
     try:
-        await publish("dead-letters", message.key if isinstance(message.key, bytes) else None, record)
+        await publish("dead-letters", record["key"], record)
     except Exception:  # the dead-letter path must not take the worker down
         log.exception("could not publish a dead letter from %s", stage)
 

@@ -42,35 +42,39 @@ def _forget_revoked(sender, revoked, **kwargs):
     checkpoints.forget({tp.partition for tp in revoked if tp.topic == settings.topic("ticks")})
 
 
+def featurize_now(engine: FeatureEngine, value: bytes, topic: str, partition: int,
+                  offset: int) -> tuple[dict | None, tuple[str, str] | None]:
+    """One raw tick through the feature core, without I/O: ``(vector, None)``, ``(None, None)`` while
+    the engine warms up, or ``(None, (reason_code, reason))`` for a record to dead-letter. Shared by
+    the worker and the batched replay (agents.backtest)."""
+    try:
+        tick = avro["ticks"].decode(value, topic, partition, offset)
+        check_tick(tick)
+        vector = engine.update(tick)
+    except DecodeError as exc:
+        return None, ("decode_error", str(exc))
+    except InvalidTick as exc:
+        return None, (exc.code, str(exc))
+    except LateTick as exc:
+        return None, ("late_event", str(exc))
+    except Exception as exc:  # one bad record must not stop the worker
+        log.exception("featurize failed on %s[%s]@%s", topic, partition, offset)
+        return None, ("internal_error", f"{type(exc).__name__}: {exc}")
+    metrics.events.labels(STAGE).inc()
+    return vector, None
+
+
 @app.agent(topics["ticks"])
 async def featurize(stream):
-    tick_codec = avro["ticks"]
     latency = metrics.latency.labels(STAGE)
-    events = metrics.events.labels(STAGE)
     stream = stream.noack()
     async for event, state in checkpoints.unapplied(stream):
         message = event.message
         partition, offset = message.partition, message.offset
         started = time.perf_counter()
-        try:
-            tick = tick_codec.decode(message.value, message.topic, partition, offset)
-            check_tick(tick)
-            vector = state.engine.update(tick)
-        except DecodeError as exc:
-            await dead_letter(message, STAGE, "decode_error", str(exc))
-            vector = None
-        except InvalidTick as exc:
-            await dead_letter(message, STAGE, exc.code, str(exc))
-            vector = None
-        except LateTick as exc:
-            await dead_letter(message, STAGE, "late_event", str(exc))
-            vector = None
-        except Exception as exc:  # one bad record must not stop the worker
-            log.exception("featurize failed on %s[%s]@%s", message.topic, partition, offset)
-            await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
-            vector = None
-        else:
-            events.inc()
+        vector, rejection = featurize_now(state.engine, message.value, message.topic, partition, offset)
+        if rejection is not None:
+            await dead_letter(message, STAGE, *rejection)
         if vector is not None:
             await publish("features", message.key, vector, vector["event_time_ms"])
         latency.observe(time.perf_counter() - started)

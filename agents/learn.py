@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from agents.app import app, avro, dead_letter, metrics, topics
-from agents.predict import find_learner, publish_model_events
+from agents.app import app, avro, dead_letter, metrics, publish, topics
+from agents.predict import find_learner, model_event_outputs
 from schemas.codec import DecodeError
 from streams.learning import IN_LINE_SOURCES, UnknownPrediction
 
@@ -34,8 +34,8 @@ async def learn(stream):
                 raise UnknownPrediction(f"no model for symbol {feedback['symbol']!r} on this worker")
             learner.learn_feedback(feedback)
             events.inc()
-            if learner.events:
-                await publish_model_events(learner, message.key)
+            for stage, key, record, timestamp_ms in model_event_outputs(learner, message.key):
+                await publish(stage, key, record, timestamp_ms)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))
         except UnknownPrediction as exc:

@@ -92,8 +92,9 @@ def performance_record(learner, seen: SymbolActivity, event_time_ms: int) -> dic
     }
 
 
-async def publish_model_events(learner, key: bytes) -> None:
+def model_event_outputs(learner, key: bytes) -> list[tuple]:
     """Promotions, rollbacks and refused updates the learner decided while learning."""
+    outputs = []
     for event in learner.drain_events():
         record = {"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{learner.symbol}|{event['kind']}|{event['version']}|"
                                                              f"{event['event_time_ms']}|{event['reason']}").hex,
@@ -103,22 +104,23 @@ async def publish_model_events(learner, key: bytes) -> None:
             log.warning("%s: refused a learning step: %s", learner.symbol, event["reason"])
         else:
             log.info("%s: %s %s: %s", learner.symbol, event["kind"], event["model_id"], event["reason"])
-        await publish("model-events", key, record, event["event_time_ms"])
+        outputs.append(("model-events", key, record, event["event_time_ms"]))
+    return outputs
 
 
-async def publish_shadow(learner, prediction: dict, key: bytes) -> None:
-    for variant, (p_up, confidence, probabilities, weights, baseline_p) in learner.shadow.items():
-        await publish("shadow-predictions", key, {
-            **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": p_up,
-            "predicted_up": p_up > 0.5, "confidence": confidence,
-            "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
-        }, prediction["event_time_ms"])
+def shadow_outputs(learner, prediction: dict, key: bytes) -> list[tuple]:
+    return [("shadow-predictions", key, {
+        **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": p_up,
+        "predicted_up": p_up > 0.5, "confidence": confidence,
+        "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
+    }, prediction["event_time_ms"]) for variant, (p_up, confidence, probabilities, weights, baseline_p)
+        in learner.shadow.items()]
 
 
-async def react_to_drift(learner, alert: dict) -> None:
+def react_to_drift(learner, alert: dict) -> list[tuple]:
     """Adaptive response to concept drift, recorded as a ModelEvent carrying the alert id."""
     if alert["kind"] != "CONCEPT" or alert["status"] != "FIRING" or not settings.drift_response_on:
-        return
+        return []
     if alert["severity"] in SEVERE:
         member = learner.worst_member()
         learner.reset_member(member)
@@ -126,7 +128,7 @@ async def react_to_drift(learner, alert: dict) -> None:
     else:
         member = "mlp"
         if member not in learner.ensemble.members:
-            return
+            return []
         learner.ensemble.members[member].raise_learning_rate()
         kind, reason = "LEARNING_RATE", f"concept drift ({alert['severity']}): {member} back to its initial rate"
     event = {
@@ -137,7 +139,7 @@ async def react_to_drift(learner, alert: dict) -> None:
         "event_time_ms": alert["created_time_ms"],
     }
     metrics.model_events.labels(kind).inc()
-    await publish("model-events", learner.symbol.encode(), event, event["event_time_ms"])
+    return [("model-events", learner.symbol.encode(), event, event["event_time_ms"])]
 
 
 def export_drift(monitor) -> None:
@@ -160,13 +162,67 @@ def export_scores(learner) -> None:
         metrics.member_weight.labels(symbol, name).set(weight)
 
 
-async def predict_and_learn(models: PartitionModels, vector: dict, message) -> None:
-    """Everything the predict stage does with one decoded vector: learn the matured outcomes, predict,
-    test for drift, publish. Errors are dead-lettered (with the message that carried the input)."""
+def predict_and_learn_now(models: PartitionModels, vector: dict, symbol_key: bytes) -> list[tuple]:
+    """Everything the predict stage does with one decoded vector, without I/O: learn the matured
+    outcomes, predict, test for drift. Returns the records to publish, ``(stage, key, record,
+    timestamp_ms)``, in order. Raises InvalidVector (or any error of the cores) for a bad vector.
+
+    The worker (:func:`predict_and_learn`) and the batched replay (agents.backtest) both run this, so
+    they give the same records from the same inputs."""
     started = time.perf_counter()
+    learner = models.learner(vector, registry)
+    prediction, outcomes = learner.process(vector)
+    if prediction is None:
+        metrics.duplicates.labels(STAGE).inc()
+        return []
+    metrics.events.labels(STAGE).inc()
+    seen = activity.get(learner.symbol)
+    if seen is None:
+        seen = activity[learner.symbol] = SymbolActivity()
+    seen.events += 1
+    monitor = models.monitor(learner.symbol, registry)
+    outputs, alerts = [], []
+    for outcome in outcomes:
+        outputs.append(("feedback", symbol_key, outcome, outcome["feedback_time_ms"]))
+        lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
+        seen.label_lags_ms.append(lag_ms)
+        metrics.label_lag.observe(lag_ms / 1000.0)
+    for loss in learner.matured_losses:
+        alerts += monitor.update_error(loss, vector["event_time_ms"])
+    alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+    prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
+    outputs.append(("predictions", symbol_key, prediction, prediction["event_time_ms"]))
+    if learner.shadow:
+        outputs += shadow_outputs(learner, prediction, symbol_key)
+    if learner.events:
+        outputs += model_event_outputs(learner, symbol_key)
+    # Feature drift runs after the prediction; its windows are checkpointed with the models. A
+    # labelled dataset is tested on its own features.
+    names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
+    alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
+    for alert in alerts:
+        metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
+        outputs.append(("alerts", symbol_key, alert, alert["created_time_ms"]))
+        outputs += react_to_drift(learner, alert)
+    if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
+        export_scores(learner)
+    export_drift(monitor)
+    labelled = learner.scores["ensemble"].total
+    if labelled - seen.reported_at >= settings.performance_interval:
+        seen.reported_at = labelled
+        outputs.append(("performance", symbol_key, performance_record(learner, seen, vector["event_time_ms"]),
+                        vector["event_time_ms"]))
+    elapsed = time.perf_counter() - started
+    seen.latencies_ms.append(elapsed * 1000.0)
+    metrics.latency.labels(STAGE).observe(elapsed)
+    return outputs
+
+
+async def predict_and_learn(models: PartitionModels, vector: dict, message) -> None:
+    """The predict stage on one vector in the worker: :func:`predict_and_learn_now`, then publish.
+    Errors are dead-lettered (with the message that carried the input)."""
     try:
-        learner = models.learner(vector, registry)
-        prediction, outcomes = learner.process(vector)
+        outputs = predict_and_learn_now(models, vector, message.key)
     except InvalidVector as exc:
         await dead_letter(message, STAGE, "invalid_features", str(exc))
         return
@@ -175,50 +231,8 @@ async def predict_and_learn(models: PartitionModels, vector: dict, message) -> N
         activity.setdefault(vector["symbol"], SymbolActivity()).errors += 1
         await dead_letter(message, STAGE, "internal_error", f"{type(exc).__name__}: {exc}")
         return
-    if prediction is None:
-        metrics.duplicates.labels(STAGE).inc()
-        return
-    metrics.events.labels(STAGE).inc()
-    symbol_key = message.key
-    seen = activity.get(learner.symbol)
-    if seen is None:
-        seen = activity[learner.symbol] = SymbolActivity()
-    seen.events += 1
-    monitor = models.monitor(learner.symbol, registry)
-    alerts = []
-    for outcome in outcomes:
-        await publish("feedback", symbol_key, outcome, outcome["feedback_time_ms"])
-        lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
-        seen.label_lags_ms.append(lag_ms)
-        metrics.label_lag.observe(lag_ms / 1000.0)
-    for loss in learner.matured_losses:
-        alerts += monitor.update_error(loss, vector["event_time_ms"])
-    alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
-    prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
-    await publish("predictions", symbol_key, prediction, prediction["event_time_ms"])
-    if learner.shadow:
-        await publish_shadow(learner, prediction, symbol_key)
-    if learner.events:
-        await publish_model_events(learner, symbol_key)
-    # Feature drift runs here, after the prediction is out; its windows are checkpointed with the
-    # models. A labelled dataset is tested on its own features.
-    names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None
-    alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
-    for alert in alerts:
-        metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
-        await publish("alerts", symbol_key, alert, alert["created_time_ms"])
-        await react_to_drift(learner, alert)
-    if learner.scores["ensemble"].n and vector["tick_index"] % 50 == 0:
-        export_scores(learner)
-    export_drift(monitor)
-    labelled = learner.scores["ensemble"].total
-    if labelled - seen.reported_at >= settings.performance_interval:
-        seen.reported_at = labelled
-        await publish("performance", symbol_key, performance_record(learner, seen, vector["event_time_ms"]),
-                      vector["event_time_ms"])
-    elapsed = time.perf_counter() - started
-    seen.latencies_ms.append(elapsed * 1000.0)
-    metrics.latency.labels(STAGE).observe(elapsed)
+    for stage, key, record, timestamp_ms in outputs:
+        await publish(stage, key, record, timestamp_ms)
 
 
 @app.agent(topics["external-features"])

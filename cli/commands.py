@@ -46,6 +46,39 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """The pipeline over the ticks topic as it is now, in batches, without a worker (agents.backtest)."""
+    import time
+
+    from cli.errors import CliError, require_broker
+
+    require_broker(settings)
+    _ensure_topics(settings)
+    from agents.backtest import run_backtest
+    from agents.predict import registry
+
+    registry.new_learner("WARMUP")  # torch and River load here, not inside the timed run
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            print(f"\rbacktest: {done:,}/{total:,} ticks ({done / total:.0%}), {rate:,.0f} ticks/s",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        counts = run_backtest(progress)
+    except RuntimeError as exc:
+        raise CliError(str(exc), code=2) from None
+    if not args.quiet:
+        print(file=sys.stderr)
+    elapsed = time.monotonic() - started
+    print(f"backtest of {settings.topic('ticks')}: {counts['ticks']:,} ticks, {counts['vectors']:,} feature vectors, "
+          f"{counts['predictions']:,} predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters "
+          f"in {elapsed:.1f} s ({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
+    return 0
+
+
 def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
     """A labelled dataset onto the external-features topic: the pipeline predicts each row and learns it
     LIVELEARN_HORIZON_TICKS rows later (River's progressive validation with that delay)."""
@@ -435,6 +468,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("backtest", help="run the pipeline over the ticks topic in batches, without a worker "
+                                        "(same records as a fresh worker; use a topic prefix of its own)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("live", help="Binance websockets (multiplexed) -> ticks topic, with reconnects and backfill")
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
