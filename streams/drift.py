@@ -26,7 +26,7 @@ the KS checks of all streams of a channel are one sort of one matrix (:func:`ks_
 Serial correlation: feature, loss and probability streams are autocorrelated (a 20-tick indicator
 moves little from one tick to the next), which breaks the tests' independence assumption and would
 raise alarms on most no-drift windows. Each check therefore thins both windows to every ``tau``-th
-value, ``tau`` the lag at which the sample autocorrelation has died out
+value (the Welch t tests the means of blocks of ``tau`` values instead, which keeps every value), ``tau`` the lag at which the sample autocorrelation has died out
 (:func:`decorrelation_lags`), and tests the thinned samples; the statistics equal scipy's on those
 samples.
 
@@ -524,7 +524,9 @@ class Channel:
         # lag of the pooled autocorrelations. A slowly mixing stream needs a longer current window
         # to hold CURRENT_SAMPLES such values.
         taus = self.reference_tau
-        tested, references, currents = [], [], []
+        # Mean tests (Welch t) take the means of consecutive blocks of tau values instead: as nearly
+        # independent as the thinned values, but every value counts (more power for a shift).
+        tested, references, currents, reference_blocks, current_blocks = [], [], [], [], []
         longest = cw
         for j, stream in enumerate(self.streams):
             tau = int(taus[j])
@@ -534,13 +536,18 @@ class Channel:
             if cur.shape[0] < 10 or ref.shape[0] < 10:
                 continue
             if tau > 1:
+                cur_blocks, ref_blocks = block_means(cur, tau), block_means(ref, tau)
                 cur, ref = cur[::tau], ref[::tau]
+            else:
+                cur_blocks, ref_blocks = cur, ref
             if cur.shape[0] < MIN_THINNED or ref.shape[0] < MIN_THINNED:
                 continue
             longest = max(longest, length)
             tested.append((stream, tau))
             references.append(ref)
             currents.append(cur)
+            reference_blocks.append(ref_blocks)
+            current_blocks.append(cur_blocks)
         self.current_times = (int(times[w - longest]), int(times[-1]))
         results = []
         if not tested:
@@ -553,22 +560,24 @@ class Channel:
             for (stream, tau), d, p in zip(tested, distances.tolist(), p_values.tolist(), strict=True):
                 results.append((stream, "ks_2samp", d, p, d, tau))
             if self.kind == "FEATURE" and self.config.mean_test:
-                statistics, p_values, effects = welch_tests(references, currents)
+                statistics, p_values, _ = welch_tests(reference_blocks, current_blocks)
+                effects = _mean_effects(reference_blocks, current_blocks, references, currents)
                 for (stream, tau), t, p, effect in zip(tested, statistics.tolist(), p_values.tolist(),
-                                                       effects.tolist(), strict=True):
+                                                       effects, strict=True):
                     results.append((stream, "welch_t", t, p, effect, tau))
         elif self.kind == "VARIANCE" and self.config.variance_test == "levene":
             statistics, p_values, effects = levene_tests(references, currents)
             for (stream, tau), w, p, effect in zip(tested, statistics.tolist(), p_values.tolist(), effects.tolist(),
                                                    strict=True):
                 results.append((stream, "levene", w, p, effect, tau))
-        for (stream, tau), ref, cur in zip(tested, references, currents, strict=True):
+        for i, ((stream, tau), ref, cur) in enumerate(zip(tested, references, currents, strict=True)):
             if self.kind == "VARIANCE" and self.config.variance_test == "f_test":
                 f, p, effect = f_test(ref, cur)
                 results.append((stream, "f_test", f, p, effect, tau))
             elif self.kind == "CONCEPT":
                 # Concept drift is the loss getting worse: one-sided (a model that improves is fine).
-                t, p, effect = welch_test(ref, cur, alternative="less")
+                t, p, _ = welch_test(reference_blocks[i], current_blocks[i], alternative="less")
+                effect = _mean_effects(reference_blocks[i:i + 1], current_blocks[i:i + 1], [ref], [cur])[0]
                 results.append((stream, "welch_t", t, p, effect, tau))
                 u, p, effect = mann_whitney(ref, cur, alternative="less")
                 results.append((stream, "mannwhitney_u", u, p, effect, tau))
@@ -587,6 +596,26 @@ class Channel:
         self.count = 0
         self.reference = None
         self.since_check = 0
+
+
+def block_means(values: np.ndarray, tau: int) -> np.ndarray:
+    """Means of consecutive blocks of ``tau`` values, the oldest incomplete block dropped.
+
+    >>> block_means(np.arange(7.0), 3).tolist()
+    [2.0, 5.0]
+    """
+    blocks = values.shape[0] // tau
+    return values[values.shape[0] - blocks * tau:].reshape(blocks, tau).mean(axis=1)
+
+
+def _mean_effects(reference_blocks, current_blocks, references, currents) -> list[float]:
+    """Cohen's d of a mean shift on the scale of single values (block means are less dispersed):
+    the difference of the block means over the pooled sd of the thinned values."""
+    effects = []
+    for rb, cb, ref, cur in zip(reference_blocks, current_blocks, references, currents, strict=True):
+        pooled = math.sqrt((float(np.var(ref, ddof=1)) + float(np.var(cur, ddof=1))) / 2)
+        effects.append(abs(float(cb.mean()) - float(rb.mean())) / pooled if pooled > 0 else 0.0)
+    return effects
 
 
 def _autocorrelations(window: np.ndarray, columns: list[np.ndarray], max_lag: int) -> np.ndarray:
