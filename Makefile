@@ -25,4 +25,4 @@ lint:
 	@venv="$$(bash scripts/bootstrap.sh)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
 
 bench:
-	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning drift_eval drift_quiet pipeline latency; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done
+	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning drift_eval drift_quiet pipeline latency scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done
