@@ -189,7 +189,8 @@ def predict_and_learn_now(models: PartitionModels, vector: dict, symbol_key: byt
         metrics.label_lag.observe(lag_ms / 1000.0)
     for loss in learner.matured_losses:
         alerts += monitor.update_error(loss, vector["event_time_ms"])
-    alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+    alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"], vector["values"],
+                                        learner.probability_up)
     prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
     outputs.append(("predictions", symbol_key, prediction, prediction["event_time_ms"]))
     if learner.shadow:

@@ -46,7 +46,8 @@ def main() -> None:
             alerts = []
             for loss in learner.matured_losses:
                 alerts += monitor.update_error(loss, time_ms)
-            alerts += monitor.update_prediction(prediction["probability_up"], time_ms)
+            alerts += monitor.update_prediction(prediction["probability_up"], time_ms, vector["values"],
+                                                learner.probability_up)
             alerts += monitor.update_features(vector["values"], time_ms, DRIFT_FEATURES)
             alarms += [a for a in alerts if a["status"] == "FIRING" and SEVERITIES.index(a["severity"]) >= floor]
         noisy_seeds += bool(alarms)

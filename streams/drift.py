@@ -57,6 +57,7 @@ follows.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -464,10 +465,16 @@ class Channel:
         self.clean_checks = 0
         self.last_results: list[tuple[str, str, float, float, float]] = []
         self.fresh_results = False  # last_results not yet read by a metrics exporter
+        # Optional per-event inputs (the prediction channel keeps each prediction's features, to re-score
+        # the reference with the current model), a ring aligned with the buffer.
+        self.payloads: list[Any] | None = None
+        self.reference_payloads: list[Any] = []
+
+    def _indices(self, newest: int) -> np.ndarray:
+        return (np.arange(newest) + (self.count - newest)) % self.buffer.shape[0]
 
     def _window(self, newest: int) -> tuple[np.ndarray, np.ndarray]:
-        size = self.buffer.shape[0]
-        idx = (np.arange(newest) + (self.count - newest)) % size
+        idx = self._indices(newest)
         return self.buffer[idx], self.times[idx]
 
     def _pool(self, window: np.ndarray) -> None:
@@ -482,16 +489,23 @@ class Channel:
     def _set_reference(self, data: np.ndarray, times: np.ndarray) -> None:
         self.reference = data
         self.reference_columns = [col[~np.isnan(col)] for col in data.T]
+        if self.payloads is not None:
+            offset = 0 if self.config.reference == "fixed" else self.config.window
+            self.reference_payloads = [self.payloads[i] for i in self._indices(data.shape[0] + offset)[:data.shape[0]]]
         if not self.pooled_windows:
             self._pool(data)
         self.reference_times = (int(times[0]), int(times[-1]))
 
-    def add(self, row: list[float], time_ms: int) -> bool:
-        """Store one event; True when a check is due."""
+    def add(self, row: list[float], time_ms: int, payload: Any = None) -> bool:
+        """Store one event (and its payload, if any); True when a check is due."""
         self.seen += 1
         if self.seen <= self.config.warmup_events:
             return False  # models and indicators still settling: not a reference yet
         size = self.buffer.shape[0]
+        if payload is not None:
+            if self.payloads is None:
+                self.payloads = [None] * size
+            self.payloads[self.count % size] = payload
         self.buffer[self.count % size] = row
         self.times[self.count % size] = time_ms
         self.count += 1
@@ -510,7 +524,14 @@ class Channel:
             return True
         return False
 
-    def check(self) -> list[tuple[str, str, float, float, float, int]]:
+    def rescore_reference(self, rescore: Callable[[Any], float]) -> None:
+        """Replace the (single-stream) reference values by ``rescore`` of their payloads: what the
+        model as it is now says about the reference inputs."""
+        values = np.array([rescore(x) for x in self.reference_payloads], dtype=float)
+        self.reference = values[:, None]
+        self.reference_columns = [values[~np.isnan(values)]]
+
+    def check(self, pool: bool = True) -> list[tuple[str, str, float, float, float, int]]:
         """[(stream, test, statistic, p, effect, thinning step)] on the current windows."""
         w, cw = self.config.window, self.config.current_size
         if self.config.reference == "rolling":
@@ -519,7 +540,8 @@ class Channel:
         recent, times = self._window(w)
         # Pooled before the test, so a change of the mean inflates the lags it is tested with by
         # 1/POOLED_WINDOWS of its own effect at most.
-        self._pool(recent)
+        if pool:
+            self._pool(recent)
         # Thin both windows to roughly independent samples: every tau-th value, tau the decorrelation
         # lag of the pooled autocorrelations. A slowly mixing stream needs a longer current window
         # to hold CURRENT_SAMPLES such values.
@@ -658,20 +680,32 @@ class DriftMonitor:
     def update_error(self, loss: float, time_ms: int) -> list[dict[str, Any]]:
         return self._run(self._channel("CONCEPT", ("log_loss",)), [loss], time_ms)
 
-    def update_prediction(self, p_up: float, time_ms: int) -> list[dict[str, Any]]:
-        return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms)
+    def update_prediction(self, p_up: float, time_ms: int, inputs: Any = None,
+                          rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
+        """A published probability. With the prediction's ``inputs`` and ``rescore`` (the current
+        model's probability for some inputs), a rejection is confirmed against the reference inputs
+        re-scored by the model as it is now: a model that keeps learning moves its own output
+        distribution, which is not drift of the data. Only a shift the inputs explain is reported;
+        otherwise the re-scored values become the reference."""
+        return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms, inputs, rescore)
 
     def _publishable(self, alert: dict[str, Any]) -> bool:
         return SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(self.config.min_severity)
 
-    def _run(self, channel: Channel, row: list[float], time_ms: int) -> list[dict[str, Any]]:
-        if not channel.add(row, time_ms):
+    def _run(self, channel: Channel, row: list[float], time_ms: int, payload: Any = None,
+             rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
+        if not channel.add(row, time_ms, payload):
             return []
         results = channel.check()
         if not results:
             return []
         adjusted = adjust([r[3] for r in results], self.config.correction)
         rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
+        if rejected and rescore is not None and channel.reference_payloads:
+            channel.rescore_reference(rescore)
+            results = channel.check(pool=False)
+            adjusted = adjust([r[3] for r in results], self.config.correction)
+            rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
         if rejected:
             channel.clean_checks = 0
             (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])

@@ -341,6 +341,12 @@ class SymbolLearner:
         """The champion's ensemble (the one whose predictions are published)."""
         return self.variants[self.champion]
 
+    def probability_up(self, x: dict[str, float]) -> float:
+        """The champion ensemble's probability for the features ``x``, as the models are now (no
+        side effects: nothing is issued, nothing learned)."""
+        ensemble = self.ensemble
+        return ensemble.predict(x, ensemble.regime(x))[0]
+
     def serving(self, prediction_id: str) -> str:
         """Variant that serves a prediction: the champion, or a challenger for a deterministic share."""
         if self.traffic_share <= 0.0 or self.policy is None:

@@ -274,3 +274,31 @@ def test_one_sided_concept_tests_equal_scipy(seed, shift):
     u, p, _ = mann_whitney(a, b, alternative="less")
     expected = stats.mannwhitneyu(a, b, alternative="less", method="asymptotic", use_continuity=True)
     assert (u, p) == (pytest.approx(expected.statistic, rel=RTOL), pytest.approx(expected.pvalue, rel=RTOL))
+
+
+def _prediction_alerts(model_step: float, input_shift: float, rescored: bool) -> list[dict]:
+    """A stationary-input model whose bias jumps (it has learned something) and/or inputs that shift."""
+    rng = np.random.default_rng(4)
+    monitor = DriftMonitor("X", DriftConfig(window=300, check_every=25, variance_tests=False))
+    state = {"bias": 0.0}
+
+    def model(x: dict) -> float:
+        return 1.0 / (1.0 + np.exp(-(1.5 * x["flow"] + state["bias"])))
+
+    alerts = []
+    for i in range(4000):
+        if i == 2000:
+            state["bias"] = model_step
+        x = {"flow": rng.normal(input_shift if i >= 2000 else 0.0, 1.0)}
+        alerts += monitor.update_prediction(model(x), i, x, model if rescored else None)
+    return [a for a in alerts if a["status"] == "FIRING"]
+
+
+def test_prediction_drift_from_the_models_own_learning_is_not_reported_when_inputs_can_be_rescored():
+    assert _prediction_alerts(model_step=1.5, input_shift=0.0, rescored=False)  # the raw test sees it
+    assert _prediction_alerts(model_step=1.5, input_shift=0.0, rescored=True) == []
+
+
+def test_prediction_drift_caused_by_the_inputs_is_reported_with_rescoring():
+    alerts = _prediction_alerts(model_step=0.0, input_shift=1.0, rescored=True)
+    assert alerts and alerts[0]["kind"] == "PREDICTION" and 2000 <= alerts[0]["created_time_ms"] <= 2400
