@@ -2,8 +2,9 @@
 
 A *channel* is a family of streams tested together: feature drift (KS per feature, plus a two-sided
 Welch t per feature with ``mean_test``: a shift of the mean is found with fewer events), variance change
-(F-test per feature), concept drift (Welch t and Mann-Whitney U on the per-event log-loss) and
-prediction drift (KS on the predicted probability). Every ``check_every`` events a channel compares
+(Brown-Forsythe or F-test per feature), concept drift (Welch t and Mann-Whitney U on the per-event log-loss) and
+prediction drift (KS on the predicted probability; a rejection is confirmed against the reference
+inputs re-scored by the current model, see :meth:`DriftMonitor.update_prediction`). Every ``check_every`` events a channel compares
 its *reference* window (``window`` events) with its *current* window (the last ``current_window``
 events; shorter than the reference, so a change fills it sooner and is detected earlier):
 
@@ -19,16 +20,18 @@ events; shorter than the reference, so a change fills it sooner and is detected 
 Tests equal scipy on the same windows: ``ks_2samp(method="asymp")``, ``ttest_ind(equal_var=False)``,
 ``mannwhitneyu(method="asymptotic")``, ``levene(center="median")`` (the default variance test: market
 features are heavy-tailed, where the F-test's normality assumption breaks) and the two-sided F-test
-from ``scipy.stats.f``. Checks run on
-hopping windows, so the amortised cost per event and stream is ``O(window log window / check_every)``;
-the KS checks of all streams of a channel are one sort of one matrix (:func:`ks_statistics`).
+from ``scipy.stats.f``. Checks run on hopping windows, so the amortised cost per event and stream is
+``O(window log window / check_every)``; the KS checks of all streams of a channel are one sort of one
+matrix (:func:`ks_statistics`), and exact KS p-values are computed only where they could reject
+(:func:`ks_p_values`).
 
 Serial correlation: feature, loss and probability streams are autocorrelated (a 20-tick indicator
 moves little from one tick to the next), which breaks the tests' independence assumption and would
 raise alarms on most no-drift windows. Each check therefore thins both windows to every ``tau``-th
-value (the Welch t tests the means of blocks of ``tau`` values instead, which keeps every value), ``tau`` the lag at which the sample autocorrelation has died out
-(:func:`decorrelation_lags`), and tests the thinned samples; the statistics equal scipy's on those
-samples.
+value, ``tau`` the first lag at which the autocorrelation, pooled over the recent windows of the last
+checks, has died out (:func:`first_lag_below`), and tests the thinned samples (the Welch t tests the
+means of blocks of ``tau`` values instead, which keeps every value); the statistics equal scipy's on
+those samples.
 
 Multiple testing: the p-values of one check are corrected together (Bonferroni, or Benjamini-Hochberg
 with ``correction="bh"``), so a check of 25 features raises a false alarm with probability at most
