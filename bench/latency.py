@@ -73,6 +73,29 @@ def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tu
     return offered, latencies
 
 
+def forwarding(bootstrap: str, topic: str, timeout: float = 90.0) -> None:
+    """Until a probe record comes out of the no-op agent: on a freshly started broker its web port
+    answers well before its consumer group has been joined and assigned."""
+    from confluent_kafka import Consumer, Producer
+
+    probe = f"probe-{uuid.uuid4().hex}".encode()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, value=probe)
+    producer.flush()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic + ".out"])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error() and message.value() == probe:
+                return
+    finally:
+        consumer.close()
+    raise RuntimeError(f"the no-op agent forwarded nothing from {topic} within {timeout:.0f} s")
+
+
 def percentiles(values: list[float]) -> tuple[float, float]:
     if not values:
         raise RuntimeError("no output was matched to an input")
@@ -104,6 +127,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_ready(port, noop, "/")
+        forwarding(bootstrap, noop_topic)
         noop_offered, noop_latencies = paced(bootstrap, noop_topic, {"noop": noop_topic + ".out"}, records,
                                              args.rate, match_by_value=True)
     finally:
