@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
+from cli.processes import stop_process  # noqa: E402  (needs ROOT on sys.path)
+
 
 def pin_one_core() -> None:
     """Run on one CPU (the issue's 'one core' figures) and keep BLAS/torch single-threaded."""
@@ -80,8 +82,4 @@ def running_worker(settings):
         wait_ready(settings.web_port_int, worker)
         yield worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)

@@ -39,6 +39,14 @@ def producer(bootstrap: str):
                      "enable.idempotence": True})
 
 
+def produce_backlog(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
+    p = producer(bootstrap)
+    for key, value, timestamp in records:
+        p.produce(topic, key=key, value=value, timestamp=timestamp)
+        p.poll(0)
+    p.flush()
+
+
 def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> float:
     """Consume ``topic`` from the start until ``n`` records; returns the monotonic time of the n-th."""
     from confluent_kafka import Consumer
@@ -101,10 +109,7 @@ def main() -> None:
 
     # (a) no-op agent draining a backlog.
     noop_topic = f"bench-{run}.noop"
-    p = producer(bootstrap)
-    for key, value, ts in encoded[: args.ticks]:
-        p.produce(noop_topic, key=key, value=value, timestamp=ts)
-    p.flush()
+    produce_backlog(bootstrap, noop_topic, encoded[: args.ticks])
     port = free_port()
     noop = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_app.py")], cwd=ROOT / "bench",
                             env={**env_base, "NOOP_TOPIC": noop_topic, "NOOP_APP_ID": f"bench-noop-{run}",
@@ -121,10 +126,7 @@ def main() -> None:
     # (b) full pipeline draining the same backlog.
     settings = isolated_settings(base, "pipeline")
     create_topics(settings)
-    p = producer(bootstrap)
-    for key, value, ts in encoded[: args.ticks]:
-        p.produce(settings.topic("ticks"), key=key, value=value, timestamp=ts)
-    p.flush()
+    produce_backlog(bootstrap, settings.topic("ticks"), encoded[: args.ticks])
     with running_worker(settings):
         started = time.monotonic()
         done = count_until(bootstrap, settings.topic("predictions"), args.ticks, 600)
@@ -166,10 +168,7 @@ def main() -> None:
     # (d) batched replay of the same backlog into its own topics.
     batch_settings = isolated_settings(base, "backtest")
     create_topics(batch_settings)
-    p = producer(bootstrap)
-    for key, value, ts in encoded[: args.ticks]:
-        p.produce(batch_settings.topic("ticks"), key=key, value=value, timestamp=ts)
-    p.flush()
+    produce_backlog(bootstrap, batch_settings.topic("ticks"), encoded[: args.ticks])
     done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
                           text=True, env={**env_base, **batch_settings.as_env()}, timeout=600)
     if done.returncode != 0:

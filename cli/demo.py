@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from agents.settings import Settings
+from cli.processes import stop_process
 from schemas.codec import make_codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,11 +82,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         expected = stats.produced
         summary = follow(settings, expected, timeout_s)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)
     from cli.report import load_run
 
     run_data = load_run(settings)

@@ -225,15 +225,21 @@ def levene_test(reference: np.ndarray, current: np.ndarray) -> tuple[float, floa
     return w, p, effect
 
 
+def _padded(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of different sizes as the rows of one matrix, padded with NaN, and their sizes."""
+    sizes = np.array([x.shape[0] for x in samples])
+    out = np.full((len(samples), int(sizes.max())), np.nan)
+    for i, x in enumerate(samples):
+        out[i, : sizes[i]] = x
+    return out, sizes
+
+
 def welch_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two-sided :func:`welch_test` of many (reference, current) pairs at once (rows padded with NaN):
     arrays of t, p and effect (Cohen's d with the pooled sd), each equal to the pair's own test."""
     def moments(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sizes = np.array([x.shape[0] for x in samples], dtype=float)
-        out = np.full((len(samples), int(sizes.max())), np.nan)
-        for i, x in enumerate(samples):
-            out[i, : x.shape[0]] = x
-        return np.nanmean(out, axis=1), np.nanvar(out, axis=1, ddof=1), sizes
+        out, sizes = _padded(samples)
+        return np.nanmean(out, axis=1), np.nanvar(out, axis=1, ddof=1), sizes.astype(float)
 
     m1, v1, n1 = moments(references)
     m2, v2, n2 = moments(currents)
@@ -251,19 +257,16 @@ def welch_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tup
 def levene_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`levene_test` of many (reference, current) pairs at once (rows padded with NaN):
     arrays of W, p and effect, each equal to the pair's own test."""
-    def padded(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        sizes = np.array([x.shape[0] for x in samples])
-        out = np.full((len(samples), int(sizes.max())), np.nan)
-        for i, x in enumerate(samples):
-            out[i, : sizes[i]] = x
+    def deviations(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        out, sizes = _padded(samples)
         # Medians from one sort (NaN padding sorts last); np.nanmedian loops in Python per row.
         ordered = np.sort(out, axis=1)
         rows = np.arange(len(samples))
         medians = (ordered[rows, (sizes - 1) // 2] + ordered[rows, sizes // 2]) / 2
         return np.abs(out - medians[:, None]), sizes
 
-    z1, n1 = padded(references)
-    z2, n2 = padded(currents)
+    z1, n1 = deviations(references)
+    z2, n2 = deviations(currents)
     m1, m2 = np.nanmean(z1, axis=1), np.nanmean(z2, axis=1)
     n = n1 + n2
     grand = (n1 * m1 + n2 * m2) / n
