@@ -73,7 +73,7 @@ class Settings:
     drift_current_window: str = _env(
         "LIVELEARN_DRIFT_CURRENT_WINDOW", "100", "Most recent events compared with the reference (capped at the reference window)"
     )
-    drift_check_every: str = _env("LIVELEARN_DRIFT_CHECK_EVERY", "25", "Events between two drift checks of a channel")
+    drift_check_every: str = _env("LIVELEARN_DRIFT_CHECK_EVERY", "20", "Events between two drift checks of a channel")
     drift_warmup: str = _env("LIVELEARN_DRIFT_WARMUP", "500", "Events per symbol and channel ignored before the reference window")
     drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.001", "Family-wise alarm level per drift check")
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")

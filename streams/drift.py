@@ -29,9 +29,13 @@ Serial correlation: feature, loss and probability streams are autocorrelated (a 
 moves little from one tick to the next), which breaks the tests' independence assumption and would
 raise alarms on most no-drift windows. Each check therefore thins both windows to every ``tau``-th
 value, ``tau`` the first lag at which the autocorrelation, pooled over the recent windows of the last
-checks, has died out (:func:`first_lag_below`), and tests the thinned samples (the Welch t tests the
-means of blocks of ``tau`` values instead, which keeps every value); the statistics equal scipy's on
-those samples.
+checks, has died out (:func:`first_lag_below`), and tests the thinned samples; the statistics equal
+scipy's on those samples. Mean tests keep every value instead: the feature channel's Welch t
+multiplies the squared standard error by the variance inflation of a mean, ``1 + 2 * sum of the
+autocorrelations`` at the lags before ``tau``, and divides the degrees of freedom by it (scipy's
+statistic and p-value when it is 1), over current windows of several lengths (``MEAN_SCALES``,
+Bonferroni over them: a short one reacts sooner to a large shift, a long one sees a small shift in a
+noisy stream); the loss stream's Welch t tests the means of blocks of ``tau`` values.
 
 Multiple testing: the p-values of one check are corrected together (Bonferroni, or Benjamini-Hochberg
 with ``correction="bh"``), so a check of 25 features raises a false alarm with probability at most
@@ -241,13 +245,24 @@ def welch_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tup
         out, sizes = _padded(samples)
         return np.nanmean(out, axis=1), np.nanvar(out, axis=1, ddof=1), sizes.astype(float)
 
-    m1, v1, n1 = moments(references)
-    m2, v2, n2 = moments(currents)
+    return welch_from_moments(*moments(references), *moments(currents))
+
+
+def welch_from_moments(m1: np.ndarray, v1: np.ndarray, n1: np.ndarray, m2: np.ndarray, v2: np.ndarray,
+                       n2: np.ndarray, inflation: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided Welch t from the samples' means, variances (ddof 1) and sizes: arrays of t, p and
+    Cohen's d (pooled sd).
+
+    ``inflation`` is the factor by which serial correlation inflates the variance of a mean,
+    ``1 + 2 * sum of the autocorrelations``: the squared standard error is multiplied by it and the
+    Welch-Satterthwaite degrees of freedom divided by it (each sample holds ``n / inflation``
+    independent values' worth of information). At 1 this is scipy's ``ttest_ind(equal_var=False)``.
+    """
     se2 = v1 / n1 + v2 / n2
     degenerate = se2 <= 0
     safe_se2 = np.where(degenerate, 1.0, se2)
-    t = np.where(degenerate, 0.0, (m1 - m2) / np.sqrt(safe_se2))
-    df = safe_se2 * safe_se2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1) + degenerate)
+    t = np.where(degenerate, 0.0, (m1 - m2) / np.sqrt(safe_se2 * inflation))
+    df = safe_se2 * safe_se2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1) + degenerate) / inflation
     p = np.where(degenerate, 1.0, 2 * special.stdtr(df, -np.abs(t)))
     pooled = np.sqrt((v1 + v2) / 2)
     effect = np.where(pooled > 0, np.abs(m2 - m1) / np.where(pooled > 0, pooled, 1.0), 0.0)
@@ -291,6 +306,9 @@ POOLED_WINDOWS = 40
 # Thinned values a current window holds at least: its length is max(current_window, this x tau),
 # capped at the reference window.
 CURRENT_SAMPLES = 16
+# The mean test (Welch t) looks at several current windows, as multiples of the stream's current
+# window: a short one finds a large shift sooner, a long one a small shift in a noisy stream at all.
+MEAN_SCALES = (0.5, 1.0, 2.0)
 
 
 def decorrelation_lags(columns: np.ndarray) -> np.ndarray:
@@ -356,7 +374,8 @@ def ks_statistics(references: list[np.ndarray], currents: list[np.ndarray]) -> t
         origin[i, : n1[i]] = 1
         values[i, width1: width1 + n2[i]] = current
         origin[i, width1: width1 + n2[i]] = 2
-    order = np.argsort(values, axis=1, kind="stable")
+    # Order within a run of ties does not matter (only its last position is read): no stable sort.
+    order = np.argsort(values, axis=1)
     values = np.take_along_axis(values, order, axis=1)
     origin = np.take_along_axis(origin, order, axis=1)
     cdf1 = np.cumsum(origin == 1, axis=1) / n1[:, None]
@@ -391,7 +410,7 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
 class DriftConfig:
     window: int = 500
     current_window: int = 100
-    check_every: int = 25
+    check_every: int = 20
     alpha: float = 0.001
     correction: str = "bonferroni"
     reference: str = "fixed"
@@ -460,6 +479,8 @@ class Channel:
         self.reference: np.ndarray | None = None
         self.reference_columns: list[np.ndarray] = []
         self.reference_tau = np.ones(len(streams), dtype=int)
+        self.inflation = np.ones(len(streams))
+        self.reference_moments = (np.zeros(len(streams)), np.zeros(len(streams)), np.zeros(len(streams)))
         # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
         # estimates a slowly mixing stream's correlations poorly.
         self.max_lag = max(1, w // MIN_THINNED)
@@ -491,10 +512,15 @@ class Channel:
         correlation = _autocorrelations(window, self.max_lag)
         self.pooled_correlation += weight * (correlation - self.pooled_correlation)
         self.reference_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
+        # Variance inflation of a mean by the correlated lags (those before tau); never below 1, so a
+        # mean-reverting stream is tested as if independent.
+        correlated = np.arange(1, self.max_lag + 1)[:, None] < self.reference_tau
+        self.inflation = np.maximum(1.0, 1.0 + 2.0 * np.where(correlated, self.pooled_correlation[1:], 0.0).sum(axis=0))
 
     def _set_reference(self, data: np.ndarray, times: np.ndarray) -> None:
         self.reference = data
         self.reference_columns = [col[~np.isnan(col)] for col in data.T]
+        self._set_reference_moments()
         if self.payloads is not None:
             offset = 0 if self.config.reference == "fixed" else self.config.window
             self.reference_payloads = [self.payloads[i] for i in self._indices(data.shape[0] + offset)[:data.shape[0]]]
@@ -536,6 +562,14 @@ class Channel:
         values = np.array([rescore(x) for x in self.reference_payloads], dtype=float)
         self.reference = values[:, None]
         self.reference_columns = [values[~np.isnan(values)]]
+        self._set_reference_moments()
+
+    def _set_reference_moments(self) -> None:
+        columns = self.reference_columns
+        self.reference_moments = (
+            np.array([c.mean() if c.shape[0] else math.nan for c in columns]),
+            np.array([c.var(ddof=1) if c.shape[0] > 1 else math.nan for c in columns]),
+            np.array([float(c.shape[0]) for c in columns]))
 
     def check(self, pool: bool = True) -> list[tuple[str, str, float, float, float, int]]:
         """[(stream, test, statistic, p, effect, thinning step)] on the current windows."""
@@ -552,30 +586,33 @@ class Channel:
         # lag of the pooled autocorrelations. A slowly mixing stream needs a longer current window
         # to hold CURRENT_SAMPLES such values.
         taus = self.reference_tau
-        # Mean tests (Welch t) take the means of consecutive blocks of tau values instead: as nearly
-        # independent as the thinned values, but every value counts (more power for a shift).
-        tested, references, currents, reference_blocks, current_blocks = [], [], [], [], []
+        # The loss stream's Welch t takes the means of consecutive blocks of tau values instead: as
+        # nearly independent as the thinned values, but every value counts (more power for a shift).
+        tested, columns, lengths, references, currents, reference_blocks, current_blocks = [], [], [], [], [], [], []
         longest = cw
         for j, stream in enumerate(self.streams):
             tau = int(taus[j])
             length = min(w, max(cw, CURRENT_SAMPLES * tau))
-            cur = recent[w - length:, j]
-            cur, ref = cur[~np.isnan(cur)], self.reference_columns[j]
-            if cur.shape[0] < 10 or ref.shape[0] < 10:
+            whole = recent[w - length:, j]
+            whole, reference_whole = whole[~np.isnan(whole)], self.reference_columns[j]
+            if whole.shape[0] < 10 or reference_whole.shape[0] < 10:
                 continue
-            if tau > 1:
-                cur_blocks, ref_blocks = block_means(cur, tau), block_means(ref, tau)
-                cur, ref = cur[::tau], ref[::tau]
-            else:
-                cur_blocks, ref_blocks = cur, ref
+            cur, ref = whole[::tau], reference_whole[::tau]
             if cur.shape[0] < MIN_THINNED or ref.shape[0] < MIN_THINNED:
                 continue
+            if self.kind == "CONCEPT":
+                reference_blocks.append(block_means(reference_whole, tau))
+                current_blocks.append(block_means(whole, tau))
             longest = max(longest, length)
             tested.append((stream, tau))
+            columns.append(j)
+            lengths.append(length)
             references.append(ref)
             currents.append(cur)
-            reference_blocks.append(ref_blocks)
-            current_blocks.append(cur_blocks)
+        mean_test = self.kind == "FEATURE" and self.config.mean_test
+        if mean_test and tested:
+            spans = self.mean_spans(np.array(lengths))
+            longest = max(longest, int(spans.max()))
         self.current_times = (int(times[w - longest]), int(times[-1]))
         results = []
         if not tested:
@@ -587,11 +624,11 @@ class Channel:
             p_values = ks_p_values(distances, sizes, self._rejectable_below(tests))
             for (stream, tau), d, p in zip(tested, distances.tolist(), p_values.tolist(), strict=True):
                 results.append((stream, "ks_2samp", d, p, d, tau))
-            if self.kind == "FEATURE" and self.config.mean_test:
-                statistics, p_values, block_effects = welch_tests(reference_blocks, current_blocks)
+            if mean_test:
+                statistics, p_values, effects = self._mean_tests(recent, np.array(columns), spans)
                 for (stream, tau), t, p, effect in zip(tested, statistics.tolist(), p_values.tolist(),
-                                                       block_effects.tolist(), strict=True):
-                    results.append((stream, "welch_t", t, p, single_value_effect(effect, tau), tau))
+                                                       effects.tolist(), strict=True):
+                    results.append((stream, "welch_t", t, p, effect, tau))
         elif self.kind == "VARIANCE" and self.config.variance_test == "levene":
             statistics, p_values, effects = levene_tests(references, currents)
             for (stream, tau), w, p, effect in zip(tested, statistics.tolist(), p_values.tolist(), effects.tolist(),
@@ -610,6 +647,42 @@ class Channel:
         self.last_results = results
         self.fresh_results = True
         return results
+
+    def mean_spans(self, lengths: np.ndarray) -> np.ndarray:
+        """Current windows of the mean test, ``(len(MEAN_SCALES), streams)`` events: the scales times
+        each stream's current window, within ``[10, window]``."""
+        scaled = np.rint(np.multiply.outer(MEAN_SCALES, lengths)).astype(int)
+        return np.clip(scaled, 10, self.config.window)
+
+    def _mean_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Serial-correlation-corrected Welch t (:func:`welch_from_moments` with the stream's
+        ``inflation``) of the reference against each current window of ``spans``; per stream the
+        smallest p-value, Bonferroni-corrected over the windows, with that window's t and effect.
+
+        Running sums from the newest event back give every window's moments in one pass; values
+        are taken relative to the reference mean, so the sums of squares do not cancel (the
+        shifted-data variance formula).
+        """
+        centre, reference_var, reference_n = (m[columns] for m in self.reference_moments)
+        newest_first = recent[::-1][: int(spans.max()), columns]
+        present = ~np.isnan(newest_first)
+        deviations = np.where(present, newest_first - centre, 0.0)
+        counts = np.cumsum(present, axis=0)
+        sums = np.cumsum(deviations, axis=0)
+        squares = np.cumsum(deviations * deviations, axis=0)
+        at = (spans - 1, np.arange(columns.shape[0]))
+        n = counts[at].astype(float)
+        usable = n >= 2
+        n = np.where(usable, n, 2.0)
+        s1, s2 = sums[at], squares[at]
+        variance = np.maximum(0.0, (s2 - s1 * s1 / n) / (n - 1))
+        t, p, effect = welch_from_moments(centre, reference_var, reference_n, centre + s1 / n, variance, n,
+                                          self.inflation[columns])
+        p = np.where(usable, p, 1.0)
+        best = p.argmin(axis=0)
+        pick = (best, np.arange(columns.shape[0]))
+        return t[pick], np.minimum(1.0, len(MEAN_SCALES) * p[pick]), effect[pick]
 
     def _rejectable_below(self, tests: int) -> float:
         """Per-test p-value below which some correction of ``tests`` p-values can reject."""

@@ -13,7 +13,6 @@ from streams.drift import (
     DriftConfig,
     DriftMonitor,
     adjust,
-    block_means,
     decorrelation_lags,
     f_test,
     ks_p_values,
@@ -83,15 +82,27 @@ def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
     rng = np.random.default_rng(7)
     data = rng.normal(size=437)
     data[300:] += 0.7  # a shift, so that some p-values are small enough to be computed exactly
-    checked = thinned = exact = 0
+    data[200:] += 0.8 * np.cumsum(rng.normal(size=237)) / 10  # a wander: some checks see serial correlation
+    checked = thinned = exact = inflated = 0
     for i, x in enumerate(data):
         if channel.add([x], i):
             (stream, test, d, p, _, tau), (_, mean_test, t, p_t, _, _) = channel.check()
             thinned += tau > 1
             reference, current = data[:100:tau], data[i - 99:i + 1:tau]
-            assert mean_test == "welch_t"  # on means of blocks of tau values
-            blocks = (block_means(data[:100], tau), block_means(data[i - 99:i + 1], tau))
-            assert (t, p_t) == pytest.approx(tuple(stats.ttest_ind(*blocks, equal_var=False)), rel=RTOL)
+            # The mean test: scipy's Welch t of the reference against each of the last `span` events,
+            # standard error and degrees of freedom corrected by the stream's inflation; the
+            # smallest p-value, Bonferroni over the spans.
+            assert mean_test == "welch_t"
+            inflation = float(channel.inflation[0])
+            inflated += inflation > 1
+            candidates = []
+            for span in channel.mean_spans(np.array([100]))[:, 0]:
+                welch = stats.ttest_ind(data[:100], data[i - span + 1:i + 1], equal_var=False)
+                corrected = welch.statistic / np.sqrt(inflation)
+                candidates.append((2 * stats.t.sf(abs(corrected), welch.df / inflation), corrected))
+            best_p, best_t = min(candidates)
+            assert t == pytest.approx(best_t, rel=RTOL)
+            assert p_t == pytest.approx(min(1.0, len(candidates) * best_p), rel=RTOL)
             expected = stats.ks_2samp(reference, current, method="asymp")
             assert d == pytest.approx(expected.statistic, rel=RTOL)
             level = config.alpha / 2  # Bonferroni over the two tests of the stream
@@ -102,8 +113,9 @@ def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
                 assert p >= level
             checked += 1
     assert checked == (437 - 100) // 25
-    assert thinned < checked  # iid data: mostly tested whole
+    assert thinned < checked  # mostly iid data: mostly tested whole
     assert exact > 0
+    assert 0 < inflated < checked
 
 
 def test_ks_of_many_pairs_equals_scipy_pair_by_pair_with_ties_and_unequal_sizes():
@@ -161,6 +173,26 @@ def test_thinning_lag_grows_with_autocorrelation_and_makes_the_thinned_sample_ne
     assert lags[0] == 1 and lags[0] < lags[1] < lags[2]
     # At the chosen lag the process's own correlation rho**lag is small.
     assert 0.5 ** lags[1] < 0.2 and 0.9 ** lags[2] < 0.2
+
+
+def test_mean_test_on_an_autocorrelated_stream_keeps_its_level_where_the_plain_welch_t_does_not():
+    # AR(0.5): the variance of a mean is inflated by (1 + rho) / (1 - rho) = 3.
+    rng = np.random.default_rng(4)
+    x = np.zeros(30_000)
+    e = rng.normal(size=x.shape[0])
+    for i in range(1, x.shape[0]):
+        x[i] = 0.5 * x[i - 1] + np.sqrt(0.75) * e[i]
+    channel = Channel("FEATURE", ("x",), DriftConfig(alpha=0.05, correction="none"))
+    corrected, plain, checks = 0, 0, 0
+    for i, value in enumerate(x):
+        if channel.add([value], i):
+            welch = channel.check()[1]
+            corrected += welch[3] < 0.05
+            plain += stats.ttest_ind(x[:500], x[i - 99:i + 1], equal_var=False).pvalue < 0.05
+            checks += 1
+    assert 2.4 < channel.inflation[0] < 3.3
+    assert corrected / checks < 0.05  # Bonferroni over the windows: at most the level
+    assert plain / checks > 0.12  # the uncorrected test: about four times the level
 
 
 def test_ks_p_values_are_exact_wherever_they_could_be_significant():
