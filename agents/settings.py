@@ -75,7 +75,7 @@ class Settings:
     )
     drift_check_every: str = _env("LIVELEARN_DRIFT_CHECK_EVERY", "20", "Events between two drift checks of a channel")
     drift_warmup: str = _env("LIVELEARN_DRIFT_WARMUP", "500", "Events per symbol and channel ignored before the reference window")
-    drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.001", "Family-wise alarm level per drift check")
+    drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.0008", "Family-wise alarm level per drift check (0.0008 every 20 events: at most 0.4 false alarms per 10k events and channel)")
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")
     drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")

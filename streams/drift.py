@@ -411,7 +411,7 @@ class DriftConfig:
     window: int = 500
     current_window: int = 100
     check_every: int = 20
-    alpha: float = 0.001
+    alpha: float = 0.0008
     correction: str = "bonferroni"
     reference: str = "fixed"
     rebase_on_alert: bool = True
