@@ -50,3 +50,8 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)
+        self.drift_false_alarm_bound = Gauge(
+            "livelearn_drift_false_alarms_per_10k_bound",
+            "Upper bound on false drift alarms per 10k events and channel under no drift (alpha * 10k / check interval)",
+            registry=r,
+        )

@@ -28,6 +28,7 @@ STAGE = "predict"
 SEVERE = ("HIGH", "CRITICAL")
 
 registry = Registry(settings)
+metrics.drift_false_alarm_bound.set(registry.drift_config.expected_false_alarms_per_10k)
 # A checkpoint is only restored into the same model configuration.
 MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
 # Models pickle to hundreds of kB (MLP, replay buffers, drift windows): checkpointing every second

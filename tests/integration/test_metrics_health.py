@@ -21,7 +21,7 @@ def sample(body: str, name: str, **labels: str) -> float | None:
     for line in body.splitlines():
         if line.startswith("#"):
             continue
-        match = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$", line)
         if not match or match.group(1) != name:
             continue
         got = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
@@ -76,6 +76,8 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
     assert p_value is not None and 0.0 <= p_value <= 1.0
     assert sample(last, "livelearn_dead_letters_total", stage="featurize", reason="decode_error") == 1
     assert sample(last, "livelearn_ready") == 1
+    # The worker's drift defaults: alpha 0.0008, a check every 20 events.
+    assert sample(last, "livelearn_drift_false_alarms_per_10k_bound") == pytest.approx(0.4)
     assert "livelearn_consumer_lag" in last and "livelearn_alerts_total" in last
 
     # The report of this run: real PNG plots decoded from the page, counts of this run's topics.
