@@ -44,7 +44,9 @@ POM_TEMPLATE = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 """
 
 LOG4J_PROPERTIES = """log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.MaxFileSize=20MB
+log4j.appender.file.MaxBackupIndex=2
 log4j.appender.file.File={log}
 log4j.appender.file.layout=org.apache.log4j.PatternLayout
 log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
@@ -220,7 +222,7 @@ class LocalBroker:
         except Exception:
             return False
 
-    def up(self, wait_s: float = 90.0) -> None:
+    def up(self, wait_s: float = 300.0) -> None:
         pid = self.pid()
         if pid is not None and self.accepts_clients():
             self._say(f"already running (pid {pid}) on {self.bootstrap}")
@@ -247,8 +249,15 @@ class LocalBroker:
             pid = process.pid
             self.pid_file.write_text(str(pid))
             self._say(f"starting Apache Kafka {self.settings.kafka_version} (pid {pid}) on {self.bootstrap}")
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
+        deadline, next_note = started + wait_s, started + 15
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_note:
+                # A broker with many partitions on disk loads each log before it answers.
+                partitions = sum(1 for _ in (self.broker_dir / "data").glob("*-[0-9]*"))
+                self._say(f"still starting after {time.monotonic() - started:.0f} s "
+                          f"({partitions} partition directories in {self.broker_dir / 'data'})")
+                next_note += 15
             exited = process.poll() is not None if process is not None else self.pid() is None
             if exited:
                 raise BrokerError(f"the broker exited during start-up; see {self.log_file} and {self.broker_dir / 'stdout.log'}")
