@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -18,7 +19,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-from cli.processes import stop_process  # noqa: E402  (needs ROOT on sys.path)
+from cli.kafka_local import delete_topics_containing  # noqa: E402  (needs ROOT on sys.path)
+from cli.processes import stop_process  # noqa: E402
+
+
+def delete_topics_on_exit(bootstrap: str, run: str) -> None:
+    """A benchmark leaves no topics behind: at exit, those named with its run id are deleted."""
+    def delete() -> None:
+        try:
+            delete_topics_containing(bootstrap, run)
+        except Exception as exc:
+            print(f"bench: could not list topics to delete ({exc})", file=sys.stderr)
+    atexit.register(delete)
 
 
 def pin_one_core() -> None:
@@ -67,6 +79,7 @@ def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", time
 def isolated_settings(base, name: str):
     """Settings of one benchmark run: its own topics, consumer group, port and state, one partition."""
     run = uuid.uuid4().hex[:8]
+    delete_topics_on_exit(base.bootstrap_servers, run)
     return dataclasses.replace(base, topic_prefix=f"bench-{name}-{run}.", app_id=f"bench-{name}-{run}",
                                web_port=str(free_port()), partitions="1", log_level="warning",
                                state_dir=f"/tmp/livelearn-bench-{name}-{run}")

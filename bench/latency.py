@@ -18,7 +18,15 @@ import threading
 import time
 import uuid
 
-from common import ROOT, free_port, isolated_settings, result, running_worker, wait_ready
+from common import (
+    ROOT,
+    delete_topics_on_exit,
+    free_port,
+    isolated_settings,
+    result,
+    running_worker,
+    wait_ready,
+)
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -115,6 +123,7 @@ def main() -> None:
     bootstrap = settings.bootstrap_servers
 
     run = uuid.uuid4().hex[:8]
+    delete_topics_on_exit(bootstrap, run)
     noop_topic, port = f"bench-latency-{run}.noop", free_port()
     from confluent_kafka.admin import AdminClient, NewTopic
 

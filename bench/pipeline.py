@@ -24,7 +24,15 @@ import time
 import uuid
 
 import numpy as np
-from common import ROOT, free_port, isolated_settings, result, running_worker, wait_ready
+from common import (
+    ROOT,
+    delete_topics_on_exit,
+    free_port,
+    isolated_settings,
+    result,
+    running_worker,
+    wait_ready,
+)
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -102,6 +110,7 @@ def main() -> None:
     base = Settings.from_env()
     bootstrap = base.bootstrap_servers
     run = uuid.uuid4().hex[:8]
+    delete_topics_on_exit(bootstrap, run)
     codec = AvroCodec.for_topic_schema("tick")
     ticks = list(generate(args.ticks + int(args.rate * args.seconds), seed=7))
     encoded = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in ticks]

@@ -300,3 +300,19 @@ class LocalBroker:
         if not self.log_file.exists():
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def delete_topics_containing(bootstrap: str, marker: str) -> list[str]:
+    """Delete the topics whose names contain ``marker`` (a test's or benchmark's run id; Faust's
+    changelogs carry it through the app id) and return their names. Runs that leave their topics
+    make the local broker slower to start with each one: it loads every partition first."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    names = [name for name in admin.list_topics(timeout=10).topics if marker in name]
+    for name, future in (admin.delete_topics(names, operation_timeout=30) if names else {}).items():
+        try:
+            future.result(timeout=60)
+        except Exception as exc:  # a leftover topic is untidy, not a failure of the run
+            print(f"could not delete topic {name}: {exc}", file=sys.stderr)
+    return names

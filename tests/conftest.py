@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.kafka_local import delete_topics_containing
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -54,20 +56,6 @@ def kafka() -> str:
 @pytest.fixture
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
-
-
-def delete_topics_containing(bootstrap: str, marker: str) -> None:
-    """Delete the topics whose names contain ``marker``: every test run would otherwise leave its
-    topics (and Faust's changelogs) on the local broker, whose start-up slows with each of them."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    names = [name for name in admin.list_topics(timeout=10).topics if marker in name]
-    for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
-        try:
-            future.result(timeout=60)
-        except Exception as exc:  # a leftover topic is untidy, not a test failure
-            print(f"could not delete a test topic: {exc}", file=sys.stderr)
 
 
 @pytest.fixture
