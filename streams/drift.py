@@ -479,6 +479,8 @@ class Channel:
         self.reference: np.ndarray | None = None
         self.reference_columns: list[np.ndarray] = []
         self.reference_tau = np.ones(len(streams), dtype=int)
+        # Only the feature channel runs the serial-correlation-corrected mean test.
+        self.mean_test = kind == "FEATURE" and config.mean_test
         self.inflation = np.ones(len(streams))
         self.reference_moments = (np.zeros(len(streams)), np.zeros(len(streams)), np.zeros(len(streams)))
         # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
@@ -514,13 +516,16 @@ class Channel:
         self.reference_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
         # Variance inflation of a mean by the correlated lags (those before tau); never below 1, so a
         # mean-reverting stream is tested as if independent.
+        if not self.mean_test:
+            return
         correlated = np.arange(1, self.max_lag + 1)[:, None] < self.reference_tau
         self.inflation = np.maximum(1.0, 1.0 + 2.0 * np.where(correlated, self.pooled_correlation[1:], 0.0).sum(axis=0))
 
     def _set_reference(self, data: np.ndarray, times: np.ndarray) -> None:
         self.reference = data
         self.reference_columns = [col[~np.isnan(col)] for col in data.T]
-        self._set_reference_moments()
+        if self.mean_test:
+            self._set_reference_moments()
         if self.payloads is not None:
             offset = 0 if self.config.reference == "fixed" else self.config.window
             self.reference_payloads = [self.payloads[i] for i in self._indices(data.shape[0] + offset)[:data.shape[0]]]
@@ -562,7 +567,6 @@ class Channel:
         values = np.array([rescore(x) for x in self.reference_payloads], dtype=float)
         self.reference = values[:, None]
         self.reference_columns = [values[~np.isnan(values)]]
-        self._set_reference_moments()
 
     def _set_reference_moments(self) -> None:
         columns = self.reference_columns
@@ -609,8 +613,7 @@ class Channel:
             lengths.append(length)
             references.append(ref)
             currents.append(cur)
-        mean_test = self.kind == "FEATURE" and self.config.mean_test
-        if mean_test and tested:
+        if self.mean_test and tested:
             spans = self.mean_spans(np.array(lengths))
             longest = max(longest, int(spans.max()))
         self.current_times = (int(times[w - longest]), int(times[-1]))
@@ -620,11 +623,11 @@ class Channel:
             return results
         if self.kind in ("FEATURE", "PREDICTION"):
             distances, sizes = ks_statistics(references, currents)
-            tests = len(tested) * (2 if self.kind == "FEATURE" and self.config.mean_test else 1)
+            tests = len(tested) * (2 if self.mean_test else 1)
             p_values = ks_p_values(distances, sizes, self._rejectable_below(tests))
             for (stream, tau), d, p in zip(tested, distances.tolist(), p_values.tolist(), strict=True):
                 results.append((stream, "ks_2samp", d, p, d, tau))
-            if mean_test:
+            if self.mean_test:
                 statistics, p_values, effects = self._mean_tests(recent, np.array(columns), spans)
                 for (stream, tau), t, p, effect in zip(tested, statistics.tolist(), p_values.tolist(),
                                                        effects.tolist(), strict=True):
