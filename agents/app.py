@@ -40,16 +40,24 @@ class FaustAvro(codecs.Codec):
         return self.avro.decode(s)
 
 
-def _broker_credentials(s: Settings):
-    if not s.sasl_mechanism:
-        return None
-    return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password, mechanism=s.sasl_mechanism)
+def broker_credentials(s: Settings):
+    """Faust (aiokafka) credentials for the configured protocol: the TLS settings as an
+    ``ssl.SSLContext`` for SSL and SASL_SSL, SASL user and mechanism for the SASL protocols. Without
+    them Faust would speak plaintext whatever KAFKA_SECURITY_PROTOCOL says."""
+    protocol = s.protocol
+    context = s.ssl_context()
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                     mechanism=s.sasl_mechanism.strip().upper(), ssl_context=context)
+    return None
 
 
 app = faust.App(
     settings.app_id,
     broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-    broker_credentials=_broker_credentials(settings),
+    broker_credentials=broker_credentials(settings),
     key_serializer="raw",
     value_serializer="raw",
     store="memory://",
@@ -59,7 +67,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     processing_guarantee="at_least_once",
     web_port=settings.web_port_int,
-    web_bind="127.0.0.1",
+    web_bind=settings.web_bind,
     producer_linger_ms=1,
     producer_max_request_size=16 * 1024 * 1024,
     broker_commit_every=1000,
@@ -75,7 +83,8 @@ topic_names: dict[str, str] = {}
 for spec in FLOW:
     name = topic_names[spec.stage] = settings.topic(spec.stage)
     topics[spec.stage] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.n_partitions)
-    avro[spec.stage] = make_codec(spec.schema, settings.schema_registry_url, name)
+    avro[spec.stage] = make_codec(spec.schema, settings.schema_registry_url, name,
+                                  on_legacy=metrics.legacy_avro.labels(spec.stage).inc)
     codecs.register(f"livelearn-{spec.stage}", FaustAvro(avro[spec.stage]))
 
 

@@ -30,7 +30,8 @@ class PartitionPipeline:
         self.models = PartitionModels()
 
 
-checkpoints = PartitionCheckpoints(STAGE, f"pipeline-v3-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionPipeline,
+checkpoints = PartitionCheckpoints(STAGE, "ticks", f"pipeline-v4-{FEATURE_SET}-{MODEL_CONFIG:08x}",
+                                   PartitionPipeline,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))
 register_timer(checkpoints)

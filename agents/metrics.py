@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 # Per-event work is tens of microseconds to a few milliseconds; alerts need the tail up to ~1 s.
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -14,6 +21,10 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # CPU, memory, open files, start time (process_*) and the Python version (python_info): what
+        # every Prometheus client exports by default, and what a dashboard of a stalled worker needs.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.events = Counter("livelearn_events_total", "Events processed, by stage", ["stage"], registry=r)
         self.outputs = Counter("livelearn_outputs_total", "Records produced, by topic stage", ["stage"], registry=r)
         self.dead_letters = Counter(
@@ -48,6 +59,16 @@ class Metrics:
         self.duplicates = Counter(
             "livelearn_duplicates_skipped_total", "Inputs already applied (redelivered after a restart)", ["stage"],
             registry=r,
+        )
+        self.legacy_avro = Counter(
+            "livelearn_legacy_avro_records_total",
+            "Records read with the deprecated big-endian schema fingerprint (livelearn 0.1 writers), by topic stage",
+            ["stage"], registry=r,
+        )
+        self.checkpoints_refused = Counter(
+            "livelearn_checkpoints_refused_total",
+            "Checkpoint records not restored (unsigned, forged, offset out of range, unreadable), by stage and reason",
+            ["stage", "reason"], registry=r,
         )
         self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)
         self.drift_false_alarm_bound = Gauge(

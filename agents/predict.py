@@ -33,7 +33,8 @@ metrics.drift_false_alarm_bound.set(registry.drift_config.expected_false_alarms_
 MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
 # Models pickle to hundreds of kB (MLP, replay buffers, drift windows): checkpointing every second
 # took ~10% of the stage's time in a profile, hence a longer default than the feature stage's.
-checkpoints = PartitionCheckpoints(STAGE, f"models-v6-{FEATURE_SET}-{MODEL_CONFIG:08x}", PartitionModels,
+checkpoints = PartitionCheckpoints(STAGE, "external-features", f"models-v7-{FEATURE_SET}-{MODEL_CONFIG:08x}",
+                                   PartitionModels,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))
 register_timer(checkpoints)

@@ -8,6 +8,7 @@ Nothing else in the code base reads the environment.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -23,7 +24,15 @@ class Settings:
     security_protocol: str = _env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     sasl_mechanism: str = _env("KAFKA_SASL_MECHANISM", "", "SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
     sasl_username: str = _env("KAFKA_SASL_USERNAME", "", "SASL user name")
-    sasl_password: str = _env("KAFKA_SASL_PASSWORD", "", "SASL password")
+    sasl_password: str = _env("KAFKA_SASL_PASSWORD", "", "SASL password (secret)")
+    ssl_ca_location: str = _env(
+        "KAFKA_SSL_CA_LOCATION", "", "PEM file of the CA(s) that sign the brokers' certificates; empty = system CAs"
+    )
+    ssl_certificate_location: str = _env(
+        "KAFKA_SSL_CERTIFICATE_LOCATION", "", "PEM client certificate (mutual TLS); empty = none"
+    )
+    ssl_key_location: str = _env("KAFKA_SSL_KEY_LOCATION", "", "PEM private key of the client certificate")
+    ssl_key_password: str = _env("KAFKA_SSL_KEY_PASSWORD", "", "Password of an encrypted client key (secret)")
     schema_registry_url: str = _env(
         "SCHEMA_REGISTRY_URL", "", "Confluent Schema Registry URL; empty = registry-free single-object Avro"
     )
@@ -48,6 +57,18 @@ class Settings:
     # Worker.
     app_id: str = _env("LIVELEARN_APP_ID", "livelearn", "Faust application id (consumer group)")
     web_port: str = _env("LIVELEARN_WEB_PORT", "6066", "Worker HTTP port: /metrics, /healthz, /readyz")
+    web_bind: str = _env(
+        "LIVELEARN_WEB_BIND", "127.0.0.1",
+        "Address the worker's HTTP server binds (0.0.0.0 to let Prometheus in another container scrape it)",
+    )
+    checkpoint_key: str = _env(
+        "LIVELEARN_CHECKPOINT_KEY", "",
+        "HMAC-SHA256 key that signs and verifies checkpoint records (secret); empty = LIVELEARN_CHECKPOINT_KEY_FILE",
+    )
+    checkpoint_key_file: str = _env(
+        "LIVELEARN_CHECKPOINT_KEY_FILE", "",
+        "File holding the checkpoint key; empty = <home>/checkpoint.key, created (mode 600) on first use",
+    )
     state_dir: str = _env("LIVELEARN_STATE_DIR", "", "Worker state (snapshots); empty = <home>/state/<app id>")
     log_level: str = _env("LIVELEARN_LOG_LEVEL", "info", "Worker log level")
     model_checkpoint_events: str = _env(
@@ -130,6 +151,10 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         return {f.metadata["env"]: getattr(self, f.name) for f in fields(self)}
 
+    def masked_env(self) -> dict[str, str]:
+        """``as_env`` with every secret that is set shown as ``****`` (for printing and logs)."""
+        return {env: ("****" if value and env in SECRETS else value) for env, value in self.as_env().items()}
+
     # Typed views; parse errors surface as one clear ValueError naming the variable.
     def _int(self, attr: str) -> int:
         try:
@@ -211,18 +236,66 @@ class Settings:
     def topic(self, stage: str) -> str:
         return f"{self.topic_prefix}{stage}"
 
+    @property
+    def protocol(self) -> str:
+        """KAFKA_SECURITY_PROTOCOL, validated (with the SASL and TLS settings it needs)."""
+        protocol = self.security_protocol.strip().upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                             f"got {self.security_protocol!r}")
+        if protocol.startswith("SASL"):
+            if self.sasl_mechanism.strip().upper() not in SASL_MECHANISMS:
+                raise ValueError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)} with "
+                                 f"{protocol}, got {self.sasl_mechanism!r}")
+            if not self.sasl_username:
+                raise ValueError(f"KAFKA_SASL_USERNAME is required with {protocol}")
+        if protocol.endswith("SSL"):
+            for env, path in (("KAFKA_SSL_CA_LOCATION", self.ssl_ca_location),
+                              ("KAFKA_SSL_CERTIFICATE_LOCATION", self.ssl_certificate_location),
+                              ("KAFKA_SSL_KEY_LOCATION", self.ssl_key_location)):
+                if path and not Path(path).is_file():
+                    raise ValueError(f"{env}: no such file {path!r}")
+            if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+                raise ValueError("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together")
+        return protocol
+
     def client_config(self) -> dict[str, str]:
-        """librdkafka (confluent-kafka) connection settings."""
-        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            config.update(
-                {
-                    "sasl.mechanisms": self.sasl_mechanism,
-                    "sasl.username": self.sasl_username,
-                    "sasl.password": self.sasl_password,
-                }
-            )
+        """librdkafka (confluent-kafka) connection settings, TLS and SASL included."""
+        protocol = self.protocol
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": protocol}
+        if protocol.startswith("SASL"):
+            config.update({"sasl.mechanisms": self.sasl_mechanism.strip().upper(),
+                           "sasl.username": self.sasl_username, "sasl.password": self.sasl_password})
+        if protocol.endswith("SSL"):
+            for key, value in (("ssl.ca.location", self.ssl_ca_location),
+                               ("ssl.certificate.location", self.ssl_certificate_location),
+                               ("ssl.key.location", self.ssl_key_location),
+                               ("ssl.key.password", self.ssl_key_password)):
+                if value:
+                    config[key] = value
         return config
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The same TLS settings as an ``ssl.SSLContext`` (what aiokafka, so Faust, takes); None
+        without TLS. Certificates and host names are verified."""
+        if not self.protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_ca_location or None)
+        if self.ssl_certificate_location:
+            context.load_cert_chain(self.ssl_certificate_location, self.ssl_key_location,
+                                    password=self.ssl_key_password or None)
+        return context
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return Path(os.path.expanduser(self.checkpoint_key_file)) if self.checkpoint_key_file else (
+            self.home_path / "checkpoint.key")
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Printed as **** by `livelearn config` and never logged.
+SECRETS = frozenset({"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "LIVELEARN_CHECKPOINT_KEY"})
 
 
 def settings_table() -> list[tuple[str, str, str]]:

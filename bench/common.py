@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: real data from ../shared/data, timing, the RESULT line."""
+"""Shared benchmark helpers: the real data in data/ (see data/README.md), timing, the RESULT line."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = ROOT / "data"
 
 from cli.kafka_local import delete_topics_containing  # noqa: E402  (needs ROOT on sys.path)
 from cli.processes import stop_process  # noqa: E402

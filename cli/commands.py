@@ -29,6 +29,7 @@ def _ensure_topics(settings: Settings) -> None:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
+    from connectors.binance import PayloadError
     from connectors.replay import replay
 
     paths = [Path(p) for p in args.files]
@@ -36,14 +37,48 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise CliError(f"no such file: {', '.join(missing)}", code=2)
     _ensure_topics(settings)
-    speed = None if args.speed == "max" else float(args.speed)
-    if speed is not None and speed <= 0:
-        raise CliError("--speed must be positive or 'max'", code=2)
     symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
     sink = _sink(settings, "replay")
-    stats = replay(paths, sink, speed=speed, symbols=symbols, progress=not args.quiet)
+    try:
+        stats = replay(paths, sink, speed=args.speed, symbols=symbols, progress=not args.quiet, fmt=args.format,
+                       symbol=args.symbol)
+    except PayloadError as exc:  # a file whose header does not fit its format
+        raise CliError(str(exc), code=2) from None
     print(stats.summary())
+    rejected = sum(stats.rejected.values())
+    if rejected and stats.produced == 0:
+        print(f"livelearn: every row was rejected ({rejected}); nothing was produced. Is --format right?",
+              file=sys.stderr)
+        return 1
+    if stats.reject_ratio > args.max_reject_ratio:
+        print(f"livelearn: {stats.reject_ratio:.1%} of the rows were rejected, more than --max-reject-ratio "
+              f"{args.max_reject_ratio:.1%}", file=sys.stderr)
+        return 1
     return 0
+
+
+def speed_option(text: str) -> float | None:
+    """--speed: a positive number (1 = real time) or 'max'."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'max'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number or 'max'")
+    return value
+
+
+def ratio_option(text: str) -> float:
+    """A share between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
@@ -156,6 +191,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.binance_rest import (
         HistoryError,
         RateLimiter,
+        check_name_parts,
         download_agg_trades,
         download_klines,
         make_client,
@@ -163,6 +199,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     try:
+        check_name_parts(args.symbol.upper(), args.interval)
         start_ms, end_ms = parse_day(args.start), parse_day(args.end)
     except HistoryError as exc:
         raise CliError(str(exc), code=2) from None
@@ -463,9 +500,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("replay", help="replay Binance dumps (.zip/.csv) and websocket captures into the ticks topic")
-    p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv) or websocket captures")
-    p.add_argument("--speed", default="max", help="1 = real time, 60 = sixty times faster, max = as fast as possible")
+    p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv), websocket captures or "
+                                            "OHLCV CSV files with a header")
+    p.add_argument("--speed", type=speed_option, default=None, metavar="N|max",
+                   help="1 = real time, 60 = sixty times faster, max = as fast as possible (default)")
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
+    from connectors.replay import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="file format of every file (default: recognised from content and name)")
+    p.add_argument("--symbol", help="symbol of the files' rows (default: the file name's first part, e.g. BTCUSDT-1m-...)")
+    p.add_argument("--max-reject-ratio", type=ratio_option, default=1.0, metavar="R",
+                   help="exit 1 when more than this share of the rows is rejected (default 1: only when all are)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
 

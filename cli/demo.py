@@ -1,4 +1,4 @@
-"""`livelearn demo`: the main job end to end on the real BTCUSDT/ETHUSDT sample shipped in data/sample.
+"""`livelearn demo`: the main job end to end on the real BTCUSDT/ETHUSDT klines shipped with livelearn.
 
 Starts the local broker (unless KAFKA_BOOTSTRAP_SERVERS is set), gives this run its own topics and
 consumer group, starts a worker process, replays the sample, shows progress while predictions,
@@ -24,7 +24,23 @@ from cli.processes import stop_process
 from schemas.codec import make_codec
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = [ROOT / "data" / "sample" / "BTCUSDT-1m-2020-01-01.zip", ROOT / "data" / "sample" / "ETHUSDT-1m-2022-08-14.zip"]
+SAMPLE_NAMES = ("BTCUSDT-1m-2020-01-01.zip", "ETHUSDT-1m-2022-08-14.zip")
+
+
+def sample_files() -> list[Path]:
+    """The shipped sample: ``data/`` of a source checkout, or ``<prefix>/share/livelearn/sample`` where
+    a wheel installs it (``tool.setuptools.data-files`` in pyproject.toml)."""
+    import sysconfig
+
+    from cli.errors import CliError
+
+    places = [ROOT / "data" / "binance" / "klines" / "spot",
+              Path(sysconfig.get_path("data")) / "share" / "livelearn" / "sample"]
+    for folder in places:
+        if all((folder / name).is_file() for name in SAMPLE_NAMES):
+            return [folder / name for name in SAMPLE_NAMES]
+    raise CliError(f"the demo sample ({', '.join(SAMPLE_NAMES)}) is in none of {', '.join(map(str, places))}; "
+                   "pass files to replay instead", code=2)
 
 
 def _say(text: str) -> None:
@@ -54,14 +70,14 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
     from connectors.replay import replay
     from connectors.sink import KafkaSink
 
-    files = files or SAMPLE
+    files = files or sample_files()
     if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
         LocalBroker(base).up()
     require_broker(base)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
     settings = dataclasses.replace(base, topic_prefix=f"{base.topic_prefix}demo-{run_id}.",
                                    app_id=f"{base.app_id}-demo-{run_id}")
-    report_dir = report_dir or ROOT / "reports"
+    report_dir = report_dir or Path.cwd() / "reports"
     report_dir.mkdir(parents=True, exist_ok=True)
     log_path = report_dir / f"worker-{run_id}.log"
     _say(f"run {run_id}: topics {settings.topic_prefix}*, worker log {log_path}")
@@ -70,8 +86,8 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
     create_topics(settings)
     env = {**os.environ, **settings.as_env(), "LIVELEARN_LOG_LEVEL": "warning"}
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
     try:
         _wait_ready(settings.web_port_int, worker, log_path)
         _say("worker ready; replaying " + ", ".join(f.name for f in files))

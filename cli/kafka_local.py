@@ -25,6 +25,20 @@ SLF4J_VERSION = "1.7.36"
 RELOAD4J_VERSION = "1.2.25"
 
 
+# What the jar folder holds besides the broker; a folder fetched for an older layout is fetched again.
+LIBS_LAYOUT = "broker+tools"
+# Kafka's own command-line tools (kafka-tools), by the name of their shell script without .sh.
+KAFKA_TOOLS = {
+    "topics": "org.apache.kafka.tools.TopicCommand",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+}
+TOOLS_LOG4J = "log4j.rootLogger=WARN, stderr\nlog4j.appender.stderr=org.apache.log4j.ConsoleAppender\n" \
+              "log4j.appender.stderr.Target=System.err\nlog4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n" \
+              "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n"
+
+
 class BrokerError(RuntimeError):
     """A problem the user can act on; the CLI prints it as one line and exits non-zero."""
 
@@ -37,6 +51,7 @@ POM_TEMPLATE = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
     <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>{slf4j}</version></dependency>
     <dependency><groupId>ch.qos.reload4j</groupId><artifactId>reload4j</artifactId><version>{reload4j}</version></dependency>
   </dependencies>
@@ -57,9 +72,52 @@ log4j.logger.kafka.request.logger=WARN
 """
 
 
+@dataclass(frozen=True)
+class SecureListeners:
+    """TLS listeners beside the plaintext one: ``SASL_SSL`` (PLAIN and SCRAM-SHA-256 users) and
+    ``SSL``, both with mutual TLS when ``client_auth`` is ``required``. The tests start a second
+    broker with these to run the pipeline over TLS; the certificates come from the caller.
+
+    ``keystore``: PEM file with the broker's unencrypted PKCS#8 key and its certificate chain;
+    ``truststore``: PEM file of the CA certificates that sign client certificates.
+    """
+
+    sasl_ssl_port: int
+    ssl_port: int
+    keystore: Path
+    truststore: Path
+    plain_users: tuple[tuple[str, str], ...] = ()
+    scram_users: tuple[tuple[str, str], ...] = ()
+    client_auth: str = "required"
+
+    def properties(self) -> dict[str, str]:
+        plain = " ".join(f'user_{user}="{password}"' for user, password in self.plain_users)
+        return {
+            "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config":
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain};",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.truststore),
+            "ssl.client.auth": self.client_auth,
+        }
+
+    def scram_arguments(self) -> list[str]:
+        """StorageTool arguments that write the SCRAM credentials when the storage is formatted (KRaft
+        keeps them in the metadata log)."""
+        out = []
+        for user, password in self.scram_users:
+            out += ["--add-scram", f"SCRAM-SHA-256=[name={user},password={password}]"]
+        return out
+
+
 @dataclass
 class LocalBroker:
     settings: Settings
+    secure: SecureListeners | None = None
 
     @property
     def port(self) -> int:
@@ -98,7 +156,8 @@ class LocalBroker:
 
     def ensure_jars(self) -> None:
         marker = self.libs_dir / ".complete"
-        if marker.exists():
+        expected = f"{self.settings.kafka_version} {LIBS_LAYOUT}"
+        if marker.exists() and marker.read_text() == expected:
             return
         for tool in ("java", "mvn"):
             if shutil.which(tool) is None:
@@ -123,7 +182,7 @@ class LocalBroker:
             raise BrokerError(f"Maven could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
         shutil.rmtree(self.libs_dir, ignore_errors=True)
         tmp.rename(self.libs_dir)
-        marker.write_text(self.settings.kafka_version)
+        marker.write_text(expected)
 
     def _classpath(self) -> str:
         return str(self.libs_dir / "*")
@@ -139,15 +198,20 @@ class LocalBroker:
     def write_config(self) -> Path:
         self.broker_dir.mkdir(parents=True, exist_ok=True)
         data_dir = self.broker_dir / "data"
+        listeners = {"PLAINTEXT": self.port}
+        if self.secure is not None:
+            listeners.update({"SASL_SSL": self.secure.sasl_ssl_port, "SSL": self.secure.ssl_port})
+        advertised = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{advertised},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(["CONTROLLER:PLAINTEXT",
+                                                        *(f"{name}:{name}" for name in listeners)]),
             "log.dirs": str(data_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -167,6 +231,8 @@ class LocalBroker:
             "num.io.threads": "2",
             "log.flush.interval.messages": str(2**62),
         }
+        if self.secure is not None:
+            props.update(self.secure.properties())
         path = self.broker_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.broker_dir / "log4j.properties").write_text(LOG4J_PROPERTIES.format(log=self.log_file))
@@ -178,6 +244,7 @@ class LocalBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                       *(self.secure.scram_arguments() if self.secure is not None else []),
                        log_config=self.broker_dir / "log4j.properties"),
             capture_output=True, text=True,
         )
@@ -295,6 +362,19 @@ class LocalBroker:
             return True
         self._say(f"pid {pid} is alive but {self.bootstrap} does not answer yet")
         return False
+
+    def run_tool(self, tool: str, arguments: list[str]) -> int:
+        """Run one of Kafka's own tools (``KAFKA_TOOLS`` name, or a main class) with the broker's jars,
+        as ``kafka-run-class.sh`` would; returns its exit code."""
+        main = KAFKA_TOOLS.get(tool, tool)
+        if "." not in main:
+            raise BrokerError(f"unknown tool {tool!r}; choose from {', '.join(KAFKA_TOOLS)} or give a main class")
+        self.ensure_jars()
+        config = self.runtime_dir / "tools-log4j.properties"
+        config.write_text(TOOLS_LOG4J)
+        command = ["java", "-Xmx256m", f"-Dlog4j.configuration=file:{config}", "-cp", self._classpath(), main,
+                   *arguments]
+        return subprocess.run(command).returncode
 
     def logs(self, lines: int = 50) -> str:
         if not self.log_file.exists():

@@ -11,7 +11,7 @@ from cli.errors import CliError, require_broker
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.kafka_local import BrokerError, LocalBroker
+    from cli.kafka_local import KAFKA_TOOLS, BrokerError, LocalBroker
 
     broker = LocalBroker(settings)
     try:
@@ -23,6 +23,11 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
             return 0 if broker.status() else 1
         elif args.action == "logs":
             print(broker.logs(args.lines))
+        elif args.action == "tool":
+            if not args.tool_args:
+                raise CliError("usage: livelearn kafka tool NAME [ARGS...] with NAME one of "
+                               + ", ".join(sorted(KAFKA_TOOLS)) + " (or a main class)", code=2)
+            return broker.run_tool(args.tool_args[0], args.tool_args[1:])
     except BrokerError as exc:
         raise CliError(str(exc), code=2) from exc
     return 0
@@ -45,7 +50,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    current = settings.as_env()
+    current = settings.masked_env()
     if args.markdown:
         print("| variable | default | meaning |\n|---|---|---|")
         for env, default, doc in settings_table():
@@ -62,11 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Online learning on market data over Apache Kafka. Settings come from environment "
         "variables: see 'livelearn config'.",
     )
+    from cli import __version__
+
+    parser.add_argument("--version", action="version", version=f"livelearn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("kafka", help="run the local single-node Kafka broker (Java 17 + Maven)")
-    p.add_argument("action", choices=["up", "down", "status", "logs"])
+    p = sub.add_parser("kafka", help="run the local single-node Kafka broker (Java 17 + Maven), or Kafka's own tools",
+                       description="up/down/status/logs manage the local broker; 'tool NAME ARGS' runs one of "
+                                   "Kafka's command-line tools with its jars, e.g. 'livelearn kafka tool topics "
+                                   "--bootstrap-server 127.0.0.1:9092 --list' (topics, console-consumer, "
+                                   "consumer-groups, get-offsets, or a main class).")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "tool"])
     p.add_argument("--lines", type=int, default=50, help="lines of the broker log to show (logs)")
+    p.add_argument("tool_args", nargs=argparse.REMAINDER, help="tool: NAME and its arguments")
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("worker", help="run a Faust worker with every stage agent")

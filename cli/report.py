@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections import defaultdict
@@ -61,6 +60,8 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
+    # Symbols and member names come from topics: a '$' in one must not be parsed as mathtext.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     predictions, feedback, alerts = run["predictions"], run["feedback"], run["alerts"]
@@ -166,32 +167,25 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return plots
 
 
+def render_page(prefix: str, run: dict[str, list[dict]], table: dict[str, dict[str, float]],
+                plots: list[tuple[str, str]], shown: int = 200) -> str:
+    """The page, from ``templates/report.html``. Every string on it comes from a topic (symbols, alert
+    ids, test and member names, reasons), so the template engine escapes every value it inserts:
+    a record cannot add markup or script to the page."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("cli", "templates"), autoescape=True,
+                                     undefined=jinja2.StrictUndefined)
+    counts = {name: len(records) for name, records in run.items()}
+    return environment.get_template("report.html").render(
+        prefix=prefix, counts=counts, scores=sorted(table.items()), plots=plots, alerts=run["alerts"][:shown],
+        model_events=run["model_events"][-shown:], dead_letters=run["dead_letters"][-shown:])
+
+
 def write_report(settings: Settings, out: Path, run: dict[str, list[dict]] | None = None) -> Path:
     run = run or load_run(settings)
     table = score_table(run["predictions"], run["feedback"])
-    plots = build_plots(run)
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{s['n']}</td><td>{s['accuracy']:.4f}</td><td>{s['log_loss']:.4f}</td></tr>"
-        for name, s in sorted(table.items())
-    )
-    alert_rows = "".join(
-        f"<tr><td>{html.escape(a['alert_id'])}</td><td>{a['status']}</td><td>{a['kind']}</td><td>{a['severity']}</td>"
-        f"<td>{a['test_name']}</td><td>{a['adjusted_p_value']:.2e}</td><td>{a['effect_size']:.3f}</td>"
-        f"<td>{html.escape(', '.join(a['affected_features']))}</td></tr>"
-        for a in run["alerts"][:200]
-    )
-    images = "".join(f"<h2>{html.escape(t)}</h2><img src='data:image/png;base64,{b}'/>" for t, b in plots)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>livelearn run report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}</style>
-</head><body><h1>livelearn run report</h1>
-<p>Topics with prefix <code>{html.escape(settings.topic_prefix)}</code>: {len(run['predictions'])} predictions,
-{len(run['feedback'])} feedback records, {len(run['alerts'])} alert records, {len(run['model_events'])} model events,
-{len(run['dead_letters'])} dead letters.</p>
-<h2>Scores over all labelled predictions</h2>
-<table><tr><th>model</th><th>n</th><th>accuracy</th><th>log-loss</th></tr>{rows}</table>
-{images}
-<h2>Alerts</h2><table><tr><th>id</th><th>status</th><th>kind</th><th>severity</th><th>test</th><th>adj. p</th><th>effect</th><th>streams</th></tr>{alert_rows}</table>
-</body></html>"""
+    page = render_page(settings.topic_prefix, run, table, build_plots(run))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out

@@ -16,6 +16,7 @@ Tests point it at a local server that answers with stored responses.
 from __future__ import annotations
 
 import csv
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,27 @@ INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 9
 
 class HistoryError(RuntimeError):
     """A download that cannot go on (bad arguments, repeated refusals)."""
+
+
+_SYMBOL = re.compile(r"[A-Z0-9_]{2,30}")
+_INTERVAL = re.compile(r"[1-9][0-9]{0,2}[smhdwM]")
+
+
+def check_name_parts(symbol: str, interval: str = "1m") -> None:
+    """Symbol and interval go into REST queries and output file names: only what Binance uses
+    (upper-case letters, digits, '_'; intervals like 1m, 4h, 1d) is accepted, so that an argument
+    cannot point a file name outside the output folder.
+
+    >>> check_name_parts("BTCUSDT", "1m")
+    >>> check_name_parts("../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    connectors.binance_rest.HistoryError: '../../etc/passwd' is not a Binance symbol (upper-case letters, digits and _)
+    """
+    if not _SYMBOL.fullmatch(symbol):
+        raise HistoryError(f"{symbol!r} is not a Binance symbol (upper-case letters, digits and _)")
+    if not _INTERVAL.fullmatch(interval):
+        raise HistoryError(f"{interval!r} is not a kline interval (e.g. 1s, 1m, 15m, 4h, 1d, 1w, 1M)")
 
 
 def parse_day(text: str) -> int:
@@ -178,6 +200,7 @@ def _agg_row(item: dict) -> list:
 
 def download_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int, out_dir: Path,
                     futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+    check_name_parts(symbol, interval)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
     path = out_dir / f"{symbol}-{interval}-{day}.csv"
     rows = (_kline_row(row) for row in iter_klines(limiter, symbol, interval, start_ms, end_ms, futures))
@@ -186,6 +209,7 @@ def download_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: 
 
 def download_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: int, out_dir: Path,
                         futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+    check_name_parts(symbol)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
     path = out_dir / f"{symbol}-aggTrades-{day}.csv"
     rows = (_agg_row(item) for item in iter_agg_trades(limiter, symbol, start_ms, end_ms, futures))

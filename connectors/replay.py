@@ -7,8 +7,14 @@ Formats, recognised per file:
 * aggTrades (``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
   is_buyer_maker``) and trades (``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match``),
   recognised by ``aggTrades`` / ``trades`` in the file name;
-* websocket captures: one JSON message a line, optionally prefixed by a receive time in ns
-  (``<ns> <json>``, hftbacktest) or seconds (``<s>: <json>``, cryptofeed); gzip is read transparently.
+* websocket captures: one JSON message a line, optionally prefixed by a receive time (``<time>
+  <json>`` as hftbacktest writes it, ``<time>: <json>`` as cryptofeed does) in seconds, ms, µs or ns,
+  told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`); gzip is read
+  transparently;
+* generic OHLCV CSV with a header (``connectors.ohlcv``: ISO or epoch times), recognised by its header.
+
+``--format`` names the format instead of recognising it, and ``--symbol`` gives the symbol of files
+whose name does not start with it (both apply to every file of the run).
 
 Each file is read whole and stably sorted by event time; files are then merged by
 ``(event time, file position on the command line, line number)``, so the same inputs always give the
@@ -40,7 +46,10 @@ from connectors.binance import (
     normalise_ws,
     trade_row_to_tick,
 )
+from connectors.ohlcv import epoch_ms, is_ohlcv_header, ohlcv_columns, ohlcv_row_to_tick
 from streams.ticks import InvalidTick, check_tick
+
+FORMATS = ("auto", "klines", "aggTrades", "trades", "ws", "ohlcv")
 
 _WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
 
@@ -64,6 +73,13 @@ class ReplayStats:
     rejected: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     filtered: int = 0
+
+    @property
+    def reject_ratio(self) -> float:
+        """Rejected rows over rows that were meant to be ticks (skips such as depth updates excluded)."""
+        rejected = sum(self.rejected.values())
+        considered = self.read - sum(self.skipped.values())
+        return rejected / considered if considered else 0.0
 
     def summary(self) -> str:
         lines = [f"rows read {self.read}, produced {self.produced}, rejected {sum(self.rejected.values())}, "
@@ -97,6 +113,10 @@ def detect_format(path: Path, first_line: str) -> str:
         return "aggTrades"
     if "trades" in name:
         return "trades"
+    header = next(csv.reader([first_line]), [])
+    # Binance futures klines carry a header too (with close_time and quote_volume): still klines.
+    if is_ohlcv_header(header) and "quote_volume" not in {cell.strip().lower() for cell in header}:
+        return "ohlcv"
     return "klines"
 
 
@@ -104,12 +124,16 @@ def symbol_from_name(path: Path) -> str:
     return path.name.split("-")[0].split(".")[0].upper()
 
 
-def read_file(path: Path, file_index: int = 0) -> list[ReplayItem]:
-    """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time."""
+def read_file(path: Path, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
+    """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time.
+    ``fmt`` (one of :data:`FORMATS`) and ``symbol`` override what the file's content and name say."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     lines = _open_text_lines(path)
     if not lines:
         return []
-    fmt = detect_format(path, lines[0])
+    if fmt == "auto":
+        fmt = detect_format(path, lines[0])
     origin = str(path)
     items: list[ReplayItem] = []
     last_time = 0
@@ -120,11 +144,17 @@ def read_file(path: Path, file_index: int = 0) -> list[ReplayItem]:
                 last_time = item.event_time_ms
                 items.append(item)
     else:
-        symbol = symbol_from_name(path)
-        convert: Callable[[str, list[str]], dict] = {
-            "klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick,
-        }[fmt]
-        for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines))), 1):
+        symbol = (symbol or symbol_from_name(path)).upper()
+        rows = csv.reader(io.StringIO("\n".join(lines)))
+        if fmt == "ohlcv":
+            columns = ohlcv_columns(next(rows, []))
+
+            def convert(name: str, row: list[str]) -> dict:
+                return ohlcv_row_to_tick(name, row, columns)
+        else:
+            convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick,
+                       "trades": trade_row_to_tick}[fmt]
+        for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
             if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
                 continue  # blank line or header
             raw = ",".join(row).encode()
@@ -147,8 +177,7 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
     body = text
     match = _WS_PREFIX.match(text)
     if match:
-        stamp = match.group(1)
-        receive_ms = int(float(stamp) * 1000) if "." in stamp or len(stamp) <= 11 else int(stamp) // 1_000_000
+        receive_ms = epoch_ms(match.group(1))
         body = text[match.end():]
     raw = text.encode()
     try:
@@ -164,9 +193,9 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
     return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
 
 
-def merged(paths: Iterable[Path]) -> Iterator[ReplayItem]:
+def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
     """All files merged in event-time order (ties: command-line order, then line number)."""
-    return heapq.merge(*(read_file(Path(p), i) for i, p in enumerate(paths)))
+    return heapq.merge(*(read_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)))
 
 
 class Progress:
@@ -197,13 +226,14 @@ class Progress:
 
 
 def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str] | None = None,
-           progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> ReplayStats:
+           progress: bool = True, sleep: Callable[[float], None] = time.sleep, fmt: str = "auto",
+           symbol: str | None = None) -> ReplayStats:
     """Produce every tick of ``paths`` to ``sink`` in event-time order.
 
     ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
     kept, divided by ``speed``.
     """
-    items = list(merged(paths))
+    items = list(merged(paths, fmt, symbol))
     stats = ReplayStats()
     bar = Progress(len(items), enabled=progress)
     wall_start = time.monotonic()

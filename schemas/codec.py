@@ -2,10 +2,17 @@
 
 Two wire formats:
 
-* registry-free (default): Avro *single-object encoding* — ``C3 01``, the 8-byte little-endian
-  CRC-64-AVRO fingerprint of the writer schema's canonical form, then the binary body. Every schema
-  version shipped in ``schemas/`` and ``schemas/history/`` is known by fingerprint, so a reader
-  resolves old and new writers against its own (reader) schema with Avro's resolution rules.
+* registry-free (default): Avro *single-object encoding* exactly as the specification defines it —
+  ``C3 01``, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical
+  Form, then the binary body — so Java's ``BinaryMessageDecoder``, the official Python ``avro``
+  package and any other conformant reader or writer interoperate (a test checks every topic's schema
+  against the ``avro`` package in both directions). Every schema version shipped in ``schemas/`` and
+  ``schemas/history/`` is known by fingerprint, so a reader resolves old and new writers against its
+  own (reader) schema with Avro's resolution rules.
+
+  Deprecated: livelearn 0.1 wrote the fingerprint in big-endian order (off the specification).
+  Those records are still read; each one is reported through the codec's ``on_legacy`` callback
+  (the worker counts them on ``livelearn_legacy_avro_records_total``). Nothing writes them any more.
 * Confluent Schema Registry (when ``SCHEMA_REGISTRY_URL`` is set): magic byte 0, 4-byte schema id,
   body; implemented with confluent-kafka's schema-registry client.
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,9 +73,20 @@ def load_schema_json(path: Path) -> dict:
 
 
 def schema_fingerprint(schema: dict) -> bytes:
-    """CRC-64-AVRO fingerprint of the canonical form, as 8 little-endian bytes."""
+    """CRC-64-AVRO fingerprint of the Parsing Canonical Form, as the 8 little-endian bytes the
+    single-object encoding carries (fastavro's hex digest is already in that order, as Java's is;
+    the value below is the one the Apache ``avro`` package computes).
+
+    >>> schema_fingerprint({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]}).hex()
+    '9a89b5f44e448d92'
+    """
     canonical = to_parsing_canonical_form(fastavro.parse_schema(schema, _write_hint=False))
-    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
+def legacy_fingerprint(schema: dict) -> bytes:
+    """The big-endian fingerprint livelearn 0.1 wrote (deprecated; read, never written)."""
+    return schema_fingerprint(schema)[::-1]
 
 
 class SchemaStore:
@@ -77,17 +96,19 @@ class SchemaStore:
         self.directory = directory
         self.current: dict[str, dict] = {}
         self.by_fingerprint: dict[bytes, dict] = {}
+        self.by_legacy_fingerprint: dict[bytes, dict] = {}
         for stem in SCHEMA_FILES:
             raw = load_schema_json(directory / f"{stem}.avsc")
             self.current[stem] = raw
-            self.by_fingerprint[schema_fingerprint(raw)] = fastavro.parse_schema(raw)
+            self.register(raw)
         for path in sorted((directory / "history").glob("*.avsc")):
-            raw = load_schema_json(path)
-            self.by_fingerprint[schema_fingerprint(raw)] = fastavro.parse_schema(raw)
+            self.register(load_schema_json(path))
 
     def register(self, schema: dict) -> bytes:
         fp = schema_fingerprint(schema)
-        self.by_fingerprint[fp] = fastavro.parse_schema(schema)
+        parsed = fastavro.parse_schema(schema)
+        self.by_fingerprint[fp] = parsed
+        self.by_legacy_fingerprint[fp[::-1]] = parsed
         return fp
 
 
@@ -110,17 +131,20 @@ class AvroCodec:
     True
     """
 
-    def __init__(self, schema: dict, store: SchemaStore | None = None, name: str | None = None):
+    def __init__(self, schema: dict, store: SchemaStore | None = None, name: str | None = None,
+                 on_legacy: Callable[[], None] | None = None):
         self.store = store or default_store()
         self.name = name or schema.get("name", "record")
         self.schema = fastavro.parse_schema(schema)
         self.fingerprint = self.store.register(schema)
         self.header = SINGLE_OBJECT_MAGIC + self.fingerprint
+        self.on_legacy = on_legacy
 
     @classmethod
-    def for_topic_schema(cls, stem: str, store: SchemaStore | None = None) -> AvroCodec:
+    def for_topic_schema(cls, stem: str, store: SchemaStore | None = None,
+                         on_legacy: Callable[[], None] | None = None) -> AvroCodec:
         store = store or default_store()
-        return cls(store.current[stem], store, name=stem)
+        return cls(store.current[stem], store, name=stem, on_legacy=on_legacy)
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -139,11 +163,17 @@ class AvroCodec:
                 f"(got {len(data or b'')} bytes starting {bytes(data or b'')[:4]!r})",
                 topic, partition, offset,
             )
-        writer = self.store.by_fingerprint.get(bytes(data[2:10]))
+        fp = bytes(data[2:10])
+        writer = self.store.by_fingerprint.get(fp)
         if writer is None:
-            raise DecodeError(
-                f"{self.name}: unknown writer schema fingerprint {bytes(data[2:10]).hex()}", topic, partition, offset
-            )
+            writer = self.store.by_legacy_fingerprint.get(fp)
+            if writer is None:
+                raise DecodeError(
+                    f"{self.name}: unknown writer schema fingerprint {fp.hex()} (little-endian CRC-64-AVRO of "
+                    "the writer schema's canonical form; register the schema or upgrade this reader)",
+                    topic, partition, offset)
+            if self.on_legacy is not None:
+                self.on_legacy()
         buf = io.BytesIO(data)
         buf.seek(10)
         try:
@@ -158,19 +188,29 @@ class AvroCodec:
 
 
 class ConfluentAvroCodec:
-    """Confluent wire format (magic 0 + schema id) through a Schema Registry.
+    """Confluent wire format (magic byte 0, 4-byte big-endian schema id, body) through a Schema Registry.
 
-    Used when ``SCHEMA_REGISTRY_URL`` is set. The subject is ``<topic>-value`` (TopicNameStrategy).
+    Used when ``SCHEMA_REGISTRY_URL`` is set (``mock://<name>`` is confluent-kafka's in-memory
+    registry, for tests). The subject is ``<topic>-value`` (TopicNameStrategy). The codec registers
+    its schema when it is built, as ``auto.register.schemas`` would on the first write, so that a
+    reader-only process knows the id of its own schema and an unreachable registry fails at start
+    with one clear line rather than on the first record. The two encodings cannot share topics: a
+    single-object reader rejects Confluent records and the other way round.
     """
 
     def __init__(self, schema: dict, registry_url: str, topic: str, name: str | None = None):
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
         from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         self.name = name or schema.get("name", "record")
-        client = SchemaRegistryClient({"url": registry_url})
+        client = SchemaRegistryClient.new_client({"url": registry_url})
         text = json.dumps(schema)
+        try:
+            self.schema_id = client.register_schema(f"{topic}-value", Schema(text, "AVRO"))
+        except Exception as exc:
+            raise SchemaError(f"{self.name}: the schema registry at {registry_url} refused or did not answer "
+                              f"the registration of {topic}-value: {type(exc).__name__}: {exc}") from exc
         self._serializer = AvroSerializer(client, text, conf={"auto.register.schemas": True})
         self._deserializer = AvroDeserializer(client, text)
         self._context = SerializationContext(topic, MessageField.VALUE)
@@ -184,15 +224,18 @@ class ConfluentAvroCodec:
     def decode(self, data: bytes | None, topic: str | None = None, partition: int | None = None,
                offset: int | None = None) -> dict[str, Any]:
         if not data or len(data) < 5 or data[0] != 0:
-            raise DecodeError(f"{self.name}: not a Confluent Avro record", topic, partition, offset)
+            raise DecodeError(f"{self.name}: not a Confluent Avro record (magic byte 0 + schema id)", topic,
+                              partition, offset)
         try:
             return self._deserializer(data, self._context)
         except Exception as exc:
             raise DecodeError(f"{self.name}: {exc}", topic, partition, offset) from exc
 
 
-def make_codec(stem: str, registry_url: str = "", topic: str = "") -> AvroCodec | ConfluentAvroCodec:
-    """The codec for a topic's schema under the configured wire format."""
+def make_codec(stem: str, registry_url: str = "", topic: str = "",
+               on_legacy: Callable[[], None] | None = None) -> AvroCodec | ConfluentAvroCodec:
+    """The codec for a topic's schema under the configured wire format; ``on_legacy`` is called for
+    each record read with the deprecated big-endian fingerprint (single-object encoding only)."""
     if registry_url:
         return ConfluentAvroCodec(default_store().current[stem], registry_url, topic, name=stem)
-    return AvroCodec.for_topic_schema(stem)
+    return AvroCodec.for_topic_schema(stem, on_legacy=on_legacy)

@@ -31,9 +31,10 @@ False
 from __future__ import annotations
 
 import math
-import pickle
 from collections import deque
 from typing import Any
+
+from streams import snapshots
 
 
 def _log_loss(p_up: float, y: int) -> float:
@@ -48,7 +49,7 @@ class GuardedMember:
         self.name = getattr(member, "name", type(member).__name__)
         self.snapshot_every, self.suspect_z, self.spike_factor, self.spike_floor = (
             snapshot_every, suspect_z, spike_factor, spike_floor)
-        self.snapshot = pickle.dumps(member)
+        self.snapshot = snapshots.dumps(member)
         self.accepted_since_snapshot = 0
         self.recent: deque[tuple[dict[str, float], int]] = deque(maxlen=holdout)
         self.stats: dict[str, list[float]] = {}  # feature -> [n, mean, m2] of accepted inputs
@@ -114,7 +115,7 @@ class GuardedMember:
                 problem = ("loss_spike", f"outlier {outlier} = {x[outlier]!r}: log-loss on the last "
                                          f"{len(self.recent)} samples rose from {before:.3g} to {after:.3g}")
         if problem is not None:
-            self.member = pickle.loads(self.snapshot)
+            self.member = snapshots.loads(self.snapshot)
             self.accepted_since_snapshot = 0
             return self._refuse(*problem)
         self.recent.append((x, y))
@@ -128,7 +129,7 @@ class GuardedMember:
             stat[2] += delta * (value - stat[1])
         self.accepted_since_snapshot += 1
         if self.accepted_since_snapshot >= self.snapshot_every:
-            self.snapshot = pickle.dumps(self.member)
+            self.snapshot = snapshots.dumps(self.member)
             self.accepted_since_snapshot = 0
             self._refresh_bounds()
         return True

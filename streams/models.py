@@ -135,11 +135,8 @@ class TorchMLP:
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         self.features = features
-        n_in = len(features)
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden // 2), torch.nn.Tanh(),
-            torch.nn.Linear(hidden // 2, 1),
-        ).to(self.device)
+        self.hidden = hidden
+        self.net = self._network()
         torch.random.set_rng_state(generator_state)
         self.initial_lr = lr
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
@@ -147,6 +144,7 @@ class TorchMLP:
         self.train_every, self.batch_size, self.clip, self.patience = train_every, batch_size, clip, patience
         self.rng = random.Random(seed)
         self.n = 0
+        n_in = len(features)
         self.mean = [0.0] * n_in
         self.m2 = [0.0] * n_in
         self.pending: list[tuple[list[float], int]] = []
@@ -158,6 +156,47 @@ class TorchMLP:
         self.since_improvement = 0
         self.steps = 0
         self.weights: tuple = ()
+
+    def _network(self):
+        import torch
+
+        n_in, hidden = len(self.features), self.hidden
+        return torch.nn.Sequential(
+            torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden // 2), torch.nn.Tanh(),
+            torch.nn.Linear(hidden // 2, 1),
+        ).to(self.device)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Data only: weights and optimizer state as numpy arrays, no torch objects (a snapshot is
+        read through an allowlist that admits no torch callable; see streams.snapshots)."""
+        state = self.__dict__.copy()
+        state["net"] = {name: t.detach().cpu().numpy() for name, t in self.net.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        state["optimizer"] = {
+            "state": {i: {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in slot.items()}
+                      for i, slot in optimizer["state"].items()},
+            "param_groups": optimizer["param_groups"],
+        }
+        state["device"] = str(self.device)
+        del state["loss_fn"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import torch
+
+        net, optimizer = state.pop("net"), state.pop("optimizer")
+        self.__dict__.update(state)
+        self.device = torch.device(state["device"])
+        self.net = self._network()
+        self.net.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in net.items()})
+        self.net.eval()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.initial_lr)
+        self.optimizer.load_state_dict({
+            "state": {i: {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in slot.items()}
+                      for i, slot in optimizer["state"].items()},
+            "param_groups": optimizer["param_groups"],
+        })
+        self.loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
 
     def _vector(self, x: dict[str, float]) -> list[float]:
         out = []

@@ -17,7 +17,8 @@ import pytest
 from cli.kafka_local import delete_topics_containing
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# Real data the tests read, copied into the repository with its provenance (data/README.md).
+DATA = ROOT / "data"
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
@@ -82,7 +83,7 @@ class Worker:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['LIVELEARN_WEB_PORT']}"
+        return f"http://{self.env.get('LIVELEARN_WEB_BIND', '127.0.0.1')}:{self.env['LIVELEARN_WEB_PORT']}"
 
     def get(self, path: str) -> tuple[int, str]:
         try:

@@ -59,3 +59,19 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: f
     finally:
         consumer.close()
     return messages
+
+
+def wait_for_distinct(bootstrap: str, topic: str, decode, key, at_least: int, timeout: float) -> set:
+    """Distinct ``key(record)`` of a topic, read until ``at_least`` of them arrived (or the timeout);
+    at-least-once republishes some records after a restart, hence distinct."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen: set = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < at_least and time.monotonic() < deadline:
+            seen.update(key(decode(m.value())) for m in consumer.consume(500, 0.2) if not m.error())
+    finally:
+        consumer.close()
+    return seen

@@ -20,7 +20,8 @@ from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = sorted(str(p) for p in (Path(__file__).resolve().parents[2] / "data" / "sample").glob("*.zip"))
+SAMPLE = [str(Path(__file__).resolve().parents[2] / "data" / "binance" / "klines" / "spot" / name)
+          for name in ("BTCUSDT-1m-2020-01-01.zip", "ETHUSDT-1m-2022-08-14.zip")]
 TICKS = 2880
 # Small drift windows, so that a short replay raises alerts whose equality is checked too.
 SETTINGS = {"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}

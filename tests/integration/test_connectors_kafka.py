@@ -18,7 +18,7 @@ from tests.kafka_io import produce, read_topic
 
 pytestmark = pytest.mark.integration
 
-KLINES = ROOT.parent / "shared" / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+KLINES = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
 
 
 def topic_digest(bootstrap: str, topic: str, expect: int) -> tuple[str, list]:
@@ -65,6 +65,22 @@ def test_malformed_row_is_dead_lettered_through_kafka(pipeline_env, tmp_path):
     assert len(read_topic(bootstrap, prefix + "ticks", expect=19)) == 19
 
 
+def test_replay_exit_code_says_when_rows_were_rejected(pipeline_env, tmp_path):
+    rows = zipfile.ZipFile(KLINES).read("BTCUSDT-1m-2020-01-01.csv").decode().splitlines()[:10]
+    # A klines file read as trades: every row is rejected, nothing reaches the topic.
+    path = tmp_path / "BTCUSDT-1m-misread.csv"
+    path.write_text("\n".join(rows) + "\n")
+    result = livelearn("replay", str(path), "--quiet", "--format", "trades", env=pipeline_env, timeout=120)
+    assert result.returncode == 1
+    assert "rejected 10" in result.stdout and "every row was rejected" in result.stderr
+    rows[2] = "garbage,row"
+    path.write_text("\n".join(rows) + "\n")
+    result = livelearn("replay", str(path), "--quiet", "--max-reject-ratio", "0.05", env=pipeline_env, timeout=120)
+    assert result.returncode == 1 and "10.0% of the rows were rejected" in result.stderr
+    result = livelearn("replay", str(path), "--quiet", "--max-reject-ratio", "0.2", env=pipeline_env, timeout=120)
+    assert result.returncode == 0 and "produced 9, rejected 1" in result.stdout
+
+
 def test_alerts_subscriber_prints_a_published_alert(pipeline_env):
     livelearn("topics", "create", env=pipeline_env, timeout=60)
     env = {**os.environ, **pipeline_env}
@@ -100,3 +116,21 @@ def test_unreachable_broker_is_one_clear_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "no Kafka broker answers at 127.0.0.1:1" in result.stderr and "livelearn kafka up" in result.stderr
+
+
+def test_kafkas_own_tools_run_with_the_fetched_jars(pipeline_env):
+    """TopicCommand, ConsoleConsumer and ConsumerGroupCommand (kafka-tools) against the broker."""
+    bootstrap, prefix = pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], pipeline_env["LIVELEARN_TOPIC_PREFIX"]
+    assert livelearn("topics", "create", env=pipeline_env, timeout=60).returncode == 0
+    produce(bootstrap, prefix + "ticks", [(b"BTCUSDT", b"raw-value", 1_700_000_000_000)])
+    listed = livelearn("kafka", "tool", "topics", "--bootstrap-server", bootstrap, "--describe", "--topic",
+                       prefix + "ticks", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert f"Topic: {prefix}ticks" in listed.stdout and "PartitionCount: 2" in listed.stdout
+    consumed = livelearn("kafka", "tool", "console-consumer", "--bootstrap-server", bootstrap, "--topic",
+                         prefix + "ticks", "--from-beginning", "--max-messages", "1", "--group", f"{prefix}tools",
+                         "--property", "print.key=true", timeout=120)
+    assert consumed.returncode == 0, consumed.stderr
+    assert "BTCUSDT\traw-value" in consumed.stdout
+    groups = livelearn("kafka", "tool", "consumer-groups", "--bootstrap-server", bootstrap, "--list", timeout=120)
+    assert groups.returncode == 0 and f"{prefix}tools" in groups.stdout

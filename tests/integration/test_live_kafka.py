@@ -13,12 +13,12 @@ from connectors.binance import normalise_ws
 from connectors.binance_live import LiveHandler
 from schemas.codec import AvroCodec
 from tests.binance_server import BinanceREST, BinanceWS, capture_messages, rest_agg_trade
-from tests.conftest import SHARED_DATA, livelearn
+from tests.conftest import DATA, livelearn
 from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 
-CAPTURE = SHARED_DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
+CAPTURE = DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
 
 
 def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipeline_env):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.kafka_io import produce
 
 pytestmark = pytest.mark.integration
 
-FILE = ROOT / "data" / "sample" / "BTCUSDT-1m-2020-01-01.zip"
+FILE = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
 
 
 def sample(body: str, name: str, **labels: str) -> float | None:
@@ -31,8 +32,12 @@ def sample(body: str, name: str, **labels: str) -> float | None:
 
 
 def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_path):
-    worker = worker_factory({"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}).start()
+    # Bound to another loopback address than the default: the setting reaches Faust's web server.
+    worker = worker_factory({"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100",
+                             "LIVELEARN_WEB_BIND": "127.0.0.2"}).start()
     assert worker.get("/healthz") == (200, '{"status":"alive"}')
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{pipeline_env['LIVELEARN_WEB_PORT']}/healthz", timeout=5)
     status, body = worker.get("/readyz")
     assert status == 200 and '"ready":true' in body
 
@@ -79,6 +84,9 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
     # The worker's drift defaults: alpha 0.0008, a check every 20 events.
     assert sample(last, "livelearn_drift_false_alarms_per_10k_bound") == pytest.approx(0.4)
     assert "livelearn_consumer_lag" in last and "livelearn_alerts_total" in last
+    # Process and platform collectors, as every Prometheus client exports by default.
+    assert sample(last, "process_cpu_seconds_total") > 0 and sample(last, "process_resident_memory_bytes") > 0
+    assert "python_info{" in last
 
     # The report of this run: real PNG plots decoded from the page, counts of this run's topics.
     out = tmp_path / "report.html"

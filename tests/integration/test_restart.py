@@ -14,8 +14,8 @@ from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 
-FILES = [ROOT.parent / "shared" / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
-         ROOT.parent / "shared" / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
+FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
+         ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
 TICKS = 2880
 
 

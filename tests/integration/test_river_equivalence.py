@@ -1,6 +1,6 @@
 """A labelled stream through Kafka and the real worker equals River's progressive validation.
 
-Phishing (River's bundled dataset) and the Elec2 sample in ../shared/data/drift/ are replayed onto the
+Phishing (River's bundled dataset) and the Elec2 sample in data/drift/ are replayed onto the
 external-features topic; the worker predicts each row and learns it ``DELAY`` rows later. The pipeline's own
 performance records (cumulative accuracy and log-loss of the member and of the ensemble) and every
 published probability must equal ``river.evaluate.iter_progressive_val_score(..., delay=DELAY)`` for
@@ -14,13 +14,13 @@ from river import datasets, evaluate, metrics, stream
 
 from schemas.codec import AvroCodec
 from streams.models import river_model
-from tests.conftest import SHARED_DATA, livelearn
+from tests.conftest import DATA, livelearn
 from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 
 DELAY = 3
-ELEC2 = SHARED_DATA / "drift" / "elec2_tiny_capymoa.csv"
+ELEC2 = DATA / "drift" / "elec2_tiny_capymoa.csv"
 
 
 def elec2_rows():

@@ -11,12 +11,12 @@ from connectors.binance_live import LiveHandler, stream_names
 from connectors.binance_rest import RateLimiter, download_agg_trades, fetch_agg_trades, make_client, parse_day
 from connectors.replay import read_file
 from tests.binance_server import BinanceREST, capture_messages, dump_rows, rest_agg_trade, rest_kline
-from tests.conftest import SHARED_DATA, livelearn
+from tests.conftest import DATA, livelearn
 
-SPOT = SHARED_DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
-FUTURES = SHARED_DATA / "binance" / "klines" / "um" / "BTCUSDT-1m-2022-09-05.zip"
-CAPTURE = SHARED_DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
-SPOT_CAPTURE = SHARED_DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz"
+SPOT = DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+FUTURES = DATA / "binance" / "klines" / "um" / "BTCUSDT-1m-2022-09-05.zip"
+CAPTURE = DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
+SPOT_CAPTURE = DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz"
 
 
 def sushi_agg_trades() -> list[dict]:

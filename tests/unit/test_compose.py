@@ -38,6 +38,11 @@ def test_ports_match_settings():
         "KAFKA_ADVERTISED_LISTENERS"]
 
 
+def test_worker_http_server_is_reachable_from_other_containers():
+    assert DEFAULTS.web_bind == "127.0.0.1"  # a worker started by hand listens on loopback only
+    assert COMPOSE["services"]["worker"]["environment"]["LIVELEARN_WEB_BIND"] == "0.0.0.0"
+
+
 def test_prometheus_scrapes_the_worker_port():
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     targets = config["scrape_configs"][0]["static_configs"][0]["targets"]

@@ -12,8 +12,8 @@ from connectors.binance import PayloadError, Skipped, kline_row_to_tick, normali
 from connectors.replay import ReplayStats, read_file, replay
 from streams.ticks import check_tick
 
-WS = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance" / "ws"
-KLINES = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance" / "klines"
+WS = Path(__file__).resolve().parents[2] / "data" / "binance" / "ws"
+KLINES = Path(__file__).resolve().parents[2] / "data" / "binance" / "klines"
 
 
 def capture_lines(name: str):
@@ -167,3 +167,55 @@ def test_files_merge_in_event_time_order_deterministically():
     times = [t for _, t, _ in first.sent]
     assert times == sorted(times)
     assert {k for k, _, _ in first.sent} == {"BTCUSDT", "ETHUSDT"}
+
+
+@pytest.mark.parametrize("prefix, separator", [
+    ("1723161255343", " "),              # ms
+    ("1723161255343123", " "),           # µs
+    ("1723161255343123456", " "),        # ns (hftbacktest)
+    ("1723161255.343", ": "),            # s with a fraction (cryptofeed)
+])
+def test_receive_time_prefix_unit_follows_from_its_digits(tmp_path, prefix, separator):
+    book = '{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1.0","B":"2","a":"1.1","A":"3"}}'
+    path = tmp_path / "capture.txt"
+    path.write_text(f"{prefix}{separator}{book}\n")
+    [item] = read_file(path)
+    assert item.tick is not None, item.reason
+    assert item.tick["event_time_ms"] == 1723161255343
+    assert item.tick["receive_time_ms"] == 1723161255343
+
+
+def test_generic_ohlcv_csv_with_header_and_iso_times(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n"
+                    "2024-01-01 00:01:00,100,101,99,100.5,3\n"
+                    "2024-01-01T00:02:00Z,100.5,102,100,101,4\n"
+                    "2024-01-01T01:03:00+01:00,101,101,100,100.2,1\n"
+                    "not a time,1,1,1,1,1\n")
+    sink = RecordingSink()
+    stats = replay([path], sink, progress=False, symbol="ethusdt")
+    assert stats.produced == 3 and dict(stats.rejected) == {"malformed_row": 1}
+    assert [(k, t) for k, t, _ in sink.sent] == [("ETHUSDT", 1704067260000), ("ETHUSDT", 1704067320000),
+                                                 ("ETHUSDT", 1704067380000)]
+    first = sink.sent[0][2]
+    assert (first["kind"], first["open"], first["high"], first["low"], first["price"], first["quantity"]) == (
+        "KLINE", 100.0, 101.0, 99.0, 100.5, 3.0)
+
+
+def test_ohlcv_with_epoch_times_and_an_explicit_format(tmp_path):
+    path = tmp_path / "bars.txt"
+    path.write_text("timestamp,open,high,low,close,volume\n1704067260,1,2,0.5,1.5,10\n1704067320000,1.5,2,1,1.8,5\n")
+    items = read_file(path, fmt="ohlcv", symbol="XYZ")
+    assert [i.tick["event_time_ms"] for i in items] == [1704067260000, 1704067320000]
+
+
+def test_futures_klines_with_header_are_still_klines():
+    items = read_file(KLINES / "um" / "BTCUSDT-1m-2022-09-05.zip")
+    assert len(items) == 1440 and items[0].tick["quote_volume"] is not None
+
+
+def test_an_ohlcv_header_without_prices_is_one_clear_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("time,price\n1704067260,1\n")
+    with pytest.raises(PayloadError, match="lacks open, high, low, close"):
+        read_file(path, fmt="ohlcv", symbol="X")

@@ -16,7 +16,7 @@ import pytest
 from streams.features import FEATURE_NAMES, FeatureEngine, LateTick
 from streams.ticks import InvalidTick, check_tick, make_tick
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance"
+SHARED = Path(__file__).resolve().parents[2] / "data" / "binance"
 KLINE_FILES = sorted((SHARED / "klines").rglob("*.zip"))
 WS_FILES = sorted((SHARED / "ws").glob("spot_*.gz"))
 RTOL = 1e-9

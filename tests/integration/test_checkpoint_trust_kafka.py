@@ -1,0 +1,103 @@
+"""No code from topics: forged checkpoint records are refused by a real worker, which resumes from its
+last good checkpoint and skips nothing."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import secrets
+import zlib
+
+import pytest
+
+from agents.settings import Settings
+from agents.trust import CheckpointSigner, checkpoint_key
+from connectors.replay import read_file
+from schemas.codec import AvroCodec
+from tests.conftest import ROOT
+from tests.kafka_io import produce, read_topic, wait_for_distinct
+
+pytestmark = pytest.mark.integration
+
+FILE = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+
+
+class SideEffect:
+    """A pickle that runs a shell command when loaded with plain pickle."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def metric(body: str, name: str, **labels: str) -> float:
+    for line in body.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_forged_checkpoints_are_refused_without_side_effects_or_skipped_input(worker_factory, pipeline_env,
+                                                                              tmp_path):
+    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info"}
+    bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
+    tick_codec, features_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("features")
+    checkpoint_codec = AvroCodec.for_topic_schema("checkpoint")
+    ticks = [item.tick for item in read_file(FILE)]
+    records = [(b"BTCUSDT", tick_codec.encode(t), t["event_time_ms"]) for t in ticks]
+
+    first = worker_factory(env).start()
+    produce(bootstrap, prefix + "ticks", records[:600])
+    assert len(wait_for_distinct(bootstrap, prefix + "features", features_codec.decode, lambda r: r["tick_index"],
+                                 600, 120)) == 600
+    good = None
+    for _ in range(30):  # the quiet-partition checkpoint follows within a second or two
+        checkpoints = [checkpoint_codec.decode(m.value())
+                       for m in read_topic(bootstrap, prefix + "checkpoints", idle=1.0)
+                       if m.key().startswith(b"featurize:")]
+        good = max(checkpoints, key=lambda r: r["sequence"], default=None)
+        if good is not None and good["offset"] >= 599:
+            break
+    assert good is not None and good["offset"] >= 599
+    first.stop(kill=True)
+
+    marker = tmp_path / "side-effect-ran"
+    evil = zlib.compress(pickle.dumps(SideEffect(str(marker))))
+    forged = {**good, "state": evil, "offset": 10**9, "sequence": good["sequence"] + 1000}
+    # The key holder's signer, to show the checks behind the signature as well.
+    signer = CheckpointSigner(checkpoint_key(Settings.from_env(env)), prefix + "checkpoints")
+    past_the_end = {**good, "offset": 10**9, "sequence": good["sequence"] + 1001, "signature": None}
+    past_the_end["signature"] = signer.sign(past_the_end)
+    signed_evil = {**good, "state": evil, "sequence": good["sequence"] + 1002, "signature": None}
+    signed_evil["signature"] = signer.sign(signed_evil)
+    key = f"featurize:{good['partition']}".encode()
+    produce(bootstrap, prefix + "checkpoints", [
+        (key, checkpoint_codec.encode({**forged, "signature": None}), None),            # unsigned
+        (key, checkpoint_codec.encode({**forged, "signature": secrets.token_bytes(32)}), None),  # forged
+        (key, checkpoint_codec.encode(past_the_end), None),                             # offset out of range
+        (key, checkpoint_codec.encode(signed_evil), None),                              # unreadable state
+    ])
+
+    second = worker_factory(env).start(timeout=120)
+    produce(bootstrap, prefix + "ticks", records[600:])
+    features = {}
+    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180):
+        record = features_codec.decode(message.value())
+        features.setdefault(record["tick_index"], record)
+    # Nothing skipped and the state continued: tick i carries the price of the i-th tick.
+    assert sorted(features) == list(range(1, len(ticks) + 1))
+    assert all(features[i + 1]["price"] == t["price"] for i, t in enumerate(ticks))
+    assert not marker.exists(), "a forged checkpoint ran code in the worker"
+
+    _, body = second.get("/metrics")
+    for reason in ("unsigned_checkpoint", "forged_checkpoint", "offset_out_of_range", "unreadable_checkpoint"):
+        assert metric(body, "livelearn_checkpoints_refused_total", stage="featurize", reason=reason) >= 1, reason
+    dead = {AvroCodec.for_topic_schema("dead_letter").decode(m.value())["reason_code"]
+            for m in read_topic(bootstrap, prefix + "dead-letters", idle=2.0)}
+    assert {"unsigned_checkpoint", "forged_checkpoint", "offset_out_of_range", "unreadable_checkpoint"} <= dead
+    log = second.log_path.read_text()
+    assert re.search(r"refused checkpoint .*unsigned_checkpoint", log)
+    assert re.search(rf"partition {good['partition']} restored at offset {good['offset']}", log)

@@ -1,0 +1,58 @@
+"""Command-line edges that need no broker: version, secrets, typed options, safe file names."""
+
+from __future__ import annotations
+
+from cli import __version__
+from tests.conftest import livelearn
+
+
+def test_version():
+    result = livelearn("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"livelearn {__version__}"
+
+
+def test_config_masks_every_secret():
+    secrets = {"KAFKA_SASL_PASSWORD": "sasl-s3cret", "KAFKA_SSL_KEY_PASSWORD": "key-s3cret",
+               "LIVELEARN_CHECKPOINT_KEY": "hmac-s3cret-0123456789"}
+    for args in (("config",), ("config", "--markdown")):
+        result = livelearn(*args, env=secrets)
+        assert result.returncode == 0
+        assert "s3cret" not in result.stdout + result.stderr
+    shown = livelearn("config", env=secrets).stdout
+    assert "KAFKA_SASL_PASSWORD=****" in shown and "LIVELEARN_CHECKPOINT_KEY=****" in shown
+    assert "KAFKA_SASL_USERNAME=" in shown  # not a secret, shown as set (empty here)
+
+
+def test_options_with_bad_values_are_one_clear_line():
+    result = livelearn("replay", "x.zip", "--speed", "fast")
+    assert result.returncode == 2
+    assert "argument --speed: 'fast' is not a number or 'max'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = livelearn("replay", "x.zip", "--speed", "-3")
+    assert result.returncode == 2 and "must be a positive number" in result.stderr
+    result = livelearn("replay", "x.zip", "--max-reject-ratio", "2")
+    assert result.returncode == 2 and "is not between 0 and 1" in result.stderr
+
+
+def test_history_refuses_names_that_are_not_binance_symbols(tmp_path):
+    for symbol, interval in (("../../outside", "1m"), ("BTCUSDT", "1m/../../x")):
+        result = livelearn("history", symbol, "--interval", interval, "--start", "2024-01-01", "--end", "2024-01-02",
+                           "--out", str(tmp_path / "out"), env={"LIVELEARN_BINANCE_REST_URL": "http://127.0.0.1:9"})
+        assert result.returncode == 2, result.stderr
+        assert "is not a Binance symbol" in result.stderr or "is not a kline interval" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "outside").exists()
+
+
+def test_bad_security_settings_fail_with_the_variable_name(tmp_path):
+    result = livelearn("topics", "list", env={"KAFKA_SECURITY_PROTOCOL": "TLS"})
+    assert result.returncode == 2 and "KAFKA_SECURITY_PROTOCOL must be one of" in result.stderr
+    result = livelearn("topics", "list", env={"KAFKA_SECURITY_PROTOCOL": "SSL",
+                                             "KAFKA_SSL_CA_LOCATION": str(tmp_path / "missing.pem")})
+    assert result.returncode == 2 and "KAFKA_SSL_CA_LOCATION: no such file" in result.stderr
+
+
+def test_readme_configuration_table_is_the_settings_table():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert livelearn("config", "--markdown").stdout.strip() in readme

@@ -1,0 +1,76 @@
+"""The report escapes every string that comes from a topic: hostile records add no markup to the page."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from agents.settings import Settings
+from cli.report import write_report
+
+HOSTILE = '<script>alert("x")</script>'
+ATTRIBUTE = "\"' onmouseover=alert(1) x='"
+MATH = "$\\frac{1}{$"
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+        self.attributes: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.names.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+
+def hostile(tag: str) -> str:
+    return f"{tag}{HOSTILE}{ATTRIBUTE}{MATH}"
+
+
+def run_with_hostile_strings(n: int = 60) -> dict[str, list[dict]]:
+    symbol = hostile("SYM")
+    member = hostile("member")
+    predictions, feedback, features = [], [], []
+    for i in range(n):
+        pid = hostile(f"id{i}")
+        p = 0.3 + 0.4 * (i % 2)
+        predictions.append({
+            "prediction_id": pid, "symbol": symbol, "event_time_ms": 1_700_000_000_000 + i * 60_000,
+            "model_id": hostile("model"), "model_version": 1, "horizon_ticks": 5, "probability_up": p,
+            "predicted_up": p > 0.5, "confidence": 0.5, "member_probabilities": {member: p, "persistence": 0.5},
+            "member_weights": {member: 1.0}, "feature_set": hostile("fs"), "latency_ms": 1.0,
+        })
+        feedback.append({"prediction_id": pid, "symbol": symbol, "event_time_ms": 1_700_000_000_000 + i * 60_000,
+                         "label": i % 2, "realised_return": 0.001, "score": None, "source": "market",
+                         "feedback_time_ms": 1_700_000_000_000 + (i + 5) * 60_000})
+        features.append({"symbol": symbol, "event_time_ms": 1_700_000_000_000 + i * 60_000, "price": 100.0 + i})
+    alert = {"alert_id": hostile("alert"), "symbol": symbol, "kind": hostile("kind"), "test_name": hostile("test"),
+             "statistic": 1.0, "p_value": 1e-6, "adjusted_p_value": 1e-5, "effect_size": 0.4,
+             "reference_start_ms": 0, "reference_end_ms": 1, "current_start_ms": 2, "current_end_ms": 3,
+             "severity": hostile("sev"), "status": "FIRING", "affected_features": [hostile("feature")],
+             "recommended_action": hostile("action"), "created_time_ms": 1_700_000_000_000 + 30 * 60_000}
+    event = {"event_id": "e", "symbol": symbol, "model_id": hostile("model"), "kind": hostile("kind"), "version": 2,
+             "reason": hostile("reason"), "alert_id": None, "details": {}, "event_time_ms": 1}
+    dead = {"reason": hostile("reason"), "reason_code": hostile("code"), "stage": hostile("stage"),
+            "source_topic": hostile("topic"), "source_partition": 0, "source_offset": 1, "key": None, "value": b"",
+            "error_time_ms": 1}
+    return {"predictions": predictions, "features": features, "feedback": feedback, "alerts": [alert],
+            "model_events": [event], "dead_letters": [dead]}
+
+
+def test_hostile_strings_in_every_field_are_escaped(tmp_path):
+    settings = Settings(topic_prefix=hostile("prefix"))
+    out = write_report(settings, tmp_path / "report.html", run_with_hostile_strings())
+    page = out.read_text()
+    # The payloads are on the page, as text.
+    for tag in ("prefix", "SYM", "member", "alert", "kind", "test", "sev", "feature", "model", "reason", "code",
+                "stage", "topic"):
+        assert f"{tag}&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page, tag
+    # And nowhere as markup: parsed as a browser would, the page has no script element and no
+    # attribute beyond the template's own.
+    tags = Tags()
+    tags.feed(page)
+    assert "script" not in tags.names
+    assert tags.attributes <= {"charset", "alt", "src"}
+    # The plots were drawn (symbol and member names with '$' are not parsed as mathtext).
+    assert page.count("data:image/png;base64,") >= 2
