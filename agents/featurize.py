@@ -26,11 +26,11 @@ class PartitionPipeline:
     """Feature engine and models of one ticks partition (checkpointed whole)."""
 
     def __init__(self):
-        self.engine = FeatureEngine(late_grace_ms=int(settings.late_grace_ms))
+        self.engine = FeatureEngine(late_grace_ms=int(settings.late_grace_ms), emit=settings.predict_on)
         self.models = PartitionModels()
 
 
-checkpoints = PartitionCheckpoints(STAGE, "ticks", f"pipeline-v4-{FEATURE_SET}-{MODEL_CONFIG:08x}",
+checkpoints = PartitionCheckpoints(STAGE, "ticks", f"pipeline-v5-{FEATURE_SET}-{MODEL_CONFIG:08x}",
                                    PartitionPipeline,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))

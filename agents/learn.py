@@ -32,9 +32,9 @@ async def learn(stream):
             learner = find_learner(feedback["symbol"])
             if learner is None:
                 raise UnknownPrediction(f"no model for symbol {feedback['symbol']!r} on this worker")
-            learner.learn_feedback(feedback)
+            decided = learner.learn_feedback(feedback)
             events.inc()
-            for stage, key, record, timestamp_ms in model_event_outputs(learner, message.key):
+            for stage, key, record, timestamp_ms in model_event_outputs(learner, decided, message.key):
                 await publish(stage, key, record, timestamp_ms)
         except DecodeError as exc:
             await dead_letter(message, STAGE, "decode_error", str(exc))

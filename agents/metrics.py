@@ -44,6 +44,12 @@ class Metrics:
             "livelearn_member_log_loss", "Rolling log-loss per member (and ensemble)", ["symbol", "member"], registry=r
         )
         self.member_weight = Gauge("livelearn_ensemble_weight", "Ensemble weight per member", ["symbol", "member"], registry=r)
+        self.skill = Gauge(
+            "livelearn_skill", "Log-loss skill 1 - L_model / L_reference against a no-skill reference (prior, constant)",
+            ["symbol", "model", "reference"], registry=r,
+        )
+        self.flat_share = Gauge("livelearn_flat_share", "Share of outcomes that were flat (not learned)", ["symbol"],
+                                registry=r)
         self.label_lag = Histogram(
             "livelearn_label_lag_seconds", "Event time between a prediction and its outcome", buckets=LABEL_LAG_BUCKETS,
             registry=r,

@@ -11,6 +11,7 @@ checkpointed per input partition with their offset (see agents.checkpoints)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 import zlib
@@ -30,10 +31,11 @@ SEVERE = ("HIGH", "CRITICAL")
 registry = Registry(settings)
 metrics.drift_false_alarm_bound.set(registry.drift_config.expected_false_alarms_per_10k)
 # A checkpoint is only restored into the same model configuration.
-MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}".encode())
+MODEL_CONFIG = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}|{settings.label}|"
+                          f"{settings.predict_on}".encode())
 # Models pickle to hundreds of kB (MLP, replay buffers, drift windows): checkpointing every second
 # took ~10% of the stage's time in a profile, hence a longer default than the feature stage's.
-checkpoints = PartitionCheckpoints(STAGE, "external-features", f"models-v7-{FEATURE_SET}-{MODEL_CONFIG:08x}",
+checkpoints = PartitionCheckpoints(STAGE, "external-features", f"models-v8-{FEATURE_SET}-{MODEL_CONFIG:08x}",
                                    PartitionModels,
                                    every_events=int(settings.model_checkpoint_events),
                                    every_seconds=float(settings.model_checkpoint_seconds))
@@ -83,21 +85,25 @@ def _quantile(values, q: float) -> float | None:
 
 
 def performance_record(learner, seen: SymbolActivity, event_time_ms: int) -> dict:
-    scores = learner.performance()
+    mixture = learner.ensemble.mixture()
     return {
         "symbol": learner.symbol, "event_time_ms": event_time_ms, "model_id": learner.model_id,
-        "model_version": learner.version, "champion": learner.champion, "labelled": scores["ensemble"]["n"],
-        "members": scores,
-        "weights": learner.ensemble.weights(), "latency_p50_ms": _quantile(seen.latencies_ms, 0.5),
+        "model_version": learner.version, "champion": learner.champion, "labelled": learner.scores["ensemble"].total,
+        "members": learner.performance(), "weights": learner.ensemble.weights(),
+        "skill": {name: {k: v if math.isfinite(v) else None for k, v in skill.items()}
+                  for name, skill in learner.skill().items()},
+        "outcomes": learner.outcomes, "flat": learner.flat,
+        "regret_bound": mixture.regret_bound, "slots": len(mixture.slots),
+        "latency_p50_ms": _quantile(seen.latencies_ms, 0.5),
         "latency_p99_ms": _quantile(seen.latencies_ms, 0.99), "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5),
         "events": seen.events, "errors": seen.errors,
     }
 
 
-def model_event_outputs(learner, key: bytes) -> list[tuple]:
+def model_event_outputs(learner, events: list[dict], key: bytes) -> list[tuple]:
     """Promotions, rollbacks and refused updates the learner decided while learning."""
     outputs = []
-    for event in learner.drain_events():
+    for event in events:
         record = {"event_id": uuid.uuid5(uuid.NAMESPACE_URL, f"{learner.symbol}|{event['kind']}|{event['version']}|"
                                                              f"{event['event_time_ms']}|{event['reason']}").hex,
                   "symbol": learner.symbol, "alert_id": None, **event}
@@ -110,13 +116,15 @@ def model_event_outputs(learner, key: bytes) -> list[tuple]:
     return outputs
 
 
-def shadow_outputs(learner, prediction: dict, key: bytes) -> list[tuple]:
+def shadow_outputs(learner, prediction: dict, shadow: dict, key: bytes) -> list[tuple]:
     return [("shadow-predictions", key, {
-        **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": p_up,
-        "predicted_up": p_up > 0.5, "confidence": confidence,
-        "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
-    }, prediction["event_time_ms"]) for variant, (p_up, confidence, probabilities, weights, baseline_p)
-        in learner.shadow.items()]
+        **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": forecast.p_up,
+        "predicted_up": forecast.p_up > 0.5, "confidence": forecast.confidence,
+        "member_probabilities": {**forecast.member_probabilities,
+                                 **{k: prediction["member_probabilities"][k] for k in ("persistence", "trade_side",
+                                                                                      "prior")}},
+        "member_weights": forecast.weights,
+    }, prediction["event_time_ms"]) for variant, forecast in shadow.items()]
 
 
 def react_to_drift(learner, alert: dict) -> list[tuple]:
@@ -162,6 +170,13 @@ def export_scores(learner) -> None:
             metrics.member_log_loss.labels(symbol, name).set(score.log_loss)
     for name, weight in learner.ensemble.weights().items():
         metrics.member_weight.labels(symbol, name).set(weight)
+    for name, skill in learner.skill().items():
+        for reference in ("prior", "constant"):
+            value = skill[f"vs_{reference}"]
+            if math.isfinite(value):
+                metrics.skill.labels(symbol, name, reference).set(value)
+    if learner.flat_share is not None:
+        metrics.flat_share.labels(symbol).set(learner.flat_share)
 
 
 def predict_and_learn_now(models: PartitionModels, vector: dict, symbol_key: bytes) -> list[tuple]:
@@ -173,7 +188,8 @@ def predict_and_learn_now(models: PartitionModels, vector: dict, symbol_key: byt
     they give the same records from the same inputs."""
     started = time.perf_counter()
     learner = models.learner(vector, registry)
-    prediction, outcomes = learner.process(vector)
+    step = learner.process(vector)
+    prediction, outcomes = step.prediction, step.outcomes
     if prediction is None:
         metrics.duplicates.labels(STAGE).inc()
         return []
@@ -189,16 +205,16 @@ def predict_and_learn_now(models: PartitionModels, vector: dict, symbol_key: byt
         lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
         seen.label_lags_ms.append(lag_ms)
         metrics.label_lag.observe(lag_ms / 1000.0)
-    for loss in learner.matured_losses:
+    for loss in step.matured_losses:
         alerts += monitor.update_error(loss, vector["event_time_ms"])
     alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"], vector["values"],
                                         learner.probability_up)
     prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
     outputs.append(("predictions", symbol_key, prediction, prediction["event_time_ms"]))
-    if learner.shadow:
-        outputs += shadow_outputs(learner, prediction, symbol_key)
-    if learner.events:
-        outputs += model_event_outputs(learner, symbol_key)
+    if step.shadow:
+        outputs += shadow_outputs(learner, prediction, step.shadow, symbol_key)
+    if step.events:
+        outputs += model_event_outputs(learner, step.events, symbol_key)
     # Feature drift runs after the prediction; its windows are checkpointed with the models. A
     # labelled dataset is tested on its own features.
     names = registry.drift_features if vector["feature_set"] == FEATURE_SET else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from agents.settings import Settings
 from streams.drift import DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES
-from streams.learning import SymbolLearner
+from streams.learning import LearnerConfig, SymbolLearner
 
 
 class PartitionModels:
@@ -48,6 +48,14 @@ class Registry:
                                         warmup_events=int(settings.drift_warmup))
         self.drift_features = (tuple(f.strip() for f in settings.drift_features.split(",") if f.strip())
                                or DRIFT_FEATURES)
+        s = settings
+        self.learner_config = LearnerConfig(
+            members=self.members, horizon_ticks=s.horizon, horizon_seconds=float(s.horizon_seconds),
+            label=s.label, flat_band=float(s.flat_band), seed=int(s.seed), device=s.torch_device,
+            regime_weights=s.regime_weights_on, challengers=tuple(s.challenger_members.items()),
+            traffic_share=float(s.traffic_share), promotion_alpha=float(s.promotion_alpha),
+            promotion_min_samples=int(s.promotion_min_samples), rollback_margin=float(s.rollback_margin),
+            rollback_threshold=float(s.rollback_threshold), guard=s.guard_on)
 
     def new_learner(self, symbol: str, first_vector: dict | None = None) -> SymbolLearner:
         """A learner for ``symbol``. Market vectors feed the model features; a labelled dataset (any
@@ -55,14 +63,4 @@ class Registry:
         features = MODEL_FEATURES
         if first_vector is not None and first_vector["feature_set"] != FEATURE_SET:
             features = tuple(first_vector["values"])
-        return SymbolLearner(symbol, members=self.members, horizon_ticks=self.settings.horizon,
-                             flat_band=float(self.settings.flat_band), seed=int(self.settings.seed),
-                             model_features=features, regime_weights=self.settings.regime_weights_on,
-                             horizon_seconds=float(self.settings.horizon_seconds),
-                             challengers=self.settings.challenger_members,
-                             traffic_share=float(self.settings.traffic_share),
-                             promotion_alpha=float(self.settings.promotion_alpha),
-                             promotion_min_samples=int(self.settings.promotion_min_samples),
-                             rollback_margin=float(self.settings.rollback_margin),
-                             rollback_threshold=float(self.settings.rollback_threshold), guard=self.settings.guard_on,
-                             device=self.settings.torch_device)
+        return SymbolLearner(symbol, self.learner_config, model_features=features)

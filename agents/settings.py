@@ -89,6 +89,15 @@ class Settings:
         "LIVELEARN_HORIZON_SECONDS", "0", "Outcome horizon in event-time seconds instead of ticks; 0 = use HORIZON_TICKS"
     )
     flat_band: str = _env("LIVELEARN_FLAT_BAND", "0.0", "Dead band: a realised return within +-band is 'flat' (published, not learned)")
+    label: str = _env(
+        "LIVELEARN_LABEL", "horizon",
+        "Outcome: horizon (reference price after the horizon) or next_change (direction of the next change of the "
+        "reference price); the reference price is the mid when the symbol has book quotes, else the trade/kline price",
+    )
+    predict_on: str = _env(
+        "LIVELEARN_PREDICT_ON", "price",
+        "Ticks that produce a feature vector and a prediction: price (trades, klines), book (book tickers) or all",
+    )
     late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are applied at the last time; older are dead-lettered")
     drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference window")
     drift_current_window: str = _env(
@@ -100,7 +109,8 @@ class Settings:
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")
     drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
-    members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp", "Ensemble members next to the persistence baseline")
+    members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp,micro",
+                        "Ensemble members (logreg, mlp, micro, hat, arf); the no-skill references are always in it")
     challengers: str = _env(
         "LIVELEARN_CHALLENGERS", "",
         "Challenger variants, name=member+member;... e.g. fast=logreg@0.05;tree=hat (empty = none)",

@@ -26,7 +26,7 @@ from connectors.replay import read_file
 from connectors.synth import Change, generate
 from streams.drift import Channel, DriftConfig, adjust
 from streams.features import DRIFT_FEATURES, FeatureEngine
-from streams.learning import SymbolLearner
+from streams.learning import LearnerConfig, SymbolLearner
 
 N, CHANGE, HORIZON = 10_000, 5_000, 2_000
 
@@ -60,11 +60,11 @@ _loss_cache: dict[int, np.ndarray] = {}
 def loss_stream(seed: int) -> np.ndarray:
     """Per-event ensemble log-loss on a synthetic market whose flow/return relation flips at CHANGE."""
     if seed not in _loss_cache:
-        engine, learner = FeatureEngine(), SymbolLearner("SYNTHUSDT", members=("logreg",), horizon_ticks=1)
+        engine = FeatureEngine()
+        learner = SymbolLearner("SYNTHUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
         losses = []
         for tick in generate(N + 1, seed=seed, changes=(Change(CHANGE, "relation_flip"),)):
-            learner.process(engine.update(tick))
-            losses.extend(learner.matured_losses)
+            losses.extend(learner.process(engine.update(tick)).matured_losses)
         _loss_cache[seed] = np.array(losses[:N])
     return _loss_cache[seed]
 

@@ -22,7 +22,7 @@ from common import SHARED, isolated_settings, pin_one_core, result, running_work
 from agents.settings import Settings
 from connectors.replay import read_file
 from streams.features import FeatureEngine
-from streams.learning import SymbolLearner
+from streams.learning import LearnerConfig, SymbolLearner
 
 FILES = [SHARED / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
          SHARED / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-02.zip",
@@ -52,8 +52,8 @@ def in_process(vectors: list[dict], members: tuple[str, ...], horizon: int) -> t
     for vector in vectors:
         learner = learners.get(vector["symbol"])
         if learner is None:
-            learner = learners[vector["symbol"]] = SymbolLearner(vector["symbol"], members=members,
-                                                                 horizon_ticks=horizon)
+            learner = learners[vector["symbol"]] = SymbolLearner(
+                vector["symbol"], LearnerConfig(members=members, horizon_ticks=horizon))
         learner.process(vector)
     elapsed = time.perf_counter() - started
     hits = sum(learner.scores["ensemble"].total_hits for learner in learners.values())

@@ -285,6 +285,7 @@ def _feedback_record(data: dict) -> dict:
         "score": data.get("score"),
         "source": str(data.get("source", "external")),
         "feedback_time_ms": int(data.get("feedback_time_ms") or datetime.now(UTC).timestamp() * 1000),
+        "matured_tick_index": None,
     }
 
 
@@ -367,6 +368,12 @@ def cmd_predictions(args: argparse.Namespace, settings: Settings) -> int:
                    render, args.max, args.idle_exit)
 
 
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from cli import evaluate
+
+    return evaluate.run(args, settings)
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     render = _json_line if args.json else render_alert
     return _follow(settings, "alerts", "drift_alert", args.group, args.from_beginning, _symbols(args.symbols),
@@ -374,27 +381,38 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:
-    """Per symbol: the latest performance record and the most recent model events."""
+    """Per symbol: the latest performance record, the most recent lifecycle events (promotions,
+    rollbacks, resets) and how many learning steps the guard refused."""
     out: dict[str, dict] = {}
     for record in performance:
-        current = out.setdefault(record["symbol"], {"performance": None, "events": []})
+        current = out.setdefault(record["symbol"], {"performance": None, "events": [], "refused_updates": 0})
         if current["performance"] is None or record["labelled"] >= current["performance"]["labelled"]:
             current["performance"] = record
     for event in sorted(events, key=lambda e: e["event_time_ms"]):
-        if event["kind"] == "CHECKPOINT":
-            continue
-        out.setdefault(event["symbol"], {"performance": None, "events": []})["events"].append(event)
+        current = out.setdefault(event["symbol"], {"performance": None, "events": [], "refused_updates": 0})
+        if event["kind"] == "REJECTED_UPDATE":
+            current["refused_updates"] += 1
+        elif event["kind"] != "CHECKPOINT":
+            current["events"].append(event)
     for current in out.values():
         current["events"] = current["events"][-recent:]
     return out
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(skill: dict | None, reference: str = "prior") -> str:
+    if not skill or skill.get(f"vs_{reference}") is None:
+        return "-"
+    low, high = skill.get(f"vs_{reference}_low"), skill.get(f"vs_{reference}_high")
+    around = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
+    return f"{skill[f'vs_{reference}']:+.3f}{around}"
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    """Champion, challengers, versions, live scores and recent model events per symbol."""
+    """Champion, challengers, versions, scores against the no-skill references, recent model events."""
     from cli.errors import require_broker
     from cli.topic_reader import read_records
 
@@ -417,17 +435,24 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         else:
             variants = sorted(name[8:] for name in perf["members"] if name.startswith("variant:"))
             challengers = [v for v in variants if v != perf["champion"]]
+            outcomes, flat = perf.get("outcomes") or 0, perf.get("flat") or 0
             print(f"{symbol}: champion {perf['champion']} (model {perf['model_id']} v{perf['model_version']}), "
-                  f"challengers {', '.join(challengers) or 'none'}, {perf['labelled']} labelled outcomes")
-            print(f"  {'scored':<22} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7} {'roll acc':>9} "
-                  f"{'ret MAE':>9}")
-            for name, score in sorted(perf["members"].items()):
-                mae = score["return_mae"]
-                print(f"  {name:<22} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
-                      f"{_fmt(score['brier']):>7} {_fmt(score['rolling_accuracy']):>9} "
-                      f"{'-' if mae is None else f'{mae:.2e}':>9}")
-            print(f"  latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms, "
-                  f"label lag p50 {_fmt(perf['label_lag_p50_ms'])} ms, errors {perf['errors']} of {perf['events']}")
+                  f"challengers {', '.join(challengers) or 'none'}; {perf['labelled']} scored outcomes, "
+                  f"{flat} flat ({flat / outcomes if outcomes else 0:.1%})")
+            print(f"  {'scored':<20} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7}  skill vs prior [95%]")
+            skills = perf.get("skill") or {}
+            order = sorted(perf["members"], key=lambda n: (n != "ensemble", n in ("constant", "prior", "persistence",
+                                                                                    "trade_side"), n))
+            for name in order:
+                score = perf["members"][name]
+                print(f"  {name:<20} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
+                      f"{_fmt(score['brier']):>7}  {_interval(skills.get(name))}")
+            bound = perf.get("regret_bound")
+            print(f"  regret bound against the constant 0.5: {_fmt(bound, 1)} nats over {perf.get('slots') or 0} "
+                  f"slots; latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms; "
+                  f"errors {perf['errors']} of {perf['events']}")
+        if current["refused_updates"]:
+            print(f"  {current['refused_updates']} learning steps refused by the guard")
         for event in current["events"]:
             print(f"  event {event['kind']:<16} {event['model_id']} v{event['version']}: {event['reason']}")
     return 0
@@ -565,6 +590,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recent", type=int, default=5, help="model events shown per symbol")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("evaluate", help="skill table of a run: accuracy, log-loss, Brier, calibration and skill "
+                                        "against the no-skill references with intervals, per symbol and pooled")
+    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("alerts", help="subscribe to drift alerts")
     _reader_options(p)

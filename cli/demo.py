@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -66,7 +65,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         timeout_s: float = 600.0) -> int:
     from cli.errors import require_broker
     from cli.kafka_local import LocalBroker
-    from cli.report import score_table, write_report
+    from cli.report import write_report
     from connectors.replay import replay
     from connectors.sink import KafkaSink
 
@@ -99,14 +98,16 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         summary = follow(settings, expected, timeout_s)
     finally:
         stop_process(worker)
+    from cli.evaluate import render, verdict
     from cli.report import load_run
+    from streams.evaluation import evaluate_run
 
     run_data = load_run(settings)
-    table = score_table(run_data["predictions"], run_data["feedback"])
+    table = evaluate_run(run_data["predictions"], run_data["feedback"], run_data["features"]).summary()
     print()
-    print(f"{'model':14s} {'n':>6s} {'accuracy':>9s} {'log-loss':>9s}")
-    for name, s in sorted(table.items(), key=lambda kv: (kv[0] != "ensemble", kv[0])):
-        print(f"{name:14s} {s['n']:6d} {s['accuracy']:9.4f} {s['log_loss']:9.4f}")
+    print(render(table, "skill against the no-skill references (constant 0.5, running prior):"))
+    for sentence in verdict(table):
+        print(sentence)
     severities = Counter(a["severity"] for a in run_data["alerts"] if a["status"] == "FIRING")
     print(f"\nticks {expected}, predictions {len(run_data['predictions'])}, outcomes "
           f"{sum(1 for f in run_data['feedback'] if f['source'] == 'market')}, alerts "
@@ -131,8 +132,6 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(list(codecs))
     counts = Counter()
-    probabilities: dict[str, tuple[float, float]] = {}
-    hits = Counter()
     started = last_print = time.monotonic()
     try:
         while counts["predictions"] < expected and time.monotonic() - started < timeout_s:
@@ -142,22 +141,12 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
                 record = codecs[message.topic()].decode(message.value())
                 stage = message.topic()[len(settings.topic_prefix):]
                 counts[stage] += 1
-                if stage == "predictions":
-                    probabilities[record["prediction_id"]] = (
-                        record["probability_up"], record["member_probabilities"].get("persistence", math.nan))
-                elif stage == "feedback" and record["label"] is not None and record["prediction_id"] in probabilities:
-                    p, base = probabilities.pop(record["prediction_id"])
-                    hits["labelled"] += 1
-                    hits["ensemble"] += int((p >= 0.5) == (record["label"] == 1))
-                    hits["persistence"] += int((base >= 0.5) == (record["label"] == 1))
-                elif stage == "alerts" and record["status"] == "FIRING":
+                if stage == "alerts" and record["status"] == "FIRING":
                     counts["firing"] += 1
             now = time.monotonic()
             if now - last_print >= 1.0:
                 last_print = now
-                n = max(hits["labelled"], 1)
                 print(f"\rdemo: predictions {counts['predictions']}/{expected}  outcomes {counts['feedback']}  "
-                      f"accuracy ensemble {hits['ensemble'] / n:.3f} vs persistence {hits['persistence'] / n:.3f}  "
                       f"alerts {counts['firing']}   ", end="", flush=True)
     finally:
         consumer.close()

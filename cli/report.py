@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agents.settings import Settings
 from cli.topic_reader import read_records
+from streams.evaluation import evaluate_run
 
 ROLLING = 200
 
@@ -24,23 +25,6 @@ def load_run(settings: Settings) -> dict[str, list[dict]]:
         "model_events": read_records(settings, "model-events", "model_event"),
         "dead_letters": read_records(settings, "dead-letters", "dead_letter"),
     }
-
-
-def score_table(predictions: list[dict], feedback: list[dict]) -> dict[str, dict[str, float]]:
-    """Accuracy and log-loss of every member, the ensemble and the baseline over all labelled predictions."""
-    labels = {f["prediction_id"]: f["label"] for f in feedback if f["source"] == "market" and f["label"] is not None}
-    totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    for p in predictions:
-        y = labels.get(p["prediction_id"])
-        if y is None:
-            continue
-        for name, prob in [*p["member_probabilities"].items(), ("ensemble", p["probability_up"])]:
-            t = totals[name]
-            t[0] += 1
-            t[1] += int((prob > 0.5) == (y == 1))
-            q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
-            t[2] += -math.log(q)
-    return {name: {"n": t[0], "accuracy": t[1] / t[0], "log_loss": t[2] / t[0]} for name, t in totals.items() if t[0]}
 
 
 def _png(fig) -> str:
@@ -128,7 +112,7 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
                 series_times.append(t)
                 acc_series.append(sum(w[0] for w in window) / len(window))
                 loss_series.append(sum(w[1] for w in window) / len(window))
-            style = {"lw": 1.6} if name in ("ensemble", "persistence") else {"lw": 0.8}
+            style = {"lw": 1.6} if name in ("ensemble", "prior") else {"lw": 0.8}
             axes[1].plot(series_times, acc_series, label=name, **style)
             axes[2].plot(series_times, loss_series, label=name, **style)
         axes[1].set_ylabel(f"accuracy ({ROLLING})")
@@ -143,6 +127,24 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
         ax.set_ylabel("weight")
         ax.legend(fontsize=7)
         plots.append((f"{symbol}: ensemble weights over time", _png(fig)))
+
+    evaluation = evaluate_run(predictions, feedback, run.get("features"))
+    summary = evaluation.summary()
+    symbols = [s for s in summary if s not in ("_counts",)]
+    if symbols:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfectly calibrated")
+        for symbol in symbols:
+            bins = [b for b in evaluation.reliability(symbol) if b["n"]]
+            ax.plot([b["forecast"] for b in bins], [b["observed"] for b in bins], marker="o", lw=1,
+                    label=f"{symbol} ensemble")
+        ax.set_xlabel("predicted probability of up (bin mean)")
+        ax.set_ylabel("observed frequency of up")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        ax.set_title("reliability diagram")
+        plots.append(("Reliability of the ensemble's probabilities", _png(fig)))
 
     if alerts:
         fig, ax = plt.subplots(figsize=(11, 3.5))
@@ -167,8 +169,8 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return plots
 
 
-def render_page(prefix: str, run: dict[str, list[dict]], table: dict[str, dict[str, float]],
-                plots: list[tuple[str, str]], shown: int = 200) -> str:
+def render_page(prefix: str, run: dict[str, list[dict]], summary: dict, plots: list[tuple[str, str]],
+                shown: int = 200) -> str:
     """The page, from ``templates/report.html``. Every string on it comes from a topic (symbols, alert
     ids, test and member names, reasons), so the template engine escapes every value it inserts:
     a record cannot add markup or script to the page."""
@@ -176,16 +178,24 @@ def render_page(prefix: str, run: dict[str, list[dict]], table: dict[str, dict[s
 
     environment = jinja2.Environment(loader=jinja2.PackageLoader("cli", "templates"), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
+    from cli.evaluate import _skill, ordered, verdict
+
     counts = {name: len(records) for name, records in run.items()}
+    tables = [(symbol, summary["_counts"].get(symbol, {}),
+               [(name, rows[name], _skill(rows[name], "prior"), _skill(rows[name], "constant"))
+                for name in ordered(rows)])
+              for symbol, rows in summary.items() if symbol != "_counts"]
     return environment.get_template("report.html").render(
-        prefix=prefix, counts=counts, scores=sorted(table.items()), plots=plots, alerts=run["alerts"][:shown],
-        model_events=run["model_events"][-shown:], dead_letters=run["dead_letters"][-shown:])
+        prefix=prefix, counts=counts, tables=tables, verdict=verdict(summary), plots=plots,
+        alerts=run["alerts"][:shown], model_events=run["model_events"][-shown:], dead_letters=run["dead_letters"][-shown:])
 
 
 def write_report(settings: Settings, out: Path, run: dict[str, list[dict]] | None = None) -> Path:
+    from streams.evaluation import evaluate_run
+
     run = run or load_run(settings)
-    table = score_table(run["predictions"], run["feedback"])
-    page = render_page(settings.topic_prefix, run, table, build_plots(run))
+    summary = evaluate_run(run["predictions"], run["feedback"], run.get("features")).summary()
+    page = render_page(settings.topic_prefix, run, summary, build_plots(run))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out

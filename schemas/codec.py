@@ -123,7 +123,7 @@ class AvroCodec:
     >>> codec = AvroCodec.for_topic_schema("feedback")
     >>> record = {"prediction_id": "BTCUSDT-1-1", "symbol": "BTCUSDT", "event_time_ms": None,
     ...           "label": 1, "realised_return": 0.001, "score": None, "source": "market",
-    ...           "feedback_time_ms": 2}
+    ...           "feedback_time_ms": 2, "matured_tick_index": 2}
     >>> data = codec.encode(record)
     >>> data[:2] == SINGLE_OBJECT_MAGIC
     True

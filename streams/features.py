@@ -29,9 +29,25 @@ Definitions (``t`` counts price ticks of one symbol from 1; ``p`` is the trade p
 * ``volume_z_20`` (population std; 0 when std = 0) and ``volume_ratio_20 = v / mean(v)`` (absent when the
   mean is 0); ``taker_buy_share_20`` = taker-buy volume / volume of ticks whose side is known;
   ``trade_sign_imbalance_20`` = mean taker sign (+1 buy, -1 sell) of the last 20 trades (trades only).
-* ``spread_bps`` and ``book_imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)`` from the latest book
-  ticker; book tickers update this state but emit no vector of their own.
-* ``dt_seconds``: event-time seconds since the previous price tick.
+* ``last_trade_sign``: +1 if the last trade was buyer-initiated (taker buy), -1 if seller-initiated;
+  ``signed_flow_10s``: signed trade volume over the trades of the last 10 s of event time (time in
+  ``(t - 10 s, t]``) divided by their volume (trades with a known side only).
+* From the latest book ticker: ``spread_bps``; the queue imbalance
+  ``book_imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)``; the micro-price's distance to the mid,
+  ``microprice_dev_bps = (micro / mid - 1) * 1e4`` with ``micro = (ask * bid_qty + bid * ask_qty) /
+  (bid_qty + ask_qty)`` (the size-weighted mid, Stoikov 2018's first approximation); and order-flow
+  imbalance ``ofi_10`` (Cont, Kukanov and Stoikov 2014): per book update ``n``,
+  ``e_n = 1[B_n >= B_{n-1}] b_n - 1[B_n <= B_{n-1}] b_{n-1} - 1[A_n <= A_{n-1}] a_n + 1[A_n >= A_{n-1}] a_{n-1}``
+  (``B, A`` best bid and ask prices, ``b, a`` their sizes), summed over the last 10 updates and divided
+  by the mean of ``(b_n + a_n) / 2`` over them; ready after 11 updates.
+* ``dt_seconds``: event-time seconds since the symbol's previous vector.
+
+Vectors. By default (``emit="price"``) every trade, aggregate trade and closed kline gives a vector
+and book tickers only update the book state. With ``emit="book"`` every book ticker gives a vector
+(its price-derived features are those of the last price tick, its book and flow features current)
+and price ticks only update state; ``emit="all"`` gives both. ``tick_index`` counts a symbol's vectors;
+``mid_price`` is the mid of the latest book ticker (absent without one): outcomes are measured on it
+when it exists (streams.learning), so short horizons do not score bid-ask bounce.
 
 Warm-up is explicit: a feature whose window is not full is absent from ``values`` and listed in
 ``not_ready``; it is never reported as 0 or 50.
@@ -47,7 +63,7 @@ applied with its event time clamped to the last applied time (so time never runs
 ...     vector = engine.update(make_tick("BTCUSDT", "TRADE", 1_700_000_000_000 + i * 1000,
 ...                                      100.0 + i % 3, 1.0, is_buyer_maker=i % 2 == 0))
 >>> vector["tick_index"], round(vector["values"]["sma_5"], 6), vector["not_ready"]
-(40, 101.0, ['spread_bps', 'book_imbalance'])
+(40, 101.0, ['spread_bps', 'book_imbalance', 'microprice_dev_bps', 'ofi_10'])
 """
 
 from __future__ import annotations
@@ -55,7 +71,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from streams.windows import RollingExtremes, RollingMoments, RollingSum
+from streams.windows import RollingExtremes, RollingMoments, RollingSum, TimeWindowSums
 
 FEATURE_SET_VERSION = "v1"
 
@@ -65,7 +81,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "rsi_14", "bollinger_pct_b", "stoch_k_14", "williams_r_14", "cci_20", "atr_14", "atr_pct",
     "momentum_10", "roc_10", "vwap_20", "vwap_dev_20", "session_vwap", "session_vwap_dev",
     "volume_z_20", "volume_ratio_20", "taker_buy_share_20", "trade_sign_imbalance_20",
-    "spread_bps", "book_imbalance", "dt_seconds",
+    "spread_bps", "book_imbalance", "dt_seconds", "last_trade_sign", "signed_flow_10s", "microprice_dev_bps",
+    "ofi_10",
 )
 
 # Scale-free features: what models learn from (raw price levels would not transfer across symbols
@@ -74,16 +91,22 @@ MODEL_FEATURES: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_20", "sma_ratio_5_20", "ema_ratio_12_26", "volatility_20", "range_20",
     "rsi_14", "bollinger_pct_b", "stoch_k_14", "williams_r_14", "cci_20", "atr_pct", "roc_10",
     "vwap_dev_20", "session_vwap_dev", "volume_z_20", "volume_ratio_20", "taker_buy_share_20",
-    "trade_sign_imbalance_20", "spread_bps", "book_imbalance",
+    "trade_sign_imbalance_20", "spread_bps", "book_imbalance", "last_trade_sign", "signed_flow_10s",
+    "microprice_dev_bps", "ofi_10",
 )
 
 # Features under drift tests. The session VWAP deviation is left out: it is a cumulative statistic whose
-# distribution changes through every session by construction, so testing it would only raise alarms.
-DRIFT_FEATURES: tuple[str, ...] = tuple(name for name in MODEL_FEATURES if name != "session_vwap_dev")
+# distribution changes through every session by construction, so testing it would only raise alarms;
+# so is the last trade's side, a coin of two values.
+DRIFT_FEATURES: tuple[str, ...] = tuple(name for name in MODEL_FEATURES
+                                        if name not in ("session_vwap_dev", "last_trade_sign"))
 
 FEATURE_SET = FEATURE_SET_VERSION + "-" + hashlib.sha256(
-    ",".join(FEATURE_NAMES).encode() + b"|rsi14|atr14|ema12,26,9|bb20,2|stoch14|cci20|vwap20"
+    ",".join(FEATURE_NAMES).encode() + b"|rsi14|atr14|ema12,26,9|bb20,2|stoch14|cci20|vwap20|flow10s|ofi10"
 ).hexdigest()[:8]
+FLOW_SPAN_MS = 10_000
+OFI_UPDATES = 10
+EMIT = ("price", "book", "all")
 
 DAY_MS = 86_400_000
 _EMA12 = 2.0 / 13.0
@@ -123,9 +146,57 @@ class SymbolFeatures:
         self.session_day = -1
         self.session_quote = self.session_volume = 0.0
         self.book: tuple[float, float, float, float] | None = None
+        self.ofi = RollingSum(OFI_UPDATES)
+        self.depth = RollingSum(OFI_UPDATES)
+        self.last_sign = 0.0
+        self.flow = TimeWindowSums(FLOW_SPAN_MS)
+        self.price_values: dict[str, float] = {}  # of the last price tick, before book and flow features
+        self.vectors = 0
+        self.last_vector_ms: int | None = None
 
     def update_book(self, bid: float, bid_qty: float, ask: float, ask_qty: float) -> None:
+        previous = self.book
+        if previous is not None:
+            b0, bq0, a0, aq0 = previous
+            e = ((bid_qty if bid >= b0 else 0.0) - (bq0 if bid <= b0 else 0.0)
+                 - (ask_qty if ask <= a0 else 0.0) + (aq0 if ask >= a0 else 0.0))
+            self.ofi.add(e)
+            self.depth.add(0.5 * (bid_qty + ask_qty))
         self.book = (bid, bid_qty, ask, ask_qty)
+
+    def book_values(self) -> dict[str, float]:
+        """Features of the latest book ticker (empty without one)."""
+        values: dict[str, float] = {}
+        book = self.book
+        if book is None:
+            return values
+        bid, bid_qty, ask, ask_qty = book
+        mid = 0.5 * (bid + ask)
+        depth = bid_qty + ask_qty
+        if mid > 0.0:
+            values["spread_bps"] = (ask - bid) / mid * 1e4
+            if depth > 0.0:
+                micro = (ask * bid_qty + bid * ask_qty) / depth
+                values["microprice_dev_bps"] = (micro / mid - 1.0) * 1e4
+        if depth > 0.0:
+            values["book_imbalance"] = (bid_qty - ask_qty) / depth
+        if self.ofi.full and self.depth.total > 0.0:
+            values["ofi_10"] = self.ofi.total / (self.depth.total / OFI_UPDATES)
+        return values
+
+    def flow_values(self, time_ms: int) -> dict[str, float]:
+        """Trade-side features as of ``time_ms`` (empty before the first trade with a known side)."""
+        values: dict[str, float] = {}
+        if self.last_sign:
+            values["last_trade_sign"] = self.last_sign
+            signed, volume = self.flow.totals(time_ms)
+            if volume > 0.0:
+                values["signed_flow_10s"] = signed / volume
+        return values
+
+    @property
+    def mid(self) -> float | None:
+        return None if self.book is None else 0.5 * (self.book[0] + self.book[2])
 
     def update(self, kind: str, time_ms: int, price: float, high: float, low: float, volume: float,
                quote_volume: float, taker_buy: float | None, is_buyer_maker: bool | None) -> dict[str, float]:
@@ -135,10 +206,7 @@ class SymbolFeatures:
         prices = self.prices
         slot = t % _LAG
         prices[slot] = price
-        prev_time = self.last_time_ms
         self.last_time_ms = time_ms
-        if prev_time is not None:
-            values["dt_seconds"] = (time_ms - prev_time) / 1000.0
 
         # Returns and momentum from the price ring.
         if t > 1:
@@ -286,36 +354,33 @@ class SymbolFeatures:
             if known > 0.0:
                 values["taker_buy_share_20"] = self.taker_buy20.total / known
         if kind != "KLINE" and is_buyer_maker is not None:
-            self.signs20.add(-1.0 if is_buyer_maker else 1.0)
+            sign = -1.0 if is_buyer_maker else 1.0
+            self.signs20.add(sign)
             self.trades_seen += 1
             if self.trades_seen >= 20:
                 values["trade_sign_imbalance_20"] = self.signs20.total / 20.0
-
-        book = self.book
-        if book is not None:
-            bid, bid_qty, ask, ask_qty = book
-            mid = 0.5 * (bid + ask)
-            if mid > 0.0:
-                values["spread_bps"] = (ask - bid) / mid * 1e4
-            depth = bid_qty + ask_qty
-            if depth > 0.0:
-                values["book_imbalance"] = (bid_qty - ask_qty) / depth
+            self.last_sign = sign
+            self.flow.add(time_ms, sign * volume, volume)
+        self.price_values = values
         return values
 
 
 class FeatureEngine:
     """Feature state of every symbol, with the event-time policy.
 
-    ``update(tick)`` returns a Features record (see ``schemas/features.avsc``) for price ticks and
-    ``None`` for book tickers; raises :class:`LateTick` for a tick beyond the grace.
+    ``update(tick)`` returns a Features record (see ``schemas/features.avsc``) for the ticks that emit
+    one (``emit``: price ticks, book tickers or all) and ``None`` for the others; raises
+    :class:`LateTick` for a tick beyond the grace.
     """
 
-    def __init__(self, late_grace_ms: int = 0):
+    def __init__(self, late_grace_ms: int = 0, emit: str = "price"):
         if late_grace_ms < 0:
             raise ValueError("late_grace_ms must be >= 0")
+        if emit not in EMIT:
+            raise ValueError(f"emit must be one of {', '.join(EMIT)}")
         self.late_grace_ms = late_grace_ms
+        self.emit = emit
         self.symbols: dict[str, SymbolFeatures] = {}
-        self._n_features = len(FEATURE_NAMES)
 
     def state(self, symbol: str) -> SymbolFeatures:
         state = self.symbols.get(symbol)
@@ -338,7 +403,9 @@ class FeatureEngine:
         kind = tick["kind"]
         if kind == "BOOK_TICKER":
             state.update_book(tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"])
-            return None
+            if self.emit == "price":
+                return None
+            return self._vector(state, kind, time_ms, state.mid, state.price_values)
         price = tick["price"]
         if kind == "KLINE":
             high, low = tick["high"], tick["low"]
@@ -350,16 +417,26 @@ class FeatureEngine:
             quote = price * volume
         values = state.update(kind, time_ms, price, high, low, volume, quote, tick.get("taker_buy_volume"),
                               tick.get("is_buyer_maker"))
-        if len(values) == self._n_features:
-            not_ready: list[str] = []
-        else:
-            not_ready = [name for name in FEATURE_NAMES if name not in values]
+        if self.emit == "book":
+            return None
+        return self._vector(state, kind, time_ms, price, values)
+
+    @staticmethod
+    def _vector(state: SymbolFeatures, kind: str, time_ms: int, price: float, price_values: dict[str, float]
+                ) -> dict[str, Any]:
+        values = {**price_values, **state.book_values(), **state.flow_values(time_ms)}
+        if state.last_vector_ms is not None:
+            values["dt_seconds"] = (time_ms - state.last_vector_ms) / 1000.0
+        state.last_vector_ms = time_ms
+        state.vectors += 1
+        not_ready = [] if len(values) == len(FEATURE_NAMES) else [n for n in FEATURE_NAMES if n not in values]
         return {
-            "symbol": symbol,
+            "symbol": state.symbol,
             "event_time_ms": time_ms,
             "tick_kind": kind,
             "price": price,
-            "tick_index": state.t,
+            "mid_price": state.mid,
+            "tick_index": state.vectors,
             "feature_set": FEATURE_SET,
             "values": values,
             "not_ready": not_ready,

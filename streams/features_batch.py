@@ -3,7 +3,7 @@ whole series of one symbol's price ticks (replays and backfills).
 
 Recursive averages (EMA 12/26/9, Wilder's RSI and ATR) run through ``scipy.signal.lfilter``; window
 statistics reduce a ``sliding_window_view`` in C. The series starts from an empty state, like a fresh
-engine; book tickers are not part of a batch (spread and book imbalance stay absent).
+engine; book tickers are not part of a batch (the book features stay absent).
 
 >>> import numpy as np
 >>> prices = 100 + np.sin(np.arange(60) / 5)
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-from streams.features import DAY_MS, FEATURE_NAMES
+from streams.features import DAY_MS, FEATURE_NAMES, FLOW_SPAN_MS
 
 _view = np.lib.stride_tricks.sliding_window_view
 
@@ -211,10 +211,28 @@ def update_many(series: TickSeries) -> dict[str, np.ndarray]:
     if len(trade_idx) >= 20:
         imbalance[trade_idx[19:]] = _rolling(signs[trade_idx], 20, np.mean)[19:]
     cols["trade_sign_imbalance_20"] = imbalance
+    # The last trade's side, carried forward over ticks without one; signed flow over (t - 10 s, t].
+    last_sign = np.full(n, np.nan)
+    if len(trade_idx):
+        carried = np.maximum.accumulate(np.where(signs != 0, np.arange(n), -1))
+        last_sign = np.where(carried >= 0, signs[np.maximum(carried, 0)], np.nan)
+    cols["last_trade_sign"] = last_sign
+    flow = np.full(n, np.nan)
+    if len(trade_idx):
+        times = series.time_ms
+        signed = np.concatenate([[0.0], np.cumsum(np.where(signs != 0, signs * v, 0.0))])
+        total = np.concatenate([[0.0], np.cumsum(np.where(signs != 0, v, 0.0))])
+        first = np.searchsorted(times, times - FLOW_SPAN_MS, side="right")
+        last = np.arange(1, n + 1)
+        window_volume = total[last] - total[first]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            flow = np.where(window_volume > 0, (signed[last] - signed[first]) / window_volume, np.nan)
+        flow = np.where(np.isnan(last_sign), np.nan, flow)
+    cols["signed_flow_10s"] = flow
     dt = np.full(n, np.nan)
     if n > 1:
         dt[1:] = np.diff(series.time_ms) / 1000.0
     cols["dt_seconds"] = dt
-    cols["spread_bps"] = np.full(n, np.nan)
-    cols["book_imbalance"] = np.full(n, np.nan)
+    for name in ("spread_bps", "book_imbalance", "microprice_dev_bps", "ofi_10"):
+        cols[name] = np.full(n, np.nan)
     return {name: cols[name] for name in FEATURE_NAMES}

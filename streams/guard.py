@@ -35,11 +35,7 @@ from collections import deque
 from typing import Any
 
 from streams import snapshots
-
-
-def _log_loss(p_up: float, y: int) -> float:
-    p = p_up if y == 1 else 1.0 - p_up
-    return -math.log(min(max(p, 1e-12), 1.0))
+from streams.scoring import log_loss
 
 
 class GuardedMember:
@@ -89,7 +85,7 @@ class GuardedMember:
 
     def _holdout_loss(self) -> float:
         predict = self.member.predict_proba_one
-        return sum(_log_loss(predict(x)[1], y) for x, y in self.recent) / len(self.recent)
+        return sum(log_loss(predict(x)[1], y) for x, y in self.recent) / len(self.recent)
 
     def learn_one(self, x: dict[str, float], y: int) -> bool:
         """Learn unless refused or undone; returns whether the step was kept."""

@@ -1,33 +1,30 @@
-"""Predict, wait for the outcome, learn: the per-symbol online learner and its ensemble.
+"""Predict, wait for the outcome, learn: the per-symbol online learner.
 
 Test-then-train with delay. For the feature vector of tick ``t`` the learner first learns from every
-vector whose horizon has now passed (tick ``t - H`` and older), then predicts on ``t``. So a prediction
-never sees its own label, and a replay of the same ticks gives the same predictions every time.
+vector whose horizon has now passed, then predicts on ``t``. So a prediction never sees its own label,
+and a replay of the same ticks gives the same predictions every time.
 
-Outcome of the vector at tick ``t`` (``H`` = ``horizon_ticks``): ``r = p_{t+H} / p_t - 1``; label 1 if
-``r > flat_band``, 0 if ``r < -flat_band``, otherwise "flat" (label ``None``: published, not learned).
-With ``horizon_seconds`` instead, the outcome is measured at the first vector whose event time is at
-least that many seconds after ``t`` (its price is ``p_{t+H}``). A vector that carries its own ``label`` (a labelled dataset replayed through the pipeline) is learned
-with that label, revealed at the same moment (``H`` vectors later): this is River's
-``progressive_val_score(..., delay=H)`` order exactly. A probability of exactly 0.5 predicts "down",
-as River's ``predict_one`` does for ``{False: 0.5, True: 0.5}``.
+Outcomes (:class:`LearnerConfig`). Each vector carries a reference price: the mid price when the
+symbol has a book (bid/ask quotes), else the trade or kline price. With ``label="horizon"`` the outcome
+of the vector at ``t`` is ``r = p_{t+H} / p_t - 1`` (``H`` = ``horizon_ticks`` vectors later, or the
+first vector at least ``horizon_seconds`` later in event time): up if ``r > flat_band``, down if
+``r < -flat_band``, otherwise flat (published, counted, not learned). With ``label="next_change"`` it
+is the direction of the next change of the reference price (the first later vector whose price
+differs; never flat). A vector that carries its own ``label`` (a labelled dataset) is learned with it,
+``H`` vectors later: River's ``progressive_val_score(..., delay=H)`` order exactly.
 
-Ensemble weights (documented formula). Each member ``m`` keeps an exponentially weighted log-loss
-``L_m <- L_m + (loss - L_m) / half_life_events`` (starting at ln 2). Weights are
-``w_m ∝ exp(-eta * (L_m - min_k L_k)) * (penalty if L_m > L_persistence else 1)``; the ensemble's
-probability is ``sum_m w_m p_m`` and its confidence ``1 - 2 * sum_m w_m |p_m - p|`` (1 when members
-agree, towards 0 when they split). The persistence baseline runs beside the members and is scored the
-same way but is not in the ensemble. With ``regime_weights`` the losses are also kept per market
-regime (see :class:`Regimes`) and a regime with at least ``min_regime_events`` labels uses its own.
+Each outcome is also scored for the references (:mod:`streams.references`: constant 0.5, running
+prior, persistence, last trade side), with skill and its interval in :mod:`streams.scoring`; the
+ensemble is the mixture of :mod:`streams.ensemble`.
 
->>> learner = SymbolLearner("BTCUSDT", members=("logreg",), horizon_ticks=1)
+>>> learner = SymbolLearner("BTCUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
 >>> v = {"symbol": "BTCUSDT", "event_time_ms": 1, "tick_index": 1, "price": 100.0,
 ...      "feature_set": "v1-x", "values": {"ret_1": 0.0}, "not_ready": []}
->>> prediction, outcomes = learner.process(v)
->>> prediction["probability_up"], outcomes
+>>> step = learner.process(v)
+>>> round(step.prediction["probability_up"], 3), step.outcomes
 (0.5, [])
->>> prediction, outcomes = learner.process({**v, "event_time_ms": 2, "tick_index": 2, "price": 101.0})
->>> outcomes[0]["label"], round(outcomes[0]["realised_return"], 4)
+>>> step = learner.process({**v, "event_time_ms": 2, "tick_index": 2, "price": 101.0})
+>>> step.outcomes[0]["label"], round(step.outcomes[0]["realised_return"], 4)
 (1, 0.01)
 """
 
@@ -36,28 +33,21 @@ from __future__ import annotations
 import math
 import zlib
 from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
+from streams.ensemble import Ensemble, Forecast
 from streams.features import MODEL_FEATURES
 from streams.guard import GuardedMember
-from streams.models import clip_probability, make_member
-from streams.variants import VariantPolicy, brier
+from streams.models import make_member
+from streams.references import Persistence, TradeSide
+from streams.scoring import BlockedScores, MemberScore, brier
+from streams.variants import VariantPolicy
 
-LN2 = math.log(2.0)
+LABELS = ("horizon", "next_change")
+REFERENCES = ("persistence", "trade_side", "prior", "constant")
 # Feedback sources the predict stage produces itself and has already learned in line.
 IN_LINE_SOURCES = frozenset({"market", "dataset"})
-
-
-def log_loss(p_up: float, y: int) -> float:
-    """Log-loss for ensemble weights: clipped at 1e-6 so one confident miss cannot erase a member."""
-    p = clip_probability(p_up if y == 1 else 1.0 - p_up, 1e-6)
-    return -math.log(p)
-
-
-def reported_log_loss(p_up: float, y: int) -> float:
-    """Log-loss as reported (River's ``metrics.LogLoss``: probabilities clamped to [1e-15, 1 - 1e-15])."""
-    p_up = min(max(p_up, 1e-15), 1.0 - 1e-15)
-    return -math.log(p_up if y == 1 else 1.0 - p_up)
 
 
 class InvalidVector(ValueError):
@@ -68,85 +58,55 @@ class UnknownPrediction(KeyError):
     """Feedback that refers to a prediction this learner does not hold (never made, or expired)."""
 
 
-class RollingScore:
-    """Accuracy and log-loss over the last ``window`` labelled predictions."""
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Everything a learner is built from (one object, validated once)."""
 
-    __slots__ = ("window", "hits", "losses", "hit_sum", "loss_sum")
+    members: tuple[str, ...] = ("logreg", "mlp", "micro")
+    horizon_ticks: int = 5
+    horizon_seconds: float = 0.0
+    label: str = "horizon"
+    flat_band: float = 0.0
+    seed: int = 42
+    model_id: str = "ensemble"
+    keep_issued: int = 2_000
+    device: str = "cpu"
+    regime_weights: bool = False
+    challengers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    traffic_share: float = 0.0
+    promotion_alpha: float = 0.01
+    promotion_min_samples: int = 200
+    rollback_margin: float = 0.02
+    rollback_threshold: float = 10_000.0
+    guard: bool = True
+    share: float = 1e-4
 
-    def __init__(self, window: int = 500):
-        self.window = window
-        self.hits: deque[int] = deque()
-        self.losses: deque[float] = deque()
-        self.hit_sum = 0
-        self.loss_sum = 0.0
-
-    def add(self, p_up: float, y: int) -> float:
-        hit = int((p_up > 0.5) == (y == 1))
-        loss = log_loss(p_up, y)
-        self.hits.append(hit)
-        self.losses.append(loss)
-        self.hit_sum += hit
-        self.loss_sum += loss
-        if len(self.hits) > self.window:
-            self.hit_sum -= self.hits.popleft()
-            self.loss_sum -= self.losses.popleft()
-        return loss
-
-    @property
-    def n(self) -> int:
-        return len(self.hits)
-
-    @property
-    def accuracy(self) -> float:
-        return self.hit_sum / len(self.hits) if self.hits else float("nan")
-
-    @property
-    def log_loss(self) -> float:
-        return self.loss_sum / len(self.losses) if self.losses else float("nan")
+    def __post_init__(self):
+        if self.horizon_ticks < 1:
+            raise ValueError("horizon_ticks must be >= 1")
+        if self.horizon_seconds < 0:
+            raise ValueError("horizon_seconds must be >= 0")
+        if self.flat_band < 0:
+            raise ValueError("flat_band must be >= 0")
+        if self.label not in LABELS:
+            raise ValueError(f"label must be one of {', '.join(LABELS)}")
+        if not 0.0 <= self.traffic_share <= 1.0:
+            raise ValueError("traffic_share must be in [0, 1]")
+        if any(name == "default" for name, _ in self.challengers):
+            raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
 
 
-class MemberScore(RollingScore):
-    """Rolling scores plus cumulative ones since the model started (what a performance record reports).
+@dataclass
+class LearnerStep:
+    """What one vector did: the prediction to publish (None for a duplicate), the outcomes that
+    matured (feedback records), the ensemble's log-loss on each learned one, the forecasts of the
+    variants that did not serve, and the model events decided while learning."""
 
-    Cumulative accuracy and log-loss follow River's ``metrics.Accuracy`` and ``metrics.LogLoss``; the
-    Brier score measures calibration; ``captured_return`` is the mean realised return of taking the
-    predicted direction (long when up, short when down), over outcomes that have a return.
-    ``return_mae`` is the mean absolute error of the return a probability implies,
-    ``(2 p - 1) * typical_move`` (``typical_move``: the symbol's recent mean absolute realised return,
-    passed in by the learner), against the realised return.
-    """
-
-    __slots__ = ("total", "total_hits", "total_loss", "total_brier", "captured", "captured_n", "abs_error")
-
-    def __init__(self, window: int = 500):
-        super().__init__(window)
-        self.total = self.total_hits = self.captured_n = 0
-        self.total_loss = self.total_brier = self.captured = self.abs_error = 0.0
-
-    def add(self, p_up: float, y: int, realised_return: float | None = None, typical_move: float = 0.0) -> float:
-        self.total += 1
-        up = p_up > 0.5
-        self.total_hits += up == (y == 1)
-        self.total_loss += reported_log_loss(p_up, y)
-        self.total_brier += (p_up - y) ** 2
-        if realised_return is not None:
-            self.captured += realised_return if up else -realised_return
-            self.abs_error += abs((2.0 * p_up - 1.0) * typical_move - realised_return)
-            self.captured_n += 1
-        return super().add(p_up, y)
-
-    def summary(self) -> dict[str, Any]:
-        n = self.total
-        return {
-            "n": n,
-            "accuracy": self.total_hits / n if n else None,
-            "log_loss": self.total_loss / n if n else None,
-            "brier": self.total_brier / n if n else None,
-            "rolling_accuracy": self.accuracy if self.hits else None,
-            "rolling_log_loss": self.log_loss if self.hits else None,
-            "captured_return": self.captured / self.captured_n if self.captured_n else None,
-            "return_mae": self.abs_error / self.captured_n if self.captured_n else None,
-        }
+    prediction: dict[str, Any] | None
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    matured_losses: list[float] = field(default_factory=list)
+    shadow: dict[str, Forecast] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Regimes:
@@ -163,325 +123,322 @@ class Regimes:
         self.average: float | None = None
         self.rate = rate
 
-    def classify(self, x: dict[str, float]) -> str:
+    def classify(self, x: dict[str, float], update: bool = True) -> str:
         volatility = x.get("volatility_20")
         move = x.get("ret_20")
         if volatility is None or move is None:
             return "unknown"
-        if self.average is None:
-            self.average = volatility
-        else:
-            self.average += (volatility - self.average) * self.rate
-        if volatility > 1.5 * self.average:
+        average = self.average
+        average = volatility if average is None else average + (volatility - average) * self.rate
+        if update:
+            self.average = average
+        if volatility > 1.5 * average:
             return "volatile"
         if abs(move) > volatility * 4.47213595499958:
             return "trending"
         return "ranging"
 
 
-class Ensemble:
-    """Members weighted by their recent log-loss (see the module docstring for the formula)."""
+class Variant:
+    """Members (guarded) and the mixture over them; with ``regime_weights`` one mixture per regime."""
 
-    def __init__(self, members: dict[str, Any], baseline: Any, eta: float = 20.0, half_life_events: int = 200,
-                 baseline_penalty: float = 0.25, regime_weights: bool = False, min_regime_events: int = 100,
-                 guard: bool = False):
-        self.guard = guard
-        self.members = {name: GuardedMember(m) for name, m in members.items()} if guard else members
-        self.baseline = baseline
-        self.eta, self.half_life, self.penalty = eta, half_life_events, baseline_penalty
-        self.loss = {name: LN2 for name in members}
-        self.baseline_loss = LN2
-        self.regimes = Regimes() if regime_weights else None
-        self.min_regime_events = min_regime_events
-        self.regime_loss: dict[str, dict[str, float]] = {}
-        self.regime_baseline: dict[str, float] = {}
-        self.regime_n: dict[str, int] = {}
+    def __init__(self, members: dict[str, Any], config: LearnerConfig):
+        self.members = {name: GuardedMember(m) for name, m in members.items()} if config.guard else dict(members)
+        self.config = config
+        self.regimes = Regimes() if config.regime_weights else None
+        self.mixtures: dict[str, Ensemble] = {}
 
-    def regime(self, x: dict[str, float]) -> str:
-        return self.regimes.classify(x) if self.regimes is not None else "all"
+    def regime(self, x: dict[str, float], update: bool = True) -> str:
+        return self.regimes.classify(x, update) if self.regimes is not None else "all"
 
-    def weights(self, regime: str = "all") -> dict[str, float]:
-        loss, baseline_loss = self.loss, self.baseline_loss
-        if self.regime_n.get(regime, 0) >= self.min_regime_events:
-            loss, baseline_loss = self.regime_loss[regime], self.regime_baseline[regime]
-        best = min(loss.values())
-        raw = {}
-        for name, value in loss.items():
-            w = math.exp(-self.eta * (value - best))
-            if value > baseline_loss:
-                w *= self.penalty
-            raw[name] = w
-        total = sum(raw.values())
-        return {name: w / total for name, w in raw.items()}
+    def mixture(self, regime: str = "all") -> Ensemble:
+        mixture = self.mixtures.get(regime)
+        if mixture is None:
+            mixture = self.mixtures[regime] = Ensemble(tuple(self.members), share=self.config.share)
+        return mixture
 
-    def predict(self, x: dict[str, float], regime: str = "all"
-                ) -> tuple[float, float, dict[str, float], dict[str, float], float]:
-        """(p_up, confidence, member probabilities, weights, baseline p_up)."""
+    def forecast(self, x: dict[str, float], regime: str = "all", reserve: bool = True) -> Forecast:
         probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
-        weights = self.weights(regime)
-        p = sum(weights[name] * probabilities[name] for name in probabilities)
-        spread = sum(weights[name] * abs(probabilities[name] - p) for name in probabilities)
-        confidence = max(0.0, min(1.0, 1.0 - 2.0 * spread))
-        return p, confidence, probabilities, weights, self.baseline.predict_proba_one(x)[1]
+        return self.mixture(regime).forecast(probabilities, reserve)
 
-    def learn(self, x: dict[str, float], y: int, probabilities: dict[str, float], baseline_p: float,
-              regime: str = "all") -> None:
-        rate = 1.0 / self.half_life
-        losses = {name: log_loss(p, y) for name, p in probabilities.items()}
-        baseline = log_loss(baseline_p, y)
-        for name, member in self.members.items():
-            self.loss[name] += (losses[name] - self.loss[name]) * rate
+    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str) -> None:
+        for member in self.members.values():
             member.learn_one(x, y)
-        self.baseline_loss += (baseline - self.baseline_loss) * rate
-        self.baseline.learn_one(x, y)
-        if self.regimes is not None:
-            if regime not in self.regime_loss:
-                self.regime_loss[regime] = {name: LN2 for name in self.members}
-                self.regime_baseline[regime] = LN2
-                self.regime_n[regime] = 0
-            own = self.regime_loss[regime]
-            for name in own:
-                own[name] += (losses[name] - own[name]) * rate
-            self.regime_baseline[regime] += (baseline - self.regime_baseline[regime]) * rate
-            self.regime_n[regime] += 1
+        self.mixture(regime).learn(forecast, y)
+
+    def release(self, forecast: Forecast, regime: str) -> None:
+        self.mixture(regime).release(forecast)
 
     def rejections(self) -> list[tuple[str, str]]:
         """Learning steps refused or undone by the guard since the last call."""
-        if not self.guard:
+        if not self.config.guard:
             return []
         return [item for member in self.members.values() for item in member.drain()]
 
     def replace_member(self, name: str, member: Any) -> None:
-        self.members[name] = GuardedMember(member) if self.guard else member
-        self.reset_loss(name)
+        self.members[name] = GuardedMember(member) if self.config.guard else member
 
-    def reset_loss(self, name: str) -> None:
-        self.loss[name] = LN2
-        for own in self.regime_loss.values():
-            own[name] = LN2
+    def weights(self) -> dict[str, float]:
+        return self.mixture().weights()
 
 
 class Pending:
     """A prediction waiting for its outcome: everything learning needs, as it was at prediction time."""
 
-    __slots__ = ("prediction_id", "tick_index", "event_time_ms", "price", "x", "probabilities", "p_up",
-                 "baseline_p", "label", "regime", "served", "variants")
+    __slots__ = ("prediction_id", "tick_index", "event_time_ms", "price", "x", "label", "regime", "served",
+                 "forecasts", "references")
 
-    def __init__(self, prediction_id, tick_index, event_time_ms, price, x, probabilities, p_up, baseline_p, label,
-                 regime, served="default", variants=None):
+    def __init__(self, prediction_id, tick_index, event_time_ms, price, x, label, regime, served, forecasts,
+                 references):
         self.prediction_id, self.tick_index, self.event_time_ms, self.price = (
             prediction_id, tick_index, event_time_ms, price)
-        self.x, self.probabilities, self.p_up, self.baseline_p = x, probabilities, p_up, baseline_p
-        self.label, self.regime = label, regime
-        # Variant that served this prediction, and (p_up, member probabilities, baseline p) of every
-        # variant when challengers run (None without challengers).
-        self.served, self.variants = served, variants
+        self.x, self.label, self.regime, self.served = x, label, regime, served
+        self.forecasts: dict[str, Forecast] = forecasts  # every variant's, by name
+        self.references: dict[str, float] = references  # P(up) of each reference at prediction time
 
 
 class SymbolLearner:
-    """Ensemble, pending predictions and scores of one symbol."""
+    """Variants (the configured ensemble and challengers), pending predictions and scores of one symbol."""
 
-    def __init__(self, symbol: str, members: tuple[str, ...] = ("logreg", "mlp"), horizon_ticks: int = 5,
-                 flat_band: float = 0.0, seed: int = 42, model_id: str = "ensemble", keep_issued: int = 2_000,
-                 device: str = "cpu", model_features: tuple[str, ...] = MODEL_FEATURES,
-                 regime_weights: bool = False, horizon_seconds: float = 0.0,
-                 challengers: dict[str, tuple[str, ...]] | None = None, traffic_share: float = 0.0,
-                 promotion_alpha: float = 0.01, promotion_min_samples: int = 200, rollback_margin: float = 0.02,
-                 rollback_threshold: float = 10_000.0, guard: bool = True):
-        if horizon_ticks < 1:
-            raise ValueError("horizon_ticks must be >= 1")
-        if horizon_seconds < 0:
-            raise ValueError("horizon_seconds must be >= 0")
-        if flat_band < 0:
-            raise ValueError("flat_band must be >= 0")
-        self.symbol = symbol
-        self.member_names = tuple(members)
-        self.horizon = horizon_ticks
-        self.horizon_ms = int(round(horizon_seconds * 1000))
-        self.flat_band = flat_band
-        self.seed = seed
-        self.model_id = model_id
-        self.device = device
+    def __init__(self, symbol: str, config: LearnerConfig | None = None,
+                 model_features: tuple[str, ...] = MODEL_FEATURES):
+        config = config or LearnerConfig()
+        self.symbol, self.config = symbol, config
         self.model_features = tuple(model_features)
+        self.model_id = config.model_id
+        self.horizon_ms = int(round(config.horizon_seconds * 1000))
         self.version = 1
-        self.regime_weights, self.guard = regime_weights, guard
-        self.variants = {"default": self._ensemble(tuple(members))}
-        for name, variant_members in (challengers or {}).items():
-            if name == "default":
-                raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
-            self.variants[name] = self._ensemble(tuple(variant_members))
-        self.policy = (VariantPolicy("default", list(challengers), promotion_alpha, promotion_min_samples,
-                                     rollback_margin, rollback_threshold) if challengers else None)
-        if not 0.0 <= traffic_share <= 1.0:
-            raise ValueError("traffic_share must be in [0, 1]")
-        self.traffic_share = traffic_share
-        self.events: list[dict[str, Any]] = []  # model events (promotions, rollbacks, refused updates) to publish
-        self.shadow: dict[str, tuple] = {}  # last prediction of every variant that did not serve it
+        challengers = dict(config.challengers)
+        self.variants = {"default": self._variant(config.members)}
+        for name, members in challengers.items():
+            self.variants[name] = self._variant(members)
+        self.policy = (VariantPolicy("default", list(challengers), config.promotion_alpha,
+                                     config.promotion_min_samples, config.rollback_margin,
+                                     config.rollback_threshold) if challengers else None)
+        self.persistence, self.trade_side = Persistence(), TradeSide()
         self.pending: deque[Pending] = deque()
         self.issued: OrderedDict[str, Pending] = OrderedDict()
-        self.keep_issued = keep_issued
-        self.matured_losses: list[float] = []  # ensemble log-loss of each outcome learned in the last call
         self.last_tick_index = 0
         self.typical_move, self.moves_seen = 0.0, 0  # mean |realised return| (last ~500 outcomes)
-        self.scores = {name: MemberScore() for name in (*members, "ensemble", "persistence")}
+        self.outcomes = self.flat = 0
+        names = (*config.members, "ensemble", *REFERENCES)
+        self.scores = {name: MemberScore() for name in names}
         if self.policy is not None:
             for name in self.variants:
                 self.scores[f"variant:{name}"] = MemberScore()
+        skilled = ("ensemble", *config.members)
+        self.blocks = BlockedScores((*skilled, "prior", "constant"), block=max(20, 4 * config.horizon_ticks))
+        self._step: LearnerStep | None = None
 
-    def _ensemble(self, members: tuple[str, ...]) -> Ensemble:
-        return Ensemble({name: make_member(name, self.seed, self.device, self.model_features) for name in members},
-                        make_member("persistence"), regime_weights=self.regime_weights, guard=self.guard)
+    def _variant(self, members: tuple[str, ...]) -> Variant:
+        return Variant({name: make_member(name, self.config.seed, self.config.device, self.model_features)
+                        for name in members}, self.config)
 
     @property
     def champion(self) -> str:
         return self.policy.champion if self.policy is not None else "default"
 
     @property
-    def ensemble(self) -> Ensemble:
-        """The champion's ensemble (the one whose predictions are published)."""
+    def ensemble(self) -> Variant:
+        """The champion (the variant whose predictions are published)."""
         return self.variants[self.champion]
 
     def probability_up(self, x: dict[str, float]) -> float:
-        """The champion ensemble's probability for the features ``x``, as the models are now (no
-        side effects: nothing is issued, nothing learned)."""
+        """The champion's probability for the features ``x``, as the models are now (no side effects:
+        nothing is issued, nothing learned)."""
         ensemble = self.ensemble
-        return ensemble.predict(x, ensemble.regime(x))[0]
+        return ensemble.forecast(x, ensemble.regime(x, update=False), reserve=False).p_up
 
     def serving(self, prediction_id: str) -> str:
         """Variant that serves a prediction: the champion, or a challenger for a deterministic share."""
-        if self.traffic_share <= 0.0 or self.policy is None:
+        if self.config.traffic_share <= 0.0 or self.policy is None:
             return self.champion
-        if zlib.crc32(prediction_id.encode()) % 10_000 < self.traffic_share * 10_000:
+        if zlib.crc32(prediction_id.encode()) % 10_000 < self.config.traffic_share * 10_000:
             others = [name for name in self.variants if name != self.champion]
             return others[zlib.crc32(prediction_id.encode()[::-1]) % len(others)]
         return self.champion
 
-    def process(self, features: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """Learn from matured outcomes, then predict. Returns (prediction record, feedback records).
+    def process(self, features: dict[str, Any]) -> LearnerStep:
+        """Learn from matured outcomes, then predict.
 
         A vector whose tick index is not above the last one applied is a duplicate (at-least-once
-        delivery republishes some after a restart): it changes nothing and returns ``(None, [])``.
+        delivery republishes some after a restart): it changes nothing (``prediction`` is None).
         A vector with a NaN or infinite value raises :class:`InvalidVector` and changes nothing.
         """
         if features["tick_index"] <= self.last_tick_index:
-            self.matured_losses.clear()
-            return None, []
+            return LearnerStep(None)
         for name, value in features["values"].items():
             if not math.isfinite(value):
                 raise InvalidVector(f"feature {name} of {self.symbol} tick {features['tick_index']} is {value!r}")
         self.last_tick_index = features["tick_index"]
-        outcomes = self._mature(features)
-        return self._predict(features), outcomes
+        step = self._step = LearnerStep(None)
+        step.outcomes = self._mature(features)
+        step.prediction = self._predict(features)
+        self._step = None
+        return step
+
+    @staticmethod
+    def reference_price(features: dict[str, Any]) -> float:
+        mid = features.get("mid_price")
+        return mid if mid is not None else features["price"]
+
+    def _due(self, item: Pending, index: int, time_ms: int, price: float) -> bool:
+        if item.label is None and self.config.label == "next_change":
+            return price != item.price
+        if self.horizon_ms > 0:
+            return item.event_time_ms <= time_ms - self.horizon_ms
+        return item.tick_index <= index - self.config.horizon_ticks
 
     def _mature(self, features: dict[str, Any]) -> list[dict[str, Any]]:
         outcomes = []
-        self.matured_losses.clear()
-        now_index, price, now_ms = features["tick_index"], features["price"], features["event_time_ms"]
-        pending = self.pending
-        by_time = self.horizon_ms > 0
-        limit = now_ms - self.horizon_ms if by_time else now_index - self.horizon
-        while pending and (pending[0].event_time_ms if by_time else pending[0].tick_index) <= limit:
+        index, now_ms = features["tick_index"], features["event_time_ms"]
+        price = self.reference_price(features)
+        pending, band = self.pending, self.config.flat_band
+        while pending and self._due(pending[0], index, now_ms, price):
             item = pending.popleft()
             if item.label is not None:
                 label, realised = item.label, None
             else:
                 realised = price / item.price - 1.0
-                label = 1 if realised > self.flat_band else 0 if realised < -self.flat_band else None
-            if label is not None:
+                label = 1 if realised > band else 0 if realised < -band else None
+            self.outcomes += 1
+            if label is None:
+                self.flat += 1
+                for name, forecast in item.forecasts.items():
+                    self.variants[name].release(forecast, item.regime)
+            else:
                 self._learn(item, label, realised)
             outcomes.append({
                 "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
                 "label": label, "realised_return": realised, "score": None,
                 "source": "dataset" if item.label is not None else "market", "feedback_time_ms": now_ms,
+                "matured_tick_index": index,
             })
         return outcomes
 
-    def _learn(self, item: Pending, label: int, realised: float | None = None) -> None:
-        scores = self.scores
-        move = self.typical_move  # as known before this outcome
-        for name, p in item.probabilities.items():
+    def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True) -> None:
+        scores, move = self.scores, self.typical_move  # as known before this outcome
+        served = item.forecasts[item.served]
+        for name, p in served.member_probabilities.items():
             if name in scores:
                 scores[name].add(p, label, realised, move)
-        self.matured_losses.append(scores["ensemble"].add(item.p_up, label, realised, move))
-        scores["persistence"].add(item.baseline_p, label, realised, move)
+        loss = scores["ensemble"].add(served.p_up, label, realised, move)
+        for name in REFERENCES:
+            scores[name].add(item.references[name], label, realised, move)
+        if in_line:
+            # Members are scored as the configured ensemble's (default variant) members, whoever served.
+            self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
+                             "prior": item.references["prior"], "constant": 0.5}, label)
+            if self._step is not None:
+                self._step.matured_losses.append(loss)
         if realised is not None:
             self.typical_move += (abs(realised) - self.typical_move) / min(self.moves_seen + 1, 500)
             self.moves_seen += 1
-        if item.variants is None:
-            self.ensemble.learn(item.x, label, item.probabilities, item.baseline_p, item.regime)
-        else:
-            for name, (p_up, probabilities, baseline_p) in item.variants.items():
-                scores[f"variant:{name}"].add(p_up, label, realised, move)
-                self.variants[name].learn(item.x, label, probabilities, baseline_p, item.regime)
-            decision = self.policy.observe({name: brier(out[0], label) for name, out in item.variants.items()})
+        self.persistence.learn_one(item.x, label)
+        self.trade_side.learn_one(item.x, label)
+        for name, forecast in item.forecasts.items():
+            if self.policy is not None:
+                scores[f"variant:{name}"].add(forecast.p_up, label, realised, move)
+            variant = self.variants[name]
+            if in_line:
+                variant.learn(item.x, label, forecast, item.regime)
+            else:  # external feedback: the members learn; the mixture learned this outcome already
+                for member in variant.members.values():
+                    member.learn_one(item.x, label)
+        if self.policy is not None and in_line:
+            decision = self.policy.observe({name: brier(f.p_up, label) for name, f in item.forecasts.items()})
             if decision is not None:
-                kind, variant, evidence = decision
+                kind, variant_name, evidence = decision
                 self.version += 1
-                reason = (f"challenger {variant} beat {evidence['replaced']} on {evidence['pairs']} paired outcomes"
-                          if kind == "PROMOTION" else
-                          f"{evidence['from']} was worse than {variant} by more than {evidence['margin']} (Brier)")
-                self._event(kind, variant, reason, evidence, item.event_time_ms)
-        if self.guard:
-            for name, ensemble in self.variants.items():
-                for code, reason in ensemble.rejections():
+                reason = (f"challenger {variant_name} beat {evidence['replaced']} on {evidence['pairs']} paired "
+                          "outcomes" if kind == "PROMOTION" else
+                          f"{evidence['from']} was worse than {variant_name} by more than {evidence['margin']} "
+                          "(Brier)")
+                self._event(kind, variant_name, reason, evidence, item.event_time_ms)
+        if self.config.guard:
+            for name, variant in self.variants.items():
+                for code, reason in variant.rejections():
                     self._event("REJECTED_UPDATE", name, reason, {"check": code}, item.event_time_ms)
 
     def _event(self, kind: str, variant: str, reason: str, details: dict[str, str], time_ms: int) -> None:
-        self.events.append({"kind": kind, "model_id": f"{self.model_id}/{variant}", "version": self.version,
-                            "reason": reason, "details": details, "event_time_ms": time_ms})
+        assert self._step is not None, "model events are decided inside process() or learn_feedback()"
+        self._step.events.append({"kind": kind, "model_id": f"{self.model_id}/{variant}", "version": self.version,
+                                  "reason": reason, "details": details, "event_time_ms": time_ms})
 
     def _predict(self, features: dict[str, Any]) -> dict[str, Any]:
         x = features["values"]
-        regime = self.ensemble.regime(x)
+        champion = self.ensemble
+        regime = champion.regime(x)
         pid = f"{self.symbol}-{features['event_time_ms']}-{features['tick_index']}"
-        served = self.champion
-        variants = None
-        if self.policy is None:
-            p_up, confidence, probabilities, weights, baseline_p = self.ensemble.predict(x, regime)
-        else:
-            served = self.serving(pid)
-            outputs = {name: ensemble.predict(x, regime) for name, ensemble in self.variants.items()}
-            variants = {name: (out[0], out[2], out[4]) for name, out in outputs.items()}
-            p_up, confidence, probabilities, weights, baseline_p = outputs[served]
-            self.shadow = {name: out for name, out in outputs.items() if name != served}
-        item = Pending(pid, features["tick_index"], features["event_time_ms"], features["price"], x, probabilities,
-                       p_up, baseline_p, features.get("label"), regime, served, variants)
+        served = self.serving(pid)
+        forecasts = {name: variant.forecast(x, regime) for name, variant in self.variants.items()}
+        references = {"persistence": self.persistence.predict_proba_one(x)[1],
+                      "trade_side": self.trade_side.predict_proba_one(x)[1],
+                      "prior": forecasts[served].experts["prior"], "constant": 0.5}
+        item = Pending(pid, features["tick_index"], features["event_time_ms"], self.reference_price(features), x,
+                       features.get("label"), regime, served, forecasts, references)
         self.pending.append(item)
         self.issued[pid] = item
-        if len(self.issued) > self.keep_issued:
+        if len(self.issued) > self.config.keep_issued:
             self.issued.popitem(last=False)
+        if self._step is not None:
+            self._step.shadow = {name: f for name, f in forecasts.items() if name != served}
+        return self.prediction_record(features, pid, served, forecasts[served], references)
+
+    def prediction_record(self, features: dict[str, Any], pid: str, served: str, forecast: Forecast,
+                          references: dict[str, float]) -> dict[str, Any]:
         return {
             "prediction_id": pid, "symbol": self.symbol, "event_time_ms": features["event_time_ms"],
             "model_id": self.model_id if served == "default" else f"{self.model_id}/{served}",
-            "model_version": self.version, "horizon_ticks": self.horizon,
-            "probability_up": p_up, "predicted_up": p_up > 0.5, "confidence": confidence,
-            "member_probabilities": {**probabilities, "persistence": baseline_p}, "member_weights": weights,
-            "feature_set": features["feature_set"], "latency_ms": 0.0,
+            "model_version": self.version, "horizon_ticks": self.config.horizon_ticks,
+            "probability_up": forecast.p_up, "predicted_up": forecast.p_up > 0.5, "confidence": forecast.confidence,
+            "member_probabilities": {**forecast.member_probabilities, "persistence": references["persistence"],
+                                     "trade_side": references["trade_side"], "prior": references["prior"]},
+            "member_weights": forecast.weights, "feature_set": features["feature_set"], "latency_ms": 0.0,
         }
 
-    def learn_feedback(self, feedback: dict[str, Any]) -> None:
-        """External feedback: learn on the features used at prediction time (never later ones)."""
+    def learn_feedback(self, feedback: dict[str, Any]) -> list[dict[str, Any]]:
+        """External feedback: the members learn the label on the features used at prediction time
+        (never later ones). Returns the model events it caused."""
         pid = feedback.get("prediction_id")
         if pid is None or pid not in self.issued:
             raise UnknownPrediction(f"no prediction {pid!r} for {self.symbol} (unknown or expired)")
         label = feedback.get("label")
         if label is None:
-            return
-        self._learn(self.issued[pid], int(label), feedback.get("realised_return"))
+            return []
+        self._step = LearnerStep(None)
+        try:
+            self._learn(self.issued[pid], int(label), feedback.get("realised_return"), in_line=False)
+            return self._step.events
+        finally:
+            self._step = None
 
     def performance(self) -> dict[str, dict[str, Any]]:
-        """Cumulative and rolling scores of every member, the ensemble and the persistence baseline."""
+        """Cumulative and rolling scores of every member, the ensemble and the references."""
         return {name: score.summary() for name, score in self.scores.items()}
+
+    def skill(self) -> dict[str, dict[str, float]]:
+        """Log-loss skill of the ensemble and each member against the prior and the constant, with 95%
+        intervals (batch means over blocks of at least 4 horizons)."""
+        out = {}
+        for name in ("ensemble", *self.config.members):
+            s, low, high = self.blocks.skill(name, "prior")
+            c, c_low, c_high = self.blocks.skill(name, "constant")
+            out[name] = {"vs_prior": s, "vs_prior_low": low, "vs_prior_high": high, "vs_constant": c,
+                         "vs_constant_low": c_low, "vs_constant_high": c_high}
+        return out
+
+    @property
+    def flat_share(self) -> float | None:
+        return self.flat / self.outcomes if self.outcomes else None
 
     def reset_member(self, name: str) -> None:
         """Re-warm one member of the champion from scratch (drift response)."""
-        self.ensemble.replace_member(name, make_member(name, self.seed + self.version, self.device,
+        self.ensemble.replace_member(name, make_member(name, self.config.seed + self.version, self.config.device,
                                                        self.model_features))
         self.version += 1
 
-    def drain_events(self) -> list[dict[str, Any]]:
-        out, self.events = self.events, []
-        return out
-
     def worst_member(self) -> str:
-        return max(self.ensemble.loss, key=self.ensemble.loss.get)
+        """The champion's member with the highest rolling log-loss."""
+        return max(self.ensemble.members, key=lambda name: self.scores[name].log_loss
+                   if self.scores[name].n else -math.inf)

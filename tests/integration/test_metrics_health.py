@@ -68,12 +68,18 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
     # Every record handled is timed, the dead-lettered one too.
     assert sample(last, "livelearn_processing_seconds_count", stage="featurize") == 1441
     assert sample(last, "livelearn_processing_seconds_count", stage="predict") == 1440
-    for member in ("logreg", "mlp", "ensemble", "persistence"):
+    for member in ("logreg", "mlp", "micro", "ensemble", "persistence", "trade_side", "prior", "constant"):
         accuracy = sample(last, "livelearn_member_accuracy", symbol="BTCUSDT", member=member)
         assert accuracy is not None and 0.0 <= accuracy <= 1.0
         assert sample(last, "livelearn_member_log_loss", symbol="BTCUSDT", member=member) > 0
-    weights = [sample(last, "livelearn_ensemble_weight", symbol="BTCUSDT", member=m) for m in ("logreg", "mlp")]
+    experts = ("constant", "prior", "logreg", "logreg~cal", "mlp", "mlp~cal", "micro", "micro~cal")
+    weights = [sample(last, "livelearn_ensemble_weight", symbol="BTCUSDT", member=m) for m in experts]
     assert sum(weights) == pytest.approx(1.0)
+    # Skill against both no-skill references, and the share of flat outcomes.
+    for reference in ("prior", "constant"):
+        skill = sample(last, "livelearn_skill", symbol="BTCUSDT", model="ensemble", reference=reference)
+        assert skill is not None and -1.0 < skill < 1.0
+    assert 0.0 <= sample(last, "livelearn_flat_share", symbol="BTCUSDT") < 0.05
     assert sample(last, "livelearn_label_lag_seconds_count") >= 1400
     assert sample(last, "livelearn_label_lag_seconds_sum") == pytest.approx(
         sample(last, "livelearn_label_lag_seconds_count") * 300.0)  # 5 one-minute klines

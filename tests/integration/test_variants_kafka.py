@@ -1,11 +1,14 @@
 """Champion/challenger on the real broker: a truly better challenger is promoted, a worse one is not,
 and a promotion that degrades is rolled back; `livelearn models` shows it.
 
-Constructed stream (a labelled CSV replayed onto the external-features topic): for 1,500 rows the label is
-``a + 0.3 b > 0``; after that the relation flips every 10 rows. The configured ensemble (SGD rate 1e-5)
-barely learns; challenger ``fast`` (rate 0.05) learns the rule at once and is better; challenger
-``slow`` (1e-6) is never better. After the flips start, ``fast`` is confidently wrong half the time
-and worse than the previous champion, which stays near 0.5.
+Constructed stream (a labelled CSV replayed onto the external-features topic): the label is
+``a + 0.3 b > 0`` throughout; after 1,500 rows the feature ``b`` arrives 100 times larger (a unit
+change upstream). The configured ensemble (SGD rate 0.002) learns slowly; challenger ``fast`` (rate
+0.05) learns the rule at once and is promoted; challenger ``slow`` (1e-6) is never better. After the
+unit change the running scaler lags and ``fast``'s large steps on the huge ``b`` wreck its member,
+while the slow previous champion keeps predicting well: the promotion is rolled back. (An ensemble
+whose member goes wrong falls back to no skill, not below it, so a rollback needs a previous champion
+that is better than no skill.)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import random
 import pytest
 
 from schemas.codec import AvroCodec
-from streams.learning import SymbolLearner
+from streams.learning import LearnerConfig, SymbolLearner
 from tests.conftest import livelearn
 from tests.kafka_io import read_topic
 
@@ -33,8 +36,8 @@ def write_stream(path) -> list[tuple[dict, int]]:
         for i in range(ROWS):
             a, b = rng.gauss(0, 1), rng.gauss(0, 1)
             up = a + 0.3 * b > 0
-            if i >= 1500 and (i // 10) % 2:
-                up = not up
+            if i >= 1500:
+                b *= 100.0
             rows.append(({"a": a, "b": b}, int(up)))
             handle.write(f"{a!r},{b!r},{int(up)}\n")
     return rows
@@ -42,7 +45,7 @@ def write_stream(path) -> list[tuple[dict, int]]:
 
 def test_promotion_no_promotion_and_rollback_through_kafka(worker_factory, pipeline_env, tmp_path):
     rows = write_stream(tmp_path / "stream.csv")
-    env = {**pipeline_env, "LIVELEARN_MEMBERS": "logreg@0.00001", "LIVELEARN_HORIZON_TICKS": "1",
+    env = {**pipeline_env, "LIVELEARN_MEMBERS": "logreg@0.002", "LIVELEARN_HORIZON_TICKS": "1",
            "LIVELEARN_CHALLENGERS": "fast=logreg@0.05;slow=logreg@0.000001", "LIVELEARN_PROMOTION_ALPHA": "0.01",
            "LIVELEARN_PROMOTION_MIN_SAMPLES": "100", "LIVELEARN_ROLLBACK_MARGIN": "0.02",
            "LIVELEARN_DRIFT_RESPONSE": "off", "LIVELEARN_PERFORMANCE_EVERY": "250"}
@@ -75,15 +78,17 @@ def test_promotion_no_promotion_and_rollback_through_kafka(worker_factory, pipel
     assert len(shadow) == 2 * ROWS  # two variants in shadow on every row
 
     # Same decisions as the pure core on the same rows (the pipeline adds no behaviour of its own).
-    learner = SymbolLearner("CONSTRUCTED", members=("logreg@0.00001",), horizon_ticks=1, model_features=("a", "b"),
-                            challengers={"fast": ("logreg@0.05",), "slow": ("logreg@0.000001",)},
-                            promotion_alpha=0.01, promotion_min_samples=100, rollback_margin=0.02)
+    config = LearnerConfig(members=("logreg@0.002",), horizon_ticks=1,
+                           challengers=(("fast", ("logreg@0.05",)), ("slow", ("logreg@0.000001",))),
+                           promotion_alpha=0.01, promotion_min_samples=100, rollback_margin=0.02)
+    learner = SymbolLearner("CONSTRUCTED", config, model_features=("a", "b"))
+    core = []
     for i, (x, y) in enumerate(rows, 1):
-        expected, _ = learner.process({"symbol": "CONSTRUCTED", "event_time_ms": predictions[i - 1]["event_time_ms"],
-                                       "tick_index": i, "price": 1.0, "feature_set": "dataset-x", "values": x,
-                                       "not_ready": [], "label": y})
-        assert expected["probability_up"] == predictions[i - 1]["probability_up"]
-    core = [(e["kind"], e["model_id"]) for e in learner.drain_events() if e["kind"] != "REJECTED_UPDATE"]
+        step = learner.process({"symbol": "CONSTRUCTED", "event_time_ms": predictions[i - 1]["event_time_ms"],
+                                "tick_index": i, "price": 1.0, "feature_set": "dataset-x", "values": x,
+                                "not_ready": [], "label": y})
+        assert step.prediction["probability_up"] == predictions[i - 1]["probability_up"]
+        core += [(e["kind"], e["model_id"]) for e in step.events if e["kind"] != "REJECTED_UPDATE"]
     assert core == decisions
 
     shown = livelearn("models", env=env, timeout=60)

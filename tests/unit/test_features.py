@@ -138,16 +138,42 @@ def reference(frame: pd.DataFrame, is_trade: bool) -> pd.DataFrame:
     if is_trade:
         sign = np.where(frame.buyer_maker, -1.0, 1.0)
         ref["trade_sign_imbalance_20"] = rolling(pd.Series(sign, index=frame.index), 20, np.mean)
+        ref["last_trade_sign"] = sign
+        ref["signed_flow_10s"] = flow_reference(t.to_numpy(), sign, v.to_numpy())
     else:
-        ref["trade_sign_imbalance_20"] = np.nan
+        ref["trade_sign_imbalance_20"] = ref["last_trade_sign"] = ref["signed_flow_10s"] = np.nan
     ref["dt_seconds"] = t.diff() / 1000.0
     if "bid" in frame:
         mid = (frame.bid + frame.ask) / 2
+        depth = frame.bid_qty + frame.ask_qty
         ref["spread_bps"] = (frame.ask - frame.bid) / mid * 1e4
-        ref["book_imbalance"] = (frame.bid_qty - frame.ask_qty) / (frame.bid_qty + frame.ask_qty)
+        ref["book_imbalance"] = (frame.bid_qty - frame.ask_qty) / depth
+        micro = (frame.ask * frame.bid_qty + frame.bid * frame.ask_qty) / depth
+        ref["microprice_dev_bps"] = (micro / mid - 1) * 1e4
+        ref["ofi_10"] = frame.ofi_10
     else:
-        ref["spread_bps"] = ref["book_imbalance"] = np.nan
+        ref["spread_bps"] = ref["book_imbalance"] = ref["microprice_dev_bps"] = ref["ofi_10"] = np.nan
     return ref
+
+
+def flow_reference(times: np.ndarray, sign: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    """Signed over total volume of the trades with time in (t - 10 s, t], row by row."""
+    signed = np.concatenate([[0], np.cumsum(sign * volume, dtype=np.longdouble)])
+    total = np.concatenate([[0], np.cumsum(volume, dtype=np.longdouble)])
+    first = np.searchsorted(times, times - 10_000, side="right")
+    rows = np.arange(1, len(times) + 1)
+    return ((signed[rows] - signed[first]) / (total[rows] - total[first])).astype(float)
+
+
+def ofi_reference(books: pd.DataFrame) -> pd.Series:
+    """Cont-Kukanov-Stoikov order-flow imbalance over the last 10 book updates / their mean depth."""
+    b, bq, a, aq = books.bid, books.bid_qty, books.ask, books.ask_qty
+    b0, bq0, a0, aq0 = b.shift(), bq.shift(), a.shift(), aq.shift()
+    e = (bq.where(b >= b0, 0.0) - bq0.where(b <= b0, 0.0) - aq.where(a <= a0, 0.0) + aq0.where(a >= a0, 0.0))
+    e[b0.isna()] = np.nan
+    total = e.rolling(10).sum()
+    mean_depth = ((bq + aq) / 2).rolling(10).mean()
+    return total / mean_depth
 
 
 def compare(vectors: list[dict], ref: pd.DataFrame) -> None:
@@ -207,9 +233,13 @@ def load_trades_with_book(path: Path) -> tuple[pd.DataFrame, list[dict]]:
             elif "stream" in message and message["stream"].endswith("@bookTicker"):
                 events.append((int(stamp) // 1_000_000, number, "book", data))
     events.sort(key=lambda e: e[0])
-    rows, ticks, book = [], [], None
+    books = pd.DataFrame([{k: float(d[c]) for k, c in (("bid", "b"), ("bid_qty", "B"), ("ask", "a"), ("ask_qty", "A"))}
+                          for _, _, kind, d in events if kind == "book"])
+    ofi = ofi_reference(books).to_numpy()
+    rows, ticks, book, seen = [], [], None, -1
     for time_ms, _, kind, data in events:
         if kind == "book":
+            seen += 1
             book = tuple(float(data[k]) for k in ("b", "B", "a", "A"))
             ticks.append(make_tick(data["s"], "BOOK_TICKER", time_ms, (book[0] + book[2]) / 2, 0.0, "test",
                                    bid_price=book[0], bid_qty=book[1], ask_price=book[2], ask_qty=book[3]))
@@ -218,7 +248,7 @@ def load_trades_with_book(path: Path) -> tuple[pd.DataFrame, list[dict]]:
         row = {"time": time_ms, "price": price, "high": price, "low": price, "volume": qty, "quote": price * qty,
                "taker_buy": 0.0 if maker else qty, "buyer_maker": maker}
         if book is not None:
-            row.update(bid=book[0], bid_qty=book[1], ask=book[2], ask_qty=book[3])
+            row.update(bid=book[0], bid_qty=book[1], ask=book[2], ask_qty=book[3], ofi_10=ofi[seen])
         rows.append(row)
         ticks.append(make_tick(data["s"], "TRADE", time_ms, price, qty, "test", is_buyer_maker=maker))
     return pd.DataFrame(rows), ticks
@@ -231,6 +261,45 @@ def test_trade_and_book_features_equal_reference(path):
     vectors = [v for v in (engine.update(t) for t in ticks) if v is not None]
     assert len(vectors) == len(frame) > 5000
     compare(vectors, reference(frame, is_trade=True))
+
+
+@pytest.mark.parametrize("path", WS_FILES[:1], ids=lambda p: p.name)
+def test_book_ticker_vectors_equal_reference(path):
+    """With emit="book": a vector per book ticker, its book features and mid from that quote, its flow
+    over the trades of the 10 s before it, its price features those of the last trade."""
+    frame, ticks = load_trades_with_book(path)
+    engine = FeatureEngine(emit="book")
+    vectors = [v for v in (engine.update(t) for t in ticks) if v is not None]
+    books = [t for t in ticks if t["kind"] == "BOOK_TICKER"]
+    assert len(vectors) == len(books) > 20000
+    assert [v["tick_index"] for v in vectors] == list(range(1, len(books) + 1))
+    quotes = pd.DataFrame({"bid": [b["bid_price"] for b in books], "bid_qty": [b["bid_qty"] for b in books],
+                           "ask": [b["ask_price"] for b in books], "ask_qty": [b["ask_qty"] for b in books]})
+    mid = (quotes.bid + quotes.ask) / 2
+    assert np.allclose([v["mid_price"] for v in vectors], mid, rtol=1e-15)
+    np.testing.assert_allclose([v["values"].get("ofi_10", np.nan) for v in vectors], ofi_reference(quotes),
+                               rtol=RTOL, atol=RTOL, equal_nan=True)
+    micro = (quotes.ask * quotes.bid_qty + quotes.bid * quotes.ask_qty) / (quotes.bid_qty + quotes.ask_qty)
+    np.testing.assert_allclose([v["values"]["microprice_dev_bps"] for v in vectors], (micro / mid - 1) * 1e4,
+                               rtol=RTOL, atol=RTOL)
+    # Trade flow as of each book time: the trades with time in (t - 10 s, t].
+    trade_times, signs = frame.time.to_numpy(), np.where(frame.buyer_maker, -1.0, 1.0)
+    volume = frame.volume.to_numpy()
+    book_times = np.array([b["event_time_ms"] for b in books])
+    before = np.searchsorted(trade_times, book_times, side="right")
+    first = np.searchsorted(trade_times, book_times - 10_000, side="right")
+    signed = np.concatenate([[0], np.cumsum(signs * volume, dtype=np.longdouble)])
+    total = np.concatenate([[0], np.cumsum(volume, dtype=np.longdouble)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flow = np.where(total[before] > total[first],
+                        ((signed[before] - signed[first]) / (total[before] - total[first])).astype(float), np.nan)
+    flow = np.where(before > 0, flow, np.nan)
+    np.testing.assert_allclose([v["values"].get("signed_flow_10s", np.nan) for v in vectors], flow, rtol=RTOL,
+                               atol=RTOL, equal_nan=True)
+    got_sign = [v["values"].get("last_trade_sign", np.nan) for v in vectors]
+    np.testing.assert_array_equal(got_sign, np.where(before > 0, signs[np.maximum(before - 1, 0)], np.nan))
+    dt = np.diff(book_times) / 1000.0
+    np.testing.assert_allclose([v["values"]["dt_seconds"] for v in vectors[1:]], dt, rtol=0, atol=1e-12)
 
 
 def run_prices(prices, volumes=None, start=1_700_000_000_000, step_ms=60_000):
@@ -272,7 +341,7 @@ def test_gap_in_time_shows_in_dt_and_resets_the_session():
 def test_single_tick_marks_everything_but_session_vwap_not_ready():
     vector = FeatureEngine().update(make_tick("X", "TRADE", 1_700_000_000_000, 100.0, 1.0, "test",
                                               is_buyer_maker=True))
-    assert set(vector["values"]) == {"session_vwap", "session_vwap_dev"}
+    assert set(vector["values"]) == {"session_vwap", "session_vwap_dev", "last_trade_sign", "signed_flow_10s"}
     assert set(vector["not_ready"]) == set(FEATURE_NAMES) - set(vector["values"])
 
 

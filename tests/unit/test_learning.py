@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
 from river import metrics
 
 from connectors.datasets import labelled_vectors
-from streams.learning import LN2, Ensemble, MemberScore, Regimes, SymbolLearner, UnknownPrediction
-from streams.models import Persistence, TorchMLP, make_member
+from streams.learning import LearnerConfig, Regimes, SymbolLearner, UnknownPrediction, Variant
+from streams.mlp import TorchMLP
+from streams.models import make_member
+from streams.references import Persistence
+from streams.scoring import MemberScore
+
+
+def learner_of(symbol: str = "S", model_features=None, **config) -> SymbolLearner:
+    kwargs = {} if model_features is None else {"model_features": model_features}
+    return SymbolLearner(symbol, LearnerConfig(**config), **kwargs)
 
 
 def vector(i: int, price: float, values: dict | None = None, label: int | None = None) -> dict:
@@ -36,14 +43,14 @@ class Recorder:
 
 
 def test_prediction_comes_before_its_label_and_learning_uses_the_features_of_prediction_time():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=2, guard=False)
+    learner = learner_of(members=("logreg",), horizon_ticks=2, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     prices = [100.0, 101.0, 100.5, 102.0, 101.0]
     outcomes_at = {}
     for i, price in enumerate(prices, 1):
-        prediction, outcomes = learner.process(vector(i, price, {"i": i}))
-        assert prediction["prediction_id"] == f"S-{1000 * i}-{i}"
-        outcomes_at[i] = outcomes
+        step = learner.process(vector(i, price, {"i": i}))
+        assert step.prediction["prediction_id"] == f"S-{1000 * i}-{i}"
+        outcomes_at[i] = step.outcomes
     # Vector i is learned when vector i + 2 arrives, before vector i + 2 is predicted on.
     assert recorder.log == [("predict", 1), ("predict", 2), ("learn", 1, 1), ("predict", 3), ("learn", 2, 1),
                             ("predict", 4), ("learn", 3, 1), ("predict", 5)]
@@ -53,47 +60,50 @@ def test_prediction_comes_before_its_label_and_learning_uses_the_features_of_pre
 
 
 def test_a_horizon_in_seconds_matures_at_the_first_vector_that_far_in_event_time():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, horizon_seconds=2.5)
+    learner = learner_of(members=("logreg",), horizon_ticks=1, horizon_seconds=2.5)
     learner.process(vector(1, 100.0))  # t = 1 s
-    assert learner.process(vector(2, 101.0))[1] == []  # 2 s
-    assert learner.process(vector(3, 102.0))[1] == []  # 3 s: only 2 s later
-    _, outcomes = learner.process(vector(4, 99.0))  # 4 s
+    assert learner.process(vector(2, 101.0)).outcomes == []  # 2 s
+    assert learner.process(vector(3, 102.0)).outcomes == []  # 3 s: only 2 s later
+    outcomes = learner.process(vector(4, 99.0)).outcomes  # 4 s
     assert [o["prediction_id"] for o in outcomes] == ["S-1000-1"]
     assert outcomes[0]["realised_return"] == pytest.approx(-0.01) and outcomes[0]["label"] == 0
 
 
 def test_flat_moves_are_published_not_learned_and_duplicates_change_nothing():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1, flat_band=0.001, guard=False)
+    learner = learner_of(members=("logreg",), horizon_ticks=1, flat_band=0.001, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     learner.process(vector(1, 100.0, {"i": 1}))
-    _, outcomes = learner.process(vector(2, 100.05, {"i": 2}))
+    outcomes = learner.process(vector(2, 100.05, {"i": 2})).outcomes
     assert outcomes[0]["label"] is None
     assert ("learn", 1, 0) not in recorder.log and ("learn", 1, 1) not in recorder.log
-    assert learner.process(vector(2, 100.05, {"i": 2})) == (None, [])
-    assert learner.process(vector(1, 100.0, {"i": 1})) == (None, [])
+    assert (learner.outcomes, learner.flat, learner.flat_share) == (1, 1, 1.0)
+    assert learner.scores["ensemble"].total == 0  # flat outcomes are not scored
+    duplicate = learner.process(vector(2, 100.05, {"i": 2}))
+    assert duplicate.prediction is None and duplicate.outcomes == []
+    assert learner.process(vector(1, 100.0, {"i": 1})).prediction is None
 
 
 def test_dataset_labels_are_learned_after_the_horizon_instead_of_price_outcomes():
-    learner = SymbolLearner("D", members=("logreg",), horizon_ticks=1, model_features=("a",), guard=False)
+    learner = learner_of("D", model_features=("a",), members=("logreg",), horizon_ticks=1, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
     learner.process(vector(1, 1.0, {"a": 1.0, "i": 1}, label=0))
-    _, outcomes = learner.process(vector(2, 1.0, {"a": 2.0, "i": 2}, label=1))
+    outcomes = learner.process(vector(2, 1.0, {"a": 2.0, "i": 2}, label=1)).outcomes
     assert outcomes[0]["label"] == 0 and outcomes[0]["source"] == "dataset"
     assert outcomes[0]["realised_return"] is None
     assert ("learn", 1, 0) in recorder.log
 
 
 def test_external_feedback_joins_the_issued_features_and_unknown_ids_are_refused():
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=100, guard=False)
+    learner = learner_of(members=("logreg",), horizon_ticks=100, guard=False)
     recorder = learner.ensemble.members["logreg"] = Recorder()
-    first, _ = learner.process(vector(1, 100.0, {"i": 1}))
+    first = learner.process(vector(1, 100.0, {"i": 1})).prediction
     learner.process(vector(2, 90.0, {"i": 2}))
-    learner.learn_feedback({"prediction_id": first["prediction_id"], "label": 0})
+    assert learner.learn_feedback({"prediction_id": first["prediction_id"], "label": 0}) == []
     assert recorder.log[-1] == ("learn", 1, 0)
     with pytest.raises(UnknownPrediction, match="unknown or expired"):
         learner.learn_feedback({"prediction_id": "S-0-0", "label": 1})
-    short = SymbolLearner("S", members=("logreg",), horizon_ticks=100, keep_issued=1)
-    old, _ = short.process(vector(1, 100.0))
+    short = learner_of(members=("logreg",), horizon_ticks=100, keep_issued=1)
+    old = short.process(vector(1, 100.0)).prediction
     short.process(vector(2, 100.0))
     with pytest.raises(UnknownPrediction):
         short.learn_feedback({"prediction_id": old["prediction_id"], "label": 1})
@@ -110,33 +120,16 @@ class Constant:
         pass
 
 
-def test_weights_follow_the_documented_formula_and_punish_members_worse_than_the_baseline():
-    ensemble = Ensemble({"good": Constant(0.8), "bad": Constant(0.2)}, Constant(0.6), eta=2.0, half_life_events=10)
-    for _ in range(50):
-        ensemble.learn({}, 1, {"good": 0.8, "bad": 0.2}, 0.6)
-    w = ensemble.weights()
-    assert sum(w.values()) == pytest.approx(1.0)
-    good, bad, base = ensemble.loss["good"], ensemble.loss["bad"], ensemble.baseline_loss
-    assert good < base < bad
-    raw_bad = math.exp(-2.0 * (bad - good)) * 0.25
-    assert w["bad"] == pytest.approx(raw_bad / (1.0 + raw_bad))
-    p, confidence, probabilities, weights, baseline = ensemble.predict({})
-    assert p == pytest.approx(w["good"] * 0.8 + w["bad"] * 0.2)
-    assert confidence == pytest.approx(1 - 2 * (w["good"] * abs(0.8 - p) + w["bad"] * abs(0.2 - p)))
-    assert baseline == 0.6
-
-
-def test_regime_weights_are_kept_per_regime():
-    ensemble = Ensemble({"a": Constant(0.7), "b": Constant(0.3)}, Constant(0.5), regime_weights=True,
-                        min_regime_events=20, half_life_events=10)
+def test_regime_weights_keep_one_mixture_per_regime():
+    variant = Variant({"a": Constant(0.7), "b": Constant(0.3)},
+                      LearnerConfig(regime_weights=True, guard=False))
     # "a" is right in trending markets, "b" in ranging ones.
-    for _ in range(40):
-        ensemble.learn({}, 1, {"a": 0.7, "b": 0.3}, 0.5, "trending")
-        ensemble.learn({}, 0, {"a": 0.7, "b": 0.3}, 0.5, "ranging")
-    trending, ranging = ensemble.weights("trending"), ensemble.weights("ranging")
-    assert trending["a"] > 0.9 and ranging["b"] > 0.9
-    assert ensemble.weights("volatile") == ensemble.weights()  # too few events: the global losses
-    assert ensemble.regime_loss["trending"]["a"] < LN2 < ensemble.regime_loss["trending"]["b"]
+    for _ in range(60):
+        for regime, y in (("trending", 1), ("ranging", 0)):
+            forecast = variant.forecast({}, regime)
+            variant.learn({}, y, forecast, regime)
+    trending, ranging = variant.mixture("trending").weights(), variant.mixture("ranging").weights()
+    assert trending["a"] + trending["a~cal"] > 0.9 and ranging["b"] + ranging["b~cal"] > 0.9
 
 
 def test_regimes_from_features():
@@ -175,7 +168,7 @@ def test_persistence_baseline_repeats_the_last_label_with_its_hit_rate():
 
 
 def test_mlp_learns_a_separable_rule_with_clipping_replay_and_an_adaptive_rate():
-    mlp = TorchMLP(seed=1, features=("a", "b"), train_every=8, patience=5)
+    mlp = TorchMLP(seed=1, features=("a", "b"), train_every=8, patience=5, replay_size=512)
     rng = random.Random(0)
     hits = 0
     for i in range(3000):
@@ -185,7 +178,7 @@ def test_mlp_learns_a_separable_rule_with_clipping_replay_and_an_adaptive_rate()
             hits += (mlp.predict_proba_one(x)[1] > 0.5) == y
         mlp.learn_one(x, y)
     assert hits / 500 > 0.9
-    assert len(mlp.recent) == 512 and len(mlp.hard) == 64
+    assert mlp.filled == 512 and mlp.steps == 3000 // 8
     assert mlp.learning_rate < mlp.initial_lr  # the loss plateaued: the rate came down
     mlp.raise_learning_rate()
     assert mlp.learning_rate == mlp.initial_lr
@@ -213,7 +206,7 @@ def test_return_mae_uses_the_implied_return_and_the_recent_typical_move():
     score.add(0.5, 0, -0.01, typical_move=0.01)  # implied 0, realised -0.01
     assert score.summary()["return_mae"] == pytest.approx((0.015 + 0.01) / 2)
     assert score.summary()["captured_return"] == pytest.approx((0.02 + 0.01) / 2)
-    learner = SymbolLearner("S", members=("logreg",), horizon_ticks=1)
+    learner = learner_of(members=("logreg",), horizon_ticks=1)
     learner.process(vector(1, 100.0))
     learner.process(vector(2, 101.0))
     learner.process(vector(3, 99.99))

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from streams.guard import GuardedMember
-from streams.learning import InvalidVector, SymbolLearner
+from streams.learning import InvalidVector, LearnerConfig, SymbolLearner
 from streams.models import make_member
 from streams.variants import BettingTest, VariantPolicy, brier
 
@@ -114,10 +114,11 @@ def test_guard_refuses_nan_and_bad_labels_and_undoes_a_step_that_wrecks_the_scal
 
 
 def test_no_prediction_is_served_from_a_corrupted_model():
-    learner = SymbolLearner("D", members=("logreg", "mlp"), horizon_ticks=1, model_features=("a", "b"))
-    clean = SymbolLearner("D", members=("logreg", "mlp"), horizon_ticks=1, model_features=("a", "b"), guard=False)
+    learner = SymbolLearner("D", LearnerConfig(members=("logreg", "mlp"), horizon_ticks=1), model_features=("a", "b"))
+    clean = SymbolLearner("D", LearnerConfig(members=("logreg", "mlp"), horizon_ticks=1, guard=False),
+                          model_features=("a", "b"))
     rng = random.Random(3)
-    served = []
+    served, events = [], []
     for i, (x, y) in enumerate(stream(2, 1500), 1):
         poison = i % 100 == 50
         if poison:
@@ -128,13 +129,14 @@ def test_no_prediction_is_served_from_a_corrupted_model():
             with pytest.raises(InvalidVector, match="feature a of D"):
                 learner.process(vector)
             continue
-        prediction, _ = learner.process(vector)
+        step = learner.process(vector)
+        prediction = step.prediction
+        events += step.events
         assert math.isfinite(prediction["probability_up"])
         assert all(math.isfinite(p) for p in prediction["member_probabilities"].values())
         if not poison:
             served.append((prediction["probability_up"] > 0.5) == y)
             clean.process(vector)
-    events = learner.drain_events()
     assert len(events) >= 5 and {e["kind"] for e in events} == {"REJECTED_UPDATE"}
     assert {e["details"]["check"] for e in events} <= {"loss_spike", "non_finite_output", "non_finite_parameters"}
     assert sum(served[-500:]) / 500 > 0.85  # still a good model after 15 poisoned inputs
@@ -142,12 +144,15 @@ def test_no_prediction_is_served_from_a_corrupted_model():
 
 
 def test_learner_promotes_a_better_challenger_and_serves_it():
-    learner = SymbolLearner("D", members=("logreg@0.00001",), horizon_ticks=1, model_features=("a", "b"),
-                            challengers={"fast": ("logreg@0.05",)}, promotion_alpha=0.01, promotion_min_samples=100)
+    learner = SymbolLearner("D", LearnerConfig(members=("logreg@0.00001",), horizon_ticks=1,
+                                               challengers=(("fast", ("logreg@0.05",)),), promotion_alpha=0.01,
+                                               promotion_min_samples=100), model_features=("a", "b"))
+    events = []
     for i, (x, y) in enumerate(stream(4, 1500), 1):
-        prediction, _ = learner.process({"symbol": "D", "event_time_ms": i, "tick_index": i, "price": 1.0,
-                                         "feature_set": "dataset-x", "values": x, "not_ready": [], "label": y})
-    events = learner.drain_events()
+        step = learner.process({"symbol": "D", "event_time_ms": i, "tick_index": i, "price": 1.0,
+                                "feature_set": "dataset-x", "values": x, "not_ready": [], "label": y})
+        prediction = step.prediction
+        events += step.events
     assert [(e["kind"], e["model_id"]) for e in events] == [("PROMOTION", "ensemble/fast")]
     assert learner.champion == "fast" and learner.version == 2
     assert prediction["model_id"] == "ensemble/fast" and prediction["model_version"] == 2
@@ -155,8 +160,8 @@ def test_learner_promotes_a_better_challenger_and_serves_it():
 
 
 def test_traffic_share_is_a_deterministic_hash_of_the_prediction_id():
-    learner = SymbolLearner("D", members=("logreg",), model_features=("a",), challengers={"c": ("logreg@0.05",)},
-                            traffic_share=0.2)
+    learner = SymbolLearner("D", LearnerConfig(members=("logreg",), challengers=(("c", ("logreg@0.05",)),),
+                                               traffic_share=0.2), model_features=("a",))
     shares = [learner.serving(f"D-{i}-{i}") for i in range(5000)]
     assert shares == [learner.serving(f"D-{i}-{i}") for i in range(5000)]
     assert 0.17 < shares.count("c") / 5000 < 0.23

@@ -1,0 +1,115 @@
+"""`livelearn evaluate`: the skill table of a run, read from its topics (or of files, run in process).
+
+The scoring is :mod:`streams.evaluation`; this module reads records and prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+REFERENCE_ORDER = ("constant", "prior", "queue_imbalance", "trade_side", "persistence")
+
+
+def _cell(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _skill(row: dict[str, Any], reference: str) -> str:
+    s = row.get(f"skill_vs_{reference}")
+    if s is None or math.isnan(s):
+        return "-"
+    low, high = row.get(f"skill_vs_{reference}_low"), row.get(f"skill_vs_{reference}_high")
+    if low is None or math.isnan(low):
+        return f"{s:+.3f}"
+    return f"{s:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def ordered(names) -> list[str]:
+    """Ensemble first, then members, then the references (the no-skill ones first)."""
+    names = list(names)
+    references = [n for n in REFERENCE_ORDER if n in names]
+    members = sorted(n for n in names if n != "ensemble" and n not in REFERENCE_ORDER)
+    return (["ensemble"] if "ensemble" in names else []) + members + references
+
+
+def render(summary: dict[str, Any], title: str = "") -> str:
+    """The table as text: per symbol and pooled."""
+    lines = [title] if title else []
+    counts = summary["_counts"]
+    for symbol, rows in summary.items():
+        if symbol == "_counts":
+            continue
+        c = counts.get(symbol, {})
+        flat = c.get("flat_share")
+        lines.append(f"{symbol}: {c.get('outcomes', 0)} outcomes, {c.get('flat', 0)} flat "
+                     f"({'-' if flat is None else f'{flat:.1%}'}); skill = 1 - L / L_reference, 95% interval")
+        lines.append(f"  {'forecaster':<16} {'n':>7} {'accuracy':>8} {'log-loss':>8} {'brier':>7} {'ECE':>6}  "
+                     f"{'skill vs prior':<26} skill vs constant 0.5")
+        for name in ordered(rows):
+            row = rows[name]
+            lines.append(f"  {name:<16} {row['n']:>7} {_cell(row['accuracy']):>8} {_cell(row['log_loss']):>8} "
+                         f"{_cell(row['brier']):>7} {_cell(row['calibration_error'], 3):>6}  "
+                         f"{_skill(row, 'prior'):<26} {_skill(row, 'constant')}")
+    return "\n".join(lines)
+
+
+def verdict(summary: dict[str, Any]) -> list[str]:
+    """Plain sentences: where the ensemble has skill against the no-skill references and where not."""
+    out = []
+    for symbol, rows in summary.items():
+        if symbol == "_counts" or "ensemble" not in rows:
+            continue
+        row = rows["ensemble"]
+        low = row.get("skill_vs_prior_low")
+        best = min(rows[n]["log_loss"] for n in ("constant", "prior") if n in rows)
+        if low is not None and not math.isnan(low) and low > 0:
+            out.append(f"{symbol}: skill against the running prior ({row['skill_vs_prior']:+.3f}, interval above 0).")
+        elif row["log_loss"] <= best + 0.002:
+            out.append(f"{symbol}: no skill shown; the ensemble stays at the no-skill level "
+                       f"(log-loss {row['log_loss']:.4f} vs {best:.4f}).")
+        else:
+            out.append(f"{symbol}: no skill, and worse than no skill by {row['log_loss'] - best:.4f} nats.")
+    return out
+
+
+def finite(value: Any) -> Any:
+    """NaN (an undefined interval) as null, so that the JSON is valid for any reader."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def evaluate_topics(settings) -> dict[str, Any]:
+    from cli.topic_reader import read_records
+    from streams.evaluation import evaluate_run
+
+    predictions = read_records(settings, "predictions", "prediction")
+    outcomes = read_records(settings, "feedback", "feedback")
+    vectors = read_records(settings, "features", "features")
+    return evaluate_run(predictions, outcomes, vectors).summary()
+
+
+def run(args, settings) -> int:
+    from cli.errors import require_broker
+
+    require_broker(settings)
+    summary = evaluate_topics(settings)
+    if args.symbols:
+        wanted = {s.strip().upper() for s in args.symbols.split(",")}
+        summary = {k: v for k, v in summary.items() if k in wanted or k == "_counts"}
+    if args.json:
+        print(json.dumps(finite(summary), sort_keys=True))
+        return 0
+    if len(summary) <= 1:
+        print(f"no predictions with outcomes in {settings.topic('predictions')} yet")
+        return 0
+    print(render(summary, f"run {settings.topic_prefix}*"))
+    for sentence in verdict(summary):
+        print(sentence)
+    return 0

@@ -1,0 +1,253 @@
+"""Evaluation of published predictions against their outcomes: the skill table.
+
+Input: pairs of a prediction (its ensemble probability and every member's and reference's, as
+published in ``member_probabilities``) and its outcome (up, down, or flat). Output, per symbol and
+pooled over symbols: outcomes, flat share, and for the ensemble, each member and each reference
+(constant 0.5, running prior, persistence, last trade side, and the queue-imbalance-only logistic
+regression where book data exist): accuracy, log-loss, Brier score, expected calibration error, and
+log-loss skill against the running prior and against the constant 0.5 with 95% intervals that respect
+overlapping horizons (:mod:`streams.scoring`; blocks of at least four times the typical number of
+predictions between a prediction and its outcome). Flat outcomes are counted, not scored.
+
+The queue-imbalance reference (:class:`QueueImbalanceReference`) is the one-feature model a
+microstructure analyst would try first: an online logistic regression (River, SGD 0.05) on
+``(bid_qty - ask_qty) / (bid_qty + ask_qty)``, learning each outcome when it matures, like the models.
+
+>>> table = Evaluation(block=2)
+>>> for i in range(40):
+...     table.add("X", {"ensemble": 0.7 if i % 2 else 0.3, "prior": 0.5}, i % 2)
+>>> row = table.summary()["X"]["ensemble"]
+>>> row["accuracy"], round(row["log_loss"], 4), round(row["skill_vs_constant"], 3)
+(1.0, 0.3567, 0.485)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from streams.scoring import BlockedScores, brier, calibration_error, log_loss
+
+REFERENCES = ("constant", "prior", "persistence", "trade_side", "queue_imbalance")
+POOLED = "pooled"
+
+
+class QueueImbalanceReference:
+    """Online logistic regression on the queue imbalance alone (see the module docstring)."""
+
+    def __init__(self):
+        from river import linear_model, optim
+
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
+
+    @staticmethod
+    def inputs(values: dict[str, float]) -> dict[str, float] | None:
+        imbalance = values.get("book_imbalance")
+        return None if imbalance is None else {"qi": imbalance}
+
+    def predict(self, x: dict[str, float]) -> float:
+        return self.model.predict_proba_one(x).get(True, 0.5)
+
+    def learn(self, x: dict[str, float], y: int) -> None:
+        self.model.learn_one(x, bool(y))
+
+
+class _Forecaster:
+    __slots__ = ("n", "hits", "loss", "brier", "pairs")
+
+    def __init__(self):
+        self.n = self.hits = 0
+        self.loss = self.brier = 0.0
+        self.pairs: list[tuple[float, int]] = []
+
+
+class Evaluation:
+    """Accumulates scored outcomes per symbol (see the module docstring)."""
+
+    def __init__(self, block: int = 20):
+        self.block = block
+        self.forecasters: dict[str, dict[str, _Forecaster]] = defaultdict(dict)
+        # Per symbol and forecaster: its block sums beside the two no-skill references' on the same
+        # outcomes (a forecaster that starts later, e.g. once a book exists, is paired from then on).
+        self.blocks: dict[str, dict[str, BlockedScores]] = defaultdict(dict)
+        self.outcomes: dict[str, int] = defaultdict(int)
+        self.flat: dict[str, int] = defaultdict(int)
+
+    def add(self, symbol: str, probabilities: dict[str, float], y: int | None) -> None:
+        """One outcome of a prediction: ``probabilities`` of up by forecaster (``ensemble`` and
+        ``prior`` required, ``constant`` implied), ``y`` None when flat."""
+        self.outcomes[symbol] += 1
+        if y is None:
+            self.flat[symbol] += 1
+            return
+        probabilities = {"constant": 0.5, **probabilities}
+        scored = self.forecasters[symbol]
+        for name, p in probabilities.items():
+            forecaster = scored.get(name)
+            if forecaster is None:
+                forecaster = scored[name] = _Forecaster()
+            forecaster.n += 1
+            forecaster.hits += (p > 0.5) == (y == 1)
+            forecaster.loss += log_loss(p, y)
+            forecaster.brier += brier(p, y)
+            forecaster.pairs.append((p, y))
+        blocks = self.blocks[symbol]
+        for name in probabilities:
+            paired = blocks.get(name)
+            if paired is None:
+                # Records written before the running prior was published carry none: vs constant only.
+                references = tuple(r for r in ("prior", "constant") if r in probabilities)
+                paired = blocks[name] = BlockedScores(tuple(dict.fromkeys((name, *references))), self.block)
+            paired.add(probabilities, y)
+
+    def _rows(self, forecasters: dict[str, _Forecaster], symbols: list[str]) -> dict[str, dict[str, Any]]:
+        rows = {}
+        for name, f in forecasters.items():
+            # A reference that never had an input (the last trade's side on klines) says 0.5 throughout:
+            # it is the constant again, not a row of its own.
+            if not f.n or (name != "constant" and name in REFERENCES and all(p == 0.5 for p, _ in f.pairs)):
+                continue
+            ece, _ = calibration_error(f.pairs)
+            row = {"n": f.n, "accuracy": f.hits / f.n, "log_loss": f.loss / f.n, "brier": f.brier / f.n,
+                   "calibration_error": ece}
+            blocks = [self.blocks[symbol][name] for symbol in symbols if name in self.blocks[symbol]]
+            for reference in ("prior", "constant"):
+                s, low, high = _pooled_skill(blocks, name, reference)
+                row[f"skill_vs_{reference}"] = s
+                row[f"skill_vs_{reference}_low"] = low
+                row[f"skill_vs_{reference}_high"] = high
+            rows[name] = row
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """``{symbol: {forecaster: row}, ..., "pooled": {...}}`` plus ``outcomes`` and ``flat_share``
+        per symbol under ``"_counts"``."""
+        out: dict[str, Any] = {}
+        pooled: dict[str, _Forecaster] = {}
+        for symbol, forecasters in sorted(self.forecasters.items()):
+            out[symbol] = self._rows(forecasters, [symbol])
+            for name, f in forecasters.items():
+                target = pooled.setdefault(name, _Forecaster())
+                target.n += f.n
+                target.hits += f.hits
+                target.loss += f.loss
+                target.brier += f.brier
+                target.pairs += f.pairs
+        if len(self.forecasters) > 1:
+            out[POOLED] = self._rows(pooled, list(self.forecasters))
+        counts = {symbol: {"outcomes": n, "flat": self.flat[symbol], "flat_share": self.flat[symbol] / n if n else None}
+                  for symbol, n in sorted(self.outcomes.items())}
+        total = sum(self.outcomes.values())
+        counts[POOLED] = {"outcomes": total, "flat": sum(self.flat.values()),
+                          "flat_share": sum(self.flat.values()) / total if total else None}
+        out["_counts"] = counts
+        return out
+
+    def reliability(self, symbol: str, name: str = "ensemble") -> list[dict]:
+        """Bins of a reliability diagram (mean forecast against observed frequency)."""
+        pairs = (self.forecasters[symbol][name].pairs if symbol != POOLED else
+                 [pair for forecasters in self.forecasters.values() if name in forecasters
+                  for pair in forecasters[name].pairs])
+        return calibration_error(pairs)[1]
+
+
+def _pooled_skill(blocks: list[BlockedScores], model: str, reference: str) -> tuple[float, float, float]:
+    """Skill over the blocks of several symbols together (each symbol's blocks are its own)."""
+    usable = [b for b in blocks if model in b.names and reference in b.names]
+    if not usable:
+        return math.nan, math.nan, math.nan
+    if len(usable) == 1 or model == reference:
+        return usable[0].skill(model, reference)
+    merged = BlockedScores((model, reference), usable[0].block)
+    for b in usable:
+        i, j = b.names.index(model), b.names.index(reference)
+        merged.sums += [[block[i], block[j]] for block in b.sums]
+        merged.current[0] += b.current[i]
+        merged.current[1] += b.current[j]
+        merged.n += b.n
+    return merged.skill(model, reference)
+
+
+def _tick_index(prediction_id: str) -> int | None:
+    """The vector index a prediction id ends with (``<symbol>-<event time>-<tick index>``)."""
+    tail = prediction_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def typical_lag(lags: list[int]) -> int:
+    """Median number of predictions between a prediction and its outcome (at least 1)."""
+    if not lags:
+        return 1
+    ordered = sorted(lags)
+    return max(1, ordered[len(ordered) // 2])
+
+
+def evaluate_run(predictions: list[dict], outcomes: list[dict], vectors: list[dict] | None = None,
+                 block: int | None = None) -> Evaluation:
+    """The skill table of one run from its records: predictions (deduplicated by id), market or dataset
+    outcomes (feedback records with ``source`` market/dataset) and, when given, the feature vectors
+    (for the queue-imbalance reference).
+
+    Each symbol is replayed in vector order: an outcome is learned by the reference just before the
+    prediction on the vector that matured it (``matured_tick_index``), as the models learn it. Records
+    without that index (written before it was published) are placed before the first later prediction
+    made at or after their feedback time."""
+    from bisect import bisect_left
+
+    by_id = {p["prediction_id"]: p for p in predictions}
+    books = {}
+    for vector in vectors or ():
+        if "values" in vector and "tick_index" in vector:
+            books[(vector["symbol"], vector["event_time_ms"], vector["tick_index"])] = vector["values"]
+    issued_by_symbol: dict[str, list[dict]] = defaultdict(list)
+    for prediction in by_id.values():
+        issued_by_symbol[prediction["symbol"]].append(prediction)
+    for issued in issued_by_symbol.values():
+        issued.sort(key=lambda p: (_tick_index(p["prediction_id"]) or 0, p["event_time_ms"]))
+    learned_before: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    lags = []
+    seen = set()
+    positions = {symbol: {p["prediction_id"]: i for i, p in enumerate(issued)}
+                 for symbol, issued in issued_by_symbol.items()}
+    times = {symbol: [p["event_time_ms"] for p in issued] for symbol, issued in issued_by_symbol.items()}
+    index_positions = {symbol: {_tick_index(p["prediction_id"]): i for i, p in enumerate(issued)}
+                       for symbol, issued in issued_by_symbol.items()}
+    for outcome in outcomes:
+        pid, symbol = outcome["prediction_id"], outcome["symbol"]
+        if outcome["source"] not in ("market", "dataset") or pid in seen or pid not in positions.get(symbol, {}):
+            continue
+        seen.add(pid)
+        own = positions[symbol][pid]
+        matured = outcome.get("matured_tick_index")
+        if matured is not None and matured in index_positions[symbol]:
+            at = index_positions[symbol][matured]
+        else:
+            at = max(own + 1, bisect_left(times[symbol], outcome["feedback_time_ms"], lo=own + 1))
+        learned_before[symbol][at].append(outcome)
+        lags.append(at - own)
+    evaluation = Evaluation(block or max(20, 4 * typical_lag(lags)))
+    for symbol, issued in sorted(issued_by_symbol.items()):
+        reference = QueueImbalanceReference()
+        made: dict[str, tuple[dict | None, float]] = {}
+        has_book = False
+        matured = learned_before[symbol]
+        for index in range(len(issued) + 1):
+            for outcome in matured.get(index, ()):
+                prediction = by_id[outcome["prediction_id"]]
+                x, qi = made.pop(outcome["prediction_id"])
+                probabilities = {"ensemble": prediction["probability_up"], **prediction["member_probabilities"]}
+                if has_book:
+                    probabilities["queue_imbalance"] = qi
+                y = outcome["label"]
+                evaluation.add(symbol, probabilities, y)
+                if y is not None and x is not None:
+                    reference.learn(x, y)
+            if index == len(issued):
+                break
+            prediction = issued[index]
+            values = books.get((symbol, prediction["event_time_ms"], _tick_index(prediction["prediction_id"])), {})
+            x = QueueImbalanceReference.inputs(values)
+            has_book = has_book or x is not None
+            made[prediction["prediction_id"]] = (x, reference.predict(x) if x is not None else 0.5)
+    return evaluation

@@ -1,0 +1,222 @@
+"""A small torch MLP trained online, as an ensemble member (River's API: ``predict_proba_one``,
+``learn_one``).
+
+* Inputs: the model features in a fixed order, standardised with running means and variances (per
+  feature, over the values seen; a missing value is the running mean, i.e. 0 after standardising),
+  clipped to [-5, 5]. Samples are kept raw in a replay buffer and standardised when trained on, so a
+  scale that settles late does not leave stale inputs behind.
+* Training: every ``train_every`` (8) labels one Adam step (rate 6e-3) on a batch of those newest
+  labels plus uniform samples from the replay buffer (the last ``replay_size`` labels), 64 in all: an
+  online network sees each label about ``batch_size / train_every`` = 8 times. One step on 16 new and
+  48 replayed labels per 16 labels (the first version) left it below the majority-class rate on
+  tabular streams; these defaults, measured with a delay of 5 against River's scaled logistic
+  regression (accuracy / log-loss): Phishing 0.896 / 0.271 vs 0.884 / 0.384, the Elec2 sample
+  0.805 / 0.434 vs 0.807 / 0.457, Bananas 0.830 / 0.367 vs 0.541 / 0.686, River's SEA 0.989 vs
+  0.961, Hyperplane 0.933 vs 0.921, Agrawal 0.883 vs 0.669. A torch step costs ~2 ms on these
+  2-core machines whatever the batch size, hence a step per 8 labels rather than per label.
+* Gradient norm clipped to ``clip``. The learning rate follows the loss trend: halved when the
+  short-term training loss has not improved for ``patience`` steps, back to the initial rate when the
+  short-term loss jumps above 1.5x the long-term one (a change; drift response does the same).
+* CPU by default with one intra-op thread (2-core machines: Kafka I/O keeps the other); CUDA when
+  ``device="cuda"`` or ``"auto"`` finds one.
+* Inference on one vector runs in numpy on a copy of the weights taken after each training step: for
+  a network this size a torch call costs ~100 µs of dispatch, the matrix products a few µs.
+* Pickled as data only (weights and optimizer state as numpy arrays): snapshots are read through an
+  allowlist that admits no torch callable (see :mod:`streams.snapshots`).
+
+>>> import random
+>>> rng = random.Random(0)
+>>> mlp = TorchMLP(seed=1, features=("a", "b"))
+>>> for _ in range(600):
+...     a, b = rng.uniform(-1, 1), rng.uniform(-1, 1)
+...     mlp.learn_one({"a": a, "b": b}, int(a * b > 0))      # XOR-like: no linear model sees it
+>>> round(mlp.predict_proba_one({"a": 0.7, "b": 0.7})[1], 1) > 0.7, mlp.predict_proba_one({"a": 0.7, "b": -0.7})[1] < 0.3
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+
+from streams.features import MODEL_FEATURES
+
+Z_CLIP = 5.0
+
+
+class TorchMLP:
+    name = "mlp"
+
+    def __init__(self, seed: int = 0, hidden: int = 32, lr: float = 6e-3, train_every: int = 8,
+                 batch_size: int = 64, replay_size: int = 1024, clip: float = 1.0, patience: int = 200,
+                 device: str = "cpu", features: tuple[str, ...] = MODEL_FEATURES):
+        import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not 1 <= train_every <= batch_size:
+            raise ValueError("train_every must be between 1 and batch_size")
+        self.device = torch.device(device)
+        self.features = tuple(features)
+        self.hidden = hidden
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        self.net = self._network()
+        torch.random.set_rng_state(generator_state)
+        self.initial_lr = lr
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+        self.train_every, self.batch_size, self.clip, self.patience = train_every, batch_size, clip, patience
+        self.rng = random.Random(seed)
+        n_in = len(self.features)
+        self.count = np.zeros(n_in)
+        self.mean = np.zeros(n_in)
+        self.m2 = np.zeros(n_in)
+        self.buffer_x = np.full((replay_size, n_in), np.nan)
+        self.buffer_y = np.zeros(replay_size)
+        self.filled = self.position = self.new = 0
+        self.short_loss: float | None = None
+        self.long_loss: float | None = None
+        self.best_short = math.inf
+        self.since_improvement = 0
+        self.steps = 0
+        self.weights: tuple = ()
+
+    def _network(self):
+        import torch
+
+        n_in, hidden = len(self.features), self.hidden
+        return torch.nn.Sequential(
+            torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, hidden // 2), torch.nn.Tanh(),
+            torch.nn.Linear(hidden // 2, 1),
+        ).to(self.device)
+
+    def _row(self, x: dict[str, float]) -> np.ndarray:
+        return np.array([x.get(name, math.nan) for name in self.features], dtype=float)
+
+    def _standardise(self, rows: np.ndarray) -> np.ndarray:
+        sd = np.sqrt(np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), 1.0))
+        sd = np.where(sd > 0, sd, 1.0)
+        z = (rows - self.mean) / sd
+        return np.clip(np.nan_to_num(z, nan=0.0), -Z_CLIP, Z_CLIP)
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
+        if self.steps == 0:
+            return {0: 0.5, 1: 0.5}
+        w1, b1, w2, b2, w3, b3 = self.weights
+        h = np.tanh(w1 @ self._standardise(self._row(x)) + b1)
+        h = np.tanh(w2 @ h + b2)
+        logit = float(w3 @ h + b3)
+        p_up = 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+        return {0: 1.0 - p_up, 1: p_up}
+
+    def learn_one(self, x: dict[str, float], y: int) -> None:
+        row = self._row(x)
+        seen = ~np.isnan(row)
+        self.count += seen
+        with np.errstate(over="ignore", invalid="ignore"):  # an absurd input: the guard undoes the step
+            delta = np.where(seen, row - self.mean, 0.0)
+            self.mean += np.where(seen, delta / np.maximum(self.count, 1), 0.0)
+            self.m2 += np.where(seen, delta * (row - self.mean), 0.0)
+        self.buffer_x[self.position] = row
+        self.buffer_y[self.position] = y
+        self.position = (self.position + 1) % self.buffer_y.shape[0]
+        self.filled = min(self.filled + 1, self.buffer_y.shape[0])
+        self.new += 1
+        if self.new >= self.train_every:
+            self._train()
+
+    def _train(self) -> None:
+        import torch
+
+        size = self.buffer_y.shape[0]
+        newest = [(self.position - 1 - i) % size for i in range(self.new)]
+        extra = min(self.batch_size - self.new, self.filled - self.new)
+        older = [(self.position - 1 - self.new - i) % size for i in self.rng.sample(range(self.filled - self.new), extra)]
+        index = newest + older
+        self.new = 0
+        inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32, device=self.device)
+        targets = torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32, device=self.device)
+        self.net.train()
+        loss = self.loss_fn(self.net(inputs), targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
+        self.optimizer.step()
+        self.net.eval()
+        self.steps += 1
+        self._copy_weights()
+        self._adapt_learning_rate(float(loss.detach()))
+
+    def _copy_weights(self) -> None:
+        layers = [m for m in self.net if hasattr(m, "weight")]
+        w1, b1, w2, b2, w3, b3 = (t.detach().cpu().double().numpy().copy()
+                                  for layer in layers for t in (layer.weight, layer.bias))
+        self.weights = (w1, b1, w2, b2, w3[0], float(b3[0]))
+
+    def _adapt_learning_rate(self, loss: float) -> None:
+        if self.short_loss is None or self.long_loss is None:
+            self.short_loss = self.long_loss = loss
+            return
+        self.short_loss += 0.1 * (loss - self.short_loss)
+        self.long_loss += 0.01 * (loss - self.long_loss)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.short_loss > 1.5 * self.long_loss:
+            lr = min(lr * 2.0, self.initial_lr)
+            self.best_short, self.since_improvement = self.short_loss, 0
+        elif self.short_loss < self.best_short - 1e-4:
+            self.best_short, self.since_improvement = self.short_loss, 0
+        else:
+            self.since_improvement += 1
+            if self.since_improvement >= self.patience:
+                lr = max(lr * 0.5, self.initial_lr / 16)
+                self.since_improvement = 0
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def parameters_finite(self) -> bool:
+        return all(np.isfinite(w).all() for w in self.weights) if self.weights else True
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def raise_learning_rate(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.initial_lr
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Data only: weights and optimizer state as numpy arrays, no torch objects."""
+        state = self.__dict__.copy()
+        state["net"] = {name: t.detach().cpu().numpy() for name, t in self.net.state_dict().items()}
+        optimizer = self.optimizer.state_dict()
+        state["optimizer"] = {
+            "state": {i: {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v for k, v in slot.items()}
+                      for i, slot in optimizer["state"].items()},
+            "param_groups": optimizer["param_groups"],
+        }
+        state["device"] = str(self.device)
+        del state["loss_fn"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import torch
+
+        net, optimizer = state.pop("net"), state.pop("optimizer")
+        self.__dict__.update(state)
+        self.device = torch.device(state["device"])
+        self.net = self._network()
+        self.net.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in net.items()})
+        self.net.eval()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.initial_lr)
+        self.optimizer.load_state_dict({
+            "state": {i: {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in slot.items()}
+                      for i, slot in optimizer["state"].items()},
+            "param_groups": optimizer["param_groups"],
+        })
+        self.loss_fn = torch.nn.BCEWithLogitsLoss()

@@ -1,0 +1,205 @@
+"""Proper scores of probability forecasts, skill against no-skill references, and its uncertainty.
+
+One log-loss for the whole project (:func:`log_loss`, probabilities clamped to ``[1e-15, 1 - 1e-15]``
+as River's ``metrics.LogLoss`` does); the Brier score; expected calibration error over ten equal-width
+bins.
+
+Skill of a model against a reference (the running prior, or the constant 0.5) on log-loss is
+``1 - L_model / L_reference`` over the same outcomes: 0 is no skill, 1 a perfect forecast, below 0
+worse than the reference. Its interval must respect that forecasts whose horizons overlap have
+correlated outcomes (the returns of ``t -> t+H`` and ``t+1 -> t+1+H`` share ``H - 1`` steps), so the
+outcomes are grouped in consecutive blocks of at least ``4 H`` (batch means): blocks that long are
+nearly independent, and the skill, a ratio of two sums, gets the delta-method standard error of a
+ratio estimator over blocks,
+
+    se(s)^2 = J / (J - 1) * sum_j (a_j - r b_j)^2 / B^2,    r = A / B,
+
+with ``a_j, b_j`` the block sums of the model's and the reference's losses and ``A, B`` their totals;
+the interval is ``s -/+ t_{0.975, J-1} se``. :class:`BlockedScores` keeps the block sums as outcomes
+arrive (merging neighbours pairwise beyond ``MAX_BLOCKS``, so memory stays bounded), which is what a
+performance record and ``livelearn evaluate`` report.
+
+>>> scores = BlockedScores(("model", "prior"), block=4)
+>>> for i in range(400):
+...     y = i % 2
+...     scores.add({"model": 0.8 if y else 0.2, "prior": 0.5}, y)
+>>> s, low, high = scores.skill("model", "prior")
+>>> round(s, 3), low <= s <= high
+(0.678, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+
+from scipy import stats
+
+EPS = 1e-15
+MAX_BLOCKS = 512
+CALIBRATION_BINS = 10
+
+
+def log_loss(p_up: float, y: int) -> float:
+    """Log-loss of a probability of up for the outcome ``y``; as River's ``metrics.LogLoss``, the
+    probability of up is clamped to ``[1e-15, 1 - 1e-15]`` before its complement is taken."""
+    p_up = min(max(p_up, EPS), 1.0 - EPS)
+    return -math.log(p_up if y == 1 else 1.0 - p_up)
+
+
+def brier(p_up: float, y: int) -> float:
+    return (p_up - y) ** 2
+
+
+def calibration_error(pairs: Iterable[tuple[float, int]], bins: int = CALIBRATION_BINS) -> tuple[float, list[dict]]:
+    """Expected calibration error (weighted mean |mean forecast - frequency| over equal-width bins)
+    and the bins themselves (count, mean forecast, observed frequency) for a reliability diagram."""
+    counts = [0] * bins
+    forecast = [0.0] * bins
+    observed = [0.0] * bins
+    for p, y in pairs:
+        i = min(int(p * bins), bins - 1)
+        counts[i] += 1
+        forecast[i] += p
+        observed[i] += y
+    n = sum(counts)
+    table = [{"low": i / bins, "high": (i + 1) / bins, "n": c, "forecast": forecast[i] / c if c else None,
+              "observed": observed[i] / c if c else None} for i, c in enumerate(counts)]
+    error = sum(abs(forecast[i] - observed[i]) for i in range(bins)) / n if n else float("nan")
+    return error, table
+
+
+class RollingScore:
+    """Accuracy and log-loss over the last ``window`` outcomes."""
+
+    __slots__ = ("window", "hits", "losses", "hit_sum", "loss_sum")
+
+    def __init__(self, window: int = 500):
+        self.window = window
+        self.hits: deque[int] = deque()
+        self.losses: deque[float] = deque()
+        self.hit_sum = 0
+        self.loss_sum = 0.0
+
+    def add(self, p_up: float, y: int) -> float:
+        hit = int((p_up > 0.5) == (y == 1))
+        loss = log_loss(p_up, y)
+        self.hits.append(hit)
+        self.losses.append(loss)
+        self.hit_sum += hit
+        self.loss_sum += loss
+        if len(self.hits) > self.window:
+            self.hit_sum -= self.hits.popleft()
+            self.loss_sum -= self.losses.popleft()
+        return loss
+
+    @property
+    def n(self) -> int:
+        return len(self.hits)
+
+    @property
+    def accuracy(self) -> float:
+        return self.hit_sum / len(self.hits) if self.hits else float("nan")
+
+    @property
+    def log_loss(self) -> float:
+        return self.loss_sum / len(self.losses) if self.losses else float("nan")
+
+
+class MemberScore(RollingScore):
+    """Rolling scores plus cumulative ones since the model started (what a performance record reports).
+
+    Cumulative accuracy and log-loss follow River's ``metrics.Accuracy`` and ``metrics.LogLoss``; the
+    Brier score measures calibration; ``captured_return`` is the mean realised return of taking the
+    predicted direction (long when up, short when down), over outcomes that have a return.
+    ``return_mae`` is the mean absolute error of the return a probability implies,
+    ``(2 p - 1) * typical_move`` (``typical_move``: the symbol's recent mean absolute realised return,
+    passed in by the learner), against the realised return.
+    """
+
+    __slots__ = ("total", "total_hits", "total_loss", "total_brier", "captured", "captured_n", "abs_error")
+
+    def __init__(self, window: int = 500):
+        super().__init__(window)
+        self.total = self.total_hits = self.captured_n = 0
+        self.total_loss = self.total_brier = self.captured = self.abs_error = 0.0
+
+    def add(self, p_up: float, y: int, realised_return: float | None = None, typical_move: float = 0.0) -> float:
+        self.total += 1
+        up = p_up > 0.5
+        self.total_hits += up == (y == 1)
+        loss = super().add(p_up, y)
+        self.total_loss += loss
+        self.total_brier += brier(p_up, y)
+        if realised_return is not None:
+            self.captured += realised_return if up else -realised_return
+            self.abs_error += abs((2.0 * p_up - 1.0) * typical_move - realised_return)
+            self.captured_n += 1
+        return loss
+
+    def summary(self) -> dict:
+        n = self.total
+        return {
+            "n": n,
+            "accuracy": self.total_hits / n if n else None,
+            "log_loss": self.total_loss / n if n else None,
+            "brier": self.total_brier / n if n else None,
+            "rolling_accuracy": self.accuracy if self.hits else None,
+            "rolling_log_loss": self.log_loss if self.hits else None,
+            "captured_return": self.captured / self.captured_n if self.captured_n else None,
+            "return_mae": self.abs_error / self.captured_n if self.captured_n else None,
+        }
+
+
+class BlockedScores:
+    """Per-block log-loss sums of several forecasters over the same outcomes (see the module
+    docstring): the skill of one against another with an interval that respects overlapping horizons."""
+
+    def __init__(self, names: tuple[str, ...], block: int = 20):
+        if block < 1:
+            raise ValueError("block must be >= 1")
+        self.names = tuple(names)
+        self.block = block
+        self.sums: list[list[float]] = []  # per block: a loss sum per name
+        self.current = [0.0] * len(self.names)
+        self.in_current = 0
+        self.n = 0
+
+    def add(self, probabilities: dict[str, float], y: int) -> None:
+        current = self.current
+        for i, name in enumerate(self.names):
+            current[i] += log_loss(probabilities[name], y)
+        self.in_current += 1
+        self.n += 1
+        if self.in_current >= self.block:
+            self.sums.append(current)
+            self.current = [0.0] * len(self.names)
+            self.in_current = 0
+            if len(self.sums) > MAX_BLOCKS:
+                self.sums = [[a + b for a, b in zip(self.sums[i], self.sums[i + 1], strict=True)]
+                             for i in range(0, len(self.sums) - 1, 2)] + ([self.sums[-1]] if len(self.sums) % 2 else [])
+                self.block *= 2
+
+    def totals(self) -> dict[str, float]:
+        out = [sum(block[i] for block in self.sums) + self.current[i] for i in range(len(self.names))]
+        return dict(zip(self.names, out, strict=True))
+
+    def skill(self, model: str, reference: str) -> tuple[float, float, float]:
+        """``(skill, low, high)``: log-loss skill of ``model`` against ``reference`` with its 95%
+        interval (NaN bounds with fewer than three complete blocks)."""
+        i, j = self.names.index(model), self.names.index(reference)
+        totals = self.totals()
+        if totals[reference] <= 0:
+            return float("nan"), float("nan"), float("nan")
+        skill = 1.0 - totals[model] / totals[reference]
+        blocks = len(self.sums)
+        if blocks < 3:
+            return skill, float("nan"), float("nan")
+        a_total = sum(block[i] for block in self.sums)
+        b_total = sum(block[j] for block in self.sums)
+        ratio = a_total / b_total
+        spread = sum((block[i] - ratio * block[j]) ** 2 for block in self.sums)
+        se = math.sqrt(blocks / (blocks - 1) * spread) / b_total
+        half = float(stats.t.ppf(0.975, blocks - 1)) * se
+        return skill, skill - half, skill + half

@@ -1,0 +1,149 @@
+"""The ensemble's guarantee, calibration and the skill interval, on streams whose truth is known."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from streams.calibration import PlattScaler
+from streams.ensemble import Ensemble
+from streams.scoring import BlockedScores, log_loss
+
+
+def run(ensemble: Ensemble, rows, delay: int):
+    """Delayed test-then-train: the outcome of forecast t is learned just before forecast t + delay.
+    Returns cumulative log-losses of the ensemble and of every expert."""
+    pending, totals = [], {}
+    for members, y in rows:
+        if len(pending) >= delay:
+            forecast, label = pending.pop(0)
+            for name, p in (("ensemble", forecast.p_up), *forecast.experts.items()):
+                totals[name] = totals.get(name, 0.0) + log_loss(p, label)
+            ensemble.learn(forecast, label)
+        pending.append((ensemble.forecast(members), y))
+    return totals
+
+
+def noise_rows(n: int, seed: int, base_rate: float = 0.5):
+    rng = random.Random(seed)
+    for _ in range(n):
+        # Members confident about nothing: their probabilities do not depend on the outcome.
+        yield {"a": rng.uniform(0.2, 0.8), "b": 0.5 + 0.3 * math.sin(rng.random() * 6)}, int(rng.random() < base_rate)
+
+
+@pytest.mark.parametrize("seed, base_rate", [(1, 0.5), (2, 0.5), (3, 0.6), (4, 0.4)])
+def test_with_noise_members_the_loss_stays_within_the_stated_bound_of_the_no_skill_references(seed, base_rate):
+    ensemble, delay, n = Ensemble(("a", "b")), 5, 4000
+    totals = run(ensemble, noise_rows(n, seed, base_rate), delay)
+    slots = len(ensemble.slots)
+    assert slots == delay
+    outcomes = n - delay
+    share_cost = outcomes * -math.log(1 - ensemble.share)
+    assert totals["ensemble"] <= totals["constant"] + slots * -math.log(ensemble.initial[0]) + share_cost
+    assert totals["ensemble"] <= totals["prior"] + slots * -math.log(ensemble.initial[1]) + share_cost
+    assert ensemble.regret_bound == pytest.approx(slots * -math.log(0.56))
+
+
+def test_with_a_planted_signal_the_ensemble_reaches_most_of_the_best_members_skill():
+    rng = random.Random(7)
+    rows = []
+    for _ in range(6000):
+        z = rng.gauss(0, 1)
+        truth = 1 / (1 + math.exp(-1.5 * z))
+        rows.append(({"oracle": truth, "noise": rng.uniform(0.3, 0.7)}, int(rng.random() < truth)))
+    totals = run(Ensemble(("oracle", "noise")), rows, delay=5)
+    best_skill = 1 - totals["oracle"] / totals["prior"]
+    ensemble_skill = 1 - totals["ensemble"] / totals["prior"]
+    assert best_skill > 0.2
+    assert ensemble_skill >= 0.9 * best_skill
+
+
+def test_fixed_share_follows_a_change_of_the_best_member():
+    rng = random.Random(11)
+    rows = []
+    for t in range(6000):
+        y = int(rng.random() < 0.5)
+        right, wrong = (0.8 if y else 0.2), (0.2 if y else 0.8)
+        rows.append(({"first": right, "second": wrong} if t < 3000 else {"first": wrong, "second": right}, y))
+    ensemble = Ensemble(("first", "second"))
+    run(ensemble, rows, delay=3)
+    weights = ensemble.weights()
+    assert weights["second"] + weights["second~cal"] > 0.9
+
+
+def test_a_horizon_in_time_opens_as_many_slots_as_forecasts_wait_at_once():
+    ensemble = Ensemble(("a",))
+    waiting = [ensemble.forecast({"a": 0.6}) for _ in range(7)]
+    for forecast in waiting[:4]:
+        ensemble.learn(forecast, 1)
+    waiting = waiting[4:] + [ensemble.forecast({"a": 0.6}) for _ in range(4)]
+    assert len(ensemble.slots) == 7 and ensemble.outstanding == 7
+    for forecast in waiting:
+        ensemble.release(forecast)
+    assert ensemble.outstanding == 0
+
+
+def test_temperature_scaling_sharpens_a_shy_member_and_keeps_its_decisions():
+    rng = random.Random(5)
+    scaler = PlattScaler(bias=False)
+    pairs = []
+    for _ in range(4000):
+        truth = rng.random()
+        shy = 0.5 + (truth - 0.5) * 0.3
+        y = int(rng.random() < truth)
+        pairs.append((shy, scaler.predict(shy), y))
+        scaler.learn(shy, y)
+    late = pairs[2000:]
+    assert sum(log_loss(q, y) for _, q, y in late) < sum(log_loss(p, y) for p, _, y in late) - 0.02 * len(late)
+    assert all((p > 0.5) == (q > 0.5) for p, q, _ in pairs if p != 0.5)
+
+
+def overlapping_outcomes(n: int, horizon: int, rng: random.Random) -> list[int]:
+    """Labels of overlapping horizons on a random walk: up if the next ``horizon`` steps sum above 0."""
+    steps = [rng.gauss(0, 1) for _ in range(n + horizon + 1)]
+    total, labels = sum(steps[1:horizon + 1]), []
+    for t in range(n):
+        labels.append(int(total > 0))
+        total += steps[t + horizon + 1] - steps[t + 1]
+    return labels
+
+
+def test_the_skill_interval_keeps_its_level_on_overlapping_horizons_where_an_iid_interval_does_not():
+    """Two forecasters of equal quality (true skill 0), each off by a slowly wandering bias, on
+    overlapping-horizon outcomes: their loss differences are correlated for many outcomes."""
+    rng = random.Random(2)
+    runs, horizon, n, phi = 200, 10, 2000, 0.98
+    covered = naive_covered = 0
+    for _ in range(runs):
+        blocked = BlockedScores(("a", "b"), block=4 * horizon)
+        naive = BlockedScores(("a", "b"), block=1)
+        bias_a = bias_b = 0.0
+        sd = 0.05 * math.sqrt(1 - phi * phi)
+        for y in overlapping_outcomes(n, horizon, rng):
+            bias_a, bias_b = phi * bias_a + rng.gauss(0, sd), phi * bias_b + rng.gauss(0, sd)
+            for scores in (blocked, naive):
+                scores.add({"a": 0.5 + bias_a, "b": 0.5 + bias_b}, y)
+        _, low, high = blocked.skill("a", "b")
+        covered += low <= 0 <= high
+        _, low, high = naive.skill("a", "b")
+        naive_covered += low <= 0 <= high
+    assert covered / runs >= 0.88
+    assert naive_covered / runs <= 0.85 < covered / runs
+
+
+def test_blocked_skill_equals_its_definition_and_merges_blocks_beyond_the_limit():
+    rng = random.Random(9)
+    scores = BlockedScores(("m", "p"), block=3)
+    model_total = prior_total = 0.0
+    for _ in range(5000):
+        y = int(rng.random() < 0.5)
+        m, p = rng.uniform(0.3, 0.7), 0.5
+        scores.add({"m": m, "p": p}, y)
+        model_total += log_loss(m, y)
+        prior_total += log_loss(p, y)
+    skill, low, high = scores.skill("m", "p")
+    assert skill == pytest.approx(1 - model_total / prior_total, abs=1e-12)
+    assert low < skill < high
+    assert len(scores.sums) <= 512 and scores.block == 12  # 1666 blocks of 3, merged twice
