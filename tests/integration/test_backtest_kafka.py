@@ -5,10 +5,17 @@ replayed into two isolated topic sets. A real worker runs the pipeline on the fi
 backtest` (confluent-kafka batches, no Faust) on the second. Every prediction, feedback record,
 feature vector, drift alert and model event must be equal, field by field, except the wall-clock
 fields (a prediction's ``latency_ms``).
+
+The backtest's predictions, outcomes and alerts are also compared with a golden file committed before
+the per-partition pipeline was redesigned (issue #17: records unchanged by the redesign).
+``LIVELEARN_WRITE_GOLDEN=1`` rewrites it, for a deliberate change of behaviour, in its own commit.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +35,15 @@ SETTINGS = {"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}
 COMPARED = {"predictions": "prediction", "feedback": "feedback", "features": "features",
             "alerts": "drift_alert", "model-events": "model_event"}
 WALL_CLOCK = {"latency_ms"}
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest_sample.jsonl.gz"
+GOLDEN_STAGES = ("predictions", "feedback", "alerts")
+
+
+def golden_lines(records_by_stage: dict[str, dict[bytes, list[dict]]]) -> list[str]:
+    """One canonical JSON line per record (stage, key, position in the key's sequence, record)."""
+    return [json.dumps([stage, key.decode(), i, record], sort_keys=True)
+            for stage in GOLDEN_STAGES for key, records in sorted(records_by_stage[stage].items())
+            for i, record in enumerate(records)]
 
 
 def records(env: dict[str, str], stage: str, schema: str, expect: int | None = None) -> dict[bytes, list[dict]]:
@@ -62,3 +78,13 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
     assert sum(len(v) for v in from_worker["alerts"].values()) > 0  # the comparison covers alerts too
     for stage in COMPARED:
         assert from_backtest[stage] == from_worker[stage], stage
+
+    lines = golden_lines(from_backtest)
+    if os.environ.get("LIVELEARN_WRITE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        with gzip.open(GOLDEN, "wt") as out:
+            out.write("\n".join(lines) + "\n")
+    golden = gzip.open(GOLDEN, "rt").read().splitlines()
+    assert len(lines) == len(golden)
+    mismatched = [i for i, (a, b) in enumerate(zip(lines, golden, strict=True)) if a != b]
+    assert not mismatched, f"{len(mismatched)} records differ from the golden file, first: {golden[mismatched[0]][:300]}"
