@@ -1,49 +1,58 @@
-"""The Faust application: settings, topics, codecs, metrics, dead letters and the HTTP endpoints.
+"""The composition root: everything a worker (or a backtest) builds from the settings, built when asked.
 
-Stage agents live in their own modules (featurize, predict, learn) and are imported by
-:mod:`agents.worker`; this module only wires what they share.
+:class:`Runtime` holds the settings, the pipeline configuration, the metrics, one Avro codec per topic,
+the librdkafka producer the outputs go through and, for a worker, the Faust app with its topics.
+Nothing here runs at import: the worker (agents.worker) and the backtest (agents.backtest) each build
+one, and tests build their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
-
-import faust
-from faust.serializers import codecs
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.metrics import Metrics
 from agents.settings import Settings
 from agents.topics import FLOW
+from connectors.producer import make_producer
 from schemas.codec import make_codec
+from schemas.records import dead_letter
+from streams.drift import DriftConfig
+from streams.learning import LearnerConfig
+from streams.pipeline import PipelineConfig
 
 log = logging.getLogger("livelearn")
 
-settings = Settings.from_env()
-metrics = Metrics()
 
-
-class FaustAvro(codecs.Codec):
-    """Registers a livelearn Avro codec with Faust's codec registry."""
-
-    def __init__(self, codec: Any, **kwargs: Any):
-        self.avro = codec
-        super().__init__(**kwargs)
-
-    def _dumps(self, obj: Any) -> bytes:
-        return self.avro.encode(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return self.avro.decode(s)
+def pipeline_config(s: Settings) -> PipelineConfig:
+    """The partition pipeline's configuration from the settings."""
+    drift_features = tuple(f.strip() for f in s.drift_features.split(",") if f.strip())
+    learner = LearnerConfig(
+        members=tuple(m.strip() for m in s.members.split(",") if m.strip()), horizon_ticks=s.horizon,
+        horizon_seconds=float(s.horizon_seconds), label=s.label, flat_band=float(s.flat_band), seed=int(s.seed),
+        device=s.torch_device, regime_weights=s.regime_weights_on, challengers=tuple(s.challenger_members.items()),
+        traffic_share=float(s.traffic_share), promotion_alpha=float(s.promotion_alpha),
+        promotion_min_samples=int(s.promotion_min_samples), rollback_margin=float(s.rollback_margin),
+        rollback_threshold=float(s.rollback_threshold), guard=s.guard_on)
+    drift = DriftConfig(window=int(s.drift_window), current_window=int(s.drift_current_window),
+                        check_every=int(s.drift_check_every), alpha=float(s.drift_alpha),
+                        correction=s.drift_correction, min_severity=s.alert_min_severity.upper(),
+                        warmup_events=int(s.drift_warmup))
+    config = PipelineConfig(learner=learner, drift=drift, drift_response=s.drift_response_on,
+                            late_grace_ms=int(s.late_grace_ms), emit=s.predict_on,
+                            performance_every=s.performance_interval)
+    if drift_features:
+        config = PipelineConfig(**{**config.__dict__, "drift_features": drift_features})
+    return config
 
 
 def broker_credentials(s: Settings):
     """Faust (aiokafka) credentials for the configured protocol: the TLS settings as an
     ``ssl.SSLContext`` for SSL and SASL_SSL, SASL user and mechanism for the SASL protocols. Without
     them Faust would speak plaintext whatever KAFKA_SECURITY_PROTOCOL says."""
+    import faust
+
     protocol = s.protocol
     context = s.ssl_context()
     if protocol == "SSL":
@@ -54,161 +63,104 @@ def broker_credentials(s: Settings):
     return None
 
 
-app = faust.App(
-    settings.app_id,
-    broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-    broker_credentials=broker_credentials(settings),
-    key_serializer="raw",
-    value_serializer="raw",
-    store="memory://",
-    datadir=str(settings.state_path / "faust"),
-    topic_partitions=settings.n_partitions,
-    topic_replication_factor=settings.n_replicas,
-    consumer_auto_offset_reset="earliest",
-    processing_guarantee="at_least_once",
-    web_port=settings.web_port_int,
-    web_bind=settings.web_bind,
-    producer_linger_ms=1,
-    producer_max_request_size=16 * 1024 * 1024,
-    broker_commit_every=1000,
-    # A killed worker's partitions move after this long (Faust's default of 60 s stalls a restart).
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=2.0,
-    broker_commit_interval=1.0,
-)
+def faust_app(s: Settings):
+    import faust
 
-topics: dict[str, faust.TopicT] = {}
-avro: dict[str, Any] = {}
-topic_names: dict[str, str] = {}
-for spec in FLOW:
-    name = topic_names[spec.stage] = settings.topic(spec.stage)
-    topics[spec.stage] = app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.n_partitions)
-    avro[spec.stage] = make_codec(spec.schema, settings.schema_registry_url, name,
-                                  on_legacy=metrics.legacy_avro.labels(spec.stage).inc)
-    codecs.register(f"livelearn-{spec.stage}", FaustAvro(avro[spec.stage]))
+    return faust.App(
+        s.app_id,
+        broker=[f"kafka://{server}" for server in s.bootstrap_servers.split(",")],
+        broker_credentials=broker_credentials(s),
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        datadir=str(s.state_path / "faust"),
+        topic_partitions=s.n_partitions,
+        topic_replication_factor=s.n_replicas,
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee="at_least_once",
+        web_port=s.web_port_int,
+        web_bind=s.web_bind,
+        producer_linger_ms=1,
+        producer_max_request_size=16 * 1024 * 1024,
+        broker_commit_every=1000,
+        # A killed worker's partitions move after this long (Faust's default of 60 s stalls a restart).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_commit_interval=1.0,
+    )
 
 
-def _make_producer():
-    from confluent_kafka import Producer
+class Runtime:
+    """Settings, pipeline configuration, metrics, codecs and the output producer; with ``faust`` also
+    the Faust app and its topics (see the module docstring)."""
 
-    return Producer({
-        **settings.client_config(),
-        # Same partitioner as aiokafka/Faust and the Java client: a symbol's records land in the same
-        # partition number of every topic, which keeps the topics co-partitioned.
-        "partitioner": "murmur2_random",
-        "enable.idempotence": True,
-        "linger.ms": 2,
-        "message.max.bytes": 16 * 1024 * 1024,
-        "queue.buffering.max.messages": 1_000_000,
-    })
+    def __init__(self, settings: Settings, faust: bool = True):
+        self.settings = settings
+        self.pipeline = pipeline_config(settings)
+        self.metrics = Metrics()
+        self.metrics.drift_false_alarm_bound.set(self.pipeline.drift.expected_false_alarms_per_10k)
+        self.topic_names = {spec.stage: settings.topic(spec.stage) for spec in FLOW}
+        self.codecs = {spec.stage: make_codec(spec.schema, settings.schema_registry_url, self.topic_names[spec.stage],
+                                              on_legacy=self.metrics.legacy_avro.labels(spec.stage).inc)
+                       for spec in FLOW}
+        # Outputs go through librdkafka: Faust's Topic.send costs ~250 µs a record here (profiled), a
+        # confluent-kafka produce a few µs. Delivery is confirmed (flush) before the inputs that caused
+        # them are acked, at each checkpoint (agents.checkpoints), which keeps at-least-once.
+        self.producer = make_producer(settings.client_config(), linger_ms=2)
+        self.delivery_errors: list[str] = []
+        self.ready = False
+        self.app = faust_app(settings) if faust else None
+        self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
+                                                   partitions=settings.n_partitions) for spec in FLOW}
+                       if self.app is not None else {})
 
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.delivery_errors.append(f"{msg.topic()}: {err}")
+            log.error("delivery to %s failed: %s", msg.topic(), err)
 
-# Outputs go through librdkafka: Faust's Topic.send costs ~250 µs a record here (profiled), a
-# confluent-kafka produce a few µs. Delivery is confirmed (flush) before the inputs that caused
-# them are acked, at each checkpoint (agents.checkpoints), which keeps at-least-once.
-producer = _make_producer()
-_delivery_errors: list[str] = []
-
-
-def _on_delivery(err, msg) -> None:
-    if err is not None:
-        _delivery_errors.append(f"{msg.topic()}: {err}")
-        log.error("delivery to %s failed: %s", msg.topic(), err)
-
-
-def produce_now(stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None) -> bool:
-    """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
-    when librdkafka's queue is full (nothing was queued: serve deliveries, then try again)."""
-    try:
-        producer.produce(topic_names[stage], key=key, value=avro[stage].encode(record), timestamp=timestamp_ms or 0,
-                         on_delivery=_on_delivery)
-    except BufferError:
-        producer.poll(0.01)
-        return False
-    metrics.outputs.labels(stage).inc()
-    return True
-
-
-async def publish(stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None) -> None:
-    """Send a record to a stage's topic, Avro-encoded with the stage's codec."""
-    while not produce_now(stage, key, record, timestamp_ms):
-        await asyncio.sleep(0)
-    producer.poll(0)
-
-
-def flush_now(timeout: float = 30.0) -> None:
-    """Block until every published record is acknowledged by the broker; raise on delivery errors."""
-    remaining = producer.flush(timeout)
-    if remaining or _delivery_errors:
-        errors = list(_delivery_errors)
-        _delivery_errors.clear()
-        raise RuntimeError(f"{remaining} records undelivered after {timeout} s; errors: {errors[:3]}")
-
-
-async def flush_outputs(timeout: float = 30.0) -> None:
-    """Wait until every published record is acknowledged by the broker (before acking inputs)."""
-    await asyncio.get_running_loop().run_in_executor(None, flush_now, timeout)
-
-
-def dead_letter_record(stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,
-                       key: Any, value: Any) -> dict[str, Any]:
-    """A rejected record with its reason, where it came from and its original bytes (counted)."""
-    metrics.dead_letters.labels(stage, reason_code).inc()
-    log.warning("dead letter from %s at %s[%s]@%s: %s", stage, topic, partition, offset, reason)
-    return {
-        "reason": reason,
-        "reason_code": reason_code,
-        "stage": stage,
-        "source_topic": topic,
-        "source_partition": int(partition),
-        "source_offset": int(offset),
-        "key": key if isinstance(key, bytes) else None,
-        "value": value if isinstance(value, bytes) else bytes(str(value), "utf-8"),
-        "error_time_ms": int(time.time() * 1000),
-    }
-
-
-async def dead_letter(message: Any, stage: str, reason_code: str, reason: str) -> None:
-    """Keep a rejected record with its reason and original bytes; count it; never raise."""
-    record = dead_letter_record(stage, reason_code, reason, message.topic, message.partition, message.offset,
-                                message.key, message.value)
-    try:
-        await publish("dead-letters", record["key"], record)
-    except Exception:  # the dead-letter path must not take the worker down
-        log.exception("could not publish a dead letter from %s", stage)
-
-
-state = {"ready": False}
-
-
-@app.timer(interval=2.0)
-async def export_consumer_lag():
-    """Consumer-group lag per assigned partition: high watermark minus the committed offset."""
-    consumer = app.consumer
-    committed = getattr(consumer, "_committed_offset", {})
-    for tp in consumer.assignment():
+    def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None
+                    ) -> bool:
+        """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
+        when librdkafka's queue is full (nothing was queued: serve deliveries, then try again)."""
         try:
-            high = consumer.highwater(tp)
-        except Exception:  # not fetched yet
-            continue
-        if high is None:
-            continue
-        done = committed.get(tp)
-        lag = high - (done + 1 if done is not None else 0)
-        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+            self.producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
+                                  timestamp=timestamp_ms or 0, on_delivery=self._on_delivery)
+        except BufferError:
+            self.producer.poll(0.01)
+            return False
+        self.metrics.outputs.labels(stage).inc()
+        return True
 
+    async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
+                      timestamp_ms: int | None = None) -> None:
+        while not self.produce_now(stage, key, record, timestamp_ms):
+            await asyncio.sleep(0)
+        self.producer.poll(0)
 
-@app.page("/metrics")
-async def metrics_page(web, request):
-    return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    def flush_now(self, timeout: float = 30.0) -> None:
+        """Block until every published record is acknowledged by the broker; raise on delivery errors."""
+        remaining = self.producer.flush(timeout)
+        if remaining or self.delivery_errors:
+            errors = list(self.delivery_errors)
+            self.delivery_errors.clear()
+            raise RuntimeError(f"{remaining} records undelivered after {timeout} s; errors: {errors[:3]}")
 
+    async def flush_outputs(self, timeout: float = 30.0) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.flush_now, timeout)
 
-@app.page("/healthz")
-async def healthz(web, request):
-    return web.json({"status": "alive"})
+    def dead_letter_record(self, stage: str, reason_code: str, reason: str, topic: str, partition: int,
+                           offset: int, key: Any, value: Any) -> dict[str, Any]:
+        """A rejected input with its reason and original bytes; counted and logged."""
+        self.metrics.dead_letters.labels(stage, reason_code).inc()
+        log.warning("dead letter from %s at %s[%s]@%s: %s", stage, topic, partition, offset, reason)
+        return dead_letter(stage, reason_code, reason, topic, partition, offset, key, value)
 
-
-@app.page("/readyz")
-async def readyz(web, request):
-    ready = state["ready"] and not app.rebalancing
-    return web.json({"ready": ready}, status=200 if ready else 503)
+    async def dead_letter(self, stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,
+                          key: Any, value: Any) -> None:
+        """Keep a rejected input with its reason; never raises (the dead-letter path must not stop a worker)."""
+        record = self.dead_letter_record(stage, reason_code, reason, topic, partition, offset, key, value)
+        try:
+            await self.publish("dead-letters", record["key"], record)
+        except Exception:
+            log.exception("could not publish a dead letter from %s", stage)

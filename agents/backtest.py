@@ -2,11 +2,10 @@
 
 The batched replay path. A confluent-kafka consumer reads every partition of the ticks topic from its
 start up to the end offset it had when the run began, thousands of records per call; each tick goes
-through the worker's own stage functions (:func:`agents.featurize.featurize_now`,
-:func:`agents.predict.predict_and_learn_now`) with a fresh state per partition, and the outputs are
-queued to librdkafka, which sends them in batches. Faust's per-event machinery is skipped, the
-computation is not: the records equal those of a fresh worker on the same topic (prediction ids,
-probabilities, weights, alerts, feedback; ``latency_ms``, performance latencies and dead letters'
+through a fresh :class:`streams.pipeline.PartitionPipeline` per partition (the worker's own), and the
+outputs are queued to librdkafka, which sends them in batches. Faust's per-event machinery is skipped,
+the computation is not: the records equal those of a fresh worker on the same topic (prediction ids,
+probabilities, weights, alerts, outcomes; ``latency_ms``, performance latencies and dead letters'
 error times are wall-clock).
 
 Run it instead of a worker on a topic prefix of its own (``LIVELEARN_TOPIC_PREFIX``), not beside one:
@@ -19,28 +18,23 @@ import logging
 import uuid
 from collections.abc import Callable
 
-from agents.app import dead_letter_record, flush_now, produce_now, producer, settings
-from agents.featurize import STAGE as FEATURIZE
-from agents.featurize import PartitionPipeline, featurize_now
-from agents.predict import STAGE as PREDICT
-from agents.predict import predict_and_learn_now
-from streams.learning import InvalidVector
+from agents.app import Runtime
+from agents.settings import Settings
+from schemas.codec import DecodeError
+from streams.pipeline import PartitionPipeline, Step
 
 log = logging.getLogger("livelearn.backtest")
 BATCH = 5_000
 
 
-def _produce(stage: str, key, record: dict, timestamp_ms: int | None = None) -> None:
-    while not produce_now(stage, key, record, timestamp_ms):
-        pass  # produce_now served deliveries; the queue drains as the broker acknowledges
-
-
-def run_backtest(progress: Callable[[int, int], None] | None = None, timeout: float = 20.0) -> dict[str, int]:
+def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None = None,
+                 timeout: float = 20.0) -> dict[str, int]:
     """Process the ticks topic as it is now; returns counts (ticks, vectors, predictions, alerts,
     dead letters). ``progress(done, total)`` is called after each batch."""
     from confluent_kafka import Consumer, TopicPartition
 
-    topic = settings.topic("ticks")
+    runtime = Runtime(settings, faust=False)
+    topic = runtime.topic_names["ticks"]
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.max.bytes": 64 * 1024 * 1024})
@@ -56,7 +50,8 @@ def run_backtest(progress: Callable[[int, int], None] | None = None, timeout: fl
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
         total = sum(ends[tp.partition] - tp.offset for tp in starts)
-        states = {partition: PartitionPipeline() for partition in ends}
+        pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in ends}
+        codec = runtime.codecs["ticks"]
         consumer.assign(starts)
         remaining = set(ends)
         while remaining:
@@ -70,42 +65,38 @@ def run_backtest(progress: Callable[[int, int], None] | None = None, timeout: fl
                 if offset + 1 >= ends[partition]:
                     remaining.discard(partition)
                 counts["ticks"] += 1
-                _process(states[partition], message, topic, partition, offset, counts)
-            producer.poll(0)
+                try:
+                    step = pipelines[partition].on_tick(codec.decode(message.value(), topic, partition, offset))
+                except DecodeError as exc:
+                    step = Step(rejection=("featurize", "decode_error", str(exc), None))
+                _emit(runtime, step, message, counts)
+            runtime.producer.poll(0)
             if progress:
                 progress(counts["ticks"], total)
     finally:
         consumer.close()
-    flush_now(timeout=120)
+    runtime.flush_now(timeout=120)
     return counts
 
 
-def _process(state: PartitionPipeline, message, topic: str, partition: int, offset: int,
-             counts: dict[str, int]) -> None:
-    key, value = message.key(), message.value()
-    vector, rejection = featurize_now(state.engine, value, topic, partition, offset)
-    if rejection is not None:
-        counts["dead_letters"] += 1
-        _produce("dead-letters", key, dead_letter_record(FEATURIZE, *rejection, topic, partition, offset, key, value))
-    if vector is None:
-        return
-    counts["vectors"] += 1
-    _produce("features", key, vector, vector["event_time_ms"])
-    try:
-        outputs = predict_and_learn_now(state.models, vector, key)
-    except InvalidVector as exc:
-        counts["dead_letters"] += 1
-        _produce("dead-letters", key, dead_letter_record(PREDICT, "invalid_features", str(exc), topic, partition,
-                                                         offset, key, value))
-        return
-    except Exception as exc:
-        log.exception("predict failed on %s[%s]@%s", topic, partition, offset)
-        counts["dead_letters"] += 1
-        _produce("dead-letters", key, dead_letter_record(PREDICT, "internal_error", f"{type(exc).__name__}: {exc}",
-                                                         topic, partition, offset, key, value))
-        return
-    for stage, output_key, record, timestamp_ms in outputs:
-        counts["predictions"] += stage == "predictions"
-        counts["alerts"] += stage == "alerts"
-        _produce(stage, output_key, record, timestamp_ms)
+def _produce(runtime: Runtime, stage: str, key, record: dict, timestamp_ms: int | None = None) -> None:
+    while not runtime.produce_now(stage, key, record, timestamp_ms):
+        pass  # produce_now served deliveries; the queue drains as the broker acknowledges
 
+
+def _emit(runtime: Runtime, step: Step, message, counts: dict[str, int]) -> None:
+    for output in step.records:
+        counts["vectors"] += output.stage == "features"
+        counts["predictions"] += output.stage == "predictions"
+        counts["alerts"] += output.stage == "alerts"
+        _produce(runtime, output.stage, output.key, output.record, output.timestamp_ms)
+    runtime.metrics.export(step.stats)
+    if step.rejection is not None:
+        stage, code, reason, error = step.rejection
+        if error is not None:
+            log.error("%s failed on %s[%s]@%s", stage, message.topic(), message.partition(), message.offset(),
+                      exc_info=error)
+        counts["dead_letters"] += 1
+        record = runtime.dead_letter_record(stage, code, reason, message.topic(), message.partition(),
+                                            message.offset(), message.key(), message.value())
+        _produce(runtime, "dead-letters", record["key"], record)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -76,9 +78,49 @@ class Metrics:
             "Checkpoint records not restored (unsigned, forged, offset out of range, unreadable), by stage and reason",
             ["stage", "reason"], registry=r,
         )
+        self.checkpoint_bytes = Gauge(
+            "livelearn_checkpoint_bytes", "Compressed size of the last checkpoint written", registry=r,
+        )
         self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)
         self.drift_false_alarm_bound = Gauge(
             "livelearn_drift_false_alarms_per_10k_bound",
             "Upper bound on false drift alarms per 10k events and channel under no drift (alpha * 10k / check interval)",
             registry=r,
         )
+
+    def export(self, stats) -> None:
+        """A pipeline step's statistics (streams.pipeline.StepStats) into the metrics."""
+        if stats.ticked:
+            if stats.featurized:
+                self.events.labels("featurize").inc()
+            self.latency.labels("featurize").observe(stats.featurize_seconds)
+        if stats.duplicate:
+            self.duplicates.labels("predict").inc()
+        if stats.predicted:
+            self.events.labels("predict").inc()
+            self.latency.labels("predict").observe(stats.predict_seconds)
+        for lag_ms in stats.label_lags_ms:
+            self.label_lag.observe(lag_ms / 1000.0)
+        for kind, severity in stats.alerts:
+            self.alerts.labels(kind, severity).inc()
+        for kind in stats.model_events:
+            self.model_events.labels(kind).inc()
+        symbol = stats.symbol
+        for kind, stream, test, statistic, p in stats.drift_results:
+            self.drift_p_value.labels(symbol, kind, stream, test).set(p)
+            self.drift_statistic.labels(symbol, kind, stream, test).set(statistic)
+        scores = stats.scores
+        if scores is not None:
+            for name, value in scores["accuracy"].items():
+                self.member_accuracy.labels(symbol, name).set(value)
+            for name, value in scores["log_loss"].items():
+                self.member_log_loss.labels(symbol, name).set(value)
+            for name, weight in scores["weights"].items():
+                self.member_weight.labels(symbol, name).set(weight)
+            for name, skill in scores["skill"].items():
+                for reference in ("prior", "constant"):
+                    value = skill[f"vs_{reference}"]
+                    if math.isfinite(value):
+                        self.skill.labels(symbol, name, reference).set(value)
+            if scores["flat_share"] is not None:
+                self.flat_share.labels(symbol).set(scores["flat_share"])

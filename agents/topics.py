@@ -1,9 +1,9 @@
 """Every topic, declared once, in flow order.
 
-ticks -> features -> predictions -> feedback -> (learning) -> performance, alerts / model-events; dead-letters
-collects what any stage rejected. All data topics are keyed by symbol and share one partition count,
-so Faust co-partitions them: the worker that owns a symbol's ticks also owns its features, feedback
-and model state.
+ticks -> features -> predictions -> outcomes -> (learning) -> performance, alerts / model-events;
+external-features and feedback enter beside the ticks; dead-letters collects what any stage rejected.
+All data topics are keyed by symbol and share one partition count, so Faust co-partitions them: the
+worker that owns a symbol's ticks also owns its external feedback and its model state.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ class TopicSpec:
 
 
 DAY_MS = 86_400_000
-# A checkpoint holds every model of a partition's symbols; allow it to outgrow Kafka's 1 MB default.
+# A checkpoint holds every model of a partition's symbols; allow it to outgrow Kafka's 1 MB default
+# (larger states are split into several records, see agents.checkpoints).
 CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
 
 FLOW: tuple[TopicSpec, ...] = (
@@ -33,7 +34,9 @@ FLOW: tuple[TopicSpec, ...] = (
               "Feature vectors entering after featurize (labelled datasets, precomputed features)."),
     TopicSpec("predictions", "prediction", "Ensemble predictions, published before outcomes are known."),
     TopicSpec("shadow-predictions", "prediction", "Predictions of challenger variants that did not serve (shadow)."),
-    TopicSpec("feedback", "feedback", "Realised outcomes (source=market) and external feedback on predictions."),
+    TopicSpec("outcomes", "feedback", "Realised outcomes of predictions (market moves, dataset labels); the worker "
+                                      "publishes them and does not read them back."),
+    TopicSpec("feedback", "feedback", "External feedback on a prediction id (trading systems, people): an input."),
     TopicSpec("performance", "performance", "Periodic scores of every member, the ensemble and the baseline."),
     TopicSpec("alerts", "drift_alert", "Drift alerts and their resolutions."),
     TopicSpec("model-events", "model_event", "Model lifecycle: checkpoints, resets, promotions, rollbacks."),

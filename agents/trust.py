@@ -12,14 +12,14 @@ The key comes from ``LIVELEARN_CHECKPOINT_KEY``, else from the file ``LIVELEARN_
 which serves the workers of one machine). Workers on several machines must be given the same key.
 
 >>> signer = CheckpointSigner(b"k" * 32, "livelearn.checkpoints")
->>> record = {"stage": "featurize", "partition": 0, "offset": 41, "version": "v", "sequence": 3,
-...           "created_time_ms": 1, "state": b"\\x00"}
+>>> record = {"stage": "pipeline", "partition": 0, "offset": 41, "offsets": {"ticks": 41}, "version": "v",
+...           "sequence": 3, "created_time_ms": 1, "state": b"\\x00"}
 >>> signed = {**record, "signature": signer.sign(record)}
 >>> signer.verify(signed)
 >>> signer.verify({**signed, "offset": 10**9})
 Traceback (most recent call last):
 ...
-agents.trust.CheckpointRefused: forged_checkpoint: signature does not match the record (stage featurize, partition 0, sequence 3)
+agents.trust.CheckpointRefused: forged_checkpoint: signature does not match the record (stage pipeline, partition 0, sequence 3)
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from typing import Any
 
 from agents.settings import Settings
 
-SIGNED_FIELDS = ("stage", "partition", "offset", "version", "sequence", "created_time_ms", "state")
+SIGNED_FIELDS = ("stage", "partition", "offset", "offsets", "version", "sequence", "created_time_ms", "part", "parts",
+                 "state")
 
 
 class CheckpointRefused(ValueError):
@@ -58,7 +59,9 @@ class CheckpointSigner:
     def _message(self, record: dict[str, Any]) -> bytes:
         parts = [self._topic]
         for name in SIGNED_FIELDS:
-            value = record[name]
+            value = record.get(name)
+            if isinstance(value, dict):
+                value = ",".join(f"{k}={value[k]}" for k in sorted(value))
             parts.append(value if isinstance(value, bytes) else str(value).encode())
         # Length-prefixed, so that no two different records give the same message.
         return b"".join(struct.pack(">Q", len(part)) + part for part in parts)

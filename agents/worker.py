@@ -1,28 +1,49 @@
-"""Entry point of a worker process: create topics, import every stage agent, run Faust."""
+"""A worker process: build the runtime from the settings, register the agents, run Faust."""
 
 from __future__ import annotations
 
-import faust
+import zlib
 
-from agents import featurize, learn, predict  # noqa: F401  (each registers its agent)
-from agents.app import app, metrics, settings, state
+from agents import external, pipeline, web
+from agents.app import Runtime
+from agents.checkpoints import PartitionCheckpoints
+from agents.settings import Settings
 from agents.topics import create_topics
+from streams.features import FEATURE_SET
+from streams.learning import SymbolLearner
+from streams.pipeline import PartitionPipeline
+
+INPUTS = ("ticks", "external-features", "feedback")
 
 
-@app.task
-async def _load_state_then_ready():
-    """Ready only once the checkpoints (feature state, models) have been read."""
-    await featurize.checkpoints.load()
-    await predict.checkpoints.load()
-    state["ready"] = True
-    metrics.ready.set(1)
+def checkpoint_version(settings: Settings) -> str:
+    """A checkpoint is restored only into the same state format and model configuration."""
+    config = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}|{settings.label}|"
+                        f"{settings.predict_on}".encode())
+    return f"pipeline-v6-{FEATURE_SET}-{config:08x}"
 
 
-def run(loglevel: str | None = None) -> None:
+def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
+    """The Faust app with every agent, endpoint and timer registered (not started)."""
+    runtime = Runtime(settings)
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUTS, checkpoint_version(settings),
+                                       lambda: PartitionPipeline(runtime.pipeline),
+                                       every_events=int(settings.model_checkpoint_events),
+                                       every_seconds=float(settings.model_checkpoint_seconds))
+    pipeline.register(runtime, checkpoints)
+    external.register(runtime, checkpoints)
+    web.register(runtime, checkpoints)
+    return runtime, checkpoints
+
+
+def run(settings: Settings, loglevel: str | None = None) -> None:
+    import faust
+
+    runtime, _ = build(settings)
     # Build one throwaway learner first: importing torch and River takes seconds, which must not
     # stall the event loop (and the HTTP endpoints) at the first event of a new symbol.
-    predict.registry.new_learner("WARMUP")
+    SymbolLearner("WARMUP", runtime.pipeline.learner)
     create_topics(settings)
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
-    worker = faust.Worker(app, loglevel=loglevel or settings.log_level)
+    worker = faust.Worker(runtime.app, loglevel=loglevel or settings.log_level)
     worker.execute_from_commandline()

@@ -1,8 +1,8 @@
 """False alarms of the whole drift monitor on market streams without a change, as the pipeline runs it.
 
 Seeded synthetic trade streams (connectors.synth, no change injected; 6,000 ticks each) go through the
-pure cores the worker runs per tick: features, the default ensemble (logreg + mlp, horizon 5) and one
-DriftMonitor with the worker's default settings (feature, variance, concept and prediction channels).
+worker's own partition pipeline with its default settings (features, the default ensemble, horizon 5,
+drift response off so that models are not changed by the alerts being counted, and every channel).
 Every FIRING alert at or above ``--severity`` is a false alarm. Prints one line per seed and a
 RESULT line with the number of seeds that raised any.
 
@@ -16,11 +16,11 @@ import time
 
 from common import pin_one_core, result
 
-from agents.registry import Registry
+from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.synth import generate
-from streams.drift import SEVERITIES, DriftMonitor
-from streams.features import DRIFT_FEATURES, FeatureEngine
+from streams.drift import SEVERITIES
+from streams.pipeline import PartitionPipeline, PipelineConfig
 
 
 def main() -> None:
@@ -30,25 +30,16 @@ def main() -> None:
     parser.add_argument("--severity", default="HIGH", choices=SEVERITIES)
     args = parser.parse_args()
     pin_one_core()
-    registry = Registry(Settings.from_env())
+    config = PipelineConfig(**{**pipeline_config(Settings.from_env()).__dict__, "drift_response": False})
     floor = SEVERITIES.index(args.severity)
     noisy_seeds, total = 0, 0
     by_kind: dict[str, int] = {}
     for seed in range(args.seeds):
-        engine, learner = FeatureEngine(), registry.new_learner("SYNTHUSDT")
-        monitor = DriftMonitor("SYNTHUSDT", registry.drift_config)
+        pipeline = PartitionPipeline(config)
         alarms = []
         started = time.perf_counter()
         for tick in generate(args.ticks, seed=seed):
-            vector = engine.update(tick)
-            prediction, _ = learner.process(vector)
-            time_ms = vector["event_time_ms"]
-            alerts = []
-            for loss in learner.matured_losses:
-                alerts += monitor.update_error(loss, time_ms)
-            alerts += monitor.update_prediction(prediction["probability_up"], time_ms, vector["values"],
-                                                learner.probability_up)
-            alerts += monitor.update_features(vector["values"], time_ms, DRIFT_FEATURES)
+            alerts = [o.record for o in pipeline.on_tick(tick).records if o.stage == "alerts"]
             alarms += [a for a in alerts if a["status"] == "FIRING" and SEVERITIES.index(a["severity"]) >= floor]
         noisy_seeds += bool(alarms)
         total += len(alarms)
@@ -60,8 +51,8 @@ def main() -> None:
               f"{': ' + described if described else ''}", flush=True)
     print(f"{noisy_seeds} of {args.seeds} no-change streams raised an alert >= {args.severity}; by kind: {by_kind}")
     result("drift_quiet", seeds=args.seeds, ticks=args.ticks, severity=args.severity, seeds_with_alerts=noisy_seeds,
-           alerts=total, alerts_by_kind=by_kind, alpha=registry.drift_config.alpha,
-           current_window=registry.drift_config.current_window, check_every=registry.drift_config.check_every)
+           alerts=total, alerts_by_kind=by_kind, alpha=config.drift.alpha,
+           current_window=config.drift.current_window, check_every=config.drift.check_every)
 
 
 if __name__ == "__main__":

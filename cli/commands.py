@@ -89,10 +89,11 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     require_broker(settings)
     _ensure_topics(settings)
+    from agents.app import pipeline_config
     from agents.backtest import run_backtest
-    from agents.predict import registry
+    from streams.learning import SymbolLearner
 
-    registry.new_learner("WARMUP")  # torch and River load here, not inside the timed run
+    SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -102,7 +103,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                   end="", file=sys.stderr, flush=True)
 
     try:
-        counts = run_backtest(progress)
+        counts = run_backtest(settings, progress)
     except RuntimeError as exc:
         raise CliError(str(exc), code=2) from None
     if not args.quiet:

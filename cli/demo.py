@@ -127,7 +127,7 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
     from confluent_kafka import Consumer
 
     codecs = {settings.topic(s): make_codec(schema, settings.schema_registry_url, settings.topic(s))
-              for s, schema in (("predictions", "prediction"), ("feedback", "feedback"), ("alerts", "drift_alert"))}
+              for s, schema in (("predictions", "prediction"), ("outcomes", "feedback"), ("alerts", "drift_alert"))}
     consumer = Consumer({**settings.client_config(), "group.id": f"demo-progress-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(list(codecs))
@@ -146,7 +146,7 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
             now = time.monotonic()
             if now - last_print >= 1.0:
                 last_print = now
-                print(f"\rdemo: predictions {counts['predictions']}/{expected}  outcomes {counts['feedback']}  "
+                print(f"\rdemo: predictions {counts['predictions']}/{expected}  outcomes {counts['outcomes']}  "
                       f"alerts {counts['firing']}   ", end="", flush=True)
     finally:
         consumer.close()

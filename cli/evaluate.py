@@ -90,7 +90,7 @@ def evaluate_topics(settings) -> dict[str, Any]:
     from streams.evaluation import evaluate_run
 
     predictions = read_records(settings, "predictions", "prediction")
-    outcomes = read_records(settings, "feedback", "feedback")
+    outcomes = read_records(settings, "outcomes", "feedback")
     vectors = read_records(settings, "features", "features")
     return evaluate_run(predictions, outcomes, vectors).summary()
 

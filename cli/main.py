@@ -38,7 +38,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from agents import worker
 
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
-    worker.run(args.loglevel)
+    worker.run(settings, args.loglevel)
     return 0
 
 

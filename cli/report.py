@@ -20,7 +20,7 @@ def load_run(settings: Settings) -> dict[str, list[dict]]:
     return {
         "predictions": read_records(settings, "predictions", "prediction"),
         "features": read_records(settings, "features", "features"),
-        "feedback": read_records(settings, "feedback", "feedback"),
+        "feedback": read_records(settings, "outcomes", "feedback"),
         "alerts": read_records(settings, "alerts", "drift_alert"),
         "model_events": read_records(settings, "model-events", "model_event"),
         "dead_letters": read_records(settings, "dead-letters", "dead_letter"),

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
+from connectors.producer import make_producer
 from schemas.codec import make_codec
+from schemas.records import dead_letter
 
-# The Java client's and aiokafka's (so Faust's) default partitioner: the same key lands in the same
-# partition whichever client produced it, which keeps a symbol's topics co-partitioned.
-PARTITIONER = "murmur2_random"
 
 
 class KafkaSink:
@@ -18,21 +16,12 @@ class KafkaSink:
 
     def __init__(self, client_config: dict[str, str], topic: str, dead_letter_topic: str, schema: str = "tick",
                  registry_url: str = "", stage: str = "replay", linger_ms: int = 20):
-        from confluent_kafka import Producer
-
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         self.stage = stage
         self.codec = make_codec(schema, registry_url, topic)
         self.dead_codec = make_codec("dead_letter", registry_url, dead_letter_topic)
-        self.producer = Producer({
-            **client_config,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": linger_ms,
-            "partitioner": PARTITIONER,
-            "queue.buffering.max.messages": 500_000,
-        })
+        self.producer = make_producer(client_config, linger_ms=linger_ms)
         self.produced = 0
         self.rejected: Counter[str] = Counter()
         self.delivery_errors: list[str] = []
@@ -59,11 +48,7 @@ class KafkaSink:
     def reject(self, reason_code: str, reason: str, origin: str, line: int, raw: bytes,
                key: bytes | None = None) -> None:
         self.rejected[reason_code] += 1
-        record = {
-            "reason": reason, "reason_code": reason_code, "stage": self.stage, "source_topic": origin,
-            "source_partition": -1, "source_offset": line, "key": key, "value": raw,
-            "error_time_ms": int(time.time() * 1000),
-        }
+        record = dead_letter(self.stage, reason_code, reason, origin, -1, line, key, raw)
         self._produce(self.dead_letter_topic, key, self.dead_codec.encode(record), record["error_time_ms"])
 
     def flush(self, timeout: float = 60.0) -> None:

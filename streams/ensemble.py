@@ -53,8 +53,10 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams.calibration import PlattScaler
+from streams.guard import GuardedMember
 from streams.references import RunningPrior
 
 CLIP = 1e-4
@@ -218,3 +220,77 @@ class Ensemble:
         """Weight of a member, raw and recalibrated together."""
         weights = self.weights()
         return weights.get(name, 0.0) + weights.get(f"{name}~cal", 0.0)
+
+
+class Regimes:
+    """Market regime of a feature vector: ``volatile``, ``trending``, ``ranging`` or ``unknown``.
+
+    Volatile: ``volatility_20`` above 1.5x its exponentially weighted average (half-life ~500 vectors).
+    Trending: otherwise, a 20-tick move ``|ret_20|`` beyond one standard deviation of a random walk's
+    20-step move (``volatility_20 * sqrt(20)``). Ranging: the rest. Unknown: those features not ready.
+    """
+
+    __slots__ = ("average", "rate")
+
+    def __init__(self, rate: float = 1.0 / 500.0):
+        self.average: float | None = None
+        self.rate = rate
+
+    def classify(self, x: dict[str, float], update: bool = True) -> str:
+        volatility = x.get("volatility_20")
+        move = x.get("ret_20")
+        if volatility is None or move is None:
+            return "unknown"
+        average = self.average
+        average = volatility if average is None else average + (volatility - average) * self.rate
+        if update:
+            self.average = average
+        if volatility > 1.5 * average:
+            return "volatile"
+        if abs(move) > volatility * 4.47213595499958:
+            return "trending"
+        return "ranging"
+
+
+class Variant:
+    """Members (guarded) and the mixture over them; with ``regime_weights`` one mixture per regime."""
+
+    def __init__(self, members: dict[str, Any], guard: bool = True, regime_weights: bool = False,
+                 share: float = 1e-4):
+        self.guard, self.share = guard, share
+        self.members = {name: GuardedMember(m) for name, m in members.items()} if guard else dict(members)
+        self.regimes = Regimes() if regime_weights else None
+        self.mixtures: dict[str, Ensemble] = {}
+
+    def regime(self, x: dict[str, float], update: bool = True) -> str:
+        return self.regimes.classify(x, update) if self.regimes is not None else "all"
+
+    def mixture(self, regime: str = "all") -> Ensemble:
+        mixture = self.mixtures.get(regime)
+        if mixture is None:
+            mixture = self.mixtures[regime] = Ensemble(tuple(self.members), share=self.share)
+        return mixture
+
+    def forecast(self, x: dict[str, float], regime: str = "all", reserve: bool = True) -> Forecast:
+        probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
+        return self.mixture(regime).forecast(probabilities, reserve)
+
+    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str) -> None:
+        for member in self.members.values():
+            member.learn_one(x, y)
+        self.mixture(regime).learn(forecast, y)
+
+    def release(self, forecast: Forecast, regime: str) -> None:
+        self.mixture(regime).release(forecast)
+
+    def rejections(self) -> list[tuple[str, str]]:
+        """Learning steps refused or undone by the guard since the last call."""
+        if not self.guard:
+            return []
+        return [item for member in self.members.values() for item in member.drain()]
+
+    def replace_member(self, name: str, member: Any) -> None:
+        self.members[name] = GuardedMember(member) if self.guard else member
+
+    def weights(self) -> dict[str, float]:
+        return self.mixture().weights()

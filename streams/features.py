@@ -29,17 +29,10 @@ Definitions (``t`` counts price ticks of one symbol from 1; ``p`` is the trade p
 * ``volume_z_20`` (population std; 0 when std = 0) and ``volume_ratio_20 = v / mean(v)`` (absent when the
   mean is 0); ``taker_buy_share_20`` = taker-buy volume / volume of ticks whose side is known;
   ``trade_sign_imbalance_20`` = mean taker sign (+1 buy, -1 sell) of the last 20 trades (trades only).
-* ``last_trade_sign``: +1 if the last trade was buyer-initiated (taker buy), -1 if seller-initiated;
-  ``signed_flow_10s``: signed trade volume over the trades of the last 10 s of event time (time in
-  ``(t - 10 s, t]``) divided by their volume (trades with a known side only).
-* From the latest book ticker: ``spread_bps``; the queue imbalance
-  ``book_imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)``; the micro-price's distance to the mid,
-  ``microprice_dev_bps = (micro / mid - 1) * 1e4`` with ``micro = (ask * bid_qty + bid * ask_qty) /
-  (bid_qty + ask_qty)`` (the size-weighted mid, Stoikov 2018's first approximation); and order-flow
-  imbalance ``ofi_10`` (Cont, Kukanov and Stoikov 2014): per book update ``n``,
-  ``e_n = 1[B_n >= B_{n-1}] b_n - 1[B_n <= B_{n-1}] b_{n-1} - 1[A_n <= A_{n-1}] a_n + 1[A_n >= A_{n-1}] a_{n-1}``
-  (``B, A`` best bid and ask prices, ``b, a`` their sizes), summed over the last 10 updates and divided
-  by the mean of ``(b_n + a_n) / 2`` over them; ready after 11 updates.
+* Book and trade flow (streams.microstructure): ``spread_bps``, ``book_imbalance`` (queue imbalance),
+  ``microprice_dev_bps``, ``ofi_10`` (order-flow imbalance over 10 book updates, ready after 11),
+  ``last_trade_sign`` (+1 buyer-initiated) and ``signed_flow_10s`` (signed over total volume of the
+  trades of the last 10 s of event time).
 * ``dt_seconds``: event-time seconds since the symbol's previous vector.
 
 Vectors. By default (``emit="price"``) every trade, aggregate trade and closed kline gives a vector
@@ -71,7 +64,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from streams.windows import RollingExtremes, RollingMoments, RollingSum, TimeWindowSums
+from streams.microstructure import FLOW_SPAN_MS, OFI_UPDATES, Microstructure
+from streams.windows import RollingExtremes, RollingMoments, RollingSum
 
 FEATURE_SET_VERSION = "v1"
 
@@ -101,11 +95,17 @@ MODEL_FEATURES: tuple[str, ...] = (
 DRIFT_FEATURES: tuple[str, ...] = tuple(name for name in MODEL_FEATURES
                                         if name not in ("session_vwap_dev", "last_trade_sign"))
 
+# The parameters a feature's value depends on beyond its name (names already carry their windows:
+# sma_5, ret_20). The feature-set id hashes the names and these, so a change of either gives vectors
+# a new id, and checkpoints of the old one are not restored.
+PARAMETERS: tuple[tuple[str, tuple], ...] = (
+    ("rsi", (14,)), ("atr", (14,)), ("ema", (12, 26, 9)), ("bb", (20, 2)), ("stoch", (14,)), ("cci", (20,)),
+    ("vwap", (20,)), ("flow", (f"{FLOW_SPAN_MS // 1000}s",)), ("ofi", (OFI_UPDATES,)),
+)
 FEATURE_SET = FEATURE_SET_VERSION + "-" + hashlib.sha256(
-    ",".join(FEATURE_NAMES).encode() + b"|rsi14|atr14|ema12,26,9|bb20,2|stoch14|cci20|vwap20|flow10s|ofi10"
+    ",".join(FEATURE_NAMES).encode()
+    + "".join(f"|{name}{','.join(map(str, values))}" for name, values in PARAMETERS).encode()
 ).hexdigest()[:8]
-FLOW_SPAN_MS = 10_000
-OFI_UPDATES = 10
 EMIT = ("price", "book", "all")
 
 DAY_MS = 86_400_000
@@ -145,58 +145,10 @@ class SymbolFeatures:
         self.atr = 0.0
         self.session_day = -1
         self.session_quote = self.session_volume = 0.0
-        self.book: tuple[float, float, float, float] | None = None
-        self.ofi = RollingSum(OFI_UPDATES)
-        self.depth = RollingSum(OFI_UPDATES)
-        self.last_sign = 0.0
-        self.flow = TimeWindowSums(FLOW_SPAN_MS)
+        self.micro = Microstructure()
         self.price_values: dict[str, float] = {}  # of the last price tick, before book and flow features
         self.vectors = 0
         self.last_vector_ms: int | None = None
-
-    def update_book(self, bid: float, bid_qty: float, ask: float, ask_qty: float) -> None:
-        previous = self.book
-        if previous is not None:
-            b0, bq0, a0, aq0 = previous
-            e = ((bid_qty if bid >= b0 else 0.0) - (bq0 if bid <= b0 else 0.0)
-                 - (ask_qty if ask <= a0 else 0.0) + (aq0 if ask >= a0 else 0.0))
-            self.ofi.add(e)
-            self.depth.add(0.5 * (bid_qty + ask_qty))
-        self.book = (bid, bid_qty, ask, ask_qty)
-
-    def book_values(self) -> dict[str, float]:
-        """Features of the latest book ticker (empty without one)."""
-        values: dict[str, float] = {}
-        book = self.book
-        if book is None:
-            return values
-        bid, bid_qty, ask, ask_qty = book
-        mid = 0.5 * (bid + ask)
-        depth = bid_qty + ask_qty
-        if mid > 0.0:
-            values["spread_bps"] = (ask - bid) / mid * 1e4
-            if depth > 0.0:
-                micro = (ask * bid_qty + bid * ask_qty) / depth
-                values["microprice_dev_bps"] = (micro / mid - 1.0) * 1e4
-        if depth > 0.0:
-            values["book_imbalance"] = (bid_qty - ask_qty) / depth
-        if self.ofi.full and self.depth.total > 0.0:
-            values["ofi_10"] = self.ofi.total / (self.depth.total / OFI_UPDATES)
-        return values
-
-    def flow_values(self, time_ms: int) -> dict[str, float]:
-        """Trade-side features as of ``time_ms`` (empty before the first trade with a known side)."""
-        values: dict[str, float] = {}
-        if self.last_sign:
-            values["last_trade_sign"] = self.last_sign
-            signed, volume = self.flow.totals(time_ms)
-            if volume > 0.0:
-                values["signed_flow_10s"] = signed / volume
-        return values
-
-    @property
-    def mid(self) -> float | None:
-        return None if self.book is None else 0.5 * (self.book[0] + self.book[2])
 
     def update(self, kind: str, time_ms: int, price: float, high: float, low: float, volume: float,
                quote_volume: float, taker_buy: float | None, is_buyer_maker: bool | None) -> dict[str, float]:
@@ -359,8 +311,7 @@ class SymbolFeatures:
             self.trades_seen += 1
             if self.trades_seen >= 20:
                 values["trade_sign_imbalance_20"] = self.signs20.total / 20.0
-            self.last_sign = sign
-            self.flow.add(time_ms, sign * volume, volume)
+            self.micro.trade(time_ms, sign, volume)
         self.price_values = values
         return values
 
@@ -402,10 +353,10 @@ class FeatureEngine:
             time_ms = last
         kind = tick["kind"]
         if kind == "BOOK_TICKER":
-            state.update_book(tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"])
+            state.micro.quote(tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"])
             if self.emit == "price":
                 return None
-            return self._vector(state, kind, time_ms, state.mid, state.price_values)
+            return self._vector(state, kind, time_ms, state.micro.mid, state.price_values)
         price = tick["price"]
         if kind == "KLINE":
             high, low = tick["high"], tick["low"]
@@ -424,7 +375,7 @@ class FeatureEngine:
     @staticmethod
     def _vector(state: SymbolFeatures, kind: str, time_ms: int, price: float, price_values: dict[str, float]
                 ) -> dict[str, Any]:
-        values = {**price_values, **state.book_values(), **state.flow_values(time_ms)}
+        values = {**price_values, **state.micro.values(time_ms)}
         if state.last_vector_ms is not None:
             values["dt_seconds"] = (time_ms - state.last_vector_ms) / 1000.0
         state.last_vector_ms = time_ms
@@ -435,7 +386,7 @@ class FeatureEngine:
             "event_time_ms": time_ms,
             "tick_kind": kind,
             "price": price,
-            "mid_price": state.mid,
+            "mid_price": state.micro.mid,
             "tick_index": state.vectors,
             "feature_set": FEATURE_SET,
             "values": values,

@@ -36,9 +36,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.ensemble import Ensemble, Forecast
+from streams.ensemble import Forecast, Variant
 from streams.features import MODEL_FEATURES
-from streams.guard import GuardedMember
 from streams.models import make_member
 from streams.references import Persistence, TradeSide
 from streams.scoring import BlockedScores, MemberScore, brier
@@ -109,79 +108,6 @@ class LearnerStep:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Regimes:
-    """Market regime of a feature vector: ``volatile``, ``trending``, ``ranging`` or ``unknown``.
-
-    Volatile: ``volatility_20`` above 1.5x its exponentially weighted average (half-life ~500 vectors).
-    Trending: otherwise, a 20-tick move ``|ret_20|`` beyond one standard deviation of a random walk's
-    20-step move (``volatility_20 * sqrt(20)``). Ranging: the rest. Unknown: those features not ready.
-    """
-
-    __slots__ = ("average", "rate")
-
-    def __init__(self, rate: float = 1.0 / 500.0):
-        self.average: float | None = None
-        self.rate = rate
-
-    def classify(self, x: dict[str, float], update: bool = True) -> str:
-        volatility = x.get("volatility_20")
-        move = x.get("ret_20")
-        if volatility is None or move is None:
-            return "unknown"
-        average = self.average
-        average = volatility if average is None else average + (volatility - average) * self.rate
-        if update:
-            self.average = average
-        if volatility > 1.5 * average:
-            return "volatile"
-        if abs(move) > volatility * 4.47213595499958:
-            return "trending"
-        return "ranging"
-
-
-class Variant:
-    """Members (guarded) and the mixture over them; with ``regime_weights`` one mixture per regime."""
-
-    def __init__(self, members: dict[str, Any], config: LearnerConfig):
-        self.members = {name: GuardedMember(m) for name, m in members.items()} if config.guard else dict(members)
-        self.config = config
-        self.regimes = Regimes() if config.regime_weights else None
-        self.mixtures: dict[str, Ensemble] = {}
-
-    def regime(self, x: dict[str, float], update: bool = True) -> str:
-        return self.regimes.classify(x, update) if self.regimes is not None else "all"
-
-    def mixture(self, regime: str = "all") -> Ensemble:
-        mixture = self.mixtures.get(regime)
-        if mixture is None:
-            mixture = self.mixtures[regime] = Ensemble(tuple(self.members), share=self.config.share)
-        return mixture
-
-    def forecast(self, x: dict[str, float], regime: str = "all", reserve: bool = True) -> Forecast:
-        probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
-        return self.mixture(regime).forecast(probabilities, reserve)
-
-    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str) -> None:
-        for member in self.members.values():
-            member.learn_one(x, y)
-        self.mixture(regime).learn(forecast, y)
-
-    def release(self, forecast: Forecast, regime: str) -> None:
-        self.mixture(regime).release(forecast)
-
-    def rejections(self) -> list[tuple[str, str]]:
-        """Learning steps refused or undone by the guard since the last call."""
-        if not self.config.guard:
-            return []
-        return [item for member in self.members.values() for item in member.drain()]
-
-    def replace_member(self, name: str, member: Any) -> None:
-        self.members[name] = GuardedMember(member) if self.config.guard else member
-
-    def weights(self) -> dict[str, float]:
-        return self.mixture().weights()
-
-
 class Pending:
     """A prediction waiting for its outcome: everything learning needs, as it was at prediction time."""
 
@@ -231,8 +157,9 @@ class SymbolLearner:
         self._step: LearnerStep | None = None
 
     def _variant(self, members: tuple[str, ...]) -> Variant:
-        return Variant({name: make_member(name, self.config.seed, self.config.device, self.model_features)
-                        for name in members}, self.config)
+        config = self.config
+        return Variant({name: make_member(name, config.seed, config.device, self.model_features) for name in members},
+                       guard=config.guard, regime_weights=config.regime_weights, share=config.share)
 
     @property
     def champion(self) -> str:

@@ -43,8 +43,6 @@ CLASSES = frozenset({
     ("collections", "deque"), ("collections", "OrderedDict"), ("collections", "defaultdict"),
     ("collections", "Counter"), ("functools", "partial"), ("random", "Random"), ("numpy", "dtype"),
     ("numpy", "ndarray"),
-    # Per-partition holders of the worker, until they move into the pure core.
-    ("agents.registry", "PartitionModels"), ("agents.featurize", "PartitionPipeline"),
 })
 FUNCTIONS = frozenset({
     ("numpy._core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),

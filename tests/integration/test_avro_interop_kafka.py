@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 FILE = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
 # Topics this run must fill; external-features has no writer here, alerts and model events depend on
 # what the data does (they are checked when present).
-MUST_HAVE = {"ticks", "features", "predictions", "shadow-predictions", "feedback", "performance", "dead-letters",
+MUST_HAVE = {"ticks", "features", "predictions", "shadow-predictions", "outcomes", "performance", "dead-letters",
              "checkpoints"}
 
 

@@ -32,17 +32,18 @@ SAMPLE = [str(Path(__file__).resolve().parents[2] / "data" / "binance" / "klines
 TICKS = 2880
 # Small drift windows, so that a short replay raises alerts whose equality is checked too.
 SETTINGS = {"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100"}
-COMPARED = {"predictions": "prediction", "feedback": "feedback", "features": "features",
+COMPARED = {"predictions": "prediction", "outcomes": "feedback", "features": "features",
             "alerts": "drift_alert", "model-events": "model_event"}
 WALL_CLOCK = {"latency_ms"}
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "backtest_sample.jsonl.gz"
-GOLDEN_STAGES = ("predictions", "feedback", "alerts")
+# Label in the golden file -> topic stage (outcomes were on the feedback topic when it was written).
+GOLDEN_STAGES = (("predictions", "predictions"), ("feedback", "outcomes"), ("alerts", "alerts"))
 
 
 def golden_lines(records_by_stage: dict[str, dict[bytes, list[dict]]]) -> list[str]:
     """One canonical JSON line per record (stage, key, position in the key's sequence, record)."""
-    return [json.dumps([stage, key.decode(), i, record], sort_keys=True)
-            for stage in GOLDEN_STAGES for key, records in sorted(records_by_stage[stage].items())
+    return [json.dumps([label, key.decode(), i, record], sort_keys=True)
+            for label, stage in GOLDEN_STAGES for key, records in sorted(records_by_stage[stage].items())
             for i, record in enumerate(records)]
 
 

@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from agents.checkpoints import part_key
 from agents.settings import Settings
 from agents.trust import CheckpointSigner, checkpoint_key
 from connectors.replay import read_file
@@ -57,28 +58,32 @@ def test_forged_checkpoints_are_refused_without_side_effects_or_skipped_input(wo
     for _ in range(30):  # the quiet-partition checkpoint follows within a second or two
         checkpoints = [checkpoint_codec.decode(m.value())
                        for m in read_topic(bootstrap, prefix + "checkpoints", idle=1.0)
-                       if m.key().startswith(b"featurize:")]
+                       if m.key().startswith(b"pipeline:")]
         good = max(checkpoints, key=lambda r: r["sequence"], default=None)
-        if good is not None and good["offset"] >= 599:
+        if good is not None and good["offsets"]["ticks"] >= 599:
             break
-    assert good is not None and good["offset"] >= 599
+    assert good is not None and good["offsets"]["ticks"] >= 599 and good["parts"] == 1
     first.stop(kill=True)
 
     marker = tmp_path / "side-effect-ran"
     evil = zlib.compress(pickle.dumps(SideEffect(str(marker))))
-    forged = {**good, "state": evil, "offset": 10**9, "sequence": good["sequence"] + 1000}
+    later = good["sequence"] + 1000
+    forged = {**good, "state": evil, "offsets": {**good["offsets"], "ticks": 10**9}, "sequence": later}
     # The key holder's signer, to show the checks behind the signature as well.
     signer = CheckpointSigner(checkpoint_key(Settings.from_env(env)), prefix + "checkpoints")
-    past_the_end = {**good, "offset": 10**9, "sequence": good["sequence"] + 1001, "signature": None}
+    past_the_end = {**forged, "state": good["state"], "sequence": later + 1, "signature": None}
     past_the_end["signature"] = signer.sign(past_the_end)
-    signed_evil = {**good, "state": evil, "sequence": good["sequence"] + 1002, "signature": None}
+    signed_evil = {**good, "state": evil, "sequence": later + 2, "signature": None}
     signed_evil["signature"] = signer.sign(signed_evil)
-    key = f"featurize:{good['partition']}".encode()
+
+    def key(record):
+        return part_key("pipeline", record["partition"], record["sequence"], record["part"])
+
     produce(bootstrap, prefix + "checkpoints", [
-        (key, checkpoint_codec.encode({**forged, "signature": None}), None),            # unsigned
-        (key, checkpoint_codec.encode({**forged, "signature": secrets.token_bytes(32)}), None),  # forged
-        (key, checkpoint_codec.encode(past_the_end), None),                             # offset out of range
-        (key, checkpoint_codec.encode(signed_evil), None),                              # unreadable state
+        (key(forged), checkpoint_codec.encode({**forged, "signature": None}), None),                  # unsigned
+        (key(forged), checkpoint_codec.encode({**forged, "signature": secrets.token_bytes(32)}), None),  # forged
+        (key(past_the_end), checkpoint_codec.encode(past_the_end), None),              # offset out of range
+        (key(signed_evil), checkpoint_codec.encode(signed_evil), None),                 # unreadable state
     ])
 
     second = worker_factory(env).start(timeout=120)
@@ -94,10 +99,10 @@ def test_forged_checkpoints_are_refused_without_side_effects_or_skipped_input(wo
 
     _, body = second.get("/metrics")
     for reason in ("unsigned_checkpoint", "forged_checkpoint", "offset_out_of_range", "unreadable_checkpoint"):
-        assert metric(body, "livelearn_checkpoints_refused_total", stage="featurize", reason=reason) >= 1, reason
+        assert metric(body, "livelearn_checkpoints_refused_total", stage="pipeline", reason=reason) >= 1, reason
     dead = {AvroCodec.for_topic_schema("dead_letter").decode(m.value())["reason_code"]
             for m in read_topic(bootstrap, prefix + "dead-letters", idle=2.0)}
     assert {"unsigned_checkpoint", "forged_checkpoint", "offset_out_of_range", "unreadable_checkpoint"} <= dead
     log = second.log_path.read_text()
     assert re.search(r"refused checkpoint .*unsigned_checkpoint", log)
-    assert re.search(rf"partition {good['partition']} restored at offset {good['offset']}", log)
+    assert re.search(rf"partition {good['partition']} restored at offsets .*'ticks': {good['offsets']['ticks']}", log)

@@ -50,3 +50,45 @@ def test_required_top_level_layout():
     for name in ("streams", "agents", "schemas", "connectors", "tests", "docker-compose.yml", "pyproject.toml",
                  "README.md"):
         assert (ROOT / name).exists(), name
+
+
+STAGE_MODULES = {"pipeline", "external"}  # agents that run a stage; each stands alone
+
+
+def top_level_calls(path: Path) -> list[str]:
+    """Names called in a module's top-level statements (not inside functions or classes)."""
+    tree = ast.parse(path.read_text())
+    calls = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Call):
+                func = inner.func
+                calls.append(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return calls
+
+
+def test_agents_build_nothing_at_import():
+    """No Faust app, producer, consumer, settings or runtime is built when an agents module is imported:
+    the composition root (agents.app.Runtime, agents.worker.build) builds them when called."""
+    forbidden = {"App", "Producer", "Consumer", "make_producer", "Runtime", "from_env", "faust_app", "Settings"}
+    for path in python_files("agents"):
+        built = set(top_level_calls(path)) & forbidden
+        assert not built, f"{path.relative_to(ROOT)} builds {built} at import"
+
+
+def test_no_stage_module_imports_another():
+    for path in python_files("agents"):
+        if path.stem not in STAGE_MODULES:
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {node.module.split(".")[1] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("agents.")}
+        assert not imported & (STAGE_MODULES - {path.stem}), f"{path.name} imports {imported & STAGE_MODULES}"
+
+
+def test_no_pure_module_is_over_400_lines():
+    for path in python_files("streams"):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 400, f"{path.relative_to(ROOT)} has {lines} lines"

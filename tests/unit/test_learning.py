@@ -8,7 +8,8 @@ import pytest
 from river import metrics
 
 from connectors.datasets import labelled_vectors
-from streams.learning import LearnerConfig, Regimes, SymbolLearner, UnknownPrediction, Variant
+from streams.ensemble import Regimes, Variant
+from streams.learning import LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.mlp import TorchMLP
 from streams.models import make_member
 from streams.references import Persistence
@@ -121,8 +122,7 @@ class Constant:
 
 
 def test_regime_weights_keep_one_mixture_per_regime():
-    variant = Variant({"a": Constant(0.7), "b": Constant(0.3)},
-                      LearnerConfig(regime_weights=True, guard=False))
+    variant = Variant({"a": Constant(0.7), "b": Constant(0.3)}, guard=False, regime_weights=True)
     # "a" is right in trending markets, "b" in ranging ones.
     for _ in range(60):
         for regime, y in (("trending", 1), ("ranging", 0)):

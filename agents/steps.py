@@ -1,0 +1,42 @@
+"""What an agent does with a pipeline step, and the per-event error policy, written once.
+
+Every agent decodes its input, hands it to the partition pipeline and passes the result here: the
+records are published in order, the statistics go to the metrics, and a rejection becomes a dead letter
+with its reason code (the original bytes and where they came from), counted and logged, after which the
+agent goes on with the next input. An input that cannot be decoded is a rejection too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents.app import Runtime
+from streams.pipeline import Step
+
+log = logging.getLogger("livelearn.agents")
+
+
+async def finish(runtime: Runtime, step: Step, message: Any) -> None:
+    """Publish a step's records, export its statistics, dead-letter its rejection (never raises for a
+    bad input: an unexpected error is logged with its traceback and dead-lettered as internal_error)."""
+    for output in step.records:
+        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms)
+        if output.stage == "model-events":
+            event = output.record
+            level = logging.WARNING if event["kind"] == "REJECTED_UPDATE" else logging.INFO
+            log.log(level, "%s: %s %s: %s", event["symbol"], event["kind"], event["model_id"], event["reason"])
+    runtime.metrics.export(step.stats)
+    if step.rejection is not None:
+        stage, code, reason, error = step.rejection
+        if error is not None:
+            log.error("%s failed on %s[%s]@%s", stage, message.topic, message.partition, message.offset,
+                      exc_info=error)
+        await runtime.dead_letter(stage, code, reason, message.topic, message.partition, message.offset,
+                                  message.key, message.value)
+
+
+async def reject(runtime: Runtime, stage: str, code: str, reason: str, message: Any) -> None:
+    """An input rejected before it reached the pipeline (it did not decode)."""
+    await runtime.dead_letter(stage, code, reason, message.topic, message.partition, message.offset, message.key,
+                              message.value)

@@ -1,0 +1,58 @@
+"""The worker's HTTP endpoints (/metrics, /healthz, /readyz) and its timers (consumer lag, quiet
+partitions' checkpoints, readiness once the checkpoints are read)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.app import Runtime
+from agents.checkpoints import PartitionCheckpoints
+
+
+def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
+    app, metrics = runtime.app, runtime.metrics
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web, request):
+        return web.json({"status": "alive"})
+
+    @app.page("/readyz")
+    async def readyz(web, request):
+        ready = runtime.ready and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.task
+    async def load_state_then_ready():
+        """Ready only once the checkpoints have been read."""
+        await checkpoints.load()
+        runtime.ready = True
+        metrics.ready.set(1)
+
+    @app.timer(interval=max(0.2, checkpoints.every_seconds / 2), name="checkpoint-quiet-partitions")
+    async def checkpoint_quiet_partitions():
+        await checkpoints.checkpoint_quiet()
+
+    @app.timer(interval=2.0)
+    async def export_consumer_lag():
+        """Consumer-group lag per assigned partition: high watermark minus the committed offset."""
+        consumer = app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in consumer.assignment():
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            if high is None:
+                continue
+            done = committed.get(tp)
+            lag = high - (done + 1 if done is not None else 0)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
+
+    @app.on_partitions_revoked.connect
+    def forget_revoked(sender, revoked, **kwargs):
+        inputs = {runtime.topic_names[name] for name in checkpoints.inputs}
+        checkpoints.forget({tp.partition for tp in revoked if tp.topic in inputs})

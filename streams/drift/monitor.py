@@ -1,0 +1,126 @@
+"""All drift channels of one symbol, and the incidents their checks open and resolve.
+
+Channels (streams.drift.channel): FEATURE and VARIANCE over the drift features, CONCEPT over the
+ensemble's per-outcome log-loss, PREDICTION over the published probability. The p-values of one check
+are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"``), so a check of 25
+features raises a false alarm with probability at most ``alpha`` under no drift.
+
+Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
+de-duplicated unless their severity is higher (then the FIRING record is re-published, same alert
+id, new severity); after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert
+id follows. Incidents below ``min_severity`` are tracked (and de-duplicated) but not published.
+
+A rejection of the prediction channel is confirmed by re-scoring the reference inputs with the model as
+it is now: a model that keeps learning moves its own outputs, and only a shift the inputs explain is
+reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from streams.drift.channel import Channel
+from streams.drift.config import SEVERITIES, DriftConfig, severity
+from streams.drift.statistics import adjust
+
+
+class DriftMonitor:
+    """All drift channels of one symbol. Returns DriftAlert records (``schemas/drift_alert.avsc``)."""
+
+    def __init__(self, symbol: str, config: DriftConfig | None = None):
+        self.symbol = symbol
+        self.config = config or DriftConfig()
+        self.channels: dict[str, Channel] = {}
+        self.sequence = 0
+
+    def _channel(self, kind: str, streams: tuple[str, ...]) -> Channel:
+        channel = self.channels.get(kind)
+        if channel is None:
+            channel = self.channels[kind] = Channel(kind, streams, self.config)
+        return channel
+
+    def update_features(self, values: dict[str, float], time_ms: int,
+                        names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        if "FEATURE" not in self.channels:
+            names = names or tuple(sorted(values))
+        channel = self._channel("FEATURE", names or ())
+        row = [values.get(name, math.nan) for name in channel.streams]
+        alerts = self._run(channel, row, time_ms)
+        if self.config.variance_tests:
+            alerts += self._run(self._channel("VARIANCE", channel.streams), row, time_ms)
+        return alerts
+
+    def update_error(self, loss: float, time_ms: int) -> list[dict[str, Any]]:
+        return self._run(self._channel("CONCEPT", ("log_loss",)), [loss], time_ms)
+
+    def update_prediction(self, p_up: float, time_ms: int, inputs: Any = None,
+                          rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
+        """A published probability. With the prediction's ``inputs`` and ``rescore`` (the current
+        model's probability for some inputs), a rejection is confirmed against the reference inputs
+        re-scored by the model as it is now: a model that keeps learning moves its own output
+        distribution, which is not drift of the data. Only a shift the inputs explain is reported;
+        otherwise the re-scored values become the reference."""
+        return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms, inputs, rescore)
+
+    def _publishable(self, alert: dict[str, Any]) -> bool:
+        return SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(self.config.min_severity)
+
+    def _run(self, channel: Channel, row: list[float], time_ms: int, payload: Any = None,
+             rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
+        if not channel.add(row, time_ms, payload):
+            return []
+        results = channel.check()
+        if not results:
+            return []
+        adjusted = adjust([r.p for r in results], self.config.correction)
+        rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
+        if rejected and rescore is not None and channel.reference_payloads:
+            channel.rescore_reference(rescore)
+            results = channel.check(pool=False)
+            adjusted = adjust([r.p for r in results], self.config.correction)
+            rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
+        if rejected:
+            channel.clean_checks = 0
+            (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
+            level = severity(adj, effect, test, self.config.alpha)
+            opened = channel.open_alert
+            if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
+                # Same incident, no worse: follow the new regime so it can resolve once stable.
+                if self.config.rebase_on_alert:
+                    channel.rebase()
+                return []
+            if opened is None:
+                self.sequence += 1
+            alert = {
+                "alert_id": opened["alert_id"] if opened else f"{self.symbol}-{channel.kind.lower()}-{time_ms}-{self.sequence}",
+                "symbol": self.symbol, "kind": channel.kind, "test_name": test, "statistic": float(statistic),
+                "p_value": float(p), "adjusted_p_value": float(adj), "effect_size": float(effect),
+                "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],
+                "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1],
+                "severity": level, "status": "FIRING",
+                "affected_features": sorted({r.stream for r, _ in rejected}),
+                "recommended_action": _action(channel.kind, level), "created_time_ms": time_ms,
+            }
+            channel.open_alert = alert
+            if self.config.rebase_on_alert:
+                channel.rebase()
+            return [alert] if self._publishable(alert) else []
+        if channel.open_alert is not None:
+            channel.clean_checks += 1
+            if channel.clean_checks >= self.config.resolve_after:
+                resolved = {**channel.open_alert, "status": "RESOLVED", "created_time_ms": time_ms,
+                            "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1]}
+                channel.open_alert = None
+                channel.clean_checks = 0
+                return [resolved] if self._publishable(resolved) else []
+        return []
+
+
+def _action(kind: str, level: str) -> str:
+    if kind == "CONCEPT" and level in ("HIGH", "CRITICAL"):
+        return "reset_member"
+    if kind == "CONCEPT":
+        return "raise_learning_rate"
+    return "rebase_reference"

@@ -1,0 +1,328 @@
+"""One input partition's pipeline: ticks -> features -> predictions -> outcomes -> learning -> drift.
+
+:class:`PartitionPipeline` holds everything the worker keeps per partition (the feature engine, every
+symbol's learner and drift monitor, and what performance records report besides scores), and is the
+unit that is checkpointed and moved between workers. Each input is one call that returns one
+:class:`Step`: the records to publish, in order, and the statistics a metrics exporter needs. The
+worker (agents.pipeline), the backtest (agents.backtest), ``livelearn evaluate`` on files and the
+benchmarks all drive this object, so they give the same records from the same inputs.
+
+* :meth:`PartitionPipeline.on_tick`: a decoded tick. Validation, features (published on
+  ``features``), then, for a vector, learning from the outcomes it matures (published on
+  ``outcomes``), the prediction (``predictions``, challengers on ``shadow-predictions``), drift
+  checks (``alerts``) with the drift response (``model-events``), and now and then a
+  ``performance`` record.
+* :meth:`PartitionPipeline.on_vector`: a feature vector from outside (a labelled dataset row).
+* :meth:`PartitionPipeline.on_feedback`: external feedback naming a prediction id.
+
+A rejected input is not an exception: the step carries ``rejection`` (stage, reason code, reason,
+and the exception for ``internal_error``), and whatever was computed before it (a tick's features
+when its prediction failed) is still in ``records``. The worker dead-letters it (agents.errors).
+
+>>> from streams.ticks import make_tick
+>>> pipeline = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg",))))
+>>> steps = [pipeline.on_tick(make_tick("BTCUSDT", "TRADE", 1_700_000_000_000 + i * 1000, 100.0 + i % 3,
+...                                     1.0, is_buyer_maker=i % 2 == 0)) for i in range(8)]
+>>> [o.stage for o in steps[-1].records]
+['features', 'outcomes', 'predictions']
+>>> pipeline.on_tick(make_tick("BTCUSDT", "TRADE", 1_700_000_000_000, float("nan"), 1.0)).rejection[:2]
+('featurize', 'invalid_value')
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.drift import DriftConfig, DriftMonitor
+from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
+from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
+from streams.ticks import InvalidTick, check_tick
+
+SEVERE = ("HIGH", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything a partition pipeline is built from (the worker builds it from its settings)."""
+
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    drift_features: tuple[str, ...] = DRIFT_FEATURES
+    drift_response: bool = True
+    late_grace_ms: int = 0
+    emit: str = "price"
+    performance_every: int = 500
+    export_every: int = 50
+
+
+@dataclass
+class Output:
+    """A record to publish: stage (topic), Kafka key, record, Kafka timestamp."""
+
+    stage: str
+    key: bytes
+    record: dict[str, Any]
+    timestamp_ms: int | None
+
+
+@dataclass
+class StepStats:
+    """What a metrics exporter reads from a step (nothing else is picked off the pipeline)."""
+
+    symbol: str | None = None
+    ticked: bool = False  # a tick went through the featurize stage (rejected or not)
+    featurized: bool = False  # ... and was applied to the feature state
+    predicted: bool = False
+    duplicate: bool = False
+    label_lags_ms: list[float] = field(default_factory=list)
+    alerts: list[tuple[str, str]] = field(default_factory=list)
+    model_events: list[str] = field(default_factory=list)
+    drift_results: list[tuple[str, str, str, float, float]] = field(default_factory=list)
+    scores: dict[str, Any] | None = None
+    featurize_seconds: float = 0.0
+    predict_seconds: float = 0.0
+
+
+@dataclass
+class Step:
+    records: list[Output] = field(default_factory=list)
+    stats: StepStats = field(default_factory=StepStats)
+    # (stage, reason code, reason, exception or None) of a rejected input.
+    rejection: tuple[str, str, str, BaseException | None] | None = None
+
+
+class SymbolActivity:
+    """What a performance record reports beside the scores: latency, label lag, events and errors."""
+
+    __slots__ = ("latencies_ms", "label_lags_ms", "events", "errors", "reported_at")
+
+    def __init__(self):
+        self.latencies_ms: deque[float] = deque(maxlen=1000)
+        self.label_lags_ms: deque[float] = deque(maxlen=1000)
+        self.events = self.errors = 0
+        self.reported_at = 0
+
+
+def _quantile(values, q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def drift_response(learner: SymbolLearner, alert: dict[str, Any], enabled: bool = True) -> list[dict[str, Any]]:
+    """The response to a concept-drift alert, as model events carrying the alert id (the one rule):
+    a HIGH or CRITICAL one resets the champion's worst member; a lower one puts every member that
+    has a learning-rate schedule back to its initial rate. Nothing for other alerts."""
+    if not enabled or alert["kind"] != "CONCEPT" or alert["status"] != "FIRING":
+        return []
+    if alert["severity"] in SEVERE:
+        member = learner.worst_member()
+        learner.reset_member(member)
+        changes = [(member, "RESET", f"concept drift ({alert['severity']}): reset the worst member {member}")]
+    else:
+        changes = []
+        for member, model in learner.ensemble.members.items():
+            if hasattr(model, "raise_learning_rate"):
+                model.raise_learning_rate()
+                changes.append((member, "LEARNING_RATE",
+                                f"concept drift ({alert['severity']}): {member} back to its initial rate"))
+    return [{"event_id": uuid.uuid5(uuid.NAMESPACE_URL, alert["alert_id"] + kind).hex, "symbol": learner.symbol,
+             "model_id": f"{learner.model_id}/{member}", "kind": kind, "version": learner.version, "reason": reason,
+             "alert_id": alert["alert_id"], "details": {"p_value": repr(alert["p_value"]),
+                                                       "effect_size": repr(alert["effect_size"])},
+             "event_time_ms": alert["created_time_ms"]} for member, kind, reason in changes]
+
+
+def model_event_record(symbol: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A learner's event (promotion, rollback, refused update) as a ModelEvent record."""
+    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{symbol}|{event['kind']}|{event['version']}|"
+                                              f"{event['event_time_ms']}|{event['reason']}").hex
+    return {"event_id": event_id, "symbol": symbol, "alert_id": None, **event}
+
+
+class PartitionPipeline:
+    """Feature engine, learners and drift monitors of one input partition (see the module docstring)."""
+
+    def __init__(self, config: PipelineConfig | None = None):
+        self.config = config or PipelineConfig()
+        self.engine = FeatureEngine(late_grace_ms=self.config.late_grace_ms, emit=self.config.emit)
+        self.learners: dict[str, SymbolLearner] = {}
+        self.monitors: dict[str, DriftMonitor] = {}
+        self.activity: dict[str, SymbolActivity] = {}
+
+    def learner(self, vector: dict[str, Any]) -> SymbolLearner:
+        """The symbol's learner: market vectors feed the model features; a labelled dataset (any other
+        feature set) feeds all of its features, in the order of its first vector."""
+        symbol = vector["symbol"]
+        learner = self.learners.get(symbol)
+        if learner is None:
+            features = MODEL_FEATURES if vector["feature_set"] == FEATURE_SET else tuple(vector["values"])
+            learner = self.learners[symbol] = SymbolLearner(symbol, self.config.learner, model_features=features)
+        return learner
+
+    def monitor(self, symbol: str) -> DriftMonitor:
+        monitor = self.monitors.get(symbol)
+        if monitor is None:
+            monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift)
+        return monitor
+
+    def on_tick(self, tick: dict[str, Any]) -> Step:
+        step = Step()
+        step.stats.ticked = True
+        started = time.perf_counter()
+        try:
+            check_tick(tick)
+            vector = self.engine.update(tick)
+        except InvalidTick as exc:
+            step.rejection = ("featurize", exc.code, str(exc), None)
+        except LateTick as exc:
+            step.rejection = ("featurize", "late_event", str(exc), None)
+        except Exception as exc:  # one bad record must not stop the pipeline
+            step.rejection = ("featurize", "internal_error", f"{type(exc).__name__}: {exc}", exc)
+        else:
+            step.stats.featurized = True
+            if vector is not None:
+                key = vector["symbol"].encode()
+                step.records.append(Output("features", key, vector, vector["event_time_ms"]))
+                step.stats.featurize_seconds = time.perf_counter() - started
+                self._predict(vector, step)
+                return step
+        step.stats.featurize_seconds = time.perf_counter() - started
+        return step
+
+    def on_vector(self, vector: dict[str, Any]) -> Step:
+        step = Step()
+        self._predict(vector, step)
+        return step
+
+    def on_feedback(self, feedback: dict[str, Any]) -> Step:
+        """External feedback on a prediction id: the symbol's learner learns the label on the features
+        it predicted with. An unknown symbol or id is rejected (``unknown_prediction``)."""
+        step = Step()
+        step.stats.symbol = symbol = feedback["symbol"]
+        learner = self.learners.get(symbol)
+        try:
+            if learner is None:
+                raise UnknownPrediction(f"no model for symbol {symbol!r} in this partition")
+            events = learner.learn_feedback(feedback)
+        except UnknownPrediction as exc:
+            step.rejection = ("learn", "unknown_prediction", str(exc.args[0]), None)
+            return step
+        except Exception as exc:
+            step.rejection = ("learn", "internal_error", f"{type(exc).__name__}: {exc}", exc)
+            return step
+        self._events(learner, events, step)
+        return step
+
+    def _events(self, learner: SymbolLearner, events: list[dict[str, Any]], step: Step) -> None:
+        key = learner.symbol.encode()
+        for event in events:
+            step.records.append(Output("model-events", key, model_event_record(learner.symbol, event),
+                                       event["event_time_ms"]))
+            step.stats.model_events.append(event["kind"])
+
+    def _predict(self, vector: dict[str, Any], step: Step) -> None:
+        started = time.perf_counter()
+        symbol = vector["symbol"]
+        step.stats.symbol = symbol
+        seen = self.activity.get(symbol)
+        if seen is None:
+            seen = self.activity[symbol] = SymbolActivity()
+        try:
+            self._learn_and_predict(vector, step, seen, started)
+        except InvalidVector as exc:
+            step.rejection = ("predict", "invalid_features", str(exc), None)
+        except Exception as exc:
+            seen.errors += 1
+            step.rejection = ("predict", "internal_error", f"{type(exc).__name__}: {exc}", exc)
+        step.stats.predict_seconds = elapsed = time.perf_counter() - started
+        if step.stats.predicted:
+            seen.latencies_ms.append(elapsed * 1000.0)
+
+    def _learn_and_predict(self, vector: dict[str, Any], step: Step, seen: SymbolActivity, started: float) -> None:
+        learner = self.learner(vector)
+        learned = learner.process(vector)
+        prediction = learned.prediction
+        if prediction is None:
+            step.stats.duplicate = True
+            return
+        step.stats.predicted = True
+        seen.events += 1
+        key = learner.symbol.encode()
+        monitor = self.monitor(learner.symbol)
+        records, alerts = step.records, []
+        for outcome in learned.outcomes:
+            records.append(Output("outcomes", key, outcome, outcome["feedback_time_ms"]))
+            lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
+            seen.label_lags_ms.append(lag_ms)
+            step.stats.label_lags_ms.append(lag_ms)
+        for loss in learned.matured_losses:
+            alerts += monitor.update_error(loss, vector["event_time_ms"])
+        alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"],
+                                            vector["values"], learner.probability_up)
+        prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
+        records.append(Output("predictions", key, prediction, prediction["event_time_ms"]))
+        for variant, forecast in learned.shadow.items():
+            references = {k: prediction["member_probabilities"][k] for k in ("persistence", "trade_side", "prior")}
+            records.append(Output("shadow-predictions", key, {
+                **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": forecast.p_up,
+                "predicted_up": forecast.p_up > 0.5, "confidence": forecast.confidence,
+                "member_probabilities": {**forecast.member_probabilities, **references},
+                "member_weights": forecast.weights}, prediction["event_time_ms"]))
+        self._events(learner, learned.events, step)
+        # Feature drift runs after the prediction; a labelled dataset is tested on its own features.
+        names = self.config.drift_features if vector["feature_set"] == FEATURE_SET else None
+        alerts += monitor.update_features(vector["values"], vector["event_time_ms"], names)
+        for alert in alerts:
+            step.stats.alerts.append((alert["kind"], alert["severity"]))
+            records.append(Output("alerts", key, alert, alert["created_time_ms"]))
+            for event in drift_response(learner, alert, self.config.drift_response):
+                records.append(Output("model-events", key, event, event["event_time_ms"]))
+                step.stats.model_events.append(event["kind"])
+        if learner.scores["ensemble"].n and vector["tick_index"] % self.config.export_every == 0:
+            step.stats.scores = self.scores(learner)
+        for channel in monitor.channels.values():
+            if channel.fresh_results:
+                channel.fresh_results = False
+                step.stats.drift_results += [(channel.kind, stream, test, statistic, p)
+                                             for stream, test, statistic, p, *_ in channel.last_results]
+        labelled = learner.scores["ensemble"].total
+        if labelled - seen.reported_at >= self.config.performance_every:
+            seen.reported_at = labelled
+            records.append(Output("performance", key, self.performance_record(learner, seen, vector["event_time_ms"]),
+                                  vector["event_time_ms"]))
+
+    @staticmethod
+    def scores(learner: SymbolLearner) -> dict[str, Any]:
+        return {
+            "accuracy": {name: s.accuracy for name, s in learner.scores.items() if s.n},
+            "log_loss": {name: s.log_loss for name, s in learner.scores.items() if s.n},
+            "weights": learner.ensemble.weights(),
+            "skill": learner.skill(),
+            "flat_share": learner.flat_share,
+        }
+
+    @staticmethod
+    def performance_record(learner: SymbolLearner, seen: SymbolActivity, event_time_ms: int) -> dict[str, Any]:
+        mixture = learner.ensemble.mixture()
+        return {
+            "symbol": learner.symbol, "event_time_ms": event_time_ms, "model_id": learner.model_id,
+            "model_version": learner.version, "champion": learner.champion,
+            "labelled": learner.scores["ensemble"].total, "members": learner.performance(),
+            "weights": learner.ensemble.weights(),
+            "skill": {name: {k: _finite_or_none(v) for k, v in skill.items()}
+                      for name, skill in learner.skill().items()},
+            "outcomes": learner.outcomes, "flat": learner.flat,
+            "regret_bound": mixture.regret_bound, "slots": len(mixture.slots),
+            "latency_p50_ms": _quantile(seen.latencies_ms, 0.5), "latency_p99_ms": _quantile(seen.latencies_ms, 0.99),
+            "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5), "events": seen.events, "errors": seen.errors,
+        }
