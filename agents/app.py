@@ -106,13 +106,20 @@ class Runtime:
         # Outputs go through librdkafka: Faust's Topic.send costs ~250 µs a record here (profiled), a
         # confluent-kafka produce a few µs. Delivery is confirmed (flush) before the inputs that caused
         # them are acked, at each checkpoint (agents.checkpoints), which keeps at-least-once.
-        self.producer = make_producer(settings.client_config(), linger_ms=2)
+        self._producer = None
         self.delivery_errors: list[str] = []
         self.ready = False
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
                                                    partitions=settings.n_partitions) for spec in FLOW}
                        if self.app is not None else {})
+
+    @property
+    def producer(self):
+        """The output producer, created on first use (a runtime that publishes nothing connects nowhere)."""
+        if self._producer is None:
+            self._producer = make_producer(self.settings.client_config(), linger_ms=2)
+        return self._producer
 
     def _on_delivery(self, err, msg) -> None:
         if err is not None:

@@ -124,9 +124,13 @@ class PartitionCheckpoints:
     """Per partition number: the pipeline, the input offsets it reflects, and the events not yet acked."""
 
     def __init__(self, runtime: Runtime, stage: str, inputs: tuple[str, ...], version: str,
-                 factory: Callable[[], Any], every_events: int = 1000, every_seconds: float = 1.0):
+                 factory: Callable[[], Any], every_events: int = 1000, every_seconds: float = 1.0,
+                 part_bytes: int = PART_BYTES):
+        if not 1024 <= part_bytes <= 15 * 1024 * 1024:
+            raise ValueError("LIVELEARN_CHECKPOINT_PART_BYTES must be between 1 KiB and 15 MiB (the topic's limit "
+                             "is 16 MiB)")
         self.runtime, self.stage, self.inputs, self.version, self.factory = runtime, stage, inputs, version, factory
-        self.every_events, self.every_seconds = every_events, every_seconds
+        self.every_events, self.every_seconds, self.part_bytes = every_events, every_seconds, part_bytes
         self.states: dict[int, Any] = {}
         self.offsets: dict[int, dict[str, int]] = {}
         self.sequences: dict[int, int] = {}
@@ -233,7 +237,8 @@ class PartitionCheckpoints:
         # The pickle is the consistent snapshot; compressing it (about as long again for a learner's
         # megabyte) runs in a thread (zlib releases the GIL) while the loop serves the next events.
         state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, 1)
-        pieces = [state[i:i + PART_BYTES] for i in range(0, len(state), PART_BYTES)] or [b""]
+        size = self.part_bytes
+        pieces = [state[i:i + size] for i in range(0, len(state), size)] or [b""]
         created = int(time.time() * 1000)
         for part, piece in enumerate(pieces):
             record = {

@@ -74,6 +74,10 @@ class Settings:
     model_checkpoint_events: str = _env(
         "LIVELEARN_MODEL_CHECKPOINT_EVENTS", "5000", "Model checkpoint (and input ack) at least every this many vectors"
     )
+    checkpoint_part_bytes: str = _env(
+        "LIVELEARN_CHECKPOINT_PART_BYTES", str(4 * 1024 * 1024),
+        "Largest checkpoint record (compressed state bytes); a larger state is split into several records",
+    )
     model_checkpoint_seconds: str = _env(
         "LIVELEARN_MODEL_CHECKPOINT_SECONDS", "5", "Model checkpoint at least this often while vectors arrive"
     )

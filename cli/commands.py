@@ -592,10 +592,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("evaluate", help="skill table of a run: accuracy, log-loss, Brier, calibration and skill "
-                                        "against the no-skill references with intervals, per symbol and pooled")
+    p = sub.add_parser("evaluate", help="skill table of a run (its topics) or of files (run through the pipeline "
+                                        "in process): accuracy, log-loss, Brier, calibration and skill against the "
+                                        "no-skill references with intervals, per symbol and pooled")
+    p.add_argument("files", nargs="*", help="files to run through the pipeline in process, each on its own (default: "
+                                            "read the run in LIVELEARN_TOPIC_PREFIX)")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
+    p.add_argument("--symbol", help="symbol of the files' rows (see replay)")
     p.add_argument("--symbols", help="comma-separated symbols to show")
     p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("alerts", help="subscribe to drift alerts")

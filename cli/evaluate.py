@@ -95,9 +95,54 @@ def evaluate_topics(settings) -> dict[str, Any]:
     return evaluate_run(predictions, outcomes, vectors).summary()
 
 
-def run(args, settings) -> int:
-    from cli.errors import require_broker
+def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None) -> dict[str, Any]:
+    """The skill table of a file run through the worker's own partition pipeline in this process (the
+    settings' pipeline configuration; no broker)."""
+    from agents.app import pipeline_config
+    from connectors.replay import read_file
+    from streams.evaluation import evaluate_run
+    from streams.pipeline import PartitionPipeline
 
+    pipeline = PartitionPipeline(pipeline_config(settings))
+    records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
+    items = [item for item in read_file(path, fmt=fmt, symbol=symbol) if item.tick is not None]
+    for done, item in enumerate(items, 1):
+        for output in pipeline.on_tick(item.tick).records:
+            if output.stage in records:
+                records[output.stage].append(output.record)
+        if progress is not None and done % 5000 == 0:
+            progress(done, len(items))
+    return evaluate_run(records["predictions"], records["outcomes"], records["features"]).summary()
+
+
+def run(args, settings) -> int:
+    import sys
+    from pathlib import Path
+
+    from cli.errors import CliError, require_broker
+
+    if args.files:
+        missing = [f for f in args.files if not Path(f).exists()]
+        if missing:
+            raise CliError(f"no such file: {', '.join(missing)}", code=2)
+        results = {}
+        for name in args.files:
+            def progress(done: int, total: int, name: str = name) -> None:
+                if not args.quiet:
+                    print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)
+
+            results[name] = evaluate_file(Path(name), settings, args.format, args.symbol, progress)
+            if not args.quiet:
+                print(file=sys.stderr)
+        if args.json:
+            print(json.dumps(finite(results), sort_keys=True))
+            return 0
+        for name, summary in results.items():
+            print(render(summary, f"{name} (label {settings.label}, vectors on {settings.predict_on} ticks)"))
+            for sentence in verdict(summary):
+                print(sentence)
+            print()
+        return 0
     require_broker(settings)
     summary = evaluate_topics(settings)
     if args.symbols:
