@@ -9,6 +9,7 @@ one, and tests build their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -18,7 +19,7 @@ from agents.topics import FLOW
 from connectors.producer import make_producer
 from schemas.codec import make_codec
 from schemas.records import dead_letter
-from streams.drift import DriftConfig
+from streams.drift import BASIS_CONFIG, DriftConfig
 from streams.learning import LearnerConfig
 from streams.pipeline import PipelineConfig
 
@@ -38,10 +39,14 @@ def pipeline_config(s: Settings) -> PipelineConfig:
     drift = DriftConfig(window=int(s.drift_window), current_window=int(s.drift_current_window),
                         check_every=int(s.drift_check_every), alpha=float(s.drift_alpha),
                         correction=s.drift_correction, min_severity=s.alert_min_severity.upper(),
-                        warmup_events=int(s.drift_warmup))
+                        warmup_events=int(s.drift_warmup),
+                        volatility_half_life=s._float("drift_volatility_half_life"))
+    groups = s.basis
+    basis = None if groups.mode == "off" else dataclasses.replace(
+        BASIS_CONFIG, alpha=drift.alpha, correction=drift.correction, basis_min_bps=s._float("basis_min_bps"))
     config = PipelineConfig(learner=learner, drift=drift, drift_response=s.drift_response_on,
                             late_grace_ms=int(s.late_grace_ms), emit=s.predict_on,
-                            performance_every=s.performance_interval)
+                            performance_every=s.performance_interval, basis=basis, basis_groups=groups)
     if drift_features:
         config = PipelineConfig(**{**config.__dict__, "drift_features": drift_features})
     return config

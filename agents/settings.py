@@ -12,6 +12,8 @@ import ssl
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from schemas.keys import BasisGroups
+
 
 def _env(name: str, default: str, doc: str):
     return field(default=default, metadata={"env": name, "doc": doc})
@@ -112,6 +114,16 @@ class Settings:
     drift_alpha: str = _env("LIVELEARN_DRIFT_ALPHA", "0.0008", "Family-wise alarm level per drift check (0.0008 every 20 events: at most 0.4 false alarms per 10k events and channel)")
     drift_correction: str = _env("LIVELEARN_DRIFT_CORRECTION", "bonferroni", "Multiple testing: bonferroni or bh")
     drift_features: str = _env("LIVELEARN_DRIFT_FEATURES", "", "Comma-separated features under drift tests; empty = all stationary model features")
+    drift_volatility_half_life: str = _env(
+        "LIVELEARN_DRIFT_VOLATILITY_HALF_LIFE", "0",
+        "Events: return-like drift features divided by their recent volatility (EWMA of abs(ret_1) with this half-life); 0 = raw",
+    )
+    basis_groups: str = _env(
+        "LIVELEARN_BASIS_GROUPS", "auto",
+        "Pairs of one base asset, keyed alike (one partition) and watched for basis shifts: auto (by base asset and dollar "
+        "quote), off, or NAME=SYM,SYM[,...];NAME2=...",
+    )
+    basis_min_bps: str = _env("LIVELEARN_BASIS_MIN_BPS", "20", "Smallest basis shift (basis points) a BASIS alert reports")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
     members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp,micro",
                         "Ensemble members (logreg, mlp, micro, hat, arf); the no-skill references are always in it")
@@ -183,6 +195,17 @@ class Settings:
         except ValueError:
             env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
             raise ValueError(f"{env} must be a number, got {getattr(self, attr)!r}") from None
+
+    @property
+    def basis(self) -> BasisGroups:
+        try:
+            return BasisGroups.parse(self.basis_groups)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+    def partition_key(self, symbol: str) -> str:
+        """The Kafka key of a symbol's ticks and feedback (schemas.keys)."""
+        return self.basis.key(symbol)
 
     @property
     def n_partitions(self) -> int:

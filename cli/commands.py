@@ -16,7 +16,8 @@ def _sink(settings: Settings, stage: str, schema: str = "tick", topic_stage: str
     from connectors.sink import KafkaSink
 
     return KafkaSink(settings.client_config(), settings.topic(topic_stage), settings.topic("dead-letters"),
-                     schema=schema, registry_url=settings.schema_registry_url, stage=stage)
+                     schema=schema, registry_url=settings.schema_registry_url, stage=stage,
+                     key_of=settings.partition_key)
 
 
 def _ensure_topics(settings: Settings) -> None:
@@ -124,8 +125,9 @@ def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
     _ensure_topics(settings)
     sink = _sink(settings, "replay-dataset", "features", "external-features")
     try:
+        drop = tuple(c.strip() for c in args.drop.split(",") if c.strip())
         for record, reason, raw in labelled_vectors(args.source, target=args.target, symbol=args.symbol,
-                                                    positive=args.positive, limit=args.limit):
+                                                    positive=args.positive, limit=args.limit, drop=drop):
             if record is None:
                 print(f"livelearn: {reason}", file=sys.stderr)
                 sink.reject("invalid_row", reason, args.source, 0, raw)
@@ -576,6 +578,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--positive", help="value of the label column that means class 1 (default 1/true/up)")
     p.add_argument("--symbol", help="key of the stream (default: the dataset name in capitals)")
     p.add_argument("--limit", type=int, help="first N rows only")
+    p.add_argument("--drop", default="", metavar="COLS",
+                   help="comma-separated columns left out of the features and the drift tests (an index or a date, "
+                        "say; monotone columns are left out of the drift tests anyway)")
     p.set_defaults(func=cmd_replay_dataset)
 
     p = sub.add_parser("produce", help="JSON lines on stdin -> validated Avro ticks or feedback")

@@ -91,7 +91,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         _wait_ready(settings.web_port_int, worker, log_path)
         _say("worker ready; replaying " + ", ".join(f.name for f in files))
         sink = KafkaSink(settings.client_config(), settings.topic("ticks"), settings.topic("dead-letters"),
-                         registry_url=settings.schema_registry_url)
+                         registry_url=settings.schema_registry_url, key_of=settings.partition_key)
         stats = replay(files, sink, speed=None, progress=False)
         _say(stats.summary().replace("\n", "\n      "))
         expected = stats.produced

@@ -73,16 +73,23 @@ def dataset_name(source: str) -> str:
 
 def labelled_vectors(source: str, target: str | None = None, symbol: str | None = None,
                      positive: str | None = None, limit: int | None = None, start_ms: int = START_MS,
-                     step_ms: int = 1000) -> Iterator[tuple[dict[str, Any] | None, str | None, bytes]]:
-    """Yield ``(features record, None, raw)`` per usable row and ``(None, reason, raw)`` per rejected row."""
+                     step_ms: int = 1000, drop: tuple[str, ...] = ()
+                     ) -> Iterator[tuple[dict[str, Any] | None, str | None, bytes]]:
+    """Yield ``(features record, None, raw)`` per usable row and ``(None, reason, raw)`` per rejected row.
+    Columns in ``drop`` are left out of the vectors (so out of the models and the drift tests); a name
+    that is not a column is an error."""
     symbol = symbol or dataset_name(source).upper()
     feature_set = None
     index = 0
+    dropped = set(drop)
     for number, (x, y, raw) in enumerate(_rows(source, target)):
         if limit is not None and number >= limit:
             return
+        if number == 0 and dropped - set(x):
+            raise RowError(f"--drop: no column {', '.join(sorted(dropped - set(x)))} in {source} "
+                           f"(columns: {', '.join(x)})")
         try:
-            values = {name: float(value) for name, value in x.items()}
+            values = {name: float(value) for name, value in x.items() if name not in dropped}
             bad = [name for name, value in values.items() if not math.isfinite(value)]
             if bad:
                 raise RowError(f"row {number}: non-finite {', '.join(bad)}")

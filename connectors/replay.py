@@ -124,9 +124,10 @@ def symbol_from_name(path: Path) -> str:
     return path.name.split("-")[0].split(".")[0].upper()
 
 
-def read_file(path: Path, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
+def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
     """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time.
     ``fmt`` (one of :data:`FORMATS`) and ``symbol`` override what the file's content and name say."""
+    path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     lines = _open_text_lines(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from connectors.producer import make_producer
@@ -10,13 +11,15 @@ from schemas.codec import make_codec
 from schemas.records import dead_letter
 
 
-
 class KafkaSink:
     """Idempotent Avro producer for one record topic plus the dead-letter topic."""
 
     def __init__(self, client_config: dict[str, str], topic: str, dead_letter_topic: str, schema: str = "tick",
-                 registry_url: str = "", stage: str = "replay", linger_ms: int = 20):
+                 registry_url: str = "", stage: str = "replay", linger_ms: int = 20,
+                 key_of: Callable[[str], str] | None = None):
         self.topic = topic
+        # Symbol -> Kafka key (schemas.keys: a basis group's pairs share a key, so a partition).
+        self.key_of = key_of
         self.dead_letter_topic = dead_letter_topic
         self.stage = stage
         self.codec = make_codec(schema, registry_url, topic)
@@ -42,6 +45,9 @@ class KafkaSink:
         self.producer.poll(0)
 
     def send(self, record: dict[str, Any], key: str, timestamp_ms: int) -> None:
+        """Produce ``record`` keyed by ``key`` (a symbol, mapped by ``key_of`` when set)."""
+        if self.key_of is not None:
+            key = self.key_of(key)
         self._produce(self.topic, key.encode(), self.codec.encode(record), timestamp_ms)
         self.produced += 1
 

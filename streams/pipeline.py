@@ -37,7 +37,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.drift import DriftConfig, DriftMonitor
+from schemas.keys import BasisGroups
+from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.ticks import InvalidTick, check_tick
@@ -57,6 +58,9 @@ class PipelineConfig:
     emit: str = "price"
     performance_every: int = 500
     export_every: int = 50
+    # The BASIS channel (streams.drift.basis) over the pairs of each group (None: off).
+    basis: DriftConfig | None = BASIS_CONFIG
+    basis_groups: BasisGroups = field(default_factory=lambda: BasisGroups("auto"))
 
 
 @dataclass
@@ -158,6 +162,7 @@ class PartitionPipeline:
         self.learners: dict[str, SymbolLearner] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.activity: dict[str, SymbolActivity] = {}
+        self.basis = BasisTracker()
 
     def learner(self, vector: dict[str, Any]) -> SymbolLearner:
         """The symbol's learner: market vectors feed the model features; a labelled dataset (any other
@@ -172,7 +177,7 @@ class PartitionPipeline:
     def monitor(self, symbol: str) -> DriftMonitor:
         monitor = self.monitors.get(symbol)
         if monitor is None:
-            monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift)
+            monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift, self.config.basis)
         return monitor
 
     def on_tick(self, tick: dict[str, Any]) -> Step:
@@ -190,6 +195,11 @@ class PartitionPipeline:
             step.rejection = ("featurize", "internal_error", f"{type(exc).__name__}: {exc}", exc)
         else:
             step.stats.featurized = True
+            if self.config.basis is not None and tick["kind"] != "BOOK_TICKER":
+                try:
+                    self._basis(tick, step)
+                except Exception as exc:  # the basis must not cost the symbol its prediction
+                    step.rejection = ("drift", "internal_error", f"{type(exc).__name__}: {exc}", exc)
             if vector is not None:
                 key = vector["symbol"].encode()
                 step.records.append(Output("features", key, vector, vector["event_time_ms"]))
@@ -198,6 +208,17 @@ class PartitionPipeline:
                 return step
         step.stats.featurize_seconds = time.perf_counter() - started
         return step
+
+    def _basis(self, tick: dict[str, Any], step: Step) -> None:
+        """A price tick moves its pair's basis against its group (streams.drift.basis)."""
+        symbol = tick["symbol"]
+        group = self.config.basis_groups.key(symbol)
+        measured = self.basis.update(group, symbol, tick["price"])
+        if measured is None or not self.basis.named_mover(group, symbol):
+            return
+        for alert in self.monitor(symbol).update_basis(measured[0], tick["event_time_ms"], measured[1]):
+            step.stats.alerts.append((alert["kind"], alert["severity"]))
+            step.records.append(Output("alerts", symbol.encode(), alert, alert["created_time_ms"]))
 
     def on_vector(self, vector: dict[str, Any]) -> Step:
         step = Step()

@@ -1,14 +1,17 @@
 """Windowed two-sample drift tests and the alert decisions built on them.
 
 A *channel* is a family of streams tested together: feature drift (KS per feature, plus a Welch t per
-feature corrected for serial correlation), variance change (Brown-Forsythe or F-test per feature),
-concept drift (Welch t and Mann-Whitney U on the per-event log-loss) and prediction drift (KS on the
-predicted probability, confirmed against re-scored reference inputs). The package, in the order an
+feature corrected for serial correlation), variance change (a serial-correlation-corrected t of log absolute deviations per feature),
+concept drift (Welch t and Mann-Whitney U on the per-event log-loss), prediction drift (KS on the
+predicted probability, confirmed with both windows' inputs re-scored) and basis shifts (a pair's price
+against the other pairs of its base asset). The package, in the order an
 event meets it:
 
 * :mod:`streams.drift.statistics` — the tests, equal to scipy's, and the multiple-testing correction;
 * :mod:`streams.drift.correlation` — serial correlation: thinning lags and variance inflation;
 * :mod:`streams.drift.channel` — windows, references and one check class per channel kind;
+* :mod:`streams.drift.volatility` — return-like features in units of recent volatility (optional);
+* :mod:`streams.drift.basis` — each pair's price against its group's median (the BASIS channel);
 * :mod:`streams.drift.monitor` — a symbol's channels and the incidents (FIRING, RESOLVED) they raise;
 * :mod:`streams.drift.config` — the configuration and an alert's severity.
 
@@ -27,8 +30,9 @@ channel (fewer in practice: overlapping windows are correlated).
 [('FEATURE', 'FIRING', ['a'])]
 """
 
+from streams.drift.basis import BasisTracker
 from streams.drift.channel import CHECKS, Channel, CheckResult
-from streams.drift.config import EFFECT_THRESHOLDS, SEVERITIES, DriftConfig, severity
+from streams.drift.config import BASIS_CONFIG, EFFECT_THRESHOLDS, SEVERITIES, DriftConfig, severity
 from streams.drift.correlation import autocorrelations, decorrelation_lags, first_lag_below
 from streams.drift.monitor import DriftMonitor
 from streams.drift.statistics import (
@@ -49,7 +53,7 @@ from streams.drift.statistics import (
 )
 
 __all__ = [
-    "CHECKS", "Channel", "CheckResult", "DriftConfig", "DriftMonitor", "EFFECT_THRESHOLDS", "SEVERITIES", "adjust",
+    "BASIS_CONFIG", "BasisTracker", "CHECKS", "Channel", "CheckResult", "DriftConfig", "DriftMonitor", "EFFECT_THRESHOLDS", "SEVERITIES", "adjust",
     "autocorrelations", "decorrelation_lags", "f_test", "first_lag_below", "ks_p_value", "ks_p_values",
     "ks_statistic", "ks_statistics", "ks_test", "levene_test", "levene_tests", "mann_whitney",
     "screening_distance", "severity", "welch_from_moments", "welch_test", "welch_tests",

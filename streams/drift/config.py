@@ -14,6 +14,10 @@ EFFECT_THRESHOLDS = {
     "mannwhitney_u": (0.05, 0.15, 0.25),
     "f_test": (0.2, 0.5, 1.0),
     "levene": (0.2, 0.5, 1.0),
+    # A basis shift in basis points: 0.25% a wander, 1.5% a de-peg, 5% a broken peg.
+    "basis_t": (25.0, 150.0, 500.0),
+    # A shift of the mean log absolute deviation: scale ratios of about 1.25, 1.6 and 2.5.
+    "log_scale_t": (0.22, 0.47, 0.92),
 }
 
 
@@ -33,10 +37,15 @@ class DriftConfig:
     variance_test: str = "levene"
     warmup_events: int = 0
     min_severity: str = "LOW"
+    # Return-like features in units of recent volatility (streams.drift.volatility); 0 = raw (the
+    # default: scaling hides the sudden bursts the variance channel is for; see that module).
+    volatility_half_life: float = 0.0
+    # Smallest basis shift (basis points) a BASIS check may report (streams.drift.basis).
+    basis_min_bps: float = 20.0
 
     def __post_init__(self):
-        if self.variance_test not in ("levene", "f_test"):
-            raise ValueError("variance_test must be 'levene' or 'f_test'")
+        if self.variance_test not in ("log_scale", "levene", "f_test"):
+            raise ValueError("variance_test must be 'log_scale', 'levene' or 'f_test'")
         if self.min_severity not in SEVERITIES:
             raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
         if self.window < 10 or self.check_every < 1:
@@ -45,6 +54,10 @@ class DriftConfig:
             raise ValueError("current_window must be 0 (= window) or >= 10")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
+        if self.volatility_half_life < 0:
+            raise ValueError("volatility_half_life must be >= 0 events (0 = features unscaled)")
+        if self.basis_min_bps < 0:
+            raise ValueError("basis_min_bps must be >= 0")
         if self.reference not in ("fixed", "rolling"):
             raise ValueError("reference must be 'fixed' or 'rolling'")
         adjust([0.5], self.correction)
@@ -73,3 +86,8 @@ def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
     if effect >= medium or (effect >= small and strong):
         return "MEDIUM"
     return "LOW"
+
+
+# The BASIS channel (streams.drift.basis): a short reference (200 events) and current window (10),
+# checked every 5 events, so a de-peg is reported within tens of events.
+BASIS_CONFIG = DriftConfig(window=200, current_window=10, check_every=5, variance_tests=False)

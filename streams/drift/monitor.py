@@ -1,6 +1,7 @@
 """All drift channels of one symbol, and the incidents their checks open and resolve.
 
-Channels (streams.drift.channel): FEATURE and VARIANCE over the drift features, CONCEPT over the
+Channels (streams.drift.channel): FEATURE and VARIANCE over the drift features (return-like ones in
+units of recent volatility, streams.drift.volatility), CONCEPT over the
 ensemble's per-outcome log-loss, PREDICTION over the published probability. The p-values of one check
 are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"``), so a check of 25
 features raises a false alarm with probability at most ``alpha`` under no drift.
@@ -10,9 +11,9 @@ de-duplicated unless their severity is higher (then the FIRING record is re-publ
 id, new severity); after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert
 id follows. Incidents below ``min_severity`` are tracked (and de-duplicated) but not published.
 
-A rejection of the prediction channel is confirmed by re-scoring the reference inputs with the model as
-it is now: a model that keeps learning moves its own outputs, and only a shift the inputs explain is
-reported.
+A rejection of the prediction channel is confirmed by re-scoring the inputs of both windows with the
+model as it is now: a model that keeps learning moves its own outputs, and only a shift the inputs
+explain is reported.
 """
 
 from __future__ import annotations
@@ -22,23 +23,29 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.drift.channel import Channel
-from streams.drift.config import SEVERITIES, DriftConfig, severity
+from streams.drift.config import BASIS_CONFIG, SEVERITIES, DriftConfig, severity
 from streams.drift.statistics import adjust
+from streams.drift.volatility import VolatilityScale
 
 
 class DriftMonitor:
     """All drift channels of one symbol. Returns DriftAlert records (``schemas/drift_alert.avsc``)."""
 
-    def __init__(self, symbol: str, config: DriftConfig | None = None):
+    def __init__(self, symbol: str, config: DriftConfig | None = None, basis_config: DriftConfig | None = None):
         self.symbol = symbol
         self.config = config or DriftConfig()
+        self.basis_config = basis_config or BASIS_CONFIG
         self.channels: dict[str, Channel] = {}
         self.sequence = 0
+        self.basis_reference: str | None = None
+        half_life = self.config.volatility_half_life
+        self.volatility = VolatilityScale(half_life=half_life) if half_life else None
 
     def _channel(self, kind: str, streams: tuple[str, ...]) -> Channel:
         channel = self.channels.get(kind)
         if channel is None:
-            channel = self.channels[kind] = Channel(kind, streams, self.config)
+            config = self.basis_config if kind == "BASIS" else self.config
+            channel = self.channels[kind] = Channel(kind, streams, config)
         return channel
 
     def update_features(self, values: dict[str, float], time_ms: int,
@@ -46,11 +53,19 @@ class DriftMonitor:
         if "FEATURE" not in self.channels:
             names = names or tuple(sorted(values))
         channel = self._channel("FEATURE", names or ())
+        if self.volatility is not None:
+            values = self.volatility.scaled(values, time_ms)
         row = [values.get(name, math.nan) for name in channel.streams]
         alerts = self._run(channel, row, time_ms)
         if self.config.variance_tests:
             alerts += self._run(self._channel("VARIANCE", channel.streams), row, time_ms)
         return alerts
+
+    def update_basis(self, deviation_bps: float, time_ms: int, reference_symbol: str) -> list[dict[str, Any]]:
+        """The symbol's log price minus its basis group's median, in basis points
+        (streams.drift.basis); an alert names ``reference_symbol`` as the pair it moved against."""
+        self.basis_reference = reference_symbol
+        return self._run(self._channel("BASIS", ("basis_bps",)), [deviation_bps], time_ms)
 
     def update_error(self, loss: float, time_ms: int) -> list[dict[str, Any]]:
         return self._run(self._channel("CONCEPT", ("log_loss",)), [loss], time_ms)
@@ -58,10 +73,10 @@ class DriftMonitor:
     def update_prediction(self, p_up: float, time_ms: int, inputs: Any = None,
                           rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
         """A published probability. With the prediction's ``inputs`` and ``rescore`` (the current
-        model's probability for some inputs), a rejection is confirmed against the reference inputs
+        model's probability for some inputs), a rejection is confirmed with the inputs of both windows
         re-scored by the model as it is now: a model that keeps learning moves its own output
         distribution, which is not drift of the data. Only a shift the inputs explain is reported;
-        otherwise the re-scored values become the reference."""
+        otherwise the re-scored values stand for both windows."""
         return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms, inputs, rescore)
 
     def _publishable(self, alert: dict[str, Any]) -> bool:
@@ -74,17 +89,18 @@ class DriftMonitor:
         results = channel.check()
         if not results:
             return []
-        adjusted = adjust([r.p for r in results], self.config.correction)
-        rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
+        adjusted = adjust([r.p for r in results], channel.config.correction)
+        rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < channel.config.alpha]
         if rejected and rescore is not None and channel.reference_payloads:
             channel.rescore_reference(rescore)
+            channel.rescore_recent(rescore)
             results = channel.check(pool=False)
-            adjusted = adjust([r.p for r in results], self.config.correction)
-            rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < self.config.alpha]
+            adjusted = adjust([r.p for r in results], channel.config.correction)
+            rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < channel.config.alpha]
         if rejected:
             channel.clean_checks = 0
             (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
-            level = severity(adj, effect, test, self.config.alpha)
+            level = severity(adj, effect, test, channel.config.alpha)
             opened = channel.open_alert
             if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
                 # Same incident, no worse: follow the new regime so it can resolve once stable.
@@ -102,6 +118,7 @@ class DriftMonitor:
                 "severity": level, "status": "FIRING",
                 "affected_features": sorted({r.stream for r, _ in rejected}),
                 "recommended_action": _action(channel.kind, level), "created_time_ms": time_ms,
+                "reference_symbol": self.basis_reference if channel.kind == "BASIS" else None,
             }
             channel.open_alert = alert
             if self.config.rebase_on_alert:

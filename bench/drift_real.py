@@ -1,0 +1,262 @@
+"""Drift alerts on real market series: false alarms where nothing was injected, detections where something
+was, and the cost.
+
+Each series runs through the worker's own partition pipeline in process with default settings:
+
+(a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and spot capture
+    (trades + book tickers), beside River's KSWIN and ADWIN on the returns, each at the sensitivity
+    bench/drift_eval.py calibrates on synthetic streams (``--kswin-alpha``, ``--adwin-delta``), and
+    beside the ``log_scale`` variance test (an option that sees bursts sooner but over-alarms);
+(b) injected changes spliced into the kline days 200 events after the drift reference has filled:
+    a volatility burst (log-price moves x3 from the change on; with both variance tests), a mean shift of the returns (+0.5 sd of one-minute returns per
+    event), and a basis de-peg: a group of three pairs built from one real series, each with its own
+    small noise (0.5 bp), one of them shifted by 0.5%, 2% or 10% decaying slowly (time constant 720
+    events): detection rate, median delay in events, and which symbols alerted;
+(c) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+
+Prints one ``RESULT`` line per measure.
+
+Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import random
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+from common import SHARED, result
+
+from agents.app import pipeline_config
+from agents.settings import Settings
+from connectors.replay import read_file
+from streams.pipeline import PartitionPipeline
+
+CHANNELS = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION", "BASIS")
+PRICE_FIELDS = ("price", "open", "high", "low", "bid_price", "ask_price")
+
+
+def real_series() -> list[Path]:
+    return (sorted((SHARED / "binance" / "klines").rglob("*.zip"))
+            + sorted((SHARED / "binance" / "ws").glob("spot_*.gz")))
+
+
+def ticks_of(path: Path) -> list[dict]:
+    return [item.tick for item in read_file(path) if item.tick is not None]
+
+
+def scale_log_moves(ticks: list[dict], at: int, factor: float) -> list[dict]:
+    """From the ``at``-th price tick on, every price's log distance from the price at ``at`` x factor."""
+    out, anchor, seen = [], None, 0
+    for tick in ticks:
+        tick = dict(tick)
+        if tick["kind"] != "BOOK_TICKER":
+            seen += 1
+            if seen == at:
+                anchor = tick["price"]
+        if anchor is not None:
+            for name in PRICE_FIELDS:
+                if tick.get(name) is not None:
+                    tick[name] = anchor * (tick[name] / anchor) ** factor
+        out.append(tick)
+    return out
+
+
+def shift_mean(ticks: list[dict], at: int, drift_per_event: float) -> list[dict]:
+    """From the ``at``-th price tick on, a log-price drift of ``drift_per_event`` per price tick."""
+    out, seen = [], 0
+    for tick in ticks:
+        tick = dict(tick)
+        if tick["kind"] != "BOOK_TICKER":
+            seen += 1
+        if seen >= at:
+            factor = math.exp(drift_per_event * (seen - at + 1))
+            for name in PRICE_FIELDS:
+                if tick.get(name) is not None:
+                    tick[name] *= factor
+        out.append(tick)
+    return out
+
+
+def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_events: float = 720.0
+                ) -> tuple[list[dict], str]:
+    """Three pairs of one base asset from one real series, each with its own 0.5 bp noise; the third
+    moves by ``shift`` (a fraction) at the ``at``-th price tick, decaying with time constant
+    ``decay_events``. Returns the ticks (interleaved in event-time order) and the symbol that moved."""
+    rng = random.Random(seed)
+    base = ticks[0]["symbol"].removesuffix("USDT")
+    symbols = (f"{base}USDT", f"{base}USDC", f"{base}FDUSD")
+    out, seen = [], 0
+    for tick in ticks:
+        if tick["kind"] == "BOOK_TICKER":
+            continue
+        seen += 1
+        for i, symbol in enumerate(symbols):
+            moved = i == 2 and seen >= at
+            factor = math.exp(rng.gauss(0, 5e-5)) * (1 + (shift * math.exp(-(seen - at) / decay_events) if moved else 0))
+            copy = dict(tick, symbol=symbol)
+            for name in PRICE_FIELDS:
+                if copy.get(name) is not None:
+                    copy[name] *= factor
+            out.append(copy)
+    return out, symbols[2]
+
+
+def configured(settings: Settings, variance_test: str = "levene"):
+    config = pipeline_config(settings)
+    return dataclasses.replace(config, drift=dataclasses.replace(config.drift, variance_test=variance_test))
+
+
+def run(ticks: list[dict], settings: Settings, variance_test: str = "levene") -> tuple[list[dict], int, Counter]:
+    """FIRING alerts (with the vector count at which each came), vectors, and vectors per symbol."""
+    pipeline = PartitionPipeline(configured(settings, variance_test))
+    alerts, vectors, per_symbol = [], 0, Counter()
+    for tick in ticks:
+        step = pipeline.on_tick(tick)
+        if step.stats.predicted:
+            vectors += 1
+            per_symbol[step.stats.symbol] += 1
+        for output in step.records:
+            if output.stage == "alerts" and output.record["status"] == "FIRING":
+                alerts.append({**output.record, "at_vector": vectors})
+    return alerts, vectors, per_symbol
+
+
+def false_alarms(settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
+    from river import drift
+
+    for path in real_series():
+        ticks = ticks_of(path)
+        started = time.perf_counter()
+        alerts, vectors, _ = run(ticks, settings)
+        elapsed = time.perf_counter() - started
+        by_channel = Counter(a["kind"] for a in alerts)
+        prices = [t["price"] for t in ticks if t["kind"] != "BOOK_TICKER"]
+        returns = [b / a - 1 for a, b in zip(prices, prices[1:], strict=False)]
+        kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
+        kswin_alarms = adwin_alarms = 0
+        for r in returns:
+            kswin.update(r)
+            adwin.update(r)
+            kswin_alarms += kswin.drift_detected
+            adwin_alarms += adwin.drift_detected
+        per_10k = {c: by_channel.get(c, 0) * 10_000 / vectors for c in CHANNELS}
+        print(f"{path.name:28s} {vectors:6d} vectors  FIRING by channel {dict(by_channel) or '{}'}  "
+              f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({elapsed:.0f} s)", flush=True)
+        for alert in alerts:
+            print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
+                  f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
+        bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
+        alternative, _, _ = run(ticks, settings, "log_scale")
+        print(f"    (variance test log_scale instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
+        result("drift_real_false_alarms", file=path.name, vectors=vectors, alerts=len(alerts),
+               per_10k_by_channel=per_10k, bound_per_10k=bound,
+               within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
+               kswin_per_10k=kswin_alarms * 10_000 / len(returns), adwin_per_10k=adwin_alarms * 10_000 / len(returns),
+               variance_log_scale_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
+
+
+def change_point(settings: Settings) -> int:
+    """Where changes are injected: 200 events after the drift reference has filled (warm-up, then the
+    reference window), so every detector has a reference from before the change."""
+    drift = pipeline_config(settings).drift
+    return drift.warmup_events + drift.window + 200
+
+
+def injected(settings: Settings, quick: bool) -> None:
+    klines = sorted((SHARED / "binance" / "klines").rglob("*.zip"))
+    at = change_point(settings)
+    cases = [("volatility x3", lambda t: (scale_log_moves(t, at, 3.0), None), ("VARIANCE", "FEATURE"), "levene"),
+             ("volatility x3 (variance test log_scale)", lambda t: (scale_log_moves(t, at, 3.0), None),
+              ("VARIANCE", "FEATURE"), "log_scale"),
+             ("mean shift +0.5 sd", None, ("FEATURE", "VARIANCE"), "levene")]
+    for name, make, kinds, variance_test in cases:
+        delays, detected = [], 0
+        for path in klines:
+            ticks = ticks_of(path)
+            if make is None:
+                prices = [t["price"] for t in ticks]
+                sd = statistics.pstdev(math.log(b / a) for a, b in zip(prices, prices[1:], strict=False))
+                changed = shift_mean(ticks, at, 0.5 * sd)
+            else:
+                changed, _ = make(ticks)
+            alerts, _, _ = run(changed, settings, variance_test)
+            hits = [a["at_vector"] - at for a in alerts if a["kind"] in kinds and a["at_vector"] >= at]
+            early = [a for a in alerts if a["at_vector"] < at]
+            detected += bool(hits)
+            delays += hits[:1]
+            print(f"{name:20s} {path.name:28s} first alert after {hits[0] if hits else '-'} events; "
+                  f"{len(early)} alert(s) before the change", flush=True)
+        result("drift_real_injected", change=name, at_event=at, series=len(klines), detected=detected,
+               median_delay=statistics.median(delays) if delays else None, delays=delays)
+    for shift in (0.005, 0.02, 0.10):
+        delays, detected, blamed_wrong = [], 0, 0
+        for path in klines[:2] if quick else klines:
+            group, mover = basis_group(ticks_of(path), at, shift)
+            alerts, _, _ = run(group, settings)
+            basis = [a for a in alerts if a["kind"] == "BASIS"]
+            right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (at - 1)]
+            blamed_wrong += sum(1 for a in basis if a["symbol"] != mover)
+            detected += bool(right)
+            if right:
+                delays.append((right[0]["at_vector"] - 3 * (at - 1)) // 3)
+            print(f"basis {shift:.1%} {path.name:28s} first alert naming {mover} after "
+                  f"{delays[-1] if right else '-'} events of its own; {len(basis)} basis alert(s): "
+                  f"{[(a['symbol'], a.get('reference_symbol')) for a in basis][:4]}", flush=True)
+        result("drift_real_basis", shift=shift, series=len(klines[:2] if quick else klines), detected=detected,
+               median_delay=statistics.median(delays) if delays else None, delays=delays,
+               alerts_naming_an_unaffected_pair=blamed_wrong)
+
+
+def cost(settings: Settings) -> None:
+    from river import drift
+
+    ticks = ticks_of(sorted((SHARED / "binance" / "klines").rglob("*.zip"))[0])
+    pipeline = PartitionPipeline(pipeline_config(settings))
+    vectors = [v.record for t in ticks for v in pipeline.on_tick(t).records if v.stage == "features"]
+    from streams.drift import DriftMonitor
+
+    names = pipeline.config.drift_features
+    best = float("inf")
+    for _ in range(3):
+        monitor = DriftMonitor("X", pipeline.config.drift)
+        started = time.perf_counter()
+        for vector in vectors:
+            monitor.update_features(vector["values"], vector["event_time_ms"], names)
+        best = min(best, time.perf_counter() - started)
+    per_feature_us = best / len(vectors) / len(names) * 1e6
+    kswin = drift.KSWIN(alpha=1e-5, window_size=500, stat_size=100, seed=1)
+    values = [v["values"].get("ret_1", 0.0) for v in vectors] * 3
+    started = time.perf_counter()
+    for x in values:
+        kswin.update(x)
+    kswin_us = (time.perf_counter() - started) / len(values) * 1e6
+    print(f"cost: {per_feature_us:.2f} us per event and drift feature (feature + variance channels); KSWIN "
+          f"{kswin_us:.1f} us per update: {kswin_us / per_feature_us:.0f}x")
+    result("drift_real_cost", us_per_event_and_feature=per_feature_us, kswin_us_per_update=kswin_us,
+           ratio=kswin_us / per_feature_us)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
+    parser.add_argument("--kswin-alpha", type=float, default=1e-5)
+    parser.add_argument("--adwin-delta", type=float, default=1e-5)
+    parser.add_argument("--only", choices=["false_alarms", "injected", "cost"])
+    args = parser.parse_args()
+    settings = dataclasses.replace(Settings.from_env())
+    if args.only in (None, "false_alarms"):
+        false_alarms(settings, args.kswin_alpha, args.adwin_delta)
+    if args.only in (None, "injected"):
+        injected(settings, args.quick)
+    if args.only in (None, "cost"):
+        cost(settings)
+
+
+if __name__ == "__main__":
+    main()
