@@ -42,7 +42,7 @@ CLASSES = frozenset({
 } | {
     ("collections", "deque"), ("collections", "OrderedDict"), ("collections", "defaultdict"),
     ("collections", "Counter"), ("functools", "partial"), ("random", "Random"), ("numpy", "dtype"),
-    ("numpy", "ndarray"),
+    ("numpy", "ndarray"), ("schemas.keys", "BasisGroups"),
 })
 FUNCTIONS = frozenset({
     ("numpy._core.numeric", "_frombuffer"), ("numpy._core.multiarray", "_reconstruct"),
