@@ -4,7 +4,19 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 LIVELEARN := scripts/livelearn
 
-.PHONY: env demo test kafka-up kafka-down lint bench
+.PHONY: help env demo test test-unit test-integration kafka-up kafka-down lint typecheck bench
+PYTEST = venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/python" -m pytest -p no:cacheprovider
+
+help:
+	@echo "make demo              set up, start Kafka and a worker, replay the shipped sample, show skill and alerts"
+	@echo "make test              the whole suite (unit, doctests, agents, integration on a real local broker)"
+	@echo "make test-unit         unit tests, doctests and the agent tier (no broker)"
+	@echo "make test-integration  integration tests against the real local broker"
+	@echo "make lint              ruff over every package"
+	@echo "make typecheck         mypy over streams/ and schemas/"
+	@echo "make bench             the benchmarks (RESULT lines)"
+	@echo "make env               create the environment and print its path"
+	@echo "make kafka-up|kafka-down  the local KRaft broker"
 
 env:
 	@bash scripts/bootstrap.sh
@@ -13,7 +25,13 @@ demo:
 	@$(LIVELEARN) demo
 
 test:
-	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/python" -m pytest -p no:cacheprovider
+	@$(PYTEST)
+
+test-unit:
+	@$(PYTEST) -m "not integration"
+
+test-integration:
+	@$(PYTEST) -m integration tests/integration
 
 kafka-up:
 	@$(LIVELEARN) kafka up
@@ -24,5 +42,8 @@ kafka-down:
 lint:
 	@venv="$$(bash scripts/bootstrap.sh)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
 
+typecheck:
+	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --ignore-missing-imports streams schemas
+
 bench:
-	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning drift_eval drift_quiet pipeline latency scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done
+	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning skill drift_eval drift_quiet drift_real pipeline latency scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done

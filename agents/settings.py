@@ -15,6 +15,32 @@ from pathlib import Path
 from schemas.keys import BasisGroups
 
 
+# Settings with a type beyond text, and choices (checked by Settings.validate).
+TYPED = {
+    "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
+    "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
+    "model_checkpoint_seconds": "float", "kafka_port": "int", "kafka_controller_port": "int",
+    "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int",
+    "drift_window": "int", "drift_current_window": "int", "drift_check_every": "int", "drift_warmup": "int",
+    "drift_alpha": "float", "drift_volatility_half_life": "float", "basis_min_bps": "float",
+    "traffic_share": "float", "promotion_alpha": "float", "promotion_min_samples": "int",
+    "rollback_margin": "float", "rollback_threshold": "float", "performance_every": "int", "seed": "int",
+}
+LOWER_BOUNDS = {
+    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1,
+    "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0,
+    "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
+    "drift_volatility_half_life": 0, "basis_min_bps": 0, "traffic_share": 0, "promotion_min_samples": 1,
+    "performance_every": 1,
+}
+CHOICES = {
+    "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "label": ("horizon", "next_change"), "predict_on": ("price", "book", "all"),
+    "drift_correction": ("bonferroni", "bh"), "alert_min_severity": ("LOW", "MEDIUM", "HIGH", "CRITICAL"),
+    "torch_device": ("cpu", "cuda", "auto"), "log_level": ("debug", "info", "warning", "error", "critical"),
+}
+
+
 def _env(name: str, default: str, doc: str):
     return field(default=default, metadata={"env": name, "doc": doc})
 
@@ -172,7 +198,35 @@ class Settings:
             name = f.metadata["env"]
             if name in environ:
                 values[f.name] = environ[name]
-        return cls(**values)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Every typed value parses and every choice is known; raises one ValueError naming each bad
+        variable (checked once, at start, so a typo fails there and not at the first event that reads it)."""
+        problems = []
+        env = {f.name: f.metadata["env"] for f in fields(self)}
+        for attr, kind in TYPED.items():
+            value = getattr(self, attr)
+            try:
+                number = int(value) if kind == "int" else float(value)
+            except ValueError:
+                problems.append(f"{env[attr]} must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
+                continue
+            low = LOWER_BOUNDS.get(attr)
+            if low is not None and number < low:
+                problems.append(f"{env[attr]} must be >= {low}, got {value!r}")
+        for attr, allowed in CHOICES.items():
+            value = getattr(self, attr).strip()
+            if value.lower() not in allowed and value.upper() not in allowed:
+                problems.append(f"{env[attr]} must be one of {', '.join(allowed)}, got {value!r}")
+        try:
+            BasisGroups.parse(self.basis_groups)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise ValueError("bad settings: " + "; ".join(problems))
 
     def as_env(self) -> dict[str, str]:
         return {f.metadata["env"]: getattr(self, f.name) for f in fields(self)}

@@ -359,9 +359,10 @@ class FeatureEngine:
         kind = tick["kind"]
         if kind == "BOOK_TICKER":
             state.micro.quote(tick["bid_price"], tick["bid_qty"], tick["ask_price"], tick["ask_qty"])
-            if self.emit == "price":
+            mid = state.micro.mid
+            if self.emit == "price" or mid is None:
                 return None
-            return self._vector(state, kind, time_ms, state.micro.mid, state.price_values)
+            return self._vector(state, kind, time_ms, mid, state.price_values)
         price = tick["price"]
         if kind == "KLINE":
             high, low = tick["high"], tick["low"]

@@ -105,7 +105,7 @@ class GuardedMember:
             problem = ("non_finite_output", f"probability {p_after!r} after the step")
         elif not getattr(self.member, "parameters_finite", lambda: True)():
             problem = ("non_finite_parameters", "NaN or infinite parameters after the step")
-        elif before is not None:
+        elif before is not None and outlier is not None:
             after = self._holdout_loss()
             if after > self.spike_factor * before and after - before > self.spike_floor:
                 problem = ("loss_spike", f"outlier {outlier} = {x[outlier]!r}: log-loss on the last "

@@ -100,7 +100,8 @@ class SmoothedTree(RiverMember):
         root = tree._root
         if root is None:
             return {0: 0.5, 1: 0.5}
-        leaves = root.traverse(values, until_leaf=True) if isinstance(root, DTBranch) else [root]
+        # HAT's traverse yields every leaf the instance reaches (River annotates it loosely).
+        leaves: Any = root.traverse(values, until_leaf=True) if isinstance(root, DTBranch) else [root]
         total_p = 0.0
         for leaf in leaves:
             estimate = leaf.prediction(values, tree=tree)

@@ -132,7 +132,7 @@ class VariantPolicy:
     def observe(self, losses: dict[str, float]) -> tuple[str, str, dict[str, str]] | None:
         champion_loss = losses[self.champion]
         threshold = 1.0 / self.alpha
-        if self.rollback is not None:
+        if self.rollback is not None and self.previous is not None:
             self.rollback.update(champion_loss - losses[self.previous] - self.margin)
             if self.rollback.n >= self.min_samples and self.rollback.wealth >= self.rollback_threshold:
                 evidence = {**self.rollback.evidence(), "margin": repr(self.margin), "from": self.champion,

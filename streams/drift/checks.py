@@ -9,7 +9,7 @@ One class per kind (:data:`CHECKS`), each returning :class:`CheckResult` rows: :
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class Samples:
     currents: list[np.ndarray] = field(default_factory=list)
     reference_wholes: list[np.ndarray] = field(default_factory=list)
     current_wholes: list[np.ndarray] = field(default_factory=list)
-    spans: np.ndarray | None = None
+    # The mean test's current windows (Channel.mean_spans), set before a check that runs it.
+    spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=int))
 
     def add(self, stream: str, tau: int, column: int, length: int, reference: np.ndarray, current: np.ndarray,
             reference_whole: np.ndarray, current_whole: np.ndarray) -> None:
@@ -76,7 +77,7 @@ class DistributionCheck:
                    for (stream, tau), d, p in zip(samples.tested, distances.tolist(), p_values.tolist(), strict=True)]
         if channel.mean_test:
             t, p, effect = channel.mean_tests(samples.recent, np.array(samples.columns), samples.spans)
-            results += [CheckResult(stream, "welch_t", *values, tau) for (stream, tau), *values
+            results += [CheckResult(stream, "welch_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
                         in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
         return results
 
@@ -98,11 +99,11 @@ class VarianceCheck:
     def run(channel: Channel, samples: Samples) -> list[CheckResult]:
         if channel.log_scale:
             t, p, effect = channel.mean_tests(samples.recent, np.array(samples.columns), samples.spans)
-            return [CheckResult(stream, "log_scale_t", *values, tau) for (stream, tau), *values
+            return [CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
                     in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
         if channel.config.variance_test == "levene":
             w, p, effect = levene_tests(samples.references, samples.currents)
-            return [CheckResult(stream, "levene", *values, tau) for (stream, tau), *values
+            return [CheckResult(stream, "levene", w_k, p_k, e_k, tau) for (stream, tau), w_k, p_k, e_k
                     in zip(samples.tested, w.tolist(), p.tolist(), effect.tolist(), strict=True)]
         return [CheckResult(stream, "f_test", *f_test(reference, current), tau) for (stream, tau), reference, current
                 in zip(samples.tested, samples.references, samples.currents, strict=True)]
@@ -147,5 +148,12 @@ class BasisCheck:
         return results
 
 
-CHECKS = {"FEATURE": DistributionCheck, "PREDICTION": DistributionCheck, "VARIANCE": VarianceCheck,
+class Check(Protocol):
+    """What every check kind provides."""
+
+    @staticmethod
+    def run(channel: Channel, samples: Samples) -> list[CheckResult]: ...
+
+
+CHECKS: dict[str, type[Check]] = {"FEATURE": DistributionCheck, "PREDICTION": DistributionCheck, "VARIANCE": VarianceCheck,
           "CONCEPT": LossCheck, "BASIS": BasisCheck}
