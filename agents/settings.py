@@ -14,7 +14,6 @@ from pathlib import Path
 
 from schemas.keys import BasisGroups
 
-
 # Settings with a type beyond text, and choices (checked by Settings.validate).
 TYPED = {
     "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
