@@ -14,30 +14,29 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
     vectors_codec, feedback_codec = runtime.codecs["external-features"], runtime.codecs["feedback"]
     learned = runtime.metrics.events.labels("learn")
 
-    @runtime.app.agent(runtime.topics["external-features"], name="external_vectors")
-    async def external_vectors(stream):
+    async def consume(stream, source: str, codec, stage: str, handle) -> None:
+        """Decode each unapplied record of ``source``, hand it to the partition's pipeline, publish the
+        step (or dead-letter an undecodable record at ``stage``) and mark the offset done."""
         stream = stream.noack()
-        async for event, state in checkpoints.unapplied(stream, "external-features"):
+        async for event, state in checkpoints.unapplied(stream, source):
             message = event.message
             try:
-                vector = vectors_codec.decode(message.value, message.topic, message.partition, message.offset)
+                record = codec.decode(message.value, message.topic, message.partition, message.offset)
             except DecodeError as exc:
-                await reject(runtime, "predict", "decode_error", str(exc), message)
+                await reject(runtime, stage, "decode_error", str(exc), message)
             else:
-                await finish(runtime, state.on_vector(vector), message)
-            await checkpoints.done(stream, event, "external-features")
+                await finish(runtime, handle(state, record), message)
+            await checkpoints.done(stream, event, source)
+
+    def learn(state, feedback):
+        step = state.on_feedback(feedback)
+        learned.inc(step.rejection is None)
+        return step
+
+    @runtime.app.agent(runtime.topics["external-features"], name="external_vectors")
+    async def external_vectors(stream):
+        await consume(stream, "external-features", vectors_codec, "predict", lambda state, v: state.on_vector(v))
 
     @runtime.app.agent(runtime.topics["feedback"], name="external_feedback")
     async def external_feedback(stream):
-        stream = stream.noack()
-        async for event, state in checkpoints.unapplied(stream, "feedback"):
-            message = event.message
-            try:
-                feedback = feedback_codec.decode(message.value, message.topic, message.partition, message.offset)
-            except DecodeError as exc:
-                await reject(runtime, "learn", "decode_error", str(exc), message)
-            else:
-                step = state.on_feedback(feedback)
-                learned.inc(step.rejection is None)
-                await finish(runtime, step, message)
-            await checkpoints.done(stream, event, "feedback")
+        await consume(stream, "feedback", feedback_codec, "learn", learn)
