@@ -95,7 +95,10 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         stats = replay(files, sink, speed=None, progress=False)
         _say(stats.summary().replace("\n", "\n      "))
         expected = stats.produced
-        summary = follow(settings, expected, timeout_s)
+        seen = follow(settings, expected, timeout_s)
+        if seen.get("predictions", 0) < expected:
+            _say(f"only {seen.get('predictions', 0)} of {expected} predictions arrived within {timeout_s:.0f} s; "
+                 f"the worker's log is {log_path}")
     finally:
         stop_process(worker)
     from cli.evaluate import render, verdict
@@ -119,7 +122,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
     report = write_report(settings, report_dir / f"report-{run_id}.html", run_data)
     print(f"\nreport: {report}")
     print(f"read the topics again with: LIVELEARN_TOPIC_PREFIX={settings.topic_prefix} livelearn predictions --from-beginning")
-    return 0 if summary["predictions"] >= expected else 1
+    return 0 if len(run_data["predictions"]) >= expected else 1
 
 
 def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int]:
