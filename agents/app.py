@@ -22,6 +22,7 @@ from schemas.records import dead_letter
 from streams.drift import BASIS_CONFIG, DriftConfig
 from streams.learning import LearnerConfig
 from streams.pipeline import PipelineConfig
+from streams.tick_gate import GateConfig
 
 log = logging.getLogger("livelearn")
 
@@ -42,10 +43,13 @@ def pipeline_config(s: Settings) -> PipelineConfig:
                         warmup_events=int(s.drift_warmup),
                         volatility_half_life=s._float("drift_volatility_half_life"))
     groups = s.basis
+    gate = GateConfig(min_ahead_ms=int(s.gate_max_ahead_ms), clock_ahead_ms=int(s.gate_clock_ahead_ms),
+                      jump_floor=float(s.gate_jump_floor), jump_sigmas=float(s.gate_jump_sigmas),
+                      confirm=int(s.gate_confirm), enabled=s.gate_on)
     basis = None if groups.mode == "off" else dataclasses.replace(
         BASIS_CONFIG, alpha=drift.alpha, correction=drift.correction, basis_min_bps=s._float("basis_min_bps"))
     config = PipelineConfig(learner=learner, drift=drift, drift_response=s.drift_response_on,
-                            late_grace_ms=int(s.late_grace_ms), emit=s.predict_on,
+                            late_grace_ms=int(s.late_grace_ms), gate=gate, emit=s.predict_on,
                             performance_every=s.performance_interval, basis=basis, basis_groups=groups)
     if drift_features:
         config = PipelineConfig(**{**config.__dict__, "drift_features": drift_features})

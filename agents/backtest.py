@@ -15,6 +15,7 @@ both would publish the same outputs. It writes no checkpoints: a backtest is re-
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -66,7 +67,8 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                     remaining.discard(partition)
                 counts["ticks"] += 1
                 try:
-                    step = pipelines[partition].on_tick(codec.decode(message.value(), topic, partition, offset))
+                    step = pipelines[partition].on_tick(codec.decode(message.value(), topic, partition, offset),
+                                                        int(time.time() * 1000))
                 except DecodeError as exc:
                     step = Step(rejection=("featurize", "decode_error", str(exc), None))
                 _emit(runtime, step, message, counts)

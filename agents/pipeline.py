@@ -29,5 +29,5 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                 latency.observe(time.perf_counter() - started)
                 await reject(runtime, "featurize", "decode_error", str(exc), message)
             else:
-                await finish(runtime, state.on_tick(tick), message)
+                await finish(runtime, state.on_tick(tick, int(time.time() * 1000)), message)
             await checkpoints.done(stream, event, STAGE)

@@ -20,6 +20,8 @@ TYPED = {
     "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
     "model_checkpoint_seconds": "float", "kafka_port": "int", "kafka_controller_port": "int",
     "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int",
+    "gate_max_ahead_ms": "int", "gate_clock_ahead_ms": "int", "gate_jump_floor": "float", "gate_jump_sigmas": "float",
+    "gate_confirm": "int",
     "drift_window": "int", "drift_current_window": "int", "drift_check_every": "int", "drift_warmup": "int",
     "drift_alpha": "float", "drift_volatility_half_life": "float", "basis_min_bps": "float",
     "traffic_share": "float", "promotion_alpha": "float", "promotion_min_samples": "int",
@@ -28,6 +30,7 @@ TYPED = {
 LOWER_BOUNDS = {
     "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1,
     "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0,
+    "gate_max_ahead_ms": 0, "gate_clock_ahead_ms": 0, "gate_jump_floor": 1e-6, "gate_jump_sigmas": 1, "gate_confirm": 1,
     "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
     "drift_volatility_half_life": 0, "basis_min_bps": 0, "traffic_share": 0, "promotion_min_samples": 1,
     "performance_every": 1,
@@ -130,6 +133,24 @@ class Settings:
         "Ticks that produce a feature vector and a prediction: price (trades, klines), book (book tickers) or all",
     )
     late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are applied at the last time; older are dead-lettered")
+    gate: str = _env("LIVELEARN_GATE", "on", "Tick gate before the features: future, implausible and duplicate ticks are dead-lettered (on/off)")
+    gate_max_ahead_ms: str = _env(
+        "LIVELEARN_GATE_MAX_AHEAD_MS", "600000",
+        "A tick further ahead of its partition's stream than max(this, 20 x the symbol's typical gap) is future_event",
+    )
+    gate_clock_ahead_ms: str = _env(
+        "LIVELEARN_GATE_CLOCK_AHEAD_MS", "300000", "A tick further ahead of this machine's clock than this is future_event"
+    )
+    gate_jump_floor: str = _env(
+        "LIVELEARN_GATE_JUMP_FLOOR", "0.10",
+        "A price whose log change from the last accepted one exceeds max(this, GATE_JUMP_SIGMAS x its EWMA rms) is implausible_value",
+    )
+    gate_jump_sigmas: str = _env(
+        "LIVELEARN_GATE_JUMP_SIGMAS", "50", "Jump bound in recent standard deviations (refuses a genuine tick at most 1/k^2 of the time)"
+    )
+    gate_confirm: str = _env(
+        "LIVELEARN_GATE_CONFIRM", "3", "Consecutive agreeing ticks that confirm a new price level or time line (the earlier ones are dead-lettered)"
+    )
     drift_window: str = _env("LIVELEARN_DRIFT_WINDOW", "500", "Events in each drift reference window")
     drift_current_window: str = _env(
         "LIVELEARN_DRIFT_CURRENT_WINDOW", "100", "Most recent events compared with the reference (capped at the reference window)"
@@ -224,6 +245,10 @@ class Settings:
             BasisGroups.parse(self.basis_groups)
         except ValueError as exc:
             problems.append(str(exc))
+        try:
+            self._switch("gate")
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError("bad settings: " + "; ".join(problems))
 
@@ -302,6 +327,10 @@ class Settings:
                 raise ValueError(f"LIVELEARN_CHALLENGERS: {part.strip()!r} is not name=member+member")
             out[name.strip()] = names
         return out
+
+    @property
+    def gate_on(self) -> bool:
+        return self._switch("gate")
 
     @property
     def guard_on(self) -> bool:

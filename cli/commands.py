@@ -231,35 +231,37 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    """JSON lines on stdin -> validated Avro ticks or feedback events."""
+    """JSON lines on stdin -> validated Avro ticks or feedback events. Each line is judged on its own
+    (connectors.json_lines): a bad one is dead-lettered with its reason and the next is read; what was
+    accepted is flushed whatever happens later."""
+    import time
+
+    from connectors.json_lines import MAX_LINE_BYTES, InputError, parse_feedback, parse_tick, read_lines
     from schemas.codec import EncodeError
-    from streams.ticks import InvalidTick, check_tick, make_tick
 
     _ensure_topics(settings)
     is_feedback = args.kind == "feedback"
     sink = _sink(settings, "produce", "feedback" if is_feedback else "tick",
                  "feedback" if is_feedback else "ticks")
-    for number, line in enumerate(sys.stdin, 1):
-        if not line.strip():
-            continue
-        raw = line.rstrip("\n").encode()
-        try:
-            data = json.loads(line)
-            if is_feedback:
-                record = _feedback_record(data)
-                sink.send(record, record["symbol"], record["feedback_time_ms"])
-            else:
-                fields = {k: v for k, v in data.items()
-                          if k not in ("symbol", "kind", "event_time_ms", "price", "quantity", "source")}
-                tick = make_tick(data["symbol"], data["kind"], data["event_time_ms"], data["price"],
-                                 data.get("quantity", 0.0), data.get("source", "produce"), **fields)
-                check_tick(tick)
-                sink.send(tick, tick["symbol"], tick["event_time_ms"])
-        except InvalidTick as exc:
-            _reject(sink, exc.code, str(exc), number, raw)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, EncodeError) as exc:
-            _reject(sink, "invalid_input", f"invalid_input: {type(exc).__name__}: {exc}", number, raw)
-    sink.flush()
+    try:
+        for line in read_lines(sys.stdin.buffer):
+            try:
+                if line.oversized:
+                    raise InputError("oversized_line", f"line of {line.length:,} bytes; at most "
+                                                       f"{MAX_LINE_BYTES:,} (the dead letter keeps the first "
+                                                       f"{len(line.raw):,})")
+                if is_feedback:
+                    record = parse_feedback(line.raw, int(time.time() * 1000))
+                    sink.send(record, record["symbol"], record["feedback_time_ms"])
+                else:
+                    tick = parse_tick(line.raw)
+                    sink.send(tick, tick["symbol"], tick["event_time_ms"])
+            except InputError as exc:
+                _reject(sink, exc.code, str(exc), line.number, line.raw)
+            except EncodeError as exc:
+                _reject(sink, "invalid_input", f"invalid_input: {exc}", line.number, line.raw)
+    finally:
+        sink.flush()
     rejected = sum(sink.rejected.values())
     print(f"produced {sink.produced}, rejected {rejected}" +
           "".join(f"\n  rejected {k}: {v}" for k, v in sorted(sink.rejected.items())), file=sys.stderr)
@@ -269,27 +271,6 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
 def _reject(sink, code: str, reason: str, number: int, raw: bytes) -> None:
     print(f"livelearn: line {number}: {reason}", file=sys.stderr)
     sink.reject(code, reason, "stdin", number, raw)
-
-
-def _feedback_record(data: dict) -> dict:
-    if not data.get("prediction_id") and data.get("event_time_ms") is None:
-        raise ValueError("feedback needs prediction_id or symbol + event_time_ms")
-    if data.get("label") is None and data.get("score") is None:
-        raise ValueError("feedback needs a label or a score")
-    label = data.get("label")
-    if label is not None and label not in (0, 1):
-        raise ValueError(f"label must be 0 or 1, got {label!r}")
-    return {
-        "prediction_id": data.get("prediction_id"),
-        "symbol": str(data["symbol"]).upper(),
-        "event_time_ms": data.get("event_time_ms"),
-        "label": label,
-        "realised_return": data.get("realised_return"),
-        "score": data.get("score"),
-        "source": str(data.get("source", "external")),
-        "feedback_time_ms": int(data.get("feedback_time_ms") or datetime.now(UTC).timestamp() * 1000),
-        "matured_tick_index": None,
-    }
 
 
 def _follow(settings: Settings, stage: str, schema: str, group: str | None, from_beginning: bool,

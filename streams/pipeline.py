@@ -7,7 +7,8 @@ unit that is checkpointed and moved between workers. Each input is one call that
 worker (agents.pipeline), the backtest (agents.backtest), ``livelearn evaluate`` on files and the
 benchmarks all drive this object, so they give the same records from the same inputs.
 
-* :meth:`PartitionPipeline.on_tick`: a decoded tick. Validation, features (published on
+* :meth:`PartitionPipeline.on_tick`: a decoded tick. Validation, the tick gate (streams.tick_gate:
+  ticks from the future, implausible prices, duplicates), features (published on
   ``features``), then, for a vector, learning from the outcomes it matures (published on
   ``outcomes``), the prediction (``predictions``, challengers on ``shadow-predictions``), drift
   checks (``alerts``) with the drift response (``model-events``), and now and then a
@@ -41,6 +42,7 @@ from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
+from streams.tick_gate import GateConfig, TickGate
 from streams.ticks import InvalidTick, check_tick
 
 SEVERE = ("HIGH", "CRITICAL")
@@ -55,6 +57,8 @@ class PipelineConfig:
     drift_features: tuple[str, ...] = DRIFT_FEATURES
     drift_response: bool = True
     late_grace_ms: int = 0
+    # Event-time and value hygiene before the feature engine (streams.tick_gate).
+    gate: GateConfig = field(default_factory=GateConfig)
     emit: str = "price"
     performance_every: int = 500
     export_every: int = 50
@@ -159,6 +163,7 @@ class PartitionPipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = config or PipelineConfig()
         self.engine = FeatureEngine(late_grace_ms=self.config.late_grace_ms, emit=self.config.emit)
+        self.gate = TickGate(self.config.gate)
         self.learners: dict[str, SymbolLearner] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.activity: dict[str, SymbolActivity] = {}
@@ -180,13 +185,21 @@ class PartitionPipeline:
             monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift, self.config.basis)
         return monitor
 
-    def on_tick(self, tick: dict[str, Any]) -> Step:
+    def on_tick(self, tick: dict[str, Any], now_ms: int | None = None) -> Step:
+        """A decoded tick; ``now_ms`` (wall time, from the worker or the backtest) lets the gate refuse
+        ticks stamped ahead of this machine's clock."""
         step = Step()
         step.stats.ticked = True
         started = time.perf_counter()
         try:
             check_tick(tick)
+            refusal = self.gate.check(tick, now_ms)
+            if refusal is not None:
+                step.stats.featurize_seconds = time.perf_counter() - started
+                step.rejection = ("featurize", refusal[0], refusal[1], None)
+                return step
             vector = self.engine.update(tick)
+            self.gate.accept(tick)
         except InvalidTick as exc:
             step.rejection = ("featurize", exc.code, str(exc), None)
         except LateTick as exc:

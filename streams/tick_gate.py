@@ -1,0 +1,262 @@
+"""The tick gate: event-time and value hygiene before a tick reaches feature state.
+
+One bad tick must not cost a symbol its later ticks or its models. Without this gate a valid tick
+stamped an hour ahead moved the symbol's clock, so every genuine tick after it was dead-lettered as
+late (a tick stamped 2099 blocked its symbol until 2099); a price of 1e-300 was applied (``ret_5`` of
+1e302) and left both members at exactly 0.5 for good; an exact duplicate was a new tick. The gate
+decides per symbol, from what it has accepted so far, and refuses with a reason code that the worker
+dead-letters (the input is kept, counted and explained):
+
+* ``future_event``: the event time is ahead of the reference clock by more than the jump bound,
+  ``max(min_ahead_ms, gap_factor * typical gap)`` (the typical gap is an exponentially weighted mean of
+  the symbol's accepted inter-tick gaps, so one-day klines are not refused for being a day apart); the
+  reference is the latest accepted event time of the partition (a quiet symbol in a busy partition
+  keeps its place). Also a tick more than ``clock_ahead_ms`` ahead of this machine's clock, when the
+  caller passes one (the worker and the backtest pass wall time; history is never ahead of it).
+* ``implausible_value``: a price (trade price, kline close, or book mid) whose log change from the
+  symbol's last accepted price exceeds ``max(jump_floor, jump_sigmas * sigma)``, sigma being an
+  exponentially weighted root mean square of accepted log changes; or a price or size outside any
+  market's range (``price_range``, ``max_quantity``), which also keeps the feature engine's arithmetic
+  finite. Chebyshev's inequality bounds how often a genuine tick is refused by the sigma term: at
+  most ``1 / jump_sigmas**2`` (1 in 2,500 at the default 50) for any return distribution with that
+  variance; the floor (10% in one tick) only loosens it.
+* ``duplicate_tick``: the same symbol, kind, event time, ids and content as one of the last
+  ``duplicate_memory`` accepted ticks.
+
+A genuine change of level or a genuine gap in the data looks like a bad tick at first. The gate
+therefore accepts a new level or a new time line once ``confirm`` consecutive refused ticks agree
+with each other (each within the bound of the first): the first ``confirm - 1`` ticks after a real
+jump are dead-lettered (replayable from the dead-letter topic), and a single poisoned tick never
+moves the symbol. Nothing here depends on wall time unless the caller passes ``now_ms``, so a replay
+gives the same answer every time.
+
+>>> from streams.ticks import make_tick
+>>> gate = TickGate()
+>>> t0 = 1_700_000_000_000
+>>> def feed(tick):
+...     refusal = gate.check(tick)
+...     if refusal is None:
+...         gate.accept(tick)
+...     return refusal
+>>> [feed(make_tick("BTCUSDT", "TRADE", t0 + i * 1000, 100.0 + i % 2, 1.0, first_trade_id=i)) for i in range(3)]
+[None, None, None]
+>>> gate.check(make_tick("BTCUSDT", "TRADE", t0 + 3_600_000, 100.0, 1.0))[0]
+'future_event'
+>>> gate.check(make_tick("BTCUSDT", "TRADE", t0 + 3000, 1e-300, 1.0))[0]
+'implausible_value'
+>>> gate.check(make_tick("BTCUSDT", "TRADE", t0 + 2000, 100.0, 1.0, first_trade_id=2))[0]
+'duplicate_tick'
+>>> feed(make_tick("BTCUSDT", "TRADE", t0 + 3000, 101.0, 1.0, first_trade_id=3)) is None
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+_ID_FIELDS = ("first_trade_id", "last_trade_id", "sequence_id")
+_CONTENT_FIELDS = ("price", "quantity", "bid_price", "bid_qty", "ask_price", "ask_qty", "is_buyer_maker")
+_PRICE_FIELDS = ("price", "open", "high", "low", "bid_price", "ask_price")
+_SIZE_FIELDS = ("quantity", "quote_volume", "taker_buy_volume", "bid_qty", "ask_qty")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The gate's bounds (settings ``LIVELEARN_GATE_*``; see the module docstring)."""
+
+    min_ahead_ms: int = 600_000
+    gap_factor: float = 20.0
+    clock_ahead_ms: int = 300_000
+    jump_floor: float = 0.10
+    jump_sigmas: float = 50.0
+    confirm: int = 3
+    duplicate_memory: int = 64
+    price_range: tuple[float, float] = (1e-12, 1e12)
+    max_quantity: float = 1e15
+    enabled: bool = True
+
+    def __post_init__(self):
+        if self.min_ahead_ms < 0 or self.clock_ahead_ms < 0:
+            raise ValueError("min_ahead_ms and clock_ahead_ms must be >= 0")
+        if self.gap_factor <= 0 or self.jump_floor <= 0 or self.jump_sigmas <= 0:
+            raise ValueError("gap_factor, jump_floor and jump_sigmas must be positive")
+        if self.confirm < 1:
+            raise ValueError("confirm must be >= 1")
+        if self.duplicate_memory < 0:
+            raise ValueError("duplicate_memory must be >= 0")
+        low, high = self.price_range
+        if not 0 < low < high:
+            raise ValueError("price_range must be (low, high) with 0 < low < high")
+
+
+_GAP_ALPHA = 0.05  # about the last 20 gaps
+_VAR_ALPHA = 0.01  # about the last 100 log changes
+
+
+class SymbolGate:
+    """What the gate remembers of one symbol."""
+
+    __slots__ = ("last_time", "gap", "price", "var", "changes", "recent", "recent_set",
+                 "jump_run", "time_run")
+
+    def __init__(self):
+        self.last_time: int | None = None
+        self.gap: float | None = None
+        self.price: float | None = None
+        self.var: float | None = None
+        self.changes = 0
+        self.recent: deque[tuple] = deque()
+        self.recent_set: set[tuple] = set()
+        self.jump_run: list[float] = []  # log prices of consecutive refused jumps
+        self.time_run: list[int] = []  # event times of consecutive refused future ticks
+
+
+class TickGate:
+    """Per-symbol event-time and value hygiene (see the module docstring); part of a partition's state."""
+
+    def __init__(self, config: GateConfig | None = None):
+        self.config = config or GateConfig()
+        self.symbols: dict[str, SymbolGate] = {}
+        self.partition_time: int | None = None
+        self.refused: dict[str, int] = {}
+
+    @staticmethod
+    def _fingerprint(tick: dict[str, Any]) -> tuple:
+        return (tick["kind"], tick["event_time_ms"], *(tick.get(f) for f in _ID_FIELDS),
+                *(tick.get(f) for f in _CONTENT_FIELDS))
+
+    @staticmethod
+    def _price(tick: dict[str, Any]) -> float | None:
+        if tick["kind"] == "BOOK_TICKER":
+            bid, ask = tick.get("bid_price"), tick.get("ask_price")
+            return (bid + ask) / 2.0 if bid and ask else None
+        return tick["price"]
+
+    def bound_ms(self, state: SymbolGate) -> float:
+        config = self.config
+        gap = state.gap if state.gap is not None else 0.0
+        return max(config.min_ahead_ms, config.gap_factor * gap)
+
+    def jump_bound(self, state: SymbolGate) -> float:
+        config = self.config
+        sigma = math.sqrt(state.var) if state.var is not None and state.changes >= 20 else 0.0
+        return max(config.jump_floor, config.jump_sigmas * sigma)
+
+    def check(self, tick: dict[str, Any], now_ms: int | None = None) -> tuple[str, str] | None:
+        """``None`` when the tick may be applied, else ``(reason code, reason)``. The tick must already
+        be valid (streams.ticks.check_tick). A tick that is then applied must be passed to
+        :meth:`accept`, so that a tick the feature engine refuses (late) leaves no trace here."""
+        config = self.config
+        if not config.enabled:
+            return None
+        symbol = tick["symbol"]
+        state = self.symbols.get(symbol)
+        if state is None:
+            state = self.symbols[symbol] = SymbolGate()
+        refusal = self._values(tick) or self._clock(tick, now_ms)
+        if refusal is None and config.duplicate_memory and self._fingerprint(tick) in state.recent_set:
+            refusal = ("duplicate_tick", f"{symbol} {tick['kind']} at {tick['event_time_ms']} repeats one of "
+                                         f"the last {config.duplicate_memory} ticks")
+        if refusal is None:
+            refusal = self._time(state, tick) or self._jump(state, tick)
+        if refusal is None:
+            return None
+        self.refused[refusal[0]] = self.refused.get(refusal[0], 0) + 1
+        return refusal
+
+    def _values(self, tick: dict[str, Any]) -> tuple[str, str] | None:
+        low, high = self.config.price_range
+        for name in _PRICE_FIELDS:
+            value = tick.get(name)
+            if value is not None and value != 0 and not low <= value <= high:
+                return ("implausible_value", f"{name} {value!r} is outside any market's range [{low:g}, {high:g}]")
+        limit = self.config.max_quantity
+        for name in _SIZE_FIELDS:
+            value = tick.get(name)
+            if value is not None and value > limit:
+                return ("implausible_value", f"{name} {value!r} is above any market's size ({limit:g})")
+        return None
+
+    def _clock(self, tick: dict[str, Any], now_ms: int | None) -> tuple[str, str] | None:
+        if now_ms is not None and tick["event_time_ms"] - now_ms > self.config.clock_ahead_ms:
+            ahead = (tick["event_time_ms"] - now_ms) / 1000.0
+            return ("future_event", f"{tick['symbol']} tick at {tick['event_time_ms']} is {ahead:.0f} s ahead of "
+                                    f"this machine's clock (bound {self.config.clock_ahead_ms / 1000:.0f} s)")
+        return None
+
+    def _time(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
+        if state.last_time is not None and state.gap is None:
+            return None  # the symbol's first gap: nothing to judge it by yet
+        known = [t for t in (state.last_time, self.partition_time) if t is not None]
+        if not known:
+            return None
+        reference = max(known)
+        time_ms = tick["event_time_ms"]
+        bound = self.bound_ms(state)
+        if time_ms - reference <= bound:
+            state.time_run.clear()
+            return None
+        run = state.time_run
+        if run and not 0 <= time_ms - run[-1] <= bound:
+            run.clear()
+        run.append(time_ms)
+        if len(run) >= self.config.confirm:
+            run.clear()  # a new time line, confirmed by consecutive ticks
+            return None
+        return ("future_event", f"{tick['symbol']} tick at {time_ms} is {(time_ms - reference) / 1000:.0f} s ahead of "
+                                f"the stream ({reference}); bound {bound / 1000:.0f} s, accepted once "
+                                f"{self.config.confirm} consecutive ticks agree")
+
+    def _jump(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
+        price = self._price(tick)
+        if price is None or state.price is None:
+            return None
+        change = math.log(price / state.price)
+        bound = self.jump_bound(state)
+        if abs(change) <= bound:
+            state.jump_run.clear()
+            return None
+        run = state.jump_run
+        level = math.log(price)
+        if run and abs(level - run[0]) > bound:
+            run.clear()
+        run.append(level)
+        if len(run) >= self.config.confirm:
+            run.clear()  # a new price level, confirmed by consecutive ticks
+            return None
+        return ("implausible_value", f"{tick['symbol']} price {price!r} is a log change of {change:+.3g} from the last "
+                                     f"accepted {state.price!r}; bound {bound:.3g}, accepted once "
+                                     f"{self.config.confirm} consecutive ticks agree")
+
+    def accept(self, tick: dict[str, Any]) -> None:
+        """Take an applied tick into the symbol's state (its clock, price level, volatility, recent ticks)."""
+        if not self.config.enabled:
+            return
+        state = self.symbols[tick["symbol"]]
+        time_ms = tick["event_time_ms"]
+        if state.last_time is not None and time_ms > state.last_time:
+            gap = time_ms - state.last_time
+            state.gap = gap if state.gap is None else state.gap + _GAP_ALPHA * (gap - state.gap)
+        if state.last_time is None or time_ms > state.last_time:
+            state.last_time = time_ms
+        if self.partition_time is None or time_ms > self.partition_time:
+            self.partition_time = time_ms
+        price = self._price(tick)
+        if price is not None:
+            if state.price is not None:
+                change = math.log(price / state.price)
+                square = change * change
+                state.var = square if state.var is None else state.var + _VAR_ALPHA * (square - state.var)
+                state.changes += 1
+            state.price = price
+        memory = self.config.duplicate_memory
+        if memory:
+            fingerprint = self._fingerprint(tick)
+            if fingerprint not in state.recent_set:
+                state.recent.append(fingerprint)
+                state.recent_set.add(fingerprint)
+                if len(state.recent) > memory:
+                    state.recent_set.discard(state.recent.popleft())

@@ -1,0 +1,115 @@
+"""Input that cannot poison a symbol, and a producer that never loses accepted input (issue #19), on
+a real broker.
+
+* Poison ticks produced mid-stream (one an hour ahead, one stamped 2099, an exact duplicate, prices of
+  1e-300, 1e308 and 3x) go through `livelearn produce` (they are valid ticks) into a real worker: each
+  is dead-lettered by the worker with its reason, and the worker's predictions equal, record for
+  record, those of the same partition pipeline run in process on the stream without them.
+* `livelearn produce` with bad lines among good ones (a number, a list or null as symbol, a JSON array,
+  null, not JSON, a 1 MB line, wrong types): every good line reaches the topic, every bad one is
+  dead-lettered with its reason (the oversized one truncated, its length in the reason), exit 1 with
+  the counts. Feedback labels 1.0 and true are accepted.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agents.app import pipeline_config
+from agents.settings import Settings
+from connectors.json_lines import KEEP_BYTES, parse_tick
+from connectors.replay import read_file
+from schemas.codec import AvroCodec
+from streams.pipeline import PartitionPipeline
+from tests.conftest import DATA, livelearn
+from tests.kafka_io import read_topic
+
+pytestmark = pytest.mark.integration
+
+KLINES = DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+SETTINGS = {"LIVELEARN_MEMBERS": "logreg"}
+N, AT = 700, 600
+
+
+def line_of(tick: dict) -> str:
+    return json.dumps({k: v for k, v in tick.items() if v is not None})
+
+
+def poison_after(tick: dict) -> list[tuple[str, str]]:
+    lines = []
+    for code, change in (("future_event", {"event_time_ms": tick["event_time_ms"] + 3_600_000}),
+                         ("future_event", {"event_time_ms": 4_081_000_000_000}),
+                         ("duplicate_tick", {}),
+                         ("implausible_value", {"price": 1e-300, "open": 1e-300, "high": 1e-300, "low": 1e-300}),
+                         ("implausible_value", {"price": 1e308, "open": 1e308, "high": 1e308, "low": 1e308}),
+                         ("implausible_value", {k: tick[k] * 3 for k in ("price", "open", "high", "low")})):
+        lines.append((code, line_of({**tick, **change})))
+    return lines
+
+
+def decoded(env, stage, schema, expect=None):
+    codec = AvroCodec.for_topic_schema(schema)
+    return [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
+                                                        env["LIVELEARN_TOPIC_PREFIX"] + stage,
+                                                        expect=expect, timeout=240, idle=3.0)]
+
+
+def test_poison_ticks_are_dead_lettered_by_the_worker_and_change_no_prediction(worker_factory, pipeline_env):
+    env = {**pipeline_env, **SETTINGS}
+    worker_factory(SETTINGS).start()
+    clean = [line_of(item.tick) for item in read_file(KLINES)[:N]]
+    poison = poison_after(parse_tick(clean[AT].encode()))
+    lines = clean[:AT + 1] + [line for _, line in poison] + clean[AT + 1:]
+    result = livelearn("produce", "ticks", env=env, input="\n".join(lines) + "\n", timeout=120)
+    assert result.returncode == 0, result.stderr  # every poison tick is a valid tick
+
+    expected = []
+    pipeline = PartitionPipeline(pipeline_config(Settings.from_env(env)))
+    for line in clean:
+        expected += [o.record for o in pipeline.on_tick(parse_tick(line.encode())).records if o.stage == "predictions"]
+    got = decoded(env, "predictions", "prediction", expect=N)
+    strip = [{k: v for k, v in r.items() if k != "latency_ms"} for r in expected]
+    assert [{k: v for k, v in r.items() if k != "latency_ms"} for r in got] == strip
+    dead = decoded(env, "dead-letters", "dead_letter", expect=len(poison))
+    assert sorted(d["reason_code"] for d in dead) == sorted(code for code, _ in poison)
+    assert all(d["stage"] == "featurize" and d["source_topic"].endswith("ticks") for d in dead)
+
+
+def test_produce_keeps_every_good_line_and_dead_letters_each_bad_one(pipeline_env):
+    env = pipeline_env
+    good = [{"symbol": "BTCUSDT", "kind": "TRADE", "event_time_ms": 1_700_000_000_000 + i, "price": 100.0 + i,
+             "quantity": 1.0} for i in range(5)]
+    bad = [('{"symbol": 42, "kind": "TRADE", "event_time_ms": 1700000000000, "price": 1}', "invalid_input"),
+           ('{"symbol": ["BTCUSDT"], "kind": "TRADE", "event_time_ms": 1700000000000, "price": 1}', "invalid_input"),
+           ('{"symbol": null, "kind": "TRADE", "event_time_ms": 1700000000000, "price": 1}', "invalid_input"),
+           ("[1, 2, 3]", "invalid_input"), ("null", "invalid_input"), ("{not json", "invalid_input"),
+           ('{"symbol": "BTCUSDT", "kind": "TRADE", "event_time_ms": "soon", "price": 1}', "invalid_input"),
+           ('{"symbol": "BTCUSDT", "kind": "TRADE", "event_time_ms": 1700000000000, "price": true}', "invalid_input"),
+           ('{"symbol": "BTCUSDT", "kind": "TRADE", "event_time_ms": 1700000000000, "price": -1}', "invalid_value"),
+           ('{"symbol": "BTCUSDT", "kind": "TRADE", "event_time_ms": 1700000000000, "price": 1, "x": "' + "a" * 1_048_576
+            + '"}', "oversized_line")]
+    lines = [json.dumps(good[0])]
+    for i, (line, _) in enumerate(bad):
+        lines += [line, json.dumps(good[1 + i % 4])] if i < 4 else [line]
+    result = livelearn("produce", "ticks", env=env, input="\n".join(lines) + "\n", timeout=120)
+    assert result.returncode == 1
+    assert f"produced 5, rejected {len(bad)}" in result.stderr
+    ticks = decoded(env, "ticks", "tick", expect=5)
+    assert [(t["symbol"], t["event_time_ms"], t["price"]) for t in ticks] == \
+        [(g["symbol"], g["event_time_ms"], g["price"]) for g in good]
+    dead = decoded(env, "dead-letters", "dead_letter", expect=len(bad))
+    dead.sort(key=lambda d: d["source_offset"])
+    assert [d["reason_code"] for d in dead] == [code for _, code in bad]
+    oversized = dead[-1]
+    assert len(oversized["value"]) == KEEP_BYTES and "1,048,6" in oversized["reason"]
+
+    feedback = [{"symbol": "BTCUSDT", "prediction_id": "p1", "label": 1.0},
+                {"symbol": "BTCUSDT", "prediction_id": "p2", "label": True},
+                {"symbol": "BTCUSDT", "prediction_id": "p3", "label": 0}]
+    result = livelearn("produce", "feedback", env=env, input="".join(json.dumps(f) + "\n" for f in feedback)
+                       + '{"symbol": "BTCUSDT", "prediction_id": "p4", "label": 2}\n', timeout=120)
+    assert result.returncode == 1 and "produced 3, rejected 1" in result.stderr
+    labels = [f["label"] for f in decoded(env, "feedback", "feedback", expect=3)]
+    assert labels == [1, 1, 0]

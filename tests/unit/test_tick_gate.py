@@ -1,0 +1,147 @@
+"""The tick gate (issue #19): one poisoned tick changes nothing for the other ticks of its symbol, each
+poison is refused with its reason, genuine jumps and gaps get through after confirmation, and the real
+data shipped here is never refused."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+
+from agents.app import pipeline_config
+from agents.settings import Settings
+from connectors.replay import read_file
+from streams.features import FeatureEngine
+from streams.pipeline import PartitionPipeline
+from streams.tick_gate import GateConfig, TickGate
+from streams.ticks import make_tick
+from tests.conftest import DATA
+
+KLINES = DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+REAL_FILES = sorted((DATA / "binance" / "klines").rglob("*.zip")) + sorted((DATA / "binance" / "ws").glob("*"))
+NOW_MS = 1_800_000_000_000  # 2027: after every shipped tick
+
+
+def ticks_of(path, limit=None):
+    ticks = [item.tick for item in read_file(path) if item.tick is not None]
+    return ticks[:limit] if limit else ticks
+
+
+def run(ticks):
+    """Predictions (latency aside) by prediction id, and the rejection of each input in order."""
+    pipeline = PartitionPipeline(pipeline_config(Settings()))
+    predictions, rejections = {}, []
+    for tick in ticks:
+        step = pipeline.on_tick(tick, NOW_MS)
+        rejections.append(step.rejection[1] if step.rejection else None)
+        for output in step.records:
+            if output.stage == "predictions":
+                record = dict(output.record)
+                record.pop("latency_ms")
+                predictions[record["prediction_id"]] = record
+    return predictions, rejections
+
+
+def poisoned(ticks, at):
+    good = ticks[at]
+    poison = []
+    hour_ahead = copy.deepcopy(good)
+    hour_ahead["event_time_ms"] += 3_600_000
+    poison.append(("future_event", hour_ahead))
+    year_2099 = copy.deepcopy(good)
+    year_2099["event_time_ms"] = 4_081_000_000_000
+    poison.append(("future_event", year_2099))
+    poison.append(("duplicate_tick", copy.deepcopy(good)))
+    for price in (1e-300, 1e308, good["price"] * 3):
+        bad = copy.deepcopy(good)
+        bad["price"] = bad["open"] = bad["high"] = bad["low"] = price
+        poison.append(("implausible_value", bad))
+    stream = ticks[:at + 1] + [p for _, p in poison] + ticks[at + 1:]
+    return stream, [code for code, _ in poison]
+
+
+def test_poison_mid_stream_changes_no_prediction_and_each_is_refused_with_its_reason():
+    ticks = ticks_of(KLINES, 900)
+    clean, clean_rejections = run(ticks)
+    assert not any(clean_rejections)
+    stream, codes = poisoned(ticks, 600)
+    dirty, rejections = run(stream)
+    assert rejections[601:601 + len(codes)] == codes
+    assert not any(rejections[:601]) and not any(rejections[601 + len(codes):])
+    assert dirty == clean
+    assert len(clean) == len(ticks)
+
+
+def test_a_genuine_new_price_level_is_accepted_after_confirmation():
+    gate = TickGate(GateConfig(confirm=3))
+    t0 = 1_700_000_000_000
+    verdicts = []
+    for i in range(60):
+        price = 100.0 if i < 30 else 140.0  # a 34% log move that stays
+        tick = make_tick("X", "TRADE", t0 + i * 1000, price, 1.0, first_trade_id=i)
+        refusal = gate.check(tick)
+        if refusal is None:
+            gate.accept(tick)
+        verdicts.append(refusal and refusal[0])
+    assert verdicts[30:32] == ["implausible_value"] * 2
+    assert not any(verdicts[:30]) and not any(verdicts[32:])
+
+
+def test_a_genuine_gap_is_accepted_after_confirmation_and_coarse_bars_never_refused():
+    t0 = 1_700_000_000_000
+    gate = TickGate()
+    times = [t0 + i * 60_000 for i in range(100)] + [t0 + 7_200_000 + i * 60_000 for i in range(100, 130)]
+    verdicts = []
+    for time_ms in times:
+        tick = make_tick("X", "KLINE", time_ms, 100.0, 1.0, high=100.0, low=100.0)
+        refusal = gate.check(tick)
+        if refusal is None:
+            gate.accept(tick)
+        verdicts.append(refusal and refusal[0])
+    assert verdicts[100:102] == ["future_event"] * 2
+    assert not any(verdicts[:100]) and not any(verdicts[102:])
+    daily = TickGate()
+    for i in range(30):
+        tick = make_tick("Y", "KLINE", t0 + i * 86_400_000, 100.0 + i, 1.0, high=200.0, low=50.0)
+        assert daily.check(tick, NOW_MS) is None
+        daily.accept(tick)
+
+
+def test_ticks_ahead_of_the_wall_clock_are_refused_when_a_clock_is_given():
+    gate = TickGate(GateConfig(clock_ahead_ms=300_000))
+    tick = make_tick("X", "TRADE", NOW_MS + 301_000, 100.0, 1.0)
+    assert gate.check(tick, NOW_MS)[0] == "future_event"
+    assert gate.check(tick) is None
+
+
+@pytest.mark.parametrize("path", REAL_FILES, ids=lambda p: p.name)
+def test_no_tick_of_the_shipped_real_data_is_refused(path):
+    gate = TickGate()
+    ticks = ticks_of(path)
+    refused = []
+    for tick in ticks:
+        refusal = gate.check(tick, NOW_MS)
+        if refusal is None:
+            gate.accept(tick)
+        else:
+            refused.append(refusal)
+    assert ticks and refused == []
+
+
+def test_the_feature_engine_stays_finite_over_the_whole_range_the_gate_lets_through():
+    engine = FeatureEngine()
+    low, high = GateConfig().price_range
+    t0 = 1_700_000_000_000
+    for i in range(200):
+        price = high if i % 2 else low
+        vector = engine.update(make_tick("X", "TRADE", t0 + i, price, GateConfig().max_quantity if i % 3 else 1e-12,
+                                         is_buyer_maker=i % 2 == 0))
+        assert all(math.isfinite(v) for v in vector["values"].values())
+
+
+def test_the_gate_can_be_switched_off():
+    assert TickGate(GateConfig(enabled=False)).check(make_tick("X", "TRADE", 4_081_000_000_000, 1e-300, 1.0),
+                                                     NOW_MS) is None
+    config = pipeline_config(Settings(gate="off", gate_confirm="5"))
+    assert not config.gate.enabled and config.gate.confirm == 5
