@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from agents.metrics import Metrics
@@ -86,6 +87,9 @@ def faust_app(s: Settings):
         topic_partitions=s.n_partitions,
         topic_replication_factor=s.n_replicas,
         consumer_auto_offset_reset="earliest",
+        # Events are acked at checkpoints; on a stop or a revocation the worker checkpoints what it has
+        # applied itself (agents.web), so Faust must not wait for acks of events it cleared unprocessed.
+        stream_wait_empty=False,
         processing_guarantee="at_least_once",
         web_port=s.web_port_int,
         web_bind=s.web_bind,
@@ -118,6 +122,7 @@ class Runtime:
         self._producer = None
         self.delivery_errors: list[str] = []
         self.ready = False
+        self.broker_away_since: float | None = None  # monotonic time outputs stopped being delivered
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
                                                    partitions=settings.n_partitions) for spec in FLOW}
@@ -127,7 +132,8 @@ class Runtime:
     def producer(self):
         """The output producer, created on first use (a runtime that publishes nothing connects nowhere)."""
         if self._producer is None:
-            self._producer = make_producer(self.settings.client_config(), linger_ms=2)
+            # message.timeout.ms 0: a record waits for the broker however long it is away, never dropped.
+            self._producer = make_producer(self.settings.client_config(), linger_ms=2, message_timeout_ms=0)
         return self._producer
 
     def _on_delivery(self, err, msg) -> None:
@@ -164,6 +170,35 @@ class Runtime:
 
     async def flush_outputs(self, timeout: float = 30.0) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.flush_now, timeout)
+
+    async def deliver_outputs(self, give_up_after: float | None = None, attempt_s: float = 5.0) -> bool:
+        """Wait until every published record is on the broker. A broker that does not answer is waited
+        out (the worker's producer never times records out): not ready meanwhile, a log line every
+        attempt, ready again once delivered. False after ``give_up_after`` seconds, if given. A record
+        the broker refused (a delivery error) raises: retrying cannot deliver it."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        while True:
+            wait = attempt_s if give_up_after is None else max(0.0, min(attempt_s, started + give_up_after
+                                                                        - time.monotonic()))
+            remaining = await loop.run_in_executor(None, self.producer.flush, wait)
+            if self.delivery_errors:
+                errors = list(self.delivery_errors)
+                self.delivery_errors.clear()
+                raise RuntimeError(f"{len(errors)} records refused by the broker: {errors[:3]}")
+            if not remaining:
+                if self.broker_away_since is not None:
+                    log.warning("broker back after %.0f s; outputs delivered", time.monotonic() - self.broker_away_since)
+                    self.broker_away_since = None
+                    self.metrics.ready.set(1 if self.ready else 0)
+                return True
+            if self.broker_away_since is None:
+                self.broker_away_since = started
+            self.metrics.ready.set(0)
+            log.warning("%d records not yet delivered after %.0f s: the broker does not answer; retrying", remaining,
+                        time.monotonic() - self.broker_away_since)
+            if give_up_after is not None and time.monotonic() - started >= give_up_after:
+                return False
 
     def dead_letter_record(self, stage: str, reason_code: str, reason: str, topic: str, partition: int,
                            offset: int, key: Any, value: Any) -> dict[str, Any]:

@@ -137,6 +137,9 @@ class PartitionCheckpoints:
         self.pending: dict[int, list[tuple[Any, Any]]] = {}
         self.last_saved: dict[int, float] = {}
         self.restored: dict[int, list[dict]] | None = None
+        # Partitions with an event between ``unapplied`` handing it out and ``done`` recording it: a
+        # checkpoint taken then would hold the event's effect without its offset.
+        self.in_flight: set[int] = set()
         self._signer: CheckpointSigner | None = None
         self._loading: asyncio.Lock | None = None
 
@@ -209,7 +212,11 @@ class PartitionCheckpoints:
             if message.offset <= self.offsets.get(message.partition, {}).get(input_stage, -1):
                 await stream.ack(event)
                 continue
-            yield event, state
+            self.in_flight.add(message.partition)
+            try:
+                yield event, state
+            finally:
+                self.in_flight.discard(message.partition)
 
     async def done(self, stream, event, input_stage: str) -> None:
         """Record an applied event; checkpoint and ack when due."""
@@ -222,7 +229,7 @@ class PartitionCheckpoints:
         if len(pending) >= self.every_events:
             await self.checkpoint(partition)
 
-    async def checkpoint(self, partition: int) -> None:
+    async def checkpoint(self, partition: int, flush_timeout: float | None = None) -> None:
         pending = self.pending.get(partition)
         if not pending or partition not in self.states:
             return
@@ -248,7 +255,10 @@ class PartitionCheckpoints:
             }
             record["signature"] = self.signer.sign(record)
             await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record)
-        await self.runtime.flush_outputs()  # the outputs of these events, and the checkpoint, are on the broker
+        # The outputs of these events, and the checkpoint, are on the broker before the events are acked
+        # (waiting out a broker outage, however long, unless a bound is given).
+        if not await self.runtime.deliver_outputs(give_up_after=flush_timeout):
+            raise TimeoutError(f"checkpoint {sequence} of partition {partition} not delivered in {flush_timeout} s")
         self.runtime.metrics.model_events.labels("CHECKPOINT").inc()
         self.runtime.metrics.checkpoint_bytes.set(len(state))
         for stream, event in pending:
@@ -259,6 +269,30 @@ class PartitionCheckpoints:
         for partition, pending in list(self.pending.items()):
             if pending and now - self.last_saved.get(partition, 0.0) >= self.every_seconds:
                 await self.checkpoint(partition)
+
+    async def settle(self, partitions: set[int] | None = None, timeout: float = 10.0) -> bool:
+        """Checkpoint (and so ack) every event applied so far in ``partitions`` (default: all owned), once
+        no event of theirs is half-way through an agent; for a graceful stop and for partitions being
+        revoked. False when that did not finish within ``timeout`` seconds (the events after the last
+        checkpoint are then re-applied by the next owner: at-least-once, nothing lost)."""
+        wanted = set(self.states) if partitions is None else partitions & set(self.states)
+        deadline = time.monotonic() + timeout
+        while wanted & self.in_flight:
+            if time.monotonic() >= deadline:
+                log.warning("%s: partitions %s still busy after %.0f s; not checkpointed", self.stage,
+                            sorted(wanted & self.in_flight), timeout)
+                return False
+            await asyncio.sleep(0.005)
+        try:
+            for partition in sorted(wanted):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                await asyncio.wait_for(self.checkpoint(partition, flush_timeout=remaining), timeout=remaining)
+        except TimeoutError:
+            log.warning("%s: final checkpoint not delivered within %.0f s", self.stage, timeout)
+            return False
+        return True
 
     def forget(self, partitions: set[int]) -> None:
         """After a revocation: the next owner restores from the checkpoint."""

@@ -18,7 +18,7 @@ from schemas.keys import BasisGroups
 TYPED = {
     "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
     "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
-    "model_checkpoint_seconds": "float", "kafka_port": "int", "kafka_controller_port": "int",
+    "model_checkpoint_seconds": "float", "stop_timeout": "float", "kafka_port": "int", "kafka_controller_port": "int",
     "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int",
     "gate_max_ahead_ms": "int", "gate_clock_ahead_ms": "int", "gate_jump_floor": "float", "gate_jump_sigmas": "float",
     "gate_confirm": "int",
@@ -28,7 +28,7 @@ TYPED = {
     "rollback_margin": "float", "rollback_threshold": "float", "performance_every": "int", "seed": "int",
 }
 LOWER_BOUNDS = {
-    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1,
+    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1, "stop_timeout": 0,
     "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0,
     "gate_max_ahead_ms": 0, "gate_clock_ahead_ms": 0, "gate_jump_floor": 1e-6, "gate_jump_sigmas": 1, "gate_confirm": 1,
     "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
@@ -110,6 +110,10 @@ class Settings:
     )
     model_checkpoint_seconds: str = _env(
         "LIVELEARN_MODEL_CHECKPOINT_SECONDS", "5", "Model checkpoint at least this often while vectors arrive"
+    )
+    stop_timeout: str = _env(
+        "LIVELEARN_STOP_TIMEOUT_S", "10",
+        "On SIGTERM/SIGINT or a revocation, at most this long to checkpoint the partitions given up (then exit)",
     )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
@@ -284,6 +288,10 @@ class Settings:
     def partition_key(self, symbol: str) -> str:
         """The Kafka key of a symbol's ticks and feedback (schemas.keys)."""
         return self.basis.key(symbol)
+
+    @property
+    def stop_timeout_s(self) -> float:
+        return self._float("stop_timeout")
 
     @property
     def n_partitions(self) -> int:

@@ -3,10 +3,15 @@ partitions' checkpoints, readiness once the checkpoints are read)."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
+
+log = logging.getLogger("livelearn.worker")
 
 
 def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
@@ -22,7 +27,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
 
     @app.page("/readyz")
     async def readyz(web, request):
-        ready = runtime.ready and not app.rebalancing
+        ready = runtime.ready and not app.rebalancing and runtime.broker_away_since is None
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.task
@@ -52,7 +57,22 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
             lag = high - (done + 1 if done is not None else 0)
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
 
+    stop_timeout = runtime.settings.stop_timeout_s
+
     @app.on_partitions_revoked.connect
-    def forget_revoked(sender, revoked, **kwargs):
+    async def checkpoint_then_forget_revoked(sender, revoked, **kwargs):
+        """The next owner starts where this worker stopped: what was applied is checkpointed first."""
         inputs = {runtime.topic_names[name] for name in checkpoints.inputs}
-        checkpoints.forget({tp.partition for tp in revoked if tp.topic in inputs})
+        partitions = {tp.partition for tp in revoked if tp.topic in inputs}
+        if partitions:
+            await checkpoints.settle(partitions, timeout=stop_timeout)
+        checkpoints.forget(partitions)
+
+    @app.on_before_shutdown.connect
+    async def checkpoint_on_stop(sender, **kwargs):
+        """A graceful stop (SIGTERM, SIGINT): Faust has stopped the flow of events; checkpoint every owned
+        partition, so that a restart re-emits nothing."""
+        started = time.monotonic()
+        settled = await checkpoints.settle(timeout=stop_timeout)
+        log.warning("stop: partitions %s %s in %.2f s", sorted(checkpoints.states),
+                    "checkpointed" if settled else "NOT all checkpointed", time.monotonic() - started)
