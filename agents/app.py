@@ -120,9 +120,17 @@ class Runtime:
         # confluent-kafka produce a few µs. Delivery is confirmed (flush) before the inputs that caused
         # them are acked, at each checkpoint (agents.checkpoints), which keeps at-least-once.
         self._producer = None
+        # Exactly-once: one transactional producer per input partition (its transactional id fences a
+        # zombie owner of that partition); outputs and the checkpoint commit together (agents.checkpoints).
+        self.exactly_once = settings.exactly_once
+        self._transactional: dict[int, Any] = {}
+        # Partitions whose transaction is being committed: their next events' outputs wait for the next
+        # transaction, or they would be committed with a checkpoint that does not include those events.
+        self._committing: dict[int, asyncio.Event] = {}
         self.delivery_errors: list[str] = []
         self.ready = False
         self.broker_away_since: float | None = None  # monotonic time outputs stopped being delivered
+        self.input_topics = {self.topic_names[stage] for stage in ("ticks", "external-features", "feedback")}
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
                                                    partitions=settings.n_partitions) for spec in FLOW}
@@ -136,29 +144,105 @@ class Runtime:
             self._producer = make_producer(self.settings.client_config(), linger_ms=2, message_timeout_ms=0)
         return self._producer
 
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.settings.app_id}-{self.settings.topic_prefix}pipeline-{partition}"
+
+    def producer_for(self, partition: int | None):
+        """The producer for outputs of an input partition: in exactly-once mode its transactional
+        producer, with a transaction open (created, fenced-in and begun on first use); else the one
+        shared producer."""
+        if not self.exactly_once or partition is None or partition < 0:
+            return self.producer
+        producer = self._transactional.get(partition)
+        if producer is None:
+            timeout_ms = int(self.settings.transaction_timeout_s * 1000)
+            producer = make_producer(self.settings.client_config(), linger_ms=2,
+                                     transactional_id=self.transactional_id(partition),
+                                     transaction_timeout_ms=timeout_ms, message_timeout_ms=timeout_ms)
+            # Blocks until an earlier owner's open transaction for this partition is aborted (fencing).
+            producer.init_transactions(60)
+            producer.begin_transaction()
+            self._transactional[partition] = producer
+        return producer
+
+    def begin_commit(self, partition: int) -> None:
+        """From the checkpoint's snapshot until :meth:`commit_partition` ends, hold the partition's outputs."""
+        if self.exactly_once:
+            self._committing.setdefault(partition, asyncio.Event())
+
+    def end_commit(self, partition: int) -> None:
+        event = self._committing.pop(partition, None)
+        if event is not None:
+            event.set()
+
+    async def commit_partition(self, partition: int, timeout: float | None = None) -> bool:
+        """Exactly-once: commit the partition's open transaction (its outputs and checkpoint become
+        visible to read_committed consumers together) and begin the next. A broker that does not answer
+        is waited out up to the transaction timeout; a fenced or aborted transaction raises (the
+        partition's state is ahead of what was committed: the worker must restart from the checkpoint)."""
+        from confluent_kafka import KafkaException
+
+        producer = self._transactional[partition]
+        loop = asyncio.get_running_loop()
+        limit = self.settings.transaction_timeout_s if timeout is None else timeout
+        started = time.monotonic()
+        while True:
+            try:
+                await loop.run_in_executor(None, producer.commit_transaction, max(0.1, min(5.0, limit)))
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.retriable() and time.monotonic() - started < limit:
+                    self.metrics.ready.set(0)
+                    self.broker_away_since = self.broker_away_since or started
+                    log.warning("commit of partition %s not done after %.0f s (%s); retrying", partition,
+                                time.monotonic() - started, error.str())
+                    continue
+                if error.retriable():
+                    return False
+                raise RuntimeError(f"transaction of partition {partition} failed: {error.str()}; restart to "
+                                   "resume from the last committed checkpoint") from None
+        if self.broker_away_since is not None:
+            log.warning("broker back after %.0f s; transaction committed", time.monotonic() - self.broker_away_since)
+            self.broker_away_since = None
+            self.metrics.ready.set(1 if self.ready else 0)
+        producer.begin_transaction()
+        return True
+
+    def drop_partition_producers(self, partitions: set[int]) -> None:
+        """After a revocation: the next owner fences these transactional ids."""
+        for partition in partitions:
+            self._transactional.pop(partition, None)
+
     def _on_delivery(self, err, msg) -> None:
         if err is not None:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
             log.error("delivery to %s failed: %s", msg.topic(), err)
 
-    def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None
-                    ) -> bool:
+    def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None,
+                    partition: int | None = None) -> bool:
         """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
-        when librdkafka's queue is full (nothing was queued: serve deliveries, then try again)."""
+        when librdkafka's queue is full (nothing was queued: serve deliveries, then try again).
+        ``partition`` is the input partition whose event caused it (exactly-once: its transaction)."""
+        producer = self.producer_for(partition)
         try:
-            self.producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
-                                  timestamp=timestamp_ms or 0, on_delivery=self._on_delivery)
+            producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
+                             timestamp=timestamp_ms or 0, on_delivery=self._on_delivery)
         except BufferError:
-            self.producer.poll(0.01)
+            producer.poll(0.01)
             return False
         self.metrics.outputs.labels(stage).inc()
         return True
 
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
-                      timestamp_ms: int | None = None) -> None:
-        while not self.produce_now(stage, key, record, timestamp_ms):
+                      timestamp_ms: int | None = None, partition: int | None = None) -> None:
+        held = self._committing.get(partition) if stage != "checkpoints" else None
+        while held is not None:
+            await held.wait()
+            held = self._committing.get(partition)
+        while not self.produce_now(stage, key, record, timestamp_ms, partition):
             await asyncio.sleep(0)
-        self.producer.poll(0)
+        self.producer_for(partition).poll(0)
 
     def flush_now(self, timeout: float = 30.0) -> None:
         """Block until every published record is acknowledged by the broker; raise on delivery errors."""
@@ -209,9 +293,11 @@ class Runtime:
 
     async def dead_letter(self, stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,
                           key: Any, value: Any) -> None:
-        """Keep a rejected input with its reason; never raises (the dead-letter path must not stop a worker)."""
+        """Keep a rejected input with its reason; never raises (the dead-letter path must not stop a worker).
+        A rejected input event's dead letter belongs to its partition's transaction (exactly-once)."""
         record = self.dead_letter_record(stage, reason_code, reason, topic, partition, offset, key, value)
+        in_pipeline = topic in self.input_topics
         try:
-            await self.publish("dead-letters", record["key"], record)
+            await self.publish("dead-letters", record["key"], record, partition=partition if in_pipeline else None)
         except Exception:
             log.exception("could not publish a dead letter from %s", stage)

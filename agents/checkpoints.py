@@ -139,7 +139,7 @@ class PartitionCheckpoints:
         self.restored: dict[int, list[dict]] | None = None
         # Partitions with an event between ``unapplied`` handing it out and ``done`` recording it: a
         # checkpoint taken then would hold the event's effect without its offset.
-        self.in_flight: set[int] = set()
+        self.in_flight: dict[int, int] = {}
         self._signer: CheckpointSigner | None = None
         self._loading: asyncio.Lock | None = None
 
@@ -212,11 +212,15 @@ class PartitionCheckpoints:
             if message.offset <= self.offsets.get(message.partition, {}).get(input_stage, -1):
                 await stream.ack(event)
                 continue
-            self.in_flight.add(message.partition)
+            partition = message.partition
+            self.in_flight[partition] = self.in_flight.get(partition, 0) + 1
             try:
                 yield event, state
             finally:
-                self.in_flight.discard(message.partition)
+                if self.in_flight[partition] <= 1:
+                    del self.in_flight[partition]
+                else:
+                    self.in_flight[partition] -= 1
 
     async def done(self, stream, event, input_stage: str) -> None:
         """Record an applied event; checkpoint and ack when due."""
@@ -234,13 +238,25 @@ class PartitionCheckpoints:
         if not pending or partition not in self.states:
             return
         # Swap the pending list and pickle the state before any await: the agents (or the timer) may
-        # process more events while the checkpoint is being delivered; those belong to the next one.
+        # process more events while the checkpoint is being delivered; those belong to the next one
+        # (exactly-once: their outputs wait for the next transaction, runtime.begin_commit).
         self.pending[partition] = []
         sequence = self.sequences.get(partition, 0) + 1
         self.sequences[partition] = sequence
         offsets = dict(self.offsets[partition])
         pickled = snapshots.dumps(self.states[partition])
         self.last_saved[partition] = time.monotonic()
+        self.runtime.begin_commit(partition)
+        try:
+            await self._write(partition, sequence, offsets, pickled, flush_timeout)
+        finally:
+            self.runtime.end_commit(partition)
+        self.runtime.metrics.model_events.labels("CHECKPOINT").inc()
+        for stream, event in pending:
+            await stream.ack(event)
+
+    async def _write(self, partition: int, sequence: int, offsets: dict[str, int], pickled: bytes,
+                     flush_timeout: float | None) -> None:
         # The pickle is the consistent snapshot; compressing it (about as long again for a learner's
         # megabyte) runs in a thread (zlib releases the GIL) while the loop serves the next events.
         state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, 1)
@@ -254,20 +270,25 @@ class PartitionCheckpoints:
                 "part": part, "parts": len(pieces), "state": piece,
             }
             record["signature"] = self.signer.sign(record)
-            await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record)
+            await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record,
+                                       partition=partition)
         # The outputs of these events, and the checkpoint, are on the broker before the events are acked
-        # (waiting out a broker outage, however long, unless a bound is given).
-        if not await self.runtime.deliver_outputs(give_up_after=flush_timeout):
+        # (waiting out a broker outage, however long, unless a bound is given); exactly-once: committed
+        # in the partition's transaction.
+        if self.runtime.exactly_once:
+            delivered = await self.runtime.commit_partition(partition, timeout=flush_timeout)
+        else:
+            delivered = await self.runtime.deliver_outputs(give_up_after=flush_timeout)
+        if not delivered:
             raise TimeoutError(f"checkpoint {sequence} of partition {partition} not delivered in {flush_timeout} s")
-        self.runtime.metrics.model_events.labels("CHECKPOINT").inc()
         self.runtime.metrics.checkpoint_bytes.set(len(state))
-        for stream, event in pending:
-            await stream.ack(event)
 
     async def checkpoint_quiet(self) -> None:
         now = time.monotonic()
         for partition, pending in list(self.pending.items()):
-            if pending and now - self.last_saved.get(partition, 0.0) >= self.every_seconds:
+            # Not while an event of the partition is half-way: its effect would be checkpointed
+            # without its offset.
+            if pending and partition not in self.in_flight and now - self.last_saved.get(partition, 0.0) >= self.every_seconds:
                 await self.checkpoint(partition)
 
     async def settle(self, partitions: set[int] | None = None, timeout: float = 10.0) -> bool:
@@ -277,10 +298,10 @@ class PartitionCheckpoints:
         checkpoint are then re-applied by the next owner: at-least-once, nothing lost)."""
         wanted = set(self.states) if partitions is None else partitions & set(self.states)
         deadline = time.monotonic() + timeout
-        while wanted & self.in_flight:
+        while wanted & set(self.in_flight):
             if time.monotonic() >= deadline:
                 log.warning("%s: partitions %s still busy after %.0f s; not checkpointed", self.stage,
-                            sorted(wanted & self.in_flight), timeout)
+                            sorted(wanted & set(self.in_flight)), timeout)
                 return False
             await asyncio.sleep(0.005)
         try:
@@ -300,4 +321,5 @@ class PartitionCheckpoints:
             self.states.pop(partition, None)
             self.offsets.pop(partition, None)
             self.pending.pop(partition, None)
+        self.runtime.drop_partition_producers(partitions)
         self.restored = None

@@ -18,7 +18,7 @@ from schemas.keys import BasisGroups
 TYPED = {
     "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
     "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
-    "model_checkpoint_seconds": "float", "stop_timeout": "float", "kafka_port": "int", "kafka_controller_port": "int",
+    "model_checkpoint_seconds": "float", "stop_timeout": "float", "transaction_timeout": "float", "kafka_port": "int", "kafka_controller_port": "int",
     "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int",
     "gate_max_ahead_ms": "int", "gate_clock_ahead_ms": "int", "gate_jump_floor": "float", "gate_jump_sigmas": "float",
     "gate_confirm": "int",
@@ -28,7 +28,7 @@ TYPED = {
     "rollback_margin": "float", "rollback_threshold": "float", "performance_every": "int", "seed": "int",
 }
 LOWER_BOUNDS = {
-    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1, "stop_timeout": 0,
+    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1, "stop_timeout": 0, "transaction_timeout": 1,
     "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0,
     "gate_max_ahead_ms": 0, "gate_clock_ahead_ms": 0, "gate_jump_floor": 1e-6, "gate_jump_sigmas": 1, "gate_confirm": 1,
     "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
@@ -37,7 +37,7 @@ LOWER_BOUNDS = {
 }
 CHOICES = {
     "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    "label": ("horizon", "next_change"), "predict_on": ("price", "book", "all"),
+    "processing_guarantee": ("at_least_once", "exactly_once"), "label": ("horizon", "next_change"), "predict_on": ("price", "book", "all"),
     "drift_correction": ("bonferroni", "bh"), "alert_min_severity": ("LOW", "MEDIUM", "HIGH", "CRITICAL"),
     "torch_device": ("cpu", "cuda", "auto"), "log_level": ("debug", "info", "warning", "error", "critical"),
 }
@@ -110,6 +110,17 @@ class Settings:
     )
     model_checkpoint_seconds: str = _env(
         "LIVELEARN_MODEL_CHECKPOINT_SECONDS", "5", "Model checkpoint at least this often while vectors arrive"
+    )
+    processing_guarantee: str = _env(
+        "LIVELEARN_PROCESSING_GUARANTEE", "at_least_once",
+        "at_least_once (outputs visible at once; a crash repeats those since the last checkpoint, byte-identical) or "
+        "exactly_once (outputs and checkpoint in one Kafka transaction per partition; visible to read_committed "
+        "consumers at each checkpoint)",
+    )
+    transaction_timeout: str = _env(
+        "LIVELEARN_TRANSACTION_TIMEOUT_S", "60",
+        "exactly_once: a transaction not committed within this is aborted by the broker (a longer broker outage "
+        "restarts the worker from its last committed checkpoint)",
     )
     stop_timeout: str = _env(
         "LIVELEARN_STOP_TIMEOUT_S", "10",
@@ -288,6 +299,14 @@ class Settings:
     def partition_key(self, symbol: str) -> str:
         """The Kafka key of a symbol's ticks and feedback (schemas.keys)."""
         return self.basis.key(symbol)
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee.strip().lower() == "exactly_once"
+
+    @property
+    def transaction_timeout_s(self) -> float:
+        return self._float("transaction_timeout")
 
     @property
     def stop_timeout_s(self) -> float:

@@ -21,7 +21,7 @@ async def finish(runtime: Runtime, step: Step, message: Any) -> None:
     """Publish a step's records, export its statistics, dead-letter its rejection (never raises for a
     bad input: an unexpected error is logged with its traceback and dead-lettered as internal_error)."""
     for output in step.records:
-        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms)
+        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms, message.partition)
         if output.stage == "model-events":
             event = output.record
             level = logging.WARNING if event["kind"] == "REJECTED_UPDATE" else logging.INFO

@@ -280,6 +280,7 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
     from confluent_kafka import Consumer
 
     from cli.errors import require_broker
+    from cli.topic_reader import Dedup
     from schemas.codec import DecodeError, make_codec
 
     require_broker(settings)
@@ -292,6 +293,7 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
         "enable.auto.commit": group is not None,
     })
     consumer.subscribe([topic])
+    dedup = Dedup(stage)
     seen = 0
     last = time.monotonic()
     try:
@@ -312,6 +314,8 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
                 continue
             if symbols and record.get("symbol") not in symbols:
                 continue
+            if not dedup.fresh(record):
+                continue  # repeated by an at-least-once worker after a crash
             print(render(record), flush=True)
             seen += 1
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ def worker(tmp_path):
     checkpoints.every_events = 10**9  # and no checkpoint is written
     published: list[tuple[str, bytes | None, dict]] = []
 
-    async def publish(stage, key, record, timestamp_ms=None):
+    async def publish(stage, key, record, timestamp_ms=None, partition=None):
         published.append((stage, key, record))
 
     runtime.publish = publish

@@ -66,3 +66,15 @@ def test_bad_settings_fail_at_start_naming_every_variable():
                      "LIVELEARN_LABEL must be one of horizon, next_change, got 'foo'",
                      "LIVELEARN_PARTITIONS must be >= 1, got '0'", "LIVELEARN_BASIS_GROUPS: 'x=BTCUSDT'"):
         assert expected in result.stderr
+
+
+def test_readers_drop_an_output_repeated_by_an_at_least_once_worker():
+    from cli.topic_reader import Dedup
+
+    dedup = Dedup("predictions")
+    records = [{"prediction_id": "a"}, {"prediction_id": "b"}, {"prediction_id": "a"}]
+    assert [r["prediction_id"] for r in records if dedup.fresh(r)] == ["a", "b"] and dedup.dropped == 1
+    alerts = Dedup("alerts")
+    firing, resolved = {"alert_id": "x", "status": "FIRING"}, {"alert_id": "x", "status": "RESOLVED"}
+    assert [alerts.fresh(r) for r in (firing, resolved, firing)] == [True, True, False]
+    assert Dedup("performance").fresh({}) and Dedup("performance").fresh({})
