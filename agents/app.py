@@ -50,7 +50,7 @@ def pipeline_config(s: Settings) -> PipelineConfig:
     basis = None if groups.mode == "off" else dataclasses.replace(
         BASIS_CONFIG, alpha=drift.alpha, correction=drift.correction, basis_min_bps=s._float("basis_min_bps"))
     config = PipelineConfig(learner=learner, drift=drift, drift_response=s.drift_response_on,
-                            late_grace_ms=int(s.late_grace_ms), gate=gate, emit=s.predict_on,
+                            late_grace_ms=int(s.late_grace_ms), reorder_ms=int(s.reorder_ms), gate=gate, emit=s.predict_on,
                             performance_every=s.performance_interval, basis=basis, basis_groups=groups)
     if drift_features:
         config = PipelineConfig(**{**config.__dict__, "drift_features": drift_features})

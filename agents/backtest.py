@@ -67,14 +67,19 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                     remaining.discard(partition)
                 counts["ticks"] += 1
                 try:
+                    origin = (message.topic(), partition, offset, message.key(), message.value())
                     step = pipelines[partition].on_tick(codec.decode(message.value(), topic, partition, offset),
-                                                        int(time.time() * 1000))
+                                                        int(time.time() * 1000), origin)
                 except DecodeError as exc:
                     step = Step(rejection=("featurize", "decode_error", str(exc), None))
                 _emit(runtime, step, message, counts)
             runtime.producer.poll(0)
             if progress:
                 progress(counts["ticks"], total)
+        now_ms = int(time.time() * 1000)
+        for pipeline in pipelines.values():  # what a reorder window still holds
+            for released, origin in pipeline.flush(now_ms):
+                _emit_one(runtime, released, origin, counts)
     finally:
         consumer.close()
     runtime.flush_now(timeout=120)
@@ -87,6 +92,14 @@ def _produce(runtime: Runtime, stage: str, key, record: dict, timestamp_ms: int 
 
 
 def _emit(runtime: Runtime, step: Step, message, counts: dict[str, int]) -> None:
+    origin = (message.topic(), message.partition(), message.offset(), message.key(), message.value())
+    _emit_one(runtime, step, origin, counts)
+    for released, held_origin in step.released:
+        _emit_one(runtime, released, held_origin, counts)
+
+
+def _emit_one(runtime: Runtime, step: Step, origin: tuple, counts: dict[str, int]) -> None:
+    topic, partition, offset, key, value = origin
     for output in step.records:
         counts["vectors"] += output.stage == "features"
         counts["predictions"] += output.stage == "predictions"
@@ -96,9 +109,7 @@ def _emit(runtime: Runtime, step: Step, message, counts: dict[str, int]) -> None
     if step.rejection is not None:
         stage, code, reason, error = step.rejection
         if error is not None:
-            log.error("%s failed on %s[%s]@%s", stage, message.topic(), message.partition(), message.offset(),
-                      exc_info=error)
+            log.error("%s failed on %s[%s]@%s", stage, topic, partition, offset, exc_info=error)
         counts["dead_letters"] += 1
-        record = runtime.dead_letter_record(stage, code, reason, message.topic(), message.partition(),
-                                            message.offset(), message.key(), message.value())
+        record = runtime.dead_letter_record(stage, code, reason, topic, partition, offset, key, value)
         _produce(runtime, "dead-letters", record["key"], record)

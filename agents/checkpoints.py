@@ -233,10 +233,13 @@ class PartitionCheckpoints:
         if len(pending) >= self.every_events:
             await self.checkpoint(partition)
 
-    async def checkpoint(self, partition: int, flush_timeout: float | None = None) -> None:
+    async def checkpoint(self, partition: int, flush_timeout: float | None = None, force: bool = False) -> None:
+        """Write the partition's checkpoint when events are waiting for it (or ``force``: its state
+        changed without an input event, e.g. a reorder window let ticks out)."""
         pending = self.pending.get(partition)
-        if not pending or partition not in self.states:
+        if (not pending and not force) or partition not in self.states:
             return
+        pending = pending or []
         # Swap the pending list and pickle the state before any await: the agents (or the timer) may
         # process more events while the checkpoint is being delivered; those belong to the next one
         # (exactly-once: their outputs wait for the next transaction, runtime.begin_commit).

@@ -7,7 +7,7 @@ import time
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import finish, reject
+from agents.steps import finish, finish_released, origin_of, reject
 from schemas.codec import DecodeError
 
 STAGE = "ticks"
@@ -29,5 +29,23 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                 latency.observe(time.perf_counter() - started)
                 await reject(runtime, "featurize", "decode_error", str(exc), message)
             else:
-                await finish(runtime, state.on_tick(tick, int(time.time() * 1000)), message)
+                await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
             await checkpoints.done(stream, event, STAGE)
+
+    window_ms = runtime.pipeline.reorder_ms
+    if window_ms > 0:
+        quiet_ms = min(window_ms, 2000)
+
+        @runtime.app.timer(interval=0.5, name="reorder-quiet-partitions")
+        async def release_quiet_partitions():
+            """A reorder window holds the last ticks until newer ones arrive; when none has for
+            min(window, 2 s) of wall time (a replay ended, a source went quiet), what it holds is let
+            out (and checkpointed)."""
+            now_ms = int(time.time() * 1000)
+            for partition, state in list(checkpoints.states.items()):
+                if partition in checkpoints.in_flight or not len(state.held):
+                    continue
+                if state.last_arrival_ms is not None and now_ms - state.last_arrival_ms < quiet_ms:
+                    continue
+                await finish_released(runtime, state.flush(now_ms))
+                await checkpoints.checkpoint(partition, force=True)

@@ -19,7 +19,7 @@ TYPED = {
     "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
     "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
     "model_checkpoint_seconds": "float", "stop_timeout": "float", "transaction_timeout": "float", "kafka_port": "int", "kafka_controller_port": "int",
-    "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int",
+    "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int", "reorder_ms": "int",
     "gate_max_ahead_ms": "int", "gate_clock_ahead_ms": "int", "gate_jump_floor": "float", "gate_jump_sigmas": "float",
     "gate_confirm": "int",
     "drift_window": "int", "drift_current_window": "int", "drift_check_every": "int", "drift_warmup": "int",
@@ -29,7 +29,7 @@ TYPED = {
 }
 LOWER_BOUNDS = {
     "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1, "stop_timeout": 0, "transaction_timeout": 1,
-    "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0,
+    "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0, "reorder_ms": 0,
     "gate_max_ahead_ms": 0, "gate_clock_ahead_ms": 0, "gate_jump_floor": 1e-6, "gate_jump_sigmas": 1, "gate_confirm": 1,
     "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
     "drift_volatility_half_life": 0, "basis_min_bps": 0, "traffic_share": 0, "promotion_min_samples": 1,
@@ -148,6 +148,10 @@ class Settings:
         "Ticks that produce a feature vector and a prediction: price (trades, klines), book (book tickers) or all",
     )
     late_grace_ms: str = _env("LIVELEARN_LATE_GRACE_MS", "0", "Ticks up to this much older than the last are applied at the last time; older are dead-lettered")
+    reorder_ms: str = _env(
+        "LIVELEARN_REORDER_MS", "0",
+        "Ticks held this long in event time and applied in event-time order (0 = as they arrive; latency = this)",
+    )
     gate: str = _env("LIVELEARN_GATE", "on", "Tick gate before the features: future, implausible and duplicate ticks are dead-lettered (on/off)")
     gate_max_ahead_ms: str = _env(
         "LIVELEARN_GATE_MAX_AHEAD_MS", "600000",

@@ -19,9 +19,28 @@ log = logging.getLogger("livelearn.agents")
 
 async def finish(runtime: Runtime, step: Step, message: Any) -> None:
     """Publish a step's records, export its statistics, dead-letter its rejection (never raises for a
-    bad input: an unexpected error is logged with its traceback and dead-lettered as internal_error)."""
+    bad input: an unexpected error is logged with its traceback and dead-lettered as internal_error).
+    Ticks a reorder window released are finished each with the origin they were admitted with."""
+    await _finish_one(runtime, step, origin_of(message))
+    for released, held_origin in step.released:
+        await _finish_one(runtime, released, held_origin)
+
+
+async def finish_released(runtime: Runtime, released: list[tuple[Step, Any]]) -> None:
+    """Ticks a reorder window let out without an input event (its input went quiet)."""
+    for step, origin in released:
+        await _finish_one(runtime, step, origin)
+
+
+def origin_of(message: Any) -> tuple:
+    """Where an input came from, as plain values (it may be held in a checkpointed reorder buffer)."""
+    return (message.topic, message.partition, message.offset, message.key, message.value)
+
+
+async def _finish_one(runtime: Runtime, step: Step, origin: tuple) -> None:
+    topic, partition, offset, key, value = origin
     for output in step.records:
-        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms, message.partition)
+        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms, partition)
         if output.stage == "model-events":
             event = output.record
             level = logging.WARNING if event["kind"] == "REJECTED_UPDATE" else logging.INFO
@@ -30,10 +49,8 @@ async def finish(runtime: Runtime, step: Step, message: Any) -> None:
     if step.rejection is not None:
         stage, code, reason, error = step.rejection
         if error is not None:
-            log.error("%s failed on %s[%s]@%s", stage, message.topic, message.partition, message.offset,
-                      exc_info=error)
-        await runtime.dead_letter(stage, code, reason, message.topic, message.partition, message.offset,
-                                  message.key, message.value)
+            log.error("%s failed on %s[%s]@%s", stage, topic, partition, offset, exc_info=error)
+        await runtime.dead_letter(stage, code, reason, topic, partition, offset, key, value)
 
 
 async def reject(runtime: Runtime, stage: str, code: str, reason: str, message: Any) -> None:

@@ -106,12 +106,19 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
     pipeline = PartitionPipeline(pipeline_config(settings))
     records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
     items = [item for item in read_file(path, fmt=fmt, symbol=symbol) if item.tick is not None]
-    for done, item in enumerate(items, 1):
-        for output in pipeline.on_tick(item.tick).records:
+    def keep(step) -> None:
+        for output in step.records:
             if output.stage in records:
                 records[output.stage].append(output.record)
+        for released, _ in step.released:
+            keep(released)
+
+    for done, item in enumerate(items, 1):
+        keep(pipeline.on_tick(item.tick))
         if progress is not None and done % 5000 == 0:
             progress(done, len(items))
+    for released, _ in pipeline.flush():
+        keep(released)
     return evaluate_run(records["predictions"], records["outcomes"], records["features"]).summary()
 
 

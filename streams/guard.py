@@ -12,6 +12,11 @@
   running scaler without producing a NaN, which only this check sees. It costs ``2 * holdout``
   predictions, paid on outliers only; ordinary steps cost one extra prediction (none when a member that
   trains in batches, like the MLP, did not train on this call).
+* degenerate output: a member whose probability has been exactly the same for ``degenerate_after``
+  predictions in a row while it kept learning (at least ``degenerate_after // 4`` accepted steps in
+  that run) is saturated or dead (a price of 1e-300 once left both members at exactly 0.5 for good).
+  It is restored from its last good snapshot; snapshots are not refreshed while the output is stuck,
+  so the restored state is one from before the run began. One cheap comparison a prediction.
 * a failed check restores the last good state: a snapshot (pickle) taken every ``snapshot_every``
   accepted steps, and always before the first step.
 
@@ -40,8 +45,12 @@ from streams.scoring import log_loss
 
 class GuardedMember:
     def __init__(self, member: Any, snapshot_every: int = 250, suspect_z: float = 20.0, holdout: int = 32,
-                 spike_factor: float = 1.2, spike_floor: float = 0.05):
+                 spike_factor: float = 1.2, spike_floor: float = 0.05, degenerate_after: int = 200):
         self.member = member
+        self.degenerate_after = degenerate_after
+        self.last_p: float | None = None
+        self.same_run = 0  # predictions in a row with exactly last_p
+        self.learned_in_run = 0  # accepted steps during that run
         self.name = getattr(member, "name", type(member).__name__)
         self.snapshot_every, self.suspect_z, self.spike_factor, self.spike_floor = (
             snapshot_every, suspect_z, spike_factor, spike_floor)
@@ -54,7 +63,19 @@ class GuardedMember:
         self.rejections: list[tuple[str, str]] = []
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
-        return self.member.predict_proba_one(x)
+        proba = self.member.predict_proba_one(x)
+        p = proba[1]
+        if p == self.last_p:
+            self.same_run += 1
+            if self.same_run >= self.degenerate_after and self.learned_in_run >= self.degenerate_after // 4:
+                self.member = snapshots.loads(self.snapshot)
+                self.accepted_since_snapshot = 0
+                self._refuse("degenerate_output", f"probability exactly {p!r} for {self.same_run} predictions while "
+                                                  f"learning {self.learned_in_run} steps; restored the last good snapshot")
+                self.last_p, self.same_run, self.learned_in_run = None, 0, 0
+        else:
+            self.last_p, self.same_run, self.learned_in_run = p, 0, 0
+        return proba
 
     def __getattr__(self, name: str) -> Any:  # learning_rate, raise_learning_rate, features ...
         if name == "member":
@@ -124,7 +145,9 @@ class GuardedMember:
             stat[1] += delta / stat[0]
             stat[2] += delta * (value - stat[1])
         self.accepted_since_snapshot += 1
-        if self.accepted_since_snapshot >= self.snapshot_every:
+        if self.same_run:
+            self.learned_in_run += 1
+        if self.accepted_since_snapshot >= self.snapshot_every and self.same_run < self.degenerate_after // 4:
             self.snapshot = snapshots.dumps(self.member)
             self.accepted_since_snapshot = 0
             self._refresh_bounds()

@@ -42,6 +42,7 @@ from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
+from streams.reorder import ReorderBuffer
 from streams.tick_gate import GateConfig, TickGate
 from streams.ticks import InvalidTick, check_tick
 
@@ -57,6 +58,8 @@ class PipelineConfig:
     drift_features: tuple[str, ...] = DRIFT_FEATURES
     drift_response: bool = True
     late_grace_ms: int = 0
+    # Ticks are held this long in event time and applied in event-time order (0: as they arrive).
+    reorder_ms: int = 0
     # Event-time and value hygiene before the feature engine (streams.tick_gate).
     gate: GateConfig = field(default_factory=GateConfig)
     emit: str = "price"
@@ -101,6 +104,9 @@ class Step:
     stats: StepStats = field(default_factory=StepStats)
     # (stage, reason code, reason, exception or None) of a rejected input.
     rejection: tuple[str, str, str, BaseException | None] | None = None
+    # With a reorder window: the held ticks this input released, each as its own step with the origin
+    # it was given (what a dead letter of it needs); this step itself is then only the admission.
+    released: list[tuple[Step, Any]] = field(default_factory=list)
 
 
 class SymbolActivity:
@@ -164,6 +170,8 @@ class PartitionPipeline:
         self.config = config or PipelineConfig()
         self.engine = FeatureEngine(late_grace_ms=self.config.late_grace_ms, emit=self.config.emit)
         self.gate = TickGate(self.config.gate)
+        self.held = ReorderBuffer(self.config.reorder_ms, self.config.gate.min_ahead_ms)
+        self.last_arrival_ms: int | None = None
         self.learners: dict[str, SymbolLearner] = {}
         self.monitors: dict[str, DriftMonitor] = {}
         self.activity: dict[str, SymbolActivity] = {}
@@ -185,9 +193,29 @@ class PartitionPipeline:
             monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift, self.config.basis)
         return monitor
 
-    def on_tick(self, tick: dict[str, Any], now_ms: int | None = None) -> Step:
+    def on_tick(self, tick: dict[str, Any], now_ms: int | None = None, origin: Any = None) -> Step:
         """A decoded tick; ``now_ms`` (wall time, from the worker or the backtest) lets the gate refuse
-        ticks stamped ahead of this machine's clock."""
+        ticks stamped ahead of this machine's clock. With ``reorder_ms`` the tick is held by the reorder
+        window (streams.reorder) and the step lists the ticks it let out, applied in event-time order,
+        each with its ``origin`` (``released``); :meth:`flush` applies everything held."""
+        if self.config.reorder_ms <= 0:
+            return self._apply(tick, now_ms)
+        step = Step()
+        try:
+            check_tick(tick)
+        except InvalidTick as exc:
+            step.stats.ticked = True
+            step.rejection = ("featurize", exc.code, str(exc), None)
+            return step
+        self.last_arrival_ms = now_ms
+        step.released = [(self._apply(t, now_ms), o) for t, o in self.held.push(tick, origin)]
+        return step
+
+    def flush(self, now_ms: int | None = None) -> list[tuple[Step, Any]]:
+        """Apply every tick held by the reorder window (streams.reorder)."""
+        return [(self._apply(t, now_ms), o) for t, o in self.held.flush()]
+
+    def _apply(self, tick: dict[str, Any], now_ms: int | None = None) -> Step:
         step = Step()
         step.stats.ticked = True
         started = time.perf_counter()

@@ -113,3 +113,21 @@ def test_produce_keeps_every_good_line_and_dead_letters_each_bad_one(pipeline_en
     assert result.returncode == 1 and "produced 3, rejected 1" in result.stderr
     labels = [f["label"] for f in decoded(env, "feedback", "feedback", expect=3)]
     assert labels == [1, 1, 0]
+
+
+def test_a_worker_with_a_reorder_window_applies_displaced_ticks_in_order(worker_factory, pipeline_env):
+    settings = {**SETTINGS, "LIVELEARN_REORDER_MS": "300000"}  # five one-minute klines
+    env = {**pipeline_env, **settings}
+    worker_factory(settings).start()
+    ticks = [item.tick for item in read_file(KLINES)[:N]]
+    shuffled = list(ticks)
+    for i in range(0, N - 1, 2):
+        shuffled[i], shuffled[i + 1] = shuffled[i + 1], shuffled[i]
+    result = livelearn("produce", "ticks", env=env, input="".join(line_of(t) + "\n" for t in shuffled), timeout=120)
+    assert result.returncode == 0, result.stderr
+    pipeline = PartitionPipeline(pipeline_config(Settings.from_env({**env, "LIVELEARN_REORDER_MS": "0"})))
+    expected = [{k: v for k, v in o.record.items() if k != "latency_ms"}
+                for t in ticks for o in pipeline.on_tick(t).records if o.stage == "predictions"]
+    # The last ticks are let out once the input has been quiet for the window's length of wall time.
+    got = decoded(env, "predictions", "prediction", expect=N)
+    assert [{k: v for k, v in r.items() if k != "latency_ms"} for r in got] == expected

@@ -145,3 +145,35 @@ def test_the_gate_can_be_switched_off():
                                                      NOW_MS) is None
     config = pipeline_config(Settings(gate="off", gate_confirm="5"))
     assert not config.gate.enabled and config.gate.confirm == 5
+
+
+def test_a_reorder_window_undoes_displacements_smaller_than_itself():
+    ticks = [t for t in ticks_of(DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz") if t["kind"] == "TRADE"][:3000]
+    blocks: list[list[dict]] = []
+    for tick in ticks:  # ticks of one event time stay together, in their order
+        if blocks and blocks[-1][0]["event_time_ms"] == tick["event_time_ms"]:
+            blocks[-1].append(tick)
+        else:
+            blocks.append([tick])
+    for i in range(0, len(blocks) - 1, 2):  # swap neighbours less than 500 ms apart
+        if blocks[i + 1][0]["event_time_ms"] - blocks[i][0]["event_time_ms"] < 500:
+            blocks[i], blocks[i + 1] = blocks[i + 1], blocks[i]
+    shuffled = [tick for block in blocks for tick in block]
+    assert shuffled != ticks
+
+    def predictions(stream, reorder_ms):
+        pipeline = PartitionPipeline(pipeline_config(Settings(reorder_ms=str(reorder_ms))))
+        steps = []
+        for i, tick in enumerate(stream):
+            step = pipeline.on_tick(tick, NOW_MS, origin=i)
+            steps += [(step, i)] if not reorder_ms else step.released
+        steps += pipeline.flush(NOW_MS)
+        out = [{k: v for k, v in o.record.items() if k != "latency_ms"}
+               for step, _ in steps for o in step.records if o.stage == "predictions"]
+        return out, [(origin, step.rejection[1]) for step, origin in steps if step.rejection]
+
+    in_order, _ = predictions(ticks, 0)
+    reordered, rejected = predictions(shuffled, 1000)
+    assert reordered == in_order and rejected == []
+    _, late = predictions(shuffled, 0)
+    assert late and {code for _, code in late} == {"late_event"}

@@ -165,3 +165,26 @@ def test_traffic_share_is_a_deterministic_hash_of_the_prediction_id():
     shares = [learner.serving(f"D-{i}-{i}") for i in range(5000)]
     assert shares == [learner.serving(f"D-{i}-{i}") for i in range(5000)]
     assert 0.17 < shares.count("c") / 5000 < 0.23
+
+
+def test_a_member_stuck_at_one_probability_while_learning_is_restored_from_a_good_snapshot():
+    import random
+
+    rng = random.Random(3)
+    guarded = GuardedMember(make_member("logreg", features=("a",)), snapshot_every=50, degenerate_after=100)
+
+    def step():
+        a = rng.gauss(0, 1)
+        p = guarded.predict_proba_one({"a": a})[1]
+        guarded.learn_one({"a": a}, int(a + rng.gauss(0, 1) > 0))
+        return p
+
+    healthy = [step() for _ in range(300)]
+    assert len(set(healthy[-100:])) > 90 and not guarded.drain()
+    # Saturate the model (what one absurd input once did): every probability becomes exactly 1.0.
+    guarded.member.model["LogisticRegression"].intercept = 1e6
+    stuck = [step() for _ in range(100)]
+    assert set(stuck) == {1.0}
+    after = [step() for _ in range(50)]
+    assert [code for code, _ in guarded.drain()] == ["degenerate_output"]
+    assert len(set(after[-40:])) > 30 and max(after[1:]) < 1.0  # after[0] was served before the restore
