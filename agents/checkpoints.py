@@ -49,12 +49,15 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                      timeout: float = 20.0) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
     """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
     (blocking; run in an executor), and the records refused, as ``(message, reason)``."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     settings = runtime.settings
     topic = runtime.topic_names["checkpoints"]
+    # Partition EOF marks the end: with transactions the high watermark counts commit markers, which are
+    # never delivered, so "offset + 1 == high" would not be seen (read_committed is librdkafka's default).
     consumer = Consumer({**settings.client_config(), "group.id": f"checkpoint-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": True})
     pieces: dict[tuple[int, int], dict[int, dict]] = {}
     refused: list[tuple[Any, CheckpointRefused]] = []
     try:
@@ -77,7 +80,11 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
         input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
         while len(done) < len(ends) and time.monotonic() < deadline:
             message = consumer.poll(0.2)
-            if message is None or message.error():
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(message.partition())
                 continue
             if message.offset() + 1 >= ends[message.partition()]:
                 done.add(message.partition())

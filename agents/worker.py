@@ -20,7 +20,7 @@ def checkpoint_version(settings: Settings) -> str:
     """A checkpoint is restored only into the same state format and model configuration."""
     config = zlib.crc32(f"{settings.members}|{settings.challengers}|{settings.guard_updates}|{settings.label}|"
                         f"{settings.predict_on}|{settings.basis_groups}".encode())
-    return f"pipeline-v8-{FEATURE_SET}-{config:08x}"
+    return f"pipeline-v9-{FEATURE_SET}-{config:08x}"
 
 
 def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:

@@ -51,12 +51,14 @@ class Dedup:
 def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 2.0,
                  timeout_s: float = 120.0) -> list[dict]:
     """Decoded records of a stage's topic, in partition/offset order per partition, each once."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     topic = settings.topic(stage)
     codec = make_codec(schema, settings.schema_registry_url, topic)
+    # Partition EOF marks the end (transaction markers count in the high watermark but are never delivered).
     consumer = Consumer({**settings.client_config(), "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -77,7 +79,11 @@ def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 2.
         last = time.monotonic()
         while len(done) < len(ends) and time.monotonic() < deadline and time.monotonic() - last < max(idle_s, 10):
             message = consumer.poll(0.2)
-            if message is None or message.error():
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(message.partition())
                 continue
             last = time.monotonic()
             try:
