@@ -47,6 +47,8 @@ class GuardedMember:
     def __init__(self, member: Any, snapshot_every: int = 250, suspect_z: float = 20.0, holdout: int = 32,
                  spike_factor: float = 1.2, spike_floor: float = 0.05, degenerate_after: int = 200):
         self.member = member
+        # Checks and input statistics cover the features the member reads (all of x when it does not say).
+        self.reads: tuple[str, ...] | None = getattr(member, "features", None)
         self.degenerate_after = degenerate_after
         self.last_p: float | None = None
         self.same_run = 0  # predictions in a row with exactly last_p
@@ -112,10 +114,12 @@ class GuardedMember:
         """Learn unless refused or undone; returns whether the step was kept."""
         if y not in (0, 1):
             return self._refuse("invalid_label", f"label {y!r} is not 0 or 1")
-        for name, value in x.items():
+        reads = self.reads
+        read = x if reads is None else {name: x[name] for name in reads if name in x}
+        for name, value in read.items():
             if not math.isfinite(value):
                 return self._refuse("non_finite_input", f"feature {name} = {value!r}")
-        outlier = self._outlier(x) if self.recent else None
+        outlier = self._outlier(read) if self.recent else None
         before = self._holdout_loss() if outlier else None
         steps = getattr(self.member, "steps", None)
         self.member.learn_one(x, y)
@@ -136,7 +140,7 @@ class GuardedMember:
             self.accepted_since_snapshot = 0
             return self._refuse(*problem)
         self.recent.append((x, y))
-        for name, value in x.items():
+        for name, value in read.items():
             stat = self.stats.get(name)
             if stat is None:
                 stat = self.stats[name] = [0, 0.0, 0.0]

@@ -122,11 +122,15 @@ class TickGate:
         self.symbols: dict[str, SymbolGate] = {}
         self.partition_time: int | None = None
         self.refused: dict[str, int] = {}
+        self._checked: tuple[dict[str, Any], tuple | None] | None = None  # the last tick checked, its fingerprint
 
     @staticmethod
     def _fingerprint(tick: dict[str, Any]) -> tuple:
-        return (tick["kind"], tick["event_time_ms"], *(tick.get(f) for f in _ID_FIELDS),
-                *(tick.get(f) for f in _CONTENT_FIELDS))
+        get = tick.get
+        ids = (get("first_trade_id"), get("last_trade_id"), get("sequence_id"))
+        if ids != (None, None, None):  # exchange ids identify a tick; content only without them
+            return (tick["kind"], tick["event_time_ms"], ids)
+        return (tick["kind"], tick["event_time_ms"], *(get(f) for f in _CONTENT_FIELDS))
 
     @staticmethod
     def _price(tick: dict[str, Any]) -> float | None:
@@ -157,7 +161,9 @@ class TickGate:
         if state is None:
             state = self.symbols[symbol] = SymbolGate()
         refusal = self._values(tick) or self._clock(tick, now_ms)
-        if refusal is None and config.duplicate_memory and self._fingerprint(tick) in state.recent_set:
+        fingerprint = self._fingerprint(tick) if config.duplicate_memory else None
+        self._checked = (tick, fingerprint)
+        if refusal is None and fingerprint is not None and fingerprint in state.recent_set:
             refusal = ("duplicate_tick", f"{symbol} {tick['kind']} at {tick['event_time_ms']} repeats one of "
                                          f"the last {config.duplicate_memory} ticks")
         if refusal is None:
@@ -169,13 +175,14 @@ class TickGate:
 
     def _values(self, tick: dict[str, Any]) -> tuple[str, str] | None:
         low, high = self.config.price_range
+        get = tick.get
         for name in _PRICE_FIELDS:
-            value = tick.get(name)
-            if value is not None and value != 0 and not low <= value <= high:
+            value = get(name)
+            if value and not low <= value <= high:
                 return ("implausible_value", f"{name} {value!r} is outside any market's range [{low:g}, {high:g}]")
         limit = self.config.max_quantity
         for name in _SIZE_FIELDS:
-            value = tick.get(name)
+            value = get(name)
             if value is not None and value > limit:
                 return ("implausible_value", f"{name} {value!r} is above any market's size ({limit:g})")
         return None
@@ -254,7 +261,9 @@ class TickGate:
             state.price = price
         memory = self.config.duplicate_memory
         if memory:
-            fingerprint = self._fingerprint(tick)
+            checked = self._checked
+            fingerprint = checked[1] if checked is not None and checked[0] is tick else self._fingerprint(tick)
+            self._checked = None
             if fingerprint not in state.recent_set:
                 state.recent.append(fingerprint)
                 state.recent_set.add(fingerprint)
