@@ -194,6 +194,17 @@ class TickGate:
                                     f"this machine's clock (bound {self.config.clock_ahead_ms / 1000:.0f} s)")
         return None
 
+    def _confirmed(self, run: list, value: float, agrees: bool) -> bool:
+        """One more refused tick in a symbol's run of consecutive ones: True (and the run ends) once
+        ``confirm`` of them agree with each other; one that does not agree starts the run again."""
+        if not agrees:
+            run.clear()
+        run.append(value)
+        if len(run) >= self.config.confirm:
+            run.clear()
+            return True
+        return False
+
     def _time(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
         if state.last_time is not None and state.gap is None:
             return None  # the symbol's first gap: nothing to judge it by yet
@@ -207,12 +218,8 @@ class TickGate:
             state.time_run.clear()
             return None
         run = state.time_run
-        if run and not 0 <= time_ms - run[-1] <= bound:
-            run.clear()
-        run.append(time_ms)
-        if len(run) >= self.config.confirm:
-            run.clear()  # a new time line, confirmed by consecutive ticks
-            return None
+        if self._confirmed(run, time_ms, not run or 0 <= time_ms - run[-1] <= bound):
+            return None  # a new time line
         return ("future_event", f"{tick['symbol']} tick at {time_ms} is {(time_ms - reference) / 1000:.0f} s ahead of "
                                 f"the stream ({reference}); bound {bound / 1000:.0f} s, accepted once "
                                 f"{self.config.confirm} consecutive ticks agree")
@@ -226,14 +233,9 @@ class TickGate:
         if abs(change) <= bound:
             state.jump_run.clear()
             return None
-        run = state.jump_run
-        level = math.log(price)
-        if run and abs(level - run[0]) > bound:
-            run.clear()
-        run.append(level)
-        if len(run) >= self.config.confirm:
-            run.clear()  # a new price level, confirmed by consecutive ticks
-            return None
+        run, level = state.jump_run, math.log(price)
+        if self._confirmed(run, level, not run or abs(level - run[0]) <= bound):
+            return None  # a new price level
         return ("implausible_value", f"{tick['symbol']} price {price!r} is a log change of {change:+.3g} from the last "
                                      f"accepted {state.price!r}; bound {bound:.3g}, accepted once "
                                      f"{self.config.confirm} consecutive ticks agree")

@@ -134,3 +134,29 @@ def worker_factory(pipeline_env, tmp_path):
     yield make
     for worker in workers:
         worker.stop(kill=True)
+
+
+def _private_broker():
+    """A broker of the test's own (its own ports and data), for tests that kill and restart it."""
+    import shutil
+
+    from agents.settings import Settings
+    from cli.kafka_local import LocalBroker
+
+    broker = LocalBroker(Settings(kafka_port=str(free_port()), kafka_controller_port=str(free_port())))
+    broker.up(wait_s=180)
+    try:
+        yield broker
+    finally:
+        broker.down()
+        shutil.rmtree(broker.broker_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_broker():
+    yield from _private_broker()
+
+
+@pytest.fixture(scope="module")
+def private_broker_for_module():
+    yield from _private_broker()

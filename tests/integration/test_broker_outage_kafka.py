@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import urllib.error
@@ -16,11 +15,10 @@ import pytest
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from cli.kafka_local import LocalBroker
 from connectors.replay import read_file
 from schemas.codec import AvroCodec
 from streams.pipeline import PartitionPipeline
-from tests.conftest import ROOT, free_port, livelearn
+from tests.conftest import ROOT, livelearn
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import read_topic
 
@@ -30,18 +28,6 @@ FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.
          ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
 TICKS = 2880
 OUTAGE_S = 60
-
-
-@pytest.fixture
-def private_broker():
-    settings = Settings(kafka_port=str(free_port()), kafka_controller_port=str(free_port()))
-    broker = LocalBroker(settings)
-    broker.up(wait_s=180)
-    try:
-        yield broker
-    finally:
-        broker.down()
-        shutil.rmtree(broker.broker_dir, ignore_errors=True)
 
 
 def expected_predictions(settings: Settings) -> dict[str, dict]:

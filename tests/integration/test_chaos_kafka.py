@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,6 @@ from agents.checkpoints import read_checkpoints
 from agents.settings import Settings
 from agents.trust import CheckpointSigner, checkpoint_key
 from agents.worker import INPUTS
-from cli.kafka_local import LocalBroker
 from connectors.replay import read_file
 from schemas.codec import AvroCodec
 from streams import snapshots
@@ -50,18 +48,6 @@ STOP_TIMEOUT_S = 10
 FAUST_STOP_S = 10
 COMPARED = {"predictions": ("prediction", "prediction_id"), "outcomes": ("feedback", "prediction_id"),
             "alerts": ("drift_alert", "alert_id")}
-
-
-@pytest.fixture(scope="module")
-def private_broker():
-    settings = Settings(kafka_port=str(free_port()), kafka_controller_port=str(free_port()))
-    broker = LocalBroker(settings)
-    broker.up(wait_s=180)
-    try:
-        yield broker
-    finally:
-        broker.down()
-        shutil.rmtree(broker.broker_dir, ignore_errors=True)
 
 
 def feedback_events(predictions: dict[str, dict]) -> list[dict]:
@@ -169,8 +155,9 @@ class Chaos:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
-def test_chaos_then_feedback_equal_an_uninterrupted_run(guarantee, private_broker, worker_factory, pipeline_env,
+def test_chaos_then_feedback_equal_an_uninterrupted_run(guarantee, private_broker_for_module, worker_factory, pipeline_env,
                                                         run_id):
+    private_broker = private_broker_for_module
     rng = random.Random(f"{guarantee}-{run_id}")
     settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_PROCESSING_GUARANTEE": guarantee,
                 "LIVELEARN_MEMBERS": "logreg", "LIVELEARN_MODEL_CHECKPOINT_EVENTS": "200",

@@ -73,32 +73,30 @@ def test_poison_mid_stream_changes_no_prediction_and_each_is_refused_with_its_re
     assert len(clean) == len(ticks)
 
 
-def test_a_genuine_new_price_level_is_accepted_after_confirmation():
-    gate = TickGate(GateConfig(confirm=3))
-    t0 = 1_700_000_000_000
+def verdicts_of(gate: TickGate, ticks) -> list[str | None]:
+    """Each tick's refusal code (None: accepted, and taken into the gate's state)."""
     verdicts = []
-    for i in range(60):
-        price = 100.0 if i < 30 else 140.0  # a 34% log move that stays
-        tick = make_tick("X", "TRADE", t0 + i * 1000, price, 1.0, first_trade_id=i)
+    for tick in ticks:
         refusal = gate.check(tick)
         if refusal is None:
             gate.accept(tick)
         verdicts.append(refusal and refusal[0])
+    return verdicts
+
+
+def test_a_genuine_new_price_level_is_accepted_after_confirmation():
+    t0 = 1_700_000_000_000
+    # A 34% log move that stays.
+    verdicts = verdicts_of(TickGate(GateConfig(confirm=3)), [
+        make_tick("X", "TRADE", t0 + i * 1000, 100.0 if i < 30 else 140.0, 1.0, first_trade_id=i) for i in range(60)])
     assert verdicts[30:32] == ["implausible_value"] * 2
     assert not any(verdicts[:30]) and not any(verdicts[32:])
 
 
 def test_a_genuine_gap_is_accepted_after_confirmation_and_coarse_bars_never_refused():
     t0 = 1_700_000_000_000
-    gate = TickGate()
     times = [t0 + i * 60_000 for i in range(100)] + [t0 + 7_200_000 + i * 60_000 for i in range(100, 130)]
-    verdicts = []
-    for time_ms in times:
-        tick = make_tick("X", "KLINE", time_ms, 100.0, 1.0, high=100.0, low=100.0)
-        refusal = gate.check(tick)
-        if refusal is None:
-            gate.accept(tick)
-        verdicts.append(refusal and refusal[0])
+    verdicts = verdicts_of(TickGate(), [make_tick("X", "KLINE", t, 100.0, 1.0, high=100.0, low=100.0) for t in times])
     assert verdicts[100:102] == ["future_event"] * 2
     assert not any(verdicts[:100]) and not any(verdicts[102:])
     daily = TickGate()
