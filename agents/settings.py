@@ -118,7 +118,7 @@ class Settings:
         "consumers at each checkpoint)",
     )
     transaction_timeout: str = _env(
-        "LIVELEARN_TRANSACTION_TIMEOUT_S", "60",
+        "LIVELEARN_TRANSACTION_TIMEOUT_S", "300",
         "exactly_once: a transaction not committed within this is aborted by the broker (a longer broker outage "
         "restarts the worker from its last committed checkpoint)",
     )

@@ -141,10 +141,19 @@ def _private_broker():
     import shutil
 
     from agents.settings import Settings
-    from cli.kafka_local import LocalBroker
+    from cli.kafka_local import BrokerError, LocalBroker
 
-    broker = LocalBroker(Settings(kafka_port=str(free_port()), kafka_controller_port=str(free_port())))
-    broker.up(wait_s=180)
+    for attempt in (1, 2):  # a second try on fresh ports if the first cannot start (seen once here)
+        broker = LocalBroker(Settings(kafka_port=str(free_port()), kafka_controller_port=str(free_port())))
+        try:
+            broker.up(wait_s=180)
+            break
+        except BrokerError as exc:
+            broker.down()
+            shutil.rmtree(broker.broker_dir, ignore_errors=True)
+            if attempt == 2:
+                raise
+            print(f"private broker did not start, trying again: {exc}", file=sys.stderr)
     try:
         yield broker
     finally:

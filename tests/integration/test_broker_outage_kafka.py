@@ -1,7 +1,8 @@
-"""A broker outage is waited out (issue #19): a private local broker is killed with SIGKILL mid-run and
-started again 60 s later; the same worker process stays alive (/healthz) and not ready (/readyz 503)
-meanwhile, resumes by itself, and its predictions equal those of the same pipeline run in process
-(0 lost, 0 different; at-least-once, so repeats are allowed but must be identical)."""
+"""A broker outage is waited out (issue #19), in both processing guarantees: a private local broker is
+killed with SIGKILL mid-run and started again 60 s later; the same worker process stays alive
+(/healthz) and not ready (/readyz 503) meanwhile, resumes by itself, and its predictions equal those of
+the same pipeline run in process (0 lost, 0 different; repeats must be identical, and there are none
+in exactly-once mode)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,11 @@ def expected_predictions(settings: Settings) -> dict[str, dict]:
     return out
 
 
-def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(private_broker, worker_factory, pipeline_env):
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarantee, private_broker, worker_factory,
+                                                                         pipeline_env):
     settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_MEMBERS": "logreg",
-                "LIVELEARN_LOG_LEVEL": "info"}
+                "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_PROCESSING_GUARANTEE": guarantee}
     env = {**pipeline_env, **settings}
     worker = worker_factory(settings).start(timeout=120)
     assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
@@ -80,5 +83,8 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(private
         record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
         repeats += record["prediction_id"] in got
         assert got.setdefault(record["prediction_id"], record) == record  # a repeat is identical
-    print(f"outage {OUTAGE_S} s: readiness codes {sorted(set(readiness))}, predictions {len(got)}, repeats {repeats}")
+    print(f"{guarantee}, outage {OUTAGE_S} s: readiness codes {sorted(set(readiness))}, predictions {len(got)}, "
+          f"repeats {repeats}")
     assert got == expected_predictions(Settings.from_env(env))
+    if guarantee == "exactly_once":
+        assert repeats == 0
