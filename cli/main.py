@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print the README's configuration table")
     p.set_defaults(func=cmd_config)
 
-    from cli import commands
+    from cli import feed, read, run
 
-    commands.register(sub)
+    for family in (run, feed, read):  # run the pipeline, feed it, read what it publishes
+        family.register(sub)
     return parser
 
 

@@ -1,12 +1,11 @@
-"""Data commands: feed the pipeline (replay, produce) and read from it (predictions, alerts)."""
+"""Commands that feed the pipeline: replay files, live websockets, REST history, labelled datasets, JSON
+lines on stdin, synthetic trades."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from agents.settings import Settings
@@ -20,7 +19,7 @@ def _sink(settings: Settings, stage: str, schema: str = "tick", topic_stage: str
                      key_of=settings.partition_key)
 
 
-def _ensure_topics(settings: Settings) -> None:
+def ensure_topics(settings: Settings) -> None:
     from agents.topics import create_topics
     from cli.errors import require_broker
 
@@ -37,7 +36,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CliError(f"no such file: {', '.join(missing)}", code=2)
-    _ensure_topics(settings)
+    ensure_topics(settings)
     symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
     sink = _sink(settings, "replay")
     try:
@@ -82,47 +81,13 @@ def ratio_option(text: str) -> float:
     return value
 
 
-def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """The pipeline over the ticks topic as it is now, in batches, without a worker (agents.backtest)."""
-    import time
-
-    from cli.errors import CliError, require_broker
-
-    require_broker(settings)
-    _ensure_topics(settings)
-    from agents.app import pipeline_config
-    from agents.backtest import run_backtest
-    from streams.learning import SymbolLearner
-
-    SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run
-    started = time.monotonic()
-
-    def progress(done: int, total: int) -> None:
-        if not args.quiet and total:
-            rate = done / max(time.monotonic() - started, 1e-9)
-            print(f"\rbacktest: {done:,}/{total:,} ticks ({done / total:.0%}), {rate:,.0f} ticks/s",
-                  end="", file=sys.stderr, flush=True)
-
-    try:
-        counts = run_backtest(settings, progress)
-    except RuntimeError as exc:
-        raise CliError(str(exc), code=2) from None
-    if not args.quiet:
-        print(file=sys.stderr)
-    elapsed = time.monotonic() - started
-    print(f"backtest of {settings.topic('ticks')}: {counts['ticks']:,} ticks, {counts['vectors']:,} feature vectors, "
-          f"{counts['predictions']:,} predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters "
-          f"in {elapsed:.1f} s ({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
-    return 0
-
-
 def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
     """A labelled dataset onto the external-features topic: the pipeline predicts each row and learns it
     LIVELEARN_HORIZON_TICKS rows later (River's progressive validation with that delay)."""
     from cli.errors import CliError
     from connectors.datasets import RowError, labelled_vectors
 
-    _ensure_topics(settings)
+    ensure_topics(settings)
     sink = _sink(settings, "replay-dataset", "features", "external-features")
     try:
         drop = tuple(c.strip() for c in args.drop.split(",") if c.strip())
@@ -156,7 +121,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         stall = float(settings.live_stall_seconds)
     except ValueError as exc:
         raise CliError(str(exc), code=2) from None
-    _ensure_topics(settings)
+    ensure_topics(settings)
     sink = _sink(settings, "live")
     config = LiveConfig(symbols, streams, futures=args.market == "futures", ws_url=settings.binance_ws_url,
                         rest_url=settings.binance_rest_url, stall_s=stall, max_runtime_s=args.seconds,
@@ -239,7 +204,7 @@ def cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.json_lines import MAX_LINE_BYTES, InputError, parse_feedback, parse_tick, read_lines
     from schemas.codec import EncodeError
 
-    _ensure_topics(settings)
+    ensure_topics(settings)
     is_feedback = args.kind == "feedback"
     sink = _sink(settings, "produce", "feedback" if is_feedback else "tick",
                  "feedback" if is_feedback else "ticks")
@@ -273,205 +238,6 @@ def _reject(sink, code: str, reason: str, number: int, raw: bytes) -> None:
     sink.reject(code, reason, "stdin", number, raw)
 
 
-def _follow(settings: Settings, stage: str, schema: str, group: str | None, from_beginning: bool,
-            symbols: set[str] | None, render, max_messages: int | None, idle_exit_s: float | None) -> int:
-    import time
-
-    from confluent_kafka import Consumer
-
-    from cli.errors import require_broker
-    from cli.topic_reader import Dedup
-    from schemas.codec import DecodeError, make_codec
-
-    require_broker(settings)
-    topic = settings.topic(stage)
-    codec = make_codec(schema, settings.schema_registry_url, topic)
-    consumer = Consumer({
-        **settings.client_config(),
-        "group.id": group or f"livelearn-{stage}-{uuid.uuid4().hex[:12]}",
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        "enable.auto.commit": group is not None,
-    })
-    consumer.subscribe([topic])
-    dedup = Dedup(stage)
-    seen = 0
-    last = time.monotonic()
-    try:
-        while max_messages is None or seen < max_messages:
-            message = consumer.poll(0.5)
-            if message is None:
-                if idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
-                    break
-                continue
-            if message.error():
-                print(f"livelearn: consumer error: {message.error()}", file=sys.stderr)
-                continue
-            last = time.monotonic()
-            try:
-                record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
-            except DecodeError as exc:
-                print(f"livelearn: skipping undecodable record: {exc}", file=sys.stderr)
-                continue
-            if symbols and record.get("symbol") not in symbols:
-                continue
-            if not dedup.fresh(record):
-                continue  # repeated by an at-least-once worker after a crash
-            print(render(record), flush=True)
-            seen += 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        consumer.close()
-    return 0
-
-
-def _json_line(record: dict) -> str:
-    return json.dumps(record, sort_keys=True, default=lambda b: b.hex() if isinstance(b, bytes) else str(b))
-
-
-def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def render_prediction(record: dict) -> str:
-    return (f"{_when(record['event_time_ms'])} {record['symbol']:10s} p_up={record['probability_up']:.3f} "
-            f"{'UP  ' if record['predicted_up'] else 'DOWN'} conf={record['confidence']:.2f} "
-            f"model={record['model_id']}@v{record['model_version']} id={record['prediction_id']}")
-
-
-def render_alert(record: dict) -> str:
-    return (f"{_when(record['created_time_ms'])} {record['severity']:8s} {record['status']:8s} {record['symbol']:10s} "
-            f"{record['kind']:10s} {record['test_name']} p={record['p_value']:.2e} adj={record['adjusted_p_value']:.2e} "
-            f"effect={record['effect_size']:.3f} features={','.join(record['affected_features'])} "
-            f"action={record['recommended_action']} id={record['alert_id']}")
-
-
-def _symbols(text: str | None) -> set[str] | None:
-    return {s.strip().upper() for s in text.split(",")} if text else None
-
-
-def cmd_predictions(args: argparse.Namespace, settings: Settings) -> int:
-    render = _json_line if args.json else render_prediction
-    return _follow(settings, "predictions", "prediction", args.group, args.from_beginning, _symbols(args.symbols),
-                   render, args.max, args.idle_exit)
-
-
-def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from cli import evaluate
-
-    return evaluate.run(args, settings)
-
-
-def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
-    render = _json_line if args.json else render_alert
-    return _follow(settings, "alerts", "drift_alert", args.group, args.from_beginning, _symbols(args.symbols),
-                   render, args.max, args.idle_exit)
-
-
-def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:
-    """Per symbol: the latest performance record, the most recent lifecycle events (promotions,
-    rollbacks, resets) and how many learning steps the guard refused."""
-    out: dict[str, dict] = {}
-    for record in performance:
-        current = out.setdefault(record["symbol"], {"performance": None, "events": [], "refused_updates": 0})
-        if current["performance"] is None or record["labelled"] >= current["performance"]["labelled"]:
-            current["performance"] = record
-    for event in sorted(events, key=lambda e: e["event_time_ms"]):
-        current = out.setdefault(event["symbol"], {"performance": None, "events": [], "refused_updates": 0})
-        if event["kind"] == "REJECTED_UPDATE":
-            current["refused_updates"] += 1
-        elif event["kind"] != "CHECKPOINT":
-            current["events"].append(event)
-    for current in out.values():
-        current["events"] = current["events"][-recent:]
-    return out
-
-
-def _fmt(value, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _interval(skill: dict | None, reference: str = "prior") -> str:
-    if not skill or skill.get(f"vs_{reference}") is None:
-        return "-"
-    low, high = skill.get(f"vs_{reference}_low"), skill.get(f"vs_{reference}_high")
-    around = "" if low is None or high is None else f" [{low:+.3f}, {high:+.3f}]"
-    return f"{skill[f'vs_{reference}']:+.3f}{around}"
-
-
-def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    """Champion, challengers, versions, scores against the no-skill references, recent model events."""
-    from cli.errors import require_broker
-    from cli.topic_reader import read_records
-
-    require_broker(settings)
-    summary = models_summary(read_records(settings, "performance", "performance"),
-                             read_records(settings, "model-events", "model_event"), args.recent)
-    if args.symbols:
-        wanted = _symbols(args.symbols)
-        summary = {k: v for k, v in summary.items() if k in wanted}
-    if args.json:
-        print(json.dumps(summary, default=str, sort_keys=True))
-        return 0
-    if not summary:
-        print(f"no performance records or model events in {settings.topic('performance')} yet")
-        return 0
-    for symbol, current in sorted(summary.items()):
-        perf = current["performance"]
-        if perf is None:
-            print(f"{symbol}: no performance record yet")
-        else:
-            variants = sorted(name[8:] for name in perf["members"] if name.startswith("variant:"))
-            challengers = [v for v in variants if v != perf["champion"]]
-            outcomes, flat = perf.get("outcomes") or 0, perf.get("flat") or 0
-            print(f"{symbol}: champion {perf['champion']} (model {perf['model_id']} v{perf['model_version']}), "
-                  f"challengers {', '.join(challengers) or 'none'}; {perf['labelled']} scored outcomes, "
-                  f"{flat} flat ({flat / outcomes if outcomes else 0:.1%})")
-            print(f"  {'scored':<20} {'n':>7} {'accuracy':>9} {'log-loss':>9} {'brier':>7}  skill vs prior [95%]")
-            skills = perf.get("skill") or {}
-            order = sorted(perf["members"], key=lambda n: (n != "ensemble", n in ("constant", "prior", "persistence",
-                                                                                    "trade_side"), n))
-            for name in order:
-                score = perf["members"][name]
-                print(f"  {name:<20} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
-                      f"{_fmt(score['brier']):>7}  {_interval(skills.get(name))}")
-            bound = perf.get("regret_bound")
-            print(f"  regret bound against the constant 0.5: {_fmt(bound, 1)} nats over {perf.get('slots') or 0} "
-                  f"slots; latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms; "
-                  f"errors {perf['errors']} of {perf['events']}")
-        if current["refused_updates"]:
-            print(f"  {current['refused_updates']} learning steps refused by the guard")
-        for event in current["events"]:
-            print(f"  event {event['kind']:<16} {event['model_id']} v{event['version']}: {event['reason']}")
-    return 0
-
-
-def _reader_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
-    p.add_argument("--json", action="store_true", help="JSON lines (for scripts) instead of one readable line")
-    p.add_argument("--group", help="share a consumer group (default: a group of its own, so it sees everything)")
-    p.add_argument("--max", type=int, default=None, help="stop after this many records")
-    p.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds without records")
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from cli import demo
-
-    files = [Path(f) for f in args.files] if args.files else None
-    return demo.run(settings, files=files, report_dir=Path(args.report_dir) if args.report_dir else None)
-
-
-def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.errors import require_broker
-    from cli.report import write_report
-
-    require_broker(settings)
-    out = write_report(settings, Path(args.out))
-    print(out)
-    return 0
-
-
 def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.synth import Change, generate
 
@@ -482,7 +248,7 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
         for tick in ticks:
             print(json.dumps(tick, sort_keys=True))
         return 0
-    _ensure_topics(settings)
+    ensure_topics(settings)
     sink = _sink(settings, "synth")
     for tick in ticks:
         sink.send(tick, tick["symbol"], tick["event_time_ms"])
@@ -493,25 +259,6 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="seeded synthetic trades with injected changes (for drift tests and benchmarks)")
-    p.add_argument("--n", type=int, default=6000, help="number of ticks")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--symbol", default="SYNTHUSDT")
-    p.add_argument("--step-ms", type=int, default=1000, help="event-time step between ticks")
-    p.add_argument("--change", action="append", default=[],
-                   help="kind@tick[:size] with kind mean_shift, volatility or relation_flip (repeatable)")
-    p.add_argument("--jsonl", action="store_true", help="print JSON lines instead of producing to Kafka")
-    p.set_defaults(func=cmd_synth)
-
-    p = sub.add_parser("demo", help="the main job: broker, worker, replay of the shipped sample, summary, report")
-    p.add_argument("files", nargs="*", help="files to replay instead of the shipped BTCUSDT/ETHUSDT sample")
-    p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("report", help="write an HTML report (with PNG plots) of the run in LIVELEARN_TOPIC_PREFIX")
-    p.add_argument("--out", default="reports/report.html", help="output HTML file")
-    p.set_defaults(func=cmd_report)
-
     p = sub.add_parser("replay", help="replay Binance dumps (.zip/.csv) and websocket captures into the ticks topic")
     p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv), websocket captures or "
                                             "OHLCV CSV files with a header")
@@ -527,11 +274,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 when more than this share of the rows is rejected (default 1: only when all are)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser("backtest", help="run the pipeline over the ticks topic in batches, without a worker "
-                                        "(same records as a fresh worker; use a topic prefix of its own)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("live", help="Binance websockets (multiplexed) -> ticks topic, with reconnects and backfill")
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
@@ -572,28 +314,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("kind", choices=["ticks", "feedback"], help="what the lines are")
     p.set_defaults(func=cmd_produce)
 
-    p = sub.add_parser("predictions", help="print predictions as they are published")
-    _reader_options(p)
-    p.set_defaults(func=cmd_predictions)
-
-    p = sub.add_parser("models", help="champion, challengers, versions, live scores and recent events per symbol")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
-    p.add_argument("--recent", type=int, default=5, help="model events shown per symbol")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
-    p.set_defaults(func=cmd_models)
-
-    p = sub.add_parser("evaluate", help="skill table of a run (its topics) or of files (run through the pipeline "
-                                        "in process): accuracy, log-loss, Brier, calibration and skill against the "
-                                        "no-skill references with intervals, per symbol and pooled")
-    p.add_argument("files", nargs="*", help="files to run through the pipeline in process, each on its own (default: "
-                                            "read the run in LIVELEARN_TOPIC_PREFIX)")
-    p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
-    p.add_argument("--symbol", help="symbol of the files' rows (see replay)")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
-    p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
-    p.add_argument("--quiet", action="store_true", help="no progress")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("alerts", help="subscribe to drift alerts")
-    _reader_options(p)
-    p.set_defaults(func=cmd_alerts)
+    p = sub.add_parser("synth", help="seeded synthetic trades with injected changes (for drift tests and benchmarks)")
+    p.add_argument("--n", type=int, default=6000, help="number of ticks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--symbol", default="SYNTHUSDT")
+    p.add_argument("--step-ms", type=int, default=1000, help="event-time step between ticks")
+    p.add_argument("--change", action="append", default=[],
+                   help="kind@tick[:size] with kind mean_shift, volatility or relation_flip (repeatable)")
+    p.add_argument("--jsonl", action="store_true", help="print JSON lines instead of producing to Kafka")
+    p.set_defaults(func=cmd_synth)

@@ -1,0 +1,63 @@
+"""Commands that run the pipeline itself outside a worker: the demo (the main job) and the backtest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agents.settings import Settings
+from cli.feed import ensure_topics
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from cli import demo
+
+    files = [Path(f) for f in args.files] if args.files else None
+    return demo.run(settings, files=files, report_dir=Path(args.report_dir) if args.report_dir else None)
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    """The pipeline over the ticks topic as it is now, in batches, without a worker (agents.backtest)."""
+    import time
+
+    from cli.errors import CliError, require_broker
+
+    require_broker(settings)
+    ensure_topics(settings)
+    from agents.app import pipeline_config
+    from agents.backtest import run_backtest
+    from streams.learning import SymbolLearner
+
+    SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and total:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            print(f"\rbacktest: {done:,}/{total:,} ticks ({done / total:.0%}), {rate:,.0f} ticks/s",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        counts = run_backtest(settings, progress)
+    except RuntimeError as exc:
+        raise CliError(str(exc), code=2) from None
+    if not args.quiet:
+        print(file=sys.stderr)
+    elapsed = time.monotonic() - started
+    print(f"backtest of {settings.topic('ticks')}: {counts['ticks']:,} ticks, {counts['vectors']:,} feature vectors, "
+          f"{counts['predictions']:,} predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters "
+          f"in {elapsed:.1f} s ({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: broker, worker, replay of the shipped sample, summary, report")
+    p.add_argument("files", nargs="*", help="files to replay instead of the shipped BTCUSDT/ETHUSDT sample")
+    p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("backtest", help="run the pipeline over the ticks topic in batches, without a worker "
+                                        "(same records as a fresh worker; use a topic prefix of its own)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_backtest)
