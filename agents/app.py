@@ -127,6 +127,7 @@ class Runtime:
         # Partitions whose transaction is being committed: their next events' outputs wait for the next
         # transaction, or they would be committed with a checkpoint that does not include those events.
         self._committing: dict[int, asyncio.Event] = {}
+        self._creating: dict[int, asyncio.Lock] = {}
         self.delivery_errors: list[str] = []
         self.ready = False
         self.broker_away_since: float | None = None  # monotonic time outputs stopped being delivered
@@ -236,6 +237,13 @@ class Runtime:
 
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
                       timestamp_ms: int | None = None, partition: int | None = None) -> None:
+        if self.exactly_once and partition is not None and partition >= 0 and partition not in self._transactional:
+            # init_transactions waits for the broker to fence the partition's previous producer: not on the
+            # loop, and once per partition (two agents of one partition must not fence each other).
+            lock = self._creating.setdefault(partition, asyncio.Lock())
+            async with lock:
+                if partition not in self._transactional:
+                    await asyncio.get_running_loop().run_in_executor(None, self.producer_for, partition)
         held = self._committing.get(partition) if stage != "checkpoints" else None
         while held is not None:
             await held.wait()
