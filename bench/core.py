@@ -1,0 +1,161 @@
+"""Per-event cost of the pure core, in process, with a per-stage breakdown and River's scaled logistic
+regression beside it in the same run (issue #18).
+
+On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUSDT capture):
+
+* ``pipeline``: decode a tick, the whole partition pipeline (gate, features, learning, prediction,
+  drift), encode every output: what a worker's and a backtest's own code costs per tick and per vector;
+* stages, each timed alone over the same inputs in the order the pipeline meets them: ``decode``;
+  ``features`` (validation, tick gate, feature engine); ``learner`` (members, ensemble, guard, scores:
+  ``SymbolLearner.process`` on the pipeline's vectors); ``drift`` (the symbol's monitor on the same
+  vectors and predictions); ``encode`` (every output record). Their sum is close to ``pipeline``;
+* ``river_lr``: River's ``StandardScaler | LogisticRegression`` predict_proba_one + learn_one on the
+  same vectors' model features (the cheapest sensible online learner: the issue's yardstick).
+
+Torch and River are imported before timing (a worker does that at start); each measurement is the best
+of ``--repeat`` runs (the machine is noisy). One RESULT line per file.
+
+    python bench/core.py [--repeat 3] [--limit 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import SHARED, result
+
+from agents.app import pipeline_config
+from agents.settings import Settings
+from connectors.replay import read_file
+from schemas.codec import AvroCodec
+from streams.drift import DriftMonitor
+from streams.features import FEATURE_SET, MODEL_FEATURES
+from streams.learning import SymbolLearner
+from streams.pipeline import PartitionPipeline
+from streams.tick_gate import TickGate
+from streams.ticks import check_tick
+
+FILES = ("binance/klines/spot/BTCUSDT-1m-2020-01-01.zip", "binance/ws/spot_btcusdt_20240808.gz")
+SCHEMAS = {"features": "features", "predictions": "prediction", "shadow-predictions": "prediction",
+           "outcomes": "feedback", "alerts": "drift_alert", "model-events": "model_event",
+           "performance": "performance"}
+
+
+def best(repeat: int, run) -> float:
+    return min(run() for _ in range(repeat))
+
+
+def timed(work) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
+    config = pipeline_config(settings)
+    tick_codec = AvroCodec.for_topic_schema("tick")
+    codecs = {stage: AvroCodec.for_topic_schema(schema) for stage, schema in SCHEMAS.items()}
+    ticks = [item.tick for item in read_file(SHARED / name) if item.tick is not None][:limit]
+    raw = [tick_codec.encode(tick) for tick in ticks]
+    now_ms = int(time.time() * 1000)
+
+    # One full run keeps what the stages are timed on: vectors, predictions, outputs.
+    pipeline = PartitionPipeline(config)
+    outputs, vectors = [], []
+    for value in raw:
+        for output in pipeline.on_tick(tick_codec.decode(value), now_ms).records:
+            outputs.append(output)
+            if output.stage == "features":
+                vectors.append(output.record)
+
+    def whole() -> float:
+        fresh = PartitionPipeline(config)
+
+        def work():
+            for value in raw:
+                for output in fresh.on_tick(tick_codec.decode(value), now_ms).records:
+                    codecs[output.stage].encode(output.record)
+        return timed(work)
+
+    def decode() -> float:
+        return timed(lambda: [tick_codec.decode(value) for value in raw])
+
+    def features() -> float:
+        fresh = PartitionPipeline(config)
+        engine, gate = fresh.engine, TickGate(config.gate)
+
+        def work():
+            for tick in ticks:
+                check_tick(tick)
+                if gate.check(tick, now_ms) is None:
+                    engine.update(tick)
+                    gate.accept(tick)
+        return timed(work)
+
+    def learner() -> float:
+        learners: dict[str, SymbolLearner] = {}
+
+        def work():
+            for vector in vectors:
+                symbol = vector["symbol"]
+                if symbol not in learners:
+                    learners[symbol] = SymbolLearner(symbol, config.learner, model_features=MODEL_FEATURES)
+                learners[symbol].process(vector)
+        return timed(work)
+
+    predictions = [o.record for o in outputs if o.stage == "predictions"]
+
+    def drift() -> float:
+        monitors: dict[str, DriftMonitor] = {}
+
+        def work():
+            for vector, prediction in zip(vectors, predictions, strict=False):
+                symbol = vector["symbol"]
+                monitor = monitors.get(symbol)
+                if monitor is None:
+                    monitor = monitors[symbol] = DriftMonitor(symbol, config.drift, config.basis)
+                monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+                monitor.update_features(vector["values"], vector["event_time_ms"],
+                                        config.drift_features if vector["feature_set"] == FEATURE_SET else None)
+        return timed(work)
+
+    def encode() -> float:
+        return timed(lambda: [codecs[o.stage].encode(o.record) for o in outputs])
+
+    def river_lr() -> float:
+        from streams.models import river_model
+
+        model = river_model("logreg")
+        rows = [{k: v for k, v in vector["values"].items() if k in MODEL_FEATURES} for vector in vectors]
+        labels = [int(b["price"] > a["price"]) for a, b in zip(vectors, vectors[1:], strict=False)] + [0]
+
+        def work():
+            for x, y in zip(rows, labels, strict=True):
+                model.predict_proba_one(x)
+                model.learn_one(x, y)
+        return timed(work)
+
+    seconds = {stage: best(repeat, run) for stage, run in (
+        ("pipeline", whole), ("decode", decode), ("features", features), ("learner", learner), ("drift", drift),
+        ("encode", encode), ("river_lr", river_lr))}
+    n = max(len(vectors), 1)
+    per_vector = {stage: round(1e6 * s / n, 1) for stage, s in seconds.items()}
+    result("core", file=name, members=settings.members, ticks=len(raw), vectors=len(vectors),
+           us_per_tick=round(1e6 * seconds["pipeline"] / len(raw), 1), us_per_vector=per_vector,
+           pipeline_over_river_lr=round(seconds["pipeline"] / seconds["river_lr"], 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=20_000, help="ticks per file")
+    args = parser.parse_args()
+    settings = Settings()
+    SymbolLearner("WARMUP", pipeline_config(settings).learner)
+    for name in FILES:
+        measure(name, settings, args.repeat, args.limit)
+
+
+if __name__ == "__main__":
+    main()
