@@ -194,8 +194,7 @@ class Runtime:
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.retriable() and time.monotonic() - started < limit:
-                    self.metrics.ready.set(0)
-                    self.broker_away_since = self.broker_away_since or started
+                    self._broker_away(started)
                     log.warning("commit of partition %s not done after %.0f s (%s); retrying", partition,
                                 time.monotonic() - started, error.str())
                     continue
@@ -203,12 +202,21 @@ class Runtime:
                     return False
                 raise RuntimeError(f"transaction of partition {partition} failed: {error.str()}; restart to "
                                    "resume from the last committed checkpoint") from None
-        if self.broker_away_since is not None:
-            log.warning("broker back after %.0f s; transaction committed", time.monotonic() - self.broker_away_since)
-            self.broker_away_since = None
-            self.metrics.ready.set(1 if self.ready else 0)
+        self._broker_back("transaction committed")
         producer.begin_transaction()
         return True
+
+    def _broker_away(self, since: float) -> None:
+        """Outputs are not getting through: not ready until they do (liveness is unaffected)."""
+        if self.broker_away_since is None:
+            self.broker_away_since = since
+        self.metrics.ready.set(0)
+
+    def _broker_back(self, what: str) -> None:
+        if self.broker_away_since is not None:
+            log.warning("broker back after %.0f s; %s", time.monotonic() - self.broker_away_since, what)
+            self.broker_away_since = None
+            self.metrics.ready.set(1 if self.ready else 0)
 
     def drop_partition_producers(self, partitions: set[int]) -> None:
         """After a revocation: the next owner fences these transactional ids."""
@@ -260,9 +268,6 @@ class Runtime:
             self.delivery_errors.clear()
             raise RuntimeError(f"{remaining} records undelivered after {timeout} s; errors: {errors[:3]}")
 
-    async def flush_outputs(self, timeout: float = 30.0) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.flush_now, timeout)
-
     async def deliver_outputs(self, give_up_after: float | None = None, attempt_s: float = 5.0) -> bool:
         """Wait until every published record is on the broker. A broker that does not answer is waited
         out (the worker's producer never times records out): not ready meanwhile, a log line every
@@ -279,14 +284,9 @@ class Runtime:
                 self.delivery_errors.clear()
                 raise RuntimeError(f"{len(errors)} records refused by the broker: {errors[:3]}")
             if not remaining:
-                if self.broker_away_since is not None:
-                    log.warning("broker back after %.0f s; outputs delivered", time.monotonic() - self.broker_away_since)
-                    self.broker_away_since = None
-                    self.metrics.ready.set(1 if self.ready else 0)
+                self._broker_back("outputs delivered")
                 return True
-            if self.broker_away_since is None:
-                self.broker_away_since = started
-            self.metrics.ready.set(0)
+            self._broker_away(started)
             log.warning("%d records not yet delivered after %.0f s: the broker does not answer; retrying", remaining,
                         time.monotonic() - self.broker_away_since)
             if give_up_after is not None and time.monotonic() - started >= give_up_after:

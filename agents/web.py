@@ -74,5 +74,6 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         partition, so that a restart re-emits nothing."""
         started = time.monotonic()
         settled = await checkpoints.settle(timeout=stop_timeout)
-        log.warning("stop: partitions %s %s in %.2f s", sorted(checkpoints.states),
-                    "checkpointed" if settled else "NOT all checkpointed", time.monotonic() - started)
+        log.log(logging.INFO if settled else logging.WARNING, "stop: partitions %s %s in %.2f s",
+                sorted(checkpoints.states), "checkpointed" if settled else "NOT all checkpointed",
+                time.monotonic() - started)
