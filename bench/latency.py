@@ -1,32 +1,30 @@
-"""End-to-end latency at a paced rate on fresh workers, side by side: the Faust no-op agent (the
-framework's own floor) and the pipeline (produce time to features / prediction visible).
+"""End-to-end latency at a paced rate on fresh processes, side by side in one run: the reader alone
+(produce -> read, nothing between), a plain confluent-kafka consume -> produce loop, a Quix Streams
+no-op, the Faust no-op agent (the framework's own floor) and the pipeline (produce time to features /
+prediction visible). The forwarders are described in bench/forwarders.py.
 
 bench/pipeline.py measures latency on the worker that has just drained a backlog, at rates near its
-capacity; this one starts fresh workers, waits until they are ready, then offers ``--ticks`` synthetic
+capacity; this one starts fresh processes, waits until they forward, then offers ``--ticks`` synthetic
 ticks at ``--rate`` per second and reads the output topics with their own consumers.
 
-Usage: python bench/latency.py [--rate 400] [--ticks 3000]   (needs the local broker)
+Usage: python bench/latency.py [--rate 400] [--ticks 3000] [--skip quix]   (needs the local broker)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 from common import (
-    ROOT,
     delete_topics_on_exit,
     free_port,
     isolated_settings,
     result,
     running_worker,
-    wait_ready,
 )
+from forwarders import KINDS, running, take
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -47,11 +45,11 @@ def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tu
     def read(name: str) -> None:
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
                              "auto.offset.reset": "earliest", "fetch.wait.max.ms": 5})
-        consumer.subscribe([outputs[name]])
+        consumer.subscribe([outputs[name]], on_assign=lambda *_: assigned.release())
         deadline = time.monotonic() + 120 + len(records) / rate
         try:
             while len(latencies[name]) < len(records) and time.monotonic() < deadline:
-                for message in consumer.consume(200, 0.02):
+                for message in take(consumer):
                     if message.error():
                         continue
                     at = sent.get(message.value() if match_by_value else message.timestamp()[1])
@@ -60,10 +58,13 @@ def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tu
         finally:
             consumer.close()
 
+    assigned = threading.Semaphore(0)
     readers = [threading.Thread(target=read, args=(name,)) for name in outputs]
     for reader in readers:
         reader.start()
-    time.sleep(2.0)
+    for _ in readers:
+        assigned.acquire(timeout=60)
+    time.sleep(1.0)  # the first fetch of a newly assigned partition
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "partitioner": "murmur2_random"})
     started = time.monotonic()
     for i, (key, value, timestamp) in enumerate(records):
@@ -81,29 +82,6 @@ def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tu
     return offered, latencies
 
 
-def forwarding(bootstrap: str, topic: str, timeout: float = 90.0) -> None:
-    """Until a probe record comes out of the no-op agent: on a freshly started broker its web port
-    answers well before its consumer group has been joined and assigned."""
-    from confluent_kafka import Consumer, Producer
-
-    probe = f"probe-{uuid.uuid4().hex}".encode()
-    producer = Producer({"bootstrap.servers": bootstrap})
-    producer.produce(topic, value=probe)
-    producer.flush()
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic + ".out"])
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and not message.error() and message.value() == probe:
-                return
-    finally:
-        consumer.close()
-    raise RuntimeError(f"the no-op agent forwarded nothing from {topic} within {timeout:.0f} s")
-
-
 def percentiles(values: list[float]) -> tuple[float, float]:
     if not values:
         raise RuntimeError("no output was matched to an input")
@@ -115,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=400.0, help="offered ticks per second")
     parser.add_argument("--ticks", type=int, default=3000)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("reader", *KINDS),
+                        help="references to leave out")
     args = parser.parse_args()
     settings = isolated_settings(Settings.from_env(), "latency")
     create_topics(settings)
@@ -124,36 +104,40 @@ def main() -> None:
 
     run = uuid.uuid4().hex[:8]
     delete_topics_on_exit(bootstrap, run)
-    noop_topic, port = f"bench-latency-{run}.noop", free_port()
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(name, 1, 1) for name in (noop_topic, noop_topic + ".out")]).values():
-        future.result(30)
-    noop = subprocess.Popen([sys.executable, str(ROOT / "bench" / "noop_app.py")], cwd=ROOT / "bench",
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "NOOP_TOPIC": noop_topic,
-                                 "NOOP_APP_ID": f"bench-latency-noop-{run}", "NOOP_WEB_PORT": str(port)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port, noop, "/")
-        forwarding(bootstrap, noop_topic)
-        noop_offered, noop_latencies = paced(bootstrap, noop_topic, {"noop": noop_topic + ".out"}, records,
-                                             args.rate, match_by_value=True)
-    finally:
-        noop.terminate()
-        noop.wait(30)
+    measured: dict[str, tuple[float, list[float]]] = {}
+    for kind in ("reader", *KINDS):
+        if kind in args.skip:
+            continue
+        topic = f"bench-latency-{run}.{kind}"
+        for future in admin.create_topics([NewTopic(name, 1, 1) for name in (topic, topic + ".out")]).values():
+            future.result(30)
+        if kind == "reader":  # produce -> read: what the broker, the client and this reader cost
+            offered, found = paced(bootstrap, topic, {kind: topic}, records, args.rate, match_by_value=True)
+            measured[kind] = offered, found[kind]
+            continue
+        with running(kind, bootstrap, topic, f"bench-latency-{kind}-{run}", free_port()) as process:
+            if process is None:
+                continue
+            offered, found = paced(bootstrap, topic, {kind: topic + ".out"}, records, args.rate, match_by_value=True)
+            measured[kind] = offered, found[kind]
 
     with running_worker(settings):
         offered, latencies = paced(bootstrap, settings.topic("ticks"),
                                    {stage: settings.topic(stage) for stage in ("features", "predictions")},
                                    records, args.rate, match_by_value=False)
     fields = {"offered_rate": round(offered), "ticks": len(records)}
-    for name, values, rate in (("noop", noop_latencies["noop"], noop_offered),
+    for name, values, rate in (*((kind, found, rate) for kind, (rate, found) in measured.items()),
                                ("features", latencies["features"], offered),
                                ("predictions", latencies["predictions"], offered)):
         p50, p99 = percentiles(values)
         print(f"{name:<12} at {rate:,.0f} ticks/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(values)}")
-        fields[f"{name}_p50_ms"], fields[f"{name}_p99_ms"] = round(p50, 1), round(p99, 1)
+        fields[f"{name}_p50_ms"], fields[f"{name}_p99_ms"] = round(p50, 2), round(p99, 2)
+    if "faust" in measured:
+        fields["predictions_p99_vs_faust"] = round(fields["predictions_p99_ms"] / fields["faust_p99_ms"], 2)
+        fields["predictions_p50_vs_faust"] = round(fields["predictions_p50_ms"] / fields["faust_p50_ms"], 2)
     result("latency", **fields)
 
 

@@ -77,6 +77,7 @@ class TorchMLP:
         self.count = np.zeros(n_in)
         self.mean = np.zeros(n_in)
         self.m2 = np.zeros(n_in)
+        self._sd: np.ndarray | None = None
         self.buffer_x = np.full((replay_size, n_in), np.nan)
         self.buffer_y = np.zeros(replay_size)
         self.filled = self.position = self.new = 0
@@ -100,10 +101,15 @@ class TorchMLP:
         return np.array([x.get(name, math.nan) for name in self.features], dtype=float)
 
     def _standardise(self, rows: np.ndarray) -> np.ndarray:
-        sd = np.sqrt(np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), 1.0))
-        sd = np.where(sd > 0, sd, 1.0)
-        z = (rows - self.mean) / sd
-        return np.clip(np.nan_to_num(z, nan=0.0), -Z_CLIP, Z_CLIP)
+        # The scale changes only in learn_one: computed once per step, not per prediction.
+        sd = self.__dict__.get("_sd")  # absent in a restored checkpoint
+        if sd is None:
+            sd = np.sqrt(np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), 1.0))
+            sd = self._sd = np.where(sd > 0, sd, 1.0)
+        # Clipping maps +-inf to the bound, as nan_to_num then clip did; NaN (a missing input) is 0.
+        z = np.clip((rows - self.mean) / sd, -Z_CLIP, Z_CLIP)
+        z[np.isnan(z)] = 0.0
+        return z
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
         if self.steps == 0:
@@ -119,6 +125,7 @@ class TorchMLP:
         row = self._row(x)
         seen = ~np.isnan(row)
         self.count += seen
+        self._sd = None
         with np.errstate(over="ignore", invalid="ignore"):  # an absurd input: the guard undoes the step
             delta = np.where(seen, row - self.mean, 0.0)
             self.mean += np.where(seen, delta / np.maximum(self.count, 1), 0.0)
@@ -202,6 +209,7 @@ class TorchMLP:
         }
         state["device"] = str(self.device)
         del state["loss_fn"]
+        state.pop("_sd", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -63,9 +63,18 @@ MEAN_SCALES = (0.5, 1.0, 2.0)
 def _column_medians(window: np.ndarray) -> np.ndarray:
     """Median of each column's values (NaN ignored; 0 for a column without any)."""
     present = ~np.isnan(window)
-    if present.all():
+    full = present.all(axis=0)
+    if full.all():
         return np.median(window, axis=0)
-    return np.array([np.median(col[ok]) if ok.any() else 0.0 for col, ok in zip(window.T, present.T, strict=True)])
+    # Complete columns in one call (the common case: only a few streams have gaps), the rest one by one.
+    out = np.zeros(window.shape[1])
+    if full.any():
+        out[full] = np.median(window[:, full], axis=0)
+    for j in np.flatnonzero(~full):
+        ok = present[:, j]
+        if ok.any():
+            out[j] = np.median(window[ok, j])
+    return out
 
 
 class Channel:

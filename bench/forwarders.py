@@ -1,0 +1,160 @@
+"""Reference forwarders for bench/pipeline.py and bench/latency.py: what the worker is compared with.
+
+Each one consumes a topic and produces every record unchanged to ``<topic>.out``, on the same broker
+as the worker, as its own process:
+
+* ``confluent``: a plain confluent-kafka consume -> produce loop (this file run as a script): the
+  physical floor of Kafka and librdkafka on this machine;
+* ``quix``: a Quix Streams no-op application (``bench/quix_noop.py``), the peer a user would pick.
+  Quix Streams is a benchmark-only dependency: it runs from its own virtual environment
+  (``~/.cache/livelearn/bench-quix-<version>``, made on first use with pip; its confluent-kafka pin
+  differs from the project's), so the project's environment is not touched;
+* ``faust``: the Faust no-op agent (``bench/noop_app.py``), the framework's own ceiling.
+
+Readers must not add latency of their own. librdkafka's ``consume(n, timeout)`` returns only when
+``n`` records are waiting or ``timeout`` has passed, so a reader built on it adds up to ``timeout``
+to every sample at modest rates; :func:`take` waits for the first record with ``poll`` (which returns
+as soon as one is there) and then takes whatever else is already fetched without waiting.
+bench/latency.py measures the reader itself (produce -> read, nothing between) beside the others.
+
+Usage (what bench/ runs): python bench/forwarders.py confluent IN_TOPIC GROUP_ID
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIX_VERSION = "3.28.1"
+QUIX_ENV = Path.home() / ".cache" / "livelearn" / f"bench-quix-{QUIX_VERSION}"
+KINDS = ("confluent", "quix", "faust")
+
+
+def take(consumer, limit: int = 1000, timeout: float = 0.1) -> list:
+    """Records that are ready: waits up to ``timeout`` for the first one only."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(limit - 1, 0)]
+
+
+def quix_python(create: bool = True) -> str | None:
+    """The Quix Streams environment's interpreter, made with pip on first use (about 40 s)."""
+    python = QUIX_ENV / "bin" / "python"
+    if python.exists():
+        return str(python)
+    if not create:
+        return None
+    print(f"bench: creating {QUIX_ENV} with quixstreams=={QUIX_VERSION} (benchmark-only, once)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_ENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True,
+                       timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"bench: Quix Streams not available ({exc}); its column is left out", file=sys.stderr)
+        return None
+    return str(python)
+
+
+def command(kind: str, topic: str, group: str, web_port: int) -> tuple[list[str], dict[str, str]] | None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    if kind == "confluent":
+        return [sys.executable, str(ROOT / "bench" / "forwarders.py"), "confluent", topic, group], env
+    if kind == "quix":
+        python = quix_python()
+        if python is None:
+            return None
+        # Its own environment only: the project's PYTHONPATH would shadow Quix's confluent-kafka.
+        env.pop("PYTHONPATH", None)
+        return [python, str(ROOT / "bench" / "quix_noop.py"), topic, group], env
+    if kind == "faust":
+        return [sys.executable, str(ROOT / "bench" / "noop_app.py")], {
+            **env, "PYTHONPATH": str(ROOT), "NOOP_TOPIC": topic, "NOOP_APP_ID": group,
+            "NOOP_WEB_PORT": str(web_port)}
+    raise ValueError(f"unknown forwarder {kind!r}; one of {', '.join(KINDS)}")
+
+
+def forwarding(bootstrap: str, topic: str, timeout: float = 120.0) -> None:
+    """Until a probe record comes out of ``<topic>.out``: a forwarder's process is up well before its
+    consumer group has been joined and assigned."""
+    from confluent_kafka import Consumer, Producer
+
+    probe = f"probe-{uuid.uuid4().hex}".encode()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, value=probe)
+    producer.flush()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic + ".out"])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and not message.error() and message.value() == probe:
+                return
+    finally:
+        consumer.close()
+    raise RuntimeError(f"nothing forwarded from {topic} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def running(kind: str, bootstrap: str, topic: str, group: str, web_port: int, ready_probe: bool = True):
+    """The forwarder ``kind`` on ``topic`` -> ``topic.out`` as a subprocess; None if it cannot run
+    here (Quix Streams not installable). With ``ready_probe`` it has forwarded a probe on entry
+    (count one extra record on the output)."""
+    spec = command(kind, topic, group, web_port)
+    if spec is None:
+        yield None
+        return
+    argv, env = spec
+    process = subprocess.Popen(argv, cwd=ROOT / "bench", env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        if ready_probe:
+            forwarding(bootstrap, topic)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def confluent_loop(topic: str, group: str) -> None:
+    """consume -> produce until SIGTERM; offsets committed by librdkafka every 5 s (its default)."""
+    from confluent_kafka import Consumer, Producer
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                         "fetch.wait.max.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    consumer.subscribe([topic])
+    out = topic + ".out"
+    try:
+        while not stopping:
+            for message in take(consumer):
+                if message.error():
+                    continue
+                producer.produce(out, key=message.key(), value=message.value())
+            producer.poll(0)
+    finally:
+        producer.flush(10)
+        consumer.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "confluent":
+        sys.exit(__doc__.splitlines()[-1])
+    confluent_loop(sys.argv[2], sys.argv[3])
