@@ -29,31 +29,30 @@ log = logging.getLogger("livelearn")
 
 
 def pipeline_config(s: Settings) -> PipelineConfig:
-    """The partition pipeline's configuration from the settings."""
-    drift_features = tuple(f.strip() for f in s.drift_features.split(",") if f.strip())
+    """The partition pipeline's configuration from the settings' learning, ticks and drift sections."""
+    learning, ticks, d = s.learning, s.ticks, s.drift
     learner = LearnerConfig(
-        members=tuple(m.strip() for m in s.members.split(",") if m.strip()), horizon_ticks=s.horizon,
-        horizon_seconds=float(s.horizon_seconds), label=s.label, flat_band=float(s.flat_band), seed=int(s.seed),
-        device=s.torch_device, regime_weights=s.regime_weights_on, challengers=tuple(s.challenger_members.items()),
-        traffic_share=float(s.traffic_share), promotion_alpha=float(s.promotion_alpha),
-        promotion_min_samples=int(s.promotion_min_samples), rollback_margin=float(s.rollback_margin),
-        rollback_threshold=float(s.rollback_threshold), guard=s.guard_on)
-    drift = DriftConfig(window=int(s.drift_window), current_window=int(s.drift_current_window),
-                        check_every=int(s.drift_check_every), alpha=float(s.drift_alpha),
-                        correction=s.drift_correction, min_severity=s.alert_min_severity.upper(),
-                        warmup_events=int(s.drift_warmup),
-                        volatility_half_life=s._float("drift_volatility_half_life"))
-    groups = s.basis
-    gate = GateConfig(min_ahead_ms=int(s.gate_max_ahead_ms), clock_ahead_ms=int(s.gate_clock_ahead_ms),
-                      jump_floor=float(s.gate_jump_floor), jump_sigmas=float(s.gate_jump_sigmas),
-                      confirm=int(s.gate_confirm), enabled=s.gate_on)
+        members=learning.members, horizon_ticks=learning.horizon_ticks, horizon_seconds=learning.horizon_seconds,
+        label=learning.label, flat_band=learning.flat_band, seed=learning.seed, device=learning.torch_device,
+        regime_weights=learning.regime_weights, challengers=learning.challengers,
+        traffic_share=learning.traffic_share, promotion_alpha=learning.promotion_alpha,
+        promotion_min_samples=learning.promotion_min_samples, rollback_margin=learning.rollback_margin,
+        rollback_threshold=learning.rollback_threshold, guard=learning.guard_updates)
+    drift = DriftConfig(window=d.window, current_window=d.current_window, check_every=d.check_every, alpha=d.alpha,
+                        correction=d.correction, min_severity=d.alert_min_severity, warmup_events=d.warmup,
+                        volatility_half_life=d.volatility_half_life)
+    gate = GateConfig(min_ahead_ms=ticks.gate_max_ahead_ms, clock_ahead_ms=ticks.gate_clock_ahead_ms,
+                      jump_floor=ticks.gate_jump_floor, jump_sigmas=ticks.gate_jump_sigmas,
+                      confirm=ticks.gate_confirm, enabled=ticks.gate)
+    groups = d.basis_groups
     basis = None if groups.mode == "off" else dataclasses.replace(
-        BASIS_CONFIG, alpha=drift.alpha, correction=drift.correction, basis_min_bps=s._float("basis_min_bps"))
-    config = PipelineConfig(learner=learner, drift=drift, drift_response=s.drift_response_on,
-                            late_grace_ms=int(s.late_grace_ms), reorder_ms=int(s.reorder_ms), gate=gate, emit=s.predict_on,
-                            performance_every=s.performance_interval, basis=basis, basis_groups=groups)
-    if drift_features:
-        config = PipelineConfig(**{**config.__dict__, "drift_features": drift_features})
+        BASIS_CONFIG, alpha=drift.alpha, correction=drift.correction, basis_min_bps=d.basis_min_bps)
+    config = PipelineConfig(learner=learner, drift=drift, drift_response=learning.drift_response,
+                            late_grace_ms=ticks.late_grace_ms, reorder_ms=ticks.reorder_ms, gate=gate,
+                            emit=ticks.predict_on, performance_every=learning.performance_every, basis=basis,
+                            basis_groups=groups)
+    if d.features:
+        config = PipelineConfig(**{**config.__dict__, "drift_features": d.features})
     return config
 
 
@@ -84,14 +83,14 @@ def faust_app(s: Settings):
         value_serializer="raw",
         store="memory://",
         datadir=str(s.state_path / "faust"),
-        topic_partitions=s.n_partitions,
-        topic_replication_factor=s.n_replicas,
+        topic_partitions=s.kafka.partitions,
+        topic_replication_factor=s.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         # Events are acked at checkpoints; on a stop or a revocation the worker checkpoints what it has
         # applied itself (agents.web), so Faust must not wait for acks of events it cleared unprocessed.
         stream_wait_empty=False,
         processing_guarantee="at_least_once",
-        web_port=s.web_port_int,
+        web_port=s.worker.web_port,
         web_bind=s.web_bind,
         producer_linger_ms=1,
         producer_max_request_size=16 * 1024 * 1024,
@@ -122,7 +121,7 @@ class Runtime:
         self._producer = None
         # Exactly-once: one transactional producer per input partition (its transactional id fences a
         # zombie owner of that partition); outputs and the checkpoint commit together (agents.checkpoints).
-        self.exactly_once = settings.exactly_once
+        self.exactly_once = settings.worker.exactly_once
         self._transactional: dict[int, Any] = {}
         # Partitions whose transaction is being committed: their next events' outputs wait for the next
         # transaction, or they would be committed with a checkpoint that does not include those events.
@@ -134,7 +133,7 @@ class Runtime:
         self.input_topics = {self.topic_names[stage] for stage in ("ticks", "external-features", "feedback")}
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
-                                                   partitions=settings.n_partitions) for spec in FLOW}
+                                                   partitions=settings.kafka.partitions) for spec in FLOW}
                        if self.app is not None else {})
 
     @property
@@ -156,7 +155,7 @@ class Runtime:
             return self.producer
         producer = self._transactional.get(partition)
         if producer is None:
-            timeout_ms = int(self.settings.transaction_timeout_s * 1000)
+            timeout_ms = int(self.settings.worker.transaction_timeout_s * 1000)
             producer = make_producer(self.settings.client_config(), linger_ms=2,
                                      transactional_id=self.transactional_id(partition),
                                      transaction_timeout_ms=timeout_ms, message_timeout_ms=timeout_ms)
@@ -185,7 +184,7 @@ class Runtime:
 
         producer = self._transactional[partition]
         loop = asyncio.get_running_loop()
-        limit = self.settings.transaction_timeout_s if timeout is None else timeout
+        limit = self.settings.worker.transaction_timeout_s if timeout is None else timeout
         started = time.monotonic()
         while True:
             try:

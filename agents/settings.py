@@ -1,46 +1,34 @@
 """The one settings object, read from environment variables.
 
 Every knob of the running system is a field here with its environment name, its default and a one-line
-meaning; the README's configuration table is generated from ``SETTINGS_DOC`` (``livelearn config``).
-Nothing else in the code base reads the environment.
+meaning, as text: the environment contract (the README's configuration table, ``livelearn config``,
+what a subprocess is given). The code reads the values through the typed sections of
+:mod:`agents.sections` (``settings.kafka``, ``.local_broker``, ``.binance``, ``.worker``, ``.ticks``,
+``.learning``, ``.drift``), all parsed and validated in :meth:`Settings.from_env`. Nothing else in the
+code base reads the environment.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
-from schemas.keys import BasisGroups
-
-# Settings with a type beyond text, and choices (checked by Settings.validate).
-TYPED = {
-    "partitions": "int", "retention_ms": "int", "replication_factor": "int", "live_stall_seconds": "float",
-    "web_port": "int", "model_checkpoint_events": "int", "checkpoint_part_bytes": "int",
-    "model_checkpoint_seconds": "float", "stop_timeout": "float", "transaction_timeout": "float", "kafka_port": "int", "kafka_controller_port": "int",
-    "horizon_ticks": "int", "horizon_seconds": "float", "flat_band": "float", "late_grace_ms": "int", "reorder_ms": "int",
-    "gate_max_ahead_ms": "int", "gate_clock_ahead_ms": "int", "gate_jump_floor": "float", "gate_jump_sigmas": "float",
-    "gate_confirm": "int",
-    "drift_window": "int", "drift_current_window": "int", "drift_check_every": "int", "drift_warmup": "int",
-    "drift_alpha": "float", "drift_volatility_half_life": "float", "basis_min_bps": "float",
-    "traffic_share": "float", "promotion_alpha": "float", "promotion_min_samples": "int",
-    "rollback_margin": "float", "rollback_threshold": "float", "performance_every": "int", "seed": "int",
-}
-LOWER_BOUNDS = {
-    "partitions": 1, "replication_factor": 1, "web_port": 0, "model_checkpoint_events": 1, "stop_timeout": 0, "transaction_timeout": 1,
-    "checkpoint_part_bytes": 1024, "horizon_ticks": 1, "horizon_seconds": 0, "flat_band": 0, "late_grace_ms": 0, "reorder_ms": 0,
-    "gate_max_ahead_ms": 0, "gate_clock_ahead_ms": 0, "gate_jump_floor": 1e-6, "gate_jump_sigmas": 1, "gate_confirm": 1,
-    "drift_window": 10, "drift_current_window": 0, "drift_check_every": 1, "drift_warmup": 0,
-    "drift_volatility_half_life": 0, "basis_min_bps": 0, "traffic_share": 0, "promotion_min_samples": 1,
-    "performance_every": 1,
-}
-CHOICES = {
-    "security_protocol": ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    "processing_guarantee": ("at_least_once", "exactly_once"), "label": ("horizon", "next_change"), "predict_on": ("price", "book", "all"),
-    "drift_correction": ("bonferroni", "bh"), "alert_min_severity": ("LOW", "MEDIUM", "HIGH", "CRITICAL"),
-    "torch_device": ("cpu", "cuda", "auto"), "log_level": ("debug", "info", "warning", "error", "critical"),
-}
+from agents.sections import (
+    SECTIONS,
+    BinanceSection,
+    DriftSection,
+    KafkaSection,
+    LearningSection,
+    LocalBrokerSection,
+    TicksSection,
+    WorkerSection,
+    parse_section,
+    section_of,
+)
 
 
 def _env(name: str, default: str, doc: str):
@@ -230,46 +218,59 @@ class Settings:
     seed: str = _env("LIVELEARN_SEED", "42", "Seed of every model's random state")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source: Mapping[str, str] = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
             name = f.metadata["env"]
-            if name in environ:
-                values[f.name] = environ[name]
+            if name in source:
+                values[f.name] = source[name]
         settings = cls(**values)
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        """Every typed value parses and every choice is known; raises one ValueError naming each bad
-        variable (checked once, at start, so a typo fails there and not at the first event that reads it)."""
-        problems = []
-        env = {f.name: f.metadata["env"] for f in fields(self)}
-        for attr, kind in TYPED.items():
-            value = getattr(self, attr)
-            try:
-                number = int(value) if kind == "int" else float(value)
-            except ValueError:
-                problems.append(f"{env[attr]} must be {'an integer' if kind == 'int' else 'a number'}, got {value!r}")
-                continue
-            low = LOWER_BOUNDS.get(attr)
-            if low is not None and number < low:
-                problems.append(f"{env[attr]} must be >= {low}, got {value!r}")
-        for attr, allowed in CHOICES.items():
-            value = getattr(self, attr).strip()
-            if value.lower() not in allowed and value.upper() not in allowed:
-                problems.append(f"{env[attr]} must be one of {', '.join(allowed)}, got {value!r}")
-        try:
-            BasisGroups.parse(self.basis_groups)
-        except ValueError as exc:
-            problems.append(str(exc))
-        try:
-            self._switch("gate")
-        except ValueError as exc:
-            problems.append(str(exc))
+        """Every section parses; raises one ValueError naming each bad variable (checked once, at
+        start, so a typo fails there and not at the first event that reads it)."""
+        problems: list[str] = []
+        for cls in SECTIONS.values():
+            parse_section(cls, self, problems)
         if problems:
             raise ValueError("bad settings: " + "; ".join(problems))
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> environment variable."""
+        return {f.name: f.metadata["env"] for f in fields(cls)}
+
+    # The typed sections (agents.sections), parsed on first use; from_env has parsed them all.
+    @cached_property
+    def kafka(self) -> KafkaSection:
+        return parse_section(KafkaSection, self)
+
+    @cached_property
+    def local_broker(self) -> LocalBrokerSection:
+        return parse_section(LocalBrokerSection, self)
+
+    @cached_property
+    def binance(self) -> BinanceSection:
+        return parse_section(BinanceSection, self)
+
+    @cached_property
+    def worker(self) -> WorkerSection:
+        return parse_section(WorkerSection, self)
+
+    @cached_property
+    def ticks(self) -> TicksSection:
+        return parse_section(TicksSection, self)
+
+    @cached_property
+    def learning(self) -> LearningSection:
+        return parse_section(LearningSection, self)
+
+    @cached_property
+    def drift(self) -> DriftSection:
+        return parse_section(DriftSection, self)
 
     def as_env(self) -> dict[str, str]:
         return {f.metadata["env"]: getattr(self, f.name) for f in fields(self)}
@@ -278,110 +279,13 @@ class Settings:
         """``as_env`` with every secret that is set shown as ``****`` (for printing and logs)."""
         return {env: ("****" if value and env in SECRETS else value) for env, value in self.as_env().items()}
 
-    # Typed views; parse errors surface as one clear ValueError naming the variable.
-    def _int(self, attr: str) -> int:
-        try:
-            return int(getattr(self, attr))
-        except ValueError:
-            env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
-            raise ValueError(f"{env} must be an integer, got {getattr(self, attr)!r}") from None
-
-    def _float(self, attr: str) -> float:
-        try:
-            return float(getattr(self, attr))
-        except ValueError:
-            env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
-            raise ValueError(f"{env} must be a number, got {getattr(self, attr)!r}") from None
-
-    @property
-    def basis(self) -> BasisGroups:
-        try:
-            return BasisGroups.parse(self.basis_groups)
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
-
     def partition_key(self, symbol: str) -> str:
         """The Kafka key of a symbol's ticks and feedback (schemas.keys)."""
-        return self.basis.key(symbol)
-
-    @property
-    def exactly_once(self) -> bool:
-        return self.processing_guarantee.strip().lower() == "exactly_once"
-
-    @property
-    def transaction_timeout_s(self) -> float:
-        return self._float("transaction_timeout")
-
-    @property
-    def stop_timeout_s(self) -> float:
-        return self._float("stop_timeout")
-
-    @property
-    def n_partitions(self) -> int:
-        return self._int("partitions")
-
-    @property
-    def n_replicas(self) -> int:
-        return self._int("replication_factor")
-
-    @property
-    def web_port_int(self) -> int:
-        return self._int("web_port")
-
-    @property
-    def horizon(self) -> int:
-        return self._int("horizon_ticks")
-
-    @property
-    def performance_interval(self) -> int:
-        return self._int("performance_every")
-
-    def _switch(self, attr: str) -> bool:
-        value = getattr(self, attr).strip().lower()
-        if value in ("on", "true", "1", "yes"):
-            return True
-        if value in ("off", "false", "0", "no"):
-            return False
-        env = next(f.metadata["env"] for f in fields(self) if f.name == attr)
-        raise ValueError(f"{env} must be on or off, got {getattr(self, attr)!r}")
-
-    @property
-    def challenger_members(self) -> dict[str, tuple[str, ...]]:
-        """LIVELEARN_CHALLENGERS parsed: {name: members}."""
-        out: dict[str, tuple[str, ...]] = {}
-        for part in self.challengers.split(";"):
-            if not part.strip():
-                continue
-            name, sep, members = part.partition("=")
-            names = tuple(m.strip() for m in members.replace("+", ",").split(",") if m.strip())
-            if not sep or not name.strip() or not names:
-                raise ValueError(f"LIVELEARN_CHALLENGERS: {part.strip()!r} is not name=member+member")
-            out[name.strip()] = names
-        return out
-
-    @property
-    def gate_on(self) -> bool:
-        return self._switch("gate")
-
-    @property
-    def guard_on(self) -> bool:
-        return self._switch("guard_updates")
-
-    @property
-    def regime_weights_on(self) -> bool:
-        return self._switch("regime_weights")
-
-    @property
-    def drift_response_on(self) -> bool:
-        return self._switch("drift_response")
-
-    @property
-    def home_path(self) -> Path:
-        return Path(os.path.expanduser(self.home))
+        return self.drift.basis_groups.key(symbol)
 
     @property
     def state_path(self) -> Path:
-        return Path(self.state_dir) if self.state_dir else self.home_path / "state" / self.app_id
+        return Path(self.state_dir) if self.state_dir else self.local_broker.home / "state" / self.app_id
 
     def topic(self, stage: str) -> str:
         return f"{self.topic_prefix}{stage}"
@@ -389,10 +293,7 @@ class Settings:
     @property
     def protocol(self) -> str:
         """KAFKA_SECURITY_PROTOCOL, validated (with the SASL and TLS settings it needs)."""
-        protocol = self.security_protocol.strip().upper()
-        if protocol not in SECURITY_PROTOCOLS:
-            raise ValueError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
-                             f"got {self.security_protocol!r}")
+        protocol = self.kafka.security_protocol
         if protocol.startswith("SASL"):
             if self.sasl_mechanism.strip().upper() not in SASL_MECHANISMS:
                 raise ValueError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)} with "
@@ -438,16 +339,18 @@ class Settings:
 
     @property
     def checkpoint_key_path(self) -> Path:
-        return Path(os.path.expanduser(self.checkpoint_key_file)) if self.checkpoint_key_file else (
-            self.home_path / "checkpoint.key")
+        return Path(self.checkpoint_key_file).expanduser() if self.checkpoint_key_file else (
+            self.local_broker.home / "checkpoint.key")
 
 
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Printed as **** by `livelearn config` and never logged.
 SECRETS = frozenset({"KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD", "LIVELEARN_CHECKPOINT_KEY"})
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) for every setting, in declaration order."""
-    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(section, environment variable, default, meaning) for every setting, by section."""
+    section = section_of()
+    rows = [(section[f.name], f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(Settings)]
+    order = list(SECTIONS)
+    return sorted(rows, key=lambda row: order.index(row[0]))

@@ -71,8 +71,8 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         if spec.compacted:
             config["cleanup.policy"] = "compact"
             config["max.message.bytes"] = str(CHECKPOINT_MAX_BYTES)
-        wanted.append(NewTopic(name, num_partitions=settings.n_partitions,
-                               replication_factor=settings.n_replicas, config=config))
+        wanted.append(NewTopic(name, num_partitions=settings.kafka.partitions,
+                               replication_factor=settings.kafka.replication_factor, config=config))
     created = []
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items() if wanted else []:
         try:

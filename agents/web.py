@@ -57,7 +57,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
             lag = high - (done + 1 if done is not None else 0)
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(lag, 0))
 
-    stop_timeout = runtime.settings.stop_timeout_s
+    stop_timeout = runtime.settings.worker.stop_timeout_s
 
     @app.on_partitions_revoked.connect
     async def checkpoint_then_forget_revoked(sender, revoked, **kwargs):

@@ -28,9 +28,9 @@ def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
     runtime = Runtime(settings)
     checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUTS, checkpoint_version(settings),
                                        lambda: PartitionPipeline(runtime.pipeline),
-                                       every_events=int(settings.model_checkpoint_events),
-                                       every_seconds=float(settings.model_checkpoint_seconds),
-                                       part_bytes=int(settings.checkpoint_part_bytes))
+                                       every_events=settings.worker.checkpoint_events,
+                                       every_seconds=settings.worker.checkpoint_seconds,
+                                       part_bytes=settings.worker.checkpoint_part_bytes)
     pipeline.register(runtime, checkpoints)
     external.register(runtime, checkpoints)
     web.register(runtime, checkpoints)

@@ -79,7 +79,7 @@ def worker(settings: Settings) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(settings.web_port_int, process, timeout=180)
+    wait_ready(settings.worker.web_port, process, timeout=180)
     return process
 
 

@@ -92,7 +92,7 @@ def running_worker(settings):
                               env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(settings.web_port_int, worker)
+        wait_ready(settings.worker.web_port, worker)
         yield worker
     finally:
         stop_process(worker)

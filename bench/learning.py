@@ -89,17 +89,17 @@ def main() -> None:
     parser.add_argument("--skip-kafka", action="store_true", help="in-process figures only")
     args = parser.parse_args()
     base = Settings.from_env()
-    default = tuple(m.strip() for m in base.members.split(",") if m.strip())
+    default = base.learning.members
     vectors = feature_vectors()
     configs = [("logreg",), ("mlp",), ("hat",)] + ([("arf",)] if args.with_arf else []) + [default]
     pin_one_core()
-    print(f"{len(vectors):,} real feature vectors, horizon {base.horizon} ticks, one core")
+    print(f"{len(vectors):,} real feature vectors, horizon {base.learning.horizon_ticks} ticks, one core")
     print(f"{'members':<20} {'events/s':>10} {'us/event':>9} {'accuracy':>9}")
     rates = {}
     for members in configs:  # imports (torch, river) and first allocations out of the timings
-        in_process(vectors[:300], members, base.horizon)
+        in_process(vectors[:300], members, base.learning.horizon_ticks)
     for members in configs:
-        rate, accuracy = in_process(vectors, members, base.horizon)
+        rate, accuracy = in_process(vectors, members, base.learning.horizon_ticks)
         name = "+".join(members)
         rates[name] = rate
         print(f"{name:<20} {rate:>10,.0f} {1e6 / rate:>9.1f} {accuracy:>9.3f}")

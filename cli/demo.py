@@ -88,7 +88,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
     try:
-        _wait_ready(settings.web_port_int, worker, log_path)
+        _wait_ready(settings.worker.web_port, worker, log_path)
         _say("worker ready; replaying " + ", ".join(f.name for f in files))
         sink = KafkaSink(settings.client_config(), settings.topic("ticks"), settings.topic("dead-letters"),
                          registry_url=settings.schema_registry_url, key_of=settings.partition_key)

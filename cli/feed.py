@@ -118,7 +118,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     try:
         stream_names(symbols, streams)
-        stall = float(settings.live_stall_seconds)
+        stall = settings.binance.live_stall_seconds
     except ValueError as exc:
         raise CliError(str(exc), code=2) from None
     ensure_topics(settings)

@@ -121,15 +121,15 @@ class LocalBroker:
 
     @property
     def port(self) -> int:
-        return int(self.settings.kafka_port)
+        return self.settings.local_broker.kafka_port
 
     @property
     def controller_port(self) -> int:
-        return int(self.settings.kafka_controller_port)
+        return self.settings.local_broker.kafka_controller_port
 
     @property
     def runtime_dir(self) -> Path:
-        return self.settings.home_path / f"kafka-{self.settings.kafka_version}"
+        return self.settings.local_broker.home / f"kafka-{self.settings.kafka_version}"
 
     @property
     def libs_dir(self) -> Path:
@@ -137,7 +137,7 @@ class LocalBroker:
 
     @property
     def broker_dir(self) -> Path:
-        return self.settings.home_path / f"broker-{self.port}"
+        return self.settings.local_broker.home / f"broker-{self.port}"
 
     @property
     def pid_file(self) -> Path:

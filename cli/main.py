@@ -52,11 +52,15 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     current = settings.masked_env()
     if args.markdown:
-        print("| variable | default | meaning |\n|---|---|---|")
-        for env, default, doc in settings_table():
-            print(f"| `{env}` | `{default}` | {doc} |")
+        print("| section | variable | default | meaning |\n|---|---|---|---|")
+        for section, env, default, doc in settings_table():
+            print(f"| {section} | `{env}` | `{default}` | {doc} |")
         return 0
-    for env, default, doc in settings_table():
+    shown = None
+    for section, env, default, doc in settings_table():
+        if section != shown:
+            print(f"# {section}")
+            shown = section
         print(f"{env}={current[env]}    # {doc} (default {default!r})")
     return 0
 

@@ -15,7 +15,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "create":
         created = create_topics(settings)
         for name in created:
-            print(f"created {name} ({settings.n_partitions} partitions)")
+            print(f"created {name} ({settings.kafka.partitions} partitions)")
         if not created:
             print("all topics exist")
         return 0

@@ -264,7 +264,8 @@ class TickGate:
         memory = self.config.duplicate_memory
         if memory:
             checked = self._checked
-            fingerprint = checked[1] if checked is not None and checked[0] is tick else self._fingerprint(tick)
+            fingerprint = checked[1] if checked is not None and checked[0] is tick and checked[1] is not None \
+                else self._fingerprint(tick)
             self._checked = None
             if fingerprint not in state.recent_set:
                 state.recent.append(fingerprint)

@@ -10,7 +10,7 @@ from agents.settings import Settings, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-KNOWN_ENV = {env for env, _, _ in settings_table()}
+KNOWN_ENV = {env for _, env, _, _ in settings_table()}
 DEFAULTS = Settings()
 
 

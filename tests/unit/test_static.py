@@ -1,0 +1,27 @@
+"""The static checks `make lint` and `make typecheck` run, as part of the suite: a type error in the pure
+core or a lint finding fails `make test`, not only a target nobody runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(Path.home())})
+
+
+def test_mypy_is_clean_on_the_core_and_the_settings():
+    done = run(str(BIN / "mypy"), "--ignore-missing-imports", "streams", "schemas", "agents/sections.py",
+               "agents/settings.py")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_ruff_finds_nothing():
+    done = run(str(BIN / "ruff"), "check", "streams", "agents", "schemas", "connectors", "cli", "bench", "tests")
+    assert done.returncode == 0, done.stdout[-3000:]
