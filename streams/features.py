@@ -1,5 +1,13 @@
 """Per-symbol incremental features: one tick in, one feature vector out.
 
+The price and volume features are computed by small indicator objects (streams.indicators), one per
+family, whose parameters name their outputs; :func:`indicators` lists them in the order their values
+are written, and the feature names and the feature-set id are derived from that list
+(:func:`feature_names`, :func:`feature_set_id`). Book and trade-flow features come from
+streams.microstructure. ``streams/features_batch.py`` computes the same definitions with vectorised
+numpy/scipy over a whole series; it is kept as the independent oracle the tests compare this engine
+with (to 1e-9 of each feature's scale) and as the batch figure of bench/features.py.
+
 Definitions (``t`` counts price ticks of one symbol from 1; ``p`` is the trade price or kline close):
 
 * Bars. A kline is a bar with its own high/low/close. A trade (or aggregate trade) is a bar whose high,
@@ -64,23 +72,65 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from streams.microstructure import FLOW_SPAN_MS, OFI_UPDATES, Microstructure
-from streams.windows import RollingExtremes, RollingMoments, RollingSum
-
-FEATURE_SET_VERSION = "v1"
-
-FEATURE_NAMES: tuple[str, ...] = (
-    "ret_1", "ret_5", "ret_20", "sma_5", "sma_20", "ema_12", "ema_26", "sma_ratio_5_20",
-    "macd", "macd_signal", "macd_hist", "ema_ratio_12_26", "price_std_20", "volatility_20", "range_20",
-    "rsi_14", "bollinger_pct_b", "stoch_k_14", "williams_r_14", "cci_20", "atr_14", "atr_pct",
-    "momentum_10", "roc_10", "vwap_20", "vwap_dev_20", "session_vwap", "session_vwap_dev",
-    "volume_z_20", "volume_ratio_20", "taker_buy_share_20", "trade_sign_imbalance_20",
-    "spread_bps", "book_imbalance", "dt_seconds", "last_trade_sign", "signed_flow_10s", "microprice_dev_bps",
-    "ofi_10",
+from streams.indicators import (
+    ATR,
+    CCI,
+    DAY_MS,
+    MACD,
+    RSI,
+    SMA,
+    VWAP,
+    Bar,
+    Bollinger,
+    Indicator,
+    Momentum,
+    Range,
+    Return,
+    SessionVWAP,
+    Stochastic,
+    TakerBuyShare,
+    TradeSigns,
+    Volatility,
+    Volume,
 )
+from streams.microstructure import FLOW_SPAN_MS, Microstructure
+from streams.microstructure import NAMES as MICROSTRUCTURE_NAMES
+from streams.microstructure import SPECS as MICROSTRUCTURE_SPECS
+
+__all__ = ["DAY_MS", "EMIT", "FEATURE_NAMES", "FEATURE_SET", "FLOW_SPAN_MS", "FeatureEngine", "LateTick"]
+
+FEATURE_SET_VERSION = "v2"
+
+
+def indicators() -> list[Indicator]:
+    """The price and volume indicators of one symbol, fresh, in the order their values are written
+    (the order models see them in)."""
+    return [Return(1), Return(5), Momentum(10), Return(20), Volatility(20), SMA(5), MACD(12, 26, 9),
+            Bollinger(20, 2, fast=5), RSI(14), ATR(14), Stochastic(14), Range(20), CCI(20), SessionVWAP(), VWAP(20),
+            Volume(20), TakerBuyShare(20), TradeSigns(20)]
+
+
+def feature_names(definitions: list[Indicator]) -> tuple[str, ...]:
+    """Every feature a vector can carry: the indicators' outputs, then book and trade flow
+    (streams.microstructure), then the time since the symbol's last vector."""
+    return (*(name for i in definitions for name in i.names), *MICROSTRUCTURE_NAMES, "dt_seconds")
+
+
+def feature_set_id(definitions: list[Indicator]) -> str:
+    """Version and a hash of the names and every indicator's (family, parameters): a change of a window
+    or a coefficient gives vectors a new id, and checkpoints of the old one are not restored."""
+    specs = (*(i.spec for i in definitions), *MICROSTRUCTURE_SPECS)
+    digest = hashlib.sha256(",".join(feature_names(definitions)).encode()
+                            + "".join(f"|{family}{','.join(map(str, values))}" for family, values in specs).encode())
+    return f"{FEATURE_SET_VERSION}-{digest.hexdigest()[:8]}"
+
+
+FEATURE_NAMES: tuple[str, ...] = feature_names(indicators())
+FEATURE_SET = feature_set_id(indicators())
 
 # Scale-free features: what models learn from (raw price levels would not transfer across symbols
-# or across time).
+# or across time). The order is the layout of the MLP's input layer, so it is listed, not derived;
+# a unit test checks that every name is one the indicators produce.
 MODEL_FEATURES: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_20", "sma_ratio_5_20", "ema_ratio_12_26", "volatility_20", "range_20",
     "rsi_14", "bollinger_pct_b", "stoch_k_14", "williams_r_14", "cci_20", "atr_pct", "roc_10",
@@ -100,24 +150,7 @@ DRIFT_FEATURES: tuple[str, ...] = tuple(
     name for name in MODEL_FEATURES
     if name not in ("session_vwap_dev", "last_trade_sign", "spread_bps", "microprice_dev_bps"))
 
-# The parameters a feature's value depends on beyond its name (names already carry their windows:
-# sma_5, ret_20). The feature-set id hashes the names and these, so a change of either gives vectors
-# a new id, and checkpoints of the old one are not restored.
-PARAMETERS: tuple[tuple[str, tuple], ...] = (
-    ("rsi", (14,)), ("atr", (14,)), ("ema", (12, 26, 9)), ("bb", (20, 2)), ("stoch", (14,)), ("cci", (20,)),
-    ("vwap", (20,)), ("flow", (f"{FLOW_SPAN_MS // 1000}s",)), ("ofi", (OFI_UPDATES,)),
-)
-FEATURE_SET = FEATURE_SET_VERSION + "-" + hashlib.sha256(
-    ",".join(FEATURE_NAMES).encode()
-    + "".join(f"|{name}{','.join(map(str, values))}" for name, values in PARAMETERS).encode()
-).hexdigest()[:8]
 EMIT = ("price", "book", "all")
-
-DAY_MS = 86_400_000
-_EMA12 = 2.0 / 13.0
-_EMA26 = 2.0 / 27.0
-_EMA9 = 2.0 / 10.0
-_LAG = 21  # prices kept for ret_20 (needs p_{t-20})
 
 
 class LateTick(ValueError):
@@ -125,31 +158,15 @@ class LateTick(ValueError):
 
 
 class SymbolFeatures:
-    """Incremental feature state of one symbol; ``update`` returns the values after the tick."""
+    """Incremental feature state of one symbol: its bar, its indicators and its book and trade flow;
+    ``update`` returns the price and volume values after the tick."""
 
     def __init__(self, symbol: str):
         self.symbol = symbol
         self.t = 0
         self.last_time_ms: int | None = None
-        self.prices = [0.0] * _LAG
-        self.prev_close = 0.0
-        self.sma5 = RollingSum(5)
-        self.price20 = RollingMoments(20)
-        self.returns20 = RollingMoments(20)
-        self.extremes14 = RollingExtremes(14)
-        self.extremes20 = RollingExtremes(20)
-        self.typical20 = RollingMoments(20)
-        self.volume20 = RollingMoments(20)
-        self.quote20 = RollingSum(20)
-        self.taker_buy20 = RollingSum(20)
-        self.known_volume20 = RollingSum(20)
-        self.signs20 = RollingSum(20)
-        self.trades_seen = 0
-        self.ema12 = self.ema26 = self.signal9 = 0.0
-        self.avg_gain = self.avg_loss = 0.0
-        self.atr = 0.0
-        self.session_day = -1
-        self.session_quote = self.session_volume = 0.0
+        self.bar = Bar()
+        self.indicators = indicators()
         self.micro = Microstructure()
         self.price_values: dict[str, float] = {}  # of the last price tick, before book and flow features
         self.vectors = 0
@@ -159,164 +176,14 @@ class SymbolFeatures:
                quote_volume: float, taker_buy: float | None, is_buyer_maker: bool | None) -> dict[str, float]:
         t = self.t + 1
         self.t = t
-        values: dict[str, float] = {}
-        prices = self.prices
-        slot = t % _LAG
-        prices[slot] = price
         self.last_time_ms = time_ms
-
-        # Returns and momentum from the price ring.
-        if t > 1:
-            prev = prices[(t - 1) % _LAG]
-            r1 = price / prev - 1.0
-            values["ret_1"] = r1
-            self.returns20.add(r1)
-            if t > 5:
-                values["ret_5"] = price / prices[(t - 5) % _LAG] - 1.0
-            if t > 10:
-                p10 = prices[(t - 10) % _LAG]
-                values["momentum_10"] = price - p10
-                values["roc_10"] = 100.0 * (price / p10 - 1.0)
-            if t > 20:
-                values["ret_20"] = price / prices[(t - 20) % _LAG] - 1.0
-                r = self.returns20
-                if r.full:
-                    values["volatility_20"] = r.variance(1) ** 0.5
-
-        # Moving averages, MACD.
-        self.sma5.add(price)
-        if t >= 5:
-            values["sma_5"] = self.sma5.total / 5.0
-        p20 = self.price20
-        p20.add(price)
-        if t == 1:
-            self.ema12 = self.ema26 = price
-            self.signal9 = 0.0
-        else:
-            self.ema12 += _EMA12 * (price - self.ema12)
-            self.ema26 += _EMA26 * (price - self.ema26)
-            self.signal9 += _EMA9 * ((self.ema12 - self.ema26) - self.signal9)
-        if t >= 12:
-            values["ema_12"] = self.ema12
-        if t >= 26:
-            macd = self.ema12 - self.ema26
-            values["ema_26"] = self.ema26
-            values["macd"] = macd
-            values["ema_ratio_12_26"] = self.ema12 / self.ema26 - 1.0
-            if t >= 34:
-                values["macd_signal"] = self.signal9
-                values["macd_hist"] = macd - self.signal9
-        if t >= 20:
-            mid = p20.mean
-            sd = p20.variance(0) ** 0.5
-            values["sma_20"] = mid
-            values["sma_ratio_5_20"] = values["sma_5"] / mid - 1.0
-            values["price_std_20"] = sd
-            values["bollinger_pct_b"] = 0.5 if sd <= 1e-12 * abs(mid) else (price - mid + 2.0 * sd) / (4.0 * sd)
-
-        # RSI (Wilder).
-        if t > 1:
-            change = price - prices[(t - 1) % _LAG]
-            gain = change if change > 0.0 else 0.0
-            loss = -change if change < 0.0 else 0.0
-            if t <= 15:
-                self.avg_gain += gain / 14.0
-                self.avg_loss += loss / 14.0
-            else:
-                self.avg_gain = (self.avg_gain * 13.0 + gain) / 14.0
-                self.avg_loss = (self.avg_loss * 13.0 + loss) / 14.0
-            if t >= 15:
-                ag, al = self.avg_gain, self.avg_loss
-                if al == 0.0:
-                    values["rsi_14"] = 50.0 if ag == 0.0 else 100.0
-                else:
-                    values["rsi_14"] = 100.0 - 100.0 / (1.0 + ag / al)
-
-        # Bars: ATR, stochastic, Williams %R, range, CCI.
-        if t == 1:
-            true_range = high - low
-        else:
-            pc = self.prev_close
-            true_range = max(high - low, abs(high - pc), abs(low - pc))
-        self.prev_close = price
-        if t <= 14:
-            self.atr += true_range / 14.0
-        else:
-            self.atr = (self.atr * 13.0 + true_range) / 14.0
-        if t >= 14:
-            values["atr_14"] = self.atr
-            values["atr_pct"] = self.atr / price
-        e14 = self.extremes14
-        e14.add(high, low)
-        if t >= 14:
-            hh, ll = e14.highest(), e14.lowest()
-            span = hh - ll
-            if span > 0.0:
-                values["stoch_k_14"] = 100.0 * (price - ll) / span
-                values["williams_r_14"] = -100.0 * (hh - price) / span
-            else:
-                values["stoch_k_14"] = 50.0
-                values["williams_r_14"] = -50.0
-        e20 = self.extremes20
-        e20.add(high, low)
-        tp = (high + low + price) / 3.0
-        tp20 = self.typical20
-        tp20.add(tp)
-        if t >= 20:
-            values["range_20"] = (e20.highest() - e20.lowest()) / price
-            # Exact in fixed point: 20 (tp - mean) = 20 q - S1, so neither the deviation nor the
-            # numerator loses digits to cancellation at price levels of 60,000.
-            s1 = tp20.s1
-            deviation = 0
-            for q in tp20.values:
-                deviation += abs(20 * q - s1)
-            if deviation == 0:
-                values["cci_20"] = 0.0
-            else:
-                values["cci_20"] = (20 * tp20.values[tp20.pos - 1] - s1) * 20 / (0.015 * deviation)
-
-        # Volume, VWAP, flow.
-        v20 = self.volume20
-        v20.add(volume)
-        q20 = self.quote20
-        q20.add(quote_volume)
-        if taker_buy is None:
-            self.taker_buy20.add(0.0)
-            self.known_volume20.add(0.0)
-        else:
-            self.taker_buy20.add(taker_buy)
-            self.known_volume20.add(volume)
-        day = time_ms // DAY_MS
-        if day != self.session_day:
-            self.session_day = day
-            self.session_quote = self.session_volume = 0.0
-        self.session_quote += quote_volume
-        self.session_volume += volume
-        if self.session_volume > 0.0:
-            sv = self.session_quote / self.session_volume
-            values["session_vwap"] = sv
-            values["session_vwap_dev"] = price / sv - 1.0
-        if t >= 20:
-            total_volume = v20.total
-            if total_volume > 0.0:
-                vwap = q20.total / total_volume
-                values["vwap_20"] = vwap
-                values["vwap_dev_20"] = price / vwap - 1.0
-            mean_v = v20.mean
-            sd_v = v20.variance(0) ** 0.5
-            values["volume_z_20"] = 0.0 if sd_v <= 1e-12 * abs(mean_v) else (volume - mean_v) / sd_v
-            if mean_v > 0.0:
-                values["volume_ratio_20"] = volume / mean_v
-            known = self.known_volume20.total
-            if known > 0.0:
-                values["taker_buy_share_20"] = self.taker_buy20.total / known
+        bar = self.bar
+        bar.set(t, kind, time_ms, price, high, low, volume, quote_volume, taker_buy, is_buyer_maker)
+        values: dict[str, float] = {}
+        for indicator in self.indicators:
+            indicator.update(bar, values)
         if kind != "KLINE" and is_buyer_maker is not None:
-            sign = -1.0 if is_buyer_maker else 1.0
-            self.signs20.add(sign)
-            self.trades_seen += 1
-            if self.trades_seen >= 20:
-                values["trade_sign_imbalance_20"] = self.signs20.total / 20.0
-            self.micro.trade(time_ms, sign, volume)
+            self.micro.trade(time_ms, -1.0 if is_buyer_maker else 1.0, volume)
         self.price_values = values
         return values
 

@@ -1,5 +1,7 @@
 """The batch path: the same features as :class:`streams.features.FeatureEngine`, vectorised over a
-whole series of one symbol's price ticks (replays and backfills).
+whole series of one symbol's price ticks. It is written independently of the indicator objects on
+purpose: the tests hold the incremental engine to it (and both to pandas references), and
+bench/features.py reports its speed. The pipeline itself runs the incremental engine.
 
 Recursive averages (EMA 12/26/9, Wilder's RSI and ATR) run through ``scipy.signal.lfilter``; window
 statistics reduce a ``sliding_window_view`` in C. The series starts from an empty state, like a fresh

@@ -23,6 +23,11 @@ from streams.windows import RollingSum, TimeWindowSums
 
 FLOW_SPAN_MS = 10_000
 OFI_UPDATES = 10
+OFI = f"ofi_{OFI_UPDATES}"
+FLOW = f"signed_flow_{FLOW_SPAN_MS // 1000}s"
+# What values() can hold, and the parameters they depend on (part of the feature-set id).
+NAMES = ("spread_bps", "book_imbalance", "microprice_dev_bps", OFI, "last_trade_sign", FLOW)
+SPECS: tuple[tuple[str, tuple], ...] = (("flow", (f"{FLOW_SPAN_MS // 1000}s",)), ("ofi", (OFI_UPDATES,)))
 
 
 class Microstructure:
@@ -72,10 +77,10 @@ class Microstructure:
             if depth > 0.0:
                 values["book_imbalance"] = (bid_qty - ask_qty) / depth
             if self.ofi.full and self.depth.total > 0.0:
-                values["ofi_10"] = self.ofi.total / (self.depth.total / OFI_UPDATES)
+                values[OFI] = self.ofi.total / (self.depth.total / OFI_UPDATES)
         if self.last_sign:
             values["last_trade_sign"] = self.last_sign
             signed, volume = self.flow.totals(time_ms)
             if volume > 0.0:
-                values["signed_flow_10s"] = signed / volume
+                values[FLOW] = signed / volume
         return values

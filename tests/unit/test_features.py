@@ -395,3 +395,37 @@ def test_batch_path_equals_the_per_tick_path(source):
             scale = np.nanmax(np.abs(expected[name]))
             np.testing.assert_allclose(got[name][present], expected[name][present], rtol=RTOL, atol=RTOL * scale,
                                        err_msg=name)
+
+
+def test_names_and_the_feature_set_id_come_from_the_indicators_parameters():
+    from streams.features import (
+        DRIFT_FEATURES,
+        FEATURE_SET,
+        MODEL_FEATURES,
+        feature_names,
+        feature_set_id,
+        indicators,
+    )
+    from streams.indicators import RSI, Return
+
+    assert Return(7).names == ("ret_7",) and RSI(21).names == ("rsi_21",) and RSI(21).spec == ("rsi", (21,))
+    assert feature_names(indicators()) == FEATURE_NAMES and feature_set_id(indicators()) == FEATURE_SET
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+    assert set(DRIFT_FEATURES) <= set(MODEL_FEATURES) <= set(FEATURE_NAMES)
+    other = [RSI(21) if isinstance(i, RSI) else i for i in indicators()]
+    assert "rsi_21" in feature_names(other) and "rsi_14" not in feature_names(other)
+    assert feature_set_id(other) != FEATURE_SET
+    # A coefficient that does not show in a name still changes the id.
+    from streams.indicators import Bollinger
+
+    wider = [Bollinger(20, 3, fast=5) if isinstance(i, Bollinger) else i for i in indicators()]
+    assert feature_names(wider) == FEATURE_NAMES and feature_set_id(wider) != FEATURE_SET
+
+
+def test_indicators_refuse_impossible_parameters():
+    from streams.indicators import MACD, Bollinger, Return
+
+    for make in (lambda: Return(0), lambda: Return(21), lambda: MACD(26, 12), lambda: Bollinger(20, 2, fast=20),
+                 lambda: Return(2.5)):
+        with pytest.raises(ValueError):
+            make()
