@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 from agents.app import Runtime
 from agents.trust import CheckpointRefused, CheckpointSigner, checkpoint_key, offset_problem
+from connectors.topic_end import TopicToEnd
 from schemas.codec import DecodeError
 from streams import snapshots
 
@@ -49,45 +49,16 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                      timeout: float = 20.0) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
     """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
     (blocking; run in an executor), and the records refused, as ``(message, reason)``."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    settings = runtime.settings
-    topic = runtime.topic_names["checkpoints"]
-    # Partition EOF marks the end: with transactions the high watermark counts commit markers, which are
-    # never delivered, so "offset + 1 == high" would not be seen (read_committed is librdkafka's default).
-    consumer = Consumer({**settings.client_config(), "group.id": f"checkpoint-reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "enable.partition.eof": True})
     pieces: dict[tuple[int, int], dict[int, dict]] = {}
     refused: list[tuple[Any, CheckpointRefused]] = []
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return {}, refused
-        ends, partitions = {}, []
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-                partitions.append(TopicPartition(topic, p, low))
-        if not partitions:
-            return {}, refused
-        consumer.assign(partitions)
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        codec = runtime.codecs["checkpoints"]
-        prefix = f"{stage}:".encode()
-        input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    done.add(message.partition())
-                continue
-            if message.offset() + 1 >= ends[message.partition()]:
-                done.add(message.partition())
+    codec = runtime.codecs["checkpoints"]
+    prefix = f"{stage}:".encode()
+    input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
+                    timeout=timeout, metadata_timeout=timeout) as reader:
+        for message in reader:
             if not (message.key() or b"").startswith(prefix):
                 continue
             try:
@@ -101,7 +72,8 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                     offset = record["offsets"].get(name, -1)
                     where = (runtime.topic_names[name], record["partition"])
                     if where not in input_ranges:
-                        input_ranges[where] = consumer.get_watermark_offsets(TopicPartition(*where), timeout=timeout)
+                        input_ranges[where] = reader.consumer.get_watermark_offsets(TopicPartition(*where),
+                                                                                    timeout=timeout)
                     problem = offset_problem(offset, *input_ranges[where])
                     if problem is not None:
                         raise CheckpointRefused("offset_out_of_range", f"{problem} ({where[0]}[{where[1]}])")
@@ -112,8 +84,6 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                 refused.append((message, exc))
                 continue
             pieces.setdefault((record["partition"], record["sequence"]), {})[record["part"]] = record
-    finally:
-        consumer.close()
     valid: dict[int, list[dict]] = {}
     for (partition, _), parts in pieces.items():
         first = parts.get(0)

@@ -29,7 +29,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from schemas.keys import BasisGroups
 
@@ -239,6 +239,36 @@ def parse_section(cls: type, settings: Any, problems: list[str] | None = None) -
         problems.extend(bad)
         return None
     return cls(**values)
+
+
+T = TypeVar("T")
+
+
+class Section(Generic[T]):
+    """A typed section as an attribute of the settings, parsed on first read and kept (the settings
+    are frozen, so it cannot go stale; ``dataclasses.replace`` makes a new object that parses anew)."""
+
+    def __init__(self, cls: type[T]):
+        self.cls = cls
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, settings: None, owner: type) -> Section[T]: ...
+
+    @overload
+    def __get__(self, settings: object, owner: type) -> T: ...
+
+    def __get__(self, settings: object | None, owner: type) -> Section[T] | T:
+        if settings is None:
+            return self
+        cache = settings.__dict__
+        value = cache.get(self.name)
+        if value is None:
+            value = cache[self.name] = parse_section(self.cls, settings)
+        return value
 
 
 def section_of() -> dict[str, str]:

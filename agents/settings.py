@@ -14,7 +14,6 @@ import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from pathlib import Path
 
 from agents.sections import (
@@ -24,6 +23,7 @@ from agents.sections import (
     KafkaSection,
     LearningSection,
     LocalBrokerSection,
+    Section,
     TicksSection,
     WorkerSection,
     parse_section,
@@ -244,33 +244,13 @@ class Settings:
         return {f.name: f.metadata["env"] for f in fields(cls)}
 
     # The typed sections (agents.sections), parsed on first use; from_env has parsed them all.
-    @cached_property
-    def kafka(self) -> KafkaSection:
-        return parse_section(KafkaSection, self)
-
-    @cached_property
-    def local_broker(self) -> LocalBrokerSection:
-        return parse_section(LocalBrokerSection, self)
-
-    @cached_property
-    def binance(self) -> BinanceSection:
-        return parse_section(BinanceSection, self)
-
-    @cached_property
-    def worker(self) -> WorkerSection:
-        return parse_section(WorkerSection, self)
-
-    @cached_property
-    def ticks(self) -> TicksSection:
-        return parse_section(TicksSection, self)
-
-    @cached_property
-    def learning(self) -> LearningSection:
-        return parse_section(LearningSection, self)
-
-    @cached_property
-    def drift(self) -> DriftSection:
-        return parse_section(DriftSection, self)
+    kafka = Section(KafkaSection)
+    local_broker = Section(LocalBrokerSection)
+    binance = Section(BinanceSection)
+    worker = Section(WorkerSection)
+    ticks = Section(TicksSection)
+    learning = Section(LearningSection)
+    drift = Section(DriftSection)
 
     def as_env(self) -> dict[str, str]:
         return {f.metadata["env"]: getattr(self, f.name) for f in fields(self)}
