@@ -12,6 +12,7 @@ from pathlib import Path
 from agents.settings import Settings
 from cli.topic_reader import read_records
 from streams.evaluation import evaluate_run
+from streams.scoring import log_loss
 
 ROLLING = 200
 
@@ -105,8 +106,7 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
                 if prob is None:
                     continue
                 y = f["label"]
-                q = min(max(prob if y == 1 else 1 - prob, 1e-6), 1 - 1e-6)
-                window.append((int((prob > 0.5) == (y == 1)), -math.log(q)))
+                window.append((int((prob > 0.5) == (y == 1)), log_loss(prob, y)))
                 if len(window) > ROLLING:
                     window.pop(0)
                 series_times.append(t)
