@@ -22,6 +22,7 @@ read through an allowlist (streams.snapshots), never plain pickle.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import zlib
@@ -39,6 +40,22 @@ log = logging.getLogger("livelearn.checkpoints")
 # Valid checkpoints kept per partition while restoring: the newest, and older ones to fall back to.
 KEEP_CANDIDATES = 3
 PART_BYTES = 4 * 1024 * 1024
+
+
+def config_differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """``field: old -> new`` for every leaf that differs between two configurations (dataclasses
+    field by field, other objects by their attributes, the rest by equality).
+
+    >>> from streams.pipeline import PipelineConfig
+    >>> a = PipelineConfig()
+    >>> config_differences(a, dataclasses.replace(a, reorder_ms=250))
+    ['reorder_ms: 0 -> 250']
+    """
+    if dataclasses.is_dataclass(old) and type(old) is type(new):
+        return [line for f in dataclasses.fields(old)
+                for line in config_differences(getattr(old, f.name), getattr(new, f.name), f"{path}{f.name}.")]
+    same = vars(old) == vars(new) if hasattr(old, "__dict__") and type(old) is type(new) else old == new
+    return [] if same else [f"{path.rstrip('.')}: {old!r} -> {new!r}"]
 
 
 def part_key(stage: str, partition: int, sequence: int, part: int) -> bytes:
@@ -102,11 +119,14 @@ class PartitionCheckpoints:
 
     def __init__(self, runtime: Runtime, stage: str, inputs: tuple[str, ...], version: str,
                  factory: Callable[[], Any], every_events: int = 1000, every_seconds: float = 1.0,
-                 part_bytes: int = PART_BYTES):
+                 part_bytes: int = PART_BYTES, configured: Any = None):
         if not 1024 <= part_bytes <= 15 * 1024 * 1024:
             raise ValueError("LIVELEARN_CHECKPOINT_PART_BYTES must be between 1 KiB and 15 MiB (the topic's limit "
                              "is 16 MiB)")
         self.runtime, self.stage, self.inputs, self.version, self.factory = runtime, stage, inputs, version, factory
+        # The configuration the worker runs with: a restored state keeps the one it was built with (its
+        # models, windows and monitors were made from it), so a difference is said, not hidden.
+        self.configured = configured
         self.every_events, self.every_seconds, self.part_bytes = every_events, every_seconds, part_bytes
         self.states: dict[int, Any] = {}
         self.offsets: dict[int, dict[str, int]] = {}
@@ -171,6 +191,11 @@ class PartitionCheckpoints:
             self.sequences[partition] = record["sequence"]
             log.info("%s: partition %s restored at offsets %s (checkpoint %s)", self.stage, partition,
                      self.offsets[partition], record["sequence"])
+            changed = config_differences(getattr(state, "config", None), self.configured) if self.configured else []
+            if changed:
+                log.warning("%s: partition %s was checkpointed under other settings, which stay in effect for it "
+                            "until it starts fresh (a new LIVELEARN_APP_ID or topic prefix): %s", self.stage,
+                            partition, "; ".join(changed))
             break
         if state is None:
             state = self.factory()

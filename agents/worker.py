@@ -30,7 +30,8 @@ def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
                                        lambda: PartitionPipeline(runtime.pipeline),
                                        every_events=settings.worker.checkpoint_events,
                                        every_seconds=settings.worker.checkpoint_seconds,
-                                       part_bytes=settings.worker.checkpoint_part_bytes)
+                                       part_bytes=settings.worker.checkpoint_part_bytes,
+                                       configured=runtime.pipeline)
     pipeline.register(runtime, checkpoints)
     external.register(runtime, checkpoints)
     web.register(runtime, checkpoints)

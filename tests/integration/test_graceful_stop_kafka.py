@@ -31,14 +31,18 @@ def test_sigterm_and_sigint_mid_stream_exit_0_in_time_and_the_restart_repeats_no
     env = {**pipeline_env, **settings}
     worker = worker_factory(settings).start()
     assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
-    stops = []
-    for at_least, sig in ((700, signal.SIGTERM), (1600, signal.SIGINT)):
+    stops, restarted = [], []
+    # The first restart runs with a setting changed: its partitions restore state built under the old one,
+    # which it must say (the restored models and monitors keep the configuration they were made with).
+    for at_least, sig, changed in ((700, signal.SIGTERM, {"LIVELEARN_PERFORMANCE_EVERY": "400"}),
+                                   (1600, signal.SIGINT, {})):
         assert wait_for_predictions(env, at_least, 240) >= at_least
         started = time.monotonic()
         worker.process.send_signal(sig)
         code = worker.process.wait(STOP_TIMEOUT_S + FAUST_STOP_S + 20)
         stops.append((sig.name, code, time.monotonic() - started))
-        worker = worker_factory(settings).start(timeout=120)
+        worker = worker_factory({**settings, **changed}).start(timeout=120)
+        restarted.append(worker)
     assert wait_for_predictions(env, TICKS, 300) >= TICKS
     worker.stop()
     codec = AvroCodec.for_topic_schema("prediction")
@@ -47,6 +51,9 @@ def test_sigterm_and_sigint_mid_stream_exit_0_in_time_and_the_restart_repeats_no
                                idle=3.0, timeout=120)]
     print("stops (signal, exit code, seconds):", stops, "predictions", len(ids), "distinct", len(set(ids)))
     assert [code for _, code, _ in stops] == [0, 0]
+    warned = restarted[0].log_path.read_text()
+    assert "checkpointed under other settings" in warned and "performance_every: 500 -> 400" in warned
+    assert "checkpointed under other settings" not in restarted[1].log_path.read_text()  # same settings: silent
     assert all(seconds <= STOP_TIMEOUT_S + FAUST_STOP_S for _, _, seconds in stops)
     assert len(set(ids)) == TICKS
     assert len(ids) == TICKS  # no duplicate: every applied event was checkpointed at the stop
