@@ -141,7 +141,8 @@ class Runtime:
         """The output producer, created on first use (a runtime that publishes nothing connects nowhere)."""
         if self._producer is None:
             # message.timeout.ms 0: a record waits for the broker however long it is away, never dropped.
-            self._producer = make_producer(self.settings.client_config(), linger_ms=2, message_timeout_ms=0)
+            self._producer = make_producer(self.settings.client_config(), linger_ms=self.settings.worker.output_linger_ms,
+                                           message_timeout_ms=0)
         return self._producer
 
     def transactional_id(self, partition: int) -> str:
@@ -156,7 +157,7 @@ class Runtime:
         producer = self._transactional.get(partition)
         if producer is None:
             timeout_ms = int(self.settings.worker.transaction_timeout_s * 1000)
-            producer = make_producer(self.settings.client_config(), linger_ms=2,
+            producer = make_producer(self.settings.client_config(), linger_ms=self.settings.worker.output_linger_ms,
                                      transactional_id=self.transactional_id(partition),
                                      transaction_timeout_ms=timeout_ms, message_timeout_ms=timeout_ms)
             # Blocks until an earlier owner's open transaction for this partition is aborted (fencing).

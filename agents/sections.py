@@ -125,6 +125,7 @@ class WorkerSection:
     processing_guarantee: str = _from("processing_guarantee", choices=("at_least_once", "exactly_once"))
     transaction_timeout_s: float = _from("transaction_timeout", low=1)
     stop_timeout_s: float = _from("stop_timeout", low=0)
+    output_linger_ms: float = _from("output_linger_ms", low=0)
 
     @property
     def exactly_once(self) -> bool:

@@ -110,6 +110,10 @@ class Settings:
         "exactly_once: a transaction not committed within this is aborted by the broker (a longer broker outage "
         "restarts the worker from its last committed checkpoint)",
     )
+    output_linger_ms: str = _env(
+        "LIVELEARN_OUTPUT_LINGER_MS", "0",
+        "How long the worker's output producer waits to batch records (librdkafka linger.ms): lower is sooner, higher batches more",
+    )
     stop_timeout: str = _env(
         "LIVELEARN_STOP_TIMEOUT_S", "10",
         "On SIGTERM/SIGINT or a revocation, at most this long to checkpoint the partitions given up (then exit)",

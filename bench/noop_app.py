@@ -5,18 +5,21 @@ Run as a worker by bench/pipeline.py with NOOP_TOPIC, NOOP_APP_ID and NOOP_WEB_P
 
 from __future__ import annotations
 
+import json
 import os
 
 import faust
 
-app = faust.App(
-    os.environ["NOOP_APP_ID"],
+settings = dict(
     broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
     key_serializer="raw", value_serializer="raw", store="memory://",
     datadir=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{os.environ['NOOP_APP_ID']}-data"),
     consumer_auto_offset_reset="earliest", web_port=int(os.environ["NOOP_WEB_PORT"]), web_bind="127.0.0.1",
     producer_linger_ms=1, broker_session_timeout=10.0, broker_heartbeat_interval=2.0,
 )
+# Faust settings to try (NOOP_FAUST_SETTINGS: a JSON object of App keyword arguments).
+settings.update(json.loads(os.environ.get("NOOP_FAUST_SETTINGS", "{}")))
+app = faust.App(os.environ["NOOP_APP_ID"], **settings)
 topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes)
 out = app.topic(os.environ["NOOP_TOPIC"] + ".out", key_type=bytes, value_type=bytes)
 
