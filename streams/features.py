@@ -125,8 +125,9 @@ def feature_set_id(definitions: list[Indicator]) -> str:
     return f"{FEATURE_SET_VERSION}-{digest.hexdigest()[:8]}"
 
 
-FEATURE_NAMES: tuple[str, ...] = feature_names(indicators())
-FEATURE_SET = feature_set_id(indicators())
+_DEFINITIONS = indicators()
+FEATURE_NAMES: tuple[str, ...] = feature_names(_DEFINITIONS)
+FEATURE_SET = feature_set_id(_DEFINITIONS)
 
 # Scale-free features: what models learn from (raw price levels would not transfer across symbols
 # or across time). The order is the layout of the MLP's input layer, so it is listed, not derived;
