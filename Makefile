@@ -25,7 +25,7 @@ demo:
 	@$(LIVELEARN) demo
 
 test:
-	@$(PYTEST)
+	@bash scripts/test.sh
 
 test-unit:
 	@$(PYTEST) -m "not integration"
@@ -43,7 +43,7 @@ lint:
 	@venv="$$(bash scripts/bootstrap.sh)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
 
 typecheck:
-	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --ignore-missing-imports streams schemas agents/sections.py agents/settings.py  # also in tests/unit/test_static.py
+	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --cache-dir "$$(dirname "$$(dirname "$$venv")")/mypy/$$(basename "$$venv")" --ignore-missing-imports streams schemas agents/sections.py agents/settings.py  # also in tests/unit/test_static.py
 
 bench:
 	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning skill drift_eval drift_quiet drift_real pipeline latency scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, livelearn
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
          ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
