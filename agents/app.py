@@ -161,10 +161,33 @@ class Runtime:
                                      transactional_id=self.transactional_id(partition),
                                      transaction_timeout_ms=timeout_ms, message_timeout_ms=timeout_ms)
             # Blocks until an earlier owner's open transaction for this partition is aborted (fencing).
-            producer.init_transactions(60)
+            self._init_transactions(producer, partition)
             producer.begin_transaction()
             self._transactional[partition] = producer
         return producer
+
+    def _init_transactions(self, producer: Any, partition: int) -> None:
+        """``init_transactions`` until it succeeds: a partition assigned while the broker is away, or
+        while its transaction coordinator is still loading after a restart, waits like any output
+        (librdkafka: a timed-out call is resumed by calling again). It crashed the agent before, and the
+        agent Faust restarted then stalled (seen once in the broker outage test). Not on the event loop
+        (:meth:`publish` runs this in an executor)."""
+        from confluent_kafka import KafkaException
+
+        started = time.monotonic()
+        while True:
+            try:
+                producer.init_transactions(10)
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable():
+                    raise
+                self._broker_away(started)
+                log.warning("transactional producer of partition %s not initialised after %.0f s (%s); retrying",
+                            partition, time.monotonic() - started, error.str())
+        if time.monotonic() - started > 10:
+            self._broker_back("transactional producer initialised")
 
     def begin_commit(self, partition: int) -> None:
         """From the checkpoint's snapshot until :meth:`commit_partition` ends, hold the partition's outputs."""

@@ -6,15 +6,17 @@ in exactly-once mode)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from agents.app import pipeline_config
+from agents.app import Runtime, pipeline_config
 from agents.settings import Settings
 from connectors.replay import read_file
 from schemas.codec import AvroCodec
@@ -88,3 +90,24 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     assert got == expected_predictions(Settings.from_env(env))
     if guarantee == "exactly_once":
         assert repeats == 0
+
+
+def test_a_transactional_producer_made_while_the_broker_is_away_waits_for_it(private_broker, pipeline_env):
+    """Exactly-once: a partition's transactional producer first needed during an outage (a partition
+    assigned again after the group lost its member, say) waits for the broker, however long, instead of
+    raising after init_transactions' timeout (which crashed the agent; seen in the outage test above)."""
+    env = {**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap,
+           "LIVELEARN_PROCESSING_GUARANTEE": "exactly_once"}
+    runtime = Runtime(Settings.from_env(env), faust=False)
+    os.kill(private_broker.pid(), signal.SIGKILL)
+    with ThreadPoolExecutor(1) as pool:
+        made = pool.submit(runtime.producer_for, 0)
+        time.sleep(70)  # longer than any single init_transactions call the worker ever made (60 s)
+        assert not made.done(), made.exception()
+        assert runtime.broker_away_since is not None
+        private_broker.up(wait_s=180)
+        producer = made.result(timeout=180)
+    topic = env["LIVELEARN_TOPIC_PREFIX"] + "txn-probe"
+    producer.produce(topic, key=b"k", value=b"after the outage")
+    assert asyncio.run(runtime.commit_partition(0, timeout=60)) is True
+    assert [m.value() for m in read_topic(private_broker.bootstrap, topic, expect=1, timeout=60)] == [b"after the outage"]
