@@ -4,6 +4,8 @@ offsets are checkpointed with the state they change, like the ticks'."""
 
 from __future__ import annotations
 
+from mode import CrashingSupervisor
+
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.steps import finish, reject
@@ -20,23 +22,26 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         stream = stream.noack()
         async for event, state in checkpoints.unapplied(stream, source):
             message = event.message
-            try:
-                record = codec.decode(message.value, message.topic, message.partition, message.offset)
-            except DecodeError as exc:
-                await reject(runtime, stage, "decode_error", str(exc), message)
-            else:
-                await finish(runtime, handle(state, record), message)
-            await checkpoints.done(stream, event, source)
+            with checkpoints.applying(message.partition):
+                try:
+                    record = codec.decode(message.value, message.topic, message.partition, message.offset)
+                except DecodeError as exc:
+                    await reject(runtime, stage, "decode_error", str(exc), message)
+                else:
+                    await finish(runtime, handle(state, record), message)
+                await checkpoints.done(stream, event, source)
 
     def learn(state, feedback):
         step = state.on_feedback(feedback)
         learned.inc(step.rejection is None)
         return step
 
-    @runtime.app.agent(runtime.topics["external-features"], name="external_vectors")
+    @runtime.app.agent(runtime.topics["external-features"], name="external_vectors",
+                       supervisor_strategy=CrashingSupervisor)
     async def external_vectors(stream):
         await consume(stream, "external-features", vectors_codec, "predict", lambda state, v: state.on_vector(v))
 
-    @runtime.app.agent(runtime.topics["feedback"], name="external_feedback")
+    @runtime.app.agent(runtime.topics["feedback"], name="external_feedback",
+                       supervisor_strategy=CrashingSupervisor)
     async def external_feedback(stream):
         await consume(stream, "feedback", feedback_codec, "learn", learn)

@@ -111,3 +111,41 @@ def test_a_transactional_producer_made_while_the_broker_is_away_waits_for_it(pri
     producer.produce(topic, key=b"k", value=b"after the outage")
     assert asyncio.run(runtime.commit_partition(0, timeout=60)) is True
     assert [m.value() for m in read_topic(private_broker.bootstrap, topic, expect=1, timeout=60)] == [b"after the outage"]
+
+
+def test_an_outage_longer_than_the_transaction_timeout_ends_the_worker_and_its_restart_loses_nothing(
+        private_broker, worker_factory, pipeline_env):
+    """Exactly-once, broker away longer than LIVELEARN_TRANSACTION_TIMEOUT_S: the checkpoint's commit
+    gives up, the partition is marked broken (never checkpointed again) and the worker exits non-zero
+    by itself, instead of Faust restarting its agent over a state ahead of the committed outputs. A new
+    worker, once the broker is back, resumes from the last committed checkpoint: every prediction
+    equals the in-process run's, none repeated (read_committed)."""
+    settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_MEMBERS": "logreg",
+                "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_PROCESSING_GUARANTEE": "exactly_once",
+                "LIVELEARN_TRANSACTION_TIMEOUT_S": "10"}
+    env = {**pipeline_env, **settings}
+    worker = worker_factory(settings).start(timeout=120)
+    assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
+    assert wait_for_predictions(env, 800, 240) >= 800
+
+    os.kill(private_broker.pid(), signal.SIGKILL)
+    code = worker.process.wait(150)
+    log = worker.log_path.read_text()
+    assert code != 0, log[-3000:]
+    assert "not checkpointed again and the worker stops" in log, log[-3000:]
+    private_broker.up(wait_s=180)
+
+    worker_factory(settings).start(timeout=120)
+    assert wait_for_predictions(env, TICKS, 240) >= TICKS
+    codec = AvroCodec.for_topic_schema("prediction")
+    got: dict[str, dict] = {}
+    repeats = 0
+    for message in read_topic(private_broker.bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "predictions", idle=3.0,
+                              timeout=120):
+        record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
+        repeats += record["prediction_id"] in got
+        got.setdefault(record["prediction_id"], record)
+    print(f"exactly_once, outage past the transaction timeout: worker exit code {code}, predictions {len(got)}, "
+          f"repeats {repeats}")
+    assert got == expected_predictions(Settings.from_env(env))
+    assert repeats == 0
