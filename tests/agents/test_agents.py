@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agents.settings import Settings
 from agents.worker import build
 from schemas.codec import AvroCodec
@@ -15,6 +17,11 @@ T0 = 1_700_000_000_000
 
 
 def worker(tmp_path):
+    runtime, agents, published, _ = worker_and_checkpoints(tmp_path)
+    return runtime, agents, published
+
+
+def worker_and_checkpoints(tmp_path):
     settings = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="agenttest.", state_dir=str(tmp_path),
                         members="logreg", horizon_ticks="2")
     runtime, checkpoints = build(settings)
@@ -27,7 +34,7 @@ def worker(tmp_path):
 
     runtime.publish = publish
     agents = {agent.name.rsplit(".", 1)[-1]: agent for agent in runtime.app.agents.values()}
-    return runtime, agents, published
+    return runtime, agents, published, checkpoints
 
 
 async def settle(published: list, count: int, timeout: float = 10.0) -> None:
@@ -80,3 +87,34 @@ def test_external_feedback_reaches_the_learner_of_its_partition_and_unknown_ids_
     assert [stage for stage, _, _ in published] == ["features", "predictions", "dead-letters"]
     assert published[-1][2]["reason_code"] == "unknown_prediction"
     assert runtime.metrics.events.labels("learn")._value.get() == 1
+
+
+def test_an_exception_inside_an_event_marks_its_partition_broken_and_it_is_never_checkpointed(tmp_path):
+    """Not bad input (that is dead-lettered) but a failure while an event's outputs are published: the
+    partition's state may now be ahead of its outputs, so it is never checkpointed again (the worker
+    stops, agents.checkpoints.applying) instead of the agent carrying on over it."""
+    runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
+    codec = AvroCodec.for_topic_schema("tick")
+    accept = runtime.publish
+
+    async def refuse_predictions(stage, key, record, timestamp_ms=None, partition=None):
+        if stage == "predictions" and record["event_time_ms"] == T0 + 1000:
+            raise RuntimeError("1 records refused by the broker")
+        await accept(stage, key, record, timestamp_ms, partition)
+
+    runtime.publish = refuse_predictions
+    async def scenario():
+        async with agents["pipeline"].test_context() as agent:
+            await agent.put(codec.encode(make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0)), key=b"BTCUSDT", partition=0)
+            assert checkpoints.broken == set()
+            with pytest.raises(RuntimeError, match="refused"):  # the agent crashes (and with it the worker)
+                await agent.put(codec.encode(make_tick("BTCUSDT", "TRADE", T0 + 1000, 101.0, 1.0)), key=b"BTCUSDT",
+                                partition=0)
+            assert checkpoints.broken == {0}
+            before = len(published)
+            await asyncio.wait_for(checkpoints.checkpoint(0, force=True), 5)
+            assert len(published) == before  # nothing written for a broken partition
+            assert not await checkpoints.settle({0}, timeout=1.0)
+
+    asyncio.run(scenario())
+    assert [stage for stage, _, _ in published] == ["features", "predictions", "features"]
