@@ -45,6 +45,18 @@ def expected_predictions(settings: Settings) -> dict[str, dict]:
     return out
 
 
+def read_predictions(bootstrap: str, env: dict) -> tuple[dict[str, dict], int]:
+    """Every prediction by id (latency aside) and how many were repeats; a repeat must be identical."""
+    codec = AvroCodec.for_topic_schema("prediction")
+    got: dict[str, dict] = {}
+    repeats = 0
+    for message in read_topic(bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "predictions", idle=3.0, timeout=120):
+        record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
+        repeats += record["prediction_id"] in got
+        assert got.setdefault(record["prediction_id"], record) == record
+    return got, repeats
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarantee, private_broker, worker_factory,
                                                                          pipeline_env):
@@ -77,14 +89,7 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     assert json.loads(worker.get("/readyz")[1])["ready"] is True
     worker.stop()
 
-    codec = AvroCodec.for_topic_schema("prediction")
-    got: dict[str, dict] = {}
-    repeats = 0
-    for message in read_topic(private_broker.bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "predictions", idle=3.0,
-                              timeout=120):
-        record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
-        repeats += record["prediction_id"] in got
-        assert got.setdefault(record["prediction_id"], record) == record  # a repeat is identical
+    got, repeats = read_predictions(private_broker.bootstrap, env)
     print(f"{guarantee}, outage {OUTAGE_S} s: readiness codes {sorted(set(readiness))}, predictions {len(got)}, "
           f"repeats {repeats}")
     assert got == expected_predictions(Settings.from_env(env))
@@ -137,14 +142,7 @@ def test_an_outage_longer_than_the_transaction_timeout_ends_the_worker_and_its_r
 
     worker_factory(settings).start(timeout=120)
     assert wait_for_predictions(env, TICKS, 240) >= TICKS
-    codec = AvroCodec.for_topic_schema("prediction")
-    got: dict[str, dict] = {}
-    repeats = 0
-    for message in read_topic(private_broker.bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "predictions", idle=3.0,
-                              timeout=120):
-        record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
-        repeats += record["prediction_id"] in got
-        got.setdefault(record["prediction_id"], record)
+    got, repeats = read_predictions(private_broker.bootstrap, env)
     print(f"exactly_once, outage past the transaction timeout: worker exit code {code}, predictions {len(got)}, "
           f"repeats {repeats}")
     assert got == expected_predictions(Settings.from_env(env))
