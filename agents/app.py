@@ -175,6 +175,7 @@ class Runtime:
         from confluent_kafka import KafkaException
 
         started = time.monotonic()
+        waited = False
         while True:
             try:
                 producer.init_transactions(10)
@@ -183,10 +184,11 @@ class Runtime:
                 error = exc.args[0]
                 if not error.retriable():
                     raise
+                waited = True
                 self._broker_away(started)
                 log.warning("transactional producer of partition %s not initialised after %.0f s (%s); retrying",
                             partition, time.monotonic() - started, error.str())
-        if time.monotonic() - started > 10:
+        if waited:
             self._broker_back("transactional producer initialised")
 
     def begin_commit(self, partition: int) -> None:

@@ -21,8 +21,8 @@ def run(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_mypy_is_clean_on_the_core_and_the_settings():
-    done = run(str(BIN / "mypy"), "--cache-dir", str(MYPY_CACHE), "--ignore-missing-imports", "streams", "schemas", "agents/sections.py",
-               "agents/settings.py")
+    done = run(str(BIN / "mypy"), "--cache-dir", str(MYPY_CACHE), "--ignore-missing-imports", "streams", "schemas",
+               "agents/sections.py", "agents/settings.py")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
 
