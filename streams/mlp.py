@@ -69,8 +69,7 @@ class TorchMLP:
         self.net = self._network()
         torch.random.set_rng_state(generator_state)
         self.initial_lr = lr
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
-        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+        self.optimizer = self._adam(lr)
         self.train_every, self.batch_size, self.clip, self.patience = train_every, batch_size, clip, patience
         self.rng = random.Random(seed)
         n_in = len(self.features)
@@ -87,6 +86,25 @@ class TorchMLP:
         self.since_improvement = 0
         self.steps = 0
         self.weights: tuple = ()
+
+    def _adam(self, lr: float):
+        import torch
+
+        # The multi-tensor ("foreach") Adam gives the same weights bit for bit as the default
+        # per-tensor loop on CPU (checked over 500 steps), for about 0.3 ms less per step.
+        self._parameters = list(self.net.parameters())
+        return torch.optim.Adam(self._parameters, lr=lr, foreach=True)
+
+    def _clip_gradients(self) -> None:
+        """``torch.nn.utils.clip_grad_norm_(parameters, clip)`` on CPU, the same operations without its
+        per-call grouping of tensors by device (~0.2 ms of a ~2 ms step)."""
+        import torch
+
+        grads = [p.grad for p in self._parameters if p.grad is not None]
+        if not grads:
+            return
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+        torch._foreach_mul_(grads, torch.clamp(self.clip / (total + 1e-6), max=1.0))
 
     def _network(self):
         import torch
@@ -149,20 +167,27 @@ class TorchMLP:
         self.new = 0
         inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32, device=self.device)
         targets = torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32, device=self.device)
-        self.net.train()
-        loss = self.loss_fn(self.net(inputs), targets)
+        # No dropout or batch norm: training and evaluation modes are the same network, and the
+        # layers are applied directly (what Sequential, Linear and Tanh call, without their per-module
+        # dispatch: ~0.1 ms a step).
+        w1, b1, w2, b2, w3, b3 = self._parameters
+        linear = torch.nn.functional.linear
+        logits = linear(torch.tanh(linear(torch.tanh(linear(inputs, w1, b1)), w2, b2)), w3, b3)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
         self.optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
+        if self.device.type == "cpu":
+            self._clip_gradients()
+        else:
+            torch.nn.utils.clip_grad_norm_(self._parameters, self.clip)
         self.optimizer.step()
-        self.net.eval()
         self.steps += 1
         self._copy_weights()
         self._adapt_learning_rate(float(loss.detach()))
 
     def _copy_weights(self) -> None:
         layers = [m for m in self.net if hasattr(m, "weight")]
-        w1, b1, w2, b2, w3, b3 = (t.detach().cpu().double().numpy().copy()
+        w1, b1, w2, b2, w3, b3 = (t.detach().cpu().double().numpy()
                                   for layer in layers for t in (layer.weight, layer.bias))
         self.weights = (w1, b1, w2, b2, w3[0], float(b3[0]))
 
@@ -208,7 +233,7 @@ class TorchMLP:
             "param_groups": optimizer["param_groups"],
         }
         state["device"] = str(self.device)
-        del state["loss_fn"]
+        state.pop("_parameters", None)
         state.pop("_sd", None)
         return state
 
@@ -221,10 +246,11 @@ class TorchMLP:
         self.net = self._network()
         self.net.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in net.items()})
         self.net.eval()
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.initial_lr)
+        self.optimizer = self._adam(self.initial_lr)
         self.optimizer.load_state_dict({
             "state": {i: {k: torch.from_numpy(v.copy()) if isinstance(v, np.ndarray) else v for k, v in slot.items()}
                       for i, slot in optimizer["state"].items()},
             "param_groups": optimizer["param_groups"],
         })
-        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+        for group in self.optimizer.param_groups:  # a checkpoint of an older version saved foreach=None
+            group["foreach"] = True

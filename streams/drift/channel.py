@@ -137,8 +137,10 @@ class Channel:
         ``POOLED_WINDOWS`` checks or so) and update the thinning lags."""
         self.pooled_windows += 1
         weight = 1.0 / min(self.pooled_windows, POOLED_WINDOWS)
-        correlation = window_autocorrelations(window, self.max_lag)
-        self.pooled_correlation += weight * (correlation - self.pooled_correlation)
+        # The variance test without the mean test reads only the lags of the absolute deviations.
+        if not (self.kind == "VARIANCE" and self.scale_lags and not self.mean_test):
+            correlation = window_autocorrelations(window, self.max_lag)
+            self.pooled_correlation += weight * (correlation - self.pooled_correlation)
         value_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
         self.reference_tau = value_tau
         if self.scale_lags:
