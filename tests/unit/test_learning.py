@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from river import metrics
 
@@ -182,6 +183,59 @@ def test_mlp_learns_a_separable_rule_with_clipping_replay_and_an_adaptive_rate()
     assert mlp.learning_rate < mlp.initial_lr  # the loss plateaued: the rate came down
     mlp.raise_learning_rate()
     assert mlp.learning_rate == mlp.initial_lr
+
+
+class TextbookMLP(TorchMLP):
+    """The same member trained the textbook way: the Sequential network called as a module, torch's
+    default (per-tensor) Adam, ``BCEWithLogitsLoss`` and ``clip_grad_norm_``. The member's own step
+    leaves out their per-call overhead and must not change a single weight."""
+
+    def __init__(self, **kwargs):
+        import torch
+
+        super().__init__(**kwargs)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.initial_lr)
+
+    def _train(self) -> None:
+        import torch
+
+        size = self.buffer_y.shape[0]
+        newest = [(self.position - 1 - i) % size for i in range(self.new)]
+        extra = min(self.batch_size - self.new, self.filled - self.new)
+        older = [(self.position - 1 - self.new - i) % size for i in self.rng.sample(range(self.filled - self.new), extra)]
+        index = newest + older
+        self.new = 0
+        inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32)
+        targets = torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32)
+        self.net.train()
+        loss = torch.nn.BCEWithLogitsLoss()(self.net(inputs), targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
+        self.optimizer.step()
+        self.net.eval()
+        self.steps += 1
+        self._copy_weights()
+        self._adapt_learning_rate(float(loss.detach()))
+
+
+def test_the_mlp_step_equals_the_textbook_torch_step_bit_for_bit_also_after_a_checkpoint():
+    from streams import snapshots
+
+    features = ("a", "b", "c")
+    fast, textbook = TorchMLP(seed=3, features=features, clip=0.05), TextbookMLP(seed=3, features=features, clip=0.05)
+    rng = random.Random(1)
+    for i in range(1200):
+        x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 3), "c": rng.gauss(1, 1)}
+        y = int(x["a"] - x["b"] * x["c"] > 0)
+        fast.learn_one(x, y)
+        textbook.learn_one(x, y)
+        if i == 600:
+            fast = snapshots.loads(snapshots.dumps(fast))
+    assert fast.steps == textbook.steps == 150
+    for mine, reference in zip(fast.weights, textbook.weights, strict=True):
+        assert np.array_equal(mine, reference)
+    assert fast.learning_rate == textbook.learning_rate
 
 
 def test_make_member_rejects_unknown_names():
