@@ -38,6 +38,7 @@ from typing import Any
 
 from streams.ensemble import Forecast, Variant
 from streams.features import MODEL_FEATURES
+from streams.issued import IssuedPredictions
 from streams.models import make_member
 from streams.references import Persistence, TradeSide
 from streams.scoring import BlockedScores, MemberScore, brier
@@ -143,7 +144,7 @@ class SymbolLearner:
                                      config.rollback_threshold) if challengers else None)
         self.persistence, self.trade_side = Persistence(), TradeSide()
         self.pending: deque[Pending] = deque()
-        self.issued: OrderedDict[str, Pending] = OrderedDict()
+        self.issued = IssuedPredictions(config.keep_issued)
         self.last_tick_index = 0
         self.typical_move, self.moves_seen = 0.0, 0  # mean |realised return| (last ~500 outcomes)
         self.outcomes = self.flat = 0
@@ -235,6 +236,7 @@ class SymbolLearner:
                     self.variants[name].release(forecast, item.regime)
             else:
                 self._learn(item, label, realised)
+            self.issued.freeze(item.prediction_id)
             outcomes.append({
                 "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
                 "label": label, "realised_return": realised, "score": None,
@@ -305,9 +307,7 @@ class SymbolLearner:
         item = Pending(pid, features["tick_index"], features["event_time_ms"], self.reference_price(features), x,
                        features.get("label"), regime, served, forecasts, references)
         self.pending.append(item)
-        self.issued[pid] = item
-        if len(self.issued) > self.config.keep_issued:
-            self.issued.popitem(last=False)
+        self.issued.add(pid, item)
         if self._step is not None:
             self._step.shadow = {name: f for name, f in forecasts.items() if name != served}
         return self.prediction_record(features, pid, served, forecasts[served], references)
@@ -335,10 +335,16 @@ class SymbolLearner:
             return []
         self._step = LearnerStep(None)
         try:
-            self._learn(self.issued[pid], int(label), feedback.get("realised_return"), in_line=False)
+            self._learn(self.issued.get(pid), int(label), feedback.get("realised_return"), in_line=False)
             return self._step.events
         finally:
             self._step = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        issued = state.get("issued")
+        if isinstance(issued, OrderedDict):  # a checkpoint of an earlier version: nothing frozen yet
+            state["issued"] = IssuedPredictions.of(issued, state["config"].keep_issued)
+        self.__dict__.update(state)
 
     def performance(self) -> dict[str, dict[str, Any]]:
         """Cumulative and rolling scores of every member, the ensemble and the references."""

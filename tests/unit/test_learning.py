@@ -10,6 +10,7 @@ from river import metrics
 
 from connectors.datasets import labelled_vectors
 from streams.ensemble import Regimes, Variant
+from streams.issued import IssuedPredictions
 from streams.learning import LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.mlp import TorchMLP
 from streams.models import make_member
@@ -109,6 +110,42 @@ def test_external_feedback_joins_the_issued_features_and_unknown_ids_are_refused
     short.process(vector(2, 100.0))
     with pytest.raises(UnknownPrediction):
         short.learn_feedback({"prediction_id": old["prediction_id"], "label": 1})
+
+
+class KeptAsObjects(IssuedPredictions):
+    """Every prediction kept as an object, as before predictions were frozen."""
+
+    def freeze(self, prediction_id: str) -> None:
+        pass
+
+
+def test_matured_predictions_are_kept_frozen_and_feedback_on_them_learns_the_same_as_on_live_ones():
+    from collections import OrderedDict
+
+    from streams import snapshots
+
+    rng = random.Random(2)
+    vectors = [vector(i, 100.0 + rng.gauss(0, 1), {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}) for i in range(1, 300)]
+    frozen, live = (learner_of(members=("logreg",), horizon_ticks=3, model_features=("a", "b")) for _ in range(2))
+    live.issued = KeptAsObjects(live.config.keep_issued)  # the old behaviour
+    ids = [[learner.process(v).prediction["prediction_id"] for v in vectors] for learner in (frozen, live)][0]
+    assert frozen.issued.frozen == len(vectors) - 3 and live.issued.frozen == 0  # the last 3 have not matured
+    # A checkpoint and back, then external feedback on matured (frozen) and pending predictions.
+    frozen = snapshots.loads(snapshots.dumps(frozen))
+    for pid, label in zip(ids[::7], [1, 0] * 50, strict=False):
+        for learner in (frozen, live):
+            learner.learn_feedback({"prediction_id": pid, "label": label})
+    probe = {"a": 0.3, "b": -1.2}
+    assert frozen.probability_up(probe) == live.probability_up(probe)
+    # A checkpoint of a version that kept a plain ordered dict still restores, and feedback finds its predictions.
+    old = learner_of(members=("logreg",), horizon_ticks=3)
+    for v in vectors[:10]:
+        old.process(v)
+    state = old.__dict__.copy()
+    state["issued"] = OrderedDict((pid, old.issued.get(pid)) for pid in ids[:10])
+    restored = SymbolLearner.__new__(SymbolLearner)
+    restored.__setstate__(state)
+    assert restored.learn_feedback({"prediction_id": ids[0], "label": 1}) == [] and len(restored.issued) == 10
 
 
 class Constant:

@@ -1,0 +1,84 @@
+"""The predictions a symbol's learner remembers for external feedback that names one by id.
+
+Why some are kept as bytes: a worker pickles each partition's state on its event loop at every
+checkpoint (every few seconds), and the 2,000 remembered predictions (features, every variant's
+forecast, the references: about 70 numbers each) were three quarters of that pickle, about 30 of
+40 ms on the synthetic stream (measured with ``snapshots.dumps``): every tick arriving meanwhile
+waited. Once a prediction's outcome has matured nothing in it changes any more, so it is pickled then,
+once (:meth:`IssuedPredictions.freeze`, ~10 us), and a checkpoint copies its bytes. Feedback naming a
+frozen prediction rebuilds it through the snapshot allowlist (:func:`streams.snapshots.loads`): the
+same numbers, so learning from it is unchanged.
+
+>>> issued = IssuedPredictions(keep=2)
+>>> issued.add("a", {"x": 1.0}); issued.add("b", {"x": 2.0})
+>>> issued.freeze("a")
+>>> issued.get("a"), "a" in issued, len(issued), issued.frozen
+({'x': 1.0}, True, 2, 1)
+>>> issued.add("c", {"x": 3.0})  # the oldest is forgotten
+>>> "a" in issued, issued.get("c")
+(False, {'x': 3.0})
+>>> issued.get("a")
+Traceback (most recent call last):
+...
+KeyError: 'a'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from streams import snapshots
+
+
+class IssuedPredictions:
+    """The last ``keep`` predictions by id, oldest first; matured ones frozen to bytes."""
+
+    __slots__ = ("keep", "_items")
+
+    def __init__(self, keep: int):
+        if keep < 1:
+            raise ValueError("keep must be at least 1 prediction")
+        self.keep = keep
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def add(self, prediction_id: str, item: Any) -> None:
+        self._items[prediction_id] = item
+        if len(self._items) > self.keep:
+            self._items.popitem(last=False)
+
+    def freeze(self, prediction_id: str) -> None:
+        """The prediction will not change any more (its outcome has been learned): keep it pickled.
+        A prediction already forgotten is ignored."""
+        item = self._items.get(prediction_id)
+        if item is not None and not isinstance(item, bytes):
+            self._items[prediction_id] = snapshots.dumps(item)
+
+    def get(self, prediction_id: str) -> Any:
+        """The prediction (rebuilt if frozen); KeyError if unknown or forgotten."""
+        item = self._items[prediction_id]
+        return snapshots.loads(item) if isinstance(item, bytes) else item
+
+    def __contains__(self, prediction_id: object) -> bool:
+        return prediction_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def frozen(self) -> int:
+        """How many are kept as bytes."""
+        return sum(isinstance(item, bytes) for item in self._items.values())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keep": self.keep, "items": self._items}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.keep, self._items = state["keep"], state["items"]
+
+    @classmethod
+    def of(cls, items: OrderedDict[str, Any], keep: int) -> IssuedPredictions:
+        """From the plain ordered dict of ids a learner kept before (checkpoints of earlier versions)."""
+        issued = cls(keep)
+        issued._items = OrderedDict(items)
+        return issued
