@@ -152,7 +152,9 @@ class TorchMLP:
         if self.new >= self.train_every:
             self._train()
 
-    def _train(self) -> None:
+    def _batch(self):
+        """The next training batch as tensors: the labels since the last step plus uniform samples of
+        the replay buffer, ``batch_size`` in all, standardised with the current scale."""
         import torch
 
         size = self.buffer_y.shape[0]
@@ -162,7 +164,12 @@ class TorchMLP:
         index = newest + older
         self.new = 0
         inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32, device=self.device)
-        targets = torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32, device=self.device)
+        return inputs, torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32, device=self.device)
+
+    def _train(self) -> None:
+        import torch
+
+        inputs, targets = self._batch()
         # No dropout or batch norm: training and evaluation modes are the same network, and the
         # layers are applied directly (what Sequential, Linear and Tanh call, without their per-module
         # dispatch: ~0.1 ms a step).
@@ -177,9 +184,12 @@ class TorchMLP:
         else:
             torch.nn.utils.clip_grad_norm_(self._parameters, self.clip)
         self.optimizer.step()
+        self._stepped(float(loss.detach()))
+
+    def _stepped(self, loss: float) -> None:
         self.steps += 1
         self._copy_weights()
-        self._adapt_learning_rate(float(loss.detach()))
+        self._adapt_learning_rate(loss)
 
     def _copy_weights(self) -> None:
         layers = [m for m in self.net if hasattr(m, "weight")]

@@ -236,14 +236,7 @@ class TextbookMLP(TorchMLP):
     def _train(self) -> None:
         import torch
 
-        size = self.buffer_y.shape[0]
-        newest = [(self.position - 1 - i) % size for i in range(self.new)]
-        extra = min(self.batch_size - self.new, self.filled - self.new)
-        older = [(self.position - 1 - self.new - i) % size for i in self.rng.sample(range(self.filled - self.new), extra)]
-        index = newest + older
-        self.new = 0
-        inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32)
-        targets = torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32)
+        inputs, targets = self._batch()
         self.net.train()
         loss = torch.nn.BCEWithLogitsLoss()(self.net(inputs), targets)
         self.optimizer.zero_grad()
@@ -251,9 +244,7 @@ class TextbookMLP(TorchMLP):
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip)
         self.optimizer.step()
         self.net.eval()
-        self.steps += 1
-        self._copy_weights()
-        self._adapt_learning_rate(float(loss.detach()))
+        self._stepped(float(loss.detach()))
 
 
 def test_the_mlp_step_equals_the_textbook_torch_step_bit_for_bit_also_after_a_checkpoint():
