@@ -92,8 +92,8 @@ class TorchMLP:
         return Adam(self._parameters, lr=lr)
 
     def _clip_gradients(self) -> None:
-        """``torch.nn.utils.clip_grad_norm_(parameters, clip)`` on CPU, the same operations without its
-        per-call grouping of tensors by device (~0.2 ms of a ~2 ms step)."""
+        """``torch.nn.utils.clip_grad_norm_(parameters, clip)``: the same operations without its per-call
+        grouping of tensors by device (the parameters share one device; ~0.2 ms of a ~2 ms step)."""
         import torch
 
         grads = [p.grad for p in self._parameters if p.grad is not None]
@@ -179,10 +179,7 @@ class TorchMLP:
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
         self.optimizer.zero_grad()
         loss.backward()
-        if self.device.type == "cpu":
-            self._clip_gradients()
-        else:
-            torch.nn.utils.clip_grad_norm_(self._parameters, self.clip)
+        self._clip_gradients()
         self.optimizer.step()
         self._stepped(float(loss.detach()))
 
@@ -275,10 +272,11 @@ class Adam:
         if not lr > 0.0:
             raise ValueError("the learning rate must be positive")
         self.params = list(params)
-        self.param_groups: list[dict[str, Any]] = [{"lr": lr, "betas": betas, "eps": eps, "weight_decay": 0, "amsgrad": False,
-                              "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
-                              "fused": None, "decoupled_weight_decay": False,
-                              "params": list(range(len(self.params)))}]
+        # torch's keys and defaults, so that torch.optim.Adam can read a state this class saved.
+        self.param_groups: list[dict[str, Any]] = [{
+            "lr": lr, "betas": betas, "eps": eps, "weight_decay": 0, "amsgrad": False, "maximize": False,
+            "foreach": None, "capturable": False, "differentiable": False, "fused": None,
+            "decoupled_weight_decay": False, "params": list(range(len(self.params)))}]
         self.state: dict[int, dict[str, Any]] = {}
 
     def zero_grad(self) -> None:
@@ -330,4 +328,3 @@ class Adam:
             self.state[int(i)] = {"step": slot["step"].to(dtype=torch.float32),
                                   "exp_avg": slot["exp_avg"].to(dtype=param.dtype, device=param.device),
                                   "exp_avg_sq": slot["exp_avg_sq"].to(dtype=param.dtype, device=param.device)}
-
