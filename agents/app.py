@@ -148,7 +148,7 @@ class Runtime:
     def transactional_id(self, partition: int) -> str:
         return f"{self.settings.app_id}-{self.settings.topic_prefix}pipeline-{partition}"
 
-    def producer_for(self, partition: int | None):
+    def producer_for(self, partition: int | None, loop: asyncio.AbstractEventLoop | None = None):
         """The producer for outputs of an input partition: in exactly-once mode its transactional
         producer, with a transaction open (created, fenced-in and begun on first use); else the one
         shared producer."""
@@ -161,17 +161,18 @@ class Runtime:
                                      transactional_id=self.transactional_id(partition),
                                      transaction_timeout_ms=timeout_ms, message_timeout_ms=timeout_ms)
             # Blocks until an earlier owner's open transaction for this partition is aborted (fencing).
-            self._init_transactions(producer, partition)
+            self._init_transactions(producer, partition, loop)
             producer.begin_transaction()
             self._transactional[partition] = producer
         return producer
 
-    def _init_transactions(self, producer: Any, partition: int) -> None:
+    def _init_transactions(self, producer: Any, partition: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``init_transactions`` until it succeeds: a partition assigned while the broker is away, or
         while its transaction coordinator is still loading after a restart, waits like any output
         (librdkafka: a timed-out call is resumed by calling again). It crashed the agent before, and the
         agent Faust restarted then stalled (seen once in the broker outage test). Not on the event loop
-        (:meth:`publish` runs this in an executor)."""
+        (:meth:`publish` runs this in an executor, passing its ``loop``: once that loop is closed the
+        worker has stopped, and a retry would only keep its process alive)."""
         from confluent_kafka import KafkaException
 
         started = time.monotonic()
@@ -182,7 +183,7 @@ class Runtime:
                 break
             except KafkaException as exc:
                 error = exc.args[0]
-                if not error.retriable():
+                if not error.retriable() or (loop is not None and loop.is_closed()):
                     raise
                 waited = True
                 self._broker_away(started)
@@ -276,7 +277,8 @@ class Runtime:
             lock = self._creating.setdefault(partition, asyncio.Lock())
             async with lock:
                 if partition not in self._transactional:
-                    await asyncio.get_running_loop().run_in_executor(None, self.producer_for, partition)
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, self.producer_for, partition, loop)
         held = self._committing.get(partition) if stage != "checkpoints" else None
         while held is not None:
             await held.wait()
