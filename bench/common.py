@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT / "data"
 
-from cli.kafka_local import delete_topics_containing  # noqa: E402  (needs ROOT on sys.path)
+from cli.kafka_local import delete_topics_containing, free_port  # noqa: E402,F401  (needs ROOT on sys.path)
 from cli.processes import stop_process  # noqa: E402
 
 
@@ -53,12 +52,6 @@ def best_of(fn, repeat: int = 3) -> float:
 
 def result(name: str, **fields) -> None:
     print("RESULT " + json.dumps({"bench": name, **fields}, sort_keys=True), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", timeout: float = 90) -> None:

@@ -8,7 +8,9 @@ broker's storage is formatted once, and the broker runs as a detached JVM whose 
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,6 +39,44 @@ KAFKA_TOOLS = {
 TOOLS_LOG4J = "log4j.rootLogger=WARN, stderr\nlog4j.appender.stderr=org.apache.log4j.ConsoleAppender\n" \
               "log4j.appender.stderr.Target=System.err\nlog4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n" \
               "log4j.appender.stderr.layout.ConversionPattern=%p %m%n\n"
+
+
+# Ports handed out by free_port: the lock file of each stays open (locked) while this process lives.
+_RESERVED: dict[int, int] = {}
+# Where free_port looks: below Linux's default ephemeral range (32768-60999), so that no outgoing
+# connection (a Kafka client's, say) is given the port between the check and the server's bind.
+PORT_RANGE = (20000, 32000)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for a broker or a worker a test or benchmark
+    starts. ``bind(("127.0.0.1", 0))`` alone is not enough when two test processes run side by side:
+    its port comes from the ephemeral range, where the kernel may hand it to an outgoing connection
+    before the server binds it, and two processes may be handed the same one. Each port given out here
+    is reserved with an exclusive lock on a file named after it (released when this process ends), so
+    another process that uses this function skips it."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "livelearn-ports"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*PORT_RANGE)
+        if port in _RESERVED:
+            continue
+        fd = os.open(folder / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                os.close(fd)
+                continue
+        _RESERVED[port] = fd
+        return port
+    raise BrokerError(f"no free port found in {PORT_RANGE[0]}-{PORT_RANGE[1]} after 200 tries")
 
 
 class BrokerError(RuntimeError):

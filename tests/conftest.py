@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.kafka_local import delete_topics_containing
+from cli.kafka_local import delete_topics_containing, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Real data the tests read, copied into the repository with its provenance (data/README.md).
@@ -26,12 +26,6 @@ def _port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def livelearn(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:

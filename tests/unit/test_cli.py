@@ -78,3 +78,42 @@ def test_readers_drop_an_output_repeated_by_an_at_least_once_worker():
     firing, resolved = {"alert_id": "x", "status": "FIRING"}, {"alert_id": "x", "status": "RESOLVED"}
     assert [alerts.fresh(r) for r in (firing, resolved, firing)] == [True, True, False]
     assert Dedup("performance").fresh({}) and Dedup("performance").fresh({})
+
+
+def test_a_port_reserved_by_one_process_is_not_handed_to_another(tmp_path, monkeypatch):
+    """Two test lanes run side by side: a port free_port gave one process is skipped by the other
+    while the first lives, and free again once it has ended."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import pytest
+
+    from cli import kafka_local
+    from tests.conftest import ROOT
+
+    def bindable(port: int) -> bool:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+    start = next(p for p in range(29_000, 31_000, 3) if all(bindable(p + i) for i in range(3)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from cli import kafka_local as k; "
+         f"k.PORT_RANGE = ({start}, {start + 3}); print(sorted(k.free_port() for _ in range(3)), flush=True); "
+         "sys.stdin.read()"],
+        cwd=ROOT, env=dict(os.environ),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == str([start, start + 1, start + 2])
+        monkeypatch.setattr(kafka_local, "PORT_RANGE", (start, start + 3))
+        with pytest.raises(kafka_local.BrokerError, match="no free port"):
+            kafka_local.free_port()
+    finally:
+        child.communicate("")
+    assert start <= kafka_local.free_port() < start + 3
