@@ -9,7 +9,14 @@ as the worker, as its own process:
   Quix Streams is a benchmark-only dependency: it runs from its own virtual environment
   (``~/.cache/livelearn/bench-quix-<version>``, made on first use with pip; its confluent-kafka pin
   differs from the project's), so the project's environment is not touched;
-* ``faust``: the Faust no-op agent (``bench/noop_app.py``), the framework's own ceiling.
+* ``faust``: the Faust no-op agent (``bench/noop_app.py``), the framework's own ceiling;
+* ``faust_rdkafka``: the same agent forwarding through a confluent-kafka producer instead of Faust's
+  own (``NOOP_OUTPUT=librdkafka``), as the worker publishes its outputs: Faust's input path alone.
+  Beside ``faust`` it shows where the no-op's latency goes (2026-11-30, 400 ticks/s, three alternating
+  runs, p50 / p99 ms: ``faust`` 9.2-11.7 / 17-25, ``faust_rdkafka`` 2.4-4.8 / 13-25, ``confluent``
+  2.4-2.6 / 4.7-6.4): most of the median is Faust's output path (its producer), the tail its input
+  path. Faust's consumer settings did not move either (``broker_max_poll_records`` 20,
+  ``stream_buffer_maxsize`` 16, ``broker_commit_interval`` 10 s: inside the run-to-run spread).
 
 Readers must not add latency of their own. librdkafka's ``consume(n, timeout)`` returns only when
 ``n`` records are waiting or ``timeout`` has passed, so a reader built on it adds up to ``timeout``
@@ -34,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_VERSION = "3.28.1"
 QUIX_ENV = Path.home() / ".cache" / "livelearn" / f"bench-quix-{QUIX_VERSION}"
-KINDS = ("confluent", "quix", "faust")
+KINDS = ("confluent", "quix", "faust", "faust_rdkafka")
 
 
 def take(consumer, limit: int = 1000, timeout: float = 0.1) -> list:
@@ -75,10 +82,11 @@ def command(kind: str, topic: str, group: str, web_port: int) -> tuple[list[str]
         # Its own environment only: the project's PYTHONPATH would shadow Quix's confluent-kafka.
         env.pop("PYTHONPATH", None)
         return [python, str(ROOT / "bench" / "quix_noop.py"), topic, group], env
-    if kind == "faust":
+    if kind in ("faust", "faust_rdkafka"):
+        output = {"NOOP_OUTPUT": "librdkafka"} if kind == "faust_rdkafka" else {}
         return [sys.executable, str(ROOT / "bench" / "noop_app.py")], {
             **env, "PYTHONPATH": str(ROOT), "NOOP_TOPIC": topic, "NOOP_APP_ID": group,
-            "NOOP_WEB_PORT": str(web_port)}
+            "NOOP_WEB_PORT": str(web_port), **output}
     raise ValueError(f"unknown forwarder {kind!r}; one of {', '.join(KINDS)}")
 
 

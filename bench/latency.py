@@ -1,6 +1,7 @@
 """End-to-end latency at a paced rate on fresh processes, side by side in one run: the reader alone
 (produce -> read, nothing between), a plain confluent-kafka consume -> produce loop, a Quix Streams
-no-op, the Faust no-op agent (the framework's own floor) and the pipeline (produce time to features /
+no-op, the Faust no-op agent (the framework's own floor), the same agent publishing through librdkafka
+as the worker does (Faust's input path alone) and the pipeline (produce time to features /
 prediction visible). The forwarders are described in bench/forwarders.py.
 
 bench/pipeline.py measures latency on the worker that has just drained a backlog, at rates near its
@@ -138,6 +139,9 @@ def main() -> None:
     if "faust" in measured:
         fields["predictions_p99_vs_faust"] = round(fields["predictions_p99_ms"] / fields["faust_p99_ms"], 2)
         fields["predictions_p50_vs_faust"] = round(fields["predictions_p50_ms"] / fields["faust_p50_ms"], 2)
+    if "faust_rdkafka" in measured:
+        fields["predictions_p99_vs_faust_rdkafka"] = round(fields["predictions_p99_ms"] / fields["faust_rdkafka_p99_ms"], 2)
+        fields["predictions_p50_vs_faust_rdkafka"] = round(fields["predictions_p50_ms"] / fields["faust_rdkafka_p50_ms"], 2)
     result("latency", **fields)
 
 

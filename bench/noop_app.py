@@ -24,10 +24,25 @@ topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes)
 out = app.topic(os.environ["NOOP_TOPIC"] + ".out", key_type=bytes, value_type=bytes)
 
 
-@app.agent(topic)
-async def noop(stream):
-    async for event in stream.events():
-        await out.send(key=event.key, value=event.value)
+# NOOP_OUTPUT=librdkafka: forward through a confluent-kafka producer (linger 0, polled after each
+# record), as the worker publishes its outputs, instead of Faust's own producer; the difference between
+# the two no-ops is Faust's output path.
+if os.environ.get("NOOP_OUTPUT") == "librdkafka":
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                         "linger.ms": 0})
+
+    @app.agent(topic)
+    async def noop(stream):
+        async for event in stream.events():
+            producer.produce(out.get_topic_name(), key=event.key, value=event.value)
+            producer.poll(0)
+else:
+    @app.agent(topic)
+    async def noop(stream):
+        async for event in stream.events():
+            await out.send(key=event.key, value=event.value)
 
 
 if __name__ == "__main__":

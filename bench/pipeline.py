@@ -1,8 +1,9 @@
 """The pipeline through the real broker, side by side in one run:
 
 (a) forwarders draining a backlog (consume, forward; bench/forwarders.py): a plain confluent-kafka
-    loop (the physical reference), a Quix Streams no-op (the peer a user would pick) and the Faust
-    no-op agent (the framework's ceiling on this machine);
+    loop (the physical reference), a Quix Streams no-op (the peer a user would pick), the Faust
+    no-op agent (the framework's ceiling on this machine) and the same agent publishing through
+    librdkafka as the worker does (``faust_rdkafka``);
 (b) the full pipeline (ticks -> features -> ensemble -> predictions, learning from delayed outcomes,
     drift checks) draining the same backlog: events/s, and its ratio to the Faust no-op;
 (c) end-to-end latency (produce time to prediction visible to a consumer) at a fixed offered rate;
@@ -201,13 +202,17 @@ def main() -> None:
         print(f"(a) {kind + ' forwarder':<25}{rate:10,.0f} events/s")
     print(f"(b) full pipeline per event  {pipeline_rate:10,.0f} events/s   = {pipeline_rate / noop_rate:.1%} of the "
           f"Faust no-op (target >= 70%)")
+    if "faust_rdkafka" in forwarded:
+        print(f"    = {pipeline_rate / forwarded['faust_rdkafka']:.1%} of the Faust no-op publishing through librdkafka")
     print(f"(c) at {offered:,.0f} ticks/s offered: end-to-end latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
           f"over {len(lat)} predictions (target p99 <= 15 ms at 2,000/s)")
     print(f"(d) batched replay path      {batch_rate:10,.0f} events/s   = {batch_rate / pipeline_rate:.1f}x the "
           f"worker (target >= 4x); predictions identical to (b): {identical}")
     result("pipeline", **{f"{kind}_forwarder_events_per_s": round(rate) for kind, rate in forwarded.items()},
            noop_events_per_s=round(noop_rate), pipeline_events_per_s=round(pipeline_rate),
-           pipeline_vs_noop=round(pipeline_rate / noop_rate, 3), batched_replay_events_per_s=round(batch_rate),
+           pipeline_vs_noop=round(pipeline_rate / noop_rate, 3),
+           pipeline_vs_noop_rdkafka=round(pipeline_rate / forwarded.get("faust_rdkafka", float("nan")), 3),
+           batched_replay_events_per_s=round(batch_rate),
            batched_vs_noop=round(batch_rate / noop_rate, 3), batched_vs_worker=round(batch_rate / pipeline_rate, 2),
            batched_predictions_identical=identical,
            offered_rate=round(offered),
