@@ -147,3 +147,23 @@ def test_blocked_skill_equals_its_definition_and_merges_blocks_beyond_the_limit(
     assert skill == pytest.approx(1 - model_total / prior_total, abs=1e-12)
     assert low < skill < high
     assert len(scores.sums) <= 512 and scores.block == 12  # 1666 blocks of 3, merged twice
+
+
+def test_blocked_skill_asked_often_equals_a_fresh_computation_through_block_completions_and_merges():
+    """The sums over complete blocks are kept between questions; asked after every outcome, through
+    blocks completing and blocks merging, the answer equals that of a copy that never kept any."""
+    import pickle
+
+    rng = random.Random(4)
+    scores = BlockedScores(("m", "c", "p"), block=2)
+    for i in range(2200):
+        y = int(rng.random() < 0.5)
+        scores.add({"m": rng.uniform(0.3, 0.7), "c": 0.5, "p": rng.uniform(0.45, 0.55)}, y)
+        if i % 7 == 0 or i > 2000:
+            fresh = pickle.loads(pickle.dumps(scores))  # checkpoints do not carry what was kept
+            assert "_cache" not in fresh.__dict__
+            for model, reference in (("m", "p"), ("m", "c"), ("p", "c")):
+                assert scores.skill(model, reference) == pytest.approx(fresh.skill(model, reference), rel=0, abs=0,
+                                                                       nan_ok=True)
+            assert scores.totals() == fresh.totals()
+    assert scores.block > 2  # merged on the way
