@@ -51,6 +51,8 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
         total = sum(ends[tp.partition] - tp.offset for tp in starts)
+        if not total:
+            raise RuntimeError(f"topic {topic} holds no ticks: nothing to backtest (replay ticks into it first)")
         pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in ends}
         codec = runtime.codecs["ticks"]
         consumer.assign(starts)

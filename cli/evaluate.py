@@ -95,6 +95,10 @@ def evaluate_topics(settings) -> dict[str, Any]:
     return evaluate_run(predictions, outcomes, vectors).summary()
 
 
+class NoTicks(ValueError):
+    """A file with no readable tick: an empty table would look like a result."""
+
+
 def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None) -> dict[str, Any]:
     """The skill table of a file run through the worker's own partition pipeline in this process (the
     settings' pipeline configuration; no broker)."""
@@ -105,7 +109,14 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
 
     pipeline = PartitionPipeline(pipeline_config(settings))
     records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
-    items = [item for item in read_file(path, fmt=fmt, symbol=symbol) if item.tick is not None]
+    lines = read_file(path, fmt=fmt, symbol=symbol)
+    items = [item for item in lines if item.tick is not None]
+    if not items:
+        rejected = [item for item in lines if item.reason_code]
+        first = f"; line {rejected[0].line}: {rejected[0].reason}" if rejected else ""
+        rows = f"{len(lines)} row" + ("" if len(lines) == 1 else "s")
+        raise NoTicks(f"{path}: no ticks in it ({rows} read, {len(rejected)} rejected{first}); "
+                      "check the file, --format and --symbol")
     def keep(step) -> None:
         for output in step.records:
             if output.stage in records:
@@ -138,7 +149,10 @@ def run(args, settings) -> int:
                 if not args.quiet:
                     print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)
 
-            results[name] = evaluate_file(Path(name), settings, args.format, args.symbol, progress)
+            try:
+                results[name] = evaluate_file(Path(name), settings, args.format, args.symbol, progress)
+            except NoTicks as exc:
+                raise CliError(str(exc)) from None
             if not args.quiet:
                 print(file=sys.stderr)
         if args.json:

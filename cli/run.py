@@ -24,6 +24,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError, require_broker
 
     require_broker(settings)
+    from confluent_kafka.admin import AdminClient
+
+    ticks = settings.topic("ticks")
+    # Before any topic is created: a mistyped LIVELEARN_TOPIC_PREFIX would otherwise create a set of
+    # empty topics and report a backtest of nothing.
+    if ticks not in AdminClient(settings.client_config()).list_topics(timeout=15).topics:
+        raise CliError(f"topic {ticks} does not exist: nothing to backtest (replay ticks into it first, "
+                       "with the same LIVELEARN_TOPIC_PREFIX: livelearn replay FILE)", code=2)
     ensure_topics(settings)
     from agents.app import pipeline_config
     from agents.backtest import run_backtest

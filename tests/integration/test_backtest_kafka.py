@@ -89,3 +89,20 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
     assert len(lines) == len(golden)
     mismatched = [i for i, (a, b) in enumerate(zip(lines, golden, strict=True)) if a != b]
     assert not mismatched, f"{len(mismatched)} records differ from the golden file, first: {golden[mismatched[0]][:300]}"
+
+
+def test_a_backtest_of_a_missing_or_empty_ticks_topic_says_so_and_creates_nothing(pipeline_env, kafka):
+    """A mistyped topic prefix must not create a set of empty topics and report a backtest of nothing."""
+    from confluent_kafka.admin import AdminClient
+
+    prefix = pipeline_env["LIVELEARN_TOPIC_PREFIX"]
+    result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=120)
+    assert result.returncode == 2
+    assert f"topic {prefix}ticks does not exist: nothing to backtest" in result.stderr
+    assert not [t for t in AdminClient({"bootstrap.servers": kafka}).list_topics(timeout=15).topics
+                if t.startswith(prefix)]
+
+    assert livelearn("topics", "create", env=pipeline_env, timeout=60).returncode == 0
+    result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=120)
+    assert result.returncode == 2
+    assert f"topic {prefix}ticks holds no ticks: nothing to backtest" in result.stderr

@@ -117,3 +117,12 @@ def test_a_port_reserved_by_one_process_is_not_handed_to_another(tmp_path, monke
     finally:
         child.communicate("")
     assert start <= kafka_local.free_port() < start + 3
+
+
+def test_evaluate_refuses_a_file_without_a_single_tick(tmp_path):
+    """An empty table would read as a result: a file of unreadable rows is one clear error."""
+    bad = tmp_path / "BTCUSDT-1m-2024-01-01.csv"
+    bad.write_text("open_time,open,high\n1,2,3\n4,5,6\n")
+    result = livelearn("evaluate", str(bad))
+    assert result.returncode == 1
+    assert "no ticks in it (2 rows read, 2 rejected; line 2: malformed_row" in result.stderr
