@@ -39,5 +39,9 @@ echo "==================== slow lane (chaos, broker outages) ===================
 cat "$slow_log"
 rm -f "$slow_log"
 echo "test: lanes finished: main $fast, slow $slow (pytest exit codes)"
+for lane in "main $fast" "slow $slow"; do
+  set -- $lane
+  if [ "$2" -eq 5 ]; then echo "test: no tests were collected in the $1 lane" >&2; fi
+done
 if [ "$fast" -ne 0 ]; then exit "$fast"; fi
 exit "$slow"
