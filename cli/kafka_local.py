@@ -55,14 +55,18 @@ def free_port() -> int:
     before the server binds it, and two processes may be handed the same one. Each port given out here
     is reserved with an exclusive lock on a file named after it (released when this process ends), so
     another process that uses this function skips it."""
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "livelearn-ports"
+    # One folder per user: another user's lock files could not be opened.
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"livelearn-ports-{os.getuid()}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random()
     for _ in range(200):
         port = rng.randrange(*PORT_RANGE)
         if port in _RESERVED:
             continue
-        fd = os.open(folder / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fd = os.open(folder / str(port), os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError:
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
