@@ -4,7 +4,7 @@ was, and the cost.
 Each series runs through the worker's own partition pipeline in process with default settings:
 
 (a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and spot capture
-    (trades + book tickers), beside River's KSWIN and ADWIN on the returns, each at the sensitivity
+    (trades + book tickers), and on consecutive kline days of one symbol joined (the longest series), beside River's KSWIN and ADWIN on the returns, each at the sensitivity
     bench/drift_eval.py calibrates on synthetic streams (``--kswin-alpha``, ``--adwin-delta``), and
     beside the ``log_scale`` variance test (an option that sees bursts sooner but over-alarms);
 (b) injected changes spliced into the kline days 200 events after the drift reference has filled:
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import math
 import random
 import statistics
@@ -127,38 +128,66 @@ def run(ticks: list[dict], settings: Settings, variance_test: str = "levene") ->
     return alerts, vectors, per_symbol
 
 
+def consecutive_days() -> list[tuple[str, list[Path]]]:
+    """Kline days of one symbol and market that follow each other, joined: the longest real series
+    here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
+    weeks, meeting the daily cycle again and again against a reference taken at one time of day."""
+    by_series: dict[tuple[Path, str], list[tuple[dt.date, Path]]] = {}
+    for path in sorted((SHARED / "binance" / "klines").rglob("*-1m-*.zip")):
+        symbol, _, day = path.stem.split("-", 2)
+        by_series.setdefault((path.parent, symbol), []).append((dt.date.fromisoformat(day), path))
+    runs = []
+    for (_, symbol), days in by_series.items():
+        days.sort()
+        chain = [days[0]]
+        for day, path in days[1:] + [(None, None)]:
+            if day is not None and day - chain[-1][0] == dt.timedelta(days=1):
+                chain.append((day, path))
+                continue
+            if len(chain) > 1:
+                runs.append((f"{symbol} {chain[0][0]}..{chain[-1][0]}", [p for _, p in chain]))
+            if day is not None:
+                chain = [(day, path)]
+    return runs
+
+
 def false_alarms(settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
+    series = [(path.name, [path]) for path in real_series()] + consecutive_days()
+    for name, paths in series:
+        ticks = [tick for path in paths for tick in ticks_of(path)]
+        false_alarms_of(name, ticks, settings, kswin_alpha, adwin_delta)
+
+
+def false_alarms_of(name: str, ticks: list[dict], settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
     from river import drift
 
-    for path in real_series():
-        ticks = ticks_of(path)
-        started = time.perf_counter()
-        alerts, vectors, _ = run(ticks, settings)
-        elapsed = time.perf_counter() - started
-        by_channel = Counter(a["kind"] for a in alerts)
-        prices = [t["price"] for t in ticks if t["kind"] != "BOOK_TICKER"]
-        returns = [b / a - 1 for a, b in zip(prices, prices[1:], strict=False)]
-        kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
-        kswin_alarms = adwin_alarms = 0
-        for r in returns:
-            kswin.update(r)
-            adwin.update(r)
-            kswin_alarms += kswin.drift_detected
-            adwin_alarms += adwin.drift_detected
-        per_10k = {c: by_channel.get(c, 0) * 10_000 / vectors for c in CHANNELS}
-        print(f"{path.name:28s} {vectors:6d} vectors  FIRING by channel {dict(by_channel) or '{}'}  "
-              f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({elapsed:.0f} s)", flush=True)
-        for alert in alerts:
-            print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
-                  f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
-        bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-        alternative, _, _ = run(ticks, settings, "log_scale")
-        print(f"    (variance test log_scale instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
-        result("drift_real_false_alarms", file=path.name, vectors=vectors, alerts=len(alerts),
-               per_10k_by_channel=per_10k, bound_per_10k=bound,
-               within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
-               kswin_per_10k=kswin_alarms * 10_000 / len(returns), adwin_per_10k=adwin_alarms * 10_000 / len(returns),
-               variance_log_scale_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
+    started = time.perf_counter()
+    alerts, vectors, _ = run(ticks, settings)
+    elapsed = time.perf_counter() - started
+    by_channel = Counter(a["kind"] for a in alerts)
+    prices = [t["price"] for t in ticks if t["kind"] != "BOOK_TICKER"]
+    returns = [b / a - 1 for a, b in zip(prices, prices[1:], strict=False)]
+    kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
+    kswin_alarms = adwin_alarms = 0
+    for r in returns:
+        kswin.update(r)
+        adwin.update(r)
+        kswin_alarms += kswin.drift_detected
+        adwin_alarms += adwin.drift_detected
+    per_10k = {c: by_channel.get(c, 0) * 10_000 / vectors for c in CHANNELS}
+    print(f"{name:28s} {vectors:6d} vectors  FIRING by channel {dict(by_channel) or '{}'}  "
+          f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({elapsed:.0f} s)", flush=True)
+    for alert in alerts:
+        print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
+              f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
+    bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
+    alternative, _, _ = run(ticks, settings, "log_scale")
+    print(f"    (variance test log_scale instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
+    result("drift_real_false_alarms", file=name, vectors=vectors, alerts=len(alerts),
+           per_10k_by_channel=per_10k, bound_per_10k=bound,
+           within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
+           kswin_per_10k=kswin_alarms * 10_000 / len(returns), adwin_per_10k=adwin_alarms * 10_000 / len(returns),
+           variance_log_scale_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
 
 
 def change_point(settings: Settings) -> int:
