@@ -83,6 +83,17 @@ def free_port() -> int:
     raise BrokerError(f"no free port found in {PORT_RANGE[0]}-{PORT_RANGE[1]} after 200 tries")
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes in URL-safe base64, as Kafka's ``Uuid.randomUuid()`` makes
+    them, and like it never starting with "-": kafka-storage's argument parser takes such an id for an
+    option ("argument --cluster-id/-t: expected one argument"), which failed about one broker start in
+    64 (seen in CI)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class BrokerError(RuntimeError):
     """A problem the user can act on; the CLI prints it as one line and exits non-zero."""
 
@@ -285,7 +296,7 @@ class LocalBroker:
     def _format_storage(self, config: Path) -> None:
         if (self.broker_dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         result = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
                        *(self.secure.scram_arguments() if self.secure is not None else []),
