@@ -63,6 +63,10 @@ def part_key(stage: str, partition: int, sequence: int, part: int) -> bytes:
     return f"{stage}:{partition}:{sequence % 2}:{part}".encode()
 
 
+class CheckpointsUnreadable(RuntimeError):
+    """The checkpoints topic could not be read to its end now (the broker is away): try again."""
+
+
 def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner,
                      timeout: float = 20.0) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
     """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
@@ -75,7 +79,7 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     prefix = f"{stage}:".encode()
     input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
     with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
-                    timeout=timeout, metadata_timeout=timeout) as reader:
+                    timeout=timeout, metadata_timeout=timeout, strict=True) as reader:
         for message in reader:
             if not (message.key() or b"").startswith(prefix):
                 continue
@@ -102,6 +106,11 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                 refused.append((message, exc))
                 continue
             pieces.setdefault((record["partition"], record["sequence"]), {})[record["part"]] = record
+        if not reader.complete:
+            # Part of the topic only (the broker went away while it was read): restoring from it could
+            # pick an older checkpoint than the newest, or none.
+            raise CheckpointsUnreadable(f"{runtime.topic_names['checkpoints']} was not read to its end "
+                                        f"within {timeout:.0f} s")
     valid: dict[int, list[dict]] = {}
     for (partition, _), parts in pieces.items():
         first = parts.get(0)
@@ -153,9 +162,23 @@ class PartitionCheckpoints:
         return self._signer
 
     async def load(self) -> None:
+        """Read every checkpoint, waiting out a broker that is away (a worker that starts while the
+        broker restarts, or loses it during the restore, waits for it as it does later, instead of
+        crashing or starting from a partial read)."""
+        from confluent_kafka import KafkaException
+
         loop = asyncio.get_running_loop()
-        self.restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
-                                                            self.inputs, self.signer)
+        delay, timeout = 1.0, 20.0
+        while True:
+            try:
+                self.restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
+                                                                    self.inputs, self.signer, timeout)
+                break
+            except (KafkaException, CheckpointsUnreadable) as exc:
+                log.warning("%s: checkpoints not readable now (%s); trying again in %.0f s", self.stage, exc, delay)
+                await asyncio.sleep(delay)
+                # A large checkpoint topic on a slow link may simply need longer than the last try gave it.
+                delay, timeout = min(2.0 * delay, 10.0), min(2.0 * timeout, 600.0)
         for message, reason in refused:
             await self.refuse(reason, message.topic(), message.partition(), message.offset(), message.key(),
                               message.value())

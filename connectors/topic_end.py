@@ -22,11 +22,19 @@ class TopicToEnd:
     in all, or (with ``idle``) after that long without a record."""
 
     def __init__(self, client_config: dict[str, Any], topic: str, group_prefix: str = "reader",
-                 timeout: float = 120.0, idle: float | None = None, metadata_timeout: float = 10.0):
+                 timeout: float = 120.0, idle: float | None = None, metadata_timeout: float = 10.0,
+                 strict: bool = False):
         self.config = {**client_config, "group.id": f"{group_prefix}-{uuid.uuid4().hex}",
                        "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
         self.topic, self.timeout, self.idle, self.metadata_timeout = topic, timeout, idle, metadata_timeout
+        # strict: a metadata error other than "no such topic" raises instead of reading as an empty topic
+        # (a broker that is restarting answers "leader not available"; a checkpoint restore must not
+        # take that for "no checkpoints").
+        self.strict = strict
         self.consumer: Any = None
+        # True once every partition was read to its end (False after a timeout or idle stop: a reader
+        # that must see everything, like a checkpoint restore, checks it).
+        self.complete = False
 
     def __enter__(self) -> TopicToEnd:
         from confluent_kafka import Consumer
@@ -42,7 +50,13 @@ class TopicToEnd:
         from confluent_kafka import TopicPartition
 
         metadata = self.consumer.list_topics(self.topic, timeout=self.metadata_timeout).topics.get(self.topic)
-        if metadata is None or metadata.error is not None:
+        if metadata is None:
+            return {}
+        if metadata.error is not None:
+            from confluent_kafka import KafkaError, KafkaException
+
+            if self.strict and metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaException(metadata.error)
             return {}
         ends = {}
         for p in metadata.partitions:
@@ -55,8 +69,10 @@ class TopicToEnd:
     def __iter__(self) -> Iterator[Any]:
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+        self.complete = False
         ends = self._ends()
         if not ends:
+            self.complete = True
             return
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
         done: set[int] = set()
@@ -76,3 +92,4 @@ class TopicToEnd:
             if message.offset() + 1 >= ends[message.partition()]:
                 done.add(message.partition())
             yield message
+        self.complete = True

@@ -147,3 +147,35 @@ def test_an_outage_longer_than_the_transaction_timeout_ends_the_worker_and_its_r
           f"repeats {repeats}")
     assert got == expected_predictions(Settings.from_env(env))
     assert repeats == 0
+
+
+def test_a_checkpoint_restore_waits_for_a_broker_that_is_away(private_broker, pipeline_env):
+    """A worker that starts while the broker restarts (or loses it during its restore) must neither crash
+    (seen in the chaos test: a transport error while reading the checkpoints ended the worker) nor take a
+    partial read of the checkpoints topic for its content: the restore waits until it can read it all."""
+    import threading
+
+    from agents.checkpoints import PartitionCheckpoints
+    from agents.topics import create_topics
+    from agents.worker import INPUTS
+
+    settings = Settings.from_env({**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap})
+    create_topics(settings)
+    checkpoints = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=lambda: None)
+    os.kill(private_broker.pid(), signal.SIGKILL)
+    outcome: dict = {}
+
+    def restore() -> None:
+        try:
+            asyncio.run(checkpoints.load())
+            outcome["restored"] = checkpoints.restored
+        except BaseException as exc:  # noqa: BLE001  (what the test reports)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=restore, daemon=True)
+    thread.start()
+    thread.join(12)
+    assert thread.is_alive(), f"the restore did not wait for the broker: {outcome}"
+    private_broker.up(wait_s=180)
+    thread.join(180)
+    assert not thread.is_alive() and outcome == {"restored": {}}, outcome
