@@ -67,6 +67,26 @@ class CheckpointsUnreadable(RuntimeError):
     """The checkpoints topic could not be read to its end now (the broker is away): try again."""
 
 
+def broker_away(exc: BaseException) -> bool:
+    """Whether a failed checkpoint read is worth trying again: the broker (or a partition's leader) is
+    away or slow. Librdkafka marks few plain errors ``retriable()``, so the codes are named here; any
+    other error (an invalid topic name, an authorization or authentication failure) will not pass by
+    waiting, and the worker says so and stops instead of waiting for ever."""
+    if isinstance(exc, CheckpointsUnreadable):
+        return True
+    from confluent_kafka import KafkaError, KafkaException
+
+    if not isinstance(exc, KafkaException) or not exc.args or not isinstance(exc.args[0], KafkaError):
+        return False
+    error = exc.args[0]
+    return error.retriable() or error.code() in {
+        KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE,
+        KafkaError._WAIT_COORD, KafkaError._UNKNOWN_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT, KafkaError.BROKER_NOT_AVAILABLE,
+        KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR, KafkaError.KAFKA_STORAGE_ERROR, KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
 def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner,
                      timeout: float = 20.0) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
     """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
@@ -165,8 +185,6 @@ class PartitionCheckpoints:
         """Read every checkpoint, waiting out a broker that is away (a worker that starts while the
         broker restarts, or loses it during the restore, waits for it as it does later, instead of
         crashing or starting from a partial read)."""
-        from confluent_kafka import KafkaException
-
         loop = asyncio.get_running_loop()
         delay, timeout = 1.0, 20.0
         while True:
@@ -174,7 +192,9 @@ class PartitionCheckpoints:
                 self.restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
                                                                     self.inputs, self.signer, timeout)
                 break
-            except (KafkaException, CheckpointsUnreadable) as exc:
+            except Exception as exc:
+                if not broker_away(exc):
+                    raise
                 log.warning("%s: checkpoints not readable now (%s); trying again in %.0f s", self.stage, exc, delay)
                 await asyncio.sleep(delay)
                 # A large checkpoint topic on a slow link may simply need longer than the last try gave it.

@@ -106,3 +106,39 @@ def test_forged_checkpoints_are_refused_without_side_effects_or_skipped_input(wo
     log = second.log_path.read_text()
     assert re.search(r"refused checkpoint .*unsigned_checkpoint", log)
     assert re.search(rf"partition {good['partition']} restored at offsets .*'ticks': {good['offsets']['ticks']}", log)
+
+
+def test_a_checkpoint_read_that_waiting_cannot_mend_is_an_error_not_a_wait(pipeline_env):
+    """The restore waits out a broker that is away (tests/integration/test_broker_outage_kafka.py) but
+    not an error that stays: here the broker refuses the topic name for good (an authorization failure
+    is the same kind), and the worker must say so instead of logging "trying again" for ever."""
+    import asyncio
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+
+    from agents.app import Runtime
+    from agents.checkpoints import PartitionCheckpoints
+    from agents.worker import INPUTS
+
+    runtime = Runtime(Settings.from_env(pipeline_env), faust=False)
+    runtime.topic_names["checkpoints"] = "not a topic name!"
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUTS, "v", factory=lambda: None)
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as raised:
+        asyncio.run(asyncio.wait_for(checkpoints.load(), 60))
+    assert raised.value.args[0].code() == KafkaError.TOPIC_EXCEPTION
+    assert time.monotonic() - started < 30
+
+
+def test_which_checkpoint_read_errors_are_waited_out():
+    from confluent_kafka import KafkaError, KafkaException
+
+    from agents.checkpoints import CheckpointsUnreadable, broker_away
+
+    for code in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.LEADER_NOT_AVAILABLE):
+        assert broker_away(KafkaException(KafkaError(code)))
+    assert broker_away(CheckpointsUnreadable("not read to its end"))
+    for code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._AUTHENTICATION, KafkaError.TOPIC_EXCEPTION):
+        assert not broker_away(KafkaException(KafkaError(code)))
+    assert not broker_away(ValueError("a bug"))
