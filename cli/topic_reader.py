@@ -7,7 +7,10 @@ at-least-once worker after a crash (byte-identical, same id) is dropped by its i
 
 from __future__ import annotations
 
+import sys
+
 from agents.settings import Settings
+from cli.errors import CliError
 from connectors.topic_end import TopicToEnd
 from schemas.codec import DecodeError, make_codec
 
@@ -46,19 +49,32 @@ class Dedup:
         return True
 
 
-def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 2.0,
-                 timeout_s: float = 120.0) -> list[dict]:
-    """Decoded records of a stage's topic, in partition/offset order per partition, each once."""
+def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10.0,
+                 timeout_s: float = 600.0) -> list[dict]:
+    """Decoded records of a stage's topic, in partition/offset order per partition, each once.
+
+    A topic not read to its end (the broker went away, or no record came for ``idle_s`` while some
+    partition was unfinished) raises :class:`CliError`: scores computed from part of a run would look
+    like the run's. Records that do not decode are skipped and counted on stderr, with the first reason."""
     topic = settings.topic(stage)
     codec = make_codec(schema, settings.schema_registry_url, topic)
     records = []
     dedup = Dedup(stage)
-    with TopicToEnd(settings.client_config(), topic, timeout=timeout_s, idle=max(idle_s, 10)) as reader:
+    undecodable, first = 0, ""
+    with TopicToEnd(settings.client_config(), topic, timeout=timeout_s, idle=idle_s) as reader:
         for message in reader:
             try:
                 record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
-            except DecodeError:
+            except DecodeError as exc:
+                undecodable, first = undecodable + 1, first or str(exc)
                 continue
             if dedup.fresh(record):
                 records.append(record)
+        if not reader.complete:
+            raise CliError(f"{topic} was not read to its end ({len(records):,} records read; the read stops after "
+                           f"{timeout_s:.0f} s, or after {idle_s:.0f} s without a record): is the broker "
+                           "answering? Nothing was scored from a partial read", code=2)
+    if undecodable:
+        print(f"{topic}: {undecodable:,} records skipped that do not decode as {schema} (first: {first})",
+              file=sys.stderr)
     return records
