@@ -17,15 +17,20 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
             symbols: set[str] | None, render, max_messages: int | None, idle_exit_s: float | None) -> int:
     import time
 
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, KafkaError
 
     from cli.errors import require_broker
-    from cli.topic_reader import Dedup
+    from cli.topic_reader import Dedup, missing_topic
     from schemas.codec import DecodeError, make_codec
 
     require_broker(settings)
     topic = settings.topic(stage)
     codec = make_codec(schema, settings.schema_registry_url, topic)
+    # A follower may start before the worker creates its topic (the subscription picks it up when it
+    # appears), or with a mistyped prefix: say which, once, instead of librdkafka's unknown-topic error.
+    problem = missing_topic(settings, stage)
+    if problem is not None:
+        print(f"livelearn: {problem}; waiting for it", file=sys.stderr, flush=True)
     consumer = Consumer({
         **settings.client_config(),
         "group.id": group or f"livelearn-{stage}-{uuid.uuid4().hex[:12]}",
@@ -44,7 +49,8 @@ def _follow(settings: Settings, stage: str, schema: str, group: str | None, from
                     break
                 continue
             if message.error():
-                print(f"livelearn: consumer error: {message.error()}", file=sys.stderr)
+                if not (problem and message.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                    print(f"livelearn: consumer error: {message.error()}", file=sys.stderr)
                 continue
             last = time.monotonic()
             try:

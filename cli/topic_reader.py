@@ -7,6 +7,7 @@ at-least-once worker after a crash (byte-identical, same id) is dropped by its i
 
 from __future__ import annotations
 
+import difflib
 import sys
 
 from agents.settings import Settings
@@ -49,13 +50,38 @@ class Dedup:
         return True
 
 
+def missing_topic(settings: Settings, stage: str, timeout: float = 10.0) -> str | None:
+    """None when the stage's topic exists; otherwise what to tell the user: the topic, the prefix in
+    use, and the prefixes this broker does have topics of that stage under (a mistyped or forgotten
+    ``LIVELEARN_TOPIC_PREFIX`` is the usual cause, and reading would otherwise report an empty run)."""
+    from confluent_kafka.admin import AdminClient
+
+    topic = settings.topic(stage)
+    names = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
+    if topic in names:
+        return None
+    # Prefixes of whole livelearn topic sets ("x.shadow-" + "predictions" is not one).
+    prefixes = {p for p in (name[: -len(stage)] for name in names if name.endswith(stage))
+                if f"{p}ticks" in names and not p.startswith("_")}
+    # Closest to the prefix in use first: a typo shows its intended prefix at the head of the list.
+    prefixes = difflib.get_close_matches(settings.topic_prefix, sorted(prefixes), n=len(prefixes), cutoff=0.0)
+    hint = (f"; this broker has {stage} topics under the prefixes {', '.join(repr(p) for p in prefixes[:8])}"
+            f"{' ...' if len(prefixes) > 8 else ''}" if prefixes else "; nothing has run on this broker yet "
+            "(the worker and `livelearn replay` create the topics)")
+    return (f"topic {topic} does not exist (LIVELEARN_TOPIC_PREFIX={settings.topic_prefix!r} on "
+            f"{settings.bootstrap_servers}){hint}")
+
+
 def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10.0,
                  timeout_s: float = 600.0) -> list[dict]:
     """Decoded records of a stage's topic, in partition/offset order per partition, each once.
 
-    A topic not read to its end (the broker went away, or no record came for ``idle_s`` while some
+    A topic that does not exist, or one not read to its end (the broker went away, or no record came for ``idle_s`` while some
     partition was unfinished) raises :class:`CliError`: scores computed from part of a run would look
     like the run's. Records that do not decode are skipped and counted on stderr, with the first reason."""
+    problem = missing_topic(settings, stage)
+    if problem is not None:
+        raise CliError(problem, code=2)
     topic = settings.topic(stage)
     codec = make_codec(schema, settings.schema_registry_url, topic)
     records = []

@@ -4,6 +4,8 @@ decode are counted, not dropped in silence."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agents.settings import Settings
@@ -12,6 +14,7 @@ from cli.errors import CliError
 from cli.topic_reader import read_records
 from schemas.codec import AvroCodec
 from tests.avro_apache import raw_schema
+from tests.conftest import livelearn
 from tests.kafka_io import produce
 from tests.unit.test_avro_spec import example
 
@@ -37,3 +40,48 @@ def test_a_partial_read_is_an_error_and_undecodable_records_are_counted(pipeline
     with pytest.raises(CliError, match="was not read to its end") as raised:
         read_records(settings, "model-events", "model_event", timeout_s=0)
     assert raised.value.code == 2
+
+
+def test_a_prefix_with_no_topics_is_named_with_the_prefixes_there_are(pipeline_env):
+    """A mistyped LIVELEARN_TOPIC_PREFIX used to give an empty report, "no predictions yet" and exit 0."""
+    settings = Settings.from_env(pipeline_env)
+    create_topics(settings)
+    prefix = settings.topic_prefix
+    typo = prefix[:2] + prefix[3] + prefix[2] + prefix[4:]  # two letters swapped
+    env = {**pipeline_env, "LIVELEARN_TOPIC_PREFIX": typo}
+    for command in (("report", "--out", "/dev/null"), ("models",), ("evaluate",)):
+        result = livelearn(*command, env=env, timeout=120)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        message = result.stderr.strip()
+        assert f"does not exist (LIVELEARN_TOPIC_PREFIX={typo!r}" in message, message
+        # The intended prefix comes first among those the broker has.
+        assert message.split("under the prefixes ", 1)[1].startswith(repr(prefix)), message
+
+
+def test_a_follower_started_before_its_topic_exists_says_so_and_reads_it_once_it_does(pipeline_env):
+    """It said only "consumer error: ... Unknown topic or partition"; now it names the missing topic and
+    the prefix, waits, and prints what is published once the topic exists."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    settings = Settings.from_env(pipeline_env)
+    follower = subprocess.Popen([sys.executable, "-m", "cli.main", "alerts", "--json", "--max", "1", "--from-beginning"],
+                                cwd=ROOT, env={**os.environ, **pipeline_env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)
+        assert follower.poll() is None
+        create_topics(settings)
+        codec = AvroCodec.for_topic_schema("drift_alert")
+        alert = {**example(raw_schema("drift_alert"), {}), "alert_id": "a-1"}
+        produce(settings.bootstrap_servers, settings.topic("alerts"), [(b"BTCUSDT", codec.encode(alert), 0)])
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    assert "does not exist" in err and "waiting for it" in err, err
+    assert "consumer error" not in err, err
+    assert '"alert_id": "a-1"' in out, out
