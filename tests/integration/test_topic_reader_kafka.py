@@ -47,7 +47,7 @@ def test_a_prefix_with_no_topics_is_named_with_the_prefixes_there_are(pipeline_e
     settings = Settings.from_env(pipeline_env)
     create_topics(settings)
     prefix = settings.topic_prefix
-    typo = prefix[:2] + prefix[3] + prefix[2] + prefix[4:]  # two letters swapped
+    typo = prefix[:2] + "x" + prefix[3:]  # one letter mistyped (the run id is hex: never "x")
     env = {**pipeline_env, "LIVELEARN_TOPIC_PREFIX": typo}
     for command in (("report", "--out", "/dev/null"), ("models",), ("evaluate",)):
         result = livelearn(*command, env=env, timeout=120)
