@@ -40,7 +40,7 @@ def pipeline_config(s: Settings) -> PipelineConfig:
         rollback_threshold=learning.rollback_threshold, guard=learning.guard_updates)
     drift = DriftConfig(window=d.window, current_window=d.current_window, check_every=d.check_every, alpha=d.alpha,
                         correction=d.correction, min_severity=d.alert_min_severity, warmup_events=d.warmup,
-                        volatility_half_life=d.volatility_half_life)
+                        volatility_half_life=d.volatility_half_life, seasonal_buckets=d.seasonal_buckets)
     gate = GateConfig(min_ahead_ms=ticks.gate_max_ahead_ms, clock_ahead_ms=ticks.gate_clock_ahead_ms,
                       jump_floor=ticks.gate_jump_floor, jump_sigmas=ticks.gate_jump_sigmas,
                       confirm=ticks.gate_confirm, enabled=ticks.gate)

@@ -182,6 +182,7 @@ class DriftSection:
     correction: str = _from("drift_correction", choices=("bonferroni", "bh"))
     features: tuple[str, ...] = _from("drift_features", parse=_names)
     volatility_half_life: float = _from("drift_volatility_half_life", low=0)
+    seasonal_buckets: int = _from("drift_seasonal_buckets", low=0)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)
     basis_min_bps: float = _from("basis_min_bps", low=0)
     alert_min_severity: str = _from("alert_min_severity", choices=("LOW", "MEDIUM", "HIGH", "CRITICAL"))

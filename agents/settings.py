@@ -175,6 +175,11 @@ class Settings:
         "LIVELEARN_DRIFT_VOLATILITY_HALF_LIFE", "0",
         "Events: return-like drift features divided by their recent volatility (EWMA of abs(ret_1) with this half-life); 0 = raw",
     )
+    drift_seasonal_buckets: str = _env(
+        "LIVELEARN_DRIFT_SEASONAL_BUCKETS", "24",
+        "Time-of-day buckets (UTC) of the intraday volatility profile: return-like drift features divided by their usual "
+        "size at that time of day, learnt from complete days; 0 = off",
+    )
     basis_groups: str = _env(
         "LIVELEARN_BASIS_GROUPS", "auto",
         "Pairs of one base asset, keyed alike (one partition) and watched for basis shifts: auto (by base asset and dollar "

@@ -40,6 +40,9 @@ class DriftConfig:
     # Return-like features in units of recent volatility (streams.drift.volatility); 0 = raw (the
     # default: scaling hides the sudden bursts the variance channel is for; see that module).
     volatility_half_life: float = 0.0
+    # Return-like features in units of their usual size at that time of day, learnt from complete
+    # days (streams.drift.seasonality): buckets per day, 0 = off.
+    seasonal_buckets: int = 24
     # Smallest basis shift (basis points) a BASIS check may report (streams.drift.basis).
     basis_min_bps: float = 20.0
 
@@ -56,6 +59,8 @@ class DriftConfig:
             raise ValueError("alpha must be in (0, 1)")
         if self.volatility_half_life < 0:
             raise ValueError("volatility_half_life must be >= 0 events (0 = features unscaled)")
+        if self.seasonal_buckets and (not 1 <= self.seasonal_buckets <= 1440 or 86_400_000 % self.seasonal_buckets):
+            raise ValueError("seasonal_buckets must be 0 (off) or divide a day into whole milliseconds (1..1440)")
         if self.basis_min_bps < 0:
             raise ValueError("basis_min_bps must be >= 0")
         if self.reference not in ("fixed", "rolling"):

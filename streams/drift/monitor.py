@@ -1,7 +1,8 @@
 """All drift channels of one symbol, and the incidents their checks open and resolve.
 
 Channels (streams.drift.channel): FEATURE and VARIANCE over the drift features (return-like ones in
-units of recent volatility, streams.drift.volatility), CONCEPT over the
+units of their usual size at that time of day once a complete day has been seen,
+streams.drift.seasonality; optionally of recent volatility, streams.drift.volatility), CONCEPT over the
 ensemble's per-outcome log-loss, PREDICTION over the published probability. The p-values of one check
 are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"``), so a check of 25
 features raises a false alarm with probability at most ``alpha`` under no drift.
@@ -24,6 +25,7 @@ from typing import Any
 
 from streams.drift.channel import Channel
 from streams.drift.config import BASIS_CONFIG, SEVERITIES, DriftConfig, severity
+from streams.drift.seasonality import IntradayProfile
 from streams.drift.statistics import adjust
 from streams.drift.volatility import VolatilityScale
 
@@ -40,6 +42,8 @@ class DriftMonitor:
         self.basis_reference: str | None = None
         half_life = self.config.volatility_half_life
         self.volatility = VolatilityScale(half_life=half_life) if half_life else None
+        buckets = self.config.seasonal_buckets
+        self.intraday = IntradayProfile(buckets=buckets) if buckets else None
 
     def _channel(self, kind: str, streams: tuple[str, ...]) -> Channel:
         channel = self.channels.get(kind)
@@ -53,6 +57,15 @@ class DriftMonitor:
         if "FEATURE" not in self.channels:
             names = names or tuple(sorted(values))
         channel = self._channel("FEATURE", names or ())
+        intraday = self.__dict__.get("intraday")  # absent in a checkpoint from before the profile
+        if intraday is not None:
+            ready = intraday.ready
+            values = intraday.scaled(values, time_ms)
+            if intraday.ready and not ready:
+                # The reference was taken in other units: collect it again from scaled values.
+                for kind in ("FEATURE", "VARIANCE"):
+                    if kind in self.channels:
+                        self.channels[kind].rebase()
         if self.volatility is not None:
             values = self.volatility.scaled(values, time_ms)
         row = [values.get(name, math.nan) for name in channel.streams]
