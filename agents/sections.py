@@ -49,6 +49,18 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _day_buckets(text: str) -> int:
+    """Time-of-day buckets of the intraday profile: 0 (off) or a count that divides a day evenly."""
+    try:
+        buckets = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {text!r}") from None
+    if buckets and (not 1 <= buckets <= 1440 or 86_400_000 % buckets):
+        raise ValueError(f"must be 0 (off) or a number of buckets that divides a day evenly (24: hours, 48: half "
+                         f"hours, 96: quarters ...), got {text!r}")
+    return buckets
+
+
 def _challengers(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``name=member+member;...`` -> ((name, members), ...)."""
     out: dict[str, tuple[str, ...]] = {}
@@ -182,7 +194,7 @@ class DriftSection:
     correction: str = _from("drift_correction", choices=("bonferroni", "bh"))
     features: tuple[str, ...] = _from("drift_features", parse=_names)
     volatility_half_life: float = _from("drift_volatility_half_life", low=0)
-    seasonal_buckets: int = _from("drift_seasonal_buckets", low=0)
+    seasonal_buckets: int = _from("drift_seasonal_buckets", parse=_day_buckets)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)
     basis_min_bps: float = _from("basis_min_bps", low=0)
     alert_min_severity: str = _from("alert_min_severity", choices=("LOW", "MEDIUM", "HIGH", "CRITICAL"))

@@ -46,11 +46,13 @@ def test_values_are_parsed_and_choices_normalised():
 def test_every_bad_value_is_named_once_at_start():
     with pytest.raises(ValueError) as caught:
         Settings.from_env({"LIVELEARN_DRIFT_WINDOW": "5", "LIVELEARN_GATE": "maybe", "LIVELEARN_SEED": "1.5",
-                           "LIVELEARN_CHALLENGERS": "nameless", "LIVELEARN_TORCH_DEVICE": "tpu"})
+                           "LIVELEARN_CHALLENGERS": "nameless", "LIVELEARN_TORCH_DEVICE": "tpu",
+                           "LIVELEARN_DRIFT_SEASONAL_BUCKETS": "7"})
     message = str(caught.value)
     for expected in ("LIVELEARN_DRIFT_WINDOW must be >= 10, got '5'", "LIVELEARN_GATE must be on or off, got 'maybe'",
                      "LIVELEARN_SEED must be an integer, got '1.5'", "LIVELEARN_CHALLENGERS: 'nameless' is not name=",
-                     "LIVELEARN_TORCH_DEVICE must be one of cpu, cuda, auto, got 'tpu'"):
+                     "LIVELEARN_TORCH_DEVICE must be one of cpu, cuda, auto, got 'tpu'",
+                     "LIVELEARN_DRIFT_SEASONAL_BUCKETS: must be 0 (off) or a number of buckets that divides a day"):
         assert expected in message
 
 
