@@ -76,9 +76,9 @@ def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10
                  timeout_s: float = 600.0) -> list[dict]:
     """Decoded records of a stage's topic, in partition/offset order per partition, each once.
 
-    A topic that does not exist, or one not read to its end (the broker went away, or no record came for ``idle_s`` while some
-    partition was unfinished) raises :class:`CliError`: scores computed from part of a run would look
-    like the run's. Records that do not decode are skipped and counted on stderr, with the first reason."""
+    A topic that does not exist, or one not read to its end (the broker went away, or no record came
+    for ``idle_s`` while some partition was unfinished) raises :class:`CliError`: scores computed from
+    part of a run would look like the run's. Records that do not decode are skipped and counted on stderr, with the first reason."""
     problem = missing_topic(settings, stage)
     if problem is not None:
         raise CliError(problem, code=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.drift.seasonality import check_buckets
 from streams.drift.statistics import adjust
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -59,8 +60,8 @@ class DriftConfig:
             raise ValueError("alpha must be in (0, 1)")
         if self.volatility_half_life < 0:
             raise ValueError("volatility_half_life must be >= 0 events (0 = features unscaled)")
-        if self.seasonal_buckets and (not 1 <= self.seasonal_buckets <= 1440 or 86_400_000 % self.seasonal_buckets):
-            raise ValueError("seasonal_buckets must be 0 (off) or divide a day into whole milliseconds (1..1440)")
+        if self.seasonal_buckets:
+            check_buckets(self.seasonal_buckets)
         if self.basis_min_bps < 0:
             raise ValueError("basis_min_bps must be >= 0")
         if self.reference not in ("fixed", "rolling"):

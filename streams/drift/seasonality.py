@@ -49,14 +49,21 @@ BUCKETS = 24  # hours: about 60 one-minute returns per bucket and day
 BLEND = 0.3  # weight of the newest complete day in the profile (about the last three days count)
 
 
+def check_buckets(buckets: int) -> int:
+    """``buckets`` if it splits a day into equal whole milliseconds (1 to 1440 buckets); else ValueError."""
+    if not 1 <= buckets <= 1440 or DAY_MS % buckets:
+        raise ValueError(f"must be 0 (off) or a number of buckets that divides a day evenly (24: hours, 48: half "
+                         f"hours, 96: quarters ...), got {buckets!r}")
+    return buckets
+
+
 class IntradayProfile:
     """Divides the ``scaled`` features by the size of ``source`` usual at their time of day (see the
     module docstring). A plain class with no Kafka; part of a symbol's drift state."""
 
     def __init__(self, buckets: int = BUCKETS, blend: float = BLEND, source: str = "ret_1",
                  scaled: tuple[str, ...] = VOLATILITY_SCALED):
-        if not 1 <= buckets <= 1440 or DAY_MS % buckets:
-            raise ValueError("buckets must divide a day into whole milliseconds, between 1 and 1440")
+        check_buckets(buckets)
         if not 0.0 < blend <= 1.0:
             raise ValueError("blend must be in (0, 1]")
         self._buckets, self._blend, self._source, self._scaled = buckets, blend, source, frozenset(scaled)
