@@ -84,7 +84,9 @@ def broker_away(exc: BaseException) -> bool:
         KafkaError._WAIT_COORD, KafkaError._UNKNOWN_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
         KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT, KafkaError.BROKER_NOT_AVAILABLE,
         KafkaError.NETWORK_EXCEPTION, KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.NOT_COORDINATOR, KafkaError.KAFKA_STORAGE_ERROR, KafkaError.UNKNOWN_TOPIC_OR_PART}
+        KafkaError.NOT_COORDINATOR, KafkaError.KAFKA_STORAGE_ERROR, KafkaError.UNKNOWN_TOPIC_OR_PART,
+        # A broker connection torn down while a call waited on it (seen when the broker restarts).
+        KafkaError._DESTROY_BROKER}
 
 
 def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner,

@@ -136,7 +136,8 @@ def test_which_checkpoint_read_errors_are_waited_out():
 
     from agents.checkpoints import CheckpointsUnreadable, broker_away
 
-    for code in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.LEADER_NOT_AVAILABLE):
+    for code in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError._DESTROY_BROKER):
         assert broker_away(KafkaException(KafkaError(code)))
     assert broker_away(CheckpointsUnreadable("not read to its end"))
     for code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._AUTHENTICATION, KafkaError.TOPIC_EXCEPTION):
