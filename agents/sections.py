@@ -51,13 +51,16 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _day_buckets(text: str) -> int:
     """Time-of-day buckets of the intraday profile: 0 (off) or a count that divides a day evenly."""
-    from streams.drift.seasonality import check_buckets
-
+    # The rule of streams.drift.seasonality.check_buckets, not imported: importing streams.drift loads
+    # numpy and scipy, which every command would then pay for at start.
     try:
         buckets = int(text)
     except ValueError:
         raise ValueError(f"must be a whole number, got {text!r}") from None
-    return check_buckets(buckets) if buckets else 0
+    if buckets and (not 1 <= buckets <= 1440 or 86_400_000 % buckets):
+        raise ValueError(f"must be 0 (off) or a number of buckets that divides a day evenly (24: hours, 48: half "
+                         f"hours, 96: quarters ...), got {text!r}")
+    return buckets
 
 
 def _challengers(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
