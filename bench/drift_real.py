@@ -6,9 +6,10 @@ Each series runs through the worker's own partition pipeline in process with def
 (a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and spot capture
     (trades + book tickers), and on consecutive kline days of one symbol joined (the longest series), beside River's KSWIN and ADWIN on the returns, each at the sensitivity
     bench/drift_eval.py calibrates on synthetic streams (``--kswin-alpha``, ``--adwin-delta``), and
-    beside the ``log_scale`` variance test (an option that sees bursts sooner but over-alarms);
+    beside Levene as the variance test (two-sided on every feature: the default before the
+    volatility test);
 (b) injected changes spliced into the kline days 200 events after the drift reference has filled:
-    a volatility burst (log-price moves x3 from the change on; with both variance tests), a mean shift of the returns (+0.5 sd of one-minute returns per
+    a volatility burst (log-price moves x3 from the change on; with the volatility test and with Levene), a mean shift of the returns (+0.5 sd of one-minute returns per
     event), and a basis de-peg: a group of three pairs built from one real series, each with its own
     small noise (0.5 bp), one of them shifted by 0.5%, 2% or 10% decaying slowly (time constant 720
     events): detection rate, median delay in events, and which symbols alerted (a volatility or
@@ -114,12 +115,12 @@ def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_e
     return out, symbols[2]
 
 
-def configured(settings: Settings, variance_test: str = "levene"):
+def configured(settings: Settings, variance_test: str = "volatility"):
     config = pipeline_config(settings)
     return dataclasses.replace(config, drift=dataclasses.replace(config.drift, variance_test=variance_test))
 
 
-def run(ticks: list[dict], settings: Settings, variance_test: str = "levene") -> tuple[list[dict], int, Counter]:
+def run(ticks: list[dict], settings: Settings, variance_test: str = "volatility") -> tuple[list[dict], int, Counter]:
     """FIRING alerts (with the vector count at which each came), vectors, and vectors per symbol."""
     pipeline = PartitionPipeline(configured(settings, variance_test))
     alerts, vectors, per_symbol = [], 0, Counter()
@@ -187,13 +188,13 @@ def false_alarms_of(name: str, ticks: list[dict], settings: Settings, kswin_alph
         print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
               f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
     bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-    alternative, _, _ = run(ticks, settings, "log_scale")
-    print(f"    (variance test log_scale instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
+    alternative, _, _ = run(ticks, settings, "levene")
+    print(f"    (variance test Levene instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
     result("drift_real_false_alarms", file=name, vectors=vectors, alerts=len(alerts),
            per_10k_by_channel=per_10k, bound_per_10k=bound,
            within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
            kswin_per_10k=kswin_alarms * 10_000 / len(returns), adwin_per_10k=adwin_alarms * 10_000 / len(returns),
-           variance_log_scale_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
+           variance_levene_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
 
 
 def change_point(settings: Settings) -> int:
@@ -206,10 +207,10 @@ def change_point(settings: Settings) -> int:
 def injected(settings: Settings, quick: bool) -> None:
     klines = sorted((SHARED / "binance" / "klines").rglob("*.zip"))
     at = change_point(settings)
-    cases = [("volatility x3", lambda t: (scale_log_moves(t, at, 3.0), None), ("VARIANCE", "FEATURE"), "levene"),
-             ("volatility x3 (variance test log_scale)", lambda t: (scale_log_moves(t, at, 3.0), None),
-              ("VARIANCE", "FEATURE"), "log_scale"),
-             ("mean shift +0.5 sd", None, ("FEATURE", "VARIANCE"), "levene")]
+    cases = [("volatility x3", lambda t: (scale_log_moves(t, at, 3.0), None), ("VARIANCE", "FEATURE"), "volatility"),
+             ("volatility x3 (variance test Levene)", lambda t: (scale_log_moves(t, at, 3.0), None),
+              ("VARIANCE", "FEATURE"), "levene"),
+             ("mean shift +0.5 sd", None, ("FEATURE", "VARIANCE"), "volatility")]
     for name, make, kinds, variance_test in cases:
         delays, detected = [], 0
         for path in klines:

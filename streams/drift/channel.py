@@ -25,7 +25,9 @@ sooner and is detected earlier):
 One check per channel kind (streams.drift.checks), each returning named ``CheckResult`` rows:
 ``DistributionCheck`` (FEATURE: KS per stream, plus a two-sided Welch t per stream corrected for
 serial correlation over several current windows, ``MEAN_SCALES``; PREDICTION: KS), ``VarianceCheck``
-(the same corrected t on log absolute deviations; Brown-Forsythe or the F-test as options),
+(a rise of volatility: the same corrected t, one-sided, on log absolute deviations of the return-like
+streams; Levene on every stream where there are none; Levene, two-sided log scale or the F-test as
+options),
 ``LossCheck`` (CONCEPT: one-sided Welch t on block means and Mann-Whitney U of the log-loss: a model
 that got worse) and ``BasisCheck`` (BASIS: a corrected t on short windows with a size floor).
 """
@@ -49,6 +51,7 @@ from streams.drift.correlation import (
     window_autocorrelations,
 )
 from streams.drift.statistics import welch_from_moments
+from streams.drift.volatility import VOLATILITY_SCALED
 
 log = logging.getLogger("livelearn.drift")
 
@@ -93,8 +96,13 @@ class Channel:
         self.reference: np.ndarray | None = None
         self.reference_columns: list[np.ndarray] = []
         self.reference_tau = np.ones(len(streams), dtype=int)
-        # The variance channel's default test is the mean test on log absolute deviations.
-        self.log_scale = kind == "VARIANCE" and config.variance_test == "log_scale"
+        # The variance channel's "volatility" test: a one-sided mean test on the log absolute deviations
+        # of the return-like streams (the others left to the feature channel); a channel without any
+        # return-like stream (a dataset) falls back to Levene on every stream. "log_scale": the same
+        # test two-sided on every stream.
+        returns = [j for j, name in enumerate(streams) if name in VOLATILITY_SCALED]
+        self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
+        self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
         self.scale_centre = np.zeros(len(streams))
         self.scale_floor = np.ones(len(streams))
         # The feature channel and the log-scale variance test run the serial-correlation-corrected mean test.
@@ -112,6 +120,9 @@ class Channel:
         self.one_per_time = kind != "CONCEPT"
         self.last_time: int | None = None
         self.excluded: set[int] = set()  # monotone streams (see _exclude_monotone)
+        if self.rises_only:
+            self.excluded.update(j for j in range(len(streams)) if j not in returns)
+        self.volatility_fell = False  # set by the volatility test's check (streams.drift.checks)
         self.pooled_scale_correlation = np.zeros((self.max_lag + 1, len(streams)))
         self.pooled_windows = 0
         self.reference_times = (0, 0)
@@ -328,11 +339,19 @@ class Channel:
         scaled = np.rint(np.multiply.outer(MEAN_SCALES, lengths)).astype(int)
         return np.clip(scaled, 10, self.config.window)
 
-    def mean_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def mean_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray, side: str = "both"
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Serial-correlation-corrected Welch t (:func:`welch_from_moments` with the stream's
         ``inflation``) of the reference against each current window of ``spans``; per stream the
         smallest p-value, Bonferroni-corrected over the windows, with that window's t and effect.
+        ``side``: "both" (two-sided), "rise" or "fall" (one-sided: the current mean above or below
+        the reference's)."""
+        return self.pick_window(*self.window_tests(recent, columns, spans), side)
+
+    def window_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Two-sided t, p and effect of every current window of ``spans`` (rows) and stream, and
+        where the window holds enough values.
 
         Running sums from the newest event back give every window's moments in one pass; values
         are taken relative to the reference mean, so the sums of squares do not cancel (the
@@ -353,10 +372,20 @@ class Channel:
         variance = np.maximum(0.0, (s2 - s1 * s1 / n) / (n - 1))
         t, p, effect = welch_from_moments(centre, reference_var, reference_n, centre + s1 / n, variance, n,
                                           self.inflation[columns])
+        return t, p, effect, usable
+
+    @staticmethod
+    def pick_window(t: np.ndarray, p: np.ndarray, effect: np.ndarray, usable: np.ndarray, side: str = "both"
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per stream the window with the smallest ``side`` p-value (Bonferroni over the windows), its
+        t and effect. One-sided p from the two-sided: ``t`` is reference minus current."""
+        if side != "both":
+            toward = t < 0 if side == "rise" else t > 0
+            p = np.where(toward, p / 2, 1.0 - p / 2)
         p = np.where(usable, p, 1.0)
         best = p.argmin(axis=0)
-        pick = (best, np.arange(columns.shape[0]))
-        return t[pick], np.minimum(1.0, len(MEAN_SCALES) * p[pick]), effect[pick]
+        pick = (best, np.arange(t.shape[1]))
+        return t[pick], np.minimum(1.0, t.shape[0] * p[pick]), effect[pick]
 
     def rejectable_below(self, tests: int) -> float:
         """Per-test p-value below which some correction of ``tests`` p-values can reject."""

@@ -8,6 +8,7 @@ from streams.drift.seasonality import check_buckets
 from streams.drift.statistics import adjust
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+VARIANCE_TESTS = ("volatility", "levene", "log_scale", "f_test")
 # Effect-size thresholds (small, medium, large) per test.
 EFFECT_THRESHOLDS = {
     "ks_2samp": (0.1, 0.2, 0.3),
@@ -35,7 +36,10 @@ class DriftConfig:
     resolve_after: int = 3
     variance_tests: bool = True
     mean_test: bool = True
-    variance_test: str = "levene"
+    # The variance channel's test (streams.drift.checks.VarianceCheck): "volatility" tests a rise in
+    # the size of the return-like features where a stream has them, and every feature with Levene
+    # where it has none (datasets).
+    variance_test: str = "volatility"
     warmup_events: int = 0
     min_severity: str = "LOW"
     # Return-like features in units of recent volatility (streams.drift.volatility); 0 = raw (the
@@ -48,8 +52,8 @@ class DriftConfig:
     basis_min_bps: float = 20.0
 
     def __post_init__(self):
-        if self.variance_test not in ("log_scale", "levene", "f_test"):
-            raise ValueError("variance_test must be 'log_scale', 'levene' or 'f_test'")
+        if self.variance_test not in VARIANCE_TESTS:
+            raise ValueError(f"variance_test must be one of {', '.join(VARIANCE_TESTS)}")
         if self.min_severity not in SEVERITIES:
             raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
         if self.window < 10 or self.check_every < 1:

@@ -137,6 +137,12 @@ class DriftMonitor:
             if self.config.rebase_on_alert:
                 channel.rebase()
             return [alert] if self._publishable(alert) else []
+        if channel.__dict__.get("volatility_fell"):
+            # The volatility test reports rises only; a significant fall re-bases the reference without
+            # an alert, or a reference taken in a busy spell would hide every later rise below its level.
+            channel.volatility_fell = False
+            channel.rebase()
+            return []
         if channel.open_alert is not None:
             channel.clean_checks += 1
             if channel.clean_checks >= self.config.resolve_after:

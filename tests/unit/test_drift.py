@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -356,7 +357,7 @@ def _cycle_alerts(buckets: int, seed: int, burst_at: int | None = None, days: in
 
 def test_the_daily_volatility_cycle_is_learnt_and_no_longer_reported_as_drift():
     # Days 2 and 3 (after the first complete day and the reference that follows it), eight streams:
-    # measured 2 alarms with the hourly profile against 13 without.
+    # measured 1 alarm with the hourly profile against 16 without.
     after_first_day = 1440 + 520
     with_profile = sum(sum(i >= after_first_day for i in _cycle_alerts(24, seed)) for seed in range(8))
     without = sum(sum(i >= after_first_day for i in _cycle_alerts(0, seed)) for seed in range(8))
@@ -368,6 +369,38 @@ def test_a_burst_beyond_the_daily_cycle_is_still_reported():
     for seed in range(4):
         delays = [i - burst for i in _cycle_alerts(24, seed, burst_at=burst) if i >= burst]
         assert delays and delays[0] <= 100, (seed, delays)
+
+
+def _volatility_alerts(config, sizes: list[tuple[int, float]], seed: int = 0) -> list[dict]:
+    """FIRING alerts of a monitor fed Gaussian one-minute returns whose size is ``size`` from event
+    ``at`` on, for each ``(at, size)``."""
+    rng = random.Random(seed)
+    monitor = DriftMonitor("X", config)
+    fired = []
+    for i in range(sizes[-1][0] + 1500):
+        size = [s for at, s in sizes if at <= i][-1]
+        alerts = monitor.update_features({"ret_1": rng.gauss(0.0, 1e-3 * size), "rsi_14": rng.gauss(50.0, 5.0)},
+                                         i * 60_000, ("ret_1", "rsi_14"))
+        fired += [dict(a, at=i) for a in alerts if a["status"] == "FIRING"]
+    return fired
+
+
+def test_the_volatility_test_reports_rises_and_follows_falls_without_an_alert():
+    from streams.drift.config import DriftConfig
+
+    config = DriftConfig(seasonal_buckets=0)
+    # A third of the size from 1,500, back to the usual size from 3,500: the fall is not reported, but
+    # it re-bases the reference, so the return to the usual size is a rise against it.
+    alerts = [a for a in _volatility_alerts(config, [(0, 1.0), (1500, 1 / 3), (3500, 1.0)]) if a["kind"] == "VARIANCE"]
+    assert [a["test_name"] for a in alerts] == ["log_scale_t"], alerts
+    assert 3500 <= alerts[0]["at"] <= 3600 and alerts[0]["affected_features"] == ["ret_1"]
+    # Levene (two-sided, every feature) reports both.
+    levene = _volatility_alerts(dataclasses.replace(config, variance_test="levene"),
+                                [(0, 1.0), (1500, 1 / 3), (3500, 1.0)])
+    assert len([a for a in levene if a["kind"] == "VARIANCE"]) == 2
+    # A dataset's channel has no return-like stream: Levene on every stream, as before.
+    channel = Channel("VARIANCE", ("nswprice", "day"), config)
+    assert not channel.log_scale and not channel.excluded
 
 
 def test_the_intraday_profile_waits_for_a_complete_day():
