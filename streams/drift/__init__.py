@@ -1,7 +1,9 @@
 """Windowed two-sample drift tests and the alert decisions built on them.
 
 A *channel* is a family of streams tested together: feature drift (KS per feature, plus a Welch t per
-feature corrected for serial correlation), variance change (a serial-correlation-corrected t of log absolute deviations per feature),
+feature corrected for serial correlation), variance change (a rise of volatility: a one-sided,
+serial-correlation-corrected t of log absolute deviations of the return-like features; Levene per
+feature where a stream has none),
 concept drift (Welch t and Mann-Whitney U on the per-event log-loss), prediction drift (KS on the
 predicted probability, confirmed with both windows' inputs re-scored) and basis shifts (a pair's price
 against the other pairs of its base asset). The package, in the order an
@@ -10,7 +12,8 @@ event meets it:
 * :mod:`streams.drift.statistics` — the tests, equal to scipy's, and the multiple-testing correction;
 * :mod:`streams.drift.correlation` — serial correlation: thinning lags and variance inflation;
 * :mod:`streams.drift.channel` — windows, references and one check class per channel kind;
-* :mod:`streams.drift.volatility` — return-like features in units of recent volatility (optional);
+* :mod:`streams.drift.volatility` — which features are return-like; them in units of recent volatility (optional);
+* :mod:`streams.drift.seasonality` — them in units of their usual size at that hour of the day;
 * :mod:`streams.drift.basis` — each pair's price against its group's median (the BASIS channel);
 * :mod:`streams.drift.monitor` — a symbol's channels and the incidents (FIRING, RESOLVED) they raise;
 * :mod:`streams.drift.config` — the configuration and an alert's severity.

@@ -7,6 +7,9 @@ ensemble's per-outcome log-loss, PREDICTION over the published probability. The 
 are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"``), so a check of 25
 features raises a false alarm with probability at most ``alpha`` under no drift.
 
+The VARIANCE channel's default test reports rises of volatility only; a significant fall re-bases its
+reference without an alert (see streams.drift.checks.VarianceCheck).
+
 Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
 de-duplicated unless their severity is higher (then the FIRING record is re-published, same alert
 id, new severity); after ``resolve_after`` clean checks in a row a RESOLVED record with the same alert
