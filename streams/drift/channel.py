@@ -289,7 +289,13 @@ class Channel:
             # Each window about its own median (Brown-Forsythe): a stream whose level wandered
             # (an oscillator in a trend) has not changed its scale.
             lengths = np.minimum(w, np.maximum(cw, CURRENT_SAMPLES * self.reference_tau))
-            centre = np.array([_column_medians(recent[w - length:, j:j + 1])[0] for j, length in enumerate(lengths)])
+            centre = np.zeros(len(self.streams))
+            tested = np.ones(len(self.streams), dtype=bool)
+            tested[list(self.excluded)] = False
+            # One median call per distinct window length (a few), for the streams that are tested.
+            for length in np.unique(lengths[tested]):
+                columns = np.flatnonzero(tested & (lengths == length))
+                centre[columns] = _column_medians(recent[w - length:, columns])
             recent = self._log_scales(recent, centre)
         # Pooled before the test, so a change of the mean inflates the lags it is tested with by
         # 1/POOLED_WINDOWS of its own effect at most.
