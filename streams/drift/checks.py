@@ -98,10 +98,11 @@ class VarianceCheck:
     deviations has died out: 13-32 lags on real returns, so its current window spans hundreds of
     events) found it on 2 of 4 (140, 180). No alert on the unmodified kline days or the two joined
     BTCUSDT days with either; one more VARIANCE alert on the BTCUSDT capture (``range_20``, 23 s into
-    the burst where the feature channel alerts too). On eight drift-free synthetic market streams
-    of 6,000 ticks (bench/drift_quiet.py --severity LOW) 4 VARIANCE alarms against Levene's 7. Two-sided on the same features it also alarmed on a
-    fall of volatility in the ETHUSDT capture; on every feature (``log_scale``) it alarmed on volumes
-    and order-flow features of four of the six real series.
+    the burst where the feature channel alerts too). On eight drift-free synthetic market streams of
+    6,000 ticks (bench/drift_quiet.py --severity LOW) 4 VARIANCE alarms against Levene's 7. Two-sided
+    on the same features it also alarmed on a fall of volatility in the ETHUSDT capture; on every
+    feature (``log_scale``) it alarmed on volumes and order-flow features of four of the six real
+    series.
 
     ``levene``: Brown-Forsythe on every stream (the default before); ``log_scale``: the Welch t of log
     absolute deviations, two-sided, on every stream; ``f_test``: the two-sided F-test."""

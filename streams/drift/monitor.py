@@ -140,7 +140,7 @@ class DriftMonitor:
             if self.config.rebase_on_alert:
                 channel.rebase()
             return [alert] if self._publishable(alert) else []
-        if channel.__dict__.get("volatility_fell"):
+        if channel.__dict__.get("volatility_fell") and self.config.rebase_on_alert:
             # The volatility test reports rises only; a significant fall re-bases the reference without
             # an alert, or a reference taken in a busy spell would hide every later rise below its level.
             channel.volatility_fell = False
