@@ -50,7 +50,7 @@ from streams.drift.correlation import (
     first_lag_below,
     window_autocorrelations,
 )
-from streams.drift.statistics import welch_from_moments
+from streams.drift.statistics import best_window, welch_from_moments
 from streams.drift.volatility import VOLATILITY_SCALED
 
 log = logging.getLogger("livelearn.drift")
@@ -345,14 +345,12 @@ class Channel:
         scaled = np.rint(np.multiply.outer(MEAN_SCALES, lengths)).astype(int)
         return np.clip(scaled, 10, self.config.window)
 
-    def mean_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray, side: str = "both"
+    def mean_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Serial-correlation-corrected Welch t (:func:`welch_from_moments` with the stream's
         ``inflation``) of the reference against each current window of ``spans``; per stream the
-        smallest p-value, Bonferroni-corrected over the windows, with that window's t and effect.
-        ``side``: "both" (two-sided), "rise" or "fall" (one-sided: the current mean above or below
-        the reference's)."""
-        return self.pick_window(*self.window_tests(recent, columns, spans), side)
+        smallest p-value, Bonferroni-corrected over the windows, with that window's t and effect."""
+        return best_window(*self.window_tests(recent, columns, spans))
 
     def window_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -379,19 +377,6 @@ class Channel:
         t, p, effect = welch_from_moments(centre, reference_var, reference_n, centre + s1 / n, variance, n,
                                           self.inflation[columns])
         return t, p, effect, usable
-
-    @staticmethod
-    def pick_window(t: np.ndarray, p: np.ndarray, effect: np.ndarray, usable: np.ndarray, side: str = "both"
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per stream the window with the smallest ``side`` p-value (Bonferroni over the windows), its
-        t and effect. One-sided p from the two-sided: ``t`` is reference minus current."""
-        if side != "both":
-            toward = t < 0 if side == "rise" else t > 0
-            p = np.where(toward, p / 2, 1.0 - p / 2)
-        p = np.where(usable, p, 1.0)
-        best = p.argmin(axis=0)
-        pick = (best, np.arange(t.shape[1]))
-        return t[pick], np.minimum(1.0, t.shape[0] * p[pick]), effect[pick]
 
     def rejectable_below(self, tests: int) -> float:
         """Per-test p-value below which some correction of ``tests`` p-values can reject."""

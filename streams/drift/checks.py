@@ -15,6 +15,7 @@ import numpy as np
 
 from streams.drift.correlation import block_means, single_value_effect
 from streams.drift.statistics import (
+    best_window,
     f_test,
     ks_p_values,
     ks_statistics,
@@ -111,8 +112,8 @@ class VarianceCheck:
     def run(channel: Channel, samples: Samples) -> list[CheckResult]:
         if channel.__dict__.get("rises_only"):  # absent in a checkpoint from before the volatility test
             tests = channel.window_tests(samples.recent, np.array(samples.columns), samples.spans)
-            t, p, effect = channel.pick_window(*tests, side="rise")
-            _, fall, _ = channel.pick_window(*tests, side="fall")
+            t, p, effect = best_window(*tests, side="rise")
+            _, fall, _ = best_window(*tests, side="fall")
             channel.volatility_fell = bool(fall.min() < channel.rejectable_below(len(samples.tested)))
             return [CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
                     in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]

@@ -202,6 +202,27 @@ def welch_from_moments(m1: np.ndarray, v1: np.ndarray, n1: np.ndarray, m2: np.nd
     return t, p, np.where(degenerate, 0.0, effect)
 
 
+def best_window(t: np.ndarray, p: np.ndarray, effect: np.ndarray, usable: np.ndarray, side: str = "both"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of Welch tests of one reference against several current windows (rows) per stream (columns):
+    per stream the window with the smallest ``side`` p-value, Bonferroni-corrected over the windows,
+    with its t and effect. ``side``: "both", "rise" or "fall" (one-sided from the two-sided p; ``t`` is
+    reference minus current, as :func:`welch_from_moments` gives it); unusable windows count as p = 1.
+
+    >>> t, p, _ = best_window(np.array([[-3.0], [-5.0]]), np.array([[0.01], [0.001]]), np.ones((2, 1)),
+    ...                       np.ones((2, 1), dtype=bool), side="rise")
+    >>> t.tolist(), p.tolist()
+    ([-5.0], [0.001])
+    """
+    if side != "both":
+        toward = t < 0 if side == "rise" else t > 0
+        p = np.where(toward, p / 2, 1.0 - p / 2)
+    p = np.where(usable, p, 1.0)
+    best = p.argmin(axis=0)
+    pick = (best, np.arange(t.shape[1]))
+    return t[pick], np.minimum(1.0, t.shape[0] * p[pick]), effect[pick]
+
+
 def levene_tests(references: list[np.ndarray], currents: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`levene_test` of many (reference, current) pairs at once (rows padded with NaN):
     arrays of W, p and effect, each equal to the pair's own test."""
