@@ -81,7 +81,7 @@ class Ours:
     def update(self, x: float) -> bool:
         if not self.channel.add([x], 0):
             return False
-        results = self.channel.check()
+        results = self.channel.check().results
         if not results:
             return False
         rejected = min(adjust([r[3] for r in results], "bonferroni")) < self.alpha

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.drift.checks import CHECKS, CheckResult, Samples
+from streams.drift.checks import CHECKS, Checked, CheckResult, Samples
 from streams.drift.config import DriftConfig
 from streams.drift.correlation import (
     DECORRELATED,
@@ -122,7 +122,6 @@ class Channel:
         self.excluded: set[int] = set()  # monotone streams (see _exclude_monotone)
         if self.rises_only:
             self.excluded.update(j for j in range(len(streams)) if j not in returns)
-        self.volatility_fell = False  # set by the volatility test's check (streams.drift.checks)
         self.pooled_scale_correlation = np.zeros((self.max_lag + 1, len(streams)))
         self.pooled_windows = 0
         self.reference_times = (0, 0)
@@ -278,7 +277,7 @@ class Channel:
             np.array([c.var(ddof=1) if c.shape[0] > 1 else math.nan for c in columns]),
             np.array([float(c.shape[0]) for c in columns]))
 
-    def check(self, pool: bool = True) -> list[CheckResult]:
+    def check(self, pool: bool = True) -> Checked:
         """The channel's check on the current windows (see :data:`CHECKS`)."""
         w, cw = self.config.window, self.config.current_size
         if self.config.reference == "rolling":
@@ -307,11 +306,11 @@ class Channel:
             samples.spans = self.mean_spans(np.array(samples.lengths))
             longest = max(longest, int(samples.spans.max()))
         self.current_times = (int(times[w - longest]), int(times[-1]))
-        results = CHECKS[self.kind].run(self, samples) if samples.tested else []
-        self.last_results = results
-        if results:
+        checked = CHECKS[self.kind].run(self, samples) if samples.tested else Checked([])
+        self.last_results = checked.results
+        if checked.results:
             self.fresh_results = True
-        return results
+        return checked
 
     def _samples(self, recent: np.ndarray, w: int, cw: int) -> Samples:
         """Both windows of every testable stream, thinned to roughly independent values: every tau-th

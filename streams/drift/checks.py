@@ -1,6 +1,6 @@
 """The check of each channel kind: which tests run on a channel's windows, as named results.
 
-One class per kind (:data:`CHECKS`), each returning :class:`CheckResult` rows: :class:`DistributionCheck`
+One class per kind (:data:`CHECKS`), each returning :class:`CheckResult` rows in a :class:`Checked`: :class:`DistributionCheck`
 (FEATURE and PREDICTION), :class:`VarianceCheck` (VARIANCE), :class:`LossCheck` (CONCEPT) and
 :class:`BasisCheck` (BASIS). They read the windows a :class:`streams.drift.channel.Channel` prepared
 (:class:`Samples`) and the channel's serial-correlation state.
@@ -39,6 +39,15 @@ class CheckResult(NamedTuple):
     tau: int
 
 
+class Checked(NamedTuple):
+    """What one check of a channel found: a result per test and stream, and whether the volatility test
+    saw a significant *fall* (no alert: the monitor re-bases the reference on it; see
+    :class:`VarianceCheck`)."""
+
+    results: list[CheckResult]
+    volatility_fell: bool = False
+
+
 @dataclass
 class Samples:
     """What a check tests: per testable stream its thinning step, column, current-window length and
@@ -70,7 +79,7 @@ class DistributionCheck:
     """KS per stream; on the feature channel also the serial-correlation-corrected Welch t."""
 
     @staticmethod
-    def run(channel: Channel, samples: Samples) -> list[CheckResult]:
+    def run(channel: Channel, samples: Samples) -> Checked:
         distances, sizes = ks_statistics(samples.references, samples.currents)
         tests = len(samples.tested) * (2 if channel.mean_test else 1)
         p_values = ks_p_values(distances, sizes, channel.rejectable_below(tests))
@@ -80,7 +89,7 @@ class DistributionCheck:
             t, p, effect = channel.mean_tests(samples.recent, np.array(samples.columns), samples.spans)
             results += [CheckResult(stream, "welch_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
                         in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
-        return results
+        return Checked(results)
 
 
 class VarianceCheck:
@@ -109,24 +118,24 @@ class VarianceCheck:
     absolute deviations, two-sided, on every stream; ``f_test``: the two-sided F-test."""
 
     @staticmethod
-    def run(channel: Channel, samples: Samples) -> list[CheckResult]:
+    def run(channel: Channel, samples: Samples) -> Checked:
         if channel.__dict__.get("rises_only"):  # absent in a checkpoint from before the volatility test
             tests = channel.window_tests(samples.recent, np.array(samples.columns), samples.spans)
             t, p, effect = best_window(*tests, side="rise")
             _, fall, _ = best_window(*tests, side="fall")
-            channel.volatility_fell = bool(fall.min() < channel.rejectable_below(len(samples.tested)))
-            return [CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
-                    in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
+            fell = bool(fall.min() < channel.rejectable_below(len(samples.tested)))
+            return Checked([CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
+                            in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)], fell)
         if channel.log_scale:
             t, p, effect = channel.mean_tests(samples.recent, np.array(samples.columns), samples.spans)
-            return [CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
-                    in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
+            return Checked([CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
+                            in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)])
         if channel.config.variance_test in ("volatility", "levene"):
             w, p, effect = levene_tests(samples.references, samples.currents)
-            return [CheckResult(stream, "levene", w_k, p_k, e_k, tau) for (stream, tau), w_k, p_k, e_k
-                    in zip(samples.tested, w.tolist(), p.tolist(), effect.tolist(), strict=True)]
-        return [CheckResult(stream, "f_test", *f_test(reference, current), tau) for (stream, tau), reference, current
-                in zip(samples.tested, samples.references, samples.currents, strict=True)]
+            return Checked([CheckResult(stream, "levene", w_k, p_k, e_k, tau) for (stream, tau), w_k, p_k, e_k
+                            in zip(samples.tested, w.tolist(), p.tolist(), effect.tolist(), strict=True)])
+        return Checked([CheckResult(stream, "f_test", *f_test(reference, current), tau) for (stream, tau), reference,
+                        current in zip(samples.tested, samples.references, samples.currents, strict=True)])
 
 
 class LossCheck:
@@ -135,7 +144,7 @@ class LossCheck:
     every value counts); Mann-Whitney U tests the thinned values."""
 
     @staticmethod
-    def run(channel: Channel, samples: Samples) -> list[CheckResult]:
+    def run(channel: Channel, samples: Samples) -> Checked:
         results = []
         for (stream, tau), reference, current, reference_whole, current_whole in zip(
                 samples.tested, samples.references, samples.currents, samples.reference_wholes,
@@ -145,7 +154,7 @@ class LossCheck:
             results.append(CheckResult(stream, "welch_t", t, p, single_value_effect(effect, tau), tau))
             results.append(CheckResult(stream, "mannwhitney_u", *mann_whitney(reference, current, alternative="less"),
                                        tau))
-        return results
+        return Checked(results)
 
 
 class BasisCheck:
@@ -154,7 +163,7 @@ class BasisCheck:
     ``basis_min_bps`` from the reference mean (that shift is the effect reported, in basis points)."""
 
     @staticmethod
-    def run(channel: Channel, samples: Samples) -> list[CheckResult]:
+    def run(channel: Channel, samples: Samples) -> Checked:
         columns = np.array(samples.columns)
         t, p, _ = channel.mean_tests(samples.recent, columns, samples.spans)
         centre = channel.reference_moments[0][columns]
@@ -165,14 +174,14 @@ class BasisCheck:
             shift = abs(float(np.nanmedian(samples.recent[-3:, columns[k]])) - float(centre[k]))
             p_k = float(p[k]) if shift >= channel.config.basis_min_bps else 1.0
             results.append(CheckResult(stream, "basis_t", float(t[k]), p_k, shift, tau))
-        return results
+        return Checked(results)
 
 
 class Check(Protocol):
     """What every check kind provides."""
 
     @staticmethod
-    def run(channel: Channel, samples: Samples) -> list[CheckResult]: ...
+    def run(channel: Channel, samples: Samples) -> Checked: ...
 
 
 CHECKS: dict[str, type[Check]] = {"FEATURE": DistributionCheck, "PREDICTION": DistributionCheck, "VARIANCE": VarianceCheck,

@@ -102,7 +102,8 @@ class DriftMonitor:
              rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
         if not channel.add(row, time_ms, payload):
             return []
-        results = channel.check()
+        checked = channel.check()
+        results = checked.results
         if not results:
             return []
         adjusted = adjust([r.p for r in results], channel.config.correction)
@@ -110,7 +111,8 @@ class DriftMonitor:
         if rejected and rescore is not None and channel.reference_payloads:
             channel.rescore_reference(rescore)
             channel.rescore_recent(rescore)
-            results = channel.check(pool=False)
+            checked = channel.check(pool=False)
+            results = checked.results
             adjusted = adjust([r.p for r in results], channel.config.correction)
             rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < channel.config.alpha]
         if rejected:
@@ -140,10 +142,9 @@ class DriftMonitor:
             if self.config.rebase_on_alert:
                 channel.rebase()
             return [alert] if self._publishable(alert) else []
-        if channel.__dict__.get("volatility_fell") and self.config.rebase_on_alert:
+        if checked.volatility_fell and self.config.rebase_on_alert:
             # The volatility test reports rises only; a significant fall re-bases the reference without
             # an alert, or a reference taken in a busy spell would hide every later rise below its level.
-            channel.volatility_fell = False
             channel.rebase()
             return []
         if channel.open_alert is not None:

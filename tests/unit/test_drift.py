@@ -87,7 +87,7 @@ def test_channel_windows_are_the_last_events_and_equal_scipy_on_them():
     checked = thinned = exact = inflated = 0
     for i, x in enumerate(data):
         if channel.add([x], i):
-            (stream, test, d, p, _, tau), (_, mean_test, t, p_t, _, _) = channel.check()
+            (stream, test, d, p, _, tau), (_, mean_test, t, p_t, _, _) = channel.check().results
             thinned += tau > 1
             reference, current = data[:100:tau], data[i - 99:i + 1:tau]
             # The mean test: scipy's Welch t of the reference against each of the last `span` events,
@@ -187,7 +187,7 @@ def test_mean_test_on_an_autocorrelated_stream_keeps_its_level_where_the_plain_w
     corrected, plain, checks = 0, 0, 0
     for i, value in enumerate(x):
         if channel.add([value], i):
-            welch = channel.check()[1]
+            welch = channel.check().results[1]
             corrected += welch[3] < 0.05
             plain += stats.ttest_ind(x[:500], x[i - 99:i + 1], equal_var=False).pvalue < 0.05
             checks += 1
