@@ -64,7 +64,7 @@ class PlattScaler:
 
     def learn(self, p: float, y: int) -> None:
         u = logit(p)
-        q = self.predict(p)
+        q = sigmoid(max(-Z_LIMIT, min(Z_LIMIT, self.a * u + self.b)))  # self.predict(p), logit(p) once
         curvature = max(q * (1.0 - q), 1e-6)
         rho = self.rho
         self.a11 = rho * self.a11 + curvature * u * u

@@ -89,14 +89,6 @@ class GuardedMember:
         self.rejections.append((code, f"{self.name}: {reason}"))
         return False
 
-    def _outlier(self, x: dict[str, float]) -> str | None:
-        bounds = self.bounds
-        for name, value in x.items():
-            bound = bounds.get(name)
-            if bound is not None and not bound[0] <= value <= bound[1]:
-                return name
-        return None
-
     def _refresh_bounds(self) -> None:
         """Outlier bounds, mean +- suspect_z sd of the accepted inputs, refreshed at each snapshot."""
         bounds = {}
@@ -116,10 +108,17 @@ class GuardedMember:
             return self._refuse("invalid_label", f"label {y!r} is not 0 or 1")
         reads = self.reads
         read = x if reads is None else {name: x[name] for name in reads if name in x}
+        # One pass: any non-finite value refuses the step; the first value outside its bounds (once
+        # there are held-out samples to measure a loss spike on) makes the step a suspect.
+        bounds = self.bounds if self.recent else None
+        outlier = None
         for name, value in read.items():
             if not math.isfinite(value):
                 return self._refuse("non_finite_input", f"feature {name} = {value!r}")
-        outlier = self._outlier(read) if self.recent else None
+            if bounds and outlier is None:
+                bound = bounds.get(name)
+                if bound is not None and not bound[0] <= value <= bound[1]:
+                    outlier = name
         before = self._holdout_loss() if outlier else None
         steps = getattr(self.member, "steps", None)
         self.member.learn_one(x, y)

@@ -288,6 +288,11 @@ class Adam:
 
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        params = self.params
+        if (len(self.state) == len(params) and all(p.grad is not None for p in params)
+                and params[0].device.type == "cpu"):
+            self._step_each(params, lr, beta1, beta2, eps)
+            return
         with torch.no_grad():
             for i, param in enumerate(self.params):
                 grad = param.grad
@@ -308,6 +313,31 @@ class Adam:
                 step_size = lr / bias_correction1
                 denom = (exp_avg_sq.sqrt() / bias_correction2 ** 0.5).add_(eps)
                 param.addcdiv_(exp_avg, denom, value=-step_size)
+
+    def _step_each(self, params: list, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        """The loop above as one call per operation over all tensors (``torch._foreach_*``): on the CPU
+        these apply the per-tensor operation to each tensor in turn, so the weights are the same bit
+        for bit, without the Python dispatch of ~50 calls a step (~80 us of a ~0.9 ms step here). Every
+        tensor has stepped as often as the others (they are created and stepped together)."""
+        import torch
+
+        states = [self.state[i] for i in range(len(params))]
+        grads = [p.grad for p in params]
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        steps = [state["step"] for state in states]
+        with torch.no_grad():
+            torch._foreach_add_(steps, 1)
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            step = steps[0].item()
+            bias_correction1 = 1 - beta1 ** step
+            bias_correction2 = 1 - beta2 ** step
+            denoms = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denoms, bias_correction2 ** 0.5)
+            torch._foreach_add_(denoms, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-(lr / bias_correction1))
 
     def state_dict(self) -> dict[str, Any]:
         return {"state": {i: dict(slot) for i, slot in self.state.items()},
