@@ -9,6 +9,12 @@ On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUS
   ``features`` (validation, tick gate, feature engine); ``learner`` (members, ensemble, guard, scores:
   ``SymbolLearner.process`` on the pipeline's vectors); ``drift`` (the symbol's monitor on the same
   vectors and predictions); ``encode`` (every output record). Their sum is close to ``pipeline``;
+* the learner split into ``members`` (the members' own predict and learn), ``guard`` (the guard's
+  checks, snapshots and extra predictions around them), ``ensemble`` (the mixture, its calibrators
+  and the running prior) and ``records`` (the rest of ``SymbolLearner.process``: pending outcomes,
+  scores, skill blocks, the prediction and outcome records): each one's exclusive share of an
+  instrumented run (every call of those classes timed, nested calls subtracted from their callers),
+  times the uninstrumented ``learner`` figure, so the four add up to it;
 * ``river_lr``: River's ``StandardScaler | LogisticRegression`` predict_proba_one + learn_one on the
   same vectors' model features (the cheapest sensible online learner: the issue's yardstick).
 
@@ -21,7 +27,9 @@ of ``--repeat`` runs (the machine is noisy). One RESULT line per file.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections import Counter
 
 from common import SHARED, result
 
@@ -30,8 +38,12 @@ from agents.settings import Settings
 from connectors.replay import read_file
 from schemas.codec import AvroCodec
 from streams.drift import DriftMonitor
+from streams.ensemble import Ensemble
 from streams.features import FEATURE_SET, MODEL_FEATURES
+from streams.guard import GuardedMember
 from streams.learning import SymbolLearner
+from streams.mlp import TorchMLP
+from streams.models import RiverMember, SmoothedTree
 from streams.pipeline import PartitionPipeline
 from streams.tick_gate import TickGate
 from streams.ticks import check_tick
@@ -50,6 +62,51 @@ def timed(work) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+# (class, method, stage) timed by the learner split; a call's time counts for its stage less the time
+# of the timed calls it makes.
+SPLIT = ((RiverMember, "predict_proba_one", "members"), (RiverMember, "learn_one", "members"),
+         (SmoothedTree, "predict_proba_one", "members"), (TorchMLP, "predict_proba_one", "members"),
+         (TorchMLP, "learn_one", "members"), (GuardedMember, "predict_proba_one", "guard"),
+         (GuardedMember, "learn_one", "guard"), (Ensemble, "forecast", "ensemble"), (Ensemble, "learn", "ensemble"),
+         (Ensemble, "release", "ensemble"), (SymbolLearner, "process", "records"))
+
+
+def learner_split(vectors: list[dict], config) -> dict[str, float]:
+    """Exclusive share of each stage of :data:`SPLIT` in one instrumented run of the learner."""
+    totals: Counter = Counter()
+    stack: list[list] = []
+
+    def timed(original, stage):
+        @functools.wraps(original)
+        def call(*args, **kwargs):
+            stack.append([time.perf_counter(), 0.0])
+            try:
+                return original(*args, **kwargs)
+            finally:
+                started, nested = stack.pop()
+                elapsed = time.perf_counter() - started
+                totals[stage] += elapsed - nested
+                if stack:
+                    stack[-1][1] += elapsed
+        return call
+
+    originals = [(cls, method, cls.__dict__[method]) for cls, method, _ in SPLIT]
+    try:
+        for cls, method, stage in SPLIT:
+            setattr(cls, method, timed(cls.__dict__[method], stage))
+        learners: dict[str, SymbolLearner] = {}
+        for vector in vectors:
+            symbol = vector["symbol"]
+            if symbol not in learners:
+                learners[symbol] = SymbolLearner(symbol, config.learner, model_features=MODEL_FEATURES)
+            learners[symbol].process(vector)
+    finally:
+        for cls, method, original in originals:
+            setattr(cls, method, original)
+    whole = sum(totals.values())
+    return {stage: totals[stage] / whole for stage in ("members", "guard", "ensemble", "records")}
 
 
 def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
@@ -139,6 +196,8 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
     seconds = {stage: best(repeat, run) for stage, run in (
         ("pipeline", whole), ("decode", decode), ("features", features), ("learner", learner), ("drift", drift),
         ("encode", encode), ("river_lr", river_lr))}
+    for stage, share in learner_split(vectors, config).items():
+        seconds[stage] = share * seconds["learner"]
     n = max(len(vectors), 1)
     per_vector = {stage: round(1e6 * s / n, 1) for stage, s in seconds.items()}
     result("core", file=name, members=settings.members, ticks=len(raw), vectors=len(vectors),
