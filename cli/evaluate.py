@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from collections import Counter
 from typing import Any
 
 REFERENCE_ORDER = ("constant", "prior", "queue_imbalance", "trade_side", "persistence")
@@ -117,6 +119,13 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
         rows = f"{len(lines)} row" + ("" if len(lines) == 1 else "s")
         raise NoTicks(f"{path}: no ticks in it ({rows} read, {len(rejected)} rejected{first}); "
                       "check the file, --format and --symbol")
+    rejected = Counter(item.reason_code for item in lines if item.tick is None and item.reason_code != "skip")
+    if rejected:
+        # The table covers the ticks that were read: say what was not (a cut-short capture included).
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
+        cut = next((f"; {item.reason}" for item in lines if item.reason_code == "truncated_file"), "")
+        print(f"livelearn: {path}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
+
     def keep(step) -> None:
         for output in step.records:
             if output.stage in records:

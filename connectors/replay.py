@@ -10,7 +10,9 @@ Formats, recognised per file:
 * websocket captures: one JSON message a line, optionally prefixed by a receive time (``<time>
   <json>`` as hftbacktest writes it, ``<time>: <json>`` as cryptofeed does) in seconds, ms, µs or ns,
   told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`); gzip is read
-  transparently;
+  transparently, and a capture whose gzip stream ends early (its recorder was killed) is read up to
+  its last complete line, with one rejected ``truncated_file`` row saying so (counted and
+  dead-lettered as any rejected row);
 * generic OHLCV CSV with a header (``connectors.ohlcv``: ISO or epoch times), recognised by its header.
 
 ``--format`` names the format instead of recognising it, and ``--symbol`` gives the symbol of files
@@ -18,13 +20,13 @@ whose name does not start with it (both apply to every file of the run).
 
 Each file is read whole and stably sorted by event time; files are then merged by
 ``(event time, file position on the command line, line number)``, so the same inputs always give the
-same sequence and therefore byte-identical topic contents.
+same sequence and therefore byte-identical topic contents. A damaged zip or gzip file raises
+:class:`DamagedFile` (a ``ValueError``) naming it.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import heapq
 import io
 import json
@@ -32,6 +34,7 @@ import re
 import sys
 import time
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -91,17 +94,48 @@ class ReplayStats:
         return "\n".join(lines)
 
 
-def _open_text_lines(path: Path) -> list[str]:
+class DamagedFile(ValueError):
+    """A zip or gzip file that cannot be read (a download or a capture cut short, or not that format)."""
+
+
+def _gunzip(path: Path, raw: bytes) -> tuple[bytes, bool]:
+    """Every gzip member of ``raw`` (as ``gzip.decompress``), and whether the data ended inside a
+    member: a capture whose recorder was killed ends mid-stream, and what was written before is
+    still good."""
+    out, rest = [], raw
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(inflater.decompress(rest))
+        except zlib.error as exc:
+            raise DamagedFile(f"{path}: damaged gzip data after {sum(map(len, out)):,} bytes ({exc})") from None
+        if not inflater.eof:
+            return b"".join(out), True
+        rest = inflater.unused_data.lstrip(b"\x00")  # gzip pads members with zeros at most
+    return b"".join(out), False
+
+
+def _open_text_lines(path: Path) -> tuple[list[str], bool]:
+    """The file's lines, and whether it was cut short (a gzip stream that ends early: its readable
+    lines are kept, the last, incomplete one dropped)."""
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if not n.endswith("/")]
-            if len(members) != 1:
-                raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
-            return archive.read(members[0]).decode("utf-8", errors="replace").splitlines()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(members) != 1:
+                    raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+                data = archive.read(members[0])
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? "
+                              "Fetch it again") from None
+        return data.decode("utf-8", errors="replace").splitlines(), False
     raw = path.read_bytes()
+    truncated = False
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8", errors="replace").splitlines()
+        raw, truncated = _gunzip(path, raw)
+        if truncated:
+            raw = raw[: raw.rfind(b"\n") + 1]
+    return raw.decode("utf-8", errors="replace").splitlines(), truncated
 
 
 def detect_format(path: Path, first_line: str) -> str:
@@ -130,9 +164,17 @@ def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    lines = _open_text_lines(path)
-    if not lines:
-        return []
+    lines, truncated = _open_text_lines(path)
+    items = _read_lines(path, lines, file_index, fmt, symbol) if lines else []
+    if truncated:
+        # Counted and dead-lettered like any rejected row, after the file's last readable one.
+        items.append(ReplayItem(items[-1].event_time_ms if items else 0, file_index, len(lines) + 1, None, str(path),
+                                b"", "truncated_file", f"the gzip data ends early, after line {len(lines)} "
+                                "(a capture cut short?); the lines before it were read"))
+    return items
+
+
+def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol: str | None) -> list[ReplayItem]:
     if fmt == "auto":
         fmt = detect_format(path, lines[0])
     origin = str(path)

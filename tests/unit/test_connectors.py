@@ -219,3 +219,47 @@ def test_an_ohlcv_header_without_prices_is_one_clear_error(tmp_path):
     path.write_text("time,price\n1704067260,1\n")
     with pytest.raises(PayloadError, match="lacks open, high, low, close"):
         read_file(path, fmt="ohlcv", symbol="X")
+
+
+def test_a_capture_cut_short_is_read_to_its_last_complete_line_and_says_so(tmp_path):
+    # The shipped capture compressed again in two gzip members (as a recorder that reopens its file
+    # writes it), then cut inside the second member, as a killed recorder leaves it.
+    whole = gzip.decompress((WS / "spot_ethusdt_20240808.gz").read_bytes())
+    lines = whole.splitlines(keepends=True)
+    first, second = b"".join(lines[:300]), b"".join(lines[300:2000])
+    two_members = gzip.compress(first) + gzip.compress(second)
+    complete = tmp_path / "ethusdt_complete.gz"
+    complete.write_bytes(two_members)
+    reference = tmp_path / "ethusdt_reference.gz"
+    reference.write_bytes(gzip.compress(first + second))
+    assert [(i.event_time_ms, i.tick) for i in read_file(complete)] == [(i.event_time_ms, i.tick) for i in read_file(reference)]
+
+    cut = tmp_path / "ethusdt_cut.gz"
+    cut.write_bytes(two_members[: len(gzip.compress(first)) + len(gzip.compress(second)) // 2])
+    items = read_file(cut)
+    assert items[-1].reason_code == "truncated_file" and items[-1].tick is None
+    assert "ends early" in items[-1].reason
+    read = [i for i in items if i.reason_code != "truncated_file"]
+    assert 300 < len(read) < 2000
+    # Every line read is a complete line of the capture, the first ones: nothing half-read.
+    by_line = {i.line: (i.event_time_ms, i.tick, i.reason_code) for i in read_file(reference)}
+    assert sorted(i.line for i in read) == list(range(1, len(read) + 1))
+    assert all((i.event_time_ms, i.tick, i.reason_code) == by_line[i.line] for i in read)
+    sink = RecordingSink()
+    stats = replay([cut], sink, progress=False)
+    assert stats.rejected["truncated_file"] == 1 and sink.rejects[-1][0] == "truncated_file"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("BTCUSDT-1m-2020-01-01.zip", lambda: (KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip").read_bytes()[:300],
+     "not a readable zip archive"),
+    ("capture.gz", lambda: b"\x1f\x8b\x08\x00" + b"\xff" * 64, "damaged gzip data"),
+])
+def test_a_damaged_archive_is_one_clear_error_naming_the_file(tmp_path, name, data, message):
+    from connectors.replay import DamagedFile
+
+    path = tmp_path / name
+    path.write_bytes(data())
+    with pytest.raises(DamagedFile, match=message) as raised:
+        read_file(path)
+    assert str(path) in str(raised.value)
