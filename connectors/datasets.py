@@ -82,10 +82,11 @@ def labelled_vectors(source: str, target: str | None = None, symbol: str | None 
     feature_set = None
     index = 0
     dropped = set(drop)
-    for number, (x, y, raw) in enumerate(_rows(source, target)):
-        if limit is not None and number >= limit:
+    # Rows are numbered from 1 (the first row after a CSV's header), as a reader counts them.
+    for number, (x, y, raw) in enumerate(_rows(source, target), 1):
+        if limit is not None and number > limit:
             return
-        if number == 0 and dropped - set(x):
+        if number == 1 and dropped - set(x):
             raise RowError(f"--drop: no column {', '.join(sorted(dropped - set(x)))} in {source} "
                            f"(columns: {', '.join(x)})")
         try:

@@ -278,7 +278,7 @@ def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
     assert [r["values"] if r else None for r, _, _ in out] == [{"a": 1.0, "b": 2.0}, None, None, None,
                                                               {"a": 7.0, "b": 8.0}]
     reasons = [reason for r, reason, _ in out if r is None]
-    assert "row 1" in reasons[0] and "no label" in reasons[1] and "not binary" in reasons[2]
+    assert "row 2" in reasons[0] and "row 3: no label" in reasons[1] and "not binary" in reasons[2]
     assert [r["tick_index"] for r, _, _ in out if r] == [1, 2]
 
 
