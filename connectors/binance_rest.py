@@ -175,15 +175,19 @@ def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
     count = 0
-    with partial.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        if header:
-            writer.writerow(header)
-        for row in rows:
-            writer.writerow(row)
-            count += 1
-            if progress and count % 10_000 == 0:
-                print(f"\r{path.name}: {count:,} rows", end="", file=sys.stderr, flush=True)
+    try:
+        with partial.open("w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            if header:
+                writer.writerow(header)
+            for row in rows:
+                writer.writerow(row)
+                count += 1
+                if progress and count % 10_000 == 0:
+                    print(f"\r{path.name}: {count:,} rows", end="", file=sys.stderr, flush=True)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed download leaves nothing behind (a rerun starts afresh)
+        raise
     partial.replace(path)  # a file that exists is complete
     if progress:
         print(f"\r{path.name}: {count:,} rows", file=sys.stderr)

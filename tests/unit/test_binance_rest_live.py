@@ -97,6 +97,7 @@ def test_history_bad_arguments_and_unreachable_rest_are_one_line(tmp_path):
                      env={"LIVELEARN_BINANCE_REST_URL": "http://127.0.0.1:9"}, timeout=60)
     assert down.returncode == 2 and "cannot reach Binance REST at http://127.0.0.1:9" in down.stderr
     assert "Traceback" not in down.stderr
+    assert list(tmp_path.iterdir()) == []  # no file, not even an empty partial one
 
 
 def test_live_handler_on_the_recorded_futures_capture():
