@@ -9,12 +9,18 @@ fields (a prediction's ``latency_ms``).
 The backtest's predictions, outcomes and alerts are also compared with a golden file committed before
 the per-partition pipeline was redesigned (issue #17: records unchanged by the redesign).
 ``LIVELEARN_WRITE_GOLDEN=1`` rewrites it, for a deliberate change of behaviour, in its own commit.
+Against the golden file, floats may differ in their last float32 digits (relative 1e-6): torch runs
+other kernels on other processors (AVX2 or AVX-512), and the MLP's float32 arithmetic rounds
+differently (measured: the file written on one machine differs on an AVX-512 one in predictions only,
+by at most 1.5e-7 relative in the MLP's probability, 9.5e-7 in its weight); every other field, every
+outcome and alert, is compared exactly, and so is the worker against the backtest on one machine.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -45,6 +51,17 @@ def golden_lines(records_by_stage: dict[str, dict[bytes, list[dict]]]) -> list[s
     return [json.dumps([label, key.decode(), i, record], sort_keys=True)
             for label, stage in GOLDEN_STAGES for key, records in sorted(records_by_stage[stage].items())
             for i, record in enumerate(records)]
+
+
+def same_up_to_float32(a, b) -> bool:
+    """Equal, floats within a relative 1e-6 (see the module docstring)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_up_to_float32(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_up_to_float32(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def records(env: dict[str, str], stage: str, schema: str, expect: int | None = None) -> dict[bytes, list[dict]]:
@@ -87,7 +104,8 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
             out.write("\n".join(lines) + "\n")
     golden = gzip.open(GOLDEN, "rt").read().splitlines()
     assert len(lines) == len(golden)
-    mismatched = [i for i, (a, b) in enumerate(zip(lines, golden, strict=True)) if a != b]
+    mismatched = [i for i, (a, b) in enumerate(zip(lines, golden, strict=True))
+                  if a != b and not same_up_to_float32(json.loads(a), json.loads(b))]
     assert not mismatched, f"{len(mismatched)} records differ from the golden file, first: {golden[mismatched[0]][:300]}"
 
 
