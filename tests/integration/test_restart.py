@@ -36,16 +36,22 @@ def outputs(env: dict) -> tuple[dict, dict]:
     return features, predictions
 
 
-def wait_for_predictions(env: dict, at_least: int, timeout: float) -> int:
+def wait_for_predictions(env: dict, at_least: int, timeout: float, symbols: int = 0) -> int:
+    """Distinct predictions seen once there are ``at_least`` of them, for ``symbols`` symbols or more
+    (or the timeout)."""
     consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": uuid.uuid4().hex,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([env["LIVELEARN_TOPIC_PREFIX"] + "predictions"])
     codec = AvroCodec.for_topic_schema("prediction")
     seen: set[str] = set()  # distinct ids: a restart republishes some predictions
+    keys: set[bytes] = set()
     deadline = time.monotonic() + timeout
     try:
-        while len(seen) < at_least and time.monotonic() < deadline:
-            seen.update(codec.decode(m.value())["prediction_id"] for m in consumer.consume(500, 0.2) if not m.error())
+        while (len(seen) < at_least or len(keys) < symbols) and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.2):
+                if not message.error():
+                    seen.add(codec.decode(message.value())["prediction_id"])
+                    keys.add(message.key())
     finally:
         consumer.close()
     return len(seen)
