@@ -149,11 +149,14 @@ def run(args, settings) -> int:
     from cli.errors import CliError, require_broker
 
     if args.files:
-        missing = [f for f in args.files if not Path(f).exists()]
-        if missing:
-            raise CliError(f"no such file: {', '.join(missing)}", code=2)
+        from connectors.replay import input_files
+
+        try:
+            files = [str(path) for path in input_files(args.files)]
+        except FileNotFoundError as exc:
+            raise CliError(str(exc), code=2) from None
         results = {}
-        for name in args.files:
+        for name in files:
             def progress(done: int, total: int, name: str = name) -> None:
                 if not args.quiet:
                     print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)

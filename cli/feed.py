@@ -30,12 +30,12 @@ def ensure_topics(settings: Settings) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
     from connectors.binance import PayloadError
-    from connectors.replay import replay
+    from connectors.replay import input_files, replay
 
-    paths = [Path(p) for p in args.files]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise CliError(f"no such file: {', '.join(missing)}", code=2)
+    try:
+        paths = input_files(args.files)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
     symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
     sink = _sink(settings, "replay")
@@ -85,8 +85,12 @@ def cmd_replay_dataset(args: argparse.Namespace, settings: Settings) -> int:
     """A labelled dataset onto the external-features topic: the pipeline predicts each row and learns it
     LIVELEARN_HORIZON_TICKS rows later (River's progressive validation with that delay)."""
     from cli.errors import CliError
-    from connectors.datasets import RowError, labelled_vectors
+    from connectors.datasets import RowError, check_source, labelled_vectors
 
+    try:
+        check_source(args.source)  # before the broker: a mistyped path is the first thing to say
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
     sink = _sink(settings, "replay-dataset", "features", "external-features")
     try:
@@ -260,8 +264,8 @@ def cmd_synth(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="replay Binance dumps (.zip/.csv) and websocket captures into the ticks topic")
-    p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv), websocket captures or "
-                                            "OHLCV CSV files with a header")
+    p.add_argument("files", nargs="+", help="klines/aggTrades/trades dumps (.zip or .csv), websocket captures, "
+                                            "OHLCV CSV files with a header, or folders of them")
     p.add_argument("--speed", type=speed_option, default=None, metavar="N|max",
                    help="1 = real time, 60 = sixty times faster, max = as fast as possible (default)")
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")

@@ -214,7 +214,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="skill table of a run (its topics) or of files (run through the pipeline "
                                         "in process): accuracy, log-loss, Brier, calibration and skill against the "
                                         "no-skill references with intervals, per symbol and pooled")
-    p.add_argument("files", nargs="*", help="files to run through the pipeline in process, each on its own (default: "
+    p.add_argument("files", nargs="*", help="files (or folders of them) to run through the pipeline in process, each on its own (default: "
                                             "read the run in LIVELEARN_TOPIC_PREFIX)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
     p.add_argument("--symbol", help="symbol of the files' rows (see replay)")

@@ -12,8 +12,13 @@ from cli.feed import ensure_topics
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from cli import demo
+    from cli.errors import CliError
+    from connectors.replay import input_files
 
-    files = [Path(f) for f in args.files] if args.files else None
+    try:  # before the broker and the worker start: a mistyped path is the first thing to say
+        files = input_files(args.files) if args.files else None
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), code=2) from None
     return demo.run(settings, files=files, report_dir=Path(args.report_dir) if args.report_dir else None)
 
 
@@ -61,7 +66,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: broker, worker, replay of the shipped sample, summary, report")
-    p.add_argument("files", nargs="*", help="files to replay instead of the shipped BTCUSDT/ETHUSDT sample")
+    p.add_argument("files", nargs="*", help="files or folders to replay instead of the shipped BTCUSDT/ETHUSDT sample")
     p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")
     p.set_defaults(func=cmd_demo)
 

@@ -44,6 +44,15 @@ def _label(value: Any, positive: str | None) -> int:
     raise RowError(f"label {text!r} is not binary; name the positive class (--positive)")
 
 
+def check_source(source: str) -> Path:
+    """The CSV file a dataset argument names (a River dataset's name is its own source)."""
+    path = Path(source)
+    if source.lower() not in RIVER_DATASETS and not path.is_file():
+        what = "a folder, not a CSV file" if path.is_dir() else "no such file"
+        raise FileNotFoundError(f"no dataset {source!r} ({what}): give a CSV path or one of {', '.join(RIVER_DATASETS)}")
+    return path
+
+
 def _rows(source: str, target: str | None) -> Iterator[tuple[dict[str, Any], Any, bytes]]:
     if source.lower() in RIVER_DATASETS:
         from river import datasets
@@ -52,9 +61,7 @@ def _rows(source: str, target: str | None) -> Iterator[tuple[dict[str, Any], Any
         for x, y in dataset:
             yield x, y, repr((x, y)).encode()
         return
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"no dataset {source!r}: give a CSV path or one of {', '.join(RIVER_DATASETS)}")
+    path = check_source(source)
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:

@@ -21,7 +21,8 @@ whose name does not start with it (both apply to every file of the run).
 Each file is read whole and stably sorted by event time; files are then merged by
 ``(event time, file position on the command line, line number)``, so the same inputs always give the
 same sequence and therefore byte-identical topic contents. A damaged zip or gzip file raises
-:class:`DamagedFile` (a ``ValueError``) naming it.
+:class:`DamagedFile` (a ``ValueError``) naming it. A folder stands for the data files under it
+(:func:`input_files`), so the tree ``livelearn history`` writes replays as one argument.
 """
 
 from __future__ import annotations
@@ -96,6 +97,46 @@ class ReplayStats:
 
 class DamagedFile(ValueError):
     """A zip or gzip file that cannot be read (a download or a capture cut short, or not that format)."""
+
+
+# Files a folder of data also holds that are not data: dump checksums, a download still being
+# written (``livelearn history`` renames it when complete), documentation and provenance notes.
+NOT_DATA_SUFFIXES = frozenset({".checksum", ".partial", ".md", ".rst", ".html", ".pdf", ".png", ".jpg", ".sha256"})
+
+
+def input_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The files named, with each folder replaced by the data files anywhere under it, in path order
+    (so the same folder always gives the same order, hence the same replay).
+
+    Hidden names and :data:`NOT_DATA_SUFFIXES` are left out of folders (a file named on its own is
+    always taken). Raises ``FileNotFoundError`` naming every missing path, and ``ValueError`` for a
+    folder with no data file in it.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b/BTCUSDT-1m-2024-01-02.zip", "a/BTCUSDT-1m-2024-01-01.zip", "a/x.zip.CHECKSUM", ".hidden"):
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"")
+    >>> [str(p.relative_to(root)) for p in input_files([root])]
+    ['a/BTCUSDT-1m-2024-01-01.zip', 'b/BTCUSDT-1m-2024-01-02.zip']
+    """
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() not in NOT_DATA_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise ValueError(f"{path}: a folder with no data file in it")
+        files += found
+    return files
 
 
 def _gunzip(path: Path, raw: bytes) -> tuple[bytes, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cli import __version__
-from tests.conftest import livelearn
+from tests.conftest import ROOT, livelearn
 
 
 def test_version():
@@ -141,3 +141,43 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
     monkeypatch.undo()
     ids = [kafka_local.new_cluster_id() for _ in range(2000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_a_folder_stands_for_the_data_files_under_it(tmp_path):
+    """`livelearn history` writes a tree of dumps; a folder argument is its data files, in path order,
+    without checksums, unfinished downloads, notes or hidden files."""
+    import shutil
+
+    day = ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip"
+    folder = tmp_path / "history/spot/daily/klines/BTCUSDT/1m"
+    folder.mkdir(parents=True)
+    shutil.copy(day, folder / day.name)
+    for name in (f"{day.name}.CHECKSUM", "BTCUSDT-1m-2020-01-02.csv.partial", "README.md", ".DS_Store"):
+        (folder / name).write_text("not data\n")
+    result = livelearn("evaluate", "--quiet", str(tmp_path / "history"))
+    assert result.returncode == 0, result.stderr
+    assert f"{folder / day.name} (label" in result.stdout
+    assert result.stdout.count("outcomes") == 1 and "rejected" not in result.stderr
+
+    empty = tmp_path / "empty"
+    (empty / ".cache").mkdir(parents=True)
+    (empty / ".cache" / "x.csv").write_text("1,2\n")
+    for args in (("evaluate", str(empty)), ("replay", str(empty))):
+        result = livelearn(*args, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+        assert result.returncode == 2 and f"{empty}: a folder with no data file in it" in result.stderr
+
+
+def test_paths_that_cannot_be_read_are_one_clear_line(tmp_path):
+    """A dataset path is checked before the broker is asked for, and a file the system refuses to open
+    (here a socket) is named with the system's reason, not a traceback."""
+    import socket
+
+    result = livelearn("replay-dataset", str(tmp_path), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    assert result.returncode == 2
+    assert f"no dataset {str(tmp_path)!r} (a folder, not a CSV file)" in result.stderr
+    path = tmp_path / "BTCUSDT-1m-2024-01-01.csv"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        result = livelearn("evaluate", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"livelearn: {path}: ")
