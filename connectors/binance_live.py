@@ -59,9 +59,21 @@ class Handled:
 
 
 def stream_names(symbols: list[str], streams: list[str]) -> list[str]:
-    unknown = [s for s in streams if s not in STREAM_KINDS and not s.startswith("kline_")]
+    """The combined stream's names; ``ValueError`` (before any socket opens) for no symbol or stream,
+    a name that is not a symbol, or a stream Binance does not have."""
+    from connectors.binance_rest import INTERVAL_MS
+    from streams.ticks import is_symbol
+
+    if not symbols or not streams:
+        raise ValueError("give at least one symbol and one stream")
+    bad = [s for s in symbols if not is_symbol(s)]
+    if bad:
+        raise ValueError(f"not a Binance symbol: {', '.join(map(repr, bad))}")
+    unknown = [s for s in streams if s not in STREAM_KINDS
+               and not (s.startswith("kline_") and s.removeprefix("kline_") in INTERVAL_MS)]
     if unknown:
-        raise ValueError(f"unknown stream {', '.join(unknown)}; choose from {', '.join(STREAM_KINDS)}")
+        raise ValueError(f"unknown stream {', '.join(unknown)}; choose from {', '.join(STREAM_KINDS)} "
+                         f"(kline_<interval> with an interval of {', '.join(INTERVAL_MS)})")
     return [f"{symbol.lower()}@{stream}" for symbol in symbols for stream in streams]
 
 

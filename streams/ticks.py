@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 TICK_KINDS = ("TRADE", "AGG_TRADE", "KLINE", "BOOK_TICKER")
@@ -61,14 +62,24 @@ def make_tick(symbol: str, kind: str, event_time_ms: int, price: float, quantity
     return tick
 
 
+# Spot and perpetual symbols are letters and digits; delivery and coin-margined contracts add a suffix
+# after an underscore (BTCUSDT_250328, BTCUSD_PERP), which ``livelearn history`` already accepted.
+_SYMBOL = re.compile(r"[A-Za-z0-9]{1,30}(?:_[A-Za-z0-9]{1,20})?", re.ASCII)
+
+
+def is_symbol(symbol: object) -> bool:
+    return isinstance(symbol, str) and _SYMBOL.fullmatch(symbol) is not None
+
+
 def check_tick(tick: dict[str, Any]) -> None:
     """Raise :class:`InvalidTick` when the tick must not be applied."""
     kind = tick.get("kind")
     if kind not in TICK_KINDS:
         raise InvalidTick("unknown_kind", f"kind {kind!r} is not one of {', '.join(TICK_KINDS)}")
     symbol = tick.get("symbol")
-    if not isinstance(symbol, str) or not symbol or not symbol.isalnum():
-        raise InvalidTick("invalid_symbol", f"symbol {symbol!r} is not a non-empty alphanumeric string")
+    if not is_symbol(symbol):
+        raise InvalidTick("invalid_symbol", f"symbol {symbol!r} is not a Binance symbol (ASCII letters and digits, "
+                                            "parts joined by '_' as in BTCUSD_PERP or BTCUSDT_250328)")
     t = tick.get("event_time_ms")
     if not isinstance(t, int) or not MIN_EVENT_TIME_MS <= t <= MAX_EVENT_TIME_MS:
         raise InvalidTick("invalid_time", f"event_time_ms {t!r} is not a millisecond epoch time in 2009..2100")

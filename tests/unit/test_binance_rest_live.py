@@ -154,4 +154,11 @@ def test_stream_names_and_days():
     assert stream_names(["BTCUSDT"], ["trade", "kline_1m"]) == ["btcusdt@trade", "btcusdt@kline_1m"]
     with pytest.raises(ValueError, match="unknown stream depth"):
         stream_names(["BTCUSDT"], ["depth"])
+    assert stream_names(["BTCUSD_PERP"], ["kline_5m"]) == ["btcusd_perp@kline_5m"]
+    for symbols, streams, message in ((["BTCUSDT"], ["kline_7m"], "unknown stream kline_7m"),
+                                      ([], ["trade"], "at least one symbol"),
+                                      (["BTCUSDT"], [], "at least one symbol and one stream"),
+                                      (["BTC/USDT"], ["trade"], "not a Binance symbol: 'BTC/USDT'")):
+        with pytest.raises(ValueError, match=message):
+            stream_names(symbols, streams)
     assert parse_day("2024-01-01") == 1_704_067_200_000

@@ -181,3 +181,15 @@ def test_paths_that_cannot_be_read_are_one_clear_line(tmp_path):
         result = livelearn("evaluate", str(path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"livelearn: {path}: ")
+
+
+def test_a_delivery_contract_dump_is_read_under_its_symbol(tmp_path):
+    """`history` writes BTCUSDT_250328-1m-....zip for a USD-M delivery contract; its rows were all
+    rejected as an invalid symbol before."""
+    import shutil
+
+    day = tmp_path / "BTCUSDT_250328-1m-2020-01-01.zip"
+    shutil.copy(ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip", day)
+    result = livelearn("evaluate", "--quiet", str(day))
+    assert result.returncode == 0, result.stderr
+    assert "BTCUSDT_250328: 1435 outcomes" in result.stdout

@@ -429,3 +429,19 @@ def test_indicators_refuse_impossible_parameters():
                  lambda: Return(2.5)):
         with pytest.raises(ValueError):
             make()
+
+
+@pytest.mark.parametrize("symbol, ok", [
+    ("BTCUSDT", True), ("ELEC2", True), ("BTCUSD_PERP", True), ("BTCUSDT_250328", True),
+    ("", False), ("BTC/USDT", False), ("BTC USDT", False), ("_PERP", False), ("BTCUSD_", False),
+    ("BTC_USD_PERP", False), ("BTCUSDT\n", False), ("\uff22\uff34\uff23", False), (None, False)])
+def test_symbols_are_binance_symbols_including_contract_suffixes(symbol, ok):
+    """Delivery and coin-margined contracts carry a suffix after '_'; full-width letters or a path are
+    not symbols, and a trailing newline is not ignored."""
+    tick = make_tick("X", "TRADE", 1_700_000_000_000, 100.0, 1.0, "test")
+    tick["symbol"] = symbol
+    if ok:
+        check_tick(tick)
+    else:
+        with pytest.raises(InvalidTick, match="not a Binance symbol"):
+            check_tick(tick)
