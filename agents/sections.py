@@ -49,6 +49,29 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+# streams.models.MEMBER_NAMES and persistence, not imported for the reason given in _day_buckets (a
+# unit test keeps the two equal).
+MEMBERS = ("persistence", "logreg", "mlp", "micro", "hat", "arf")
+
+
+def _members(text: str) -> tuple[str, ...]:
+    """Member names, ``logreg@<rate>`` included; a typo fails at start (``livelearn config`` too),
+    not when the worker builds its first learner."""
+    names = _names(text)
+    for name in names:
+        base, at, rate = name.partition("@")
+        if base not in MEMBERS or (at and base != "logreg"):
+            raise ValueError(f"unknown member {name!r}; choose from {', '.join(MEMBERS)} (or logreg@<rate>)")
+        if at:
+            try:
+                ok = 0.0 < float(rate) < float("inf")
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"bad learning rate in member {name!r}; write e.g. logreg@0.05")
+    return names
+
+
 def _day_buckets(text: str) -> int:
     """Time-of-day buckets of the intraday profile: 0 (off) or a count that divides a day evenly."""
     # The rule of streams.drift.seasonality.check_buckets, not imported: importing streams.drift loads
@@ -70,7 +93,7 @@ def _challengers(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         if not part.strip():
             continue
         name, sep, members = part.partition("=")
-        names = _names(members.replace("+", ","))
+        names = _members(members.replace("+", ","))
         if not sep or not name.strip() or not names:
             raise ValueError(f"{part.strip()!r} is not name=member+member")
         out[name.strip()] = names
@@ -169,7 +192,7 @@ class LearningSection:
     horizon_seconds: float = _from("horizon_seconds", low=0)
     flat_band: float = _from("flat_band", low=0)
     label: str = _from("label", choices=("horizon", "next_change"))
-    members: tuple[str, ...] = _from("members", parse=_names)
+    members: tuple[str, ...] = _from("members", parse=_members)
     challengers: tuple[tuple[str, tuple[str, ...]], ...] = _from("challengers", parse=_challengers)
     traffic_share: float = _from("traffic_share", low=0)
     promotion_alpha: float = _from("promotion_alpha")

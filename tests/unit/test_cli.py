@@ -60,11 +60,13 @@ def test_readme_configuration_table_is_the_settings_table():
 
 def test_bad_settings_fail_at_start_naming_every_variable():
     result = livelearn("config", env={"LIVELEARN_DRIFT_WINDOW": "abc", "LIVELEARN_LABEL": "foo",
-                                      "LIVELEARN_PARTITIONS": "0", "LIVELEARN_BASIS_GROUPS": "x=BTCUSDT"})
+                                      "LIVELEARN_PARTITIONS": "0", "LIVELEARN_BASIS_GROUPS": "x=BTCUSDT",
+                                      "LIVELEARN_MEMBERS": "logreg,mlpp", "LIVELEARN_CHALLENGERS": "x=logreg@fast"})
     assert result.returncode == 2 and result.stdout == ""
     for expected in ("LIVELEARN_DRIFT_WINDOW must be an integer, got 'abc'",
                      "LIVELEARN_LABEL must be one of horizon, next_change, got 'foo'",
-                     "LIVELEARN_PARTITIONS must be >= 1, got '0'", "LIVELEARN_BASIS_GROUPS: 'x=BTCUSDT'"):
+                     "LIVELEARN_PARTITIONS must be >= 1, got '0'", "LIVELEARN_BASIS_GROUPS: 'x=BTCUSDT'",
+                     "unknown member 'mlpp'", "bad learning rate in member 'logreg@fast'"):
         assert expected in result.stderr
 
 

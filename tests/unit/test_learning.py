@@ -271,6 +271,17 @@ def test_make_member_rejects_unknown_names():
         make_member("nope")
 
 
+def test_the_settings_know_every_member_and_no_other():
+    """agents.sections checks LIVELEARN_MEMBERS at start without importing the models: its list must
+    stay the models' own."""
+    from agents.sections import MEMBERS
+    from streams.models import MEMBER_NAMES
+
+    assert set(MEMBERS) == {"persistence", *MEMBER_NAMES}
+    for name in MEMBERS:
+        make_member(name)
+
+
 def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,y\n1,2,1\n1,x,0\n3,4,\n5,6,maybe\n7,8,0\n")
