@@ -3,7 +3,8 @@
 Each file runs through the worker's own partition pipeline in process (what `livelearn evaluate FILE`
 does), with default settings except where a row says otherwise:
 
-* the four days of one-minute klines (horizon 5 klines): where there is no skill to find;
+* the four days of one-minute klines (horizon 5 klines): where there is no skill to find; each day,
+  then the days pooled (what ``livelearn evaluate`` prints for several files);
 * the two spot trade + book-ticker captures, with outcomes on the mid price: next mid change at every
   book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second ahead at every
   book ticker (``LIVELEARN_HORIZON_SECONDS=1``), and five trades ahead at every trade (the default);
@@ -25,7 +26,7 @@ import time
 from common import SHARED, result
 
 from agents.settings import Settings
-from cli.evaluate import evaluate_file, render
+from cli.evaluate import evaluate_file, pooled_over_files, render, run_file
 
 
 def rows_of(summary: dict) -> tuple[str, dict]:
@@ -91,9 +92,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     base = Settings()
+    days = []
+    started = time.perf_counter()
     for path in sorted((SHARED / "binance" / "klines").rglob("*.zip")):
-        started = time.perf_counter()
-        report(f"klines {path.name}", evaluate_file(path, base), started)
+        day_started = time.perf_counter()
+        days.append(run_file(path, base))
+        report(f"klines {path.name}", days[-1].summary(), day_started)
+    # The pooled criterion: over every kline day, the ensemble against the better reference.
+    report(f"klines, {len(days)} days pooled", pooled_over_files(days), started)
     captures = sorted((SHARED / "binance" / "ws").glob("spot_*.gz"))
     settings = [("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change")),
                 ("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),

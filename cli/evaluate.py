@@ -104,6 +104,23 @@ class NoTicks(ValueError):
 def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None) -> dict[str, Any]:
     """The skill table of a file run through the worker's own partition pipeline in this process (the
     settings' pipeline configuration; no broker)."""
+    return run_file(path, settings, fmt, symbol, progress).summary()
+
+
+ALL_FILES = "all files"
+
+
+def pooled_over_files(evaluations: list) -> dict[str, Any]:
+    """One table for several files run each on its own: every symbol of every file pooled, each file's
+    series kept apart for the intervals (:meth:`streams.evaluation.Evaluation.combine`)."""
+    from streams.evaluation import POOLED, Evaluation
+
+    summary = Evaluation.combine(evaluations).summary()
+    return {ALL_FILES: summary[POOLED], "_counts": {ALL_FILES: summary["_counts"][POOLED]}}
+
+
+def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
+    """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`)."""
     from agents.app import pipeline_config
     from connectors.replay import read_file
     from streams.evaluation import evaluate_run
@@ -139,7 +156,7 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
             progress(done, len(items))
     for released, _ in pipeline.flush():
         keep(released)
-    return evaluate_run(records["predictions"], records["outcomes"], records["features"]).summary()
+    return evaluate_run(records["predictions"], records["outcomes"], records["features"])
 
 
 def run(args, settings) -> int:
@@ -155,23 +172,30 @@ def run(args, settings) -> int:
             files = [str(path) for path in input_files(args.files)]
         except FileNotFoundError as exc:
             raise CliError(str(exc), code=2) from None
-        results = {}
+        results: dict[str, Any] = {}
+        evaluations = {}
         for name in files:
             def progress(done: int, total: int, name: str = name) -> None:
                 if not args.quiet:
                     print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)
 
             try:
-                results[name] = evaluate_file(Path(name), settings, args.format, args.symbol, progress)
+                evaluations[name] = run_file(Path(name), settings, args.format, args.symbol, progress)
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
+            results[name] = evaluations[name].summary()
             if not args.quiet:
                 print(file=sys.stderr)
+        if len(files) > 1:
+            # What several days say together: a file's table is short of evidence on its own.
+            results[ALL_FILES] = pooled_over_files(list(evaluations.values()))
         if args.json:
             print(json.dumps(finite(results), sort_keys=True))
             return 0
         for name, summary in results.items():
-            print(render(summary, f"{name} (label {settings.label}, vectors on {settings.predict_on} ticks)"))
+            title = (f"{len(files)} files pooled (each file's series apart in the intervals)" if name == ALL_FILES
+                     else f"{name} (label {settings.label}, vectors on {settings.predict_on} ticks)")
+            print(render(summary, title))
             for sentence in verdict(summary):
                 print(sentence)
             print()

@@ -144,6 +144,30 @@ class Evaluation:
         out["_counts"] = counts
         return out
 
+    @classmethod
+    def combine(cls, parts: list[Evaluation]) -> Evaluation:
+        """Several runs as one table, each run's symbols kept apart: one symbol in two files (two days of
+        BTCUSDT) is two series, whose blocks are never joined across the gap between them. Its pooled
+        rows are the runs pooled; the parts are shared, not copied.
+
+        >>> day = Evaluation(block=2)
+        >>> for i in range(8):
+        ...     day.add("X", {"ensemble": 0.6, "prior": 0.5}, i % 2)
+        >>> both = Evaluation.combine([day, day]).summary()
+        >>> both["_counts"]["pooled"]["outcomes"], round(both["pooled"]["ensemble"]["log_loss"], 4)
+        (16, 0.7136)
+        """
+        if not parts:
+            raise ValueError("nothing to combine")
+        out = cls(block=max(part.block for part in parts))
+        for i, part in enumerate(parts):
+            for symbol in part.outcomes:
+                key = f"{i + 1}:{symbol}"
+                out.outcomes[key], out.flat[key] = part.outcomes[symbol], part.flat[symbol]
+                if symbol in part.forecasters:
+                    out.forecasters[key], out.blocks[key] = part.forecasters[symbol], part.blocks[symbol]
+        return out
+
     def reliability(self, symbol: str, name: str = "ensemble") -> list[dict]:
         """Bins of a reliability diagram (mean forecast against observed frequency)."""
         pairs = (self.forecasters[symbol][name].pairs if symbol != POOLED else

@@ -150,16 +150,27 @@ def test_a_folder_stands_for_the_data_files_under_it(tmp_path):
     without checksums, unfinished downloads, notes or hidden files."""
     import shutil
 
-    day = ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip"
+    import json
+
+    days = [ROOT / "data/binance/klines/spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
     folder = tmp_path / "history/spot/daily/klines/BTCUSDT/1m"
     folder.mkdir(parents=True)
-    shutil.copy(day, folder / day.name)
-    for name in (f"{day.name}.CHECKSUM", "BTCUSDT-1m-2020-01-02.csv.partial", "README.md", ".DS_Store"):
+    for day in days:
+        shutil.copy(day, folder / day.name)
+    for name in (f"{days[0].name}.CHECKSUM", "BTCUSDT-1m-2020-01-03.csv.partial", "README.md", ".DS_Store"):
         (folder / name).write_text("not data\n")
-    result = livelearn("evaluate", "--quiet", str(tmp_path / "history"))
+    result = livelearn("evaluate", "--quiet", "--json", str(tmp_path / "history"))
     assert result.returncode == 0, result.stderr
-    assert f"{folder / day.name} (label" in result.stdout
-    assert result.stdout.count("outcomes") == 1 and "rejected" not in result.stderr
+    assert "rejected" not in result.stderr
+    tables = json.loads(result.stdout)
+    assert sorted(tables) == sorted(["all files", *(str(folder / day.name) for day in days)])
+    # Several files: one more table, every file's outcomes pooled (the two days are two series).
+    outcomes = [tables[str(folder / day.name)]["_counts"]["BTCUSDT"]["outcomes"] for day in days]
+    assert tables["all files"]["_counts"]["all files"]["outcomes"] == sum(outcomes) > 2800
+    rows = [tables[str(folder / day.name)]["BTCUSDT"]["ensemble"] for day in days]
+    pooled = tables["all files"]["all files"]["ensemble"]
+    assert pooled["n"] == sum(r["n"] for r in rows)
+    assert abs(pooled["log_loss"] - sum(r["log_loss"] * r["n"] for r in rows) / pooled["n"]) < 1e-12
 
     empty = tmp_path / "empty"
     (empty / ".cache").mkdir(parents=True)
