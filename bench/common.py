@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,31 @@ SHARED = ROOT / "data"
 
 from cli.kafka_local import delete_topics_containing, free_port  # noqa: E402,F401  (needs ROOT on sys.path)
 from cli.processes import stop_process  # noqa: E402
+
+KLINE_DUMP = re.compile(r"[A-Za-z0-9_]+-\d+[smhdwM]-\d{4}-\d{2}-\d{2}\.(zip|csv)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RealData:
+    """The real series a quality benchmark runs on: kline dumps (``SYMBOL-1m-YYYY-MM-DD.zip`` or
+    ``.csv``, as data.binance.vision and ``livelearn history`` name them) and websocket captures."""
+
+    klines: tuple[Path, ...]
+    captures: tuple[Path, ...]
+
+
+def real_data(paths: list[str] | None = None) -> RealData:
+    """The shipped series (data/: the kline days and the two spot captures), or every file under the
+    files and folders given (``--data``): a file named as a kline dump is klines, any other a capture.
+    So the same benchmark runs on more real data than ships here, unchanged."""
+    if not paths:
+        return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
+                        tuple(sorted((SHARED / "binance" / "ws").glob("spot_*.gz"))))
+    from connectors.replay import input_files
+
+    files = input_files(paths)
+    klines = tuple(p for p in files if KLINE_DUMP.fullmatch(p.name))
+    return RealData(klines, tuple(p for p in files if p not in klines))
 
 
 def delete_topics_on_exit(bootstrap: str, run: str) -> None:

@@ -19,7 +19,9 @@ Each series runs through the worker's own partition pipeline in process with def
 
 Prints one ``RESULT`` line per measure.
 
-Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5]
+Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--data PATH...]
+(``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
+dumps are told by their names, every other file is read as a capture)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import SHARED, result
+from common import RealData, real_data, result
 
 from agents.app import pipeline_config
 from agents.settings import Settings
@@ -49,9 +51,8 @@ NOT_PRICE_DERIVED = frozenset({"volume_z_20", "volume_ratio_20", "taker_buy_shar
                                "book_imbalance", "signed_flow_10s", "ofi_10"})
 
 
-def real_series() -> list[Path]:
-    return (sorted((SHARED / "binance" / "klines").rglob("*.zip"))
-            + sorted((SHARED / "binance" / "ws").glob("spot_*.gz")))
+def real_series(data: RealData) -> list[Path]:
+    return [*data.klines, *data.captures]
 
 
 def ticks_of(path: Path) -> list[dict]:
@@ -135,13 +136,15 @@ def run(ticks: list[dict], settings: Settings, variance_test: str = "volatility"
     return alerts, vectors, per_symbol
 
 
-def consecutive_days() -> list[tuple[str, list[Path]]]:
+def consecutive_days(data: RealData) -> list[tuple[str, list[Path]]]:
     """Kline days of one symbol and market that follow each other, joined: the longest real series
     here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
     weeks, meeting the daily cycle again and again against a reference taken at one time of day."""
     by_series: dict[tuple[Path, str], list[tuple[dt.date, Path]]] = {}
-    for path in sorted((SHARED / "binance" / "klines").rglob("*-1m-*.zip")):
-        symbol, _, day = path.stem.split("-", 2)
+    for path in data.klines:
+        symbol, interval, day = path.stem.split("-", 2)
+        if interval != "1m":
+            continue
         by_series.setdefault((path.parent, symbol), []).append((dt.date.fromisoformat(day), path))
     runs = []
     for (_, symbol), days in by_series.items():
@@ -158,8 +161,8 @@ def consecutive_days() -> list[tuple[str, list[Path]]]:
     return runs
 
 
-def false_alarms(settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
-    series = [(path.name, [path]) for path in real_series()] + consecutive_days()
+def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float) -> None:
+    series = [(path.name, [path]) for path in real_series(data)] + consecutive_days(data)
     for name, paths in series:
         ticks = [tick for path in paths for tick in ticks_of(path)]
         false_alarms_of(name, ticks, settings, kswin_alpha, adwin_delta)
@@ -204,8 +207,8 @@ def change_point(settings: Settings) -> int:
     return drift.warmup_events + drift.window + 200
 
 
-def injected(settings: Settings, quick: bool) -> None:
-    klines = sorted((SHARED / "binance" / "klines").rglob("*.zip"))
+def injected(settings: Settings, data: RealData, quick: bool) -> None:
+    klines = list(data.klines)
     at = change_point(settings)
     cases = [("volatility x3", lambda t: (scale_log_moves(t, at, 3.0), None), ("VARIANCE", "FEATURE"), "volatility"),
              ("volatility x3 (variance test Levene)", lambda t: (scale_log_moves(t, at, 3.0), None),
@@ -252,10 +255,10 @@ def injected(settings: Settings, quick: bool) -> None:
                alerts_naming_an_unaffected_pair=blamed_wrong)
 
 
-def cost(settings: Settings) -> None:
+def cost(settings: Settings, data: RealData) -> None:
     from river import drift
 
-    ticks = ticks_of(sorted((SHARED / "binance" / "klines").rglob("*.zip"))[0])
+    ticks = ticks_of(data.klines[0])
     pipeline = PartitionPipeline(pipeline_config(settings))
     vectors = [v.record for t in ticks for v in pipeline.on_tick(t).records if v.stage == "features"]
     from streams.drift import DriftMonitor
@@ -287,14 +290,21 @@ def main() -> None:
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
     parser.add_argument("--only", choices=["false_alarms", "injected", "cost"])
+    parser.add_argument("--data", nargs="+", metavar="PATH",
+                        help="files or folders of real data instead of the shipped series (kline dumps by name, "
+                             "any other file a capture)")
     args = parser.parse_args()
     settings = dataclasses.replace(Settings.from_env())
+    data = real_data(args.data)
+    if not data.klines and args.only != "false_alarms":
+        parser.error("no kline dump (SYMBOL-1m-YYYY-MM-DD.zip or .csv) among --data: the injected changes and "
+                     "the cost need one; or use --only false_alarms")
     if args.only in (None, "false_alarms"):
-        false_alarms(settings, args.kswin_alpha, args.adwin_delta)
+        false_alarms(settings, data, args.kswin_alpha, args.adwin_delta)
     if args.only in (None, "injected"):
-        injected(settings, args.quick)
+        injected(settings, data, args.quick)
     if args.only in (None, "cost"):
-        cost(settings)
+        cost(settings, data)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and
 skill against the running prior and the constant with intervals, and for the captures the skill of the
 queue-imbalance-only logistic regression beside the ensemble's. About six minutes here.
 
-Usage: python bench/skill.py [--quick]   (--quick: klines and one capture setting only)
+Usage: python bench/skill.py [--quick] [--data PATH...]   (--quick: klines and one capture setting only;
+--data: files or folders of other real data, kline dumps told by their names, other files captures)
 """
 
 from __future__ import annotations
@@ -23,19 +24,29 @@ import argparse
 import dataclasses
 import time
 
-from common import SHARED, result
+from common import SHARED, real_data, result
 
 from agents.settings import Settings
 from cli.evaluate import evaluate_file, pooled_over_files, render, run_file
 
 
-def rows_of(summary: dict) -> tuple[str, dict]:
-    [symbol] = [s for s in summary if s != "_counts"]
+def rows_of(summary: dict) -> tuple[str, dict] | None:
+    """The one symbol's rows, or the pooled rows of several (a capture of many pairs); None without
+    any outcome (a capture without book tickers, at book tickers)."""
+    symbols = [s for s in summary if s != "_counts"]
+    if not symbols:
+        return None
+    symbol = "pooled" if "pooled" in symbols else symbols[0]
     return symbol, summary[symbol]
 
 
 def report(case: str, summary: dict, started: float, **extra) -> None:
-    symbol, rows = rows_of(summary)
+    found = rows_of(summary)
+    if found is None or "ensemble" not in found[1]:
+        print(f"== {case}: no scored outcome")
+        result("skill", case=case, outcomes=0)
+        return
+    symbol, rows = found
     print(render(summary, f"== {case}"))
     ensemble = rows["ensemble"]
     best = min(rows["constant"]["log_loss"], rows["prior"]["log_loss"])
@@ -73,7 +84,7 @@ def datasets(settings: Settings) -> None:
                     if output.stage in records:
                         records[output.stage].append(output.record)
             summary = evaluate_run(records["predictions"], records["outcomes"]).summary()
-            _, rows = rows_of(summary)
+            _, rows = rows_of(summary) or ("", {})
             members = [m for m in config.learner.members if m in rows]
             best_loss = min(rows[m]["log_loss"] for m in members)
             best_accuracy = max(rows[m]["accuracy"] for m in members)
@@ -90,25 +101,30 @@ def datasets(settings: Settings) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data", nargs="+", metavar="PATH",
+                        help="files or folders of real data instead of the shipped series (kline dumps by name, "
+                             "any other file a capture; the labelled datasets are left out)")
     args = parser.parse_args()
     base = Settings()
+    data = real_data(args.data)
     days = []
     started = time.perf_counter()
-    for path in sorted((SHARED / "binance" / "klines").rglob("*.zip")):
+    for path in data.klines:
         day_started = time.perf_counter()
         days.append(run_file(path, base))
         report(f"klines {path.name}", days[-1].summary(), day_started)
     # The issue's pooled criterion: over every kline day, the ensemble against the better reference.
-    report(f"klines, {len(days)} days pooled", pooled_over_files(days), started)
-    captures = sorted((SHARED / "binance" / "ws").glob("spot_*.gz"))
+    if len(days) > 1:
+        report(f"klines, {len(days)} days pooled", pooled_over_files(days), started)
+    captures = data.captures
     settings = [("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change")),
                 ("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),
                 ("mid 5 trades ahead at trades", base)]
     for label, setting in settings[:1] if args.quick else settings:
         for path in captures:
             started = time.perf_counter()
-            report(f"{path.name[5:12]} {label}", evaluate_file(path, setting), started)
-    if not args.quick:
+            report(f"{path.name[5:12] if path.name.startswith('spot_') else path.name} {label}", evaluate_file(path, setting), started)
+    if not args.quick and not args.data:
         datasets(base)
 
 

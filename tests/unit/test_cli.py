@@ -148,9 +148,8 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
 def test_a_folder_stands_for_the_data_files_under_it(tmp_path):
     """`livelearn history` writes a tree of dumps; a folder argument is its data files, in path order,
     without checksums, unfinished downloads, notes or hidden files."""
-    import shutil
-
     import json
+    import shutil
 
     days = [ROOT / "data/binance/klines/spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
     folder = tmp_path / "history/spot/daily/klines/BTCUSDT/1m"
