@@ -122,38 +122,50 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
 def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
     """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`)."""
     from agents.app import pipeline_config
-    from connectors.replay import read_file
+    from connectors.replay import open_file
     from streams.evaluation import evaluate_run
     from streams.pipeline import PartitionPipeline
 
     pipeline = PartitionPipeline(pipeline_config(settings))
     records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
-    lines = read_file(path, fmt=fmt, symbol=symbol)
-    items = [item for item in lines if item.tick is not None]
-    if not items:
-        rejected = [item for item in lines if item.reason_code]
-        first = f"; line {rejected[0].line}: {rejected[0].reason}" if rejected else ""
-        rows = f"{len(lines)} row" + ("" if len(lines) == 1 else "s")
-        raise NoTicks(f"{path}: no ticks in it ({rows} read, {len(rejected)} rejected{first}); "
-                      "check the file, --format and --symbol")
-    rejected = Counter(item.reason_code for item in lines if item.tick is None and item.reason_code != "skip")
-    if rejected:
-        # The table covers the ticks that were read: say what was not (a cut-short capture included).
-        codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
-        cut = next((f"; {item.reason}" for item in lines if item.reason_code == "truncated_file"), "")
-        print(f"livelearn: {path}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
+    items = open_file(path, fmt=fmt, symbol=symbol)  # a large sorted dump is streamed, not held
 
     def keep(step) -> None:
         for output in step.records:
-            if output.stage in records:
+            if output.stage == "features":
+                # Only the queue-imbalance reference reads a vector: keep what it needs, not every value.
+                record = output.record
+                book = record["values"].get("book_imbalance")
+                records["features"].append({"symbol": record["symbol"], "event_time_ms": record["event_time_ms"],
+                                            "tick_index": record["tick_index"],
+                                            "values": {} if book is None else {"book_imbalance": book}})
+            elif output.stage in records:
                 records[output.stage].append(output.record)
         for released, _ in step.released:
             keep(released)
 
+    ticks, rejected, first_rejected, cut = 0, Counter(), None, ""
     for done, item in enumerate(items, 1):
+        if item.tick is None:
+            if item.reason_code != "skip":
+                rejected[item.reason_code] += 1
+                first_rejected = first_rejected or item
+                if item.reason_code == "truncated_file":
+                    cut = f"; {item.reason}"
+            continue
+        ticks += 1
         keep(pipeline.on_tick(item.tick))
         if progress is not None and done % 5000 == 0:
-            progress(done, len(items))
+            progress(done, items.count)
+    if not ticks:
+        first = f"; line {first_rejected.line}: {first_rejected.reason}" if first_rejected else ""
+        rows = f"{items.count} row" + ("" if items.count == 1 else "s")
+        raise NoTicks(f"{path}: no ticks in it ({rows} read, {sum(rejected.values())} rejected{first}); "
+                      "check the file, --format and --symbol")
+    if rejected:
+        # The table covers the ticks that were read: say what was not (a cut-short capture included).
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
+        print(f"livelearn: {path}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
     for released, _ in pipeline.flush():
         keep(released)
     return evaluate_run(records["predictions"], records["outcomes"], records["features"])

@@ -18,7 +18,9 @@ Formats, recognised per file:
 ``--format`` names the format instead of recognising it, and ``--symbol`` gives the symbol of files
 whose name does not start with it (both apply to every file of the run).
 
-Each file is read whole and stably sorted by event time; files are then merged by
+Each file's items are in stable event-time order: a Binance dump already in that order is streamed
+(:class:`FileItems`: a day of trades need not fit in memory), any other file is read whole and
+sorted; files are then merged by
 ``(event time, file position on the command line, line number)``, so the same inputs always give the
 same sequence and therefore byte-identical topic contents. A damaged zip or gzip file raises
 :class:`DamagedFile` (a ``ValueError``) naming it. A folder stands for the data files under it
@@ -27,6 +29,7 @@ same sequence and therefore byte-identical topic contents. A damaged zip or gzip
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import io
@@ -48,6 +51,7 @@ from connectors.binance import (
     agg_trade_row_to_tick,
     kline_row_to_tick,
     normalise_ws,
+    to_ms,
     trade_row_to_tick,
 )
 from connectors.ohlcv import epoch_ms, is_ohlcv_header, ohlcv_columns, ohlcv_row_to_tick
@@ -229,29 +233,34 @@ def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol:
                 items.append(item)
     else:
         symbol = (symbol or symbol_from_name(path)).upper()
-        rows = csv.reader(io.StringIO("\n".join(lines)))
-        if fmt == "ohlcv":
-            columns = ohlcv_columns(next(rows, []))
-
-            def convert(name: str, row: list[str]) -> dict:
-                return ohlcv_row_to_tick(name, row, columns)
-        else:
-            convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick,
-                       "trades": trade_row_to_tick}[fmt]
-        for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
-            if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
-                continue  # blank line or header
-            raw = ",".join(row).encode()
-            try:
-                tick = convert(symbol, row)
-                check_tick(tick)
-            except (PayloadError, InvalidTick) as exc:
-                items.append(ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc)))
-                continue
-            last_time = tick["event_time_ms"]
-            items.append(ReplayItem(last_time, file_index, number, tick, origin, raw))
+        items += _csv_items(csv.reader(io.StringIO("\n".join(lines))), origin, file_index, symbol, fmt)
     items.sort(key=lambda item: item.event_time_ms)
     return items
+
+
+def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: str, fmt: str) -> Iterator[ReplayItem]:
+    """The rows of a CSV format as ReplayItems, in file order; a rejected row takes the time of the
+    row before it."""
+    if fmt == "ohlcv":
+        columns = ohlcv_columns(next(rows, []))
+
+        def convert(name: str, row: list[str]) -> dict:
+            return ohlcv_row_to_tick(name, row, columns)
+    else:
+        convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick}[fmt]
+    last_time = 0
+    for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
+        if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
+            continue  # blank line or header
+        raw = ",".join(row).encode()
+        try:
+            tick = convert(symbol, row)
+            check_tick(tick)
+        except (PayloadError, InvalidTick) as exc:
+            yield ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc))
+            continue
+        last_time = tick["event_time_ms"]
+        yield ReplayItem(last_time, file_index, number, tick, origin, raw)
 
 
 def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int) -> ReplayItem | None:
@@ -277,9 +286,110 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
     return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
 
 
+# The dumps a day of trades comes in (millions of rows): read as a stream when already in time order.
+# Their time column (what the row's tick takes as its event time).
+_STREAMED = {"klines": 6, "aggTrades": 5, "trades": 4}
+
+
+@dataclass
+class FileItems:
+    """One file's items in event-time order, as :func:`read_file` gives them, and how many there are
+    (known before they are read, for progress). A Binance dump (klines, aggTrades, trades; zip or
+    plain CSV) whose rows are already in time order, as data.binance.vision and ``livelearn history``
+    write them, is streamed: read once to check the order and count, then row by row, so a day of
+    trades does not have to fit in memory (a million rows held at once took 1.4 GB). Any other file,
+    or a dump out of order, is read whole and stably sorted. Either way the items are the same."""
+
+    path: Path
+    count: int
+    _items: list[ReplayItem] | None = None
+    _stream: Callable[[], Iterator[ReplayItem]] | None = None
+
+    def __iter__(self) -> Iterator[ReplayItem]:
+        return iter(self._items) if self._items is not None else self._stream()  # type: ignore[misc]
+
+
+def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> FileItems:
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if path.suffix == ".zip" or _head(path) != b"\x1f\x8b":  # gzip (captures): read whole, as before
+        with _text_stream(path) as stream:
+            first = next(stream, "").rstrip("\r\n")
+        chosen = detect_format(path, first) if fmt == "auto" and first else fmt
+        if first and chosen in _STREAMED:
+            count = _count_if_sorted(path, _STREAMED[chosen])
+            if count is not None:
+                name = (symbol or symbol_from_name(path)).upper()
+
+                def stream() -> Iterator[ReplayItem]:
+                    with _text_stream(path) as lines:
+                        yield from _csv_items(csv.reader(lines), str(path), file_index, name, chosen)
+                return FileItems(path, count, _stream=stream)
+    items = read_file(path, file_index, fmt, symbol)
+    return FileItems(path, len(items), _items=items)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(2)
+
+
+@contextlib.contextmanager
+def _text_stream(path: Path) -> Iterator[Iterator[str]]:
+    """The file's lines (:func:`_lines`) from a zip's single member or a plain file; a damaged zip is
+    a :class:`DamagedFile` wherever it shows."""
+    try:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                members = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(members) != 1:
+                    raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+                with archive.open(members[0]) as raw:
+                    yield _lines(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
+        else:
+            with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                yield _lines(handle)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? "
+                          "Fetch it again") from None
+
+
+def _lines(text: Iterable[str]) -> Iterator[str]:
+    """The lines ``str.splitlines`` would give the whole text (it also breaks at form feeds and other
+    separators that files do not), each with ``\\n``, as the in-memory path hands them to ``csv``."""
+    for physical in text:
+        for line in physical.splitlines():
+            yield line + "\n"
+
+
+def _count_if_sorted(path: Path, time_column: int) -> int | None:
+    """The number of rows :func:`read_file` would give, or None when a row's time is earlier than one
+    before it (then the file must be sorted in memory). Rows whose time cannot be read are counted and
+    do not break the order: such a row is rejected and takes the time of the row before it."""
+    count, last = 0, -1
+    with _text_stream(path) as lines:
+        for number, row in enumerate(csv.reader(lines), 1):
+            if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
+                continue
+            count += 1
+            try:
+                t = to_ms(row[time_column])
+            except (IndexError, ValueError):
+                continue
+            if t < last:
+                return None
+            last = t
+    return count
+
+
 def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
     """All files merged in event-time order (ties: command-line order, then line number)."""
-    return heapq.merge(*(read_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)))
+    return heapq.merge(*opened(paths, fmt, symbol))
+
+
+def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:
+    return [open_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)]
 
 
 class Progress:
@@ -317,12 +427,13 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
     ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
     kept, divided by ``speed``.
     """
-    items = list(merged(paths, fmt, symbol))
+    files = opened(paths, fmt, symbol)
+    total = sum(f.count for f in files)
     stats = ReplayStats()
-    bar = Progress(len(items), enabled=progress)
+    bar = Progress(total, enabled=progress)
     wall_start = time.monotonic()
     first_event: int | None = None
-    for done, item in enumerate(items, 1):
+    for done, item in enumerate(heapq.merge(*files), 1):
         stats.read += 1
         if item.tick is None:
             if item.reason_code == "skip":
@@ -346,5 +457,5 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
         stats.produced += 1
         bar.update(done)
     sink.flush()
-    bar.close(len(items))
+    bar.close(stats.read)
     return stats

@@ -263,3 +263,68 @@ def test_a_damaged_archive_is_one_clear_error_naming_the_file(tmp_path, name, da
     with pytest.raises(DamagedFile, match=message) as raised:
         read_file(path)
     assert str(path) in str(raised.value)
+
+
+def _as_tuples(items) -> list[tuple]:
+    return [(i.event_time_ms, i.file_index, i.line, i.tick, i.origin, i.raw, i.reason_code, i.reason) for i in items]
+
+
+def _trades_csv(rows: int, start_ms: int = 1_704_067_200_000) -> str:
+    lines, t, price = [], start_ms, 42_000.0
+    for i in range(rows):
+        t += (i * 37) % 170
+        price *= 1 + ((i * 7919) % 200 - 100) * 1e-7
+        lines.append(f"{3_000_000_000 + i},{price:.2f},0.012,{price * 0.012:.8f},{t},{'true' if i % 3 else 'false'},true")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_sorted_dump_is_streamed_with_the_same_items(tmp_path):
+    """A dump in time order (every data.binance.vision file) is read as a stream; its items are the
+    ones the in-memory read gives, rejected rows, header and CRLF endings included."""
+    import zipfile
+
+    from connectors.replay import open_file
+
+    rows = _trades_csv(300).splitlines()
+    text = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\r\n" + "\r\n".join(
+        rows[:100] + ["bad,row", f"1,abc,1,1,{rows[99].split(',')[4]},true,true", ""] + rows[100:]) + "\r\n"
+    plain = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
+    plain.write_text(text)
+    packed = tmp_path / "BTCUSDT-trades-2024-01-02.zip"
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("BTCUSDT-trades-2024-01-02.csv", text)
+    for path in (plain, packed, *sorted(KLINES.rglob("*.zip"))):
+        opened = open_file(path)
+        assert opened._items is None, f"{path.name} was not streamed"
+        assert opened.count == len(read_file(path))
+        assert _as_tuples(opened) == _as_tuples(read_file(path))
+    assert [i.line for i in open_file(plain) if i.tick is None] == [102, 103]  # after the header, 100 rows
+
+    # Out of order (two rows swapped): read whole and sorted, as before.
+    rows[50], rows[60] = rows[60], rows[50]
+    unsorted = tmp_path / "ETHUSDT-trades-2024-01-03.csv"
+    unsorted.write_text("\n".join(rows) + "\n")
+    opened = open_file(unsorted)
+    assert opened._items is not None
+    assert _as_tuples(opened) == _as_tuples(read_file(unsorted))
+    times = [i.event_time_ms for i in opened]
+    assert times == sorted(times)
+
+
+def test_a_large_dump_is_replayed_in_little_memory(tmp_path):
+    """A day of trades is millions of rows: streamed, the memory a replay holds does not grow with the
+    file (held whole, 50,000 rows took tens of MB)."""
+    import tracemalloc
+
+    from connectors.replay import open_file
+
+    path = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
+    path.write_text(_trades_csv(50_000))
+    peaks = []
+    for read in (lambda: sum(1 for _ in open_file(path)), lambda: len(read_file(path))):
+        tracemalloc.start()
+        assert read() == 50_000
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    streamed, whole = peaks
+    assert streamed < 2_000_000 and whole > 20 * streamed, peaks
