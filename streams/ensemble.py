@@ -136,6 +136,7 @@ class Ensemble:
         self.slots: list[_Slot] = []
         self.free: list[int] = []  # heap of the free slots' numbers
         self.outstanding = 0
+        self.last_freed: int | None = None
 
     def _free_slot(self) -> int:
         """The lowest-numbered free slot (a new one when all wait)."""
@@ -144,6 +145,19 @@ class Ensemble:
             return free[0]
         self.slots.append(_Slot(self.initial))
         return len(self.slots) - 1
+
+    def _look_slot(self) -> _Slot:
+        """The weights a look uses: the slot the next forecast would take or, all waiting, the one freed
+        last (the mixture as its newest outcome left it). A look opens no slot: it did once, and every
+        look while all slots waited (the prediction channel re-scores hundreds of inputs) left one more
+        slot that no forecast used, growing the published bound and the cost of :meth:`weights`, and
+        re-scoring with the initial weights instead of the learned ones."""
+        if self.free:
+            return self.slots[self.free[0]]
+        last = self.__dict__.get("last_freed")  # absent in an older checkpoint
+        if last is not None:
+            return self.slots[last]
+        return _Slot(self.initial)  # nothing learned yet: every slot holds the initial weights
 
     def expert_probabilities(self, member_probabilities: dict[str, float]) -> dict[str, float]:
         experts = {"constant": 0.5, "prior": clip(self.prior.p_up)}
@@ -160,13 +174,15 @@ class Ensemble:
         (a side-effect-free look, e.g. to re-score inputs, passes False). ``weights`` are the
         effective weights of the base experts (the fast mixture's share spread over its own)."""
         experts = self.expert_probabilities(member_probabilities)
-        index = self._free_slot()
-        slot = self.slots[index]
         if reserve:
+            index = self._free_slot()
+            slot = self.slots[index]
             slot.busy = True
             self.outstanding += 1
             if self.free and self.free[0] == index:
                 heapq.heappop(self.free)
+        else:
+            slot = self._look_slot()
         p = sum(w * experts[name] for w, name in zip(slot.weights, self.names, strict=True))
         through_fast = slot.weights[-1]
         weights = {name: w + through_fast * f
@@ -201,6 +217,7 @@ class Ensemble:
             slot.busy = False
             self.outstanding -= 1
             heapq.heappush(self.free, index)
+            self.last_freed = index
 
     @property
     def regret_bound(self) -> float:

@@ -85,6 +85,29 @@ def test_a_horizon_in_time_opens_as_many_slots_as_forecasts_wait_at_once():
     assert ensemble.outstanding == 0
 
 
+def test_a_look_opens_no_slot_and_sees_the_learned_weights():
+    """The prediction channel re-scores inputs with looks (``reserve=False``) while every slot waits for
+    its outcome; a look used to open a slot each time (never used again: 4,000 of them after 50,000
+    trades made the metrics' weights 100x dearer and inflated the published bound) and scored with the
+    initial weights, not the learned ones."""
+    mix = Ensemble(("a",))
+    waiting = []
+    for i in range(600):
+        waiting.append(mix.forecast({"a": 0.9}))
+        if len(waiting) > 5:
+            mix.learn(waiting.pop(0), 1)
+    waiting.append(mix.forecast({"a": 0.9}))  # six forecasts wait: every slot is busy
+    assert len(mix.slots) == 6 and not mix.free
+    bound, learned = mix.regret_bound, mix.slots[mix.last_freed].weights
+    for _ in range(100):
+        look = mix.forecast({"a": 0.9}, reserve=False)
+    assert len(mix.slots) == 6 and mix.regret_bound == bound
+    assert look.slot == -1 and look.p_up > 0.85  # the learned weights favour "a"; the initial ones give 0.61
+    assert look.p_up == pytest.approx(sum(w * look.experts[n] for w, n in zip(learned, mix.names, strict=True)))
+    fresh = Ensemble(("a",))
+    assert round(fresh.forecast({"a": 0.9}, reserve=False).p_up, 4) == 0.6136 and not fresh.slots
+
+
 def test_temperature_scaling_sharpens_a_shy_member_and_keeps_its_decisions():
     rng = random.Random(5)
     scaler = PlattScaler(bias=False)
