@@ -119,6 +119,10 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
     return {ALL_FILES: summary[POOLED], "_counts": {ALL_FILES: summary["_counts"][POOLED]}}
 
 
+KEPT = {"predictions": ("prediction_id", "symbol", "event_time_ms", "probability_up", "member_probabilities"),
+        "outcomes": ("prediction_id", "symbol", "source", "label", "feedback_time_ms", "matured_tick_index")}
+
+
 def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
     """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`)."""
     from agents.app import pipeline_config
@@ -140,7 +144,9 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
                                             "tick_index": record["tick_index"],
                                             "values": {} if book is None else {"book_imbalance": book}})
             elif output.stage in records:
-                records[output.stage].append(output.record)
+                # What evaluate_run reads of a prediction or an outcome (a day of ticks is millions).
+                record = output.record
+                records[output.stage].append({k: record[k] for k in KEPT[output.stage] if k in record})
         for released, _ in step.released:
             keep(released)
 
