@@ -92,7 +92,7 @@ def test_a_look_opens_no_slot_and_sees_the_learned_weights():
     initial weights, not the learned ones."""
     mix = Ensemble(("a",))
     waiting = []
-    for i in range(600):
+    for _ in range(600):
         waiting.append(mix.forecast({"a": 0.9}))
         if len(waiting) > 5:
             mix.learn(waiting.pop(0), 1)
