@@ -160,19 +160,35 @@ def _gunzip(path: Path, raw: bytes) -> tuple[bytes, bool]:
     return b"".join(out), False
 
 
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _only_member(path: Path, archive: zipfile.ZipFile) -> str:
+    """A Binance dump's zip holds one file; anything else is not one of ours."""
+    members = [n for n in archive.namelist() if not n.endswith("/")]
+    if len(members) != 1:
+        raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+    return members[0]
+
+
+def _damaged_zip(path: Path, exc: Exception) -> DamagedFile:
+    return DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? Fetch it again")
+
+
+def _not_a_row(number: int, row: list[str]) -> bool:
+    """A blank line, or a first line that is a header (its first cell is not a number)."""
+    return not row or (number == 1 and not row[0].strip().lstrip("-").isdigit())
+
+
 def _open_text_lines(path: Path) -> tuple[list[str], bool]:
     """The file's lines, and whether it was cut short (a gzip stream that ends early: its readable
     lines are kept, the last, incomplete one dropped)."""
     if path.suffix == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
-                members = [n for n in archive.namelist() if not n.endswith("/")]
-                if len(members) != 1:
-                    raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
-                data = archive.read(members[0])
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? "
-                              "Fetch it again") from None
+                data = archive.read(_only_member(path, archive))
+        except _ZIP_ERRORS as exc:
+            raise _damaged_zip(path, exc) from None
         return data.decode("utf-8", errors="replace").splitlines(), False
     raw = path.read_bytes()
     truncated = False
@@ -250,8 +266,8 @@ def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: 
         convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick}[fmt]
     last_time = 0
     for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
-        if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
-            continue  # blank line or header
+        if _not_a_row(number, row):
+            continue
         raw = ",".join(row).encode()
         try:
             tick = convert(symbol, row)
@@ -342,17 +358,13 @@ def _text_stream(path: Path) -> Iterator[Iterator[str]]:
     try:
         if path.suffix == ".zip":
             with zipfile.ZipFile(path) as archive:
-                members = [n for n in archive.namelist() if not n.endswith("/")]
-                if len(members) != 1:
-                    raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
-                with archive.open(members[0]) as raw:
+                with archive.open(_only_member(path, archive)) as raw:
                     yield _lines(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
         else:
             with path.open(encoding="utf-8", errors="replace", newline="") as handle:
                 yield _lines(handle)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? "
-                          "Fetch it again") from None
+    except _ZIP_ERRORS as exc:
+        raise _damaged_zip(path, exc) from None
 
 
 def _lines(text: Iterable[str]) -> Iterator[str]:
@@ -370,7 +382,7 @@ def _count_if_sorted(path: Path, time_column: int) -> int | None:
     count, last = 0, -1
     with _text_stream(path) as lines:
         for number, row in enumerate(csv.reader(lines), 1):
-            if not row or (number == 1 and not row[0].strip().lstrip("-").isdigit()):
+            if _not_a_row(number, row):
                 continue
             count += 1
             try:
