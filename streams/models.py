@@ -140,7 +140,9 @@ def river_model(name: str, seed: int = 0):
         try:
             rate = float(name.split("@", 1)[1]) if "@" in name else 0.005
         except ValueError:
-            raise ValueError(f"bad learning rate in member {name!r}; write e.g. logreg@0.05") from None
+            rate = math.nan
+        if not 0.0 < rate < math.inf:  # a NaN or negative rate would train to garbage silently
+            raise ValueError(f"bad learning rate in member {name!r}; write e.g. logreg@0.05")
         return compose.Pipeline(preprocessing.StandardScaler(),
                                 linear_model.LogisticRegression(optimizer=optim.SGD(rate)))
     if name == "hat":

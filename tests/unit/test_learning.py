@@ -282,6 +282,25 @@ def test_the_settings_know_every_member_and_no_other():
         make_member(name)
 
 
+@pytest.mark.parametrize("name", ["logreg@0.05", "logreg@1e-3", "logreg@", "logreg@x", "logreg@0", "logreg@-0.1",
+                                  "logreg@nan", "logreg@inf", "mlp@0.1", "hat@0.1", "nope"])
+def test_the_settings_accept_a_member_exactly_when_the_models_can_make_it(name):
+    from agents.sections import _members
+
+    try:
+        make_member(name)
+        made = True
+    except ValueError:
+        made = False
+    try:
+        _members(name)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == made, name
+    assert made == (name in ("logreg@0.05", "logreg@1e-3"))
+
+
 def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b,y\n1,2,1\n1,x,0\n3,4,\n5,6,maybe\n7,8,0\n")
