@@ -328,3 +328,96 @@ def test_a_large_dump_is_replayed_in_little_memory(tmp_path):
         tracemalloc.stop()
     streamed, whole = peaks
     assert streamed < 2_000_000 and whole > 20 * streamed, peaks
+
+
+def _whole_gzip_lines(data: bytes) -> tuple[list[str], bool]:
+    """The lines of gzip data read whole, member by member (the reader before GzipLines): a member
+    cut short is read up to its last newline."""
+    import zlib
+
+    out, rest, truncated = [], data, False
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out.append(inflater.decompress(rest))
+        if not inflater.eof:
+            truncated = True
+            break
+        rest = inflater.unused_data.lstrip(b"\x00")
+    raw = b"".join(out)
+    if truncated:
+        raw = raw[: raw.rfind(b"\n") + 1]
+    return raw.decode("utf-8", errors="replace").splitlines(), truncated
+
+
+def test_gzip_lines_in_chunks_equal_the_whole_file_read_wherever_the_file_is_cut(tmp_path):
+    from connectors.text_lines import GzipLines
+
+    text = "a\r\nb\rc\x0cd\n\n\u00e9\u20acx\n".encode() + b"\xff\xfe bad bytes\n" + "tail \u20ac".encode()
+    one = gzip.compress(text)
+    two = gzip.compress(text[:9]) + b"\x00" * 5 + gzip.compress(text[9:]) + b"\x00" * 3
+    path = tmp_path / "c.gz"
+    for data in (one, two):
+        for cut in range(1, len(data) + 1):
+            path.write_bytes(data[:cut])
+            expected = _whole_gzip_lines(data[:cut])
+            for chunk in (1, 4, 1 << 20):
+                lines = GzipLines(path, chunk)
+                assert (list(lines), lines.truncated) == expected, (cut, chunk)
+                assert lines.count == len(expected[0])
+    assert _whole_gzip_lines(two) == (text.decode("utf-8", errors="replace").splitlines(), False)
+
+
+def test_a_capture_is_streamed_in_time_order_with_the_same_items(tmp_path):
+    """A websocket capture (gzip or plain) is read line by line, twice: once to count and find how far
+    an event's time lags behind the latest before it, once to give the items in the order of a stable
+    sort by time; they equal the in-memory read's, a capture cut short and one out of order included."""
+    from connectors.replay import open_file
+
+    whole = gzip.decompress((WS / "spot_btcusdt_20240808.gz").read_bytes())
+    lines = whole.splitlines(keepends=True)
+    cut = tmp_path / "btcusdt_cut.gz"
+    packed = gzip.compress(b"".join(lines[:3000]))
+    cut.write_bytes(packed[: len(packed) * 2 // 3])
+    swapped = lines[:2000]
+    swapped[100], swapped[1500] = swapped[1500], swapped[100]  # one event 1,400 lines early, one late
+    disordered = tmp_path / "btcusdt_disordered.gz"
+    disordered.write_bytes(gzip.compress(b"".join(swapped)))
+    for path in (*sorted(WS.iterdir()), cut, disordered):
+        opened = open_file(path, 1)
+        assert opened._items is None, f"{path.name} was not streamed"
+        expected = _as_tuples(read_file(path, 1))
+        assert opened.count == len(expected)
+        assert _as_tuples(opened) == expected, path.name
+    assert _as_tuples(open_file(cut))[-1][6] == "truncated_file"
+
+
+def test_a_large_capture_is_replayed_in_memory_that_does_not_grow_with_it(tmp_path):
+    """A day of a symbol's capture is millions of lines: streamed, a replay holds a chunk and the
+    events within the largest lag, whatever the file's length."""
+    import tracemalloc
+
+    from connectors.replay import open_file
+
+    def capture(n: int) -> Path:
+        rows = []
+        for i in range(n):
+            bid = 61_000 + (i * 7919) % 300 / 100
+            rows.append(f'{1_723_161_254_087_891_268 + i * 3_000_000} {{"stream":"btcusdt@bookTicker","data":'
+                        f'{{"u":{i},"s":"BTCUSDT","b":"{bid:.2f}","B":"1.5","a":"{bid + 0.01:.2f}","A":"2.5"}}}}\n')
+        path = tmp_path / f"capture_{n}.gz"
+        path.write_bytes(gzip.compress("".join(rows).encode()))
+        return path
+
+    def peak(read) -> int:
+        tracemalloc.start()
+        read()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    from connectors.text_lines import GzipLines
+
+    short, long = capture(16_000), capture(48_000)  # both several chunks long
+    assert peak(lambda: sum(1 for _ in GzipLines(long))) < 1.2 * peak(lambda: sum(1 for _ in GzipLines(short)))
+    streamed, whole = peak(lambda: sum(1 for _ in open_file(short))), peak(lambda: read_file(short))
+    assert streamed < 8_000_000 and whole > 4 * streamed, (streamed, whole)
