@@ -36,6 +36,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from common import RealData, real_data, result
@@ -59,6 +60,11 @@ def real_series(data: RealData) -> list[Path]:
 
 def ticks_of(path: Path) -> list[dict]:
     return [item.tick for item in read_file(path) if item.tick is not None]
+
+
+def ticks_in(paths: list[Path]) -> Iterator[dict]:
+    """The files' ticks in event-time order, streamed (a day of a capture does not fit in memory)."""
+    return (item.tick for item in merged(paths) if item.tick is not None)
 
 
 def scale_log_moves(ticks: list[dict], at: int, factor: float) -> list[dict]:
@@ -123,7 +129,7 @@ def configured(settings: Settings, variance_test: str = "volatility"):
     return dataclasses.replace(config, drift=dataclasses.replace(config.drift, variance_test=variance_test))
 
 
-def run(ticks: list[dict], settings: Settings, variance_test: str = "volatility") -> tuple[list[dict], int, Counter]:
+def run(ticks: Iterable[dict], settings: Settings, variance_test: str = "volatility") -> tuple[list[dict], int, Counter]:
     """FIRING alerts (with the vector count at which each came), vectors, and vectors per symbol."""
     pipeline = PartitionPipeline(configured(settings, variance_test))
     alerts, vectors, per_symbol = [], 0, Counter()
@@ -190,8 +196,7 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> None:
     """FIRING alerts per 10k events and channel over a group's pairs together, and every BASIS alert
     with the pair it names and the one it moved against (real de-pegs, if the data hold one, show here)."""
     started = time.perf_counter()
-    ticks = [item.tick for item in merged(paths) if item.tick is not None]
-    alerts, vectors, per_symbol = run(ticks, settings)
+    alerts, vectors, per_symbol = run(ticks_in(paths), settings)
     by_channel = Counter(a["kind"] for a in alerts)
     per_10k = {c: by_channel.get(c, 0) * 10_000 / max(vectors, 1) for c in CHANNELS}
     bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
@@ -209,8 +214,7 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> None:
 def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float) -> None:
     series = [(path.name, [path]) for path in real_series(data)] + consecutive_days(data)
     for name, paths in series:
-        ticks = [tick for path in paths for tick in ticks_of(path)]
-        false_alarms_of(name, ticks, settings, kswin_alpha, adwin_delta)
+        false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
     groups = pair_groups(data, settings)
     if not groups:
         print("no pairs of one base asset among the kline dumps: the basis channel is measured on injected "
@@ -219,22 +223,27 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
         pair_group_alarms(name, paths, settings)
 
 
-def false_alarms_of(name: str, ticks: list[dict], settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
+def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
     from river import drift
 
     started = time.perf_counter()
-    alerts, vectors, _ = run(ticks, settings)
+    alerts, vectors, _ = run(ticks_in(paths), settings)
     elapsed = time.perf_counter() - started
     by_channel = Counter(a["kind"] for a in alerts)
-    prices = [t["price"] for t in ticks if t["kind"] != "BOOK_TICKER"]
-    returns = [b / a - 1 for a, b in zip(prices, prices[1:], strict=False)]
     kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
-    kswin_alarms = adwin_alarms = 0
-    for r in returns:
-        kswin.update(r)
-        adwin.update(r)
-        kswin_alarms += kswin.drift_detected
-        adwin_alarms += adwin.drift_detected
+    kswin_alarms = adwin_alarms = returns = 0
+    last = None
+    for tick in ticks_in(paths):
+        if tick["kind"] == "BOOK_TICKER":
+            continue
+        if last is not None:
+            r = tick["price"] / last - 1
+            returns += 1
+            kswin.update(r)
+            adwin.update(r)
+            kswin_alarms += kswin.drift_detected
+            adwin_alarms += adwin.drift_detected
+        last = tick["price"]
     per_10k = {c: by_channel.get(c, 0) * 10_000 / vectors for c in CHANNELS}
     print(f"{name:28s} {vectors:6d} vectors  FIRING by channel {dict(by_channel) or '{}'}  "
           f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({elapsed:.0f} s)", flush=True)
@@ -242,12 +251,12 @@ def false_alarms_of(name: str, ticks: list[dict], settings: Settings, kswin_alph
         print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
               f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
     bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-    alternative, _, _ = run(ticks, settings, "levene")
+    alternative, _, _ = run(ticks_in(paths), settings, "levene")
     print(f"    (variance test Levene instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
     result("drift_real_false_alarms", file=name, vectors=vectors, alerts=len(alerts),
            per_10k_by_channel=per_10k, bound_per_10k=bound,
            within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
-           kswin_per_10k=kswin_alarms * 10_000 / len(returns), adwin_per_10k=adwin_alarms * 10_000 / len(returns),
+           kswin_per_10k=kswin_alarms * 10_000 / max(returns, 1), adwin_per_10k=adwin_alarms * 10_000 / max(returns, 1),
            variance_levene_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
 
 
