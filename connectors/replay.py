@@ -223,13 +223,8 @@ def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol:
         fmt = detect_format(path, lines[0])
     origin = str(path)
     items: list[ReplayItem] = []
-    last_time = 0
     if fmt == "ws":
-        for number, text in enumerate(lines, 1):
-            item = _ws_line(text, number, file_index, origin, last_time)
-            if item is not None:
-                last_time = item.event_time_ms
-                items.append(item)
+        items += _ws_lines(lines, file_index, origin)
     else:
         symbol = (symbol or symbol_from_name(path)).upper()
         items += _csv_items(csv.reader(io.StringIO("\n".join(lines))), origin, file_index, symbol, fmt)
@@ -260,6 +255,16 @@ def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: 
             continue
         last_time = tick["event_time_ms"]
         yield ReplayItem(last_time, file_index, number, tick, origin, raw)
+
+
+def _ws_lines(lines: Iterable[str], file_index: int, origin: str) -> Iterator[ReplayItem]:
+    """A capture's items in file order; a line that is no tick takes the time of the item before it."""
+    last_time = 0
+    for number, text in enumerate(lines, 1):
+        item = _ws_line(text, number, file_index, origin, last_time)
+        if item is not None:
+            last_time = item.event_time_ms
+            yield item
 
 
 def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int) -> ReplayItem | None:
@@ -342,15 +347,12 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
 def _ws_items(path: Path, file_index: int) -> Iterator[ReplayItem]:
     """A capture's items in file order (:func:`read_file`'s before its sort), read line by line."""
     text = GzipLines(path) if path.suffix != ".zip" and _head(path) == GZIP_MAGIC else None
-    origin, last_time, latest = str(path), 0, 0
+    latest = 0
     with contextlib.ExitStack() as stack:
         lines = iter(text) if text is not None else (line[:-1] for line in stack.enter_context(_text_stream(path)))
-        for number, line in enumerate(lines, 1):
-            item = _ws_line(line, number, file_index, origin, last_time)
-            if item is not None:
-                last_time = item.event_time_ms
-                latest = max(latest, last_time)
-                yield item
+        for item in _ws_lines(lines, file_index, str(path)):
+            latest = max(latest, item.event_time_ms)
+            yield item
     if text is not None and text.truncated:
         yield _truncated(path, file_index, latest, text.count)
 
