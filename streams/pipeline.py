@@ -352,11 +352,7 @@ class PartitionPipeline:
                 step.stats.model_events.append(event["kind"])
         if learner.scores["ensemble"].n and vector["tick_index"] % self.config.export_every == 0:
             step.stats.scores = self.scores(learner)
-        for channel in monitor.channels.values():
-            if channel.fresh_results:
-                channel.fresh_results = False
-                step.stats.drift_results += [(channel.kind, stream, test, statistic, p)
-                                             for stream, test, statistic, p, *_ in channel.last_results]
+        step.stats.drift_results += monitor.take_checks()
         labelled = learner.scores["ensemble"].total
         if labelled - seen.reported_at >= self.config.performance_every:
             seen.reported_at = labelled

@@ -129,7 +129,6 @@ class Channel:
         self.open_alert: dict[str, Any] | None = None
         self.clean_checks = 0
         self.last_results: list[CheckResult] = []
-        self.fresh_results = False  # last_results not yet read by a metrics exporter
         # Optional per-event inputs (the prediction channel keeps each prediction's features, to re-score
         # the reference with the current model), a ring aligned with the buffer.
         self.payloads: list[Any] | None = None
@@ -308,8 +307,6 @@ class Channel:
         self.current_times = (int(times[w - longest]), int(times[-1]))
         checked = CHECKS[self.kind].run(self, samples) if samples.tested else Checked([])
         self.last_results = checked.results
-        if checked.results:
-            self.fresh_results = True
         return checked
 
     def _samples(self, recent: np.ndarray, w: int, cw: int) -> Samples:

@@ -41,6 +41,7 @@ class DriftMonitor:
         self.config = config or DriftConfig()
         self.basis_config = basis_config or BASIS_CONFIG
         self.channels: dict[str, Channel] = {}
+        self._unread_checks: dict[str, list[tuple[str, str, str, float, float]]] = {}
         self.sequence = 0
         self.basis_reference: str | None = None
         half_life = self.config.volatility_half_life
@@ -95,6 +96,17 @@ class DriftMonitor:
         otherwise the re-scored values stand for both windows."""
         return self._run(self._channel("PREDICTION", ("probability_up",)), [p_up], time_ms, inputs, rescore)
 
+    def take_checks(self) -> list[tuple[str, str, str, float, float]]:
+        """The test results of each channel's latest check since the last call, as ``(channel, stream,
+        test, statistic, p)``: what the metrics show."""
+        checks = [result for results in self._checks().values() for result in results]
+        self._unread_checks = {}
+        return checks
+
+    def _checks(self) -> dict[str, list[tuple[str, str, str, float, float]]]:
+        # Absent in a monitor restored from a checkpoint written before it existed.
+        return self.__dict__.setdefault("_unread_checks", {})
+
     def _publishable(self, alert: dict[str, Any]) -> bool:
         return SEVERITIES.index(alert["severity"]) >= SEVERITIES.index(self.config.min_severity)
 
@@ -115,6 +127,7 @@ class DriftMonitor:
             results = checked.results
             adjusted = adjust([r.p for r in results], channel.config.correction)
             rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < channel.config.alpha]
+        self._checks()[channel.kind] = [(channel.kind, r.stream, r.test, r.statistic, r.p) for r in results]
         if rejected:
             channel.clean_checks = 0
             (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])

@@ -416,3 +416,26 @@ def test_the_intraday_profile_waits_for_a_complete_day():
     assert profile.ready and profile.factors == pytest.approx((1.0,) * 24)
     with pytest.raises(ValueError, match="buckets"):
         IntradayProfile(buckets=7)
+
+
+def test_a_monitor_hands_each_channels_latest_check_to_the_metrics_once():
+    """The results the metrics show come back from the monitor (take_checks), each channel's latest
+    check once, not picked off the channels."""
+    rng = random.Random(1)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=50))
+    taken = []
+    for i in range(1200):
+        monitor.update_features({"a": rng.gauss(0.0, 1.0), "b": rng.gauss(0.0, 1.0)}, 1_700_000_000_000 + i)
+        monitor.update_error(rng.random(), 1_700_000_000_000 + i)
+        if i % 100 == 99:
+            taken.append(monitor.take_checks())
+    assert monitor.take_checks() == []
+    assert sum(map(bool, taken)) >= 4 and taken[-1]
+    for checks in taken:
+        kinds = {kind for kind, *_ in checks}
+        assert kinds <= {"FEATURE", "VARIANCE", "CONCEPT"}
+        # One check per channel: each stream and test at most once.
+        assert len({(kind, stream, test) for kind, stream, test, _, _ in checks}) == len(checks)
+    latest = [("CONCEPT", stream, test, statistic, p)
+              for stream, test, statistic, p, *_ in monitor.channels["CONCEPT"].last_results]
+    assert [check for check in taken[-1] if check[0] == "CONCEPT"] == latest and latest
