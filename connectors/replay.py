@@ -170,7 +170,7 @@ def _open_text_lines(path: Path) -> tuple[list[str], bool]:
         except _ZIP_ERRORS as exc:
             raise _damaged_zip(path, exc) from None
         return data.decode("utf-8", errors="replace").splitlines(), False
-    if _head(path) == GZIP_MAGIC:
+    if _gzipped(path):
         text = GzipLines(path)
         lines = list(text)
         return lines, text.truncated
@@ -321,7 +321,7 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    gzipped = path.suffix != ".zip" and _head(path) == GZIP_MAGIC
+    gzipped = _gzipped(path)
     if gzipped:
         first = next(iter(GzipLines(path)), "")
     else:
@@ -330,23 +330,22 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     chosen = detect_format(path, first) if fmt == "auto" and first else fmt
     if first and chosen == "ws":
         return _streamed_capture(path, file_index)
-    if not gzipped:  # a gzipped dump is read whole
-        if first and chosen in _STREAMED:
-                count = _count_if_sorted(path, _STREAMED[chosen])
-                if count is not None:
-                    name = (symbol or symbol_from_name(path)).upper()
+    if first and chosen in _STREAMED and not gzipped:  # a gzipped dump is read whole
+        count = _count_if_sorted(path, _STREAMED[chosen])
+        if count is not None:
+            name = (symbol or symbol_from_name(path)).upper()
 
-                    def stream() -> Iterator[ReplayItem]:
-                        with _text_stream(path) as lines:
-                            yield from _csv_items(csv.reader(lines), str(path), file_index, name, chosen)
-                    return FileItems(path, count, _stream=stream)
+            def stream() -> Iterator[ReplayItem]:
+                with _text_stream(path) as lines:
+                    yield from _csv_items(csv.reader(lines), str(path), file_index, name, chosen)
+            return FileItems(path, count, _stream=stream)
     items = read_file(path, file_index, fmt, symbol)
     return FileItems(path, len(items), _items=items)
 
 
 def _ws_items(path: Path, file_index: int) -> Iterator[ReplayItem]:
     """A capture's items in file order (:func:`read_file`'s before its sort), read line by line."""
-    text = GzipLines(path) if path.suffix != ".zip" and _head(path) == GZIP_MAGIC else None
+    text = GzipLines(path) if _gzipped(path) else None
     latest = 0
     with contextlib.ExitStack() as stack:
         lines = iter(text) if text is not None else (line[:-1] for line in stack.enter_context(_text_stream(path)))
@@ -394,9 +393,12 @@ def in_time_order(items: Iterable[ReplayItem], lateness: int) -> Iterator[Replay
         yield heapq.heappop(held)[2]
 
 
-def _head(path: Path) -> bytes:
+def _gzipped(path: Path) -> bool:
+    """Gzip data (told by its magic bytes, whatever the name; a zip is never read as gzip)."""
+    if path.suffix == ".zip":
+        return False
     with path.open("rb") as handle:
-        return handle.read(2)
+        return handle.read(2) == GZIP_MAGIC
 
 
 @contextlib.contextmanager
