@@ -119,36 +119,18 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
     return {ALL_FILES: summary[POOLED], "_counts": {ALL_FILES: summary["_counts"][POOLED]}}
 
 
-KEPT = {"predictions": ("prediction_id", "symbol", "event_time_ms", "probability_up", "member_probabilities"),
-        "outcomes": ("prediction_id", "symbol", "source", "label", "feedback_time_ms", "matured_tick_index")}
-
-
 def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
-    """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`)."""
+    """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`), scored as the
+    pipeline's steps come (:class:`streams.evaluation.RunScorer`): a file of millions of ticks keeps a
+    few doubles per outcome, not its records."""
     from agents.app import pipeline_config
     from connectors.replay import open_file
-    from streams.evaluation import evaluate_run
+    from streams.evaluation import RunScorer
     from streams.pipeline import PartitionPipeline
 
     pipeline = PartitionPipeline(pipeline_config(settings))
-    records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
+    scorer = RunScorer()
     items = open_file(path, fmt=fmt, symbol=symbol)  # a large sorted dump is streamed, not held
-
-    def keep(step) -> None:
-        for output in step.records:
-            if output.stage == "features":
-                # Only the queue-imbalance reference reads a vector: keep what it needs, not every value.
-                record = output.record
-                book = record["values"].get("book_imbalance")
-                records["features"].append({"symbol": record["symbol"], "event_time_ms": record["event_time_ms"],
-                                            "tick_index": record["tick_index"],
-                                            "values": {} if book is None else {"book_imbalance": book}})
-            elif output.stage in records:
-                # What evaluate_run reads of a prediction or an outcome (a day of ticks is millions).
-                record = output.record
-                records[output.stage].append({k: record[k] for k in KEPT[output.stage] if k in record})
-        for released, _ in step.released:
-            keep(released)
 
     ticks, rejected, first_rejected, cut = 0, Counter(), None, ""
     for done, item in enumerate(items, 1):
@@ -160,7 +142,7 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
                     cut = f"; {item.reason}"
             continue
         ticks += 1
-        keep(pipeline.on_tick(item.tick))
+        scorer.add_step(pipeline.on_tick(item.tick))
         if progress is not None and done % 5000 == 0:
             progress(done, items.count)
     if not ticks:
@@ -173,8 +155,8 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
         codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
         print(f"livelearn: {path}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
     for released, _ in pipeline.flush():
-        keep(released)
-    return evaluate_run(records["predictions"], records["outcomes"], records["features"])
+        scorer.add_step(released)
+    return scorer.evaluation()
 
 
 def run(args, settings) -> int:

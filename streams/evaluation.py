@@ -24,10 +24,12 @@ microstructure analyst would try first: an online logistic regression (River, SG
 from __future__ import annotations
 
 import math
+from array import array
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from streams.scoring import BlockedScores, brier, calibration_error, log_loss
+from streams.scoring import BlockedScores, CalibrationBins, brier, log_loss
 
 REFERENCES = ("constant", "prior", "persistence", "trade_side", "queue_imbalance")
 POOLED = "pooled"
@@ -54,12 +56,21 @@ class QueueImbalanceReference:
 
 
 class _Forecaster:
-    __slots__ = ("n", "hits", "loss", "brier", "pairs")
+    __slots__ = ("n", "hits", "loss", "brier", "bins", "informative")
 
     def __init__(self):
         self.n = self.hits = 0
         self.loss = self.brier = 0.0
-        self.pairs: list[tuple[float, int]] = []
+        self.bins = CalibrationBins()
+        self.informative = False  # any forecast other than 0.5
+
+    def merge(self, other: _Forecaster) -> None:
+        self.n += other.n
+        self.hits += other.hits
+        self.loss += other.loss
+        self.brier += other.brier
+        self.bins.merge(other.bins)
+        self.informative = self.informative or other.informative
 
 
 class Evaluation:
@@ -91,7 +102,8 @@ class Evaluation:
             forecaster.hits += (p > 0.5) == (y == 1)
             forecaster.loss += log_loss(p, y)
             forecaster.brier += brier(p, y)
-            forecaster.pairs.append((p, y))
+            forecaster.bins.add(p, y)
+            forecaster.informative = forecaster.informative or p != 0.5
         blocks = self.blocks[symbol]
         for name in probabilities:
             paired = blocks.get(name)
@@ -106,11 +118,10 @@ class Evaluation:
         for name, f in forecasters.items():
             # A reference that never had an input (the last trade's side on klines) says 0.5 throughout:
             # it is the constant again, not a row of its own.
-            if not f.n or (name != "constant" and name in REFERENCES and all(p == 0.5 for p, _ in f.pairs)):
+            if not f.n or (name != "constant" and name in REFERENCES and not f.informative):
                 continue
-            ece, _ = calibration_error(f.pairs)
             row = {"n": f.n, "accuracy": f.hits / f.n, "log_loss": f.loss / f.n, "brier": f.brier / f.n,
-                   "calibration_error": ece}
+                   "calibration_error": f.bins.error()}
             blocks = [self.blocks[symbol][name] for symbol in symbols if name in self.blocks[symbol]]
             for reference in ("prior", "constant"):
                 s, low, high = _pooled_skill(blocks, name, reference)
@@ -128,12 +139,7 @@ class Evaluation:
         for symbol, forecasters in sorted(self.forecasters.items()):
             out[symbol] = self._rows(forecasters, [symbol])
             for name, f in forecasters.items():
-                target = pooled.setdefault(name, _Forecaster())
-                target.n += f.n
-                target.hits += f.hits
-                target.loss += f.loss
-                target.brier += f.brier
-                target.pairs += f.pairs
+                pooled.setdefault(name, _Forecaster()).merge(f)
         if len(self.forecasters) > 1:
             out[POOLED] = self._rows(pooled, list(self.forecasters))
         counts = {symbol: {"outcomes": n, "flat": self.flat[symbol], "flat_share": self.flat[symbol] / n if n else None}
@@ -170,10 +176,13 @@ class Evaluation:
 
     def reliability(self, symbol: str, name: str = "ensemble") -> list[dict]:
         """Bins of a reliability diagram (mean forecast against observed frequency)."""
-        pairs = (self.forecasters[symbol][name].pairs if symbol != POOLED else
-                 [pair for forecasters in self.forecasters.values() if name in forecasters
-                  for pair in forecasters[name].pairs])
-        return calibration_error(pairs)[1]
+        if symbol != POOLED:
+            return self.forecasters[symbol][name].bins.table()
+        bins = CalibrationBins()
+        for forecasters in self.forecasters.values():
+            if name in forecasters:
+                bins.merge(forecasters[name].bins)
+        return bins.table()
 
 
 def _pooled_skill(blocks: list[BlockedScores], model: str, reference: str) -> tuple[float, float, float]:
@@ -199,7 +208,7 @@ def _tick_index(prediction_id: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def typical_lag(lags: list[int]) -> int:
+def typical_lag(lags: Sequence[int]) -> int:
     """Median number of predictions between a prediction and its outcome (at least 1)."""
     if not lags:
         return 1
@@ -207,16 +216,108 @@ def typical_lag(lags: list[int]) -> int:
     return max(1, ordered[len(ordered) // 2])
 
 
+class RunScorer:
+    """The skill table of a run built as its records come: per symbol in vector order, the outcomes that
+    matured at a vector given before the prediction made on it (as the models learn them), which is the
+    order a partition pipeline's steps give them in. The queue-imbalance reference predicts and learns
+    as they come; what is kept of a scored outcome is one double per forecaster, its label and its lag
+    (a day of ticks is millions of outcomes), and the table is built by :meth:`evaluation` at the end,
+    once the typical lag, and with it the block length of the intervals, is known."""
+
+    def __init__(self):
+        self._references: dict[str, QueueImbalanceReference] = {}
+        self._has_book: dict[str, bool] = defaultdict(bool)
+        self._issued: dict[str, int] = defaultdict(int)
+        # prediction id -> symbol, probabilities, queue-imbalance input and forecast, position in its symbol
+        self._made: dict[str, tuple[str, dict[str, float], dict[str, float] | None, float, int]] = {}
+        self._labels: dict[str, array] = {}  # per symbol and scored outcome: 1, 0, or -1 when flat
+        self._columns: dict[str, dict[str, array]] = {}  # per symbol and forecaster: NaN where it had none
+        self._lags = array("q")
+
+    def predict(self, prediction: dict, book: dict[str, float] | None = None) -> None:
+        """A published prediction and the values of its vector (only ``book_imbalance`` is read)."""
+        symbol = prediction["symbol"]
+        reference = self._references.get(symbol)
+        if reference is None:
+            reference = self._references[symbol] = QueueImbalanceReference()
+        x = QueueImbalanceReference.inputs(book or {})
+        if x is not None:
+            self._has_book[symbol] = True
+        probabilities = {"ensemble": prediction["probability_up"], **prediction["member_probabilities"]}
+        self._made[prediction["prediction_id"]] = (symbol, probabilities, x,
+                                                   reference.predict(x) if x is not None else 0.5,
+                                                   self._issued[symbol])
+        self._issued[symbol] += 1
+
+    def mature(self, prediction_id: str, label: int | None) -> bool:
+        """The outcome of a prediction given before (False, and nothing scored, for any other id)."""
+        made = self._made.pop(prediction_id, None)
+        if made is None:
+            return False
+        symbol, probabilities, x, qi, own = made
+        self._lags.append(self._issued[symbol] - own)
+        if self._has_book[symbol]:
+            probabilities["queue_imbalance"] = qi
+        labels = self._labels.get(symbol)
+        if labels is None:
+            labels = self._labels[symbol] = array("b")
+            self._columns[symbol] = {}
+        row = len(labels)
+        labels.append(-1 if label is None else label)
+        columns = self._columns[symbol]
+        for name, p in probabilities.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = array("d", [math.nan]) * row
+            column.append(p if label is not None else math.nan)
+        for column in columns.values():
+            if len(column) == row:
+                column.append(math.nan)
+        if label is not None and x is not None:
+            self._references[symbol].learn(x, label)
+        return True
+
+    def add_step(self, step) -> None:
+        """A partition pipeline's step (:class:`streams.pipeline.Step`) and the held ticks it released:
+        its records come as the models see them, the vector, the outcomes that matured at it, then the
+        prediction made on it."""
+        book = None
+        for output in step.records:
+            record = output.record
+            if output.stage == "features":
+                book = record["values"]
+            elif output.stage == "outcomes":
+                if record["source"] in ("market", "dataset"):
+                    self.mature(record["prediction_id"], record["label"])
+            elif output.stage == "predictions":
+                self.predict(record, book)
+        for released, _ in step.released:
+            self.add_step(released)
+
+    def evaluation(self, block: int | None = None) -> Evaluation:
+        """The table of every outcome given so far (blocks of ``block`` outcomes, by default at least four
+        times the typical number of predictions between a prediction and its outcome)."""
+        out = Evaluation(block or max(20, 4 * typical_lag(self._lags)))
+        for symbol, labels in sorted(self._labels.items()):
+            columns = list(self._columns[symbol].items())
+            for k, y in enumerate(labels):
+                if y < 0:
+                    out.add(symbol, {}, None)
+                else:
+                    out.add(symbol, {name: column[k] for name, column in columns if column[k] == column[k]}, y)
+        return out
+
+
 def evaluate_run(predictions: list[dict], outcomes: list[dict], vectors: list[dict] | None = None,
                  block: int | None = None) -> Evaluation:
-    """The skill table of one run from its records: predictions (deduplicated by id), market or dataset
-    outcomes (feedback records with ``source`` market/dataset) and, when given, the feature vectors
-    (for the queue-imbalance reference).
+    """The skill table of one run from its records, in any order: predictions (deduplicated by id), market
+    or dataset outcomes (feedback records with ``source`` market/dataset) and, when given, the feature
+    vectors (for the queue-imbalance reference).
 
-    Each symbol is replayed in vector order: an outcome is learned by the reference just before the
-    prediction on the vector that matured it (``matured_tick_index``), as the models learn it. Records
-    without that index (written before it was published) are placed before the first later prediction
-    made at or after their feedback time."""
+    Each symbol is replayed in vector order through a :class:`RunScorer`: an outcome is given just before
+    the prediction on the vector that matured it (``matured_tick_index``). Records without that index
+    (written before it was published) are placed before the first later prediction made at or after
+    their feedback time."""
     from bisect import bisect_left
 
     by_id = {p["prediction_id"]: p for p in predictions}
@@ -230,7 +331,6 @@ def evaluate_run(predictions: list[dict], outcomes: list[dict], vectors: list[di
     for issued in issued_by_symbol.values():
         issued.sort(key=lambda p: (_tick_index(p["prediction_id"]) or 0, p["event_time_ms"]))
     learned_before: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    lags = []
     seen = set()
     positions = {symbol: {p["prediction_id"]: i for i, p in enumerate(issued)}
                  for symbol, issued in issued_by_symbol.items()}
@@ -249,32 +349,17 @@ def evaluate_run(predictions: list[dict], outcomes: list[dict], vectors: list[di
         else:
             at = max(own + 1, bisect_left(times[symbol], outcome["feedback_time_ms"], lo=own + 1))
         learned_before[symbol][at].append(outcome)
-        lags.append(at - own)
-    evaluation = Evaluation(block or max(20, 4 * typical_lag(lags)))
+    scorer = RunScorer()
     for symbol, issued in sorted(issued_by_symbol.items()):
-        reference = QueueImbalanceReference()
-        made: dict[str, tuple[dict | None, float]] = {}
-        has_book = False
         matured = learned_before[symbol]
         for index in range(len(issued) + 1):
             for outcome in matured.get(index, ()):
-                prediction = by_id[outcome["prediction_id"]]
-                x, qi = made.pop(outcome["prediction_id"])
-                probabilities = {"ensemble": prediction["probability_up"], **prediction["member_probabilities"]}
-                if has_book:
-                    probabilities["queue_imbalance"] = qi
-                y = outcome["label"]
-                evaluation.add(symbol, probabilities, y)
-                if y is not None and x is not None:
-                    reference.learn(x, y)
-            if index == len(issued):
-                break
-            prediction = issued[index]
-            values = books.get((symbol, prediction["event_time_ms"], _tick_index(prediction["prediction_id"])), {})
-            x = QueueImbalanceReference.inputs(values)
-            has_book = has_book or x is not None
-            made[prediction["prediction_id"]] = (x, reference.predict(x) if x is not None else 0.5)
-    return evaluation
+                scorer.mature(outcome["prediction_id"], outcome["label"])
+            if index < len(issued):
+                prediction = issued[index]
+                scorer.predict(prediction, books.get((symbol, prediction["event_time_ms"],
+                                                      _tick_index(prediction["prediction_id"]))))
+    return scorer.evaluation(block)
 
 
 def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:

@@ -53,22 +53,59 @@ def brier(p_up: float, y: int) -> float:
     return (p_up - y) ** 2
 
 
+class CalibrationBins:
+    """Counts, forecast sums and outcome sums over equal-width bins of the forecast, kept as outcomes
+    arrive: the expected calibration error and a reliability diagram without keeping every pair (a day
+    of ticks is millions of them).
+
+    >>> bins = CalibrationBins()
+    >>> for p, y in ((0.15, 0), (0.15, 1), (0.9, 1)):
+    ...     bins.add(p, y)
+    >>> round(bins.error(), 4), [b["n"] for b in bins.table() if b["n"]]
+    (0.2667, [2, 1])
+    """
+
+    __slots__ = ("counts", "forecast", "observed")
+
+    def __init__(self, bins: int = CALIBRATION_BINS):
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        self.counts = [0] * bins
+        self.forecast = [0.0] * bins
+        self.observed = [0.0] * bins
+
+    def add(self, p: float, y: int) -> None:
+        i = min(int(p * len(self.counts)), len(self.counts) - 1)
+        self.counts[i] += 1
+        self.forecast[i] += p
+        self.observed[i] += y
+
+    def merge(self, other: CalibrationBins) -> None:
+        if len(other.counts) != len(self.counts):
+            raise ValueError(f"cannot merge {len(other.counts)} bins into {len(self.counts)}")
+        for i in range(len(self.counts)):
+            self.counts[i] += other.counts[i]
+            self.forecast[i] += other.forecast[i]
+            self.observed[i] += other.observed[i]
+
+    def error(self) -> float:
+        """Weighted mean |mean forecast - frequency| over the bins (NaN before any outcome)."""
+        n = sum(self.counts)
+        return sum(abs(f - o) for f, o in zip(self.forecast, self.observed, strict=True)) / n if n else float("nan")
+
+    def table(self) -> list[dict]:
+        bins = len(self.counts)
+        return [{"low": i / bins, "high": (i + 1) / bins, "n": c, "forecast": self.forecast[i] / c if c else None,
+                 "observed": self.observed[i] / c if c else None} for i, c in enumerate(self.counts)]
+
+
 def calibration_error(pairs: Iterable[tuple[float, int]], bins: int = CALIBRATION_BINS) -> tuple[float, list[dict]]:
     """Expected calibration error (weighted mean |mean forecast - frequency| over equal-width bins)
     and the bins themselves (count, mean forecast, observed frequency) for a reliability diagram."""
-    counts = [0] * bins
-    forecast = [0.0] * bins
-    observed = [0.0] * bins
+    table = CalibrationBins(bins)
     for p, y in pairs:
-        i = min(int(p * bins), bins - 1)
-        counts[i] += 1
-        forecast[i] += p
-        observed[i] += y
-    n = sum(counts)
-    table = [{"low": i / bins, "high": (i + 1) / bins, "n": c, "forecast": forecast[i] / c if c else None,
-              "observed": observed[i] / c if c else None} for i, c in enumerate(counts)]
-    error = sum(abs(forecast[i] - observed[i]) for i in range(bins)) / n if n else float("nan")
-    return error, table
+        table.add(p, y)
+    return table.error(), table.table()
 
 
 class RollingScore:

@@ -81,3 +81,65 @@ def test_book_data_add_the_queue_imbalance_reference_learning_with_the_models_de
     assert rows["queue_imbalance"]["n"] == len(losses)
     assert rows["queue_imbalance"]["log_loss"] == pytest.approx(sum(losses) / len(losses), abs=1e-12)
     assert summary["_counts"]["ETHUSDT"]["flat"] == 0  # next-change labels are never flat
+
+
+def test_a_run_scored_as_it_goes_equals_the_table_from_its_records():
+    """`livelearn evaluate FILE` scores the pipeline's steps as they come (RunScorer) instead of keeping
+    every record: the same table, the queue-imbalance reference included, to the last bit."""
+    from agents.app import pipeline_config
+    from agents.settings import Settings
+    from streams.evaluation import RunScorer
+    from streams.pipeline import PartitionPipeline
+
+    path = DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz"
+    pipeline, scorer = PartitionPipeline(pipeline_config(Settings())), RunScorer()
+    records: dict[str, list[dict]] = {"predictions": [], "outcomes": [], "features": []}
+
+    def keep(step):
+        for output in step.records:
+            if output.stage in records:
+                records[output.stage].append(output.record)
+        for released, _ in step.released:
+            keep(released)
+
+    items = (i for i in read_file(path) if i.tick is not None)
+    for item in itertools.islice(items, 6000):
+        step = pipeline.on_tick(item.tick)
+        scorer.add_step(step)
+        keep(step)
+    for released, _ in pipeline.flush():
+        scorer.add_step(released)
+        keep(released)
+    streamed = scorer.evaluation().summary()
+    assert streamed == evaluate_run(records["predictions"], records["outcomes"], records["features"]).summary()
+    rows = streamed["BTCUSDT"]
+    assert {"ensemble", "prior", "queue_imbalance"} <= set(rows) and rows["ensemble"]["n"] > 100
+
+
+def test_a_scored_outcome_keeps_a_few_doubles_not_its_records():
+    import random
+    import tracemalloc
+
+    from streams.evaluation import RunScorer
+
+    rng, scorer = random.Random(3), RunScorer()
+    members = {f"m{i}": 0.5 for i in range(8)}
+
+    def one(i):
+        pid = f"X-{i}-{i}"
+        scorer.predict({"symbol": "X", "prediction_id": pid, "probability_up": rng.random(),
+                        "member_probabilities": {name: rng.random() for name in members}})
+        if i >= 5:
+            scorer.mature(f"X-{i - 5}-{i - 5}", rng.randint(0, 1))
+
+    for i in range(1000):
+        one(i)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(1000, 21000):
+        one(i)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # Ten forecasters and a label: about 90 bytes an outcome; keeping the records was about 2 KB.
+    assert grown / 20000 < 200, grown / 20000
+    assert scorer.evaluation().summary()["X"]["ensemble"]["n"] == 20995
