@@ -1,4 +1,4 @@
-"""Replay of recorded market data: Binance dumps (.zip or .csv) and raw websocket captures.
+"""Replay of recorded market data: Binance dumps (.zip, .csv or .csv.gz) and raw websocket captures.
 
 Formats, recognised per file:
 
@@ -299,7 +299,7 @@ _STREAMED = {"klines": 6, "aggTrades": 5, "trades": 4}
 @dataclass
 class FileItems:
     """One file's items in event-time order, as :func:`read_file` gives them, and how many there are
-    (known before they are read, for progress). A Binance dump (klines, aggTrades, trades; zip or
+    (known before they are read, for progress). A Binance dump (klines, aggTrades, trades; zip, gzip or
     plain CSV) whose rows are already in time order, as data.binance.vision and ``livelearn history``
     write them, is streamed: read once to check the order and count, then row by row, so a day of
     trades does not have to fit in memory (a million rows held at once took 1.4 GB). A websocket
@@ -330,14 +330,20 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     chosen = detect_format(path, first) if fmt == "auto" and first else fmt
     if first and chosen == "ws":
         return _streamed_capture(path, file_index)
-    if first and chosen in _STREAMED and not gzipped:  # a gzipped dump is read whole
+    if first and chosen in _STREAMED:
         count = _count_if_sorted(path, _STREAMED[chosen])
         if count is not None:
             name = (symbol or symbol_from_name(path)).upper()
 
             def stream() -> Iterator[ReplayItem]:
-                with _text_stream(path) as lines:
-                    yield from _csv_items(csv.reader(lines), str(path), file_index, name, chosen)
+                text = GzipLines(path) if gzipped else None
+                last = 0
+                with _text_stream(path, text) as lines:
+                    for item in _csv_items(csv.reader(lines), str(path), file_index, name, chosen):
+                        last = item.event_time_ms
+                        yield item
+                if text is not None and text.truncated:
+                    yield _truncated(path, file_index, last, text.count)
             return FileItems(path, count, _stream=stream)
     items = read_file(path, file_index, fmt, symbol)
     return FileItems(path, len(items), _items=items)
@@ -402,9 +408,13 @@ def _gzipped(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _text_stream(path: Path) -> Iterator[Iterator[str]]:
-    """The file's lines (:func:`_lines`) from a zip's single member or a plain file; a damaged zip is
-    a :class:`DamagedFile` wherever it shows."""
+def _text_stream(path: Path, text: GzipLines | None = None) -> Iterator[Iterator[str]]:
+    """The file's lines (:func:`_lines`) from a zip's single member, the gzip file ``text`` reads (then
+    ``text.truncated`` says, once they are read, whether it was cut short) or a plain file; a damaged
+    zip is a :class:`DamagedFile` wherever it shows."""
+    if text is not None:
+        yield (line + "\n" for line in text)
+        return
     try:
         if path.suffix == ".zip":
             with zipfile.ZipFile(path) as archive:
@@ -430,7 +440,8 @@ def _count_if_sorted(path: Path, time_column: int) -> int | None:
     before it (then the file must be sorted in memory). Rows whose time cannot be read are counted and
     do not break the order: such a row is rejected and takes the time of the row before it."""
     count, last = 0, -1
-    with _text_stream(path) as lines:
+    text = GzipLines(path) if _gzipped(path) else None
+    with _text_stream(path, text) as lines:
         for number, row in enumerate(csv.reader(lines), 1):
             if _not_a_row(number, row):
                 continue
@@ -442,7 +453,7 @@ def _count_if_sorted(path: Path, time_column: int) -> int | None:
             if t < last:
                 return None
             last = t
-    return count
+    return count + (text is not None and text.truncated)  # a gzip dump cut short: its mark is an item
 
 
 def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
