@@ -88,12 +88,14 @@ def finite(value: Any) -> Any:
 
 
 def evaluate_topics(settings) -> dict[str, Any]:
-    from cli.topic_reader import read_records
-    from streams.evaluation import evaluate_run
+    from functools import partial
 
-    predictions = read_records(settings, "predictions", "prediction")
-    outcomes = read_records(settings, "outcomes", "feedback")
-    vectors = read_records(settings, "features", "features")
+    from cli.topic_reader import read_records
+    from streams.evaluation import evaluate_run, read_for_scoring
+
+    predictions = read_records(settings, "predictions", "prediction", keep=partial(read_for_scoring, "predictions"))
+    outcomes = read_records(settings, "outcomes", "feedback", keep=partial(read_for_scoring, "outcomes"))
+    vectors = read_records(settings, "features", "features", keep=partial(read_for_scoring, "features"))
     return evaluate_run(predictions, outcomes, vectors).summary()
 
 

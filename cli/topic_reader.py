@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Callable
 
 from agents.settings import Settings
 from cli.errors import CliError
@@ -73,8 +74,9 @@ def missing_topic(settings: Settings, stage: str, timeout: float = 10.0) -> str 
 
 
 def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10.0,
-                 timeout_s: float = 600.0) -> list[dict]:
-    """Decoded records of a stage's topic, in partition/offset order per partition, each once.
+                 timeout_s: float = 600.0, keep: Callable[[dict], dict] | None = None) -> list[dict]:
+    """Decoded records of a stage's topic, in partition/offset order per partition, each once; with
+    ``keep``, what it returns of each record (a long run's topics need not be held whole).
 
     A topic that does not exist, or one not read to its end (the broker went away, or no record came
     for ``idle_s`` while some partition was unfinished) raises :class:`CliError`: scores computed from
@@ -95,7 +97,7 @@ def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10
                 undecodable, first = undecodable + 1, first or str(exc)
                 continue
             if dedup.fresh(record):
-                records.append(record)
+                records.append(record if keep is None else keep(record))
         if not reader.complete:
             raise CliError(f"{topic} was not read to its end ({len(records):,} records read; the read stops after "
                            f"{timeout_s:.0f} s, or after {idle_s:.0f} s without a record): is the broker "

@@ -202,6 +202,24 @@ def _pooled_skill(blocks: list[BlockedScores], model: str, reference: str) -> tu
     return merged.skill(model, reference)
 
 
+# What evaluate_run reads of a prediction and an outcome record.
+READS = {"predictions": ("prediction_id", "symbol", "event_time_ms", "probability_up", "member_probabilities"),
+         "outcomes": ("prediction_id", "symbol", "source", "label", "feedback_time_ms", "matured_tick_index")}
+
+
+def read_for_scoring(stage: str, record: dict) -> dict:
+    """The part of a ``predictions``, ``outcomes`` or ``features`` record that :func:`evaluate_run`
+    reads (of a vector: its place and the queue imbalance), so that a long run's topics read for
+    scoring need not be held whole."""
+    if stage == "features":
+        kept = {k: record[k] for k in ("symbol", "event_time_ms", "tick_index") if k in record}
+        if "values" in record:
+            book = record["values"].get("book_imbalance")
+            kept["values"] = {} if book is None else {"book_imbalance": book}
+        return kept
+    return {k: record[k] for k in READS[stage] if k in record}
+
+
 def _tick_index(prediction_id: str) -> int | None:
     """The vector index a prediction id ends with (``<symbol>-<event time>-<tick index>``)."""
     tail = prediction_id.rsplit("-", 1)[-1]

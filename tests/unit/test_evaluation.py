@@ -88,7 +88,7 @@ def test_a_run_scored_as_it_goes_equals_the_table_from_its_records():
     every record: the same table, the queue-imbalance reference included, to the last bit."""
     from agents.app import pipeline_config
     from agents.settings import Settings
-    from streams.evaluation import RunScorer
+    from streams.evaluation import RunScorer, read_for_scoring
     from streams.pipeline import PartitionPipeline
 
     path = DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz"
@@ -112,6 +112,9 @@ def test_a_run_scored_as_it_goes_equals_the_table_from_its_records():
         keep(released)
     streamed = scorer.evaluation().summary()
     assert streamed == evaluate_run(records["predictions"], records["outcomes"], records["features"]).summary()
+    # What `livelearn evaluate` keeps of a run's topics is all the table reads.
+    kept = {stage: [read_for_scoring(stage, r) for r in rs] for stage, rs in records.items()}
+    assert streamed == evaluate_run(kept["predictions"], kept["outcomes"], kept["features"]).summary()
     rows = streamed["BTCUSDT"]
     assert {"ensemble", "prior", "queue_imbalance"} <= set(rows) and rows["ensemble"]["n"] > 100
 
