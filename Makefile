@@ -13,7 +13,7 @@ help:
 	@echo "make test-unit         unit tests, doctests and the agent tier (no broker)"
 	@echo "make test-integration  integration tests against the real local broker"
 	@echo "make lint              ruff over every package"
-	@echo "make typecheck         mypy over streams/, schemas/ and the settings"
+	@echo "make typecheck         mypy over streams/, schemas/, the settings and the file readers"
 	@echo "make bench             the benchmarks (RESULT lines)"
 	@echo "make env               create the environment and print its path"
 	@echo "make kafka-up|kafka-down  the local KRaft broker"
@@ -43,7 +43,7 @@ lint:
 	@venv="$$(bash scripts/bootstrap.sh)"; "$$venv/bin/ruff" check streams agents schemas connectors cli bench tests
 
 typecheck:
-	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --cache-dir "$$(dirname "$$(dirname "$$venv")")/mypy/$$(basename "$$venv")" --ignore-missing-imports streams schemas agents/sections.py agents/settings.py  # also in tests/unit/test_static.py
+	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --cache-dir "$$(dirname "$$(dirname "$$venv")")/mypy/$$(basename "$$venv")" --ignore-missing-imports streams schemas agents/sections.py agents/settings.py connectors/recorded.py connectors/replay.py connectors/text_lines.py  # also in tests/unit/test_static.py
 
 bench:
 	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning core skill drift_eval drift_quiet drift_real pipeline latency scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done

@@ -41,7 +41,7 @@ def real_data(paths: list[str] | None = None) -> RealData:
     if not paths:
         return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
                         tuple(sorted((SHARED / "binance" / "ws").glob("spot_*.gz"))))
-    from connectors.replay import input_files
+    from connectors.recorded import input_files
 
     files = input_files(paths)
     klines = tuple(p for p in files if KLINE_DUMP.fullmatch(p.name))

@@ -35,7 +35,7 @@ from common import SHARED, result
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams.drift import DriftMonitor
 from streams.ensemble import Ensemble

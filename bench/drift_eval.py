@@ -22,7 +22,7 @@ import numpy as np
 from common import SHARED, best_of, pin_one_core, result
 from river import drift
 
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from connectors.synth import Change, generate
 from streams.drift import Channel, DriftConfig, adjust
 from streams.features import DRIFT_FEATURES, FeatureEngine

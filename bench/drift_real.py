@@ -43,7 +43,7 @@ from common import RealData, real_data, result
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from connectors.replay import merged, read_file
+from connectors.recorded import merged, read_file
 from streams.pipeline import PartitionPipeline
 
 CHANNELS = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION", "BASIS")

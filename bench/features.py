@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 from common import SHARED, best_of, pin_one_core, result
 
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from streams.features import FEATURE_NAMES, FeatureEngine
 from streams.features_batch import TickSeries, update_many
 

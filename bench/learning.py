@@ -20,7 +20,7 @@ import time
 from common import SHARED, isolated_settings, pin_one_core, result, running_worker
 
 from agents.settings import Settings
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from streams.features import FeatureEngine
 from streams.learning import LearnerConfig, SymbolLearner
 

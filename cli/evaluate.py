@@ -126,7 +126,7 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
     pipeline's steps come (:class:`streams.evaluation.RunScorer`): a file of millions of ticks keeps a
     few doubles per outcome, not its records."""
     from agents.app import pipeline_config
-    from connectors.replay import open_file
+    from connectors.recorded import open_file
     from streams.evaluation import RunScorer
     from streams.pipeline import PartitionPipeline
 
@@ -168,7 +168,7 @@ def run(args, settings) -> int:
     from cli.errors import CliError, require_broker
 
     if args.files:
-        from connectors.replay import input_files
+        from connectors.recorded import input_files
 
         try:
             files = [str(path) for path in input_files(args.files)]

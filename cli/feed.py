@@ -30,7 +30,8 @@ def ensure_topics(settings: Settings) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
     from connectors.binance import PayloadError
-    from connectors.replay import input_files, replay
+    from connectors.recorded import input_files
+    from connectors.replay import replay
 
     try:
         paths = input_files(args.files)
@@ -269,7 +270,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=speed_option, default=None, metavar="N|max",
                    help="1 = real time, 60 = sixty times faster, max = as fast as possible (default)")
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
-    from connectors.replay import FORMATS
+    from connectors.recorded import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="auto",
                    help="file format of every file (default: recognised from content and name)")

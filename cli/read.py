@@ -195,7 +195,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from connectors.replay import FORMATS
+    from connectors.recorded import FORMATS
 
     p = sub.add_parser("predictions", help="print predictions as they are published")
     _reader_options(p)

@@ -13,7 +13,7 @@ from cli.feed import ensure_topics
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from cli import demo
     from cli.errors import CliError
-    from connectors.replay import input_files
+    from connectors.recorded import input_files
 
     try:  # before the broker and the worker start: a mistyped path is the first thing to say
         files = input_files(args.files) if args.files else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agents.topics import FLOW
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from tests.avro_apache import apache_decode, apache_encode, apache_schema
 from tests.conftest import ROOT

@@ -18,7 +18,7 @@ import pytest
 
 from agents.app import Runtime, pipeline_config
 from agents.settings import Settings
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams.pipeline import PartitionPipeline
 from tests.conftest import ROOT, livelearn

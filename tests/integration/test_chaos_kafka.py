@@ -31,7 +31,7 @@ from agents.checkpoints import read_checkpoints
 from agents.settings import Settings
 from agents.trust import CheckpointSigner, checkpoint_key
 from agents.worker import INPUTS
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams import snapshots
 from streams.pipeline import PartitionPipeline

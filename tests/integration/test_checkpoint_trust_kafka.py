@@ -14,7 +14,7 @@ import pytest
 from agents.checkpoints import part_key
 from agents.settings import Settings
 from agents.trust import CheckpointSigner, checkpoint_key
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from tests.conftest import ROOT
 from tests.kafka_io import produce, read_topic, wait_for_distinct

@@ -20,7 +20,7 @@ import pytest
 from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.json_lines import KEEP_BYTES, parse_tick
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams.pipeline import PartitionPipeline
 from tests.conftest import DATA, livelearn

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.binance_live import LiveHandler, stream_names
 from connectors.binance_rest import RateLimiter, download_agg_trades, fetch_agg_trades, make_client, parse_day
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from tests.binance_server import BinanceREST, capture_messages, dump_rows, rest_agg_trade, rest_kline
 from tests.conftest import DATA, livelearn
 

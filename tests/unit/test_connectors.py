@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from connectors.binance import PayloadError, Skipped, kline_row_to_tick, normalise_ws, to_ms
-from connectors.replay import ReplayStats, read_file, replay
+from connectors.recorded import read_file
+from connectors.replay import ReplayStats, replay
 from streams.ticks import check_tick
 
 WS = Path(__file__).resolve().parents[2] / "data" / "binance" / "ws"
@@ -256,7 +257,7 @@ def test_a_capture_cut_short_is_read_to_its_last_complete_line_and_says_so(tmp_p
     ("capture.gz", lambda: b"\x1f\x8b\x08\x00" + b"\xff" * 64, "damaged gzip data"),
 ])
 def test_a_damaged_archive_is_one_clear_error_naming_the_file(tmp_path, name, data, message):
-    from connectors.replay import DamagedFile
+    from connectors.text_lines import DamagedFile
 
     path = tmp_path / name
     path.write_bytes(data())
@@ -285,7 +286,7 @@ def test_a_sorted_dump_is_streamed_with_the_same_items(tmp_path):
     import gzip
     import zipfile
 
-    from connectors.replay import open_file
+    from connectors.recorded import open_file
 
     rows = _trades_csv(300).splitlines()
     text = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\r\n" + "\r\n".join(
@@ -324,7 +325,7 @@ def test_a_large_dump_is_replayed_in_little_memory(tmp_path):
     import gzip
     import tracemalloc
 
-    from connectors.replay import open_file
+    from connectors.recorded import open_file
 
     path = tmp_path / "BTCUSDT-trades-2024-01-01.csv"
     path.write_text(_trades_csv(50_000))
@@ -383,7 +384,7 @@ def test_a_capture_is_streamed_in_time_order_with_the_same_items(tmp_path):
     """A websocket capture (gzip or plain) is read line by line, twice: once to count and find how far
     an event's time lags behind the latest before it, once to give the items in the order of a stable
     sort by time; they equal the in-memory read's, a capture cut short and one out of order included."""
-    from connectors.replay import open_file
+    from connectors.recorded import open_file
 
     whole = gzip.decompress((WS / "spot_btcusdt_20240808.gz").read_bytes())
     lines = whole.splitlines(keepends=True)
@@ -408,7 +409,7 @@ def test_a_large_capture_is_replayed_in_memory_that_does_not_grow_with_it(tmp_pa
     events within the largest lag, whatever the file's length."""
     import tracemalloc
 
-    from connectors.replay import open_file
+    from connectors.recorded import open_file
 
     def capture(n: int) -> Path:
         rows = []

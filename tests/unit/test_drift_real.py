@@ -15,7 +15,7 @@ import pytest
 from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.datasets import RowError, labelled_vectors
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from schemas.keys import BasisGroups, base_asset
 from streams.drift import BasisTracker, Channel, DriftConfig, DriftMonitor
 from streams.drift.volatility import VOLATILITY_SCALED, VolatilityScale

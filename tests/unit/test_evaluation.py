@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from streams.evaluation import QueueImbalanceReference, evaluate_run
 from streams.features import FeatureEngine
 from streams.learning import LearnerConfig, SymbolLearner

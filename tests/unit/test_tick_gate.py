@@ -11,7 +11,7 @@ import pytest
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from connectors.replay import read_file
+from connectors.recorded import read_file
 from streams.features import FeatureEngine
 from streams.pipeline import PartitionPipeline
 from streams.tick_gate import GateConfig, TickGate

@@ -1,0 +1,440 @@
+"""Recorded market data read as ticks: Binance dumps (.zip, .csv or .csv.gz) and raw websocket captures.
+
+Formats, recognised per file:
+
+* klines (12 columns; spot dumps without header, USD-M futures with a header; ms or µs times) — the
+  symbol comes from the file name (``BTCUSDT-1m-2020-01-01.zip``);
+* aggTrades (``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+  is_buyer_maker``) and trades (``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match``),
+  recognised by ``aggTrades`` / ``trades`` in the file name;
+* websocket captures: one JSON message a line, optionally prefixed by a receive time (``<time>
+  <json>`` as hftbacktest writes it, ``<time>: <json>`` as cryptofeed does) in seconds, ms, µs or ns,
+  told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`); gzip is read
+  transparently, and a capture whose gzip stream ends early (its recorder was killed) is read up to
+  its last complete line, with one rejected ``truncated_file`` row saying so (counted and
+  dead-lettered as any rejected row);
+* generic OHLCV CSV with a header (``connectors.ohlcv``: ISO or epoch times), recognised by its header.
+
+``--format`` names the format instead of recognising it, and ``--symbol`` gives the symbol of files
+whose name does not start with it (both apply to every file of the run).
+
+Each file's items are in stable event-time order: a Binance dump already in that order and every
+websocket capture are streamed (:class:`FileItems`: a day of trades or of a symbol's capture need not
+fit in memory), any other file is read whole and sorted; files are then merged by
+``(event time, file position on the command line, line number)``, so the same inputs always give the
+same sequence and therefore byte-identical topic contents. A damaged zip or gzip file raises
+:class:`DamagedFile` (a ``ValueError``) naming it. A folder stands for the data files under it
+(:func:`input_files`), so the tree ``livelearn history`` writes replays as one argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import heapq
+import io
+import json
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.binance import (
+    PayloadError,
+    Skipped,
+    agg_trade_row_to_tick,
+    kline_row_to_tick,
+    normalise_ws,
+    to_ms,
+    trade_row_to_tick,
+)
+from connectors.ohlcv import epoch_ms, is_ohlcv_header, ohlcv_columns, ohlcv_row_to_tick
+from connectors.text_lines import DamagedFile, GzipLines
+from streams.ticks import InvalidTick, check_tick
+
+FORMATS = ("auto", "klines", "aggTrades", "trades", "ws", "ohlcv")
+
+_WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
+
+
+@dataclass(order=True)
+class ReplayItem:
+    event_time_ms: int
+    file_index: int
+    line: int
+    tick: dict[str, Any] | None = field(compare=False, default=None)
+    origin: str = field(compare=False, default="")
+    raw: bytes = field(compare=False, default=b"")
+    reason_code: str = field(compare=False, default="")
+    reason: str = field(compare=False, default="")
+
+
+# Files a folder of data also holds that are not data: dump checksums, a download still being
+# written (``livelearn history`` renames it when complete), documentation and provenance notes.
+NOT_DATA_SUFFIXES = frozenset({".checksum", ".partial", ".md", ".rst", ".html", ".pdf", ".png", ".jpg", ".sha256"})
+
+
+def input_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The files named, with each folder replaced by the data files anywhere under it, in path order
+    (so the same folder always gives the same order, hence the same replay).
+
+    Hidden names and :data:`NOT_DATA_SUFFIXES` are left out of folders (a file named on its own is
+    always taken). Raises ``FileNotFoundError`` naming every missing path, and ``ValueError`` for a
+    folder with no data file in it.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b/BTCUSDT-1m-2024-01-02.zip", "a/BTCUSDT-1m-2024-01-01.zip", "a/x.zip.CHECKSUM", ".hidden"):
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"")
+    >>> [str(p.relative_to(root)) for p in input_files([root])]
+    ['a/BTCUSDT-1m-2024-01-01.zip', 'b/BTCUSDT-1m-2024-01-02.zip']
+    """
+    named = [Path(p) for p in paths]
+    missing = [str(p) for p in named if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    files: list[Path] = []
+    for path in named:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() not in NOT_DATA_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise ValueError(f"{path}: a folder with no data file in it")
+        files += found
+    return files
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _only_member(path: Path, archive: zipfile.ZipFile) -> str:
+    """A Binance dump's zip holds one file; anything else is not one of ours."""
+    members = [n for n in archive.namelist() if not n.endswith("/")]
+    if len(members) != 1:
+        raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+    return members[0]
+
+
+def _damaged_zip(path: Path, exc: Exception) -> DamagedFile:
+    return DamagedFile(f"{path}: not a readable zip archive ({exc}); a download cut short? Fetch it again")
+
+
+def _not_a_row(number: int, row: list[str]) -> bool:
+    """A blank line, or a first line that is a header (its first cell is not a number)."""
+    return not row or (number == 1 and not row[0].strip().lstrip("-").isdigit())
+
+
+def _open_text_lines(path: Path) -> tuple[list[str], bool]:
+    """The file's lines, and whether it was cut short (a gzip stream that ends early: its readable
+    lines are kept, the last, incomplete one dropped)."""
+    if path.suffix == ".zip":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(_only_member(path, archive))
+        except _ZIP_ERRORS as exc:
+            raise _damaged_zip(path, exc) from None
+        return data.decode("utf-8", errors="replace").splitlines(), False
+    if _gzipped(path):
+        text = GzipLines(path)
+        lines = list(text)
+        return lines, text.truncated
+    return path.read_bytes().decode("utf-8", errors="replace").splitlines(), False
+
+
+def detect_format(path: Path, first_line: str) -> str:
+    name = path.name.lower()
+    stripped = first_line.lstrip()
+    if stripped.startswith(("{", "[")) or _WS_PREFIX.match(first_line) or stripped.startswith("wss://"):
+        return "ws"
+    if "aggtrades" in name:
+        return "aggTrades"
+    if "trades" in name:
+        return "trades"
+    header = next(csv.reader([first_line]), [])
+    # Binance futures klines carry a header too (with close_time and quote_volume): still klines.
+    if is_ohlcv_header(header) and "quote_volume" not in {cell.strip().lower() for cell in header}:
+        return "ohlcv"
+    return "klines"
+
+
+def symbol_from_name(path: Path) -> str:
+    return path.name.split("-")[0].split(".")[0].upper()
+
+
+def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
+    """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time.
+    ``fmt`` (one of :data:`FORMATS`) and ``symbol`` override what the file's content and name say."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    lines, truncated = _open_text_lines(path)
+    items = _read_lines(path, lines, file_index, fmt, symbol) if lines else []
+    if truncated:
+        items.append(_truncated(path, file_index, items[-1].event_time_ms if items else 0, len(lines)))
+    return items
+
+
+def _truncated(path: Path, file_index: int, latest_ms: int, lines: int) -> ReplayItem:
+    """The mark of a gzip capture cut short: counted and dead-lettered like any rejected row, after the
+    file's last readable one (at the latest time read)."""
+    return ReplayItem(latest_ms, file_index, lines + 1, None, str(path), b"", "truncated_file",
+                      f"the gzip data ends early, after line {lines} (a capture cut short?); the lines before it "
+                      "were read")
+
+
+def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol: str | None) -> list[ReplayItem]:
+    if fmt == "auto":
+        fmt = detect_format(path, lines[0])
+    origin = str(path)
+    items: list[ReplayItem] = []
+    if fmt == "ws":
+        items += _ws_lines(lines, file_index, origin)
+    else:
+        symbol = (symbol or symbol_from_name(path)).upper()
+        items += _csv_items(csv.reader(io.StringIO("\n".join(lines))), origin, file_index, symbol, fmt)
+    items.sort(key=lambda item: item.event_time_ms)
+    return items
+
+
+def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: str, fmt: str) -> Iterator[ReplayItem]:
+    """The rows of a CSV format as ReplayItems, in file order; a rejected row takes the time of the
+    row before it."""
+    convert: Callable[[str, list[str]], dict]
+    if fmt == "ohlcv":
+        columns = ohlcv_columns(next(rows, []))
+
+        def convert(name: str, row: list[str]) -> dict:
+            return ohlcv_row_to_tick(name, row, columns)
+    else:
+        convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick}[fmt]
+    last_time = 0
+    for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
+        if _not_a_row(number, row):
+            continue
+        raw = ",".join(row).encode()
+        try:
+            tick = convert(symbol, row)
+            check_tick(tick)
+        except (PayloadError, InvalidTick) as exc:
+            yield ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc))
+            continue
+        last_time = tick["event_time_ms"]
+        yield ReplayItem(last_time, file_index, number, tick, origin, raw)
+
+
+def _ws_lines(lines: Iterable[str], file_index: int, origin: str) -> Iterator[ReplayItem]:
+    """A capture's items in file order; a line that is no tick takes the time of the item before it."""
+    last_time = 0
+    for number, text in enumerate(lines, 1):
+        item = _ws_line(text, number, file_index, origin, last_time)
+        if item is not None:
+            last_time = item.event_time_ms
+            yield item
+
+
+def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int) -> ReplayItem | None:
+    if not text.strip() or text.startswith("wss://"):
+        return None
+    receive_ms: int | None = None
+    body = text
+    match = _WS_PREFIX.match(text)
+    if match:
+        receive_ms = epoch_ms(match.group(1))
+        body = text[match.end():]
+    raw = text.encode()
+    try:
+        message = json.loads(body)
+        tick = normalise_ws(message, receive_ms)
+        check_tick(tick)
+    except json.JSONDecodeError as exc:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, "malformed_json", f"malformed_json: {exc}")
+    except Skipped as skip:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, "skip", skip.what)
+    except (PayloadError, InvalidTick) as exc:
+        return ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc))
+    return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+# The dumps a day of trades comes in (millions of rows): read as a stream when already in time order.
+# Their time column (what the row's tick takes as its event time).
+_STREAMED = {"klines": 6, "aggTrades": 5, "trades": 4}
+
+
+@dataclass
+class FileItems:
+    """One file's items in event-time order, as :func:`read_file` gives them, and how many there are
+    (known before they are read, for progress). A Binance dump (klines, aggTrades, trades; zip, gzip or
+    plain CSV) whose rows are already in time order, as data.binance.vision and ``livelearn history``
+    write them, is streamed: read once to check the order and count, then row by row, so a day of
+    trades does not have to fit in memory (a million rows held at once took 1.4 GB). A websocket
+    capture (gzip or plain) is streamed too, its events held back only as long as the largest lag of
+    an event's time behind the latest before it (:func:`in_time_order`; two hours of the BTCUSDT
+    capture repeated, 825,000 items: 1.25 GB -> 20 MB resident). Any other file, or a dump out of
+    order, is read whole and stably sorted. Either way the items are the same."""
+
+    path: Path
+    count: int
+    _items: list[ReplayItem] | None = None
+    _stream: Callable[[], Iterator[ReplayItem]] | None = None
+
+    def __iter__(self) -> Iterator[ReplayItem]:
+        return iter(self._items) if self._items is not None else self._stream()  # type: ignore[misc]
+
+
+def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> FileItems:
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    gzipped = _gzipped(path)
+    first = _first_line(path, gzipped)
+    chosen = detect_format(path, first) if fmt == "auto" and first else fmt
+    if first and chosen == "ws":
+        return _streamed_capture(path, file_index)
+    if first and chosen in _STREAMED:
+        count = _count_if_sorted(path, _STREAMED[chosen])
+        if count is not None:
+            name = (symbol or symbol_from_name(path)).upper()
+
+            def stream() -> Iterator[ReplayItem]:
+                text = GzipLines(path) if gzipped else None
+                last = 0
+                with _text_stream(path, text) as lines:
+                    for item in _csv_items(csv.reader(lines), str(path), file_index, name, chosen):
+                        last = item.event_time_ms
+                        yield item
+                if text is not None and text.truncated:
+                    yield _truncated(path, file_index, last, text.count)
+            return FileItems(path, count, _stream=stream)
+    items = read_file(path, file_index, fmt, symbol)
+    return FileItems(path, len(items), _items=items)
+
+
+def _first_line(path: Path, gzipped: bool) -> str:
+    """The file's first line (what tells its format); the reader and its chunk go with the call."""
+    with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
+        return next(lines, "").rstrip("\r\n")
+
+
+def _ws_items(path: Path, file_index: int) -> Iterator[ReplayItem]:
+    """A capture's items in file order (:func:`read_file`'s before its sort), read line by line."""
+    text = GzipLines(path) if _gzipped(path) else None
+    latest = 0
+    with contextlib.ExitStack() as stack:
+        lines = iter(text) if text is not None else (line[:-1] for line in stack.enter_context(_text_stream(path)))
+        for item in _ws_lines(lines, file_index, str(path)):
+            latest = max(latest, item.event_time_ms)
+            yield item
+    if text is not None and text.truncated:
+        yield _truncated(path, file_index, latest, text.count)
+
+
+def _streamed_capture(path: Path, file_index: int) -> FileItems:
+    """A websocket capture streamed in event-time order. Lines come in receive order, and an event's
+    own time can be behind the latest one before it (a trade's exchange time against a book ticker's
+    receive time): a first read counts the items and finds the largest such lag, the second holds back
+    only the items within that lag of the latest, so the order is exactly a stable sort's."""
+    count, lateness, latest = 0, 0, None
+    for item in _ws_items(path, file_index):
+        count += 1
+        t = item.event_time_ms
+        if latest is None or t > latest:
+            latest = t
+        elif latest - t > lateness:
+            lateness = latest - t
+    return FileItems(path, count, _stream=lambda: in_time_order(_ws_items(path, file_index), lateness))
+
+
+def in_time_order(items: Iterable[ReplayItem], lateness: int) -> Iterator[ReplayItem]:
+    """One file's items sorted by time, stably, when none is more than ``lateness`` ms behind the latest
+    before it: an item is given once no later item can come before it.
+
+    >>> items = [ReplayItem(t, 0, n) for n, t in enumerate((5, 3, 9, 8, 8, 12), 1)]
+    >>> [(i.event_time_ms, i.line) for i in in_time_order(items, 2)]
+    [(3, 2), (5, 1), (8, 4), (8, 5), (9, 3), (12, 6)]
+    """
+    held: list[tuple[int, int, ReplayItem]] = []
+    latest: int | None = None
+    for item in items:
+        t = item.event_time_ms
+        heapq.heappush(held, (t, item.line, item))
+        if latest is None or t > latest:
+            latest = t
+        while held and held[0][0] <= latest - lateness:
+            yield heapq.heappop(held)[2]
+    while held:
+        yield heapq.heappop(held)[2]
+
+
+def _gzipped(path: Path) -> bool:
+    """Gzip data (told by its magic bytes, whatever the name; a zip is never read as gzip)."""
+    if path.suffix == ".zip":
+        return False
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
+@contextlib.contextmanager
+def _text_stream(path: Path, text: GzipLines | None = None) -> Iterator[Iterator[str]]:
+    """The file's lines (:func:`_lines`) from a zip's single member, the gzip file ``text`` reads (then
+    ``text.truncated`` says, once they are read, whether it was cut short) or a plain file; a damaged
+    zip is a :class:`DamagedFile` wherever it shows."""
+    if text is not None:
+        yield (line + "\n" for line in text)
+        return
+    try:
+        if path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                with archive.open(_only_member(path, archive)) as raw:
+                    yield _lines(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
+        else:
+            with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                yield _lines(handle)
+    except _ZIP_ERRORS as exc:
+        raise _damaged_zip(path, exc) from None
+
+
+def _lines(text: Iterable[str]) -> Iterator[str]:
+    """The lines ``str.splitlines`` would give the whole text (it also breaks at form feeds and other
+    separators that files do not), each with ``\\n``, as the in-memory path hands them to ``csv``."""
+    for physical in text:
+        for line in physical.splitlines():
+            yield line + "\n"
+
+
+def _count_if_sorted(path: Path, time_column: int) -> int | None:
+    """The number of rows :func:`read_file` would give, or None when a row's time is earlier than one
+    before it (then the file must be sorted in memory). Rows whose time cannot be read are counted and
+    do not break the order: such a row is rejected and takes the time of the row before it."""
+    count, last = 0, -1
+    text = GzipLines(path) if _gzipped(path) else None
+    with _text_stream(path, text) as lines:
+        for number, row in enumerate(csv.reader(lines), 1):
+            if _not_a_row(number, row):
+                continue
+            count += 1
+            try:
+                t = to_ms(row[time_column])
+            except (IndexError, ValueError):
+                continue
+            if t < last:
+                return None
+            last = t
+    return count + (text is not None and text.truncated)  # a gzip dump cut short: its mark is an item
+
+
+def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
+    """All files merged in event-time order (ties: command-line order, then line number)."""
+    return heapq.merge(*opened(paths, fmt, symbol))
+
+
+def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:
+    return [open_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)]
