@@ -9,9 +9,8 @@ log-loss skill against the running prior and against the constant 0.5 with 95% i
 overlapping horizons (:mod:`streams.scoring`; blocks of at least four times the typical number of
 predictions between a prediction and its outcome). Flat outcomes are counted, not scored.
 
-The queue-imbalance reference (:class:`QueueImbalanceReference`) is the one-feature model a
-microstructure analyst would try first: an online logistic regression (River, SGD 0.05) on
-``(bid_qty - ask_qty) / (bid_qty + ask_qty)``, learning each outcome when it matures, like the models.
+The queue-imbalance reference (:class:`streams.references.QueueImbalanceReference`) learns each
+outcome when it matures, like the models.
 
 >>> table = Evaluation(block=2)
 >>> for i in range(40):
@@ -29,30 +28,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from streams.references import QueueImbalanceReference
 from streams.scoring import BlockedScores, CalibrationBins, brier, log_loss
 
 REFERENCES = ("constant", "prior", "persistence", "trade_side", "queue_imbalance")
 POOLED = "pooled"
-
-
-class QueueImbalanceReference:
-    """Online logistic regression on the queue imbalance alone (see the module docstring)."""
-
-    def __init__(self):
-        from river import linear_model, optim
-
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
-
-    @staticmethod
-    def inputs(values: dict[str, float]) -> dict[str, float] | None:
-        imbalance = values.get("book_imbalance")
-        return None if imbalance is None else {"qi": imbalance}
-
-    def predict(self, x: dict[str, float]) -> float:
-        return self.model.predict_proba_one(x).get(True, 0.5)
-
-    def learn(self, x: dict[str, float], y: int) -> None:
-        self.model.learn_one(x, bool(y))
 
 
 class _Forecaster:

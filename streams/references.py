@@ -6,9 +6,14 @@
 * ``persistence`` — :class:`Persistence`, the last realised label repeats.
 * ``trade_side`` — :class:`TradeSide`, up if the last trade was buyer-initiated: on trade prices a
   short horizon is mostly bid-ask bounce, which this one bit already predicts.
+* ``queue_imbalance`` — :class:`QueueImbalanceReference`, the one-feature model a microstructure
+  analyst would try first where there is book data: an online logistic regression (River, SGD 0.05)
+  on ``(bid_qty - ask_qty) / (bid_qty + ask_qty)``; scored by ``livelearn evaluate``
+  (:mod:`streams.evaluation`), not published with every prediction.
 
-Skill is reported against the first two (see :mod:`streams.scoring`); the last two show what trivial
-rules get, they are not the bar. All four learn from the same matured outcomes as the models.
+Skill is reported against the first two (see :mod:`streams.scoring`); the others show what trivial
+rules or a one-feature model get, they are not the bar. All learn from the same matured outcomes as
+the models.
 
 >>> prior = RunningPrior()
 >>> for y in (1, 1, 1, 0):
@@ -107,3 +112,23 @@ class TradeSide:
         sign = x.get("last_trade_sign")
         if sign:
             self.rate.learn((sign > 0) == (y == 1))
+
+
+class QueueImbalanceReference:
+    """Online logistic regression on the queue imbalance alone (see the module docstring)."""
+
+    def __init__(self):
+        from river import linear_model, optim
+
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
+
+    @staticmethod
+    def inputs(values: dict[str, float]) -> dict[str, float] | None:
+        imbalance = values.get("book_imbalance")
+        return None if imbalance is None else {"qi": imbalance}
+
+    def predict(self, x: dict[str, float]) -> float:
+        return self.model.predict_proba_one(x).get(True, 0.5)
+
+    def learn(self, x: dict[str, float], y: int) -> None:
+        self.model.learn_one(x, bool(y))

@@ -8,9 +8,10 @@ import itertools
 import pytest
 
 from connectors.recorded import read_file
-from streams.evaluation import QueueImbalanceReference, evaluate_run
+from streams.evaluation import evaluate_run
 from streams.features import FeatureEngine
 from streams.learning import LearnerConfig, SymbolLearner
+from streams.references import QueueImbalanceReference
 from tests.conftest import DATA
 
 
