@@ -183,11 +183,11 @@ def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
 
 
 def _truncated(path: Path, file_index: int, latest_ms: int, lines: int) -> ReplayItem:
-    """The mark of a gzip capture cut short: counted and dead-lettered like any rejected row, after the
-    file's last readable one (at the latest time read)."""
+    """The mark of a gzip file cut short (a capture or a download): counted and dead-lettered like any
+    rejected row, after the file's last readable one (at the latest time read)."""
     return ReplayItem(latest_ms, file_index, lines + 1, None, str(path), b"", "truncated_file",
-                      f"the gzip data ends early, after line {lines} (a capture cut short?); the lines before it "
-                      "were read")
+                      f"the gzip data ends early, after line {lines} (a capture or download cut short?); "
+                      "the lines before it were read")
 
 
 def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol: str | None) -> list[ReplayItem]:
