@@ -5,27 +5,47 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from agents.settings import Settings
 from cli.topic_reader import read_records
-from streams.evaluation import evaluate_run
+from streams.evaluation import Evaluation, evaluate_run, read_for_scoring
 from streams.scoring import log_loss
 
 ROLLING = 200
+# Points a plotted line keeps at most (every k-th): a day of ticks is millions of predictions, more
+# than a 11-inch plot can show, and drawing them all took minutes.
+MAX_POINTS = 5000
+
+
+def _report_fields(stage: str, record: dict) -> dict:
+    """What the report reads of a prediction, an outcome or a vector: the scoring's part
+    (:func:`streams.evaluation.read_for_scoring`) plus what the plots draw."""
+    kept = read_for_scoring(stage, record)
+    extra = {"predictions": ("member_weights", "latency_ms"), "features": ("price",)}.get(stage, ())
+    kept.update((k, record[k]) for k in extra if k in record)
+    return kept
 
 
 def load_run(settings: Settings) -> dict[str, list[dict]]:
+    """A run's records as the report and the demo read them (of the busy topics, only what they read)."""
     return {
-        "predictions": read_records(settings, "predictions", "prediction"),
-        "features": read_records(settings, "features", "features"),
-        "feedback": read_records(settings, "outcomes", "feedback"),
+        "predictions": read_records(settings, "predictions", "prediction", keep=partial(_report_fields, "predictions")),
+        "features": read_records(settings, "features", "features", keep=partial(_report_fields, "features")),
+        "feedback": read_records(settings, "outcomes", "feedback", keep=partial(_report_fields, "outcomes")),
         "alerts": read_records(settings, "alerts", "drift_alert"),
         "model_events": read_records(settings, "model-events", "model_event"),
         "dead_letters": read_records(settings, "dead-letters", "dead_letter"),
     }
+
+
+def _thinned(*series: list) -> list[list]:
+    """Every k-th point of equally long series, so that at most MAX_POINTS are drawn."""
+    step = max(1, math.ceil(len(series[0]) / MAX_POINTS))
+    return [values[::step] for values in series]
 
 
 def _png(fig) -> str:
@@ -41,7 +61,7 @@ def _times(ms: list[int]):
     return [datetime.fromtimestamp(t / 1000, UTC) for t in ms]
 
 
-def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
+def build_plots(run: dict[str, list[dict]], evaluation: Evaluation) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,8 +85,8 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
                   if v["symbol"] == symbol}
         if prices:
             ordered = sorted(prices.items(), key=lambda item: item[0][1])
-            price_axis.plot(_times([k[1] for k, _ in ordered]), [v for _, v in ordered], lw=0.7, color="black",
-                            label="price")
+            price_times, price_values = _thinned([k[1] for k, _ in ordered], [v for _, v in ordered])
+            price_axis.plot(_times(price_times), price_values, lw=0.7, color="black", label="price")
             step = max(1, len(preds) // 400)
             for up, marker, colour in ((True, "^", "green"), (False, "v", "red")):
                 points = [(p["event_time_ms"], prices[(symbol, p["event_time_ms"])]) for p in preds[::step]
@@ -81,37 +101,24 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
         price_axis.set_ylabel("price")
         price_axis.set_title(f"{symbol}: price with predictions (red lines: drift alerts)")
         times = _times([p["event_time_ms"] for p in preds])
-        axes[0].plot(times, [p["probability_up"] for p in preds], lw=0.6, label="ensemble P(up)")
+        axes[0].plot(*_thinned(times, [p["probability_up"] for p in preds]), lw=0.6, label="ensemble P(up)")
         hits = [(t, p["probability_up"]) for t, p in zip(times, preds, strict=True)
                 if p["prediction_id"] in labels and labels[p["prediction_id"]]["label"] is not None
                 and (p["probability_up"] > 0.5) == (labels[p["prediction_id"]]["label"] == 1)]
         if hits:
-            axes[0].scatter(*zip(*hits, strict=True), s=3, c="green", label="correct")
+            axes[0].scatter(*_thinned(*zip(*hits, strict=True)), s=3, c="green", label="correct")
         axes[0].axhline(0.5, color="grey", lw=0.5)
         for a in alerts:
             if a["symbol"] == symbol and a["status"] == "FIRING":
                 axes[0].axvline(_times([a["created_time_ms"]])[0], color="red", lw=0.8, alpha=0.6)
         axes[0].set_ylabel("P(up)")
         axes[0].legend(loc="upper right", fontsize=7)
-        axes[0].set_title(f"{symbol}: ensemble probability of up (green: correct)")
+        drawn = math.ceil(len(preds) / MAX_POINTS)
+        thinned = f"; every {drawn}th of {len(preds):,} predictions drawn" if drawn > 1 else ""
+        axes[0].set_title(f"{symbol}: ensemble probability of up (green: correct{thinned})")
         names = sorted({n for p in preds for n in p["member_probabilities"]} | {"ensemble"})
         for name in names:
-            window: list[tuple[int, float]] = []
-            acc_series, loss_series, series_times = [], [], []
-            for t, p in zip(times, preds, strict=True):
-                f = labels.get(p["prediction_id"])
-                if f is None or f["label"] is None:
-                    continue
-                prob = p["probability_up"] if name == "ensemble" else p["member_probabilities"].get(name)
-                if prob is None:
-                    continue
-                y = f["label"]
-                window.append((int((prob > 0.5) == (y == 1)), log_loss(prob, y)))
-                if len(window) > ROLLING:
-                    window.pop(0)
-                series_times.append(t)
-                acc_series.append(sum(w[0] for w in window) / len(window))
-                loss_series.append(sum(w[1] for w in window) / len(window))
+            series_times, acc_series, loss_series = _thinned(*_rolling(name, times, preds, labels))
             style = {"lw": 1.6} if name in ("ensemble", "prior") else {"lw": 0.8}
             axes[1].plot(series_times, acc_series, label=name, **style)
             axes[2].plot(series_times, loss_series, label=name, **style)
@@ -123,14 +130,12 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(11, 3))
         members = sorted({n for p in preds for n in p["member_weights"]})
         for name in members:
-            ax.plot(times, [p["member_weights"].get(name, math.nan) for p in preds], label=name)
+            ax.plot(*_thinned(times, [p["member_weights"].get(name, math.nan) for p in preds]), label=name)
         ax.set_ylabel("weight")
         ax.legend(fontsize=7)
-        plots.append((f"{symbol}: ensemble weights over time", _png(fig)))
+        plots.append((f"{symbol}: ensemble weights over time{thinned}", _png(fig)))
 
-    evaluation = evaluate_run(predictions, feedback, run.get("features"))
-    summary = evaluation.summary()
-    symbols = [s for s in summary if s not in ("_counts",)]
+    symbols = [s for s in evaluation.summary() if s not in ("_counts",)]
     if symbols:
         fig, ax = plt.subplots(figsize=(6, 5))
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, label="perfectly calibrated")
@@ -169,6 +174,31 @@ def build_plots(run: dict[str, list[dict]]) -> list[tuple[str, str]]:
     return plots
 
 
+def _rolling(name: str, times: list, predictions: list[dict], labels: dict[str, dict]) -> tuple[list, list, list]:
+    """A forecaster's accuracy and log-loss over its last ROLLING scored outcomes, at each one's time."""
+    window: deque[tuple[int, float]] = deque()
+    hits, loss = 0, 0.0
+    series_times, accuracy, losses = [], [], []
+    for t, p in zip(times, predictions, strict=True):
+        f = labels.get(p["prediction_id"])
+        if f is None or f["label"] is None:
+            continue
+        prob = p["probability_up"] if name == "ensemble" else p["member_probabilities"].get(name)
+        if prob is None:
+            continue
+        y = f["label"]
+        point = (int((prob > 0.5) == (y == 1)), log_loss(prob, y))
+        window.append(point)
+        hits, loss = hits + point[0], loss + point[1]
+        if len(window) > ROLLING:
+            old_hit, old_loss = window.popleft()
+            hits, loss = hits - old_hit, loss - old_loss
+        series_times.append(t)
+        accuracy.append(hits / len(window))
+        losses.append(loss / len(window))
+    return series_times, accuracy, losses
+
+
 def render_page(prefix: str, run: dict[str, list[dict]], summary: dict, plots: list[tuple[str, str]],
                 shown: int = 200) -> str:
     """The page, from ``templates/report.html``. Every string on it comes from a topic (symbols, alert
@@ -191,11 +221,9 @@ def render_page(prefix: str, run: dict[str, list[dict]], summary: dict, plots: l
 
 
 def write_report(settings: Settings, out: Path, run: dict[str, list[dict]] | None = None) -> Path:
-    from streams.evaluation import evaluate_run
-
     run = run or load_run(settings)
-    summary = evaluate_run(run["predictions"], run["feedback"], run.get("features")).summary()
-    page = render_page(settings.topic_prefix, run, summary, build_plots(run))
+    evaluation = evaluate_run(run["predictions"], run["feedback"], run.get("features"))
+    page = render_page(settings.topic_prefix, run, evaluation.summary(), build_plots(run, evaluation))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out

@@ -74,3 +74,32 @@ def test_hostile_strings_in_every_field_are_escaped(tmp_path):
     assert tags.attributes <= {"charset", "alt", "src"}
     # The plots were drawn (symbol and member names with '$' are not parsed as mathtext).
     assert page.count("data:image/png;base64,") >= 2
+
+
+def test_a_long_run_is_drawn_from_what_the_report_reads_at_bounded_cost(tmp_path):
+    """The report reads only some fields of the busy topics (load_run keeps those); its rolling scores
+    cost the same per point whatever the window, and a line draws at most MAX_POINTS points."""
+    import random
+
+    from cli.report import MAX_POINTS, ROLLING, _report_fields, _rolling, _thinned
+    from streams.scoring import log_loss
+
+    run = run_with_hostile_strings(300)
+    for prediction in run["predictions"]:
+        prediction.update(predicted_up=True, model_version=3, feature_set="extra")
+    kept = {**run, **{stage: [_report_fields(topic, r) for r in run[stage]] for stage, topic in
+                      (("predictions", "predictions"), ("feedback", "outcomes"), ("features", "features"))}}
+    assert "model_version" not in kept["predictions"][0] and "member_weights" in kept["predictions"][0]
+    assert write_report(Settings(), tmp_path / "kept.html", kept).read_text().count("data:image/png;base64,") >= 2
+
+    rng = random.Random(1)
+    predictions = [{"prediction_id": str(i), "probability_up": rng.random(), "member_probabilities": {}}
+                   for i in range(1000)]
+    labels = {str(i): {"label": rng.randint(0, 1)} for i in range(0, 1000, 3)}
+    times, accuracy, losses = _rolling("ensemble", list(range(1000)), predictions, labels)
+    scored = [(p["probability_up"], labels[p["prediction_id"]]["label"]) for p in predictions if p["prediction_id"] in labels]
+    window = scored[-ROLLING:]
+    assert times[-1] == 999 and len(times) == len(scored)
+    assert accuracy[-1] == sum((p > 0.5) == (y == 1) for p, y in window) / len(window)
+    assert abs(losses[-1] - sum(log_loss(p, y) for p, y in window) / len(window)) < 1e-12
+    assert all(len(line) <= MAX_POINTS for line in _thinned(list(range(3 * MAX_POINTS + 7)), [0.0] * (3 * MAX_POINTS + 7)))
