@@ -44,6 +44,7 @@ from common import RealData, real_data, result
 from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.recorded import merged, read_file
+from schemas.keys import base_asset
 from streams.pipeline import PartitionPipeline
 
 CHANNELS = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION", "BASIS")
@@ -106,7 +107,7 @@ def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_e
     moves by ``shift`` (a fraction) at the ``at``-th price tick, decaying with time constant
     ``decay_events``. Returns the ticks (interleaved in event-time order) and the symbol that moved."""
     rng = random.Random(seed)
-    base = ticks[0]["symbol"].removesuffix("USDT")
+    base = base_asset(ticks[0]["symbol"])
     symbols = (f"{base}USDT", f"{base}USDC", f"{base}FDUSD")
     out, seen = [], 0
     for tick in ticks:
