@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agents.settings import Settings
 from cli.topic_reader import read_records
-from streams.evaluation import Evaluation, evaluate_run, read_for_scoring
+from streams.evaluation import REFERENCES, Evaluation, evaluate_run, read_for_scoring
 from streams.scoring import log_loss
 
 ROLLING = 200
@@ -116,7 +116,7 @@ def build_plots(run: dict[str, list[dict]], evaluation: Evaluation) -> list[tupl
         drawn = math.ceil(len(preds) / MAX_POINTS)
         thinned = f"; every {drawn}th of {len(preds):,} predictions drawn" if drawn > 1 else ""
         axes[0].set_title(f"{symbol}: ensemble probability of up (green: correct{thinned})")
-        names = sorted({n for p in preds for n in p["member_probabilities"]} | {"ensemble"})
+        names = _drawn_forecasters(preds)
         for name in names:
             series_times, acc_series, loss_series = _thinned(*_rolling(name, times, preds, labels))
             style = {"lw": 1.6} if name in ("ensemble", "prior") else {"lw": 0.8}
@@ -172,6 +172,14 @@ def build_plots(run: dict[str, list[dict]], evaluation: Evaluation) -> list[tupl
         ax.set_yscale("log")
         plots.append(("Prediction latency", _png(fig)))
     return plots
+
+
+def _drawn_forecasters(predictions: list[dict]) -> list[str]:
+    """The ensemble and every published member and reference, less a reference that never had an input
+    (the last trade's side on klines says 0.5 throughout: the constant again, left out as the skill
+    table leaves it out)."""
+    return sorted({name for p in predictions for name, v in p["member_probabilities"].items()
+                   if name not in REFERENCES or v != 0.5} | {"ensemble"})
 
 
 def _rolling(name: str, times: list, predictions: list[dict], labels: dict[str, dict]) -> tuple[list, list, list]:

@@ -81,7 +81,7 @@ def test_a_long_run_is_drawn_from_what_the_report_reads_at_bounded_cost(tmp_path
     cost the same per point whatever the window, and a line draws at most MAX_POINTS points."""
     import random
 
-    from cli.report import MAX_POINTS, ROLLING, _report_fields, _rolling, _thinned
+    from cli.report import MAX_POINTS, ROLLING, _drawn_forecasters, _report_fields, _rolling, _thinned
     from streams.scoring import log_loss
 
     run = run_with_hostile_strings(300)
@@ -102,4 +102,6 @@ def test_a_long_run_is_drawn_from_what_the_report_reads_at_bounded_cost(tmp_path
     assert times[-1] == 999 and len(times) == len(scored)
     assert accuracy[-1] == sum((p > 0.5) == (y == 1) for p, y in window) / len(window)
     assert abs(losses[-1] - sum(log_loss(p, y) for p, y in window) / len(window)) < 1e-12
+    klines = [{"member_probabilities": {"logreg": 0.6, "trade_side": 0.5, "prior": 0.5 + i / 100}} for i in range(3)]
+    assert _drawn_forecasters(klines) == ["ensemble", "logreg", "prior"]
     assert all(len(line) <= MAX_POINTS for line in _thinned(list(range(3 * MAX_POINTS + 7)), [0.0] * (3 * MAX_POINTS + 7)))
