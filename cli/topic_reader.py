@@ -73,10 +73,15 @@ def missing_topic(settings: Settings, stage: str, timeout: float = 10.0) -> str 
             f"{settings.bootstrap_servers}){hint}")
 
 
+# Records between progress lines (on a terminal only): a day-long run's topics hold millions.
+PROGRESS_EVERY = 100_000
+
+
 def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10.0,
                  timeout_s: float = 600.0, keep: Callable[[dict], dict] | None = None) -> list[dict]:
     """Decoded records of a stage's topic, in partition/offset order per partition, each once; with
-    ``keep``, what it returns of each record (a long run's topics need not be held whole).
+    ``keep``, what it returns of each record (a long run's topics need not be held whole). On a
+    terminal, a progress line every ``PROGRESS_EVERY`` records.
 
     A topic that does not exist, or one not read to its end (the broker went away, or no record came
     for ``idle_s`` while some partition was unfinished) raises :class:`CliError`: scores computed from
@@ -89,8 +94,11 @@ def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10
     records = []
     dedup = Dedup(stage)
     undecodable, first = 0, ""
+    progress, read = sys.stderr.isatty(), 0
     with TopicToEnd(settings.client_config(), topic, timeout=timeout_s, idle=idle_s) as reader:
-        for message in reader:
+        for read, message in enumerate(reader, 1):
+            if progress and read % PROGRESS_EVERY == 0:
+                print(f"\rreading {topic}: {read:,} records", end="", file=sys.stderr, flush=True)
             try:
                 record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
             except DecodeError as exc:
@@ -98,6 +106,8 @@ def read_records(settings: Settings, stage: str, schema: str, idle_s: float = 10
                 continue
             if dedup.fresh(record):
                 records.append(record if keep is None else keep(record))
+        if progress and read >= PROGRESS_EVERY:
+            print(file=sys.stderr)
         if not reader.complete:
             raise CliError(f"{topic} was not read to its end ({len(records):,} records read; the read stops after "
                            f"{timeout_s:.0f} s, or after {idle_s:.0f} s without a record): is the broker "
