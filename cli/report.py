@@ -16,8 +16,8 @@ from streams.evaluation import REFERENCES, Evaluation, evaluate_run, read_for_sc
 from streams.scoring import log_loss
 
 ROLLING = 200
-# Points a plotted line keeps at most (every k-th): a day of ticks is millions of predictions, more
-# than a 11-inch plot can show, and drawing them all took minutes.
+# Points a plotted line keeps at most (one in k): a day of ticks is millions of predictions, more
+# than an 11-inch plot can show, and drawing them all took minutes.
 MAX_POINTS = 5000
 
 
@@ -43,7 +43,7 @@ def load_run(settings: Settings) -> dict[str, list[dict]]:
 
 
 def _thinned(*series: list) -> list[list]:
-    """Every k-th point of equally long series, so that at most MAX_POINTS are drawn."""
+    """One point in k of equally long series, so that at most MAX_POINTS are drawn."""
     step = max(1, math.ceil(len(series[0]) / MAX_POINTS))
     return [values[::step] for values in series]
 
@@ -114,7 +114,7 @@ def build_plots(run: dict[str, list[dict]], evaluation: Evaluation) -> list[tupl
         axes[0].set_ylabel("P(up)")
         axes[0].legend(loc="upper right", fontsize=7)
         drawn = math.ceil(len(preds) / MAX_POINTS)
-        thinned = f"; every {drawn}th of {len(preds):,} predictions drawn" if drawn > 1 else ""
+        thinned = f"; one in {drawn} of {len(preds):,} predictions drawn" if drawn > 1 else ""
         axes[0].set_title(f"{symbol}: ensemble probability of up (green: correct{thinned})")
         names = _drawn_forecasters(preds)
         for name in names:
