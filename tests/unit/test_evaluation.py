@@ -144,6 +144,6 @@ def test_a_scored_outcome_keeps_a_few_doubles_not_its_records():
         one(i)
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    # Ten forecasters and a label: about 90 bytes an outcome; keeping the records was about 2 KB.
+    # Nine forecasters, a label and a lag: about 90 bytes an outcome; keeping the records took about 2 KB.
     assert grown / 20000 < 200, grown / 20000
     assert scorer.evaluation().summary()["X"]["ensemble"]["n"] == 20995
