@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from collections.abc import Iterable
 
 from scipy import stats
 
@@ -97,15 +96,6 @@ class CalibrationBins:
         bins = len(self.counts)
         return [{"low": i / bins, "high": (i + 1) / bins, "n": c, "forecast": self.forecast[i] / c if c else None,
                  "observed": self.observed[i] / c if c else None} for i, c in enumerate(self.counts)]
-
-
-def calibration_error(pairs: Iterable[tuple[float, int]], bins: int = CALIBRATION_BINS) -> tuple[float, list[dict]]:
-    """Expected calibration error (weighted mean |mean forecast - frequency| over equal-width bins)
-    and the bins themselves (count, mean forecast, observed frequency) for a reliability diagram."""
-    table = CalibrationBins(bins)
-    for p, y in pairs:
-        table.add(p, y)
-    return table.error(), table.table()
 
 
 class RollingScore:
