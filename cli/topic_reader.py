@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from agents.settings import Settings
 from cli.errors import CliError
@@ -61,16 +61,27 @@ def missing_topic(settings: Settings, stage: str, timeout: float = 10.0) -> str 
     names = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
     if topic in names:
         return None
-    # Prefixes of whole livelearn topic sets ("x.shadow-" + "predictions" is not one).
+    return (f"topic {topic} does not exist (LIVELEARN_TOPIC_PREFIX={settings.topic_prefix!r} on "
+            f"{settings.bootstrap_servers}){prefix_hint(names, stage, settings.topic_prefix)}")
+
+
+def prefix_hint(names: Iterable[str], stage: str, prefix: str) -> str:
+    """The prefixes whole livelearn topic sets have on a broker, closest to ``prefix`` first (a typo shows
+    its intended prefix at the head of the list).
+
+    >>> prefix_hint(["a.ticks", "a.alerts", "b.ticks", "b.alerts", "x.shadow-alerts"], "alerts", "b,")
+    "; this broker has alerts topics under the prefixes 'b.', 'a.'"
+    >>> prefix_hint([], "alerts", "a.")
+    '; nothing has run on this broker yet (the worker and `livelearn replay` create the topics)'
+    """
+    names = set(names)
     prefixes = {p for p in (name[: -len(stage)] for name in names if name.endswith(stage))
                 if f"{p}ticks" in names and not p.startswith("_")}
-    # Closest to the prefix in use first: a typo shows its intended prefix at the head of the list.
-    prefixes = difflib.get_close_matches(settings.topic_prefix, sorted(prefixes), n=len(prefixes), cutoff=0.0)
-    hint = (f"; this broker has {stage} topics under the prefixes {', '.join(repr(p) for p in prefixes[:8])}"
-            f"{' ...' if len(prefixes) > 8 else ''}" if prefixes else "; nothing has run on this broker yet "
-            "(the worker and `livelearn replay` create the topics)")
-    return (f"topic {topic} does not exist (LIVELEARN_TOPIC_PREFIX={settings.topic_prefix!r} on "
-            f"{settings.bootstrap_servers}){hint}")
+    if not prefixes:  # (difflib refuses n=0: a fresh broker was an error, not this line)
+        return "; nothing has run on this broker yet (the worker and `livelearn replay` create the topics)"
+    ranked = difflib.get_close_matches(prefix, sorted(prefixes), n=len(prefixes), cutoff=0.0)
+    return (f"; this broker has {stage} topics under the prefixes {', '.join(repr(p) for p in ranked[:8])}"
+            f"{' ...' if len(ranked) > 8 else ''}")
 
 
 # Records between progress lines (on a terminal only): a day-long run's topics hold millions.
