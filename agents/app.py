@@ -192,6 +192,22 @@ class Runtime:
         if waited:
             self._broker_back("transactional producer initialised")
 
+    async def fence(self, partitions: set[int]) -> None:
+        """Exactly-once: make the transactional producers of these input partitions now, each fencing its
+        previous owner (a killed or cut-off worker): its open transaction is aborted and it can commit
+        nothing more. A checkpoint restore does this before it reads (agents.checkpoints). Not on the
+        loop (init_transactions waits for the broker), and once per partition (two agents of one
+        partition must not fence each other)."""
+        if not self.exactly_once:
+            return
+        loop = asyncio.get_running_loop()
+        for partition in sorted(p for p in partitions if p >= 0):
+            if partition in self._transactional:
+                continue
+            async with self._creating.setdefault(partition, asyncio.Lock()):
+                if partition not in self._transactional:
+                    await loop.run_in_executor(None, self.producer_for, partition, loop)
+
     def begin_commit(self, partition: int) -> None:
         """From the checkpoint's snapshot until :meth:`commit_partition` ends, hold the partition's outputs."""
         if self.exactly_once:
@@ -272,13 +288,7 @@ class Runtime:
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
                       timestamp_ms: int | None = None, partition: int | None = None) -> None:
         if self.exactly_once and partition is not None and partition >= 0 and partition not in self._transactional:
-            # init_transactions waits for the broker to fence the partition's previous producer: not on the
-            # loop, and once per partition (two agents of one partition must not fence each other).
-            lock = self._creating.setdefault(partition, asyncio.Lock())
-            async with lock:
-                if partition not in self._transactional:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(None, self.producer_for, partition, loop)
+            await self.fence({partition})
         held = self._committing.get(partition) if stage != "checkpoints" else None
         while held is not None:
             await held.wait()

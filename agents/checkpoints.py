@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,7 +101,7 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     prefix = f"{stage}:".encode()
     input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
     with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
-                    timeout=timeout, metadata_timeout=timeout, strict=True) as reader:
+                    timeout=timeout, metadata_timeout=timeout, strict=True, stable=True) as reader:
         for message in reader:
             if not (message.key() or b"").startswith(prefix):
                 continue
@@ -129,10 +129,15 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                 continue
             pieces.setdefault((record["partition"], record["sequence"]), {})[record["part"]] = record
         if not reader.complete:
-            # Part of the topic only (the broker went away while it was read): restoring from it could
-            # pick an older checkpoint than the newest, or none.
-            raise CheckpointsUnreadable(f"{runtime.topic_names['checkpoints']} was not read to its end "
-                                        f"within {timeout:.0f} s")
+            # Part of the topic only (the broker went away while it was read, or an open transaction hid
+            # its newest records): restoring from it could pick an older checkpoint than the newest, or none.
+            held = ", ".join(f"partition {p} stable to offset {lso} of {high}"
+                             for p, (lso, high) in sorted(reader.unstable.items()))
+            raise CheckpointsUnreadable(
+                f"{runtime.topic_names['checkpoints']} was not read to its end within {timeout:.0f} s" +
+                (f": an open transaction holds it back ({held}); a killed worker's transaction is aborted "
+                 "when the next owner of its input partition starts reading, or by the broker after "
+                 "LIVELEARN_TRANSACTION_TIMEOUT_S" if held else ""))
     valid: dict[int, list[dict]] = {}
     for (partition, _), parts in pieces.items():
         first = parts.get(0)
@@ -175,6 +180,12 @@ class PartitionCheckpoints:
         self.broken: set[int] = set()
         self._signer: CheckpointSigner | None = None
         self._loading: asyncio.Lock | None = None
+        # The input partitions the worker owns (set on each assignment, agents.web): exactly-once, a
+        # restore fences all of them before it reads.
+        self.assigned: set[int] = set()
+        # Counts revocations: a read that was under way during one is not used (it may predate the
+        # last checkpoints of the partitions that moved).
+        self._generation = 0
 
     @property
     def signer(self) -> CheckpointSigner:
@@ -183,16 +194,28 @@ class PartitionCheckpoints:
                                             self.runtime.topic_names["checkpoints"])
         return self._signer
 
-    async def load(self) -> None:
+    async def load(self, partitions: Iterable[int] = ()) -> None:
         """Read every checkpoint, waiting out a broker that is away (a worker that starts while the
         broker restarts, or loses it during the restore, waits for it as it does later, instead of
-        crashing or starting from a partial read)."""
+        crashing or starting from a partial read).
+
+        Exactly-once, the transactional producers of ``partitions`` and of every assigned partition are
+        made first: each fences its partition's previous owner, whose open transaction is aborted and
+        who can commit no checkpoint after this read. The read itself waits until no open transaction
+        hides a committed record (connectors.topic_end, ``stable``): a killed worker's open transaction
+        of another partition, on the same checkpoints partition, once hid a newer checkpoint and a
+        chaos run restored from the one before it, 200 ticks behind the committed offset."""
         loop = asyncio.get_running_loop()
         delay, timeout = 1.0, 20.0
         while True:
+            generation = self._generation
             try:
-                self.restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
-                                                                    self.inputs, self.signer, timeout)
+                await self.runtime.fence(set(partitions) | self.assigned)
+                restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
+                                                               self.inputs, self.signer, timeout)
+                if generation != self._generation:
+                    continue  # partitions moved while it was read: read again
+                self.restored = restored
                 break
             except Exception as exc:
                 if not broker_away(exc):
@@ -221,7 +244,7 @@ class PartitionCheckpoints:
                 self._loading = asyncio.Lock()
             async with self._loading:
                 if self.restored is None:
-                    await self.load()
+                    await self.load({partition})
         state = self.states.get(partition)
         if state is not None:  # another agent restored it while this one waited
             return state
@@ -412,4 +435,6 @@ class PartitionCheckpoints:
             self.pending.pop(partition, None)
             self.broken.discard(partition)  # restored from its last checkpoint if it comes back
         self.runtime.drop_partition_producers(partitions)
+        self.assigned -= partitions
         self.restored = None
+        self._generation += 1

@@ -5,6 +5,14 @@ The end of a partition is its end-of-partition event, not ``offset + 1 == high w
 transactions the high watermark counts commit markers, which are never delivered, so that test would
 never pass and every read would wait for its timeout. Empty partitions are not assigned at all.
 Consumers read committed records only (librdkafka's default), so aborted outputs never show.
+
+A read_committed consumer sees a partition only up to its last stable offset (LSO): the first record
+of the oldest transaction still open. Records committed after that record are there but hidden, and
+librdkafka's watermark query answers the LSO too. A reader that must see every record committed
+before it started (a checkpoint restore: an open transaction of a killed worker's partition hid a
+newer checkpoint of another partition on the same checkpoints partition, and a restore from the older
+one skipped 200 ticks in a chaos run) asks for ``stable=True``: the partitions' high watermarks are
+read uncommitted first, and the read begins once every LSO has reached them.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ class TopicToEnd:
 
     def __init__(self, client_config: dict[str, Any], topic: str, group_prefix: str = "reader",
                  timeout: float = 120.0, idle: float | None = None, metadata_timeout: float = 10.0,
-                 strict: bool = False):
+                 strict: bool = False, stable: bool = False):
         self.config = {**client_config, "group.id": f"{group_prefix}-{uuid.uuid4().hex}",
                        "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
         self.topic, self.timeout, self.idle, self.metadata_timeout = topic, timeout, idle, metadata_timeout
@@ -31,6 +39,10 @@ class TopicToEnd:
         # (a broker that is restarting answers "leader not available"; a checkpoint restore must not
         # take that for "no checkpoints").
         self.strict = strict
+        self.stable = stable
+        # stable: the partitions whose open transaction held the read back last time, with the offsets
+        # (LSO, high watermark), so a caller can say what it waits for.
+        self.unstable: dict[int, tuple[int, int]] = {}
         self.consumer: Any = None
         # True once every partition was read to its end (False after a timeout or idle stop: a reader
         # that must see everything, like a checkpoint restore, checks it).
@@ -45,11 +57,14 @@ class TopicToEnd:
     def __exit__(self, *exc: object) -> None:
         self.consumer.close()
 
-    def _ends(self) -> dict[int, int]:
-        """Partition -> high watermark, for the partitions that hold records."""
+    def _ends(self, consumer: Any = None) -> dict[int, int]:
+        """Partition -> end offset (the LSO for a read_committed consumer), for the partitions that hold
+        records."""
         from confluent_kafka import TopicPartition
 
-        metadata = self.consumer.list_topics(self.topic, timeout=self.metadata_timeout).topics.get(self.topic)
+        consumer = consumer or self.consumer
+
+        metadata = consumer.list_topics(self.topic, timeout=self.metadata_timeout).topics.get(self.topic)
         if metadata is None:
             return {}
         if metadata.error is not None:
@@ -60,23 +75,44 @@ class TopicToEnd:
             return {}
         ends = {}
         for p in metadata.partitions:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),
-                                                            timeout=self.metadata_timeout)
+            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.metadata_timeout)
             if high > low:
                 ends[p] = high
         return ends
+
+    def _stable_ends(self, started: float) -> dict[int, int] | None:
+        """The read_committed ends once each is at least the partition's high watermark as of now; None
+        when an open transaction still holds one back after ``timeout`` (see :attr:`unstable`)."""
+        from confluent_kafka import Consumer
+
+        probe = Consumer({**self.config, "isolation.level": "read_uncommitted"})
+        try:
+            highs = self._ends(probe)
+        finally:
+            probe.close()
+        while True:
+            ends = self._ends()
+            self.unstable = {p: (ends.get(p, 0), high) for p, high in highs.items() if ends.get(p, 0) < high}
+            if not self.unstable:
+                return ends
+            if time.monotonic() - started > self.timeout:
+                return None
+            time.sleep(0.2)
 
     def __iter__(self) -> Iterator[Any]:
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
         self.complete = False
-        ends = self._ends()
+        started = time.monotonic()
+        ends = self._stable_ends(started) if self.stable else self._ends()
+        if ends is None:
+            return
         if not ends:
             self.complete = True
             return
         self.consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in ends])
         done: set[int] = set()
-        started = last = time.monotonic()
+        last = time.monotonic()
         while len(done) < len(ends):
             now = time.monotonic()
             if now - started > self.timeout or (self.idle is not None and now - last > self.idle):
