@@ -15,6 +15,21 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes,
     assert producer.flush(30) == 0
 
 
+def paced_replay(settings, files, speed: float, produced: list[int]) -> None:
+    """``livelearn replay`` of each file at ``speed`` (1 = real time), one after the other, by the replay's
+    own code (to run in a thread: the ticks arrive while a test kills and restarts workers; the CLI's
+    broker check before a file could meet a broker restart, the producer itself waits one out). What
+    each file produced is appended to ``produced``."""
+    from connectors.replay import replay
+    from connectors.sink import KafkaSink
+
+    for path in files:
+        sink = KafkaSink(settings.client_config(), settings.topic("ticks"), settings.topic("dead-letters"),
+                         key_of=settings.partition_key)
+        produced.append(replay([path], sink, speed=speed, progress=False).produced)
+        sink.flush(240)
+
+
 def watermarks(consumer, tp, timeout: float = 30.0) -> tuple[int, int]:
     """Low and high watermark, retried while a just-started broker still elects partition leaders."""
     deadline = time.monotonic() + timeout

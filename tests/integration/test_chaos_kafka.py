@@ -39,7 +39,7 @@ from streams import snapshots
 from streams.pipeline import PartitionPipeline
 from tests.conftest import ROOT, free_port, livelearn
 from tests.integration.test_restart import wait_for_predictions
-from tests.kafka_io import read_topic
+from tests.kafka_io import paced_replay, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,18 +52,6 @@ STOP_TIMEOUT_S = 10
 FAUST_STOP_S = 10
 COMPARED = {"predictions": ("prediction", "prediction_id"), "outcomes": ("feedback", "prediction_id"),
             "alerts": ("drift_alert", "alert_id")}
-
-
-def paced_replay(settings: Settings, produced: list[int]) -> None:
-    """Each file at ``REPLAY_SPEED``, one after the other; what each produced is appended."""
-    from connectors.replay import replay
-    from connectors.sink import KafkaSink
-
-    for path in FILES:
-        sink = KafkaSink(settings.client_config(), settings.topic("ticks"), settings.topic("dead-letters"),
-                         key_of=settings.partition_key)
-        produced.append(replay([path], sink, speed=REPLAY_SPEED, progress=False).produced)
-        sink.flush(240)
 
 
 def feedback_events(predictions: dict[str, dict]) -> list[dict]:
@@ -189,7 +177,7 @@ def test_chaos_then_feedback_equal_an_uninterrupted_run(guarantee, private_broke
     # The replay's own code in a thread (the CLI's broker check before each file could meet the broker
     # restart of the plan; the producer itself waits it out).
     replayed: list[int] = []
-    replaying = threading.Thread(target=paced_replay, args=(Settings.from_env(env), replayed))
+    replaying = threading.Thread(target=paced_replay, args=(Settings.from_env(env), FILES, REPLAY_SPEED, replayed))
     replaying.start()
     plan = ["kill", "term", "startup", "kill", "term", "broker", "kill", "kill", "term", "rebalance", "kill",
             "startup", "term", "kill", "kill", "term"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer
 
+from agents.settings import Settings
 from schemas.codec import AvroCodec
 from tests.conftest import ROOT, livelearn
-from tests.kafka_io import read_topic
+from tests.kafka_io import paced_replay, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -70,10 +72,17 @@ def test_kill_9_mid_replay_then_restart_gives_the_uninterrupted_results(worker_f
 
     interrupted = {**uninterrupted, "LIVELEARN_TOPIC_PREFIX": f"t{run_id}b.", "LIVELEARN_APP_ID": f"restart-b-{run_id}"}
     first = worker_factory(interrupted).start()
-    assert livelearn("replay", *map(str, FILES), "--quiet", env=interrupted, timeout=120).returncode == 0
+    # Paced (a day in 30 s, 48 ticks a second), so that the SIGKILL meets ticks in flight: replayed at
+    # full speed, a fast machine could apply them all before the kill.
+    produced: list[int] = []
+    replaying = threading.Thread(target=paced_replay, args=(Settings.from_env(interrupted), FILES, 2880, produced))
+    replaying.start()
     assert wait_for_predictions(interrupted, 600, 120) >= 600
     first.stop(kill=True)  # SIGKILL: no shutdown hooks, no final checkpoint
+    assert len(produced) == 0, "the first file was replayed whole before the kill"
     second = worker_factory(interrupted).start(timeout=120)
+    replaying.join(180)
+    assert produced == [1440, 1440]
     assert wait_for_predictions(interrupted, TICKS, 300) >= TICKS
     second.stop()
     features, predictions = outputs(interrupted)
