@@ -192,6 +192,17 @@ class Runtime:
         if waited:
             self._broker_back("transactional producer initialised")
 
+    def assigned_partitions(self) -> set[int]:
+        """The input partition numbers the worker's consumer owns now (none without Faust, or before the
+        consumer has started)."""
+        if self.app is None:
+            return set()
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # not started yet
+            return set()
+        return {tp.partition for tp in assignment if tp.topic in self.input_topics}
+
     async def fence(self, partitions: set[int]) -> None:
         """Exactly-once: make the transactional producers of these input partitions now, each fencing its
         previous owner (a killed or cut-off worker): its open transaction is aborted and it can commit

@@ -180,9 +180,6 @@ class PartitionCheckpoints:
         self.broken: set[int] = set()
         self._signer: CheckpointSigner | None = None
         self._loading: asyncio.Lock | None = None
-        # The input partitions the worker owns (set on each assignment, agents.web): exactly-once, a
-        # restore fences all of them before it reads.
-        self.assigned: set[int] = set()
         # Counts revocations: a read that was under way during one is not used (it may predate the
         # last checkpoints of the partitions that moved).
         self._generation = 0
@@ -199,8 +196,8 @@ class PartitionCheckpoints:
         broker restarts, or loses it during the restore, waits for it as it does later, instead of
         crashing or starting from a partial read).
 
-        Exactly-once, the transactional producers of ``partitions`` and of every assigned partition are
-        made first: each fences its partition's previous owner, whose open transaction is aborted and
+        Exactly-once, the transactional producers of ``partitions`` and of every input partition the
+        worker's consumer owns are made first: each fences its partition's previous owner, whose open transaction is aborted and
         who can commit no checkpoint after this read. The read itself waits until no open transaction
         hides a committed record (connectors.topic_end, ``stable``): a killed worker's open transaction
         of another partition, on the same checkpoints partition, once hid a newer checkpoint and a
@@ -210,7 +207,7 @@ class PartitionCheckpoints:
         while True:
             generation = self._generation
             try:
-                await self.runtime.fence(set(partitions) | self.assigned)
+                await self.runtime.fence(set(partitions) | self.runtime.assigned_partitions())
                 restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
                                                                self.inputs, self.signer, timeout)
                 if generation != self._generation:
@@ -435,6 +432,5 @@ class PartitionCheckpoints:
             self.pending.pop(partition, None)
             self.broken.discard(partition)  # restored from its last checkpoint if it comes back
         self.runtime.drop_partition_producers(partitions)
-        self.assigned -= partitions
         self.restored = None
         self._generation += 1

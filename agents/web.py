@@ -74,12 +74,6 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
             await checkpoints.settle(partitions, timeout=stop_timeout)
         checkpoints.forget(partitions)
 
-    @app.on_partitions_assigned.connect
-    async def remember_assigned(sender, assigned, **kwargs):
-        """A restore fences every owned partition before it reads (agents.checkpoints.load)."""
-        inputs = {runtime.topic_names[name] for name in checkpoints.inputs}
-        checkpoints.assigned = {tp.partition for tp in assigned if tp.topic in inputs}
-
     @app.on_before_shutdown.connect
     async def checkpoint_on_stop(sender, **kwargs):
         """A graceful stop (SIGTERM, SIGINT): Faust has stopped the flow of events; checkpoint every owned

@@ -95,10 +95,10 @@ def test_a_restore_fences_the_partitions_it_owns_before_it_reads(pipeline_env):
 
     settings, zombie = _written_with_a_zombie_in_between(pipeline_env)
     owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=dict)
-    owner.assigned = {0, 1}
 
     async def restore():
-        return await asyncio.wait_for(owner.state(0), 60)
+        await asyncio.wait_for(owner.load({0, 1}), 60)  # a worker that owns both partitions
+        return await owner.state(0)
 
     state = asyncio.run(restore())
     assert owner.sequences[0] == 2 and owner.offsets[0]["ticks"] == 399 and state == {"ticks_seen": 400}
@@ -109,7 +109,6 @@ def test_a_restore_fences_the_partitions_it_owns_before_it_reads(pipeline_env):
 def test_a_restore_waits_for_an_open_transaction_of_a_partition_it_does_not_own(pipeline_env):
     settings, _ = _written_with_a_zombie_in_between(pipeline_env)
     owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=dict)
-    owner.assigned = {0}
     other_owner = Runtime(settings, faust=False)
 
     async def scenario():
