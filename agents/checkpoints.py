@@ -197,8 +197,8 @@ class PartitionCheckpoints:
         crashing or starting from a partial read).
 
         Exactly-once, the transactional producers of ``partitions`` and of every input partition the
-        worker's consumer owns are made first: each fences its partition's previous owner, whose open transaction is aborted and
-        who can commit no checkpoint after this read. The read itself waits until no open transaction
+        worker's consumer owns are made first: each fences its partition's previous owner, whose open
+        transaction is aborted and who can commit no checkpoint after this read. The read itself waits until no open transaction
         hides a committed record (connectors.topic_end, ``stable``): a killed worker's open transaction
         of another partition, on the same checkpoints partition, once hid a newer checkpoint and a
         chaos run restored from the one before it, 200 ticks behind the committed offset."""

@@ -57,13 +57,11 @@ class TopicToEnd:
     def __exit__(self, *exc: object) -> None:
         self.consumer.close()
 
-    def _ends(self, consumer: Any = None) -> dict[int, int]:
-        """Partition -> end offset (the LSO for a read_committed consumer), for the partitions that hold
-        records."""
+    def _watermarks(self, consumer: Any = None) -> dict[int, tuple[int, int]]:
+        """Partition -> (low, end offset); the end is the LSO for a read_committed consumer."""
         from confluent_kafka import TopicPartition
 
         consumer = consumer or self.consumer
-
         metadata = consumer.list_topics(self.topic, timeout=self.metadata_timeout).topics.get(self.topic)
         if metadata is None:
             return {}
@@ -73,12 +71,12 @@ class TopicToEnd:
             if self.strict and metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaException(metadata.error)
             return {}
-        ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.metadata_timeout)
-            if high > low:
-                ends[p] = high
-        return ends
+        return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.metadata_timeout)
+                for p in metadata.partitions}
+
+    def _ends(self, consumer: Any = None) -> dict[int, int]:
+        """Partition -> end offset, for the partitions that hold records."""
+        return {p: high for p, (low, high) in self._watermarks(consumer).items() if high > low}
 
     def _stable_ends(self, started: float) -> dict[int, int] | None:
         """The read_committed ends once each is at least the partition's high watermark as of now; None
@@ -91,10 +89,10 @@ class TopicToEnd:
         finally:
             probe.close()
         while True:
-            ends = self._ends()
-            self.unstable = {p: (ends.get(p, 0), high) for p, high in highs.items() if ends.get(p, 0) < high}
+            stable = {p: end for p, (_, end) in self._watermarks().items()}
+            self.unstable = {p: (stable.get(p, 0), high) for p, high in highs.items() if stable.get(p, 0) < high}
             if not self.unstable:
-                return ends
+                return self._ends()
             if time.monotonic() - started > self.timeout:
                 return None
             time.sleep(0.2)
