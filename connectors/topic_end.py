@@ -89,10 +89,11 @@ class TopicToEnd:
         finally:
             probe.close()
         while True:
-            stable = {p: end for p, (_, end) in self._watermarks().items()}
-            self.unstable = {p: (stable.get(p, 0), high) for p, high in highs.items() if stable.get(p, 0) < high}
+            marks = self._watermarks()
+            self.unstable = {p: (marks[p][1] if p in marks else 0, high) for p, high in highs.items()
+                             if p not in marks or marks[p][1] < high}
             if not self.unstable:
-                return self._ends()
+                return {p: end for p, (low, end) in marks.items() if end > low}
             if time.monotonic() - started > self.timeout:
                 return None
             time.sleep(0.2)

@@ -79,12 +79,9 @@ def _written_with_a_zombie_in_between(pipeline_env):
     writer = Runtime(settings, faust=False)
     checkpoints = PartitionCheckpoints(writer, "pipeline", INPUTS, "v", factory=dict)
 
-    async def write(offset):
-        await _checkpoint(checkpoints, offset)
-
-    asyncio.run(write(199))
+    asyncio.run(_checkpoint(checkpoints, 199))
     zombie = _zombie(settings, writer, 1)
-    asyncio.run(write(399))
+    asyncio.run(_checkpoint(checkpoints, 399))
     # The hazard is real: a plain read_committed read of the topic does not see checkpoint 2.
     assert _sequences_seen_by_a_plain_read(settings, writer) == [1]
     return settings, zombie
