@@ -57,23 +57,57 @@ def render(summary: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
+REFERENCES = (("constant", "the constant 0.5"), ("prior", "the running prior"))
+
+
 def verdict(summary: dict[str, Any]) -> list[str]:
-    """Plain sentences: where the ensemble has skill against the no-skill references and where not."""
+    """Plain sentences: where the ensemble has skill against the no-skill references and where not.
+
+    Skill is claimed only when the interval of the skill against *both* references lies above 0: the
+    running prior is often worse than a constant 0.5 on a short series, and beating the weaker one
+    says nothing.
+
+    >>> row = {"log_loss": 0.6926, "skill_vs_prior": 0.006, "skill_vs_prior_low": 0.003,
+    ...        "skill_vs_prior_high": 0.009, "skill_vs_constant": 0.001, "skill_vs_constant_low": -0.002,
+    ...        "skill_vs_constant_high": 0.004}
+    >>> summary = {"BTCUSDT": {"ensemble": row, "constant": {"log_loss": 0.6931}, "prior": {"log_loss": 0.6969}}}
+    >>> print(verdict(summary)[0])
+    BTCUSDT: no skill shown; the ensemble stays at the no-skill level (log-loss 0.6926 vs 0.6931); it is above the running prior (+0.006 [+0.003, +0.009]) only: that reference is weaker than the constant 0.5 here.
+    >>> row.update(skill_vs_constant=0.005, skill_vs_constant_low=0.001, skill_vs_constant_high=0.009)
+    >>> print(verdict(summary)[0])
+    BTCUSDT: skill against both no-skill references (the constant 0.5 +0.005 [+0.001, +0.009]; the running prior +0.006 [+0.003, +0.009]).
+    """
     out = []
     for symbol, rows in summary.items():
         if symbol == "_counts" or "ensemble" not in rows:
             continue
         row = rows["ensemble"]
-        low = row.get("skill_vs_prior_low")
-        best = min(rows[n]["log_loss"] for n in ("constant", "prior") if n in rows)
-        if low is not None and not math.isnan(low) and low > 0:
-            out.append(f"{symbol}: skill against the running prior ({row['skill_vs_prior']:+.3f}, interval above 0).")
-        elif row["log_loss"] <= best + 0.002:
-            out.append(f"{symbol}: no skill shown; the ensemble stays at the no-skill level "
-                       f"(log-loss {row['log_loss']:.4f} vs {best:.4f}).")
+        shown = [(name, label) for name, label in REFERENCES if name in rows and f"skill_vs_{name}" in row]
+        above = [(name, label) for name, label in shown if _above_zero(row.get(f"skill_vs_{name}_low"))]
+        if shown and len(above) == len(shown):
+            out.append(f"{symbol}: skill against both no-skill references ("
+                       + "; ".join(f"{label} {_interval(row, name)}" for name, label in shown) + ").")
+            continue
+        best = min(rows[name]["log_loss"] for name, _ in REFERENCES if name in rows)
+        if row["log_loss"] <= best + 0.002:
+            sentence = (f"{symbol}: no skill shown; the ensemble stays at the no-skill level "
+                        f"(log-loss {row['log_loss']:.4f} vs {best:.4f})")
         else:
-            out.append(f"{symbol}: no skill, and worse than no skill by {row['log_loss'] - best:.4f} nats.")
+            sentence = f"{symbol}: no skill, and worse than no skill by {row['log_loss'] - best:.4f} nats"
+        for name, label in above:
+            sentence += (f"; it is above {label} ({_interval(row, name)}) only: that reference is weaker than "
+                         + " and ".join(other for n, other in shown if n != name) + " here")
+        out.append(sentence + ".")
     return out
+
+
+def _above_zero(low: Any) -> bool:
+    return low is not None and not math.isnan(low) and low > 0
+
+
+def _interval(row: dict[str, Any], name: str) -> str:
+    return (f"{row[f'skill_vs_{name}']:+.3f} [{row[f'skill_vs_{name}_low']:+.3f}, "
+            f"{row[f'skill_vs_{name}_high']:+.3f}]")
 
 
 def finite(value: Any) -> Any:
