@@ -4,6 +4,14 @@ Event times: trades and aggregate trades use the trade time ``T``; klines use th
 is known when it closes); futures book tickers use ``T``; spot book tickers carry no time, so the local
 receive time is used.
 
+Volumes of klines are in the base asset on every market: spot and USD-M klines count volume in the
+base asset and quote volume in the quote asset, but coin-margined (COIN-M) contracts (``BTCUSD_PERP``,
+``ETHUSD_240628``) count volume in contracts and put the base asset's volume where the others put the
+quote volume. Taken as the others are, a VWAP there was base volume over contracts (about 100 / price),
+and ``vwap_dev_20`` millions. Their klines take the base-asset volumes (volume and taker-buy volume)
+and leave the quote volume to the features (price x volume). Their trades keep contracts: a trade's
+features use ratios of its own sizes.
+
 >>> msg = {"e": "trade", "E": 1723161255343, "s": "BTCUSDT", "t": 3735683259, "p": "61837.63000000",
 ...        "q": "0.02000000", "T": 1723161255342, "m": True, "M": True}
 >>> tick = normalise_ws(msg, receive_time_ms=1723161254087)
@@ -13,9 +21,14 @@ receive time is used.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from streams.ticks import make_tick
+
+# A coin-margined contract: a USD-quoted symbol with a perpetual or delivery-date suffix (USD-M
+# contracts end in USDT_... or USDC_...).
+_COIN_MARGINED = re.compile(r"[A-Z0-9]+USD_(PERP|\d{6})")
 
 WS_SOURCE = "binance-ws"
 DUMP_SOURCE = "binance-dump"
@@ -36,6 +49,15 @@ class Skipped(Exception):
     def __init__(self, what: str):
         super().__init__(what)
         self.what = what
+
+
+def coin_margined(symbol: str) -> bool:
+    """Whether ``symbol`` is a COIN-M contract, whose klines count volume in contracts.
+
+    >>> coin_margined("BTCUSD_PERP"), coin_margined("ETHUSD_240628"), coin_margined("BTCUSDT_240628"), coin_margined("BTCUSD")
+    (True, True, False, False)
+    """
+    return _COIN_MARGINED.fullmatch(symbol.upper()) is not None
 
 
 def to_ms(value: int | float | str) -> int:
@@ -104,9 +126,13 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
             raise PayloadError("malformed_payload", "kline without 'k'")
         if not k.get("x") and not include_open_klines:
             raise Skipped("open_kline")
-        return make_tick(symbol, "KLINE", int(k["T"]), _num(k, "c"), _num(k, "v"), source,
-                         open=_num(k, "o"), high=_num(k, "h"), low=_num(k, "l"), quote_volume=_num(k, "q"),
-                         taker_buy_volume=_num(k, "V"), trade_count=int(k["n"]),
+        if coin_margined(symbol):  # v and V count contracts, q and Q the base asset
+            volume, quote, taker_buy = _num(k, "q"), None, _num(k, "Q")
+        else:
+            volume, quote, taker_buy = _num(k, "v"), _num(k, "q"), _num(k, "V")
+        return make_tick(symbol, "KLINE", int(k["T"]), _num(k, "c"), volume, source,
+                         open=_num(k, "o"), high=_num(k, "h"), low=_num(k, "l"), quote_volume=quote,
+                         taker_buy_volume=taker_buy, trade_count=int(k["n"]),
                          first_trade_id=int(k["f"]), last_trade_id=int(k["L"]),
                          receive_time_ms=receive_time_ms)
     if event == "depthUpdate":
@@ -123,14 +149,29 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
 
 
 def kline_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:
-    """A 12-column kline row (dump CSV or REST ``/klines`` entry) -> Tick (event time = close time)."""
+    """A 12-column kline row (dump CSV or REST ``/klines`` entry) -> Tick (event time = close time).
+
+    A COIN-M row's volumes in the base asset (columns 7 and 10; columns 5 and 9 count contracts):
+
+    >>> row = ["1678406400000", "20100.0", "20110.0", "20090.0", "20105.0", "1500", "1678406459999",
+    ...        "7.4612", "210", "800", "3.9793", "0"]
+    >>> tick = kline_row_to_tick("BTCUSD_PERP", row)
+    >>> tick["quantity"], tick["taker_buy_volume"], tick["quote_volume"]
+    (7.4612, 3.9793, None)
+    >>> kline_row_to_tick("BTCUSDT", row)["quantity"]
+    1500.0
+    """
     if len(row) < 11:
         raise PayloadError("malformed_row", f"kline row has {len(row)} columns, expected 12")
     try:
+        if coin_margined(symbol):
+            volume, quote, taker_buy = float(row[7]), None, float(row[10])
+        else:
+            volume, quote, taker_buy = float(row[5]), float(row[7]), float(row[9])
         return make_tick(
-            symbol, "KLINE", to_ms(row[6]), float(row[4]), float(row[5]), source,
-            open=float(row[1]), high=float(row[2]), low=float(row[3]), quote_volume=float(row[7]),
-            trade_count=int(float(row[8])), taker_buy_volume=float(row[9]),
+            symbol, "KLINE", to_ms(row[6]), float(row[4]), volume, source,
+            open=float(row[1]), high=float(row[2]), low=float(row[3]), quote_volume=quote,
+            trade_count=int(float(row[8])), taker_buy_volume=taker_buy,
         )
     except ValueError as exc:
         raise PayloadError("malformed_row", f"kline row {row!r}: {exc}") from None

@@ -159,10 +159,25 @@ def detect_format(path: Path, first_line: str) -> str:
     if "trades" in name:
         return "trades"
     header = next(csv.reader([first_line]), [])
-    # Binance futures klines carry a header too (with close_time and quote_volume): still klines.
-    if is_ohlcv_header(header) and "quote_volume" not in {cell.strip().lower() for cell in header}:
+    if is_ohlcv_header(header) and not _binance_kline_header(header):
         return "ohlcv"
     return "klines"
+
+
+def _binance_kline_header(header: list[str]) -> bool:
+    """Binance futures kline dumps carry a header: ``open_time, open, high, low, close, volume,
+    close_time`` and then ``quote_volume`` (USD-M) or ``base_volume`` (COIN-M). They are klines, stamped
+    with their close time; read as generic OHLCV they were stamped with ``open_time``, a minute before
+    the bar was known (and a COIN-M dump's volumes were contracts).
+
+    >>> _binance_kline_header("open_time,open,high,low,close,volume,close_time,base_volume,count,"
+    ...                       "taker_buy_volume,taker_buy_base_volume,ignore".split(","))
+    True
+    >>> _binance_kline_header(["timestamp", "open", "high", "low", "close", "volume"])
+    False
+    """
+    names = [cell.strip().lower() for cell in header]
+    return len(names) >= 11 and names[0] == "open_time" and names[6] == "close_time"
 
 
 def symbol_from_name(path: Path) -> str:

@@ -434,3 +434,50 @@ def test_a_large_capture_is_replayed_in_memory_that_does_not_grow_with_it(tmp_pa
     assert peak(lambda: sum(1 for _ in GzipLines(long))) < 1.2 * peak(lambda: sum(1 for _ in GzipLines(short)))
     streamed, whole = peak(lambda: sum(1 for _ in open_file(short))), peak(lambda: read_file(short))
     assert streamed < 8_000_000 and whole > 4 * streamed, (streamed, whole)
+
+
+def test_coin_margined_kline_dump_volumes_in_the_base_asset_and_stamped_at_close(tmp_path):
+    """A COIN-M dump (``BTCUSD_PERP``: volume in contracts of 100 USD, the base asset's volume where
+    other markets put the quote volume, a header naming it ``base_volume``), built from the shipped
+    USD-M day's real prices. Read before as generic OHLCV it was stamped with its open time and its
+    volumes were contracts; as Binance klines with quote volume it gave a VWAP of ~100 / price."""
+    import zipfile
+
+    from streams.features import FeatureEngine
+
+    source = [i.tick for i in read_file(KLINES / "um" / "BTCUSDT-1m-2022-09-05.zip")][:60]
+    header = ("open_time,open,high,low,close,volume,close_time,base_volume,count,taker_buy_volume,"
+              "taker_buy_base_volume,ignore")
+    rows = []
+    for t in source:
+        contracts = round(t["quote_volume"] / 100)
+        taker_contracts = round(contracts * t["taker_buy_volume"] / t["quantity"])
+        base, taker_base = contracts * 100 / t["price"], taker_contracts * 100 / t["price"]
+        rows.append(f"{t['event_time_ms'] - 59_999},{t['open']},{t['high']},{t['low']},{t['price']},{contracts},"
+                    f"{t['event_time_ms']},{base:.8f},{t['trade_count']},{taker_contracts},{taker_base:.8f},0")
+    path = tmp_path / "BTCUSD_PERP-1m-2022-09-05.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("BTCUSD_PERP-1m-2022-09-05.csv", "\n".join([header, *rows]) + "\n")
+
+    ticks = [i.tick for i in read_file(path)]
+    assert len(ticks) == 60 and {t["symbol"] for t in ticks} == {"BTCUSD_PERP"}
+    assert [t["event_time_ms"] for t in ticks] == [t["event_time_ms"] for t in source]  # close times
+    first = ticks[0]
+    assert first["quote_volume"] is None
+    assert first["quantity"] == pytest.approx(float(rows[0].split(",")[7]))
+    assert first["taker_buy_volume"] == pytest.approx(float(rows[0].split(",")[10]))
+    engine = FeatureEngine()
+    values = [engine.update(t) for t in ticks][-1]["values"]
+    assert abs(values["vwap_dev_20"]) < 0.01
+    assert 0.0 <= values["taker_buy_share_20"] <= 1.0
+
+
+def test_coin_margined_kline_event_volumes_in_the_base_asset():
+    """A COIN-M kline event (dstream: ``v``/``V`` in contracts, ``q``/``Q`` in the base asset)."""
+    k = {"t": 1678406400000, "T": 1678406459999, "s": "BTCUSD_PERP", "i": "1m", "f": 1, "L": 210, "o": "20100.0",
+         "c": "20105.0", "h": "20110.0", "l": "20090.0", "v": "1500", "n": 210, "x": True, "q": "7.4612",
+         "V": "800", "Q": "3.9793", "B": "0"}
+    tick = normalise_ws({"e": "kline", "E": 1678406460001, "s": "BTCUSD_PERP", "k": k})
+    assert (tick["quantity"], tick["taker_buy_volume"], tick["quote_volume"]) == (7.4612, 3.9793, None)
+    spot = normalise_ws({"e": "kline", "E": 1678406460001, "s": "BTCUSDT", "k": {**k, "s": "BTCUSDT"}})
+    assert (spot["quantity"], spot["taker_buy_volume"], spot["quote_volume"]) == (1500.0, 800.0, 7.4612)
