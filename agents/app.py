@@ -130,6 +130,7 @@ class Runtime:
         self.delivery_errors: list[str] = []
         self.ready = False
         self.broker_away_since: float | None = None  # monotonic time outputs stopped being delivered
+        self.broker_unanswered_since: float | None = None  # monotonic time the broker stopped answering probes
         self.input_topics = {self.topic_names[stage] for stage in ("ticks", "external-features", "feedback")}
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
@@ -259,6 +260,11 @@ class Runtime:
         producer.begin_transaction()
         return True
 
+    @property
+    def serving(self) -> bool:
+        """Ready (rebalancing aside): state loaded, outputs getting through, the broker answering."""
+        return self.ready and self.broker_away_since is None and self.broker_unanswered_since is None
+
     def _broker_away(self, since: float) -> None:
         """Outputs are not getting through: not ready until they do (liveness is unaffected)."""
         if self.broker_away_since is None:
@@ -269,7 +275,31 @@ class Runtime:
         if self.broker_away_since is not None:
             log.warning("broker back after %.0f s; %s", time.monotonic() - self.broker_away_since, what)
             self.broker_away_since = None
-            self.metrics.ready.set(1 if self.ready else 0)
+            self.metrics.ready.set(1 if self.serving else 0)
+
+    def broker_answers(self, timeout: float) -> bool:
+        """Whether the broker answers a metadata request for the ticks topic through the output producer
+        (blocks up to ``timeout``: not on the event loop). An idle worker publishes nothing, so only this
+        tells it that the broker has gone."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self.producer.list_topics(topic=self.topic_names["ticks"], timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def note_probe(self, answered: bool, started: float) -> None:
+        """A probe's answer (:meth:`broker_answers`): not ready while the broker does not answer."""
+        if not answered:
+            if self.broker_unanswered_since is None:
+                self.broker_unanswered_since = started
+                log.warning("the broker does not answer a metadata request: not ready until it does")
+            self.metrics.ready.set(0)
+        elif self.broker_unanswered_since is not None:
+            log.warning("the broker answers again after %.0f s", time.monotonic() - self.broker_unanswered_since)
+            self.broker_unanswered_since = None
+            self.metrics.ready.set(1 if self.serving else 0)
 
     def drop_partition_producers(self, partitions: set[int]) -> None:
         """After a revocation: the next owner fences these transactional ids."""

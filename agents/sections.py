@@ -163,6 +163,7 @@ class WorkerSection:
     transaction_timeout_s: float = _from("transaction_timeout", low=1)
     stop_timeout_s: float = _from("stop_timeout", low=0)
     output_linger_ms: float = _from("output_linger_ms", low=0)
+    broker_probe_s: float = _from("broker_probe", low=0)
 
     @property
     def exactly_once(self) -> bool:

@@ -118,6 +118,11 @@ class Settings:
         "LIVELEARN_STOP_TIMEOUT_S", "10",
         "On SIGTERM/SIGINT or a revocation, at most this long to checkpoint the partitions given up (then exit)",
     )
+    broker_probe: str = _env(
+        "LIVELEARN_BROKER_PROBE_S", "5",
+        "Every this many seconds the worker asks the broker for metadata; not ready (/readyz 503) while it gets no "
+        "answer, even with nothing to publish (0: no probe)",
+    )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
     kafka_version: str = _env("LIVELEARN_KAFKA_VERSION", "3.9.1", "Apache Kafka version fetched from Maven Central")

@@ -3,6 +3,7 @@ partitions' checkpoints, readiness once the checkpoints are read)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -28,7 +29,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
 
     @app.page("/readyz")
     async def readyz(web, request):
-        ready = runtime.ready and not app.rebalancing and runtime.broker_away_since is None
+        ready = runtime.serving and not app.rebalancing
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.task
@@ -41,7 +42,20 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         # 3-4 ms once frozen.
         gc.freeze()
         runtime.ready = True
-        metrics.ready.set(1)
+        metrics.ready.set(1 if runtime.serving else 0)
+
+    probe_s = runtime.settings.worker.broker_probe_s
+
+    @app.timer(interval=max(probe_s, 0.5), name="probe-broker")
+    async def probe_broker():
+        """Readiness of a worker with nothing to publish: without this an idle worker read ready through a
+        whole broker outage (only failed outputs made it not ready)."""
+        if probe_s <= 0:
+            return
+        started = time.monotonic()
+        answered = await asyncio.get_running_loop().run_in_executor(None, runtime.broker_answers,
+                                                                    min(probe_s, 5.0))
+        runtime.note_probe(answered, started)
 
     @app.timer(interval=max(0.2, checkpoints.every_seconds / 2), name="checkpoint-quiet-partitions")
     async def checkpoint_quiet_partitions():

@@ -118,3 +118,20 @@ def test_an_exception_inside_an_event_marks_its_partition_broken_and_it_is_never
 
     asyncio.run(scenario())
     assert [stage for stage, _, _ in published] == ["features", "predictions", "features"]
+
+
+def test_readiness_follows_the_broker_probe(tmp_path):
+    """The probe is a real metadata request of the output producer; nothing listens on port 1, so it gets
+    no answer: the worker reads not ready (and the gauge says 0) until an answer comes."""
+    import time
+
+    runtime, _, _ = worker(tmp_path)
+    runtime.ready = True
+    assert runtime.serving
+    started = time.monotonic()
+    answered = runtime.broker_answers(0.5)
+    assert not answered and time.monotonic() - started < 5
+    runtime.note_probe(answered, started)
+    assert not runtime.serving and runtime.metrics.ready._value.get() == 0
+    runtime.note_probe(True, time.monotonic())
+    assert runtime.serving and runtime.metrics.ready._value.get() == 1

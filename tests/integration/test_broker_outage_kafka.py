@@ -2,7 +2,8 @@
 killed with SIGKILL mid-run and started again 60 s later; the same worker process stays alive
 (/healthz) and not ready (/readyz 503) meanwhile, resumes by itself, and its predictions equal those of
 the same pipeline run in process (0 lost, 0 different; repeats must be identical, and there are none
-in exactly-once mode)."""
+in exactly-once mode). A worker with nothing left to do reads not ready while the broker is away too
+(its broker probe), and ready again once it is back."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def read_predictions(bootstrap: str, env: dict) -> tuple[dict[str, dict], int]:
 def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarantee, private_broker, worker_factory,
                                                                          pipeline_env):
     settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_MEMBERS": "logreg",
-                "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_PROCESSING_GUARANTEE": guarantee}
+                "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_PROCESSING_GUARANTEE": guarantee,
+                "LIVELEARN_BROKER_PROBE_S": "1"}
     env = {**pipeline_env, **settings}
     worker = worker_factory(settings).start(timeout=120)
     assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
@@ -87,6 +89,15 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     while worker.get("/readyz")[0] != 200 and time.monotonic() < ready_again:
         time.sleep(1.0)
     assert json.loads(worker.get("/readyz")[1])["ready"] is True
+    if guarantee == "at_least_once":
+        # Idle now (every tick applied): before the probe, /readyz stayed 200 through an outage here.
+        os.kill(private_broker.pid(), signal.SIGKILL)
+        idle_readiness = poll_readiness(worker, 8.0)
+        assert worker.process.poll() is None and 503 in idle_readiness, idle_readiness
+        private_broker.up(wait_s=180)
+        back = poll_readiness(worker, 60.0, until=200)
+        assert back[-1] == 200, back
+        print(f"idle outage: readiness {idle_readiness}, then 200 after {len(back)} probes")
     worker.stop()
 
     got, repeats = read_predictions(private_broker.bootstrap, env)
@@ -95,6 +106,21 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     assert got == expected_predictions(Settings.from_env(env))
     if guarantee == "exactly_once":
         assert repeats == 0
+
+
+def poll_readiness(worker, seconds: float, until: int | None = None) -> list[int | None]:
+    """/readyz every half second for ``seconds`` (or until it answers ``until``)."""
+    codes: list[int | None] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            codes.append(worker.get("/readyz")[0])
+        except (OSError, urllib.error.URLError):
+            codes.append(None)
+        if until is not None and codes[-1] == until:
+            break
+        time.sleep(0.5)
+    return codes
 
 
 def test_a_transactional_producer_made_while_the_broker_is_away_waits_for_it(private_broker, pipeline_env):
