@@ -1,7 +1,8 @@
 """Every topic, declared once, in flow order.
 
 ticks -> features -> predictions -> outcomes -> (learning) -> performance, alerts / model-events;
-external-features and feedback enter beside the ticks; dead-letters collects what any stage rejected.
+tick-batches (several ticks a record, connectors.batching), external-features and feedback enter beside
+the ticks; dead-letters collects what any stage rejected.
 All data topics are keyed by symbol and share one partition count, so Faust co-partitions them: the
 worker that owns a symbol's ticks also owns its external feedback and its model state.
 """
@@ -29,6 +30,8 @@ CHECKPOINT_MAX_BYTES = 16 * 1024 * 1024
 
 FLOW: tuple[TopicSpec, ...] = (
     TopicSpec("ticks", "tick", "Market events from connectors (replay, live, produce, synth)."),
+    TopicSpec("tick-batches", "tick_batch", "Micro-batches of one basis group's ticks from livelearn's own "
+                                            "connectors (replay --batch); applied as the ticks topic's are."),
     TopicSpec("features", "features", "Per-symbol feature vectors, one per price tick."),
     TopicSpec("external-features", "features",
               "Feature vectors entering after featurize (labelled datasets, precomputed features)."),

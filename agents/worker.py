@@ -13,7 +13,7 @@ from streams.features import FEATURE_SET
 from streams.learning import SymbolLearner
 from streams.pipeline import PartitionPipeline
 
-INPUTS = ("ticks", "external-features", "feedback")
+INPUTS = ("ticks", "tick-batches", "external-features", "feedback")
 
 
 def checkpoint_version(settings: Settings) -> str:

@@ -9,7 +9,12 @@
 (c) end-to-end latency (produce time to prediction visible to a consumer) at a fixed offered rate;
 (d) the batched replay path (`livelearn backtest`: confluent-kafka batches through the same stage
     functions, no Faust) on the same backlog: events/s, ratio to (a), and whether its predictions are
-    identical to (b)'s (every field but the wall-clock latency_ms).
+    identical to (b)'s (every field but the wall-clock latency_ms);
+(e) the worker draining the same backlog as micro-batches of 100 ticks a record (the tick-batches
+    topic, connectors.batching): ticks/s against the Faust no-op's records/s, predictions identical;
+(f) real ticks (the BTCUSDT capture's first 20,000 trades and book tickers, which cost the pipeline far
+    less than a synthetic tick's prediction does): the worker draining them one a record and in
+    batches of 100, ticks/s.
 
 Rates are taken from the first output record to the last, so start-up and group joins do not count.
 Needs the local broker (livelearn kafka up).
@@ -40,8 +45,14 @@ from forwarders import KINDS, running, take
 
 from agents.settings import Settings
 from agents.topics import create_topics
+from connectors.batching import TickBatcher
+from connectors.recorded import read_file
 from connectors.synth import generate
 from schemas.codec import AvroCodec
+from schemas.keys import BasisGroups
+
+CAPTURE = ROOT / "data" / "binance" / "ws" / "spot_btcusdt_20240808.gz"
+BATCH = 100
 
 
 def producer(bootstrap: str):
@@ -57,6 +68,36 @@ def produce_backlog(bootstrap: str, topic: str, records: list[tuple[bytes, bytes
         p.produce(topic, key=key, value=value, timestamp=timestamp)
         p.poll(0)
     p.flush()
+
+
+def batch_records(ticks: list[dict], size: int = BATCH) -> list[tuple[bytes, bytes, int]]:
+    """The ticks as tick-batches records, as `livelearn replay --batch` makes them."""
+    codec = AvroCodec.for_topic_schema("tick_batch")
+    out: list[tuple[bytes, bytes, int]] = []
+
+    class Collect:
+        def send(self, record, key, timestamp_ms):
+            out.append((key.encode(), codec.encode(record), timestamp_ms))
+
+        def flush(self):
+            pass
+
+    batcher = TickBatcher(Collect(), size=size, max_wait_ms=1e9, key_of=BasisGroups.parse("auto").key)
+    for tick in ticks:
+        batcher.send(tick, tick["symbol"], tick["event_time_ms"])
+    batcher.flush()
+    return out
+
+
+def drain(base, name: str, stage: str, records: list[tuple[bytes, bytes, int]], predictions_expected: int):
+    """A fresh worker draining ``records`` put on ``stage``'s topic first: predictions/s from the first
+    output to the last, and its settings."""
+    settings = isolated_settings(base, name)
+    create_topics(settings)
+    produce_backlog(base.bootstrap_servers, settings.topic(stage), records)
+    with running_worker(settings):
+        first, last = count_until(base.bootstrap_servers, settings.topic("predictions"), predictions_expected, 600)
+    return (predictions_expected - 1) / (last - first), settings
 
 
 def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> tuple[float, float]:
@@ -196,6 +237,20 @@ def main() -> None:
     identical = predictions(bootstrap, batch_settings.topic("predictions"), args.ticks) == \
         predictions(bootstrap, settings.topic("predictions"), args.ticks)
 
+    # (e) the worker on the same backlog in micro-batches.
+    batched_worker_rate, batched_settings = drain(base, "batches", "tick-batches", batch_records(ticks[: args.ticks]),
+                                                  args.ticks)
+    batched_identical = predictions(bootstrap, batched_settings.topic("predictions"), args.ticks) == \
+        predictions(bootstrap, settings.topic("predictions"), args.ticks)
+
+    # (f) real trades and book tickers, one a record and in batches; ticks/s from predictions/s.
+    real = [item.tick for item in read_file(CAPTURE) if item.tick is not None][:20_000]
+    real_predictions = sum(t["kind"] != "BOOK_TICKER" for t in real)
+    per_prediction = len(real) / real_predictions
+    real_single, _ = drain(base, "real", "ticks", [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"])
+                                                  for t in real], real_predictions)
+    real_batched, _ = drain(base, "realbatches", "tick-batches", batch_records(real), real_predictions)
+
     lat = np.array(latencies) * 1000.0
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
     for kind, rate in forwarded.items():
@@ -208,6 +263,12 @@ def main() -> None:
           f"over {len(lat)} predictions (target p99 <= 15 ms at 2,000/s)")
     print(f"(d) batched replay path      {batch_rate:10,.0f} events/s   = {batch_rate / pipeline_rate:.1f}x the "
           f"worker (target >= 4x); predictions identical to (b): {identical}")
+    print(f"(e) worker, batches of {BATCH}    {batched_worker_rate:10,.0f} ticks/s    = {batched_worker_rate / noop_rate:.1%} "
+          f"of the Faust no-op's records/s, {batched_worker_rate / pipeline_rate:.2f}x one tick a record; "
+          f"predictions identical to (b): {batched_identical}")
+    print(f"(f) real capture ticks: one a record {real_single * per_prediction:,.0f} ticks/s, batches of {BATCH} "
+          f"{real_batched * per_prediction:,.0f} ticks/s ({real_batched / real_single:.2f}x; Faust no-op "
+          f"{noop_rate:,.0f} records/s)")
     result("pipeline", **{f"{kind}_forwarder_events_per_s": round(rate) for kind, rate in forwarded.items()},
            noop_events_per_s=round(noop_rate), pipeline_events_per_s=round(pipeline_rate),
            pipeline_vs_noop=round(pipeline_rate / noop_rate, 3),
@@ -215,6 +276,12 @@ def main() -> None:
            batched_replay_events_per_s=round(batch_rate),
            batched_vs_noop=round(batch_rate / noop_rate, 3), batched_vs_worker=round(batch_rate / pipeline_rate, 2),
            batched_predictions_identical=identical,
+           worker_batches_ticks_per_s=round(batched_worker_rate),
+           worker_batches_vs_noop=round(batched_worker_rate / noop_rate, 3),
+           worker_batches_vs_worker=round(batched_worker_rate / pipeline_rate, 2),
+           worker_batches_predictions_identical=batched_identical,
+           real_ticks_per_s_single=round(real_single * per_prediction),
+           real_ticks_per_s_batches=round(real_batched * per_prediction),
            offered_rate=round(offered),
            latency_p50_ms=round(p50, 2), latency_p99_ms=round(p99, 2), latency_samples=len(lat),
            members=base.members)

@@ -48,7 +48,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     def progress(done: int, total: int) -> None:
         if not args.quiet and total:
             rate = done / max(time.monotonic() - started, 1e-9)
-            print(f"\rbacktest: {done:,}/{total:,} ticks ({done / total:.0%}), {rate:,.0f} ticks/s",
+            print(f"\rbacktest: {done:,}/{total:,} records ({done / total:.0%}), {rate:,.0f} records/s",
                   end="", file=sys.stderr, flush=True)
 
     try:
@@ -58,7 +58,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     elapsed = time.monotonic() - started
-    print(f"backtest of {settings.topic('ticks')}: {counts['ticks']:,} ticks, {counts['vectors']:,} feature vectors, "
+    print(f"backtest of {settings.topic('ticks')} and {settings.topic('tick-batches')}: {counts['ticks']:,} ticks, {counts['vectors']:,} feature vectors, "
           f"{counts['predictions']:,} predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters "
           f"in {elapsed:.1f} s ({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
     return 0

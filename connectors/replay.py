@@ -71,7 +71,7 @@ class Progress:
 
 def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str] | None = None,
            progress: bool = True, sleep: Callable[[float], None] = time.sleep, fmt: str = "auto",
-           symbol: str | None = None) -> ReplayStats:
+           symbol: str | None = None, clock: Callable[[], float] = time.monotonic) -> ReplayStats:
     """Produce every tick of ``paths`` to ``sink`` in event-time order.
 
     ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
@@ -81,7 +81,7 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
     total = sum(f.count for f in files)
     stats = ReplayStats()
     bar = Progress(total, enabled=progress)
-    wall_start = time.monotonic()
+    wall_start = clock()
     first_event: int | None = None
     for done, item in enumerate(heapq.merge(*files), 1):
         stats.read += 1
@@ -100,8 +100,9 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
             if first_event is None:
                 first_event = item.event_time_ms
             due = wall_start + (item.event_time_ms - first_event) / 1000.0 / speed
-            delay = due - time.monotonic()
+            delay = due - clock()
             if delay > 0:
+                sink.waiting(delay)
                 sleep(delay)
         sink.send(tick, tick["symbol"], tick["event_time_ms"])
         stats.produced += 1

@@ -51,6 +51,9 @@ class KafkaSink:
         self._produce(self.topic, key.encode(), self.codec.encode(record), timestamp_ms)
         self.produced += 1
 
+    def waiting(self, seconds: float) -> None:
+        """The caller is about to wait (a paced replay): nothing is held here (see connectors.batching)."""
+
     def reject(self, reason_code: str, reason: str, origin: str, line: int, raw: bytes,
                key: bytes | None = None) -> None:
         self.rejected[reason_code] += 1

@@ -36,8 +36,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 
 # Schema file stem -> record name; the file stem is what topics refer to.
-SCHEMA_FILES = ("tick", "features", "prediction", "feedback", "performance", "drift_alert", "model_event", "dead_letter",
-                "checkpoint")
+SCHEMA_FILES = ("tick", "tick_batch", "features", "prediction", "feedback", "performance", "drift_alert",
+                "model_event", "dead_letter", "checkpoint")
 
 
 class SchemaError(Exception):

@@ -135,3 +135,4 @@ def test_readiness_follows_the_broker_probe(tmp_path):
     assert not runtime.serving and runtime.metrics.ready._value.get() == 0
     runtime.note_probe(True, time.monotonic())
     assert runtime.serving and runtime.metrics.ready._value.get() == 1
+    runtime._producer = None  # destroyed here, or it retries port 1 (and logs it) for the rest of the run

@@ -116,3 +116,13 @@ def test_every_older_schema_in_history_is_read_by_the_current_reader():
 # Enum symbols added later that a reader of the old version cannot resolve (it has no enum default):
 # documented in the schema; the current enums carry a default, so later symbols will not break readers.
 FORWARD_BREAKS = {"drift_alert.v1.avsc": ("kind", "BASIS", "FEATURE")}
+
+
+def test_a_tick_batch_holds_exactly_the_tick_schema():
+    """The batch schema embeds the Tick record: the two must evolve together (a changed tick.avsc
+    without the same change here fails)."""
+    tick = json.loads((SCHEMA_DIR / "tick.avsc").read_text())
+    batch = json.loads((SCHEMA_DIR / "tick_batch.avsc").read_text())
+    assert batch["fields"][0]["type"]["items"] == tick
+    codec, batch_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("tick_batch")
+    assert batch_codec.decode(batch_codec.encode({"ticks": [TICK, TICK]})) == {"ticks": [codec.decode(codec.encode(TICK))] * 2}

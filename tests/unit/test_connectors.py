@@ -481,3 +481,31 @@ def test_coin_margined_kline_event_volumes_in_the_base_asset():
     assert (tick["quantity"], tick["taker_buy_volume"], tick["quote_volume"]) == (7.4612, 3.9793, None)
     spot = normalise_ws({"e": "kline", "E": 1678406460001, "s": "BTCUSDT", "k": {**k, "s": "BTCUSDT"}})
     assert (spot["quantity"], spot["taker_buy_volume"], spot["quote_volume"]) == (1500.0, 800.0, 7.4612)
+
+
+def test_a_paced_batched_replay_sends_each_partial_batch_before_it_waits():
+    """One-minute klines replayed at 60x (a second between ticks) in batches of 50 with a 5 ms wait:
+    each tick leaves before the replay sleeps for the next, not a batch of 50 every 50 seconds."""
+    from connectors.batching import TickBatcher
+
+    clock = [0.0]
+
+    class TimedSink(RecordingSink):
+        def send(self, record, key, timestamp_ms):
+            super().send({**record, "sent_at": clock[0]}, key, timestamp_ms)
+
+    sink = TimedSink()
+    batcher = TickBatcher(sink, size=50, max_wait_ms=5.0, clock=lambda: clock[0])
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    path = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+    stats = replay([path], batcher, speed=60.0, progress=False, sleep=sleep, clock=lambda: clock[0])
+    assert stats.produced == 1440
+    assert [len(record["ticks"]) for _, _, record in sink.sent] == [1] * 1440
+    # Tick i is due i seconds in; it leaves before the sleep towards tick i + 1 ends.
+    assert max(record["sent_at"] - i for i, (_, _, record) in enumerate(sink.sent)) < 0.5
+    unpaced = RecordingSink()
+    replay([path], TickBatcher(unpaced, size=50, max_wait_ms=5.0, clock=lambda: 0.0), progress=False)
+    assert [len(record["ticks"]) for _, _, record in unpaced.sent] == [50] * 28 + [40]
