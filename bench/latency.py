@@ -9,9 +9,14 @@ capacity; this one starts fresh processes, waits until they forward, then offers
 ticks at ``--rate`` per second and reads the output topics with their own consumers. The worker first
 gets the stream's first 100 ticks at the same rate (the forwarders' readiness probe is their warm-up):
 its symbol's models, its codecs and its output topics' metadata are made there, and that cold start
-is printed apart (the first tick's latency and the slowest).
+is printed apart (the first tick's latency and the slowest). The same worker then gets ``--ticks`` more
+as micro-batches (the tick-batches topic, connectors.batching, as `livelearn replay --batch` sends
+them: at most ``--batch`` ticks, a partial batch sent once its oldest tick has waited
+``--batch-wait-ms`` or before the pacing sleeps past that): latency from the moment a tick is handed
+to the batcher, so it includes the batch's wait.
 
-Usage: python bench/latency.py [--rate 400] [--ticks 3000] [--skip quix]   (needs the local broker)
+Usage: python bench/latency.py [--rate 400] [--ticks 3000] [--skip quix] [--batch 100] [--batch-wait-ms 5]
+(needs the local broker)
 """
 
 from __future__ import annotations
@@ -32,18 +37,23 @@ from forwarders import KINDS, running, take
 
 from agents.settings import Settings
 from agents.topics import create_topics
+from connectors.batching import TickBatcher
 from connectors.synth import generate
 from schemas.codec import AvroCodec
+from schemas.keys import BasisGroups
 
 # Ticks the worker gets before the measured ones (and the forwarders not at all: they are warm).
 WARM_UP = 100
 
 
 def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tuple[bytes, bytes, int]],
-          rate: float, match_by_value: bool) -> tuple[float, dict[str, list[float]]]:
+          rate: float, match_by_value: bool, batches: tuple[list[dict], int, float] | None = None
+          ) -> tuple[float, dict[str, list[float]]]:
     """Offer ``records`` to ``source`` at ``rate``; seconds from produce to visible on each output.
     Outputs are matched to inputs by their event-time timestamp, or (no-op: Faust stamps what it
-    forwards with the current time) by the forwarded value."""
+    forwards with the current time) by the forwarded value. With ``batches`` (the ticks of
+    ``records``, the batch size, the batch wait in ms) the ticks go to a :class:`TickBatcher` that
+    produces tick-batches records to ``source``; a tick's clock starts when it is handed over."""
     from confluent_kafka import Consumer, Producer
 
     sent: dict = {}
@@ -73,15 +83,36 @@ def paced(bootstrap: str, source: str, outputs: dict[str, str], records: list[tu
         assigned.acquire(timeout=60)
     time.sleep(1.0)  # the first fetch of a newly assigned partition
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "partitioner": "murmur2_random"})
+    batcher = None
+    if batches is not None:
+        ticks, size, wait_ms = batches
+        batch_codec = AvroCodec.for_topic_schema("tick_batch")
+
+        class Produce:
+            def send(self, record, key, timestamp_ms):
+                producer.produce(source, key=key.encode(), value=batch_codec.encode(record), timestamp=timestamp_ms)
+                producer.poll(0)
+
+            def flush(self):
+                pass
+
+        batcher = TickBatcher(Produce(), size=size, max_wait_ms=wait_ms, key_of=BasisGroups.parse("auto").key)
     started = time.monotonic()
     for i, (key, value, timestamp) in enumerate(records):
         due = started + i / rate
         now = time.monotonic()
         if due > now:
+            if batcher is not None:
+                batcher.waiting(due - now)
             time.sleep(due - now)
         sent[value if match_by_value else timestamp] = time.monotonic()
+        if batcher is not None:
+            batcher.send(ticks[i], ticks[i]["symbol"], timestamp)
+            continue
         producer.produce(source, key=key, value=value, timestamp=timestamp)
         producer.poll(0)
+    if batcher is not None:
+        batcher.flush()
     producer.flush()
     offered = len(records) / (time.monotonic() - started)
     for reader in readers:
@@ -102,12 +133,17 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3000)
     parser.add_argument("--skip", nargs="*", default=[], choices=("reader", *KINDS),
                         help="references to leave out")
+    parser.add_argument("--batch", type=int, default=100, help="largest micro-batch of the batched run (1: none)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
     settings = isolated_settings(Settings.from_env(), "latency")
     create_topics(settings)
     codec = AvroCodec.for_topic_schema("tick")
-    stream = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in generate(WARM_UP + args.ticks, seed=3)]
-    warm_up, records = stream[:WARM_UP], stream[WARM_UP:]
+    ticks = list(generate(2 * (WARM_UP + args.ticks), seed=3))
+    stream = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in ticks]
+    warm_up, records = stream[:WARM_UP], stream[WARM_UP:WARM_UP + args.ticks]
+    # The batched run's own warm-up (the worker's first records of the tick-batches topic), then its ticks.
+    later, later_ticks = stream[WARM_UP + args.ticks:], ticks[WARM_UP + args.ticks:]
     bootstrap = settings.bootstrap_servers
 
     run = uuid.uuid4().hex[:8]
@@ -139,6 +175,10 @@ def main() -> None:
         # measured apart, not in the steady state.
         _, cold = paced(bootstrap, settings.topic("ticks"), outputs, warm_up, args.rate, match_by_value=False)
         offered, latencies = paced(bootstrap, settings.topic("ticks"), outputs, records, args.rate, match_by_value=False)
+        if args.batch > 1:
+            for part, part_ticks in ((later[:WARM_UP], later_ticks[:WARM_UP]), (later[WARM_UP:], later_ticks[WARM_UP:])):
+                batched_rate, batched = paced(bootstrap, settings.topic("tick-batches"), outputs, part, args.rate,
+                                              match_by_value=False, batches=(part_ticks, args.batch, args.batch_wait_ms))
     cold_ms = [v * 1000 for v in cold["predictions"]]
     print(f"worker's first {WARM_UP} ticks (not in the figures below): first {cold_ms[0]:.1f} ms, slowest "
           f"{max(cold_ms):.1f} ms")
@@ -146,7 +186,9 @@ def main() -> None:
               "worker_cold_max_ms": round(max(cold_ms), 2)}
     for name, values, rate in (*((kind, found, rate) for kind, (rate, found) in measured.items()),
                                ("features", latencies["features"], offered),
-                               ("predictions", latencies["predictions"], offered)):
+                               ("predictions", latencies["predictions"], offered),
+                               *((("predictions_batched", batched["predictions"], batched_rate),)
+                                 if args.batch > 1 else ())):
         p50, p99 = percentiles(values)
         print(f"{name:<12} at {rate:,.0f} ticks/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(values)}")
         fields[f"{name}_p50_ms"], fields[f"{name}_p99_ms"] = round(p50, 2), round(p99, 2)
