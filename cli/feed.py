@@ -19,6 +19,31 @@ def _sink(settings: Settings, stage: str, schema: str = "tick", topic_stage: str
                      key_of=settings.partition_key)
 
 
+def _tick_sink(settings: Settings, stage: str, args: argparse.Namespace):
+    """The ticks topic's sink, or with ``--batch N`` (N > 1) a batcher onto the tick-batches topic."""
+    from cli.errors import CliError
+
+    if args.batch < 1 or args.batch_wait_ms < 0:
+        raise CliError("--batch must be at least 1 and --batch-wait-ms at least 0", code=2)
+    if args.batch == 1:
+        return _sink(settings, stage)
+    from connectors.batching import TickBatcher
+    from connectors.sink import KafkaSink
+
+    batches = KafkaSink(settings.client_config(), settings.topic("tick-batches"), settings.topic("dead-letters"),
+                        schema="tick_batch", registry_url=settings.schema_registry_url, stage=stage)
+    return TickBatcher(batches, size=args.batch, max_wait_ms=args.batch_wait_ms, key_of=settings.partition_key)
+
+
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="put up to N ticks of one symbol group in one record of the tick-batches topic (the worker "
+                        "applies them as single ticks, with one framework round trip for all; default 1: the ticks "
+                        "topic, one tick a record)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="with --batch: send a partial batch once its oldest tick has waited this long (default 5)")
+
+
 def ensure_topics(settings: Settings) -> None:
     from agents.topics import create_topics
     from cli.errors import require_broker
@@ -39,17 +64,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
     symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
-    if args.batch < 1 or args.batch_wait_ms < 0:
-        raise CliError("--batch must be at least 1 and --batch-wait-ms at least 0", code=2)
-    if args.batch == 1:
-        sink = _sink(settings, "replay")
-    else:
-        from connectors.batching import TickBatcher
-        from connectors.sink import KafkaSink
-
-        batches = KafkaSink(settings.client_config(), settings.topic("tick-batches"), settings.topic("dead-letters"),
-                            schema="tick_batch", registry_url=settings.schema_registry_url, stage="replay")
-        sink = TickBatcher(batches, size=args.batch, max_wait_ms=args.batch_wait_ms, key_of=settings.partition_key)
+    sink = _tick_sink(settings, "replay", args)
     try:
         stats = replay(paths, sink, speed=args.speed, symbols=symbols, progress=not args.quiet, fmt=args.format,
                        symbol=args.symbol)
@@ -138,10 +153,11 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
-    sink = _sink(settings, "live")
+    sink = _tick_sink(settings, "live", args)
     config = LiveConfig(symbols, streams, futures=args.market == "futures", ws_url=settings.binance_ws_url,
                         rest_url=settings.binance_rest_url, stall_s=stall, max_runtime_s=args.seconds,
-                        max_ticks=args.max_ticks)
+                        max_ticks=args.max_ticks,
+                        wake_s=min(1.0, max(args.batch_wait_ms, 1.0) / 1000) if args.batch > 1 else 1.0)
     shown = [0.0]
 
     def status(counts, sink_) -> None:
@@ -288,12 +304,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbol", help="symbol of the files' rows (default: the file name's first part, e.g. BTCUSDT-1m-...)")
     p.add_argument("--max-reject-ratio", type=ratio_option, default=1.0, metavar="R",
                    help="exit 1 when more than this share of the rows is rejected (default 1: only when all are)")
-    p.add_argument("--batch", type=int, default=1, metavar="N",
-                   help="put up to N ticks of one symbol group in one record of the tick-batches topic (the worker "
-                        "applies them as single ticks, with one framework round trip for all; default 1: the ticks "
-                        "topic, one tick a record)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
-                   help="with --batch: send a partial batch once its oldest tick has waited this long (default 5)")
+    _batch_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
 
@@ -304,6 +315,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--market", choices=["spot", "futures"], default="spot", help="spot or USD-M futures streams")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--max-ticks", type=int, help="stop after producing this many ticks")
+    _batch_options(p)
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.set_defaults(func=cmd_live)
 

@@ -54,11 +54,22 @@ class TickBatcher:
         self._since: dict[str, float] = {}
         self._latest: dict[str, int] = {}  # the newest tick's timestamp: the batch record's
         self._batches = 0
+        self._ticks = 0
 
     @property
     def batches(self) -> int:
         """Batch records sent so far."""
         return self._batches
+
+    @property
+    def produced(self) -> int:
+        """Ticks taken so far (in batches sent or pending)."""
+        return self._ticks
+
+    @property
+    def rejected(self) -> Any:
+        """The sink's dead-letter counts."""
+        return self._sink.rejected
 
     def send(self, tick: dict[str, Any], symbol: str, timestamp_ms: int) -> None:
         """Add a tick (the :class:`connectors.sink.KafkaSink` signature, so replay takes either)."""
@@ -69,6 +80,7 @@ class TickBatcher:
             pending = self._pending[key] = []
             self._since[key] = now
         pending.append(tick)
+        self._ticks += 1
         self._latest[key] = timestamp_ms
         if len(pending) >= self._size:
             self._emit(key)

@@ -144,6 +144,7 @@ class LiveConfig:
     backoff_max_s: float = 30.0
     max_runtime_s: float | None = None
     max_ticks: int | None = None
+    wake_s: float = 1.0  # the read loop's longest wait for a message; a batching sink's stale batches leave then
 
 
 async def _open_socket(config: LiveConfig, client):
@@ -204,9 +205,10 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                     progressed_at_ms = handler.last_event_ms
                     while not finished():
                         try:
-                            message = await asyncio.wait_for(stream.recv(), timeout=1.0)
+                            message = await asyncio.wait_for(stream.recv(), timeout=config.wake_s)
                         except TimeoutError:
                             message = None
+                        sink.waiting(0.0)  # a batching sink sends what has waited long enough
                         if message is not None:
                             out = handler.handle(message, int(time.time() * 1000))
                             if out.error:

@@ -3,6 +3,7 @@
 The websocket server plays the recorded futures capture over three connections: the first loses three
 SUSHIUSDT aggTrades and then drops the connection, the second answers with a Binance error message and then goes silent
 (the watchdog must reconnect), the third goes silent after its messages (the watchdog must reconnect). The lost trades come back over REST.
+With ``--batch 50`` the same ticks arrive in records of the tick-batches topic instead.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.integration
 CAPTURE = DATA / "binance" / "ws" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
 
 
-def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipeline_env):
+@pytest.mark.parametrize("batch", [1, 50])
+def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipeline_env, batch):
     messages = capture_messages(CAPTURE)[:400]
     sushi = [i for i, m in enumerate(messages) if m["stream"] == "sushiusdt@aggTrade"]
     lost = set(sushi[2:5])
@@ -35,8 +37,8 @@ def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipelin
            "LIVELEARN_LIVE_STALL_SECONDS": "2"}
     try:
         result = livelearn("live", "--market", "futures", "--symbols", "SUSHIUSDT,AKROUSDT,KEEPUSDT,CTKUSDT",
-                           "--streams", "aggTrade,kline_1m,bookTicker", "--seconds", "14", "--quiet", env=env,
-                           timeout=120)
+                           "--streams", "aggTrade,kline_1m,bookTicker", "--seconds", "14", "--quiet",
+                           "--batch", str(batch), env=env, timeout=120)
     finally:
         ws.close()
         rest.close()
@@ -52,10 +54,17 @@ def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipelin
 
     expected_handler = LiveHandler()
     expected = [t for m in messages for t in expected_handler.handle(m, 0).ticks]
-    codec = AvroCodec.for_topic_schema("tick")
-    produced = [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
-                                                           env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
-                                                           expect=len(expected), timeout=60)]
+    if batch == 1:
+        codec = AvroCodec.for_topic_schema("tick")
+        produced = [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
+                                                               env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
+                                                               expect=len(expected), timeout=60)]
+    else:
+        codec = AvroCodec.for_topic_schema("tick_batch")
+        batches = [codec.decode(m.value())["ticks"] for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
+                                                                       env["LIVELEARN_TOPIC_PREFIX"] + "tick-batches")]
+        produced = [tick for ticks in batches for tick in ticks]
+        assert 1 < len(batches) < len(produced) and max(map(len, batches)) <= batch
     assert f"produced {len(expected)} ticks" in summary
     assert len(produced) == len(expected)
 
