@@ -6,6 +6,8 @@ ticks are applied one by one, exactly as single ticks are, with one framework ro
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mode import CrashingSupervisor
 
@@ -19,52 +21,48 @@ BATCHES = "tick-batches"
 
 
 def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
-    codec = runtime.codecs["ticks"]
     latency = runtime.metrics.latency.labels("featurize")
+    tick_codec = runtime.codecs[STAGE]
 
-    # An exception that escapes an event (bad input never does: it is dead-lettered) ends the worker
-    # instead of Faust restarting the agent in place over a state that may be ahead of its outputs
-    # (agents.checkpoints.applying); the next owner resumes from the last checkpoint.
-    @runtime.app.agent(runtime.topics["ticks"], name="pipeline", supervisor_strategy=CrashingSupervisor)
-    async def pipeline(stream):
-        stream = stream.noack()
-        async for event, state in checkpoints.unapplied(stream, STAGE):
-            message = event.message
-            with checkpoints.applying(message.partition):
-                started = time.perf_counter()
-                try:
-                    tick = codec.decode(message.value, message.topic, message.partition, message.offset)
-                except DecodeError as exc:
-                    latency.observe(time.perf_counter() - started)
-                    await reject(runtime, "featurize", "decode_error", str(exc), message)
-                else:
-                    await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
-                await checkpoints.done(stream, event, STAGE)
+    def ticks_agent(stage: str, name: str, apply: Callable[[Any, dict, Any], Awaitable[None]]) -> None:
+        """An agent of one ticks topic: decode each record with the stage's codec (a record that does
+        not decode is dead-lettered), ``apply`` it to its partition's pipeline, record it as done.
+        An exception that escapes an event (bad input never does: it is dead-lettered) ends the worker
+        instead of Faust restarting the agent in place over a state that may be ahead of its outputs
+        (agents.checkpoints.applying); the next owner resumes from the last checkpoint."""
+        codec = runtime.codecs[stage]
 
-    batch_codec, tick_codec = runtime.codecs[BATCHES], runtime.codecs["ticks"]
+        @runtime.app.agent(runtime.topics[stage], name=name, supervisor_strategy=CrashingSupervisor)
+        async def agent(stream):
+            stream = stream.noack()
+            async for event, state in checkpoints.unapplied(stream, stage):
+                message = event.message
+                with checkpoints.applying(message.partition):
+                    started = time.perf_counter()
+                    try:
+                        record = codec.decode(message.value, message.topic, message.partition, message.offset)
+                    except DecodeError as exc:
+                        latency.observe(time.perf_counter() - started)
+                        await reject(runtime, "featurize", "decode_error", str(exc), message)
+                    else:
+                        await apply(state, record, message)
+                    await checkpoints.done(stream, event, stage)
 
-    @runtime.app.agent(runtime.topics[BATCHES], name="pipeline-batches", supervisor_strategy=CrashingSupervisor)
-    async def pipeline_batches(stream):
-        stream = stream.noack()
-        async for event, state in checkpoints.unapplied(stream, BATCHES):
-            message = event.message
-            with checkpoints.applying(message.partition):
-                started = time.perf_counter()
-                try:
-                    batch = batch_codec.decode(message.value, message.topic, message.partition, message.offset)
-                except DecodeError as exc:
-                    latency.observe(time.perf_counter() - started)
-                    await reject(runtime, "featurize", "decode_error", str(exc), message)
-                else:
-                    origin = origin_of(message)
-                    now_ms = int(time.time() * 1000)
-                    for tick in batch["ticks"]:
-                        step = state.on_tick(tick, now_ms, origin)
-                        # A refused tick is dead-lettered alone, as a Tick record (replayable onto the
-                        # ticks topic), with the batch's topic and offset.
-                        own = origin if step.rejection is None else (*origin[:4], tick_codec.encode(tick))
-                        await finish_released(runtime, [(step, own), *step.released])
-                await checkpoints.done(stream, event, BATCHES)
+    async def one_tick(state: Any, tick: dict, message: Any) -> None:
+        await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
+
+    async def batch_of_ticks(state: Any, batch: dict, message: Any) -> None:
+        origin = origin_of(message)
+        now_ms = int(time.time() * 1000)
+        for tick in batch["ticks"]:
+            step = state.on_tick(tick, now_ms, origin)
+            # A refused tick is dead-lettered alone, as a Tick record (replayable onto the ticks
+            # topic), with the batch's topic and offset.
+            own = origin if step.rejection is None else (*origin[:4], tick_codec.encode(tick))
+            await finish_released(runtime, [(step, own), *step.released])
+
+    ticks_agent(STAGE, "pipeline", one_tick)
+    ticks_agent(BATCHES, "pipeline-batches", batch_of_ticks)
 
     window_ms = runtime.pipeline.reorder_ms
     if window_ms > 0:
