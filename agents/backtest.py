@@ -61,9 +61,8 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
         if not total:
             raise RuntimeError(f"topics {' and '.join(topics)} hold no ticks: nothing to backtest (replay ticks into "
                                "them first)")
-        pipelines = {partition: PartitionPipeline(runtime.pipeline) for _, partition in ends}
-        codec, batch_codec, tick_codec = (runtime.codecs["ticks"], runtime.codecs["tick-batches"],
-                                          runtime.codecs["ticks"])
+        pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in {p for _, p in ends}}
+        codec, batch_codec = runtime.codecs["ticks"], runtime.codecs["tick-batches"]
         consumer.assign(starts)
         remaining = set(ends)
         records = 0
@@ -99,8 +98,7 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                 for tick in ticks:  # as the worker's batch agent does (agents.pipeline)
                     counts["ticks"] += 1
                     step = pipelines[partition].on_tick(tick, now_ms, origin)
-                    _emit(runtime, step, origin if step.rejection is None else (*origin[:4], tick_codec.encode(tick)),
-                          counts)
+                    _emit(runtime, step, origin if step.rejection is None else (*origin[:4], codec.encode(tick)), counts)
             runtime.producer.poll(0)
             if progress:
                 progress(records, total)

@@ -1,6 +1,6 @@
 """Micro-batches of ticks for the tick-batches topic (``schemas/tick_batch.avsc``).
 
-Why: a worker pays Faust's per-record machinery for every record it reads (a no-op agent drains 2-4k
+Why: a worker pays Faust's per-record machinery for every record it reads (a no-op agent drains 2-6k
 records a second on this machine), while a trade or book-ticker tick costs the pipeline itself about
 80 us (``bench/core.py`` on the BTCUSDT capture): on tick streams the framework, not the pipeline, is
 the ceiling. livelearn's own connectors can therefore put several ticks of one Kafka key (one basis
