@@ -16,7 +16,7 @@ from typing import Any
 
 from agents.metrics import Metrics
 from agents.settings import Settings
-from agents.topics import FLOW
+from agents.topics import FLOW, INPUT_STAGES
 from connectors.producer import make_producer
 from schemas.codec import make_codec
 from schemas.records import dead_letter
@@ -131,8 +131,7 @@ class Runtime:
         self.ready = False
         self.broker_away_since: float | None = None  # monotonic time outputs stopped being delivered
         self.broker_unanswered_since: float | None = None  # monotonic time the broker stopped answering probes
-        self.input_topics = {self.topic_names[stage] for stage in ("ticks", "tick-batches", "external-features",
-                                                                       "feedback")}
+        self.input_topics = {self.topic_names[stage] for stage in INPUT_STAGES}
         self.app = faust_app(settings) if faust else None
         self.topics = ({spec.stage: self.app.topic(self.topic_names[spec.stage], key_type=bytes, value_type=bytes,
                                                    partitions=settings.kafka.partitions) for spec in FLOW}

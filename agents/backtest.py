@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from agents.app import Runtime
 from agents.settings import Settings
+from agents.steps import batch_steps
 from schemas.codec import DecodeError
 from streams.pipeline import PartitionPipeline, Step
 
@@ -94,11 +95,10 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                 except DecodeError as exc:
                     _emit(runtime, Step(rejection=("featurize", "decode_error", str(exc), None)), origin, counts)
                     continue
-                now_ms = int(time.time() * 1000)
-                for tick in ticks:  # as the worker's batch agent does (agents.pipeline)
+                for step, own in batch_steps(pipelines[partition], ticks, int(time.time() * 1000), origin,
+                                             codec.encode):
                     counts["ticks"] += 1
-                    step = pipelines[partition].on_tick(tick, now_ms, origin)
-                    _emit(runtime, step, origin if step.rejection is None else (*origin[:4], codec.encode(tick)), counts)
+                    _emit(runtime, step, own, counts)
             runtime.producer.poll(0)
             if progress:
                 progress(records, total)

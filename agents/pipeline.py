@@ -13,7 +13,7 @@ from mode import CrashingSupervisor
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import finish, finish_released, origin_of, reject
+from agents.steps import batch_steps, finish, finish_released, origin_of, reject
 from schemas.codec import DecodeError
 
 STAGE = "ticks"
@@ -52,14 +52,9 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
 
     async def batch_of_ticks(state: Any, batch: dict, message: Any) -> None:
-        origin = origin_of(message)
-        now_ms = int(time.time() * 1000)
-        for tick in batch["ticks"]:
-            step = state.on_tick(tick, now_ms, origin)
-            # A refused tick is dead-lettered alone, as a Tick record (replayable onto the ticks
-            # topic), with the batch's topic and offset.
-            own = origin if step.rejection is None else (*origin[:4], tick_codec.encode(tick))
-            await finish_released(runtime, [(step, own), *step.released])
+        for step, origin in batch_steps(state, batch["ticks"], int(time.time() * 1000), origin_of(message),
+                                        tick_codec.encode):
+            await finish_released(runtime, [(step, origin), *step.released])
 
     ticks_agent(STAGE, "pipeline", one_tick)
     ticks_agent(BATCHES, "pipeline-batches", batch_of_ticks)

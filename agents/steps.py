@@ -9,6 +9,7 @@ agent goes on with the next input. An input that cannot be decoded is a rejectio
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from agents.app import Runtime
@@ -30,6 +31,17 @@ async def finish_released(runtime: Runtime, released: list[tuple[Step, Any]]) ->
     """Ticks a reorder window let out without an input event (its input went quiet)."""
     for step, origin in released:
         await _finish_one(runtime, step, origin)
+
+
+def batch_steps(pipeline: Any, ticks: list[dict[str, Any]], now_ms: int, origin: tuple,
+                encode_tick: Callable[[dict[str, Any]], bytes]) -> Iterator[tuple[Step, tuple]]:
+    """A tick-batches record's ticks applied one by one, each step with the origin its outputs carry:
+    the batch's, except that a refused tick is dead-lettered alone, as a Tick record (replayable onto
+    the ticks topic), with the batch's topic and offset. The worker's agent and the backtest both
+    apply batches through this."""
+    for tick in ticks:
+        step = pipeline.on_tick(tick, now_ms, origin)
+        yield step, origin if step.rejection is None else (*origin[:4], encode_tick(tick))
 
 
 def origin_of(message: Any) -> tuple:

@@ -49,6 +49,8 @@ FLOW: tuple[TopicSpec, ...] = (
 )
 
 BY_STAGE = {spec.stage: spec for spec in FLOW}
+# The topics a worker reads, co-partitioned; the ticks topic first (a checkpoint's headline offset).
+INPUT_STAGES: tuple[str, ...] = ("ticks", "tick-batches", "external-features", "feedback")
 
 
 def topic_names(settings: Settings) -> dict[str, str]:

@@ -8,12 +8,10 @@ from agents import external, pipeline, web
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.settings import Settings
-from agents.topics import create_topics
+from agents.topics import INPUT_STAGES, create_topics
 from streams.features import FEATURE_SET
 from streams.learning import SymbolLearner
 from streams.pipeline import PartitionPipeline
-
-INPUTS = ("ticks", "tick-batches", "external-features", "feedback")
 
 
 def checkpoint_version(settings: Settings) -> str:
@@ -26,7 +24,7 @@ def checkpoint_version(settings: Settings) -> str:
 def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
     """The Faust app with every agent, endpoint and timer registered (not started)."""
     runtime = Runtime(settings)
-    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUTS, checkpoint_version(settings),
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUT_STAGES, checkpoint_version(settings),
                                        lambda: PartitionPipeline(runtime.pipeline),
                                        every_events=settings.worker.checkpoint_events,
                                        every_seconds=settings.worker.checkpoint_seconds,

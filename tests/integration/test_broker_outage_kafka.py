@@ -182,12 +182,11 @@ def test_a_checkpoint_restore_waits_for_a_broker_that_is_away(private_broker, pi
     import threading
 
     from agents.checkpoints import PartitionCheckpoints
-    from agents.topics import create_topics
-    from agents.worker import INPUTS
+    from agents.topics import INPUT_STAGES, create_topics
 
     settings = Settings.from_env({**pipeline_env, "KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap})
     create_topics(settings)
-    checkpoints = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=lambda: None)
+    checkpoints = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=lambda: None)
     os.kill(private_broker.pid(), signal.SIGKILL)
     outcome: dict = {}
 

@@ -32,8 +32,8 @@ import pytest
 from agents.app import Runtime, pipeline_config
 from agents.checkpoints import read_checkpoints
 from agents.settings import Settings
+from agents.topics import INPUT_STAGES
 from agents.trust import CheckpointSigner, checkpoint_key
-from agents.worker import INPUTS
 from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams import snapshots
@@ -103,7 +103,7 @@ def read_outputs(env: dict) -> tuple[dict[str, dict], dict[str, int]]:
 def final_learners(settings: Settings) -> dict:
     runtime = Runtime(settings, faust=False)
     signer = CheckpointSigner(checkpoint_key(settings), runtime.topic_names["checkpoints"])
-    valid, refused = read_checkpoints(runtime, "pipeline", INPUTS, signer)
+    valid, refused = read_checkpoints(runtime, "pipeline", INPUT_STAGES, signer)
     assert not refused
     learners = {}
     for records in valid.values():

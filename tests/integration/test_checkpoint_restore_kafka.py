@@ -18,8 +18,7 @@ import pytest
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints, part_key
 from agents.settings import Settings
-from agents.topics import create_topics
-from agents.worker import INPUTS
+from agents.topics import INPUT_STAGES, create_topics
 from connectors.topic_end import TopicToEnd
 from schemas.codec import AvroCodec
 
@@ -77,7 +76,7 @@ def _written_with_a_zombie_in_between(pipeline_env):
     settings = _settings(pipeline_env)
     _fill_input(settings, 400)
     writer = Runtime(settings, faust=False)
-    checkpoints = PartitionCheckpoints(writer, "pipeline", INPUTS, "v", factory=dict)
+    checkpoints = PartitionCheckpoints(writer, "pipeline", INPUT_STAGES, "v", factory=dict)
 
     asyncio.run(_checkpoint(checkpoints, 199))
     zombie = _zombie(settings, writer, 1)
@@ -91,7 +90,7 @@ def test_a_restore_fences_the_partitions_it_owns_before_it_reads(pipeline_env):
     from confluent_kafka import KafkaException
 
     settings, zombie = _written_with_a_zombie_in_between(pipeline_env)
-    owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=dict)
+    owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
 
     async def restore():
         await asyncio.wait_for(owner.load({0, 1}), 60)  # a worker that owns both partitions
@@ -105,7 +104,7 @@ def test_a_restore_fences_the_partitions_it_owns_before_it_reads(pipeline_env):
 
 def test_a_restore_waits_for_an_open_transaction_of_a_partition_it_does_not_own(pipeline_env):
     settings, _ = _written_with_a_zombie_in_between(pipeline_env)
-    owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUTS, "v", factory=dict)
+    owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
     other_owner = Runtime(settings, faust=False)
 
     async def scenario():

@@ -119,11 +119,11 @@ def test_a_checkpoint_read_that_waiting_cannot_mend_is_an_error_not_a_wait(pipel
 
     from agents.app import Runtime
     from agents.checkpoints import PartitionCheckpoints
-    from agents.worker import INPUTS
+    from agents.topics import INPUT_STAGES
 
     runtime = Runtime(Settings.from_env(pipeline_env), faust=False)
     runtime.topic_names["checkpoints"] = "not a topic name!"
-    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUTS, "v", factory=lambda: None)
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUT_STAGES, "v", factory=lambda: None)
     started = time.monotonic()
     with pytest.raises(KafkaException) as raised:
         asyncio.run(asyncio.wait_for(checkpoints.load(), 60))
