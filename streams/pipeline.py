@@ -193,6 +193,15 @@ class PartitionPipeline:
             monitor = self.monitors[symbol] = DriftMonitor(symbol, self.config.drift, self.config.basis)
         return monitor
 
+    def forget(self, symbol: str) -> None:
+        """Start ``symbol`` again: its feature state, gate state, learner and drift monitor are dropped
+        (its activity counters stay). Used when the gate finds that the tick the symbol's clock rests
+        on was an outlier (streams.tick_gate.TickGate.late); the predictions it made have no outcome."""
+        self.engine.symbols.pop(symbol, None)
+        self.gate.forget(symbol)
+        self.learners.pop(symbol, None)
+        self.monitors.pop(symbol, None)
+
     def on_tick(self, tick: dict[str, Any], now_ms: int | None = None, origin: Any = None) -> Step:
         """A decoded tick; ``now_ms`` (wall time, from the worker or the backtest) lets the gate refuse
         ticks stamped ahead of this machine's clock. With ``reorder_ms`` the tick is held by the reorder
@@ -231,6 +240,11 @@ class PartitionPipeline:
         except InvalidTick as exc:
             step.rejection = ("featurize", exc.code, str(exc), None)
         except LateTick as exc:
+            if self.gate.late(tick):  # the symbol's clock rested on an outlier: start it again
+                self.forget(tick["symbol"])
+                step = self._apply(tick, now_ms)
+                step.stats.model_events.append("SYMBOL_RESTART")  # livelearn_model_events_total{kind=...}
+                return step
             step.rejection = ("featurize", "late_event", str(exc), None)
         except Exception as exc:  # one bad record must not stop the pipeline
             step.rejection = ("featurize", "internal_error", f"{type(exc).__name__}: {exc}", exc)

@@ -27,7 +27,10 @@ A genuine change of level or a genuine gap in the data looks like a bad tick at 
 therefore accepts a new level or a new time line once ``confirm`` consecutive refused ticks agree
 with each other (each within the bound of the first): the first ``confirm - 1`` ticks after a real
 jump are dead-lettered (replayable from the dead-letter topic), and a single poisoned tick never
-moves the symbol. Nothing here depends on wall time unless the caller passes ``now_ms``, so a replay
+moves the symbol. The converse case, an outlier *accepted* because nothing could judge it (a symbol's
+first tick in an empty partition, its first gap), is found from the ticks after it: when ``confirm``
+consecutive ticks are late against it and agree with each other, :meth:`TickGate.late` says so and the
+pipeline starts the symbol again from them. Nothing here depends on wall time unless the caller passes ``now_ms``, so a replay
 gives the same answer every time.
 
 >>> from streams.ticks import make_tick
@@ -100,7 +103,7 @@ class SymbolGate:
     """What the gate remembers of one symbol."""
 
     __slots__ = ("last_time", "gap", "price", "var", "changes", "recent", "recent_set",
-                 "jump_run", "time_run")
+                 "jump_run", "time_run", "late_run", "provisional")
 
     def __init__(self):
         self.last_time: int | None = None
@@ -112,6 +115,14 @@ class SymbolGate:
         self.recent_set: set[tuple] = set()
         self.jump_run: list[float] = []  # log prices of consecutive refused jumps
         self.time_run: list[int] = []  # event times of consecutive refused future ticks
+        self.late_run: list[int] = []  # event times of consecutive ticks the feature engine found late
+        self.provisional = False  # the clock rests on a tick whose time nothing could judge
+
+    def __setstate__(self, state: Any) -> None:
+        SymbolGate.__init__(self)  # fields added since a checkpoint was written keep their defaults
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
 
 
 class TickGate:
@@ -122,7 +133,15 @@ class TickGate:
         self.symbols: dict[str, SymbolGate] = {}
         self.partition_time: int | None = None
         self.refused: dict[str, int] = {}
-        self._checked: tuple[dict[str, Any], tuple | None] | None = None  # the last tick checked, its fingerprint
+        self.rewound = 0  # symbols started again from a later time line (see :meth:`late`)
+        # the last tick checked, its fingerprint, whether its time was judged against an accepted one
+        self._checked: tuple[dict[str, Any], tuple | None, bool] | None = None
+        self._judged = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.rewound = 0  # absent from checkpoints of earlier versions
+        self.__dict__.update(state)
+        self._checked, self._judged = None, False
 
     @staticmethod
     def _fingerprint(tick: dict[str, Any]) -> tuple:
@@ -162,12 +181,13 @@ class TickGate:
             state = self.symbols[symbol] = SymbolGate()
         refusal = self._values(tick) or self._clock(tick, now_ms)
         fingerprint = self._fingerprint(tick) if config.duplicate_memory else None
-        self._checked = (tick, fingerprint)
+        self._judged = False
         if refusal is None and fingerprint is not None and fingerprint in state.recent_set:
             refusal = ("duplicate_tick", f"{symbol} {tick['kind']} at {tick['event_time_ms']} repeats one of "
                                          f"the last {config.duplicate_memory} ticks")
         if refusal is None:
             refusal = self._time(state, tick) or self._jump(state, tick)
+        self._checked = (tick, fingerprint, self._judged)
         if refusal is None:
             return None
         self.refused[refusal[0]] = self.refused.get(refusal[0], 0) + 1
@@ -214,6 +234,7 @@ class TickGate:
         reference = max(known)
         time_ms = tick["event_time_ms"]
         bound = self.bound_ms(state)
+        self._judged = True
         if time_ms - reference <= bound:
             state.time_run.clear()
             return None
@@ -261,14 +282,41 @@ class TickGate:
                 state.var = square if state.var is None else state.var + _VAR_ALPHA * (square - state.var)
                 state.changes += 1
             state.price = price
+        checked = self._checked if self._checked is not None and self._checked[0] is tick else None
+        self._checked = None
+        state.provisional = checked is not None and not checked[2]
+        state.late_run.clear()
         memory = self.config.duplicate_memory
         if memory:
-            checked = self._checked
-            fingerprint = checked[1] if checked is not None and checked[0] is tick and checked[1] is not None \
-                else self._fingerprint(tick)
-            self._checked = None
+            fingerprint = checked[1] if checked is not None and checked[1] is not None else self._fingerprint(tick)
             if fingerprint not in state.recent_set:
                 state.recent.append(fingerprint)
                 state.recent_set.add(fingerprint)
                 if len(state.recent) > memory:
                     state.recent_set.discard(state.recent.popleft())
+
+    def late(self, tick: dict[str, Any]) -> bool:
+        """The feature engine refused ``tick`` as late (older than the symbol's clock). True when that
+        clock rests on a tick whose time nothing could judge (a symbol's first tick in an empty
+        partition, its first gap) and ``confirm`` consecutive late ticks agree with each other: that
+        tick was the outlier, so the caller starts the symbol again (:meth:`forget`) and applies this
+        tick. Without it a second tick stamped a month ahead dead-lettered every genuine tick of the
+        month as late; now ``confirm - 1`` of them are, as after a genuine gap."""
+        if not self.config.enabled:
+            return False
+        state = self.symbols.get(tick["symbol"])
+        if state is None or not state.provisional:
+            return False
+        run, time_ms, bound = state.late_run, tick["event_time_ms"], self.bound_ms(state)
+        if self._confirmed(run, time_ms, not run or 0 <= time_ms - run[-1] <= bound):
+            self.rewound += 1
+            return True
+        return False
+
+    def forget(self, symbol: str) -> None:
+        """Drop what the gate remembers of ``symbol``; the partition's clock is then the latest accepted
+        time of the symbols left."""
+        self.symbols.pop(symbol, None)
+        self._checked = None
+        times = [state.last_time for state in self.symbols.values() if state.last_time is not None]
+        self.partition_time = max(times) if times else None

@@ -106,6 +106,62 @@ def test_a_genuine_gap_is_accepted_after_confirmation_and_coarse_bars_never_refu
         daily.accept(tick)
 
 
+@pytest.mark.parametrize("at,ahead_ms", [(0, 3_600_000), (1, 3_600_000), (1, 30 * 86_400_000)],
+                         ids=["first-an-hour-ahead", "second-an-hour-ahead", "second-a-month-ahead"])
+def test_a_symbol_whose_unjudged_first_ticks_ran_ahead_starts_again_from_the_genuine_ones(at, ahead_ms):
+    """A symbol's first tick in an empty partition and its first gap have nothing to be judged by. One
+    of them stamped ahead moved the symbol's clock, and every genuine tick up to that time was
+    dead-lettered as late (an hour of klines; a month ahead, the whole day: 1,438 of 1,440). Once
+    ``confirm`` consecutive late ticks agree, the symbol starts again from them: ``confirm - 1`` are
+    dead-lettered, and from then on its predictions are those of a pipeline that never saw the
+    outlier or the ticks before it."""
+    ticks = ticks_of(KLINES, 400)
+    stream = copy.deepcopy(ticks)
+    stream[at]["event_time_ms"] += ahead_ms
+    pipeline = PartitionPipeline(pipeline_config(Settings()))
+    rejections, after, restarts = [], [], []
+    for i, tick in enumerate(stream):
+        step = pipeline.on_tick(tick, NOW_MS)
+        rejections.append(step.rejection[1] if step.rejection else None)
+        restarts += [i] if "SYMBOL_RESTART" in step.stats.model_events else []
+        after += [{k: v for k, v in o.record.items() if k != "latency_ms"}
+                  for o in step.records if o.stage == "predictions" and i > at + 2]
+    assert rejections[at + 1:at + 3] == ["late_event"] * 2
+    assert not any(rejections[:at + 1]) and not any(rejections[at + 3:])
+    assert pipeline.gate.rewound == 1 and restarts == [at + 3]  # counted by livelearn_model_events_total
+    fresh, fresh_rejections = run(ticks[at + 3:])
+    assert not any(fresh_rejections)
+    assert after == list(fresh.values()) and len(after) == len(ticks) - at - 3
+
+
+def test_late_ticks_never_restart_a_symbol_whose_clock_was_judged():
+    """Once a symbol's clock has been judged against accepted ticks, late ticks are dead-lettered and
+    its models are kept, however many there are (a tick within the jump bound ahead costs the ticks
+    up to its time; larger jumps are refused before they move the clock)."""
+    ticks = ticks_of(KLINES, 200)
+    stream = copy.deepcopy(ticks)
+    stream[100]["event_time_ms"] += 300_000  # five minutes: within the 10-minute bound
+    _, rejections = run(stream)
+    assert rejections[101:105] == ["late_event"] * 4 and not any(rejections[105:])
+
+
+def test_a_gate_from_a_checkpoint_of_an_earlier_version_loads_with_the_new_fields_at_their_defaults():
+    import pickle
+
+    from streams.tick_gate import SymbolGate
+
+    gate = TickGate()
+    verdicts_of(gate, ticks_of(KLINES, 10))
+    state = gate.symbols["BTCUSDT"]
+    del state.late_run, state.provisional
+    del gate.rewound
+    loaded = pickle.loads(pickle.dumps(gate))
+    assert isinstance(loaded.symbols["BTCUSDT"], SymbolGate)
+    assert loaded.symbols["BTCUSDT"].late_run == [] and loaded.symbols["BTCUSDT"].provisional is False
+    assert loaded.rewound == 0 and loaded.symbols["BTCUSDT"].last_time == state.last_time
+    assert verdicts_of(loaded, ticks_of(KLINES, 20)[10:]) == [None] * 10
+
+
 def test_ticks_ahead_of_the_wall_clock_are_refused_when_a_clock_is_given():
     gate = TickGate(GateConfig(clock_ahead_ms=300_000))
     tick = make_tick("X", "TRADE", NOW_MS + 301_000, 100.0, 1.0)
