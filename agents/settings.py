@@ -64,7 +64,7 @@ class Settings:
     replication_factor: str = _env("LIVELEARN_REPLICATION_FACTOR", "1", "Replication factor of created topics")
     # Binance connectors (live feed, history download).
     binance_rest_url: str = _env(
-        "LIVELEARN_BINANCE_REST_URL", "", "Binance REST base; empty = api.binance.com (spot) and fapi.binance.com (futures)"
+        "LIVELEARN_BINANCE_REST_URL", "", "Binance REST base (<url>/api, /fapi, /dapi); empty = api.binance.com (spot), fapi.binance.com (USD-M), dapi.binance.com (COIN-M)"
     )
     binance_ws_url: str = _env(
         "LIVELEARN_BINANCE_WS_URL", "", "Binance websocket base; empty = stream.binance.com:9443 or fstream.binance.com"

@@ -191,6 +191,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.binance_rest import (
         HistoryError,
         RateLimiter,
+        check_market,
         check_name_parts,
         download_agg_trades,
         download_klines,
@@ -200,6 +201,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         check_name_parts(args.symbol.upper(), args.interval)
+        check_market(args.symbol.upper(), args.market)
         start_ms, end_ms = parse_day(args.start), parse_day(args.end)
     except HistoryError as exc:
         raise CliError(str(exc), code=2) from None
@@ -207,13 +209,13 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--end must be after --start", code=2)
     limiter = RateLimiter(make_client(settings.binance_rest_url), weight_budget=args.weight_budget)
     out_dir = Path(args.out)
-    futures = args.market == "futures"
     symbol = args.symbol.upper()
     try:
         if args.agg_trades:
-            path, rows = download_agg_trades(limiter, symbol, start_ms, end_ms, out_dir, futures, not args.quiet)
+            path, rows = download_agg_trades(limiter, symbol, start_ms, end_ms, out_dir, args.market,
+                                             not args.quiet)
         else:
-            path, rows = download_klines(limiter, symbol, args.interval, start_ms, end_ms, out_dir, futures,
+            path, rows = download_klines(limiter, symbol, args.interval, start_ms, end_ms, out_dir, args.market,
                                          not args.quiet)
     except HistoryError as exc:
         raise CliError(str(exc), code=2) from None
@@ -325,7 +327,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="UTC start, YYYY-MM-DD or YYYY-MM-DDTHH:MM (inclusive)")
     p.add_argument("--end", required=True, help="UTC end (exclusive)")
     p.add_argument("--agg-trades", action="store_true", help="aggregate trades instead of klines")
-    p.add_argument("--market", choices=["spot", "futures"], default="spot")
+    p.add_argument("--market", choices=["spot", "futures", "coin"], default="spot",
+                   help="spot, USD-M futures or COIN-M futures (BTCUSD_PERP, ETHUSD_240628)")
     p.add_argument("--out", default="data/history", help="output folder")
     p.add_argument("--weight-budget", type=int, default=1000,
                    help="pause until the next minute when the used request weight reaches this (Binance allows 6000)")

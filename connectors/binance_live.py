@@ -222,7 +222,8 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                             if out.gap:
                                 gap = out.gap
                                 items = await loop.run_in_executor(None, lambda g=gap: fetch_agg_trades(
-                                    rest, g.symbol, g.first_id, g.last_id, config.futures))
+                                    rest, g.symbol, g.first_id, g.last_id,
+                                    "futures" if config.futures else "spot"))
                                 for tick in handler.backfilled(items, gap.symbol):
                                     sink.send(tick, tick["symbol"], tick["event_time_ms"])
                                 if len(items) < gap.last_id - gap.first_id + 1:

@@ -8,9 +8,17 @@
   ``weight_budget``; above it the client sleeps until the next minute starts. HTTP 429/418 answers
   wait ``Retry-After`` seconds (or a backoff) and retry, up to ``max_retries`` times.
 
-``rest_url`` (setting ``LIVELEARN_BINANCE_REST_URL``) replaces ``https://api.binance.com`` and
-``https://fapi.binance.com``: the spot API lives under ``<url>/api``, futures under ``<url>/fapi``.
-Tests point it at a local server that answers with stored responses.
+Markets (``market``): ``spot`` (``/api/v3``), ``futures`` (USD-M, ``/fapi/v1``) and ``coin`` (COIN-M,
+``/dapi/v1``: ``BTCUSD_PERP``, ``ETHUSD_240628``). Futures files carry the header of Binance's futures
+dumps; a COIN-M kline file's eighth and eleventh columns are ``base_volume`` and
+``taker_buy_base_volume`` (its ``volume`` counts contracts), which ``livelearn replay`` reads as the
+traded volume, as it does in a COIN-M dump. COIN-M aggregate trades keep their quantity in contracts, as
+Binance's own dumps do.
+
+``rest_url`` (setting ``LIVELEARN_BINANCE_REST_URL``) replaces ``https://api.binance.com``,
+``https://fapi.binance.com`` and ``https://dapi.binance.com``: the spot API lives under ``<url>/api``,
+USD-M futures under ``<url>/fapi``, COIN-M under ``<url>/dapi``. Tests point it at a local server that
+answers with real rows.
 """
 
 from __future__ import annotations
@@ -27,6 +35,12 @@ from typing import Any
 PAGE = 1000
 KLINE_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
                 "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
+COIN_KLINE_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time", "base_volume", "count",
+                     "taker_buy_volume", "taker_buy_base_volume", "ignore"]
+# python-binance's methods for klines and aggregate trades of each market
+MARKETS = {"spot": ("get_klines", "get_aggregate_trades"),
+           "futures": ("futures_klines", "futures_aggregate_trades"),
+           "coin": ("futures_coin_klines", "futures_coin_aggregate_trades")}
 AGG_TRADE_HEADER = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
                     "is_buyer_maker"]
 INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
@@ -59,6 +73,26 @@ def check_name_parts(symbol: str, interval: str = "1m") -> None:
         raise HistoryError(f"{interval!r} is not a kline interval (e.g. 1s, 1m, 15m, 4h, 1d, 1w, 1M)")
 
 
+def check_market(symbol: str, market: str) -> None:
+    """A COIN-M contract only on the COIN-M market, and only COIN-M contracts there: Binance would answer
+    "invalid symbol", after the request.
+
+    >>> check_market("BTCUSD_PERP", "coin")
+    >>> check_market("BTCUSD_PERP", "futures")
+    Traceback (most recent call last):
+    ...
+    connectors.binance_rest.HistoryError: BTCUSD_PERP is a COIN-M contract: use --market coin
+    """
+    from connectors.binance import coin_margined
+
+    if market not in MARKETS:
+        raise HistoryError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
+    if coin_margined(symbol) and market != "coin":
+        raise HistoryError(f"{symbol} is a COIN-M contract: use --market coin")
+    if market == "coin" and not coin_margined(symbol):
+        raise HistoryError(f"{symbol} is not a COIN-M contract (e.g. BTCUSD_PERP, ETHUSD_240628)")
+
+
 def parse_day(text: str) -> int:
     """``YYYY-MM-DD`` (UTC midnight) or ``YYYY-MM-DDTHH:MM`` -> epoch ms."""
     for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
@@ -78,6 +112,7 @@ def make_client(rest_url: str = ""):
         base = rest_url.rstrip("/")
         client.API_URL = base + "/api"
         client.FUTURES_URL = base + "/fapi"
+        client.FUTURES_COIN_URL = base + "/dapi"
     return client
 
 
@@ -120,12 +155,18 @@ class RateLimiter:
             self.sleep(wait)
 
 
+def _method(limiter: RateLimiter, market: str, which: int) -> Callable:
+    if market not in MARKETS:
+        raise HistoryError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
+    return getattr(limiter.client, MARKETS[market][which])
+
+
 def iter_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int,
-                futures: bool = False) -> Iterator[list]:
+                market: str = "spot") -> Iterator[list]:
     """Klines whose open time is in ``[start_ms, end_ms)``, oldest first, page by page."""
     if interval not in INTERVAL_MS:
         raise HistoryError(f"unknown interval {interval!r}; one of {', '.join(INTERVAL_MS)}")
-    method = limiter.client.futures_klines if futures else limiter.client.get_klines
+    method = _method(limiter, market, 0)
     cursor = start_ms
     while cursor < end_ms:
         page = limiter.call(method, symbol=symbol, interval=interval, startTime=cursor, endTime=end_ms - 1,
@@ -142,9 +183,9 @@ def iter_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int,
 
 
 def iter_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: int,
-                    futures: bool = False) -> Iterator[dict]:
+                    market: str = "spot") -> Iterator[dict]:
     """Aggregate trades with ``start_ms <= T < end_ms``: the first page by time, then by id."""
-    method = limiter.client.futures_aggregate_trades if futures else limiter.client.get_aggregate_trades
+    method = _method(limiter, market, 1)
     # Binance limits a time-window query to one hour; find the first id by time, then walk ids.
     page = limiter.call(method, symbol=symbol, startTime=start_ms, endTime=min(end_ms - 1, start_ms + 3_599_999),
                         limit=PAGE)
@@ -157,9 +198,9 @@ def iter_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: in
 
 
 def fetch_agg_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: int,
-                     futures: bool = False) -> list[dict]:
+                     market: str = "spot") -> list[dict]:
     """Aggregate trades ``first_id..last_id`` inclusive (gap backfill)."""
-    method = limiter.client.futures_aggregate_trades if futures else limiter.client.get_aggregate_trades
+    method = _method(limiter, market, 1)
     out: list[dict] = []
     cursor = first_id
     while cursor <= last_id:
@@ -203,18 +244,21 @@ def _agg_row(item: dict) -> list:
 
 
 def download_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int, out_dir: Path,
-                    futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+                    market: str = "spot", progress: bool = True) -> tuple[Path, int]:
     check_name_parts(symbol, interval)
+    check_market(symbol, market)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
     path = out_dir / f"{symbol}-{interval}-{day}.csv"
-    rows = (_kline_row(row) for row in iter_klines(limiter, symbol, interval, start_ms, end_ms, futures))
-    return path, _write(path, KLINE_HEADER if futures else None, rows, progress)
+    rows = (_kline_row(row) for row in iter_klines(limiter, symbol, interval, start_ms, end_ms, market))
+    header = {"spot": None, "futures": KLINE_HEADER, "coin": COIN_KLINE_HEADER}[market]
+    return path, _write(path, header, rows, progress)
 
 
 def download_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: int, out_dir: Path,
-                        futures: bool = False, progress: bool = True) -> tuple[Path, int]:
+                        market: str = "spot", progress: bool = True) -> tuple[Path, int]:
     check_name_parts(symbol)
+    check_market(symbol, market)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
     path = out_dir / f"{symbol}-aggTrades-{day}.csv"
-    rows = (_agg_row(item) for item in iter_agg_trades(limiter, symbol, start_ms, end_ms, futures))
-    return path, _write(path, AGG_TRADE_HEADER if futures else None, rows, progress)
+    rows = (_agg_row(item) for item in iter_agg_trades(limiter, symbol, start_ms, end_ms, market))
+    return path, _write(path, AGG_TRADE_HEADER if market != "spot" else None, rows, progress)

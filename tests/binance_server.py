@@ -33,6 +33,25 @@ def rest_kline(row: list[str]) -> list:
     return [int(row[0]), *row[1:6], int(row[6]), row[7], int(row[8]), *row[9:12]]
 
 
+COIN_KLINE_HEADER = ("open_time,open,high,low,close,volume,close_time,base_volume,count,taker_buy_volume,"
+                     "taker_buy_base_volume,ignore")
+
+
+def coin_margined_rows(ticks: list[dict]) -> list[list[str]]:
+    """COIN-M kline rows (BTCUSD_PERP's layout: volumes in contracts of 100 USD, the base asset's volumes
+    in columns 7 and 10) built from real one-minute kline ticks of a USD-M dump: no COIN-M data ships
+    here, so the prices are real and the volumes recast."""
+    rows = []
+    for t in ticks:
+        contracts = round(t["quote_volume"] / 100)
+        taker_contracts = round(contracts * t["taker_buy_volume"] / t["quantity"])
+        base, taker_base = contracts * 100 / t["price"], taker_contracts * 100 / t["price"]
+        rows.append([str(t["event_time_ms"] - 59_999), str(t["open"]), str(t["high"]), str(t["low"]), str(t["price"]),
+                     str(contracts), str(t["event_time_ms"]), f"{base:.8f}", str(t["trade_count"]),
+                     str(taker_contracts), f"{taker_base:.8f}", "0"])
+    return rows
+
+
 def capture_messages(path: Path) -> list[dict]:
     """Combined-stream messages of a cryptofeed capture (``<receive time>: <json>`` lines)."""
     out = []

@@ -60,6 +60,47 @@ def test_history_window_end_is_exclusive_and_futures_files_have_a_header(tmp_pat
     assert all("/fapi/v1/klines" in r for r in server.requests)
 
 
+def test_coin_margined_history_pages_through_dapi_and_reads_back_like_a_coin_m_dump(tmp_path):
+    """``--market coin``: COIN-M klines from ``/dapi/v1/klines`` (rows built from the shipped USD-M day's
+    real prices, volumes recast as contracts), written with the COIN-M dump header, so replay takes the
+    base-asset columns as the traded volume, tick for tick what it reads from the same rows as a dump."""
+    import zipfile
+
+    from tests.binance_server import COIN_KLINE_HEADER, coin_margined_rows
+
+    rows = coin_margined_rows([i.tick for i in read_file(FUTURES)])
+    server = BinanceREST(klines={"BTCUSD_PERP": [rest_kline(r) for r in rows]}, agg_trades={})
+    try:
+        result = livelearn("history", "btcusd_perp", "--market", "coin", "--start", "2022-09-05",
+                           "--end", "2022-09-06", "--out", str(tmp_path), "--quiet",
+                           env={"LIVELEARN_BINANCE_REST_URL": server.url}, timeout=60)
+        wrong = livelearn("history", "BTCUSD_PERP", "--market", "futures", "--start", "2022-09-05",
+                          "--end", "2022-09-06", "--out", str(tmp_path / "no"),
+                          env={"LIVELEARN_BINANCE_REST_URL": server.url}, timeout=60)
+        spot_symbol = livelearn("history", "BTCUSDT", "--market", "coin", "--start", "2022-09-05",
+                                "--end", "2022-09-06", "--out", str(tmp_path / "no"),
+                                env={"LIVELEARN_BINANCE_REST_URL": server.url}, timeout=60)
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1440 rows" in result.stdout
+    assert server.requests and all("/dapi/v1/klines" in r for r in server.requests)
+    path = tmp_path / "BTCUSD_PERP-1m-2022-09-05.csv"
+    lines = path.read_text().splitlines()
+    assert lines[0] == COIN_KLINE_HEADER and lines[1:] == [",".join(row) for row in rows]
+    dump = tmp_path / "BTCUSD_PERP-1m-2022-09-05.zip"
+    with zipfile.ZipFile(dump, "w") as archive:
+        archive.writestr(dump.with_suffix(".csv").name, "\n".join(lines) + "\n")
+    ticks = [i.tick for i in read_file(path)]
+    assert len(ticks) == 1440 and ticks == [i.tick for i in read_file(dump)]
+    assert ticks[0]["quantity"] == float(rows[0][7]) and ticks[0]["quote_volume"] is None
+    for refused, text in ((wrong, "BTCUSD_PERP is a COIN-M contract: use --market coin"),
+                          (spot_symbol, "BTCUSDT is not a COIN-M contract")):
+        assert refused.returncode == 2 and text in refused.stderr and "Traceback" not in refused.stderr
+    assert len(server.requests) == 2  # the refused ones asked nothing
+    assert not (tmp_path / "no").exists()
+
+
 def test_agg_trade_history_and_gap_fetch(rest, tmp_path):
     trades = sushi_agg_trades()
     limiter = RateLimiter(make_client(rest.url))

@@ -444,20 +444,13 @@ def test_coin_margined_kline_dump_volumes_in_the_base_asset_and_stamped_at_close
     import zipfile
 
     from streams.features import FeatureEngine
+    from tests.binance_server import COIN_KLINE_HEADER, coin_margined_rows
 
     source = [i.tick for i in read_file(KLINES / "um" / "BTCUSDT-1m-2022-09-05.zip")][:60]
-    header = ("open_time,open,high,low,close,volume,close_time,base_volume,count,taker_buy_volume,"
-              "taker_buy_base_volume,ignore")
-    rows = []
-    for t in source:
-        contracts = round(t["quote_volume"] / 100)
-        taker_contracts = round(contracts * t["taker_buy_volume"] / t["quantity"])
-        base, taker_base = contracts * 100 / t["price"], taker_contracts * 100 / t["price"]
-        rows.append(f"{t['event_time_ms'] - 59_999},{t['open']},{t['high']},{t['low']},{t['price']},{contracts},"
-                    f"{t['event_time_ms']},{base:.8f},{t['trade_count']},{taker_contracts},{taker_base:.8f},0")
+    rows = [",".join(row) for row in coin_margined_rows(source)]
     path = tmp_path / "BTCUSD_PERP-1m-2022-09-05.zip"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("BTCUSD_PERP-1m-2022-09-05.csv", "\n".join([header, *rows]) + "\n")
+        archive.writestr("BTCUSD_PERP-1m-2022-09-05.csv", "\n".join([COIN_KLINE_HEADER, *rows]) + "\n")
 
     ticks = [i.tick for i in read_file(path)]
     assert len(ticks) == 60 and {t["symbol"] for t in ticks} == {"BTCUSD_PERP"}
