@@ -67,7 +67,7 @@ class Settings:
         "LIVELEARN_BINANCE_REST_URL", "", "Binance REST base (<url>/api, /fapi, /dapi); empty = api.binance.com (spot), fapi.binance.com (USD-M), dapi.binance.com (COIN-M)"
     )
     binance_ws_url: str = _env(
-        "LIVELEARN_BINANCE_WS_URL", "", "Binance websocket base; empty = stream.binance.com:9443 or fstream.binance.com"
+        "LIVELEARN_BINANCE_WS_URL", "", "Binance websocket base; empty = stream.binance.com:9443, fstream.binance.com (USD-M) or dstream.binance.com (COIN-M)"
     )
     live_stall_seconds: str = _env(
         "LIVELEARN_LIVE_STALL_SECONDS", "30", "Live feed reconnects when event time has not advanced for this long"

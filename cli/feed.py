@@ -144,17 +144,20 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
 
     from cli.errors import CliError
     from connectors.binance_live import LiveConfig, run_live, stream_names
+    from connectors.binance_rest import HistoryError, check_market
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
     try:
         stream_names(symbols, streams)
+        for symbol in symbols:
+            check_market(symbol, args.market)
         stall = settings.binance.live_stall_seconds
-    except ValueError as exc:
+    except (ValueError, HistoryError) as exc:
         raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
     sink = _tick_sink(settings, "live", args)
-    config = LiveConfig(symbols, streams, futures=args.market == "futures", ws_url=settings.binance_ws_url,
+    config = LiveConfig(symbols, streams, market=args.market, ws_url=settings.binance_ws_url,
                         rest_url=settings.binance_rest_url, stall_s=stall, max_runtime_s=args.seconds,
                         max_ticks=args.max_ticks,
                         wake_s=min(1.0, max(args.batch_wait_ms, 1.0) / 1000) if args.batch > 1 else 1.0)
@@ -314,7 +317,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
     p.add_argument("--streams", default="trade,aggTrade,kline_1m,bookTicker",
                    help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker")
-    p.add_argument("--market", choices=["spot", "futures"], default="spot", help="spot or USD-M futures streams")
+    p.add_argument("--market", choices=["spot", "futures", "coin"], default="spot",
+                   help="spot, USD-M futures or COIN-M futures streams (BTCUSD_PERP, ETHUSD_240628)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--max-ticks", type=int, help="stop after producing this many ticks")
     _batch_options(p)

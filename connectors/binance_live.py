@@ -137,8 +137,10 @@ class LiveHandler:
 class LiveConfig:
     symbols: list[str]
     streams: list[str]
-    futures: bool = False
-    ws_url: str = ""  # replaces wss://stream.binance.com:9443/ (spot) and wss://fstream.binance.com/ (futures)
+    market: str = "spot"  # spot, futures (USD-M) or coin (COIN-M), as in connectors.binance_rest.MARKETS
+    # replaces wss://stream.binance.com:9443/ (spot), wss://fstream.binance.com/ (USD-M) and
+    # wss://dstream.binance.com/ (COIN-M)
+    ws_url: str = ""
     rest_url: str = ""
     stall_s: float = 30.0
     backoff_max_s: float = 30.0
@@ -149,12 +151,17 @@ class LiveConfig:
 
 async def _open_socket(config: LiveConfig, client):
     from binance import BinanceSocketManager
+    from binance.enums import FuturesType
 
     manager = BinanceSocketManager(client)
     if config.ws_url:
-        manager.STREAM_URL = manager.FSTREAM_URL = config.ws_url.rstrip("/") + "/"
+        manager.STREAM_URL = manager.FSTREAM_URL = manager.DSTREAM_URL = config.ws_url.rstrip("/") + "/"
     names = stream_names(config.symbols, config.streams)
-    socket = manager.futures_multiplex_socket(names) if config.futures else manager.multiplex_socket(names)
+    if config.market == "spot":
+        socket = manager.multiplex_socket(names)
+    else:
+        kind = FuturesType.COIN_M if config.market == "coin" else FuturesType.USD_M
+        socket = manager.futures_multiplex_socket(names, futures_type=kind)
     # Reconnection is ours (backoff, watchdog, gap backfill). python-binance's own reconnect can race
     # with closing the socket (its read loop reconnects after being told to exit and never stops), so
     # it is switched off: a dropped connection ends the read loop and reports an error message.
@@ -222,8 +229,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                             if out.gap:
                                 gap = out.gap
                                 items = await loop.run_in_executor(None, lambda g=gap: fetch_agg_trades(
-                                    rest, g.symbol, g.first_id, g.last_id,
-                                    "futures" if config.futures else "spot"))
+                                    rest, g.symbol, g.first_id, g.last_id, config.market))
                                 for tick in handler.backfilled(items, gap.symbol):
                                     sink.send(tick, tick["symbol"], tick["event_time_ms"])
                                 if len(items) < gap.last_id - gap.first_id + 1:

@@ -78,3 +78,56 @@ def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipelin
     sushi_ids = [t["sequence_id"] for t in produced if t["symbol"] == "SUSHIUSDT" and t["kind"] == "AGG_TRADE"]
     assert sushi_ids == sorted(sushi_ids) and len(sushi_ids) == len(set(sushi_ids))  # in id order, once each
     assert normalise_ws(messages[sushi[0]])["price"] == float(messages[sushi[0]]["data"]["p"])
+
+
+def test_coin_margined_live_feed_reads_dstream_backfills_from_dapi_and_counts_base_volumes(pipeline_env):
+    """``--market coin``: the COIN-M combined stream (python-binance's dstream socket, no ``market/``
+    path), gap backfill from ``/dapi/v1/aggTrades``, klines whose volume is the base asset's. No COIN-M
+    capture ships here: the kline events carry the shipped USD-M day's real prices with volumes recast
+    as contracts of 100 USD (tests.binance_server.coin_margined_rows), the aggTrade events are the
+    recorded SUSHIUSDT ones under a COIN-M name."""
+    from connectors.recorded import read_file
+    from tests.binance_server import coin_margined_rows
+
+    day = [i.tick for i in read_file(DATA / "binance" / "klines" / "um" / "BTCUSDT-1m-2022-09-05.zip")][:30]
+    klines = []
+    for row in coin_margined_rows(day):
+        k = {"t": int(row[0]), "T": int(row[6]), "s": "BTCUSD_PERP", "i": "1m", "f": 1, "L": 2, "o": row[1],
+             "h": row[2], "l": row[3], "c": row[4], "v": row[5], "n": int(row[8]), "x": True, "q": row[7],
+             "V": row[9], "Q": row[10], "B": "0"}
+        klines.append({"stream": "btcusd_perp@kline_1m",
+                       "data": {"e": "kline", "E": int(row[6]) + 1, "s": "BTCUSD_PERP", "k": k}})
+    trades = [{"stream": "sushiusd_perp@aggTrade", "data": {**m["data"], "s": "SUSHIUSD_PERP"}}
+              for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"][:20]
+    messages = klines + trades
+    lost = trades[3]
+    ws = BinanceWS([[m for m in messages if m is not lost] + ["stall"]])
+    rest = BinanceREST(klines={}, agg_trades={"SUSHIUSD_PERP": [rest_agg_trade(m["data"]) for m in trades]})
+    expected_handler = LiveHandler()
+    expected = [t for m in messages for t in expected_handler.handle(m, 0).ticks]
+    env = {**pipeline_env, "LIVELEARN_BINANCE_WS_URL": ws.url, "LIVELEARN_BINANCE_REST_URL": rest.url}
+    try:
+        result = livelearn("live", "--market", "coin", "--symbols", "BTCUSD_PERP,SUSHIUSD_PERP",
+                           "--streams", "aggTrade,kline_1m", "--max-ticks", str(len(expected)), "--seconds", "30",
+                           "--quiet", env=env, timeout=120)
+        refused = livelearn("live", "--market", "coin", "--symbols", "BTCUSDT", "--seconds", "1", env=env,
+                            timeout=60)
+    finally:
+        ws.close()
+        rest.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gaps 1" in result.stdout and "backfilled 1" in result.stdout
+    assert ws.paths[0].startswith("/stream?streams=btcusd_perp@aggTrade/btcusd_perp@kline_1m"), ws.paths
+    assert rest.requests and all("/dapi/v1/aggTrades" in r for r in rest.requests)
+    assert refused.returncode == 2 and "BTCUSDT is not a COIN-M contract" in refused.stderr
+    assert ws.connections == 1  # the refused run opened no socket
+    codec = AvroCodec.for_topic_schema("tick")
+    produced = [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
+                                                           env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
+                                                           expect=len(expected), timeout=60)]
+    key = ("symbol", "kind", "event_time_ms", "price", "quantity", "taker_buy_volume", "sequence_id")
+    assert sorted(tuple(t[k] for k in key) for t in produced) == sorted(tuple(t[k] for k in key) for t in expected)
+    coin_klines = [t for t in produced if t["kind"] == "KLINE"]
+    assert len(coin_klines) == 30 and [t["quantity"] for t in coin_klines] == [float(m["data"]["k"]["q"])
+                                                                             for m in klines]
+    assert [t["sequence_id"] for t in produced if t["source"] == "binance-rest"] == [lost["data"]["a"]]
