@@ -10,7 +10,8 @@ Why it is off by default (``LIVELEARN_DRIFT_VOLATILITY_HALF_LIFE=0``): the drift
 for clustering (streams.drift.channel thins at the lag where absolute deviations decorrelate), which
 holds their level on the shipped real series without scaling, and scaling divides out the bursts
 the variance channel is there to report. Measured with the shipped kline days (log prices x3 from
-event 1200, as bench/drift_real.py injects): unscaled, 2 of 4 days detected (140 and 180 events);
+event 1200, as bench/drift_real.py injects), with Levene as the variance test (the default then; the
+volatility test that replaced it finds all four unscaled): unscaled, 2 of 4 days detected (140 and 180 events);
 half-life 240 events, none; half-life 720, 2 of 4 (180 and 180); false alarms on the unmodified
 days 0 in every case. It stays as an option for streams whose slow volatility cycle matters more
 than sudden bursts.
