@@ -14,7 +14,10 @@
     topic, connectors.batching): ticks/s against the Faust no-op's records/s, predictions identical;
 (f) real ticks (the BTCUSDT capture's first 20,000 trades and book tickers, which cost the pipeline far
     less than a synthetic tick's prediction does): the worker draining them one a record and in
-    batches of 100, ticks/s.
+    batches of 100, ticks/s;
+(g) the batched replay path on the same real ticks: ticks/s, ratio to the worker's one-a-record rate in
+    (f), predictions identical to (f)'s. What a real tick costs decides the ratios: a synthetic tick
+    makes a prediction every time, a real capture is mostly book tickers and fills of one event time.
 
 Rates are taken from the first output record to the last, so start-up and group joins do not count.
 Needs the local broker (livelearn kafka up).
@@ -247,9 +250,21 @@ def main() -> None:
     real = [item.tick for item in read_file(CAPTURE) if item.tick is not None][:20_000]
     real_predictions = sum(t["kind"] != "BOOK_TICKER" for t in real)
     per_prediction = len(real) / real_predictions
-    real_single, _ = drain(base, "real", "ticks", [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"])
-                                                  for t in real], real_predictions)
+    real_records = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in real]
+    real_single, real_settings = drain(base, "real", "ticks", real_records, real_predictions)
     real_batched, _ = drain(base, "realbatches", "tick-batches", batch_records(real), real_predictions)
+
+    # (g) the batched replay path on the same real ticks.
+    real_backtest_settings = isolated_settings(base, "realbacktest")
+    create_topics(real_backtest_settings)
+    produce_backlog(bootstrap, real_backtest_settings.topic("ticks"), real_records)
+    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
+                          text=True, env={**env_base, **real_backtest_settings.as_env()}, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"backtest of real ticks failed: {done.stderr[-2000:]}")
+    real_backtest_rate = len(real) / float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1))
+    real_identical = predictions(bootstrap, real_backtest_settings.topic("predictions"), real_predictions) == \
+        predictions(bootstrap, real_settings.topic("predictions"), real_predictions)
 
     lat = np.array(latencies) * 1000.0
     p50, p99 = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99))) if len(lat) else (float("nan"),) * 2
@@ -268,7 +283,10 @@ def main() -> None:
           f"predictions identical to (b): {batched_identical}")
     print(f"(f) real capture ticks: one a record {real_single * per_prediction:,.0f} ticks/s, batches of {BATCH} "
           f"{real_batched * per_prediction:,.0f} ticks/s ({real_batched / real_single:.2f}x; Faust no-op "
-          f"{noop_rate:,.0f} records/s)")
+          f"{noop_rate:,.0f} records/s: one a record = {real_single * per_prediction / noop_rate:.1%} of it)")
+    print(f"(g) batched replay path on the real ticks {real_backtest_rate:,.0f} ticks/s = "
+          f"{real_backtest_rate / (real_single * per_prediction):.1f}x the worker's one a record; predictions "
+          f"identical to (f)'s: {real_identical}")
     result("pipeline", **{f"{kind}_forwarder_events_per_s": round(rate) for kind, rate in forwarded.items()},
            noop_events_per_s=round(noop_rate), pipeline_events_per_s=round(pipeline_rate),
            pipeline_vs_noop=round(pipeline_rate / noop_rate, 3),
@@ -282,6 +300,10 @@ def main() -> None:
            worker_batches_predictions_identical=batched_identical,
            real_ticks_per_s_single=round(real_single * per_prediction),
            real_ticks_per_s_batches=round(real_batched * per_prediction),
+           real_single_vs_noop=round(real_single * per_prediction / noop_rate, 3),
+           real_backtest_ticks_per_s=round(real_backtest_rate),
+           real_backtest_vs_worker=round(real_backtest_rate / (real_single * per_prediction), 2),
+           real_backtest_predictions_identical=real_identical,
            offered_rate=round(offered),
            latency_p50_ms=round(p50, 2), latency_p99_ms=round(p99, 2), latency_samples=len(lat),
            members=base.members)
