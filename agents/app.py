@@ -323,7 +323,7 @@ class Runtime:
         except BufferError:
             producer.poll(0.01)
             return False
-        self.metrics.outputs.labels(stage).inc()
+        self.metrics.child(self.metrics.outputs, stage).inc()
         return True
 
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],

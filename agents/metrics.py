@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -87,18 +88,31 @@ class Metrics:
             "Upper bound on false drift alarms per 10k events and channel under no drift (alpha * 10k / check interval)",
             registry=r,
         )
+        # Labelled children of the per-event metrics, looked up once: ``labels()`` takes a lock and
+        # validates its arguments every call (about 4% of a backtest of real ticks under pyinstrument;
+        # ``export`` of a predicted tick 6.7 -> 3.7 us).
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def child(self, metric: Counter | Histogram, label: str):
+        """``metric.labels(label)``, cached (for metrics with one label, used on every event)."""
+        key = (id(metric), label)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(label)
+        return found
 
     def export(self, stats) -> None:
         """A pipeline step's statistics (streams.pipeline.StepStats) into the metrics."""
+        child = self.child
         if stats.ticked:
             if stats.featurized:
-                self.events.labels("featurize").inc()
-            self.latency.labels("featurize").observe(stats.featurize_seconds)
+                child(self.events, "featurize").inc()
+            child(self.latency, "featurize").observe(stats.featurize_seconds)
         if stats.duplicate:
-            self.duplicates.labels("predict").inc()
+            child(self.duplicates, "predict").inc()
         if stats.predicted:
-            self.events.labels("predict").inc()
-            self.latency.labels("predict").observe(stats.predict_seconds)
+            child(self.events, "predict").inc()
+            child(self.latency, "predict").observe(stats.predict_seconds)
         for lag_ms in stats.label_lags_ms:
             self.label_lag.observe(lag_ms / 1000.0)
         for kind, severity in stats.alerts:
