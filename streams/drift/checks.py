@@ -94,25 +94,34 @@ class DistributionCheck:
 
 class VarianceCheck:
     """A change of scale, per stream. Default (``variance_test="volatility"``): a rise in volatility.
-    On the return-like features (``streams.drift.volatility.VOLATILITY_SCALED``; the others are the
-    feature channel's), the one-sided Welch t of log absolute deviations (each window about its own
-    median), every value kept and the error widened by their serial correlation (Bartlett-weighted
-    autocorrelations over all measured lags), over several current windows (``MEAN_SCALES``,
-    Bonferroni over them). A significant *fall* is not reported but re-bases the reference (the
-    monitor does it): a reference taken in a busy spell would otherwise hide every later rise below
-    its level. A channel without return-like features (a dataset) runs Levene on every stream.
+    On the return-like features (``streams.drift.volatility.RETURN_LIKE``: returns and ratios; the
+    others, volatility levels included, are the feature channel's), the one-sided Welch t of log
+    absolute deviations (each window about its own median), every value kept and the error widened by
+    their serial correlation (Bartlett-weighted autocorrelations over all measured lags), over several
+    current windows (``MEAN_SCALES``, Bonferroni over them). A significant *fall* is not reported but
+    re-bases the reference (the monitor does it): a reference taken in a busy spell would otherwise
+    hide every later rise below its level. A channel without return-like features (a dataset) runs
+    Levene on every stream.
 
     Why (bench/drift_real.py and in-process replays, one run each, 2026-11-30): volatility x3 spliced
     into the four real kline days was detected on 4 of 4 after 80, 140, 100 and 140 events; Levene
     on every feature (Brown-Forsythe, on values thinned where the autocorrelation of their absolute
     deviations has died out: 13-32 lags on real returns, so its current window spans hundreds of
     events) found it on 2 of 4 (140, 180). No alert on the unmodified kline days or the two joined
-    BTCUSDT days with either; one more VARIANCE alert on the BTCUSDT capture (``range_20``, 23 s into
-    the burst where the feature channel alerts too). On eight drift-free synthetic market streams of
-    6,000 ticks (bench/drift_quiet.py --severity LOW) 4 VARIANCE alarms against Levene's 7. Two-sided
-    on the same features it also alarmed on a fall of volatility in the ETHUSDT capture; on every
-    feature (``log_scale``) it alarmed on volumes and order-flow features of four of the six real
-    series.
+    BTCUSDT days with either; one more VARIANCE alert on the BTCUSDT capture (23 s into the burst where
+    the feature channel alerts too). Two-sided on the same features it also alarmed on a fall of
+    volatility in the ETHUSDT capture; on every feature (``log_scale``) it alarmed on volumes and
+    order-flow features of four of the six real series.
+
+    Why not the volatility levels (``volatility_20``, ``range_20``, ``atr_pct``; measured 2026-12-01):
+    the dispersion of a smoothed level about its median is not the size of returns, and it is what
+    alarmed where nothing was injected. A constructed week (two real BTCUSDT days repeated) raised two
+    VARIANCE alerts per pair on ``atr_pct``, and eight drift-free synthetic market streams of 6,000
+    ticks (bench/drift_quiet.py --severity LOW) 4 VARIANCE alarms; without the levels none and 1. The
+    shipped series raise what they did (the BTCUSDT capture's alert names ``ret_20`` instead of
+    ``range_20``), volatility x3 is found on the four kline days after 80, 140, 240 and 100 events
+    (median 120, as with the levels; ETHUSDT 2022-08-14 slower, found by ``range_20`` at 100 before,
+    BTCUSDT 2022-09-05 faster with fewer tests to correct for).
 
     ``levene``: Brown-Forsythe on every stream (the default before); ``log_scale``: the Welch t of log
     absolute deviations, two-sided, on every stream; ``f_test``: the two-sided F-test."""

@@ -39,6 +39,11 @@ VOLATILITY_SCALED: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_20", "sma_ratio_5_20", "ema_ratio_12_26", "volatility_20", "range_20", "atr_pct",
     "roc_10", "vwap_dev_20",
 )
+# The volatility measures among them are levels, each smoothed over its own window. The variance
+# channel's volatility test reads the rest (the dispersion of returns, streams.drift.checks); a rise
+# of a level is a change of its mean, which the feature channel tests.
+VOLATILITY_LEVELS: tuple[str, ...] = ("volatility_20", "range_20", "atr_pct")
+RETURN_LIKE: tuple[str, ...] = tuple(name for name in VOLATILITY_SCALED if name not in VOLATILITY_LEVELS)
 HALF_LIFE = 720
 WARMUP = 30
 
