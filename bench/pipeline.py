@@ -103,6 +103,19 @@ def drain(base, name: str, stage: str, records: list[tuple[bytes, bytes, int]], 
     return (predictions_expected - 1) / (last - first), settings
 
 
+def backtest(base, name: str, records: list[tuple[bytes, bytes, int]]):
+    """`livelearn backtest` over ``records`` put on a fresh ticks topic first: ticks/s over the run it
+    reports, and its settings."""
+    settings = isolated_settings(base, name)
+    create_topics(settings)
+    produce_backlog(base.bootstrap_servers, settings.topic("ticks"), records)
+    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()}, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"backtest {name} failed: {done.stderr[-2000:]}")
+    return len(records) / float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1)), settings
+
+
 def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> tuple[float, float]:
     """Consume ``topic`` from the start until ``n`` records; the monotonic times of the first and the
     n-th."""
@@ -165,7 +178,6 @@ def main() -> None:
     codec = AvroCodec.for_topic_schema("tick")
     ticks = list(generate(args.ticks + int(args.rate * args.seconds), seed=7))
     encoded = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in ticks]
-    env_base = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     # (a) forwarders draining a backlog.
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -228,15 +240,7 @@ def main() -> None:
         reader.join()
 
     # (d) batched replay of the same backlog into its own topics.
-    batch_settings = isolated_settings(base, "backtest")
-    create_topics(batch_settings)
-    produce_backlog(bootstrap, batch_settings.topic("ticks"), encoded[: args.ticks])
-    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
-                          text=True, env={**env_base, **batch_settings.as_env()}, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"backtest failed: {done.stderr[-2000:]}")
-    elapsed = float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1))
-    batch_rate = args.ticks / elapsed
+    batch_rate, batch_settings = backtest(base, "backtest", encoded[: args.ticks])
     identical = predictions(bootstrap, batch_settings.topic("predictions"), args.ticks) == \
         predictions(bootstrap, settings.topic("predictions"), args.ticks)
 
@@ -255,14 +259,7 @@ def main() -> None:
     real_batched, _ = drain(base, "realbatches", "tick-batches", batch_records(real), real_predictions)
 
     # (g) the batched replay path on the same real ticks.
-    real_backtest_settings = isolated_settings(base, "realbacktest")
-    create_topics(real_backtest_settings)
-    produce_backlog(bootstrap, real_backtest_settings.topic("ticks"), real_records)
-    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
-                          text=True, env={**env_base, **real_backtest_settings.as_env()}, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"backtest of real ticks failed: {done.stderr[-2000:]}")
-    real_backtest_rate = len(real) / float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1))
+    real_backtest_rate, real_backtest_settings = backtest(base, "realbacktest", real_records)
     real_identical = predictions(bootstrap, real_backtest_settings.topic("predictions"), real_predictions) == \
         predictions(bootstrap, real_settings.topic("predictions"), real_predictions)
 

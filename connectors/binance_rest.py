@@ -85,8 +85,7 @@ def check_market(symbol: str, market: str) -> None:
     """
     from connectors.binance import coin_margined
 
-    if market not in MARKETS:
-        raise HistoryError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
+    _known(market)
     if coin_margined(symbol) and market != "coin":
         raise HistoryError(f"{symbol} is a COIN-M contract: use --market coin")
     if market == "coin" and not coin_margined(symbol):
@@ -155,10 +154,15 @@ class RateLimiter:
             self.sleep(wait)
 
 
-def _method(limiter: RateLimiter, market: str, which: int) -> Callable:
+def _known(market: str) -> tuple[str, str]:
+    """The market's python-binance method names (klines, aggregate trades)."""
     if market not in MARKETS:
         raise HistoryError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
-    return getattr(limiter.client, MARKETS[market][which])
+    return MARKETS[market]
+
+
+def _method(limiter: RateLimiter, market: str, which: int) -> Callable:
+    return getattr(limiter.client, _known(market)[which])
 
 
 def iter_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: int, end_ms: int,

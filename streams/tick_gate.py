@@ -30,8 +30,8 @@ jump are dead-lettered (replayable from the dead-letter topic), and a single poi
 moves the symbol. The converse case, an outlier *accepted* because nothing could judge it (a symbol's
 first tick in an empty partition, its first gap), is found from the ticks after it: when ``confirm``
 consecutive ticks are late against it and agree with each other, :meth:`TickGate.late` says so and the
-pipeline starts the symbol again from them. Nothing here depends on wall time unless the caller passes ``now_ms``, so a replay
-gives the same answer every time.
+pipeline starts the symbol again from them. Nothing here depends on wall time unless the caller passes
+``now_ms``, so a replay gives the same answer every time.
 
 >>> from streams.ticks import make_tick
 >>> gate = TickGate()

@@ -98,9 +98,9 @@ class Channel:
         self.reference_tau = np.ones(len(streams), dtype=int)
         # The variance channel's "volatility" test: a one-sided mean test on the log absolute deviations
         # of the return-like streams (RETURN_LIKE: returns and ratios, not the volatility levels; the
-        # others left to the feature channel, a checkpoint's channel keeps what it tested); a channel without any
-        # return-like stream (a dataset) falls back to Levene on every stream. "log_scale": the same
-        # test two-sided on every stream.
+        # others left to the feature channel; a checkpoint's channel keeps what it tested); a channel
+        # without any return-like stream (a dataset) falls back to Levene on every stream. "log_scale":
+        # the same test two-sided on every stream.
         returns = [j for j, name in enumerate(streams) if name in RETURN_LIKE]
         self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
         self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
