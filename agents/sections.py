@@ -165,6 +165,16 @@ class WorkerSection:
     output_linger_ms: float = _from("output_linger_ms", low=0)
     broker_probe_s: float = _from("broker_probe", low=0)
 
+    def __post_init__(self) -> None:
+        # A transaction stays open from its first output until the checkpoint that commits it: up to
+        # one interval plus half of one for the quiet-partition timer (agents.web). The broker aborts a
+        # transaction older than its timeout and fences the producer, so a longer interval crashed the
+        # worker at its first checkpoint, every time.
+        if self.exactly_once and self.transaction_timeout_s < 2 * self.checkpoint_seconds:
+            raise ValueError(f"LIVELEARN_TRANSACTION_TIMEOUT_S ({self.transaction_timeout_s:g}) must be at least twice "
+                             f"LIVELEARN_MODEL_CHECKPOINT_SECONDS ({self.checkpoint_seconds:g}) with exactly_once: "
+                             "the broker aborts a transaction left open longer than its timeout")
+
     @property
     def exactly_once(self) -> bool:
         return self.processing_guarantee == "exactly_once"
@@ -273,12 +283,15 @@ def parse_section(cls: type, settings: Any, problems: list[str] | None = None) -
             values[f.name] = _value(hints[f.name], dict(f.metadata), getattr(settings, source), env[source])
         except ValueError as exc:
             bad.append(str(exc))
-    if bad:
-        if problems is None:
-            raise ValueError("; ".join(bad))
-        problems.extend(bad)
-        return None
-    return cls(**values)
+    if not bad:
+        try:
+            return cls(**values)
+        except ValueError as exc:  # a rule across the section's variables
+            bad.append(str(exc))
+    if problems is None:
+        raise ValueError("; ".join(bad))
+    problems.extend(bad)
+    return None
 
 
 T = TypeVar("T")

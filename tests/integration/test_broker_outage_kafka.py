@@ -13,6 +13,7 @@ import os
 import signal
 import time
 import urllib.error
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -144,30 +145,70 @@ def test_a_transactional_producer_made_while_the_broker_is_away_waits_for_it(pri
     assert [m.value() for m in read_topic(private_broker.bootstrap, topic, expect=1, timeout=60)] == [b"after the outage"]
 
 
+def halves(tmp_path) -> tuple[list[str], list[str]]:
+    """Each of FILES as two CSV files under the same name: its first 720 rows, and the rest."""
+    first, second = [], []
+    for path in FILES:
+        with zipfile.ZipFile(path) as archive:
+            (name,) = archive.namelist()
+            rows = archive.read(name).decode().splitlines(keepends=True)
+        for folder, part, out in (("a", rows[:TICKS // 4], first), ("b", rows[TICKS // 4:], second)):
+            target = tmp_path / folder / name
+            target.parent.mkdir(exist_ok=True)
+            target.write_text("".join(part))
+            out.append(str(target))
+    return first, second
+
+
+def metric(worker, name: str, **labels: str) -> float:
+    _, body = worker.get("/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.timeout(600)
 def test_an_outage_longer_than_the_transaction_timeout_ends_the_worker_and_its_restart_loses_nothing(
-        private_broker, worker_factory, pipeline_env):
+        private_broker, worker_factory, pipeline_env, tmp_path):
     """Exactly-once, broker away longer than LIVELEARN_TRANSACTION_TIMEOUT_S: the checkpoint's commit
     gives up, the partition is marked broken (never checkpointed again) and the worker exits non-zero
     by itself, instead of Faust restarting its agent over a state ahead of the committed outputs. A new
     worker, once the broker is back, resumes from the last committed checkpoint: every prediction
-    equals the in-process run's, none repeated (read_committed)."""
+    equals the in-process run's, none repeated (read_committed).
+
+    The broker must die while a transaction is open. The first half of each day is committed by a
+    quiet-partition checkpoint; the second half is then applied and the broker killed long before the
+    next checkpoint is due (40 s after the last; the transaction timeout, 80 s, is at least twice that,
+    which the settings require). Killing it after some number of predictions instead raced the worker:
+    a fast one had committed everything and rightly waited the outage out."""
     settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_MEMBERS": "logreg",
                 "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_PROCESSING_GUARANTEE": "exactly_once",
-                "LIVELEARN_TRANSACTION_TIMEOUT_S": "10"}
+                "LIVELEARN_TRANSACTION_TIMEOUT_S": "80", "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "40"}
     env = {**pipeline_env, **settings}
+    first, second = halves(tmp_path)
     worker = worker_factory(settings).start(timeout=120)
-    assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
-    assert wait_for_predictions(env, 800, 240) >= 800
+    assert livelearn("replay", *first, "--quiet", env=env, timeout=120).returncode == 0
+    assert wait_for_predictions(env, TICKS // 2, 240) >= TICKS // 2
+    committed = metric(worker, "livelearn_model_events_total", kind="CHECKPOINT")
+    assert livelearn("replay", *second, "--quiet", env=env, timeout=120).returncode == 0
+    deadline = time.monotonic() + 60
+    while metric(worker, "livelearn_events_total", stage="predict") < TICKS and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric(worker, "livelearn_events_total", stage="predict") == TICKS, worker.log_path.read_text()[-3000:]
+    # The premise: the second halves' outputs are in a transaction not yet committed.
+    assert metric(worker, "livelearn_model_events_total", kind="CHECKPOINT") == committed
 
     os.kill(private_broker.pid(), signal.SIGKILL)
-    code = worker.process.wait(150)
+    # The checkpoint is due within 60 s; its commit retries for the transaction timeout, then gives up.
+    code = worker.process.wait(240)
     log = worker.log_path.read_text()
     assert code != 0, log[-3000:]
     assert "not checkpointed again and the worker stops" in log, log[-3000:]
     private_broker.up(wait_s=180)
 
-    worker_factory(settings).start(timeout=120)
-    assert wait_for_predictions(env, TICKS, 240) >= TICKS
+    restarted = worker_factory({**settings, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "2"}).start(timeout=120)
+    assert wait_for_predictions(env, TICKS, 240) >= TICKS, restarted.log_path.read_text()[-3000:]
     got, repeats = read_predictions(private_broker.bootstrap, env)
     print(f"exactly_once, outage past the transaction timeout: worker exit code {code}, predictions {len(got)}, "
           f"repeats {repeats}")

@@ -70,6 +70,19 @@ def test_bad_settings_fail_at_start_naming_every_variable():
         assert expected in result.stderr
 
 
+def test_an_exactly_once_checkpoint_interval_the_broker_would_abort_is_refused_at_start():
+    """The broker aborts a transaction open longer than its timeout and fences the producer: a worker so
+    configured crashed at its first checkpoint (seen in the broker outage test)."""
+    bad = {"LIVELEARN_PROCESSING_GUARANTEE": "exactly_once", "LIVELEARN_TRANSACTION_TIMEOUT_S": "10",
+           "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "40"}
+    result = livelearn("config", env=bad)
+    assert result.returncode == 2
+    assert ("LIVELEARN_TRANSACTION_TIMEOUT_S (10) must be at least twice LIVELEARN_MODEL_CHECKPOINT_SECONDS (40) "
+            "with exactly_once") in result.stderr
+    assert livelearn("config", env={**bad, "LIVELEARN_TRANSACTION_TIMEOUT_S": "80"}).returncode == 0
+    assert livelearn("config", env={**bad, "LIVELEARN_PROCESSING_GUARANTEE": "at_least_once"}).returncode == 0
+
+
 def test_readers_drop_an_output_repeated_by_an_at_least_once_worker():
     from cli.topic_reader import Dedup
 
