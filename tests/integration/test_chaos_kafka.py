@@ -95,8 +95,9 @@ def read_outputs(env: dict, want: dict[str, int]) -> tuple[dict[str, dict], dict
         seen: dict = {}
         repeats[stage] = 0
         topic = env["LIVELEARN_TOPIC_PREFIX"] + stage
-        consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": f"chaos-{stage}-{time.monotonic_ns()}",
-                             "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                             "group.id": f"chaos-{stage}-{time.monotonic_ns()}", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         deadline, last_seen = time.monotonic() + 180, time.monotonic()
@@ -112,6 +113,12 @@ def read_outputs(env: dict, want: dict[str, int]) -> tuple[dict[str, dict], dict
                     repeats[stage] += 1
                     assert seen[key] == record, f"a repeated {stage} record differs"
                 seen[key] = record
+            if len(seen) < want[stage]:
+                # Where the read stopped against each partition's end: a position short of the high
+                # watermark under read_committed is a transaction left open.
+                ends = {tp.partition: (tp.offset, consumer.get_watermark_offsets(tp, timeout=10))
+                        for tp in consumer.position(consumer.assignment())}
+                print(f"{stage}: {len(seen)} of {want[stage]} read; partition: (position, (low, high)) {ends}")
         finally:
             consumer.close()
         records[stage] = seen
