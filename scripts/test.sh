@@ -3,13 +3,13 @@
 #
 # The slow tests (marked `slow`: chaos and broker outages, each on a private broker of its own) are
 # mostly waiting: for brokers killed and restarted, for worker processes starting, for outages of a
-# minute or more. Run one after the other, the lanes took 27 minutes here; side by side the suite takes
-# about as long as the longest lane. The slow tests run in two lanes of their own, the chaos runs in
-# one and the outages in the other (together, one after the other, they had reached 18 of the 20
-# minutes CI allows). All lanes use the shared local broker, started here first when nothing answers
-# (and stopped again at the end only if this script started it), so no lane's session fixture starts
-# or stops it under another. The slow lanes' output follows the main one's at the end. Arguments go to
-# every pytest run. Exit status: the first failing lane's (pytest's own codes).
+# minute or more. Run one after the other, the lanes took 27 minutes here; side by side the suite
+# takes about as long as the longest lane. The slow tests run in two lanes of their own, the chaos
+# runs (marked `chaos`) in one and the outages in the other (in one lane they had reached 18 of the
+# 20 minutes CI allows). All lanes use the shared local broker, started here first when nothing
+# answers (and stopped again at the end only if this script started it), so no lane's session
+# fixture starts or stops it under another. The slow lanes' output follows the main one's at the end.
+# Arguments go to every pytest run. Exit status: the first failing lane's (pytest's own codes).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -25,9 +25,9 @@ fi
 pytest=(env PYTHONPATH="$root" "$venv/bin/python" -m pytest -p no:cacheprovider)
 chaos_log="$(mktemp "${TMPDIR:-/tmp}/livelearn-chaos-lane.XXXXXX")"
 outage_log="$(mktemp "${TMPDIR:-/tmp}/livelearn-outage-lane.XXXXXX")"
-"${pytest[@]}" -m slow -k chaos "$@" >"$chaos_log" 2>&1 &
+"${pytest[@]}" -m "slow and chaos" "$@" >"$chaos_log" 2>&1 &
 chaos_pid=$!
-"${pytest[@]}" -m slow -k "not chaos" "$@" >"$outage_log" 2>&1 &
+"${pytest[@]}" -m "slow and not chaos" "$@" >"$outage_log" 2>&1 &
 outage_pid=$!
 cleanup() {
   kill "$chaos_pid" "$outage_pid" 2>/dev/null || true

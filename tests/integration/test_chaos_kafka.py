@@ -42,7 +42,7 @@ from tests.conftest import ROOT, free_port, livelearn
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import paced_replay
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
          ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
