@@ -118,6 +118,39 @@ def test_every_older_schema_in_history_is_read_by_the_current_reader():
 FORWARD_BREAKS = {"drift_alert.v1.avsc": ("kind", "BASIS", "FEATURE")}
 
 
+# Every writer schema released, by stem: CRC-64-AVRO fingerprints (hex, as written in each record's
+# header). Records of each may sit on a topic or in a backup, so each must stay readable.
+RELEASED = {
+    "tick": {"341326156dfe2339", "180d0716961dcc8c"},
+    "tick_batch": {"00f208c6f27bca17"},
+    "features": {"7d3c718fe8390058", "611f119d3c57365f", "f59b916d42f096eb"},
+    "prediction": {"59a177cb74dd3f34"},
+    "feedback": {"9c9d464eb6882f07", "e944637c255f2eb9"},
+    "performance": {"620a8912ce837689", "0e96e73a0f59fbad"},
+    "drift_alert": {"f6c00b9cf5807615", "65dd3f7df24b7a06"},
+    "model_event": {"e927b066e6643c51"},
+    "dead_letter": {"184f6e41dc3dba8d"},
+    "checkpoint": {"2fa8431b2f0257be", "8356452fe40284f1", "096ec9c262fb9388"},
+}
+
+
+def test_a_changed_schema_keeps_every_released_version_readable():
+    """A ratchet on the contract: each current schema is a released one, and each released one is still
+    known to the store (current or in ``schemas/history``). Changing a schema (``tick.avsc`` changes
+    ``tick_batch.avsc`` with it) fails here until the old version is copied into history and the new
+    fingerprint is added above, so records already written stay readable."""
+    store = SchemaStore()
+    for stem in SCHEMA_FILES:
+        current = schema_fingerprint(store.current[stem]).hex()
+        assert current in RELEASED.get(stem, set()), (
+            f"schemas/{stem}.avsc changed (fingerprint {current}): copy its previous version to "
+            f"schemas/history/{stem}.v<N>.avsc and add {current} to RELEASED[{stem!r}]")
+    known = {fp.hex() for fp in store.by_fingerprint}
+    for stem, released in RELEASED.items():
+        missing = released - known
+        assert not missing, f"released {stem} schema(s) {sorted(missing)} no longer readable: restore them in schemas/history"
+
+
 def test_a_tick_batch_holds_exactly_the_tick_schema():
     """The batch schema embeds the Tick record: the two must evolve together (a changed tick.avsc
     without the same change here fails)."""
