@@ -98,9 +98,9 @@ class Channel:
         self.reference_tau = np.ones(len(streams), dtype=int)
         # The variance channel's "volatility" test: a one-sided mean test on the log absolute deviations
         # of the return-like streams (RETURN_LIKE: returns and ratios, not the volatility levels; the
-        # others left to the feature channel; a checkpoint's channel keeps what it tested); a channel
-        # without any return-like stream (a dataset) falls back to Levene on every stream. "log_scale":
-        # the same test two-sided on every stream.
+        # others left to the feature channel; a channel restored from an older checkpoint is brought in
+        # line, __setstate__); a channel without any return-like stream (a dataset) falls back to Levene
+        # on every stream. "log_scale": the same test two-sided on every stream.
         returns = [j for j, name in enumerate(streams) if name in RETURN_LIKE]
         self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
         self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
@@ -134,6 +134,14 @@ class Channel:
         # the reference with the current model), a ring aligned with the buffer.
         self.payloads: list[Any] | None = None
         self.reference_payloads: list[Any] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint written before the volatility levels left the volatility test (RETURN_LIKE) kept
+        # testing them for every symbol it already had: over a week of real days that was 2 VARIANCE
+        # alerts per pair on atr_pct. Exclude them again on restore (a no-op for newer checkpoints).
+        self.__dict__.update(state)
+        if self.rises_only:
+            self.excluded.update(j for j, name in enumerate(self.streams) if name not in RETURN_LIKE)
 
     def _indices(self, newest: int) -> np.ndarray:
         return (np.arange(newest) + (self.count - newest)) % self.buffer.shape[0]

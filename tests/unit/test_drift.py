@@ -403,6 +403,25 @@ def test_the_volatility_test_reports_rises_and_follows_falls_without_an_alert():
     assert not channel.log_scale and not channel.excluded
 
 
+def test_a_channel_from_an_older_checkpoint_leaves_the_volatility_levels_out_again():
+    """Checkpoints written while the volatility test still read the levels (atr_pct, range_20,
+    volatility_20) restored channels that kept testing them; a restore now excludes them, and a
+    current channel's state round-trips unchanged."""
+    from streams import snapshots
+    from streams.drift.config import DriftConfig
+    from streams.drift.volatility import VOLATILITY_SCALED
+
+    streams = ("ret_1", "atr_pct", "rsi_14", "volatility_20", "range_20")
+    channel = Channel("VARIANCE", streams, DriftConfig(seasonal_buckets=0))
+    assert channel.rises_only and channel.excluded == {1, 2, 3, 4}
+    assert snapshots.loads(snapshots.dumps(channel)).excluded == {1, 2, 3, 4}
+    # What the older code built: only the features outside VOLATILITY_SCALED excluded (rsi_14), and a
+    # stream excluded since (as a monotone one is: kept).
+    channel.excluded = {j for j, name in enumerate(streams) if name not in VOLATILITY_SCALED} | {0}
+    assert channel.excluded == {0, 2}
+    assert snapshots.loads(snapshots.dumps(channel)).excluded == {0, 1, 2, 3, 4}
+
+
 def test_the_intraday_profile_waits_for_a_complete_day():
     from streams.drift.seasonality import IntradayProfile
 
