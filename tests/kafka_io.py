@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -43,12 +45,16 @@ def watermarks(consumer, tp, timeout: float = 30.0) -> tuple[int, int]:
 
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
-               idle: float = 3.0) -> list:
+               idle: float = 3.0, distinct: tuple[Callable[[Any], Any], int] | None = None) -> list:
     """All messages of a topic (every partition, from the beginning).
 
     With ``expect``: until that many arrived (or the timeout). Without: until ``idle`` seconds pass
     without a message once the first one arrived (an empty topic is read for up to ``idle`` seconds
-    after the partitions are assigned and their offsets known).
+    after the partitions are assigned and their offsets known). With ``distinct=(key, n)``, the idle
+    stop waits until ``n`` distinct ``key(message)`` have arrived (a read stopped by a pause alone once
+    missed most of a topic on a loaded machine); a read that ends short prints where each partition
+    stopped against its watermarks (under read_committed, a position short of the end is a transaction
+    left open).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -57,6 +63,7 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: f
     has_data = any(watermarks(consumer, tp)[1] > 0 for tp in partitions)
     consumer.assign(partitions)
     messages = []
+    keys: set = set()
     deadline = time.monotonic() + timeout
     last_seen = time.monotonic()
     try:
@@ -64,13 +71,21 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: f
             message = consumer.poll(0.2)
             if message is None or message.error():
                 waited = time.monotonic() - last_seen
-                if expect is None and waited > idle and (messages or not has_data):
+                enough = distinct is None or len(keys) >= distinct[1]
+                if expect is None and waited > idle and (messages or not has_data) and enough:
                     break
                 continue
             messages.append(message)
+            if distinct is not None:
+                keys.add(distinct[0](message))
             last_seen = time.monotonic()
             if expect is not None and len(messages) >= expect:
                 break
+        if distinct is not None and len(keys) < distinct[1]:
+            ends = {tp.partition: (tp.offset, consumer.get_watermark_offsets(tp, timeout=10))
+                    for tp in consumer.position(consumer.assignment())}
+            print(f"{topic}: {len(keys)} of {distinct[1]} distinct records read; "
+                  f"partition: (position, (low, high)) {ends}")
     finally:
         consumer.close()
     return messages

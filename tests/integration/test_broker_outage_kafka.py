@@ -24,6 +24,7 @@ from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams.pipeline import PartitionPipeline
 from tests.conftest import ROOT, livelearn
+from tests.integration.test_metrics_health import sample
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import read_topic
 
@@ -161,11 +162,7 @@ def halves(tmp_path) -> tuple[list[str], list[str]]:
 
 
 def metric(worker, name: str, **labels: str) -> float:
-    _, body = worker.get("/metrics")
-    for line in body.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample(worker.get("/metrics")[1], name, **labels) or 0.0
 
 
 @pytest.mark.timeout(600)

@@ -40,7 +40,7 @@ from streams import snapshots
 from streams.pipeline import PartitionPipeline
 from tests.conftest import ROOT, free_port, livelearn
 from tests.integration.test_restart import wait_for_predictions
-from tests.kafka_io import paced_replay
+from tests.kafka_io import paced_replay, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -83,44 +83,26 @@ def uninterrupted(settings: Settings) -> tuple[dict[str, dict[str, dict]], dict[
 
 
 def read_outputs(env: dict, want: dict[str, int]) -> tuple[dict[str, dict], dict[str, int]]:
-    """Each compared stage's records by id, and how many were repeats (a repeat must be identical). A
-    stage is read until ``want[stage]`` distinct records have arrived and 4 s more pass without one (or
-    180 s): reading until the topic looks idle alone once stopped early, on a loaded machine, with most
-    of the outcomes not yet read (exactly_once; not reproduced since)."""
-    from confluent_kafka import Consumer, TopicPartition
-
+    """Each compared stage's records by id, and how many were repeats (a repeat must be identical); a
+    stage is read until ``want[stage]`` distinct records have arrived and 4 s pass without another."""
     records, repeats = {}, {}
     for stage, (schema, id_field) in COMPARED.items():
         codec = AvroCodec.for_topic_schema(schema)
+
+        def identity(message, codec=codec, id_field=id_field):
+            record = codec.decode(message.value())
+            return record[id_field], record.get("status")
+
         seen: dict = {}
         repeats[stage] = 0
-        topic = env["LIVELEARN_TOPIC_PREFIX"] + stage
-        consumer = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
-                             "group.id": f"chaos-{stage}-{time.monotonic_ns()}", "enable.auto.commit": False,
-                             "auto.offset.reset": "earliest"})
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        deadline, last_seen = time.monotonic() + 180, time.monotonic()
-        try:
-            while time.monotonic() < deadline and (len(seen) < want[stage] or time.monotonic() - last_seen < 4.0):
-                message = consumer.poll(0.2)
-                if message is None or message.error():
-                    continue
-                last_seen = time.monotonic()
-                record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
-                key = (record[id_field], record.get("status"))
-                if key in seen:
-                    repeats[stage] += 1
-                    assert seen[key] == record, f"a repeated {stage} record differs"
-                seen[key] = record
-            if len(seen) < want[stage]:
-                # Where the read stopped against each partition's end: a position short of the high
-                # watermark under read_committed is a transaction left open.
-                ends = {tp.partition: (tp.offset, consumer.get_watermark_offsets(tp, timeout=10))
-                        for tp in consumer.position(consumer.assignment())}
-                print(f"{stage}: {len(seen)} of {want[stage]} read; partition: (position, (low, high)) {ends}")
-        finally:
-            consumer.close()
+        for message in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + stage, idle=4.0,
+                                  timeout=180, distinct=(identity, want[stage])):
+            record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
+            key = (record[id_field], record.get("status"))
+            if key in seen:
+                repeats[stage] += 1
+                assert seen[key] == record, f"a repeated {stage} record differs"
+            seen[key] = record
         records[stage] = seen
     return records, repeats
 
