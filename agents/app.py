@@ -174,7 +174,7 @@ class Runtime:
         agent Faust restarted then stalled (seen once in the broker outage test). Not on the event loop
         (:meth:`publish` runs this in an executor, passing its ``loop``: once that loop is closed the
         worker has stopped, and a retry would only keep its process alive)."""
-        from confluent_kafka import KafkaException
+        from confluent_kafka import KafkaError, KafkaException
 
         started = time.monotonic()
         waited = False
@@ -184,6 +184,11 @@ class Runtime:
                 break
             except KafkaException as exc:
                 error = exc.args[0]
+                if error.code() == KafkaError.INVALID_TRANSACTION_TIMEOUT:
+                    # `livelearn worker` checks this at start; reached only where the brokers' configuration
+                    # could not be read then.
+                    log.error("the broker refused LIVELEARN_TRANSACTION_TIMEOUT_S=%g: it is longer than the "
+                              "broker's transaction.max.timeout.ms", self.settings.worker.transaction_timeout_s)
                 if not error.retriable() or (loop is not None and loop.is_closed()):
                     raise
                 waited = True

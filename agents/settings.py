@@ -108,7 +108,8 @@ class Settings:
     transaction_timeout: str = _env(
         "LIVELEARN_TRANSACTION_TIMEOUT_S", "300",
         "exactly_once: a transaction not committed within this is aborted by the broker (a longer broker outage "
-        "restarts the worker from its last committed checkpoint); at least twice LIVELEARN_MODEL_CHECKPOINT_SECONDS",
+        "restarts the worker from its last committed checkpoint); at least twice LIVELEARN_MODEL_CHECKPOINT_SECONDS "
+        "and at most the brokers' transaction.max.timeout.ms (15 min by default), both checked at start",
     )
     output_linger_ms: str = _env(
         "LIVELEARN_OUTPUT_LINGER_MS", "0",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from agents.settings import Settings
 
 
@@ -56,3 +58,43 @@ def broker_problem(settings: Settings, errors: list) -> str:
                 "KAFKA_SSL_CA_LOCATION and the client certificate settings.")
     return (f"no Kafka broker answers at {where}. Start the local one with 'livelearn kafka up' "
             "(or 'docker compose up -d kafka'), or set KAFKA_BOOTSTRAP_SERVERS.")
+
+
+def require_transaction_timeout(settings: Settings, timeout: float = 10.0) -> None:
+    """In exactly-once mode, refuse to start a worker whose transaction timeout the brokers would refuse.
+
+    A broker refuses a transactional producer whose ``transaction.timeout.ms`` exceeds its own
+    ``transaction.max.timeout.ms`` (15 minutes by default), and only when the producer is created: the
+    worker crashed at its first output with librdkafka's INVALID_TRANSACTION_TIMEOUT, which names no
+    setting of ours. Read the limit of every broker once at start instead. A broker that does not let us
+    read its configuration (an ACL without DescribeConfigs) is not a reason to refuse: say so and go on.
+    """
+    if not settings.worker.exactly_once:
+        return
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    wanted_ms = int(settings.worker.transaction_timeout_s * 1000)
+    admin = AdminClient(settings.client_config())
+    try:
+        brokers = admin.list_topics(timeout=timeout).brokers
+        resources = [ConfigResource(ConfigResource.Type.BROKER, str(broker_id)) for broker_id in sorted(brokers)]
+        limits = []
+        for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+            entry = future.result(timeout=timeout).get("transaction.max.timeout.ms")
+            if entry is not None and entry.value is not None:
+                limits.append((int(entry.value), resource.name))
+    except (KafkaException, ValueError, TimeoutError) as exc:
+        print(f"livelearn: could not read the brokers' transaction.max.timeout.ms ({exc}); "
+              f"starting with LIVELEARN_TRANSACTION_TIMEOUT_S={settings.worker.transaction_timeout_s:g} unchecked",
+              file=sys.stderr)
+        return
+    if not limits:
+        return
+    limit_ms, broker = min(limits)
+    if wanted_ms > limit_ms:
+        raise CliError(f"LIVELEARN_TRANSACTION_TIMEOUT_S ({settings.worker.transaction_timeout_s:g} s) is longer than "
+                       f"broker {broker}'s transaction.max.timeout.ms ({limit_ms / 1000:g} s), so the broker would "
+                       "refuse the worker's transactional producers at their first output. Lower "
+                       "LIVELEARN_TRANSACTION_TIMEOUT_S (it must stay at least twice "
+                       "LIVELEARN_MODEL_CHECKPOINT_SECONDS) or raise the broker's limit.", code=2)

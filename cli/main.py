@@ -7,7 +7,7 @@ import os
 import sys
 
 from agents.settings import Settings, settings_table
-from cli.errors import CliError, require_broker
+from cli.errors import CliError, require_broker, require_transaction_timeout
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,6 +35,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings)
+    require_transaction_timeout(settings)
     from agents import worker
 
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself

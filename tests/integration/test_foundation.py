@@ -6,6 +6,7 @@ import pytest
 
 from schemas.codec import AvroCodec
 from streams.ticks import make_tick
+from tests.conftest import livelearn
 from tests.kafka_io import produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -60,3 +61,13 @@ def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, p
     assert "price is not a finite number" in letters[1]["reason"]
     features = read_topic(bootstrap, prefix + "features", expect=4)
     assert [AvroCodec.for_topic_schema("features").decode(m.value())["tick_index"] for m in features] == [1, 2, 3, 4]
+
+
+def test_a_transaction_timeout_the_broker_would_refuse_stops_the_worker_at_start(pipeline_env):
+    # The local broker keeps Kafka's default transaction.max.timeout.ms, 15 minutes. Without the check
+    # at start the worker crashed at its first output, on librdkafka's INVALID_TRANSACTION_TIMEOUT.
+    env = {**pipeline_env, "LIVELEARN_PROCESSING_GUARANTEE": "exactly_once", "LIVELEARN_TRANSACTION_TIMEOUT_S": "1000"}
+    result = livelearn("worker", env=env, timeout=90)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("LIVELEARN_TRANSACTION_TIMEOUT_S (1000 s) is longer than broker 1's transaction.max.timeout.ms (900 s)"
+            in result.stderr)
