@@ -74,6 +74,7 @@ class Worker:
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.ready_after_s: float | None = None
 
     @property
     def url(self) -> str:
@@ -92,18 +93,22 @@ class Worker:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
                                         env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        last = "no answer"
+        while time.monotonic() < started + timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_path.read_text()[-4000:]}")
             try:
                 status, body = self.get("/readyz")
                 if status == 200 and json.loads(body)["ready"]:
+                    self.ready_after_s = time.monotonic() - started
                     return self
-            except OSError:
-                pass
+                last = f"{status} {body}"
+            except OSError as exc:
+                last = f"no answer ({exc})"
             time.sleep(0.3)
-        raise RuntimeError(f"worker not ready in {timeout} s:\n{self.log_path.read_text()[-4000:]}")
+        raise RuntimeError(f"worker not ready in {timeout} s (last /readyz: {last}):\n"
+                           f"{self.log_path.read_text()[-4000:]}")
 
     def stop(self, kill: bool = False) -> None:
         if self.process and self.process.poll() is None:

@@ -72,11 +72,14 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     assert wait_for_predictions(env, 800, 240) >= 800
 
     os.kill(private_broker.pid(), signal.SIGKILL)
-    readiness, alive = [], []
+    readiness, alive, reasons = [], [], []
     deadline = time.monotonic() + OUTAGE_S
     while time.monotonic() < deadline:
         try:
-            readiness.append(worker.get("/readyz")[0])
+            status, body = worker.get("/readyz")
+            readiness.append(status)
+            if status == 503:
+                reasons.append(json.loads(body))
             alive.append(worker.get("/healthz")[0])
         except (OSError, urllib.error.URLError):
             alive.append(None)
@@ -87,6 +90,9 @@ def test_the_worker_waits_out_a_60_s_broker_outage_and_resumes_by_itself(guarant
     assert wait_for_predictions(env, TICKS, 300) >= TICKS, worker.log_path.read_text()[-3000:]
     assert worker.process.poll() is None  # the same process resumed
     assert 503 in readiness and set(alive) == {200}
+    # Not ready says why: the broker, not the state.
+    assert all(r["state_loaded"] for r in reasons) and any(r["outputs_failing"] or r["broker_unanswered"]
+                                                          for r in reasons), reasons
     ready_again = time.monotonic() + 60
     while worker.get("/readyz")[0] != 200 and time.monotonic() < ready_again:
         time.sleep(1.0)
