@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite, in three lanes at once.
 #
-# The slow tests (marked `slow`: chaos and broker outages, each on a private broker of its own) are
-# mostly waiting: for brokers killed and restarted, for worker processes starting, for outages of a
-# minute or more. Run one after the other, the lanes took 27 minutes here; side by side the suite
-# takes about as long as the longest lane. The slow tests run in two lanes of their own, the chaos
-# runs (marked `chaos`) in one and the outages in the other (in one lane they had reached 18 of the
-# 20 minutes CI allows). All lanes use the shared local broker, started here first when nothing
+# The slow tests (marked `slow`: chaos runs and broker outages, each on a private broker of its own, and
+# the kill -9 restarts) are mostly waiting: for brokers killed and restarted, for worker processes
+# starting, for outages of a minute or more. Run one after the other, the lanes took 27 minutes here;
+# side by side the suite takes about as long as the longest lane. The slow tests run in two lanes of
+# their own, the chaos runs (marked `chaos`) in one and the rest in the other (in one lane they had
+# reached 18 of the 20 minutes CI allows; the kill -9 restarts, 150 s, left the main lane, then the
+# longest, for the second). All lanes use the shared local broker, started here first when nothing
 # answers (and stopped again at the end only if this script started it), so no lane's session
 # fixture starts or stops it under another. The slow lanes' output follows the main one's at the end.
 # Arguments go to every pytest run. Exit status: the first failing lane's (pytest's own codes).
@@ -36,7 +37,7 @@ cleanup() {
   if [ "$started" -eq 1 ]; then scripts/livelearn kafka down >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
-echo "test: slow lanes (chaos; broker outages) running beside this one; their logs: $chaos_log $outage_log"
+echo "test: slow lanes (chaos; broker outages and kill -9 restarts) running beside this one; their logs: $chaos_log $outage_log"
 "${pytest[@]}" -m "not slow" "$@"
 fast=$?
 wait "$chaos_pid"

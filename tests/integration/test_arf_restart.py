@@ -11,7 +11,8 @@ from schemas.codec import AvroCodec
 from tests.conftest import DATA, livelearn
 from tests.kafka_io import read_topic, wait_for_distinct
 
-pytestmark = pytest.mark.integration
+# slow: a lane of its own beside the main one in `make test` (scripts/test.sh), which it kept waiting.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ELEC2 = DATA / "drift" / "elec2_tiny_capymoa.csv"
 ROWS = 2000

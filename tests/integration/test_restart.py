@@ -14,7 +14,8 @@ from schemas.codec import AvroCodec
 from tests.conftest import ROOT, livelearn
 from tests.kafka_io import paced_replay, read_topic
 
-pytestmark = pytest.mark.integration
+# slow: a lane of its own beside the main one in `make test` (scripts/test.sh), which it kept waiting.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
          ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]
