@@ -221,6 +221,11 @@ class Settings:
     torch_device: str = _env(
         "LIVELEARN_TORCH_DEVICE", "cpu", "Device of torch members: cpu, cuda, or auto (cuda when available)"
     )
+    ensemble_start: str = _env(
+        "LIVELEARN_ENSEMBLE_START", "auto",
+        "The ensemble's initial weights: markets (constant 0.6, prior 0.06, fast mixture 0.28), datasets (0.28, "
+        "0.06, 0.6) or auto (datasets for labelled datasets' vectors, markets for the feature engine's)",
+    )
     regime_weights: str = _env(
         "LIVELEARN_REGIME_WEIGHTS", "off", "on: ensemble weights per market regime (trending/ranging/volatile)"
     )

@@ -36,7 +36,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.ensemble import Forecast, Variant
+from streams.ensemble import START, Forecast, Variant
 from streams.features import MODEL_FEATURES
 from streams.issued import IssuedPredictions
 from streams.models import make_member
@@ -80,6 +80,9 @@ class LearnerConfig:
     rollback_threshold: float = 10_000.0
     guard: bool = True
     share: float = 1e-4
+    # The ensemble's initial weights (streams.ensemble.START): "auto" is "datasets" for a labelled
+    # dataset's vectors and "markets" for the feature engine's.
+    ensemble_start: str = "auto"
 
     def __post_init__(self):
         if self.horizon_ticks < 1:
@@ -92,6 +95,8 @@ class LearnerConfig:
             raise ValueError(f"label must be one of {', '.join(LABELS)}")
         if not 0.0 <= self.traffic_share <= 1.0:
             raise ValueError("traffic_share must be in [0, 1]")
+        if self.ensemble_start not in ("auto", *START):
+            raise ValueError(f"ensemble_start must be auto or one of {', '.join(START)}")
         if any(name == "default" for name, _ in self.challengers):
             raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
 
@@ -128,10 +133,12 @@ class SymbolLearner:
     """Variants (the configured ensemble and challengers), pending predictions and scores of one symbol."""
 
     def __init__(self, symbol: str, config: LearnerConfig | None = None,
-                 model_features: tuple[str, ...] = MODEL_FEATURES):
+                 model_features: tuple[str, ...] = MODEL_FEATURES, dataset: bool = False):
         config = config or LearnerConfig()
         self.symbol, self.config = symbol, config
         self.model_features = tuple(model_features)
+        start = config.ensemble_start if config.ensemble_start != "auto" else "datasets" if dataset else "markets"
+        self.start = START[start]
         self.model_id = config.model_id
         self.horizon_ms = int(round(config.horizon_seconds * 1000))
         self.version = 1
@@ -160,7 +167,8 @@ class SymbolLearner:
     def _variant(self, members: tuple[str, ...]) -> Variant:
         config = self.config
         return Variant({name: make_member(name, config.seed, config.device, self.model_features) for name in members},
-                       guard=config.guard, regime_weights=config.regime_weights, share=config.share)
+                       guard=config.guard, regime_weights=config.regime_weights, share=config.share,
+                       start=self.__dict__.get("start", START["markets"]))
 
     @property
     def champion(self) -> str:

@@ -183,8 +183,10 @@ class PartitionPipeline:
         symbol = vector["symbol"]
         learner = self.learners.get(symbol)
         if learner is None:
-            features = MODEL_FEATURES if vector["feature_set"] == FEATURE_SET else tuple(vector["values"])
-            learner = self.learners[symbol] = SymbolLearner(symbol, self.config.learner, model_features=features)
+            market = vector["feature_set"] == FEATURE_SET
+            features = MODEL_FEATURES if market else tuple(vector["values"])
+            learner = self.learners[symbol] = SymbolLearner(symbol, self.config.learner, model_features=features,
+                                                            dataset=not market)
         return learner
 
     def monitor(self, symbol: str) -> DriftMonitor:

@@ -190,3 +190,47 @@ def test_blocked_skill_asked_often_equals_a_fresh_computation_through_block_comp
                                                                        nan_ok=True)
             assert scores.totals() == fresh.totals()
     assert scores.block > 2  # merged on the way
+
+
+def test_a_labelled_dataset_starts_the_mixture_at_the_dataset_weights_and_market_data_at_the_market_ones():
+    from connectors.datasets import labelled_vectors
+    from streams.ensemble import START
+    from streams.learning import LearnerConfig, SymbolLearner
+    from streams.pipeline import PartitionPipeline, PipelineConfig
+
+    pipeline = PartitionPipeline(PipelineConfig())
+    vector, _, _ = next(iter(labelled_vectors("phishing")))
+    pipeline.on_vector(vector)
+    mixture = pipeline.learners[vector["symbol"]].ensemble.mixture()
+    assert tuple(mixture.initial[:2]) + (mixture.initial[-1],) == START["datasets"] == (0.28, 0.06, 0.6)
+    assert mixture.regret_bound == pytest.approx(-math.log(0.28))  # one slot so far
+    market = SymbolLearner("BTCUSDT", LearnerConfig())
+    assert tuple(market.ensemble.mixture().initial[:2]) == START["markets"][:2]
+    forced = PartitionPipeline(PipelineConfig(learner=LearnerConfig(ensemble_start="markets")))
+    forced.on_vector(vector)
+    assert tuple(forced.learners[vector["symbol"]].ensemble.mixture().initial[:2]) == START["markets"][:2]
+    with pytest.raises(ValueError, match="ensemble_start"):
+        LearnerConfig(ensemble_start="bonds")
+
+
+def test_phishing_at_the_default_label_delay_the_ensemble_is_within_0_005_of_its_best_member():
+    """Issue #14's dataset criterion at the default horizon (5), in process (the Kafka test runs delay 3).
+    With the market weights this was +0.0072 nats over the best member."""
+    from connectors.datasets import labelled_vectors
+    from streams.evaluation import evaluate_run
+    from streams.learning import LearnerConfig
+    from streams.pipeline import PartitionPipeline, PipelineConfig
+
+    config = PipelineConfig(learner=LearnerConfig(horizon_ticks=5), drift_response=False)
+    pipeline = PartitionPipeline(config)
+    records: dict[str, list] = {"predictions": [], "outcomes": []}
+    for vector, _, _ in labelled_vectors("phishing"):
+        for output in pipeline.on_vector(vector).records:
+            if output.stage in records:
+                records[output.stage].append(output.record)
+    summary = evaluate_run(records["predictions"], records["outcomes"]).summary()
+    [symbol] = [s for s in summary if not s.startswith("_")]
+    rows = summary[symbol]
+    members = config.learner.members
+    assert rows["ensemble"]["log_loss"] <= min(rows[m]["log_loss"] for m in members) + 0.005
+    assert rows["ensemble"]["accuracy"] >= max(rows[m]["accuracy"] for m in members) - 0.002
