@@ -180,13 +180,11 @@ class PartitionPipeline:
     def learner(self, vector: dict[str, Any]) -> SymbolLearner:
         """The symbol's learner: market vectors feed the model features; a labelled dataset (any other
         feature set) feeds all of its features, in the order of its first vector."""
-        symbol = vector["symbol"]
-        learner = self.learners.get(symbol)
+        learner = self.learners.get(symbol := vector["symbol"])
         if learner is None:
             market = vector["feature_set"] == FEATURE_SET
             features = MODEL_FEATURES if market else tuple(vector["values"])
-            learner = self.learners[symbol] = SymbolLearner(symbol, self.config.learner, model_features=features,
-                                                            dataset=not market)
+            learner = self.learners[symbol] = SymbolLearner(symbol, self.config.learner, features, dataset=not market)
         return learner
 
     def monitor(self, symbol: str) -> DriftMonitor:
