@@ -81,7 +81,8 @@ def test_promotion_no_promotion_and_rollback_through_kafka(worker_factory, pipel
     config = LearnerConfig(members=("logreg@0.002",), horizon_ticks=1,
                            challengers=(("fast", ("logreg@0.05",)), ("slow", ("logreg@0.000001",))),
                            promotion_alpha=0.01, promotion_min_samples=100, rollback_margin=0.02)
-    learner = SymbolLearner("CONSTRUCTED", config, model_features=("a", "b"))
+    # A labelled dataset's learner, as the worker's pipeline makes it for these rows (their own feature set).
+    learner = SymbolLearner("CONSTRUCTED", config, model_features=("a", "b"), dataset=True)
     core = []
     for i, (x, y) in enumerate(rows, 1):
         step = learner.process({"symbol": "CONSTRUCTED", "event_time_ms": predictions[i - 1]["event_time_ms"],
