@@ -223,7 +223,7 @@ class Settings:
     )
     ensemble_start: str = _env(
         "LIVELEARN_ENSEMBLE_START", "auto",
-        "The ensemble's initial weights: markets (constant 0.6, prior 0.06, fast mixture 0.28), datasets (0.28, "
+        "The ensemble's initial weights: markets (constant 0.6, prior 0.3, fast mixture 0.08), datasets (0.28, "
         "0.06, 0.6) or auto (datasets for labelled datasets' vectors, markets for the feature engine's)",
     )
     regime_weights: str = _env(

@@ -28,29 +28,43 @@ forecasts ever outstanding at once for a horizon in seconds), summing the bound 
 
     L_ensemble <= L_i + K (-ln pi_i) + T share        for every expert i, the fast mixture included.
 
-Initial weights ``pi`` (per slot): constant 0.6, prior 0.06, fast 0.28, the member experts 0.06
-together. They follow from the guarantee wanted, not from a fit: for a day of one-minute klines
-(1,430 outcomes at ``H = 5``) to cost at most 0.002 nats per outcome against the constant 0.5,
-``5 (-ln pi_c) / 1430 + 1e-4 <= 0.002`` needs ``pi_c >= 0.581``. With 0.6 the ensemble loses at most
-``0.51 K`` nats plus 1e-4 per forecast against the constant; against the running prior ``2.8 K``;
-against the fast mixture ``1.3 K``, and through it the ensemble follows a member that has skill. The ensemble starts
-at no skill and moves weight to a member only as its outcomes earn it. :attr:`Ensemble.regret_bound`
-(the bound against the constant for the slots opened so far) is published with every performance
-record.
+Initial weights ``pi`` (per slot) on market data (:data:`START` ``markets``): constant 0.6, prior
+0.3, fast 0.08, the member experts 0.02 together. They follow from the guarantees wanted, not from a
+fit. The constant: for a day of one-minute klines (1,430 outcomes at ``H = 5``) to cost at most 0.002
+nats per outcome against the constant 0.5, ``5 (-ln pi_c) / 1430 + 1e-4 <= 0.002`` needs ``pi_c >=
+0.581``; with 0.6 the ensemble loses at most ``0.51 K`` nats plus 1e-4 per forecast against it. The
+route to skill: a member that has any is found through the fast mixture, and where members have
+skill there are many outcomes (tens of thousands of book tickers a day); 0.08 bounds the loss
+against the fast mixture by ``2.5 K`` nats (12.6 at ``K = 5``: 0.0013 per outcome over 10,000). The
+running prior gets the rest of the no-skill mass, 0.3 (``1.2 K`` against it): on a trending day it is
+the better no-skill reference, and every nat of prior weight it lacks is paid ``K`` times there. The
+ensemble starts at no skill and moves weight to a member only as its outcomes earn it.
+:attr:`Ensemble.regret_bound` (the bound against the constant for the slots opened so far) is
+published with every performance record.
 
-Those are the weights for market data (:data:`START` ``markets``), where no skill is what one expects.
+Measured in process (``bench/skill.py``, one run, 2026-12-01 night) against the weights before
+(constant 0.6, prior 0.06, fast 0.28, members 0.06), excess log-loss over the better no-skill
+reference: the four shipped kline days -0.0011 / +0.0009 / +0.0014 / +0.0015 -> +0.0000 / +0.0010 /
++0.0012 / +0.0014 (pooled +0.0007 -> +0.0009); the same days with a steady trend of 0.1 sd of
+five-minute returns every five minutes -0.0013 / +0.0005 / +0.0036 / +0.0010 -> -0.0004 / -0.0002 /
++0.0018 / +0.0005, with 0.15 sd -0.0009 / +0.0029 / +0.0076 / +0.0045 -> -0.0003 / +0.0013 / +0.0038
+/ +0.0027; the captures' skill against the prior at the next mid change unchanged (0.194 / 0.149 ->
+0.195 / 0.149), one second ahead lower (0.282 / 0.156 -> 0.264 / 0.133: hundreds of forecasts are
+outstanding there, so each slot sees few outcomes and its initial weights count for longer).
+
 A labelled dataset (vectors of any other feature set, ``livelearn replay-dataset``) is brought because
-its label is expected to be learnable, so there the constant and the fast mixture swap their weights
-(``datasets``: constant 0.28, prior 0.06, fast 0.6): against the constant the ensemble may lose
-``1.27 K`` nats, against the fast mixture ``0.51 K``. Measured in process (``bench/skill.py``, one run,
-the same members): Phishing's log-loss over its best member at label delays 3 and 5 went from +0.0048
-and +0.0072 with the market weights to +0.0033 and +0.0045; the Elec2 sample, already better than its
-best member, by 0.001-0.002 more. ``LIVELEARN_ENSEMBLE_START`` picks one for every symbol instead.
+its label is expected to be learnable, so there the fast mixture starts with the constant's 0.6
+(``datasets``: constant 0.28, prior 0.06, fast 0.6, members 0.06): against the constant the ensemble
+may lose ``1.27 K`` nats, against the fast mixture ``0.51 K``. Measured in process (one run, the same
+members): Phishing's log-loss over its best member at label delays 3 and 5 went from +0.0048 and
++0.0072 with the market weights then (0.6, 0.06, 0.28) to +0.0033 and +0.0045; the Elec2 sample,
+already better than its best member, by 0.001-0.002 more. ``LIVELEARN_ENSEMBLE_START`` picks one for
+every symbol instead.
 
 >>> mix = Ensemble(("a",))
 >>> out = mix.forecast({"a": 0.9})
 >>> round(out.p_up, 4), sorted(out.weights)
-(0.6136, ['a', 'a~cal', 'constant', 'prior'])
+(0.5336, ['a', 'a~cal', 'constant', 'prior'])
 >>> for _ in range(200):
 ...     mix.learn(out, 1)
 ...     out = mix.forecast({"a": 0.9})
@@ -81,7 +95,7 @@ CONSTANT_SHARE = 0.78
 FAST_SHARE = 1e-4
 NO_SKILL = ("constant", "prior")
 # Initial weights (constant, prior, fast) by what is forecast; the member experts share the rest, 0.06.
-START: dict[str, tuple[float, float, float]] = {"markets": (0.6, 0.06, 0.28), "datasets": (0.28, 0.06, 0.6)}
+START: dict[str, tuple[float, float, float]] = {"markets": (0.6, 0.3, 0.08), "datasets": (0.28, 0.06, 0.6)}
 
 
 def clip(p: float) -> float:
@@ -120,8 +134,9 @@ def bayes_update(weights: list[float], probabilities: list[float], y: int, share
 class Ensemble:
     """Members' probabilities in, the mixture forecast out (see the module docstring)."""
 
-    def __init__(self, members: tuple[str, ...], constant: float = 0.6, prior: float = 0.06, fast: float = 0.28,
-                 share: float = 1e-4, calibrate: bool = True):
+    def __init__(self, members: tuple[str, ...], constant: float = START["markets"][0],
+                 prior: float = START["markets"][1], fast: float = START["markets"][2], share: float = 1e-4,
+                 calibrate: bool = True):
         if not (0.0 < constant and 0.0 < prior and 0.0 <= fast and constant + prior + fast < 1.0):
             raise ValueError("initial weights must be positive and leave room for the members")
         if not 0.0 <= share < 1.0:
