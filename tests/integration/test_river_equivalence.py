@@ -19,7 +19,7 @@ from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
 
-DELAY = 3
+DELAY = 5  # the default horizon (LIVELEARN_HORIZON_TICKS)
 ELEC2 = DATA / "drift" / "elec2_tiny_capymoa.csv"
 
 
