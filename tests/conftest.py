@@ -74,7 +74,6 @@ class Worker:
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
-        self.ready_after_s: float | None = None
 
     @property
     def url(self) -> str:
@@ -101,7 +100,6 @@ class Worker:
             try:
                 status, body = self.get("/readyz")
                 if status == 200 and json.loads(body)["ready"]:
-                    self.ready_after_s = time.monotonic() - started
                     return self
                 last = f"{status} {body}"
             except OSError as exc:
