@@ -25,20 +25,16 @@ Usage: python bench/skill.py [--quick] [--trend SD] [--data PATH...]   (--quick:
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
-import math
-import statistics
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 from common import SHARED, real_data, result
 
 from agents.settings import Settings
 from cli.evaluate import evaluate_file, pooled_over_files, render, run_file
+from connectors.synth import kline_dump_with_trend as with_trend
 
 
 def rows_of(summary: dict) -> tuple[str, dict] | None:
@@ -107,27 +103,6 @@ def datasets(settings: Settings) -> None:
                    log_loss_over_best=rows["ensemble"]["log_loss"] - best_loss,
                    accuracy_under_best=best_accuracy - rows["ensemble"]["accuracy"],
                    seconds=round(time.perf_counter() - started, 1))
-
-
-def with_trend(path: Path, z: float, folder: Path) -> Path:
-    """A copy of a one-minute kline dump (same name, CSV) whose open, high, low and close drift up by
-    ``z`` standard deviations of the day's five-minute log returns every five minutes."""
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read(archive.namelist()[0]).decode()
-    else:
-        text = path.read_text()
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [row for row in rows if row and row[0].strip().isdigit()]  # a futures dump's header out
-    closes = [float(row[4]) for row in rows]
-    step = z * statistics.pstdev(math.log(b / a) for a, b in zip(closes, closes[5:], strict=False)) / 5
-    out = folder / (path.stem + ".csv")
-    with out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        for i, row in enumerate(rows):
-            factor = math.exp(step * i)
-            writer.writerow([row[0], *(f"{float(v) * factor:.8f}" for v in row[1:5]), *row[5:]])
-    return out
 
 
 def trending_days(paths: list[Path], base: Settings, z: float) -> None:

@@ -1,4 +1,5 @@
-"""Seeded synthetic trade ticks with documented changes injected at known ticks.
+"""Seeded synthetic trade ticks with documented changes injected at known ticks, and real kline dumps
+made to trend (:func:`kline_dump_with_trend`).
 
 The generator (per tick ``t``, one trade a second by default):
 
@@ -23,10 +24,15 @@ True
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import random
+import statistics
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from streams.ticks import make_tick
 
@@ -80,3 +86,25 @@ def generate(n: int, seed: int = 0, changes: tuple[Change, ...] = (), symbol: st
         size = math.exp(rng.gauss(0.0, 0.5))
         yield make_tick(symbol, "TRADE", start_ms + t * step_ms, round(math.exp(log_price), 8), round(size, 8),
                         "synth", is_buyer_maker=not taker_buy, sequence_id=t + 1)
+
+
+def kline_dump_with_trend(path: Path, z: float, folder: Path) -> Path:
+    """A copy of a one-minute kline dump (same name, CSV, in ``folder``) whose open, high, low and close
+    drift up by ``z`` standard deviations of the day's five-minute log returns every five minutes: a
+    real day made to trend steadily, which the shipped data lack (``bench/skill.py --trend``)."""
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            text = archive.read(archive.namelist()[0]).decode()
+    else:
+        text = path.read_text()
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [row for row in rows if row and row[0].strip().isdigit()]  # a futures dump's header out
+    closes = [float(row[4]) for row in rows]
+    step = z * statistics.pstdev(math.log(b / a) for a, b in zip(closes, closes[5:], strict=False)) / 5
+    out = folder / (path.stem + ".csv")
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        for i, row in enumerate(rows):
+            factor = math.exp(step * i)
+            writer.writerow([row[0], *(f"{float(v) * factor:.8f}" for v in row[1:5]), *row[5:]])
+    return out
