@@ -213,6 +213,7 @@ class LearningSection:
     guard_updates: bool = _from("guard_updates")
     torch_device: str = _from("torch_device", choices=("cpu", "cuda", "auto"))
     regime_weights: bool = _from("regime_weights")
+    # streams.ensemble.START's keys, not imported (see MEMBERS; a unit test keeps them equal).
     ensemble_start: str = _from("ensemble_start", choices=("auto", "markets", "datasets"))
     drift_response: bool = _from("drift_response")
     performance_every: int = _from("performance_every", low=1)

@@ -324,3 +324,15 @@ def test_return_mae_uses_the_implied_return_and_the_recent_typical_move():
     learner.process(vector(3, 99.99))
     assert learner.typical_move == pytest.approx((0.01 + abs(99.99 / 101.0 - 1)) / 2)
     assert learner.performance()["ensemble"]["return_mae"] is not None
+
+
+def test_the_settings_offer_exactly_the_ensembles_starting_weights():
+    """agents.sections lists LIVELEARN_ENSEMBLE_START's choices without importing the ensemble (the
+    reason given for MEMBERS above): its list must stay auto plus streams.ensemble.START's keys."""
+    from dataclasses import fields
+
+    from agents.sections import LearningSection
+    from streams.ensemble import START
+
+    field = next(f for f in fields(LearningSection) if f.name == "ensemble_start")
+    assert field.metadata["choices"] == ("auto", *START)
