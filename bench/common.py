@@ -35,12 +35,13 @@ class RealData:
 
 
 def real_data(paths: list[str] | None = None) -> RealData:
-    """The shipped series (data/: the kline days and the two spot captures), or every file under the
-    files and folders given (``--data``): a file named as a kline dump is klines, any other a capture.
-    So the same benchmark runs on more real data than ships here, unchanged."""
+    """The shipped series (data/: the kline days, the two spot captures and the futures capture's 31
+    seconds of four pairs), or every file under the files and folders given (``--data``): a file named
+    as a kline dump is klines, any other a capture. So the same benchmark runs on more real data than
+    ships here, unchanged."""
     if not paths:
         return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
-                        tuple(sorted((SHARED / "binance" / "ws").glob("spot_*.gz"))))
+                        tuple(sorted(p for p in (SHARED / "binance" / "ws").iterdir() if p.is_file())))
     from connectors.recorded import input_files
 
     files = input_files(paths)

@@ -3,7 +3,7 @@ was, and the cost.
 
 Each series runs through the worker's own partition pipeline in process with default settings:
 
-(a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and spot capture
+(a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and capture
     (trades + book tickers), on consecutive kline days of one symbol joined (the longest series), and
     on the pairs of one base asset together where the data hold several (every BASIS alert listed with
     the pair it names; none ship here), beside River's KSWIN and ADWIN on the returns, each at the sensitivity

@@ -65,9 +65,10 @@ class Evaluation:
         self.outcomes: dict[str, int] = defaultdict(int)
         self.flat: dict[str, int] = defaultdict(int)
 
-    def add(self, symbol: str, probabilities: dict[str, float], y: int | None) -> None:
+    def add(self, symbol: str, probabilities: dict[str, float], y: int | None, hold: bool = False) -> None:
         """One outcome of a prediction: ``probabilities`` of up by forecaster (``ensemble`` and
-        ``prior`` required, ``constant`` implied), ``y`` None when flat."""
+        ``prior`` required, ``constant`` implied), ``y`` None when flat. ``hold``: more outcomes of the
+        same event follow (the blocks stay open until :meth:`settle`; see :mod:`streams.scoring`)."""
         self.outcomes[symbol] += 1
         if y is None:
             self.flat[symbol] += 1
@@ -91,7 +92,12 @@ class Evaluation:
                 # Records written before the running prior was published carry none: vs constant only.
                 references = tuple(r for r in ("prior", "constant") if r in probabilities)
                 paired = blocks[name] = BlockedScores(tuple(dict.fromkeys((name, *references))), self.block)
-            paired.add(probabilities, y)
+            paired.add(probabilities, y, hold)
+
+    def settle(self, symbol: str) -> None:
+        """The end of an event's outcomes (after :meth:`add` with ``hold``)."""
+        for paired in self.blocks[symbol].values():
+            paired.settle()
 
     def _rows(self, forecasters: dict[str, _Forecaster], symbols: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}
@@ -218,7 +224,8 @@ class RunScorer:
     """The skill table of a run built as its records come: per symbol in vector order, the outcomes that
     matured at a vector given before the prediction made on it (as the models learn them), which is the
     order a partition pipeline's steps give them in. The queue-imbalance reference predicts and learns
-    as they come; what is kept of a scored outcome is one double per forecaster, its label and its lag
+    as they come; what is kept of a scored outcome is one double per forecaster, its label, its lag and
+    whether it matured at the event of the outcome before it
     (a day of ticks is millions of outcomes), and the table is built by :meth:`evaluation` at the end,
     once the typical lag, and with it the block length of the intervals, is known."""
 
@@ -231,6 +238,10 @@ class RunScorer:
         self._labels: dict[str, array] = {}  # per symbol and scored outcome: 1, 0, or -1 when flat
         self._columns: dict[str, dict[str, array]] = {}  # per symbol and forecaster: NaN where it had none
         self._lags = array("q")
+        # Per symbol and scored outcome: 1 when it matured at the same event (between the same two
+        # predictions) as the one before it; such outcomes share a block (streams.scoring).
+        self._same_event: dict[str, array] = {}
+        self._last_event: dict[str, int] = {}
 
     def predict(self, prediction: dict, book: dict[str, float] | None = None) -> None:
         """A published prediction and the values of its vector (only ``book_imbalance`` is read)."""
@@ -260,7 +271,10 @@ class RunScorer:
         if labels is None:
             labels = self._labels[symbol] = array("b")
             self._columns[symbol] = {}
+            self._same_event[symbol] = array("b")
         row = len(labels)
+        self._same_event[symbol].append(self._last_event.get(symbol) == self._issued[symbol])
+        self._last_event[symbol] = self._issued[symbol]
         labels.append(-1 if label is None else label)
         columns = self._columns[symbol]
         for name, p in probabilities.items():
@@ -298,11 +312,15 @@ class RunScorer:
         out = Evaluation(block or max(20, 4 * typical_lag(self._lags)))
         for symbol, labels in sorted(self._labels.items()):
             columns = list(self._columns[symbol].items())
+            same, last = self._same_event[symbol], len(labels) - 1
             for k, y in enumerate(labels):
                 if y < 0:
                     out.add(symbol, {}, None)
                 else:
-                    out.add(symbol, {name: column[k] for name, column in columns if column[k] == column[k]}, y)
+                    out.add(symbol, {name: column[k] for name, column in columns if column[k] == column[k]}, y,
+                            hold=True)
+                if k == last or not same[k + 1]:
+                    out.settle(symbol)
         return out
 
 

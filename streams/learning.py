@@ -251,6 +251,7 @@ class SymbolLearner:
                 "source": "dataset" if item.label is not None else "market", "feedback_time_ms": now_ms,
                 "matured_tick_index": index,
             })
+        self.blocks.settle()
         return outcomes
 
     def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True) -> None:
@@ -264,8 +265,9 @@ class SymbolLearner:
             scores[name].add(item.references[name], label, realised, move)
         if in_line:
             # Members are scored as the configured ensemble's (default variant) members, whoever served.
+            # Every outcome that matures at this vector joins one block (settled in _mature).
             self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
-                             "prior": item.references["prior"], "constant": 0.5}, label)
+                             "prior": item.references["prior"], "constant": 0.5}, label, hold=True)
             if self._step is not None:
                 self._step.matured_losses.append(loss)
         if realised is not None:

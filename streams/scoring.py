@@ -15,7 +15,10 @@ ratio estimator over blocks,
     se(s)^2 = J / (J - 1) * sum_j (a_j - r b_j)^2 / B^2,    r = A / B,
 
 with ``a_j, b_j`` the block sums of the model's and the reference's losses and ``A, B`` their totals;
-the interval is ``s -/+ t_{0.975, J-1} se``. :class:`BlockedScores` keeps the block sums as outcomes
+the interval is ``s -/+ t_{0.975, J-1} se``. Outcomes that matured at one event (every forecast
+waiting for the next change of the mid when it changes: on a quiet book, dozens at once with one
+label) are never split between blocks, however long that makes a block: a fixed length would count
+one event's evidence as several nearly independent blocks and give an interval far too narrow. :class:`BlockedScores` keeps the block sums as outcomes
 arrive (merging neighbours pairwise beyond ``MAX_BLOCKS``, so memory stays bounded), which is what a
 performance record and ``livelearn evaluate`` report.
 
@@ -200,13 +203,22 @@ class BlockedScores:
         self.in_current = 0
         self.n = 0
 
-    def add(self, probabilities: dict[str, float], y: int) -> None:
+    def add(self, probabilities: dict[str, float], y: int, hold: bool = False) -> None:
+        """One outcome's losses. ``hold``: more outcomes that matured at the same event follow, so the
+        block stays open however full it is until :meth:`settle` (they share that event, often their
+        label too, and a boundary between them would count one piece of evidence in two blocks)."""
         current = self.current
         for i, name in enumerate(self.names):
             current[i] += log_loss(probabilities[name], y)
         self.in_current += 1
         self.n += 1
+        if not hold:
+            self.settle()
+
+    def settle(self) -> None:
+        """Close the current block if it is full (after outcomes added with ``hold``)."""
         if self.in_current >= self.block:
+            current = self.current
             self.sums.append(current)
             self.current = [0.0] * len(self.names)
             self.in_current = 0
