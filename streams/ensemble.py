@@ -4,7 +4,8 @@ the best expert in hindsight on log-loss, exact under delayed outcomes, tracking
 Experts (all probabilities clipped to ``[CLIP, 1 - CLIP]``; the clipped expert is the comparator):
 
 * the two no-skill references: the constant 0.5, and the running prior (the smoothed frequency of
-  "up" among the outcomes matured so far, with the same delay as the members; streams.references);
+  "up" among the outcomes matured so far, with the same delay as the members, outcomes that mature
+  together counting once; streams.references);
 * every member, raw and recalibrated online (temperature scaling, :mod:`streams.calibration`);
 * ``fast``: a mixture of the experts above with one weight vector, updated by every outcome as it
   matures. It learns from all outcomes (so it finds a good member quickly) but, its weights being
@@ -217,7 +218,7 @@ class Ensemble:
         return Forecast(p, experts, weights, index if reserve else -1, max(0.0, min(1.0, 1.0 - 2.0 * spread)),
                         dict(member_probabilities))
 
-    def learn(self, forecast: Forecast, y: int) -> None:
+    def learn(self, forecast: Forecast, y: int, weight: float = 1.0) -> None:
         """The outcome of a forecast: its slot's weights follow Bayes' rule and fixed share, so do the
         fast mixture's, the calibrators and the running prior learn, the slot is free again."""
         experts = forecast.experts
@@ -230,7 +231,7 @@ class Ensemble:
                                          self.fast_initial)
         for name, calibrator in self.calibrators.items():
             calibrator.learn(experts[name], y)
-        self.prior.learn(y)
+        self.prior.learn(y, weight)
 
     def release(self, forecast: Forecast) -> None:
         """A forecast whose outcome will not be learned (flat): its slot is free, nothing changes."""
@@ -321,10 +322,10 @@ class Variant:
         probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
         return self.mixture(regime).forecast(probabilities, reserve)
 
-    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str) -> None:
+    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str, weight: float = 1.0) -> None:
         for member in self.members.values():
             member.learn_one(x, y)
-        self.mixture(regime).learn(forecast, y)
+        self.mixture(regime).learn(forecast, y, weight)
 
     def release(self, forecast: Forecast, regime: str) -> None:
         self.mixture(regime).release(forecast)

@@ -230,20 +230,23 @@ class SymbolLearner:
         index, now_ms = features["tick_index"], features["event_time_ms"]
         price = self.reference_price(features)
         pending, band = self.pending, self.config.flat_band
+        due = []
         while pending and self._due(pending[0], index, now_ms, price):
             item = pending.popleft()
             if item.label is not None:
-                label, realised = item.label, None
+                due.append((item, item.label, None))
             else:
                 realised = price / item.price - 1.0
-                label = 1 if realised > band else 0 if realised < -band else None
+                due.append((item, 1 if realised > band else 0 if realised < -band else None, realised))
+        labelled = sum(label is not None for _, label, _ in due)
+        for item, label, realised in due:
             self.outcomes += 1
             if label is None:
                 self.flat += 1
                 for name, forecast in item.forecasts.items():
                     self.variants[name].release(forecast, item.regime)
             else:
-                self._learn(item, label, realised)
+                self._learn(item, label, realised, weight=1.0 / labelled)
             self.issued.freeze(item.prediction_id)
             outcomes.append({
                 "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
@@ -254,7 +257,8 @@ class SymbolLearner:
         self.blocks.settle()
         return outcomes
 
-    def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True) -> None:
+    def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True,
+               weight: float = 1.0) -> None:
         scores, move = self.scores, self.typical_move  # as known before this outcome
         served = item.forecasts[item.served]
         for name, p in served.member_probabilities.items():
@@ -280,7 +284,7 @@ class SymbolLearner:
                 scores[f"variant:{name}"].add(forecast.p_up, label, realised, move)
             variant = self.variants[name]
             if in_line:
-                variant.learn(item.x, label, forecast, item.regime)
+                variant.learn(item.x, label, forecast, item.regime, weight)
             else:  # external feedback: the members learn; the mixture learned this outcome already
                 for member in variant.members.values():
                     member.learn_one(item.x, label)

@@ -2,7 +2,8 @@
 
 * ``constant`` — always 0.5: no information at all.
 * ``prior`` — :class:`RunningPrior`, the smoothed frequency of "up" among the outcomes matured so far
-  (so with the same delay as the models): no information about the moment, only about the base rate.
+  (so with the same delay as the models), the outcomes that mature together counting once: no
+  information about the moment, only about the base rate.
 * ``persistence`` — :class:`Persistence`, the last realised label repeats.
 * ``trade_side`` — :class:`TradeSide`, up if the last trade was buyer-initiated: on trade prices a
   short horizon is mostly bid-ask bounce, which this one bit already predicts.
@@ -32,23 +33,36 @@ PRIOR_STRENGTH = 20.0
 
 
 class RunningPrior:
-    """``(ups + c) / (n + 2 c)`` over the outcomes learned so far."""
+    """``(ups + c) / (n + 2 c)`` over the outcomes learned so far, each with a weight: the learner gives
+    each of the ``k`` outcomes that mature at one vector ``1 / k``. One price observation resolved them
+    all (at the next mid change, every forecast that waited for it, with one label), so they are one
+    piece of evidence about the base rate, not ``k``: counted one by one, 37 such "up"s on a quiet
+    futures book (CTKUSDT) took the prior to 0.74 and the 73 forecasts the next mid change resolved
+    down were scored against it. With one outcome a vector (a horizon in ticks) every weight is 1.
+
+    >>> prior = RunningPrior()
+    >>> for _ in range(40):
+    ...     prior.learn(1, 1 / 40)
+    >>> round(prior.p_up, 4)
+    0.5122
+    """
 
     __slots__ = ("ups", "n", "c")
 
     def __init__(self, c: float = PRIOR_STRENGTH):
         if c <= 0:
             raise ValueError("c must be > 0")
-        self.ups = self.n = 0
+        self.ups: float = 0.0
+        self.n: float = 0.0
         self.c = c
 
     @property
     def p_up(self) -> float:
         return (self.ups + self.c) / (self.n + 2.0 * self.c)
 
-    def learn(self, y: int) -> None:
-        self.ups += y
-        self.n += 1
+    def learn(self, y: int, weight: float = 1.0) -> None:
+        self.ups += weight * y
+        self.n += weight
 
 
 class _HitRate:

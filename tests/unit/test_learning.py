@@ -336,3 +336,19 @@ def test_the_settings_offer_exactly_the_ensembles_starting_weights():
 
     field = next(f for f in fields(LearningSection) if f.name == "ensemble_start")
     assert field.metadata["choices"] == ("auto", *START)
+
+
+def test_outcomes_that_mature_together_count_once_in_the_running_prior():
+    """39 forecasts waiting for the next change of the price all mature, up, when it comes: one
+    event's evidence, not forty (the futures capture's CTKUSDT: after 37 such "up"s the prior leaned to
+    0.74 and the next 73 forecasts, resolved down at once, were scored against it)."""
+    learner = learner_of(label="next_change")
+    for i in range(40):
+        learner.process(vector(i, 100.0))
+    step = learner.process(vector(40, 101.0))
+    labels = [o["label"] for o in step.outcomes]
+    assert len(labels) == 39 and set(labels) == {1}  # the first vector is not predicted on
+    assert step.prediction["member_probabilities"]["prior"] == pytest.approx((1 + 20) / (1 + 40))
+    step = learner.process(vector(41, 100.0))
+    assert [o["label"] for o in step.outcomes] == [0]
+    assert step.prediction["member_probabilities"]["prior"] == pytest.approx(0.5)
