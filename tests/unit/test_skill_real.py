@@ -5,7 +5,8 @@ files where it must not lose.) Runs the worker's own partition pipeline in proce
 evaluate FILE`).
 
 Pooled over the four files the ensemble is within its stated bound of the constant but not below it:
-without skill to find, learning costs its regret (about 0.0009 nats per outcome here).
+without skill to find, learning costs its regret (about 0.0009 nats per outcome here). The futures
+capture, too short to show skill, is held to the same level at the next mid change.
 """
 
 from __future__ import annotations
