@@ -88,16 +88,20 @@ def read_outputs(env: dict, want: dict[str, int]) -> tuple[dict[str, dict], dict
     records, repeats = {}, {}
     for stage, (schema, id_field) in COMPARED.items():
         codec = AvroCodec.for_topic_schema(schema)
+        decoded: dict = {}  # (partition, offset) -> record: each record decoded once
 
-        def identity(message, codec=codec, id_field=id_field):
-            record = codec.decode(message.value())
+        def identity(message, codec=codec, id_field=id_field, decoded=decoded):
+            record = decoded[(message.partition(), message.offset())] = codec.decode(message.value())
             return record[id_field], record.get("status")
 
         seen: dict = {}
         repeats[stage] = 0
         for message in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + stage, idle=4.0,
                                   timeout=180, distinct=(identity, want[stage])):
-            record = {k: v for k, v in codec.decode(message.value()).items() if k != "latency_ms"}
+            record = decoded.pop((message.partition(), message.offset()), None)
+            if record is None:
+                record = codec.decode(message.value())
+            record = {k: v for k, v in record.items() if k != "latency_ms"}
             key = (record[id_field], record.get("status"))
             if key in seen:
                 repeats[stage] += 1
