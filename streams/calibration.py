@@ -9,7 +9,9 @@ with ``(a, b)`` fitted online by a Newton step per outcome on the log-loss, with
 ``A <- rho A + p'(1 - p') u u^T`` (``u = (logit p, 1)``) as the metric and ``A_0 = ridge * I`` around the
 identity map ``(a, b) = (1, 0)``: with few outcomes ``p' ~ p``; a member that is pure noise ends with
 ``a ~ 0``, its recalibrated version close to the base rate. ``rho`` (forgetting) keeps it following a
-member whose calibration drifts (memory about ``1 / (1 - rho)`` outcomes).
+member whose calibration drifts (memory about ``1 / (1 - rho)`` outcomes). An outcome learned with a
+``weight`` (``1 / k`` for each of ``k`` that mature together) scales its gradient and information by it
+and forgets by ``rho ** weight``.
 
 Both the raw and the recalibrated member are experts of the ensemble (:mod:`streams.ensemble`), whose
 guarantee holds against each of them, so recalibration can only add to what the mixture can reach.
@@ -62,15 +64,18 @@ class PlattScaler:
         z = max(-Z_LIMIT, min(Z_LIMIT, self.a * logit(p) + self.b))
         return sigmoid(z)
 
-    def learn(self, p: float, y: int) -> None:
+    def learn(self, p: float, y: int, weight: float = 1.0) -> None:
         u = logit(p)
         q = sigmoid(max(-Z_LIMIT, min(Z_LIMIT, self.a * u + self.b)))  # self.predict(p), logit(p) once
         curvature = max(q * (1.0 - q), 1e-6)
         rho = self.rho
+        if weight != 1.0:
+            curvature *= weight
+            rho **= weight
         self.a11 = rho * self.a11 + curvature * u * u
         self.a12 = rho * self.a12 + curvature * u
         self.a22 = rho * self.a22 + curvature
-        g1, g2 = (q - y) * u, (q - y)
+        g1, g2 = (q - y) * u * weight, (q - y) * weight
         if not self.bias:
             self.a = max(A_MIN, self.a - g1 / self.a11)
             self.n += 1

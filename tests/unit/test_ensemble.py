@@ -235,3 +235,22 @@ def test_phishing_at_the_default_label_delay_the_ensemble_is_within_0_005_of_its
     members = config.learner.members
     assert rows["ensemble"]["log_loss"] <= min(rows[m]["log_loss"] for m in members) + 0.005
     assert rows["ensemble"]["accuracy"] >= max(rows[m]["accuracy"] for m in members) - 0.002
+
+
+def test_outcomes_that_mature_together_move_the_fast_mixture_as_one():
+    """k forecasts resolved by one price observation, each learned with weight 1/k, move the fast
+    mixture, the running prior and the calibrators as one outcome does (up to fixed share applied k
+    times, and k Newton steps of a quarter in place of one)."""
+    one, burst = Ensemble(("a",)), Ensemble(("a",))
+    one.learn(one.forecast({"a": 0.8}), 1)
+    forecasts = [burst.forecast({"a": 0.8}) for _ in range(4)]
+    for forecast in forecasts:
+        burst.learn(forecast, 1, 0.25)
+    assert burst.fast_weights == pytest.approx(one.fast_weights, rel=1e-3)
+    assert burst.prior.p_up == pytest.approx(one.prior.p_up)
+    assert burst.calibrators["a"].a == pytest.approx(one.calibrators["a"].a, rel=1e-3)
+    plain = Ensemble(("a",))
+    for forecast in [plain.forecast({"a": 0.8}) for _ in range(4)]:
+        plain.learn(forecast, 1)
+    assert plain.fast_weights != pytest.approx(one.fast_weights, rel=1e-3)
+    assert plain.calibrators["a"].a != pytest.approx(one.calibrators["a"].a, rel=1e-3)
