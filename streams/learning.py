@@ -162,6 +162,8 @@ class SymbolLearner:
                 self.scores[f"variant:{name}"] = MemberScore()
         skilled = ("ensemble", *config.members)
         self.blocks = BlockedScores((*skilled, "prior", "constant"), block=max(20, 4 * config.horizon_ticks))
+        # Vectors between a forecast and its outcome, summed, and their count: blocks of four mean lags.
+        self.lag_sum, self.lags = 0, 0
         self._step: LearnerStep | None = None
 
     def _variant(self, members: tuple[str, ...]) -> Variant:
@@ -247,6 +249,8 @@ class SymbolLearner:
                     self.variants[name].release(forecast, item.regime)
             else:
                 self._learn(item, label, realised, weight=1.0 / labelled)
+                self.lag_sum += index - item.tick_index
+                self.lags += 1
             self.issued.freeze(item.prediction_id)
             outcomes.append({
                 "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
@@ -255,6 +259,8 @@ class SymbolLearner:
                 "matured_tick_index": index,
             })
         self.blocks.settle()
+        if labelled and 4 * self.lag_sum > self.blocks.block * self.lags:
+            self.blocks.coarsen(-(-4 * self.lag_sum // self.lags))
         return outcomes
 
     def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True,
@@ -355,6 +361,8 @@ class SymbolLearner:
             self._step = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("lag_sum", 0)  # checkpoints written before the blocks followed the lags
+        state.setdefault("lags", 0)
         issued = state.get("issued")
         if isinstance(issued, OrderedDict):  # a checkpoint of an earlier version: nothing frozen yet
             state["issued"] = IssuedPredictions.of(issued, state["config"].keep_issued)
@@ -366,7 +374,8 @@ class SymbolLearner:
 
     def skill(self) -> dict[str, dict[str, float]]:
         """Log-loss skill of the ensemble and each member against the prior and the constant, with 95%
-        intervals (batch means over blocks of at least 4 horizons)."""
+        intervals (batch means over blocks of at least four times the mean number of vectors between
+        a forecast and its outcome, and at least 20; an event's outcomes never split)."""
         out = {}
         for name in ("ensemble", *self.config.members):
             s, low, high = self.blocks.skill(name, "prior")

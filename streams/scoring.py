@@ -223,9 +223,20 @@ class BlockedScores:
             self.current = [0.0] * len(self.names)
             self.in_current = 0
             if len(self.sums) > MAX_BLOCKS:
-                self.sums = [[a + b for a, b in zip(self.sums[i], self.sums[i + 1], strict=True)]
-                             for i in range(0, len(self.sums) - 1, 2)] + ([self.sums[-1]] if len(self.sums) % 2 else [])
-                self.block *= 2
+                self._merge()
+
+    def coarsen(self, at_least: int) -> None:
+        """Blocks of at least ``at_least`` outcomes from now on, complete ones merged pairwise (the
+        length doubling) until they are: for a learner whose outcomes lag further behind their
+        forecasts than its horizon in vectors said (a horizon in seconds at book tickers: ~150)."""
+        while self.block < at_least:
+            self._merge()
+
+    def _merge(self) -> None:
+        sums = self.sums
+        self.sums = [[a + b for a, b in zip(sums[i], sums[i + 1], strict=True)]
+                     for i in range(0, len(sums) - 1, 2)] + ([sums[-1]] if len(sums) % 2 else [])
+        self.block *= 2
 
     def _complete(self) -> dict:
         """Per-name sums over the complete blocks, and per pair the interval's half-width, kept until a

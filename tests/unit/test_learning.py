@@ -352,3 +352,22 @@ def test_outcomes_that_mature_together_count_once_in_the_running_prior():
     step = learner.process(vector(41, 100.0))
     assert [o["label"] for o in step.outcomes] == [0]
     assert step.prediction["member_probabilities"]["prior"] == pytest.approx(0.5)
+
+
+def test_the_skill_blocks_grow_with_how_far_outcomes_lag_their_forecasts():
+    """A horizon in seconds at fast ticks leaves ~100 forecasts outstanding: blocks of 20 outcomes
+    would be far from independent and the published interval too narrow (the BTCUSDT capture one
+    second ahead: [+0.211, +0.312] in the performance record against `livelearn evaluate`'s [+0.167,
+    +0.356]). The blocks grow to at least four times the mean lag; a horizon in ticks keeps 4 H."""
+    rng = random.Random(3)
+    seconds = SymbolLearner("S", LearnerConfig(horizon_seconds=1.0))
+    ticks = SymbolLearner("S", LearnerConfig(horizon_ticks=5))
+    price = 100.0
+    for i in range(1, 1500):
+        price *= 1.0 + rng.gauss(0.0, 1e-4)
+        record = {**vector(i, price), "event_time_ms": 10 * i}
+        seconds.process(record)
+        ticks.process(vector(i, price))
+    assert seconds.lag_sum / seconds.lags == pytest.approx(100, abs=1)
+    assert seconds.blocks.block >= 400
+    assert ticks.blocks.block == 20
