@@ -233,8 +233,8 @@ class Ensemble:
     def learn(self, forecast: Forecast, y: int, weight: float = 1.0) -> None:
         """The outcome of a forecast: its slot's weights follow Bayes' rule and fixed share, so do the
         fast mixture's, the calibrators and the running prior learn, the slot is free again.
-        ``weight``: ``1 / k`` when ``k`` outcomes mature at this vector (the fast mixture and the prior
-        count them once in all; each slot sees one forecast of its own)."""
+        ``weight``: ``1 / k`` when ``k`` outcomes mature at this vector (the fast mixture, the
+        calibrators and the prior count them once in all; each slot sees one forecast of its own)."""
         experts = forecast.experts
         if forecast.slot >= 0:
             slot = self.slots[forecast.slot]

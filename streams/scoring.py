@@ -18,9 +18,10 @@ with ``a_j, b_j`` the block sums of the model's and the reference's losses and `
 the interval is ``s -/+ t_{0.975, J-1} se``. Outcomes that matured at one event (every forecast
 waiting for the next change of the mid when it changes: on a quiet book, dozens at once with one
 label) are never split between blocks, however long that makes a block: a fixed length would count
-one event's evidence as several nearly independent blocks and give an interval far too narrow. :class:`BlockedScores` keeps the block sums as outcomes
-arrive (merging neighbours pairwise beyond ``MAX_BLOCKS``, so memory stays bounded), which is what a
-performance record and ``livelearn evaluate`` report.
+one event's evidence as several nearly independent blocks and give an interval far too narrow.
+:class:`BlockedScores` keeps the block sums as outcomes arrive (merging neighbours pairwise beyond
+``MAX_BLOCKS``, so memory stays bounded), which is what a performance record and ``livelearn
+evaluate`` report.
 
 >>> scores = BlockedScores(("model", "prior"), block=4)
 >>> for i in range(400):
