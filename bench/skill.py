@@ -10,8 +10,8 @@ does), with default settings except where a row says otherwise:
   strongly trending days that the shipped data lack: there the running prior beats the constant 0.5,
   and the ensemble has to follow it;
 * the two spot trade + book-ticker captures and the futures one (31 seconds of four thinly traded
-  pairs: a few hundred outcomes, too few to show skill), with outcomes on the mid price: next mid change at every
-  book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second ahead at every
+  pairs: a few hundred outcomes, too few to show skill), with outcomes on the mid price: next mid
+  change at every book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second ahead at every
   book ticker (``LIVELEARN_HORIZON_SECONDS=1``), and five trades ahead at every trade (the default);
 * Phishing and the Elec2 sample (labelled datasets, delays 3 and 5): the ensemble against its members.
 
