@@ -56,8 +56,10 @@ class _Forecaster:
 class Evaluation:
     """Accumulates scored outcomes per symbol (see the module docstring)."""
 
-    def __init__(self, block: int = 20):
+    def __init__(self, block: int = 20, symbol_blocks: dict[str, int] | None = None):
         self.block = block
+        # Block lengths of their own (a thin pair's outcomes lag more than a busy one's); else ``block``.
+        self.symbol_blocks = symbol_blocks or {}
         self.forecasters: dict[str, dict[str, _Forecaster]] = defaultdict(dict)
         # Per symbol and forecaster: its block sums beside the two no-skill references' on the same
         # outcomes (a forecaster that starts later, e.g. once a book exists, is paired from then on).
@@ -91,7 +93,8 @@ class Evaluation:
             if paired is None:
                 # Records written before the running prior was published carry none: vs constant only.
                 references = tuple(r for r in ("prior", "constant") if r in probabilities)
-                paired = blocks[name] = BlockedScores(tuple(dict.fromkeys((name, *references))), self.block)
+                paired = blocks[name] = BlockedScores(tuple(dict.fromkeys((name, *references))),
+                                                      self.symbol_blocks.get(symbol, self.block))
             paired.add(probabilities, y, hold)
 
     def settle(self, symbol: str) -> None:
@@ -237,9 +240,8 @@ class RunScorer:
         self._made: dict[str, tuple[str, dict[str, float], dict[str, float] | None, float, int]] = {}
         self._labels: dict[str, array] = {}  # per symbol and scored outcome: 1, 0, or -1 when flat
         self._columns: dict[str, dict[str, array]] = {}  # per symbol and forecaster: NaN where it had none
-        self._lags = array("q")
-        # Per symbol and scored outcome: 1 when it matured at the same event (between the same two
-        # predictions) as the one before it; such outcomes share a block (streams.scoring).
+        self._lags: dict[str, array] = defaultdict(lambda: array("q"))  # per symbol
+        # Per symbol and scored outcome: 1 when it matured at the event of the one before (one block).
         self._same_event: dict[str, array] = {}
         self._last_event: dict[str, int] = {}
 
@@ -264,7 +266,7 @@ class RunScorer:
         if made is None:
             return False
         symbol, probabilities, x, qi, own = made
-        self._lags.append(self._issued[symbol] - own)
+        self._lags[symbol].append(self._issued[symbol] - own)
         if self._has_book[symbol]:
             probabilities["queue_imbalance"] = qi
         labels = self._labels.get(symbol)
@@ -308,8 +310,9 @@ class RunScorer:
 
     def evaluation(self, block: int | None = None) -> Evaluation:
         """The table of every outcome given so far (blocks of ``block`` outcomes, by default at least four
-        times the typical number of predictions between a prediction and its outcome)."""
-        out = Evaluation(block or max(20, 4 * typical_lag(self._lags)))
+        times the typical number of predictions between a prediction and its outcome, each symbol's own)."""
+        out = Evaluation(block) if block else Evaluation(
+            symbol_blocks={symbol: max(20, 4 * typical_lag(lags)) for symbol, lags in self._lags.items()})
         for symbol, labels in sorted(self._labels.items()):
             columns = list(self._columns[symbol].items())
             same, last = self._same_event[symbol], len(labels) - 1

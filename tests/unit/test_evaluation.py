@@ -193,3 +193,23 @@ def test_the_interval_holds_its_level_when_outcomes_mature_in_bursts():
         runs += 1
         covered += low <= truth <= high
     assert covered / runs >= 0.85, f"covered in {covered} of {runs} runs"
+
+
+def test_each_symbol_gets_blocks_from_its_own_lags():
+    """A busy pair (each outcome one prediction late) beside a thin one (fifty late) in one file: the
+    thin pair's blocks span four of its own lags, not the pooled median's."""
+    from streams.evaluation import RunScorer
+
+    scorer = RunScorer()
+    for symbol, lag, n in (("BUSY", 1, 2000), ("THIN", 50, 400)):
+        waiting = []
+        for k in range(n):
+            pid = f"{symbol}-{k}"
+            scorer.predict({"prediction_id": pid, "symbol": symbol, "probability_up": 0.6,
+                            "member_probabilities": {"prior": 0.5}})
+            waiting.append(pid)
+            if len(waiting) > lag:
+                scorer.mature(waiting.pop(0), k % 2)
+    table = scorer.evaluation()
+    assert table.blocks["BUSY"]["ensemble"].block == 20
+    assert table.blocks["THIN"]["ensemble"].block >= 200
