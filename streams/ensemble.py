@@ -336,9 +336,15 @@ class Variant:
         probabilities = {name: m.predict_proba_one(x)[1] for name, m in self.members.items()}
         return self.mixture(regime).forecast(probabilities, reserve)
 
-    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str, weight: float = 1.0) -> None:
+    def learn(self, x: dict[str, float], y: int, forecast: Forecast, regime: str, weight: float = 1.0,
+              member_weight: float = 1.0) -> None:
+        """``weight``: the outcome's share of the evidence for the mixture; ``member_weight``: the
+        members' sample weight (streams.learning.SymbolLearner._mature says why they differ)."""
         for member in self.members.values():
-            member.learn_one(x, y)
+            if member_weight == 1.0:
+                member.learn_one(x, y)
+            else:
+                member.learn_one(x, y, member_weight)
         self.mixture(regime).learn(forecast, y, weight)
 
     def release(self, forecast: Forecast, regime: str) -> None:

@@ -102,8 +102,8 @@ class GuardedMember:
         predict = self.member.predict_proba_one
         return sum(log_loss(predict(x)[1], y) for x, y in self.recent) / len(self.recent)
 
-    def learn_one(self, x: dict[str, float], y: int) -> bool:
-        """Learn unless refused or undone; returns whether the step was kept."""
+    def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> bool:
+        """Learn (with sample weight ``w``) unless refused or undone; returns whether the step was kept."""
         if y not in (0, 1):
             return self._refuse("invalid_label", f"label {y!r} is not 0 or 1")
         reads = self.reads
@@ -121,7 +121,10 @@ class GuardedMember:
                     outlier = name
         before = self._holdout_loss() if outlier else None
         steps = getattr(self.member, "steps", None)
-        self.member.learn_one(x, y)
+        if w == 1.0:
+            self.member.learn_one(x, y)
+        else:
+            self.member.learn_one(x, y, w)
         problem = None
         if steps is not None and steps == self.member.steps and before is None:
             pass  # a member that trains in batches did not train on this call: nothing changed

@@ -11,7 +11,10 @@ first vector at least ``horizon_seconds`` later in event time): up if ``r > flat
 ``r < -flat_band``, otherwise flat (published, counted, not learned). With ``label="next_change"`` it
 is the direction of the next change of the reference price (the first later vector whose price
 differs; never flat). A vector that carries its own ``label`` (a labelled dataset) is learned with it,
-``H`` vectors later: River's ``progressive_val_score(..., delay=H)`` order exactly.
+``H`` vectors later: River's ``progressive_val_score(..., delay=H)`` order exactly. Outcomes that
+mature at one vector are one event's evidence: the mixture and the running prior weigh each of ``k``
+by ``1 / k``; a member weighs each by one over how many were forecast at its price (one realised
+move: plain SGD stepped ``k`` times one way after each quiet spell at the next mid change).
 
 Each outcome is also scored for the references (:mod:`streams.references`: constant 0.5, running
 prior, persistence, last trade side), with skill and its interval in :mod:`streams.scoring`; the
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,9 +83,7 @@ class LearnerConfig:
     rollback_threshold: float = 10_000.0
     guard: bool = True
     share: float = 1e-4
-    # The ensemble's initial weights (streams.ensemble.START): "auto" is "datasets" for a labelled
-    # dataset's vectors and "markets" for the feature engine's.
-    ensemble_start: str = "auto"
+    ensemble_start: str = "auto"  # streams.ensemble.START: "auto" = "datasets" for a labelled dataset
 
     def __post_init__(self):
         if self.horizon_ticks < 1:
@@ -103,9 +104,9 @@ class LearnerConfig:
 
 @dataclass
 class LearnerStep:
-    """What one vector did: the prediction to publish (None for a duplicate), the outcomes that
-    matured (feedback records), the ensemble's log-loss on each learned one, the forecasts of the
-    variants that did not serve, and the model events decided while learning."""
+    """What one vector did: the prediction to publish (None for a duplicate), the outcomes that matured
+    (feedback records), the ensemble's log-loss on each learned one, the forecasts of the variants
+    that did not serve, and the model events decided while learning."""
 
     prediction: dict[str, Any] | None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -146,9 +147,8 @@ class SymbolLearner:
         self.variants = {"default": self._variant(config.members)}
         for name, members in challengers.items():
             self.variants[name] = self._variant(members)
-        self.policy = (VariantPolicy("default", list(challengers), config.promotion_alpha,
-                                     config.promotion_min_samples, config.rollback_margin,
-                                     config.rollback_threshold) if challengers else None)
+        self.policy = (VariantPolicy("default", list(challengers), config.promotion_alpha, config.promotion_min_samples,
+                                     config.rollback_margin, config.rollback_threshold) if challengers else None)
         self.persistence, self.trade_side = Persistence(), TradeSide()
         self.pending: deque[Pending] = deque()
         self.issued = IssuedPredictions(config.keep_issued)
@@ -241,6 +241,7 @@ class SymbolLearner:
                 realised = price / item.price - 1.0
                 due.append((item, 1 if realised > band else 0 if realised < -band else None, realised))
         labelled = sum(label is not None for _, label, _ in due)
+        alike = Counter(item.price for item, _, realised in due if realised is not None)  # one move each
         for item, label, realised in due:
             self.outcomes += 1
             if label is None:
@@ -248,7 +249,8 @@ class SymbolLearner:
                 for name, forecast in item.forecasts.items():
                     self.variants[name].release(forecast, item.regime)
             else:
-                self._learn(item, label, realised, weight=1.0 / labelled)
+                share = 1.0 / alike[item.price] if realised is not None else 1.0
+                self._learn(item, label, realised, weight=1.0 / labelled, member_weight=share)
                 self.lag_sum += index - item.tick_index
                 self.lags += 1
             self.issued.freeze(item.prediction_id)
@@ -264,7 +266,7 @@ class SymbolLearner:
         return outcomes
 
     def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True,
-               weight: float = 1.0) -> None:
+               weight: float = 1.0, member_weight: float = 1.0) -> None:
         scores, move = self.scores, self.typical_move  # as known before this outcome
         served = item.forecasts[item.served]
         for name, p in served.member_probabilities.items():
@@ -274,8 +276,7 @@ class SymbolLearner:
         for name in REFERENCES:
             scores[name].add(item.references[name], label, realised, move)
         if in_line:
-            # Members are scored as the configured ensemble's (default variant) members, whoever served.
-            # Every outcome that matures at this vector joins one block (settled in _mature).
+            # Scored as the default variant's members, whoever served; one block per vector (see _mature).
             self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
                              "prior": item.references["prior"], "constant": 0.5}, label, hold=True)
             if self._step is not None:
@@ -290,7 +291,7 @@ class SymbolLearner:
                 scores[f"variant:{name}"].add(forecast.p_up, label, realised, move)
             variant = self.variants[name]
             if in_line:
-                variant.learn(item.x, label, forecast, item.regime, weight)
+                variant.learn(item.x, label, forecast, item.regime, weight, member_weight)
             else:  # external feedback: the members learn; the mixture learned this outcome already
                 for member in variant.members.values():
                     member.learn_one(item.x, label)
@@ -300,9 +301,8 @@ class SymbolLearner:
                 kind, variant_name, evidence = decision
                 self.version += 1
                 reason = (f"challenger {variant_name} beat {evidence['replaced']} on {evidence['pairs']} paired "
-                          "outcomes" if kind == "PROMOTION" else
-                          f"{evidence['from']} was worse than {variant_name} by more than {evidence['margin']} "
-                          "(Brier)")
+                          "outcomes" if kind == "PROMOTION" else f"{evidence['from']} was worse than "
+                          f"{variant_name} by more than {evidence['margin']} (Brier)")
                 self._event(kind, variant_name, reason, evidence, item.event_time_ms)
         if self.config.guard:
             for name, variant in self.variants.items():

@@ -66,8 +66,11 @@ class RiverMember:
             p_up /= total
         return {0: 1.0 - p_up, 1: p_up}
 
-    def learn_one(self, x: dict[str, float], y: int) -> None:
-        self.model.learn_one(select(x, self.features), y)
+    def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> None:
+        if w == 1.0 or self.name == "arf":  # ARF draws its own Poisson weights and takes none
+            self.model.learn_one(select(x, self.features), y)
+        else:
+            self.model.learn_one(select(x, self.features), y, w=w)
 
     def parameters_finite(self) -> bool:
         """Linear models can diverge to inf/NaN weights; trees cannot (their leaves are counts)."""

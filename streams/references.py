@@ -100,7 +100,7 @@ class Persistence:
         p_up = self.rate.probability_up(self.last == 1)
         return {0: 1.0 - p_up, 1: p_up}
 
-    def learn_one(self, x: dict[str, float], y: int) -> None:
+    def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> None:
         if self.last is not None:
             self.rate.learn(y == self.last)
         self.last = y

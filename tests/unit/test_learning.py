@@ -236,7 +236,7 @@ class TextbookMLP(TorchMLP):
     def _train(self) -> None:
         import torch
 
-        inputs, targets = self._batch()
+        inputs, targets, _ = self._batch()
         self.net.train()
         loss = torch.nn.BCEWithLogitsLoss()(self.net(inputs), targets)
         self.optimizer.zero_grad()
@@ -371,3 +371,59 @@ def test_the_skill_blocks_grow_with_how_far_outcomes_lag_their_forecasts():
     assert seconds.lag_sum / seconds.lags == pytest.approx(100, abs=1)
     assert seconds.blocks.block >= 400
     assert ticks.blocks.block == 20
+
+
+def test_members_take_forecasts_of_one_price_move_as_one_sample():
+    """At the next change of the mid, every forecast made since the last change resolves at once with
+    the same label: plain SGD took one step per forecast, so a long quiet spell pushed the members far
+    one way (the BTCUSDT capture's logistic member: log-loss 0.87, worse than a coin). Forecasts made
+    at one price and resolved at one vector are one realised move; each weighs ``1 / k`` (River's
+    sample weight). Forecasts resolved together from different prices (a horizon in seconds) are
+    different moves, each weighed within its own group."""
+    from river import compose, linear_model, optim, preprocessing
+
+    def reference():
+        return compose.Pipeline(preprocessing.StandardScaler(),
+                                linear_model.LogisticRegression(optimizer=optim.SGD(0.005)))
+
+    def logreg(learner):
+        return learner.variants["default"].members["logreg"].member.model
+
+    learner, river = learner_of(members=("logreg",), label="next_change"), reference()
+    rng = random.Random(5)
+    xs = [{"ret_1": rng.gauss(0.0, 1.0)} for _ in range(41)]
+    for i in range(40):
+        learner.process(vector(i, 100.0, xs[i]))
+    learner.process(vector(40, 101.0, xs[40]))
+    for i in range(1, 40):  # the first vector is not predicted on
+        river.learn_one(xs[i], 1, w=1.0 / 39)
+    assert logreg(learner).predict_proba_one(xs[0]) == river.predict_proba_one(xs[0])
+
+    learner, river = learner_of(members=("logreg",), horizon_seconds=2.0), reference()
+    prices = [100.0, 100.0, 101.0, 101.0, 102.0]  # a vector a second, then one eight seconds later
+    for i, price in enumerate(prices):
+        learner.process({**vector(i, price, xs[i]), "event_time_ms": 1000 * i + (6000 if i == 4 else 0)})
+    # Forecasts 1-3 (not the first vector's) resolve, up, at the last: one move from 100.0, two from 101.0.
+    for i, weight in ((1, 1.0), (2, 0.5), (3, 0.5)):
+        river.learn_one(xs[i], 1, w=weight)
+    assert logreg(learner).predict_proba_one(xs[0]) == river.predict_proba_one(xs[0])
+
+
+def test_the_mlp_weighs_a_burst_of_one_price_move_as_one_sample():
+    """Eight samples of one price move at weight 1/8 move the network less toward their label than
+    the same eight at weight 1; a checkpoint written before sample weights (no ``buffer_w``) learns on."""
+    rng = random.Random(2)
+    plain, weighted = TorchMLP(seed=4, features=("a",)), TorchMLP(seed=4, features=("a",))
+    for _ in range(64):
+        x, y = {"a": rng.gauss(0, 1)}, rng.random() < 0.5
+        plain.learn_one(x, int(y))
+        weighted.learn_one(x, int(y))
+    assert plain.predict_proba_one({"a": 0.3}) == weighted.predict_proba_one({"a": 0.3})
+    for i in range(8):
+        plain.learn_one({"a": 0.3 + 0.01 * i}, 1)
+        weighted.learn_one({"a": 0.3 + 0.01 * i}, 1, 1 / 8)
+    assert plain.predict_proba_one({"a": 0.3})[1] > weighted.predict_proba_one({"a": 0.3})[1]
+    del weighted.__dict__["buffer_w"]
+    for _ in range(8):
+        weighted.learn_one({"a": 0.3}, 1, 0.5)
+    assert weighted.buffer_w[weighted.position - 1] == 0.5
