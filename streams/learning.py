@@ -249,8 +249,8 @@ class SymbolLearner:
                 for name, forecast in item.forecasts.items():
                     self.variants[name].release(forecast, item.regime)
             else:
-                share = 1.0 / alike[item.price] if realised is not None else 1.0
-                self._learn(item, label, realised, weight=1.0 / labelled, member_weight=share)
+                share, lag = (1.0 / alike[item.price], index - item.tick_index) if realised is not None else (1.0, 1)
+                self._learn(item, label, realised, weight=1.0 / labelled, member_weight=share, lag=lag)
                 self.lag_sum += index - item.tick_index
                 self.lags += 1
             self.issued.freeze(item.prediction_id)
@@ -266,7 +266,7 @@ class SymbolLearner:
         return outcomes
 
     def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True,
-               weight: float = 1.0, member_weight: float = 1.0) -> None:
+               weight: float = 1.0, member_weight: float = 1.0, lag: int = 1) -> None:
         scores, move = self.scores, self.typical_move  # as known before this outcome
         served = item.forecasts[item.served]
         for name, p in served.member_probabilities.items():
@@ -291,7 +291,7 @@ class SymbolLearner:
                 scores[f"variant:{name}"].add(forecast.p_up, label, realised, move)
             variant = self.variants[name]
             if in_line:
-                variant.learn(item.x, label, forecast, item.regime, weight, member_weight)
+                variant.learn(item.x, label, forecast, item.regime, weight, member_weight, lag)
             else:  # external feedback: the members learn; the mixture learned this outcome already
                 for member in variant.members.values():
                     member.learn_one(item.x, label)

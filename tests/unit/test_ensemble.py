@@ -254,3 +254,21 @@ def test_outcomes_that_mature_together_move_the_fast_mixture_as_one():
         plain.learn(forecast, 1)
     assert plain.fast_weights != pytest.approx(one.fast_weights, rel=1e-3)
     assert plain.calibrators["a"].a != pytest.approx(one.calibrators["a"].a, rel=1e-3)
+
+
+def test_a_market_outcome_lagging_its_forecast_moves_the_fast_mixture_at_a_rate_over_its_root():
+    """An outcome four vectors after its forecast updates the fast mixture by Bayes' rule at power
+    1/2 (times its burst weight); the slot, the calibrators and the prior are not tempered. Lag 1 (a
+    labelled dataset's outcomes, or the next vector's) is plain Bayes' rule."""
+    from streams.ensemble import FAST_SHARE, bayes_update
+
+    lagged, plain = Ensemble(("a",)), Ensemble(("a",))
+    start = list(lagged.fast_weights)
+    forecast = lagged.forecast({"a": 0.8})
+    lagged.learn(forecast, 1, 0.5, lag=4)
+    plain.learn(plain.forecast({"a": 0.8}), 1, 0.5)
+    probabilities = [forecast.experts[name] for name in lagged.base]
+    assert lagged.fast_weights == bayes_update(start, probabilities, 1, FAST_SHARE, lagged.fast_initial, 0.25)
+    assert plain.fast_weights == bayes_update(start, probabilities, 1, FAST_SHARE, plain.fast_initial, 0.5)
+    assert lagged.slots[0].weights == plain.slots[0].weights
+    assert lagged.prior.p_up == plain.prior.p_up and lagged.calibrators["a"].a == plain.calibrators["a"].a
