@@ -150,7 +150,7 @@ class TorchMLP:
             self.m2 += np.where(seen, delta * (row - self.mean), 0.0)
         self.buffer_x[self.position] = row
         self.buffer_y[self.position] = y
-        self.__dict__.setdefault("buffer_w", np.ones(self.buffer_y.shape[0]))[self.position] = w
+        self.buffer_w[self.position] = w
         self.position = (self.position + 1) % self.buffer_y.shape[0]
         self.filled = min(self.filled + 1, self.buffer_y.shape[0])
         self.new += 1
@@ -169,8 +169,8 @@ class TorchMLP:
         index = newest + older
         self.new = 0
         inputs = torch.as_tensor(self._standardise(self.buffer_x[index]), dtype=torch.float32, device=self.device)
-        weights = self.__dict__.get("buffer_w")
-        weights = weights[index, None] if weights is not None and (weights[index] != 1.0).any() else None
+        weights = self.buffer_w[index, None]
+        weights = weights if (weights != 1.0).any() else None
         return (inputs, torch.as_tensor(self.buffer_y[index, None], dtype=torch.float32, device=self.device),
                 None if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=self.device))
 
@@ -257,6 +257,8 @@ class TorchMLP:
 
         net, optimizer = state.pop("net"), state.pop("optimizer")
         self.__dict__.update(state)
+        if "buffer_w" not in state:  # a checkpoint written before sample weights: every weight 1
+            self.buffer_w = np.ones(self.buffer_y.shape[0])
         self.device = torch.device(state["device"])
         self.net = self._network()
         self.net.load_state_dict({name: torch.from_numpy(array.copy()) for name, array in net.items()})

@@ -412,6 +412,8 @@ def test_members_take_forecasts_of_one_price_move_as_one_sample():
 def test_the_mlp_weighs_a_burst_of_one_price_move_as_one_sample():
     """Eight samples of one price move at weight 1/8 move the network less toward their label than
     the same eight at weight 1; a checkpoint written before sample weights (no ``buffer_w``) learns on."""
+    from streams import snapshots
+
     rng = random.Random(2)
     plain, weighted = TorchMLP(seed=4, features=("a",)), TorchMLP(seed=4, features=("a",))
     for _ in range(64):
@@ -423,7 +425,12 @@ def test_the_mlp_weighs_a_burst_of_one_price_move_as_one_sample():
         plain.learn_one({"a": 0.3 + 0.01 * i}, 1)
         weighted.learn_one({"a": 0.3 + 0.01 * i}, 1, 1 / 8)
     assert plain.predict_proba_one({"a": 0.3})[1] > weighted.predict_proba_one({"a": 0.3})[1]
-    del weighted.__dict__["buffer_w"]
+    state = weighted.__getstate__()
+    del state["buffer_w"]
+    restored = TorchMLP.__new__(TorchMLP)
+    restored.__setstate__(state)
+    assert (restored.buffer_w == 1.0).all()
     for _ in range(8):
-        weighted.learn_one({"a": 0.3}, 1, 0.5)
-    assert weighted.buffer_w[weighted.position - 1] == 0.5
+        restored.learn_one({"a": 0.3}, 1, 0.5)
+    assert restored.buffer_w[restored.position - 1] == 0.5 and restored.steps == weighted.steps + 1
+    assert snapshots.loads(snapshots.dumps(restored)).buffer_w[restored.position - 1] == 0.5
