@@ -11,8 +11,9 @@ does), with default settings except where a row says otherwise:
   and the ensemble has to follow it;
 * the two spot trade + book-ticker captures and the futures one (31 seconds of four thinly traded
   pairs: a few hundred outcomes, too few to show skill), with outcomes on the mid price: next mid
-  change at every book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second ahead at every
-  book ticker (``LIVELEARN_HORIZON_SECONDS=1``), and five trades ahead at every trade (the default);
+  change at every book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second
+  ahead at every book ticker (``LIVELEARN_HORIZON_SECONDS=1``), and five trades ahead at every trade
+  (the default);
 * Phishing and the Elec2 sample (labelled datasets, delays 3 and 5): the ensemble against its members.
 
 Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and of the references,
@@ -149,7 +150,8 @@ def main() -> None:
     for label, setting in settings[:1] if args.quick else settings:
         for path in captures:
             started = time.perf_counter()
-            report(f"{path.name[5:12] if path.name.startswith('spot_') else path.name} {label}", evaluate_file(path, setting), started)
+            name = path.name[5:12] if path.name.startswith("spot_") else path.name
+            report(f"{name} {label}", evaluate_file(path, setting), started)
     if not args.quick and not args.data:
         datasets(base)
 

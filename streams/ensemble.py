@@ -99,7 +99,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.calibration import PlattScaler
-from streams.guard import GuardedMember
+from streams.guard import GuardedMember, learn_weighted
 from streams.references import RunningPrior
 
 CLIP = 1e-4
@@ -353,10 +353,7 @@ class Variant:
         """``weight``: the outcome's share of the evidence for the mixture; ``member_weight``: the
         members' sample weight (streams.learning.SymbolLearner._mature says why they differ)."""
         for member in self.members.values():
-            if member_weight == 1.0:
-                member.learn_one(x, y)
-            else:
-                member.learn_one(x, y, member_weight)
+            learn_weighted(member, x, y, member_weight)
         self.mixture(regime).learn(forecast, y, weight, lag)
 
     def release(self, forecast: Forecast, regime: str) -> None:

@@ -43,6 +43,15 @@ from streams import snapshots
 from streams.scoring import log_loss
 
 
+def learn_weighted(member: Any, x: dict[str, float], y: int, w: float) -> None:
+    """``member.learn_one`` with a sample weight only where one is given: a member written to River's
+    API may take none (``learn_one(x, y)``), and with weight 1 River's own call stays the same."""
+    if w == 1.0:
+        member.learn_one(x, y)
+    else:
+        member.learn_one(x, y, w)
+
+
 class GuardedMember:
     def __init__(self, member: Any, snapshot_every: int = 250, suspect_z: float = 20.0, holdout: int = 32,
                  spike_factor: float = 1.2, spike_floor: float = 0.05, degenerate_after: int = 200):
@@ -121,10 +130,7 @@ class GuardedMember:
                     outlier = name
         before = self._holdout_loss() if outlier else None
         steps = getattr(self.member, "steps", None)
-        if w == 1.0:
-            self.member.learn_one(x, y)
-        else:
-            self.member.learn_one(x, y, w)
+        learn_weighted(self.member, x, y, w)
         problem = None
         if steps is not None and steps == self.member.steps and before is None:
             pass  # a member that trains in batches did not train on this call: nothing changed

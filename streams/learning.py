@@ -249,9 +249,10 @@ class SymbolLearner:
                 for name, forecast in item.forecasts.items():
                     self.variants[name].release(forecast, item.regime)
             else:
-                share, lag = (1.0 / alike[item.price], index - item.tick_index) if realised is not None else (1.0, 1)
+                waited = index - item.tick_index
+                share, lag = (1.0 / alike[item.price], waited) if realised is not None else (1.0, 1)
                 self._learn(item, label, realised, weight=1.0 / labelled, member_weight=share, lag=lag)
-                self.lag_sum += index - item.tick_index
+                self.lag_sum += waited
                 self.lags += 1
             self.issued.freeze(item.prediction_id)
             outcomes.append({
@@ -350,8 +351,7 @@ class SymbolLearner:
         pid = feedback.get("prediction_id")
         if pid is None or pid not in self.issued:
             raise UnknownPrediction(f"no prediction {pid!r} for {self.symbol} (unknown or expired)")
-        label = feedback.get("label")
-        if label is None:
+        if (label := feedback.get("label")) is None:
             return []
         self._step = LearnerStep(None)
         try:
