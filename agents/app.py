@@ -38,7 +38,7 @@ def pipeline_config(s: Settings) -> PipelineConfig:
         traffic_share=learning.traffic_share, promotion_alpha=learning.promotion_alpha,
         promotion_min_samples=learning.promotion_min_samples, rollback_margin=learning.rollback_margin,
         rollback_threshold=learning.rollback_threshold, guard=learning.guard_updates,
-        ensemble_start=learning.ensemble_start)
+        ensemble_start=learning.ensemble_start, skill_gate_alpha=learning.skill_gate_alpha)
     drift = DriftConfig(window=d.window, current_window=d.current_window, check_every=d.check_every, alpha=d.alpha,
                         correction=d.correction, min_severity=d.alert_min_severity, warmup_events=d.warmup,
                         volatility_half_life=d.volatility_half_life, seasonal_buckets=d.seasonal_buckets)

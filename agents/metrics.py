@@ -53,6 +53,9 @@ class Metrics:
         )
         self.flat_share = Gauge("livelearn_flat_share", "Share of outcomes that were flat (not learned)", ["symbol"],
                                 registry=r)
+        self.skill_shown = Gauge(
+            "livelearn_skill_shown", "1 once the skill gate has opened (forecasts are the mixture's), 0 while they "
+            "are the constant 0.5 (streams/skill_gate.py)", ["symbol"], registry=r)
         self.label_lag = Histogram(
             "livelearn_label_lag_seconds", "Event time between a prediction and its outcome", buckets=LABEL_LAG_BUCKETS,
             registry=r,
@@ -138,3 +141,4 @@ class Metrics:
                         self.skill.labels(symbol, name, reference).set(value)
             if scores["flat_share"] is not None:
                 self.flat_share.labels(symbol).set(scores["flat_share"])
+            self.skill_shown.labels(symbol).set(1.0 if scores.get("skill_shown", True) else 0.0)

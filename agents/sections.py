@@ -72,6 +72,17 @@ def _members(text: str) -> tuple[str, ...]:
     return names
 
 
+def _gate_alpha(text: str) -> float:
+    """The skill gate's level: 0 (off) or a probability below 1."""
+    try:
+        alpha = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"must be 0 (off) or in (0, 1), got {text!r}")
+    return alpha
+
+
 def _day_buckets(text: str) -> int:
     """Time-of-day buckets of the intraday profile: 0 (off) or a count that divides a day evenly."""
     # The rule of streams.drift.seasonality.check_buckets, not imported: importing streams.drift loads
@@ -215,6 +226,7 @@ class LearningSection:
     regime_weights: bool = _from("regime_weights")
     # streams.ensemble.START's keys, not imported (see MEMBERS; a unit test keeps them equal).
     ensemble_start: str = _from("ensemble_start", choices=("auto", "markets", "datasets"))
+    skill_gate_alpha: float = _from("skill_gate_alpha", parse=_gate_alpha)
     drift_response: bool = _from("drift_response")
     performance_every: int = _from("performance_every", low=1)
     seed: int = _from("seed")

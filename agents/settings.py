@@ -226,6 +226,11 @@ class Settings:
         "The ensemble's initial weights: markets (constant 0.6, prior 0.3, fast mixture 0.08), datasets (0.28, "
         "0.06, 0.6) or auto (datasets for labelled datasets' vectors, markets for the feature engine's)",
     )
+    skill_gate_alpha: str = _env(
+        "LIVELEARN_SKILL_GATE_ALPHA", "0.01",
+        "Market forecasts stay 0.5 until the members show skill at this level (anytime-valid test, "
+        "streams/skill_gate.py); 0 = off",
+    )
     regime_weights: str = _env(
         "LIVELEARN_REGIME_WEIGHTS", "off", "on: ensemble weights per market regime (trending/ranging/volatile)"
     )

@@ -76,6 +76,9 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     >>> row.update(skill_vs_constant=0.005, skill_vs_constant_low=0.001, skill_vs_constant_high=0.009)
     >>> print(verdict(summary)[0])
     BTCUSDT: skill against both no-skill references (the constant 0.5 +0.005 [+0.001, +0.009]; the running prior +0.006 [+0.003, +0.009]).
+    >>> gated = {"log_loss": 0.6931, "brier": 0.25, "n": 1435}
+    >>> print(verdict({"BTCUSDT": {"ensemble": gated, "constant": {"log_loss": 0.6931}}})[0])
+    BTCUSDT: no skill shown; every forecast was the constant 0.5 (the skill gate stayed closed: log-loss 0.6931 vs 0.6931).
     """
     out = []
     for symbol, rows in summary.items():
@@ -89,7 +92,10 @@ def verdict(summary: dict[str, Any]) -> list[str]:
                        + "; ".join(f"{label} {_interval(row, name)}" for name, label in shown) + ").")
             continue
         best = min(rows[name]["log_loss"] for name, _ in REFERENCES if name in rows)
-        if row["log_loss"] <= best + 0.002:
+        if row.get("brier") == 0.25 and row.get("n"):  # every forecast exactly 0.5
+            sentence = (f"{symbol}: no skill shown; every forecast was the constant 0.5 (the skill gate stayed "
+                        f"closed: log-loss {row['log_loss']:.4f} vs {best:.4f})")
+        elif row["log_loss"] <= best + 0.002:
             sentence = (f"{symbol}: no skill shown; the ensemble stays at the no-skill level "
                         f"(log-loss {row['log_loss']:.4f} vs {best:.4f})")
         else:

@@ -164,6 +164,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                 score = perf["members"][name]
                 print(f"  {name:<20} {score['n']:>7} {_fmt(score['accuracy']):>9} {_fmt(score['log_loss']):>9} "
                       f"{_fmt(score['brier']):>7}  {_interval(skills.get(name))}")
+            if perf.get("skill_shown") is False:
+                print("  forecasts are the constant 0.5 until the members show skill (the skill gate is closed)")
             bound = perf.get("regret_bound")
             print(f"  regret bound against the constant 0.5: {_fmt(bound, 1)} nats over {perf.get('slots') or 0} "
                   f"slots; latency p50/p99 {_fmt(perf['latency_p50_ms'])}/{_fmt(perf['latency_p99_ms'])} ms; "

@@ -14,20 +14,13 @@ Experts (all probabilities clipped to ``[CLIP, 1 - CLIP]``; the clipped expert i
   when it comes) update it by the geometric mean of their likelihoods (Bayes' rule tempered by
   ``1 / k`` each): one price observation resolved them all, so they are one piece of evidence, as
   they are for the running prior and the calibrators (each Newton step weighted ``1 / k``). One
-  outcome a vector (a horizon in ticks) is plain Bayes' rule. Measured (``bench/skill.py`` on the
-  three captures, one run each, ensemble log-loss, counting one by one -> once): next mid change
-  BTCUSDT 0.5609 -> 0.5569, ETHUSDT 0.5992 -> 0.5929, futures 0.6895 -> 0.6884; one second ahead
-  0.5315 -> 0.5292, 0.6311 -> 0.6264, 0.6949 -> 0.6941 (the prior already counting once in both).
+  outcome a vector (a horizon in ticks) is plain Bayes' rule (measured in docs/STATUS.md).
   A market outcome ``lag`` vectors after its forecast also divides the rate by ``sqrt(lag)``: the
   delayed-feedback scaling of an exponentially weighted forecaster's rate (its regret grows as
   ``sqrt((1 + d) T ln N)`` with delay ``d``). Untempered, the fast mixture chased whichever expert
   led over the last overlapping outcomes: one second ahead at book tickers (~150 forecasts
   outstanding) it scored 0.584 where its best expert, the micro member, scored 0.472 (BTCUSDT).
-  Measured (``bench/skill.py``, one run each, ensemble log-loss before -> after): one second ahead
-  BTCUSDT 0.5278 -> 0.5045, ETHUSDT 0.6067 -> 0.5894; five trades ahead 0.5817 -> 0.5772 and 0.6137
-  -> 0.6078; next mid change 0.5447 -> 0.5459 and 0.5718 -> 0.5718; the kline days pooled +0.0009 ->
-  +0.0010 over the constant (per day +0.0007 at most more). Labelled datasets (outcomes that do not
-  overlap) are not tempered.
+  Labelled datasets (outcomes that do not overlap) are not tempered.
 
 Aggregation (Vovk's aggregating algorithm for log-loss at learning rate 1, i.e. Bayes' rule): the
 forecast is ``p = sum_i w_i p_i``; after the outcome ``y``, ``w_i <- w_i p_i(y) / sum_j w_j p_j(y)``,
@@ -61,15 +54,18 @@ ensemble starts at no skill and moves weight to a member only as its outcomes ea
 :attr:`Ensemble.regret_bound` (the bound against the constant for the slots opened so far) is
 published with every performance record.
 
-Measured in process (``bench/skill.py``, one run, 2026-12-01 night) against the weights before
-(constant 0.6, prior 0.06, fast 0.28, members 0.06), excess log-loss over the better no-skill
-reference: the four shipped kline days -0.0011 / +0.0009 / +0.0014 / +0.0015 -> +0.0000 / +0.0010 /
-+0.0012 / +0.0014 (pooled +0.0007 -> +0.0009); the same days with a steady trend of 0.1 sd of
-five-minute returns every five minutes -0.0013 / +0.0005 / +0.0036 / +0.0010 -> -0.0004 / -0.0002 /
-+0.0018 / +0.0005, with 0.15 sd -0.0009 / +0.0029 / +0.0076 / +0.0045 -> -0.0003 / +0.0013 / +0.0038
-/ +0.0027; the captures' skill against the prior at the next mid change unchanged (0.194 / 0.149 ->
-0.195 / 0.149), one second ahead lower (0.282 / 0.156 -> 0.264 / 0.133: hundreds of forecasts are
-outstanding there, so each slot sees few outcomes and its initial weights count for longer).
+The skill gate (:mod:`streams.skill_gate`, market streams only, ``LIVELEARN_SKILL_GATE_ALPHA``,
+0.01 by default): until the experts have beaten the constant by a test that holds its level at every
+moment (per-slot likelihood-ratio martingales, Ville's inequality), the published forecast is exactly
+0.5 and the bound is 0; on a stream without skill it stays so with probability at least ``1 -
+alpha``. The mixture learns behind it all the while. When it opens, the stream has shown a learnable
+label, so every slot restarts from the labelled datasets' weights (below), and the bound counts from
+there: ``K (-ln 0.28)`` against the constant. Measured (``bench/skill.py``, one run each, without ->
+with): the four kline days pooled 0.0010 nats an outcome worse than the constant -> equal to it; the
+next mid change 0.5459 / 0.5718 -> 0.5453 / 0.5712; one second ahead at book tickers 0.5045 / 0.5894
+-> 0.5530 / 0.6138 (the gate opens two minutes into the six-minute captures); days made to trend
+(where the running prior beats the constant) now score the constant's loss. docs/STATUS.md has the
+rest.
 
 A labelled dataset (vectors of any other feature set, ``livelearn replay-dataset``) is brought because
 its label is expected to be learnable, so there the fast mixture starts with the constant's 0.6
@@ -101,6 +97,7 @@ from typing import Any
 from streams.calibration import PlattScaler
 from streams.guard import GuardedMember, learn_weighted
 from streams.references import RunningPrior
+from streams.skill_gate import SkillGate
 
 CLIP = 1e-4
 # Temperature scaling only (Platt without the bias): a recalibrated member keeps its raw decision, so
@@ -159,7 +156,7 @@ class Ensemble:
 
     def __init__(self, members: tuple[str, ...], constant: float = START["markets"][0],
                  prior: float = START["markets"][1], fast: float = START["markets"][2], share: float = 1e-4,
-                 calibrate: bool = True):
+                 calibrate: bool = True, gate_alpha: float | None = None):
         if not (0.0 < constant and 0.0 < prior and 0.0 <= fast and constant + prior + fast < 1.0):
             raise ValueError("initial weights must be positive and leave room for the members")
         if not 0.0 <= share < 1.0:
@@ -170,13 +167,8 @@ class Ensemble:
         member_experts = [e for name in self.members for e in ((name, f"{name}~cal") if calibrate else (name,))]
         self.base = (*NO_SKILL, *member_experts)
         self.names = (*self.base, FAST)
-        if member_experts:
-            each = (1.0 - constant - prior - fast) / len(member_experts)
-            fast_each = (1.0 - FAST_FLOOR) / len(member_experts)
-        else:  # no members: the two references alone
-            total = constant + prior
-            constant, prior, each, fast, fast_each = constant / total, prior / total, 0.0, 0.0, 0.0
-        self.initial = [constant, prior] + [each] * len(member_experts) + [fast]
+        fast_each = (1.0 - FAST_FLOOR) / len(member_experts) if member_experts else 0.0
+        self.initial = self._initial(constant, prior, fast, len(member_experts))
         self.fast_initial = ([FAST_FLOOR * CONSTANT_SHARE, FAST_FLOOR * (1.0 - CONSTANT_SHARE)]
                              + [fast_each] * len(member_experts))
         self.fast_weights = list(self.fast_initial)
@@ -186,6 +178,21 @@ class Ensemble:
         self.free: list[int] = []  # heap of the free slots' numbers
         self.outstanding = 0
         self.last_freed: int | None = None
+        # Without members there is nothing to show skill: no gate.
+        self.gate = SkillGate(gate_alpha) if gate_alpha and member_experts else None
+
+    @staticmethod
+    def _initial(constant: float, prior: float, fast: float, member_experts: int) -> list[float]:
+        if not member_experts:  # no members: the two references alone
+            return [constant / (constant + prior), prior / (constant + prior), 0.0]
+        each = (1.0 - constant - prior - fast) / member_experts
+        return [constant, prior] + [each] * member_experts + [fast]
+
+    @property
+    def skill_shown(self) -> bool:
+        """Whether the forecasts are the mixture's (no gate, or the gate open) rather than 0.5."""
+        gate = self.__dict__.get("gate")  # absent in an older checkpoint: published as before
+        return gate is None or gate.open
 
     def _free_slot(self) -> int:
         """The lowest-numbered free slot (a new one when all wait)."""
@@ -237,6 +244,8 @@ class Ensemble:
         weights = {name: w + through_fast * f
                    for name, w, f in zip(self.base, slot.weights, self.fast_weights, strict=False)}
         spread = sum(w * abs(experts[name] - p) for name, w in weights.items())
+        if not self.skill_shown:
+            p = 0.5
         return Forecast(p, experts, weights, index if reserve else -1, max(0.0, min(1.0, 1.0 - 2.0 * spread)),
                         dict(member_probabilities))
 
@@ -253,11 +262,21 @@ class Ensemble:
             slot.weights = bayes_update(slot.weights, [experts[name] for name in self.names], y, self.share,
                                         self.initial)
             self._release(forecast.slot)
+            gate = self.__dict__.get("gate")
+            if gate is not None and gate.observe(forecast.slot, experts, y):
+                self._skill_shown()
         self.fast_weights = bayes_update(self.fast_weights, [experts[name] for name in self.base], y, FAST_SHARE,
                                          self.fast_initial, weight if lag <= 1 else weight / math.sqrt(lag))
         for name, calibrator in self.calibrators.items():
             calibrator.learn(experts[name], y, weight)
         self.prior.learn(y, weight)
+
+    def _skill_shown(self) -> None:
+        """The gate opened: the stream's label is learnable, so the slots start again from the weights
+        of a stream known to be (``START["datasets"]``), and the bound counts from here."""
+        self.initial = self._initial(*START["datasets"], len(self.base) - len(NO_SKILL))
+        for slot in self.slots:
+            slot.weights = list(self.initial)
 
     def release(self, forecast: Forecast) -> None:
         """A forecast whose outcome will not be learned (flat): its slot is free, nothing changes."""
@@ -275,7 +294,10 @@ class Ensemble:
     @property
     def regret_bound(self) -> float:
         """Nats by which the cumulative log-loss may exceed the constant 0.5's, apart from ``share``
-        per forecast: ``K (-ln pi_constant)`` with ``K`` the slots opened so far."""
+        per forecast: ``K (-ln pi_constant)`` with ``K`` the slots opened so far; 0 while the skill
+        gate keeps the forecasts at 0.5 (once it opens, counted from the opening)."""
+        if not self.skill_shown:
+            return 0.0
         return max(1, len(self.slots)) * -math.log(self.initial[0])
 
     def weights(self) -> dict[str, float]:
@@ -327,8 +349,9 @@ class Variant:
     """Members (guarded) and the mixture over them; with ``regime_weights`` one mixture per regime."""
 
     def __init__(self, members: dict[str, Any], guard: bool = True, regime_weights: bool = False,
-                 share: float = 1e-4, start: tuple[float, float, float] = START["markets"]):
-        self.guard, self.share, self.start = guard, share, start
+                 share: float = 1e-4, start: tuple[float, float, float] = START["markets"],
+                 gate_alpha: float | None = None):
+        self.guard, self.share, self.start, self.gate_alpha = guard, share, start, gate_alpha
         self.members = {name: GuardedMember(m) for name, m in members.items()} if guard else dict(members)
         self.regimes = Regimes() if regime_weights else None
         self.mixtures: dict[str, Ensemble] = {}
@@ -341,7 +364,10 @@ class Variant:
         if mixture is None:
             # A variant restored from a checkpoint written before the start weights were chosen has none.
             constant, prior, fast = self.__dict__.get("start", START["markets"])
-            mixture = self.mixtures[regime] = Ensemble(tuple(self.members), constant, prior, fast, share=self.share)
+            # A labelled dataset is brought to be learned; a market has to show it has something to learn.
+            gate = self.__dict__.get("gate_alpha") if (constant, prior, fast) == START["markets"] else None
+            mixture = self.mixtures[regime] = Ensemble(tuple(self.members), constant, prior, fast, share=self.share,
+                                                       gate_alpha=gate)
         return mixture
 
     def forecast(self, x: dict[str, float], regime: str = "all", reserve: bool = True) -> Forecast:

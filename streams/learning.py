@@ -84,20 +84,20 @@ class LearnerConfig:
     guard: bool = True
     share: float = 1e-4
     ensemble_start: str = "auto"  # streams.ensemble.START: "auto" = "datasets" for a labelled dataset
+    skill_gate_alpha: float = 0.01  # streams.skill_gate, on market starts only; 0 = off
 
     def __post_init__(self):
-        if self.horizon_ticks < 1:
-            raise ValueError("horizon_ticks must be >= 1")
-        if self.horizon_seconds < 0:
-            raise ValueError("horizon_seconds must be >= 0")
-        if self.flat_band < 0:
-            raise ValueError("flat_band must be >= 0")
+        for name, low in (("horizon_ticks", 1), ("horizon_seconds", 0), ("flat_band", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}")
         if self.label not in LABELS:
             raise ValueError(f"label must be one of {', '.join(LABELS)}")
         if not 0.0 <= self.traffic_share <= 1.0:
             raise ValueError("traffic_share must be in [0, 1]")
         if self.ensemble_start not in ("auto", *START):
             raise ValueError(f"ensemble_start must be auto or one of {', '.join(START)}")
+        if not 0.0 <= self.skill_gate_alpha < 1.0:
+            raise ValueError("skill_gate_alpha must be 0 (off) or in (0, 1)")
         if any(name == "default" for name, _ in self.challengers):
             raise ValueError("'default' is the name of the configured ensemble; name challengers otherwise")
 
@@ -170,7 +170,7 @@ class SymbolLearner:
         config = self.config
         return Variant({name: make_member(name, config.seed, config.device, self.model_features) for name in members},
                        guard=config.guard, regime_weights=config.regime_weights, share=config.share,
-                       start=self.__dict__.get("start", START["markets"]))
+                       start=self.__dict__.get("start", START["markets"]), gate_alpha=config.skill_gate_alpha or None)
 
     @property
     def champion(self) -> str:

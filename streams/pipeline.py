@@ -379,8 +379,8 @@ class PartitionPipeline:
             "accuracy": {name: s.accuracy for name, s in learner.scores.items() if s.n},
             "log_loss": {name: s.log_loss for name, s in learner.scores.items() if s.n},
             "weights": learner.ensemble.weights(),
-            "skill": learner.skill(),
-            "flat_share": learner.flat_share,
+            "skill": learner.skill(), "flat_share": learner.flat_share,
+            "skill_shown": learner.ensemble.mixture().skill_shown,
         }
 
     @staticmethod
@@ -394,7 +394,7 @@ class PartitionPipeline:
             "skill": {name: {k: _finite_or_none(v) for k, v in skill.items()}
                       for name, skill in learner.skill().items()},
             "outcomes": learner.outcomes, "flat": learner.flat,
-            "regret_bound": mixture.regret_bound, "slots": len(mixture.slots),
+            "regret_bound": mixture.regret_bound, "slots": len(mixture.slots), "skill_shown": mixture.skill_shown,
             "latency_p50_ms": _quantile(seen.latencies_ms, 0.5), "latency_p99_ms": _quantile(seen.latencies_ms, 0.99),
             "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5), "events": seen.events, "errors": seen.errors,
         }

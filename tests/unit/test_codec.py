@@ -126,7 +126,7 @@ RELEASED = {
     "features": {"7d3c718fe8390058", "611f119d3c57365f", "f59b916d42f096eb"},
     "prediction": {"59a177cb74dd3f34"},
     "feedback": {"9c9d464eb6882f07", "e944637c255f2eb9"},
-    "performance": {"620a8912ce837689", "0e96e73a0f59fbad"},
+    "performance": {"620a8912ce837689", "0e96e73a0f59fbad", "2854cdf8007e9e64"},
     "drift_alert": {"f6c00b9cf5807615", "65dd3f7df24b7a06"},
     "model_event": {"e927b066e6643c51"},
     "dead_letter": {"184f6e41dc3dba8d"},

@@ -4,16 +4,15 @@ worse at all than the better no-skill reference. (There is no skill to find ther
 files where it must not lose.) Runs the worker's own partition pipeline in process (`livelearn
 evaluate FILE`).
 
-Pooled over the four files the ensemble is within its stated bound of the constant but not below it:
-without skill to find, learning costs its regret (about 0.0010 nats per outcome here). The futures
-capture, too short to show skill, is held to the same level at the next mid change. Where the order
-book carries signal (the spot captures at book tickers) the ensemble keeps at least 90% of the skill
-of a logistic regression on queue imbalance alone.
+The skill gate (streams/skill_gate.py) keeps the forecasts at 0.5 on those days: the members never
+show skill there at its level, so the ensemble scores exactly the constant's log-loss (without the
+gate, learning cost its regret, about 0.0010 nats per outcome pooled). The futures capture, too short
+to show skill, is held to the same level at the next mid change. Where the order book carries signal
+(the spot captures at book tickers) the gate opens and the ensemble keeps at least 90% of the skill
+of a logistic regression on queue imbalance alone at the next mid change.
 """
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -39,33 +38,28 @@ def test_no_file_is_worse_than_no_skill_by_more_than_0_002(tables, name):
     assert rows["ensemble"]["log_loss"] <= best + 0.002
 
 
-def test_pooled_over_the_files_within_the_stated_bound_of_the_constant(tables):
+def test_pooled_over_the_files_not_worse_than_the_better_no_skill_reference(tables):
     totals = {"ensemble": 0.0, "constant": 0.0, "prior": 0.0}
-    outcomes = 0
     for summary in tables.values():
         [symbol] = [s for s in summary if s != "_counts"]
-        outcomes += summary[symbol]["ensemble"]["n"]
         for name in totals:
             row = summary[symbol][name]
             totals[name] += row["log_loss"] * row["n"]
-    # Per file: 5 slots (horizon 5) times -ln 0.6, plus the fixed share 1e-4 per outcome.
-    bound = len(tables) * 5 * -math.log(0.6) + outcomes * -math.log(1 - 1e-4)
-    assert totals["ensemble"] - totals["constant"] <= bound
-    assert (totals["ensemble"] - min(totals["constant"], totals["prior"])) / outcomes < 0.002
+    assert totals["ensemble"] <= min(totals["constant"], totals["prior"])
 
 
 @pytest.mark.parametrize("path", [p for p in KLINES if "-1m-" in p.name], ids=lambda p: p.name)
-def test_a_steadily_trending_day_is_within_0_002_of_the_better_no_skill_reference(path, tmp_path):
-    """Each shipped day made to trend by 0.1 sd of its five-minute returns every five minutes (about 57%
-    of outcomes up; bench/skill.py --trend 0.1): the running prior now beats the coin, and the
-    ensemble follows it within 0.002 nats per outcome. With the prior's initial weight at 0.06 (before
-    2026-12-01 night) ETHUSDT 2022-08-14 was 0.0036 over; at 0.15 sd two of the four still are
-    (docs/STATUS.md)."""
+def test_a_steadily_trending_day_is_not_worse_than_the_constant(path, tmp_path):
+    """Each shipped day made to trend by 0.1 sd of its five-minute returns every five minutes (about 54%
+    of outcomes up; bench/skill.py --trend 0.1). A day's trend is little evidence (its five-minute
+    outcomes overlap: about 290 independent ones), so the gate stays closed and the forecast is the
+    constant: where the running prior beats the coin the ensemble trails it by the prior's gain (up
+    to 0.004 nats per outcome on ETHUSDT 2022-08-14), which is what the gate costs (docs/STATUS.md).
+    What must hold: a trend never makes the ensemble worse than the coin by more than 0.002."""
     summary = evaluate_file(kline_dump_with_trend(path, 0.1, tmp_path), Settings())
     [symbol] = [s for s in summary if s != "_counts"]
     rows = summary[symbol]
-    best = min(rows["constant"]["log_loss"], rows["prior"]["log_loss"])
-    assert rows["ensemble"]["log_loss"] <= best + 0.002
+    assert rows["ensemble"]["log_loss"] <= rows["constant"]["log_loss"] + 0.002
 
 
 def test_thin_futures_books_at_the_next_mid_change_are_not_worse_than_no_skill():
@@ -85,14 +79,15 @@ def test_thin_futures_books_at_the_next_mid_change_are_not_worse_than_no_skill()
     assert summary["CTKUSDT"]["ensemble"]["log_loss"] <= summary["CTKUSDT"]["constant"]["log_loss"] + 0.01
 
 
-@pytest.mark.parametrize("capture,horizon", [("spot_btcusdt_20240808.gz", "next_change"),
-                                             ("spot_ethusdt_20240808.gz", "next_change"),
-                                             ("spot_btcusdt_20240808.gz", "1")])
-def test_where_the_book_has_signal_the_ensemble_keeps_90_percent_of_the_queue_imbalance_skill(capture, horizon):
-    """Skill against the running prior, the ensemble's over the queue-imbalance-only logistic's: 161%
-    and 118% at the next mid change, 100% one second ahead on BTCUSDT (89% while the fast mixture
-    learned from each overlapping outcome at full rate; 88% before the members took a price move as
-    one sample)."""
+@pytest.mark.parametrize("capture,horizon,share", [("spot_btcusdt_20240808.gz", "next_change", 0.9),
+                                                   ("spot_ethusdt_20240808.gz", "next_change", 0.9),
+                                                   ("spot_btcusdt_20240808.gz", "1", 0.7)])
+def test_where_the_book_has_signal_the_ensemble_keeps_most_of_the_queue_imbalance_skill(capture, horizon, share):
+    """Skill against the running prior, the ensemble's over the queue-imbalance-only logistic's: 160%
+    and 118% at the next mid change (the gate opens after 137-150 outcomes). One second ahead 77% on
+    BTCUSDT: with ~150 forecasts outstanding a slot sees about one outcome a second, so the gate
+    needs 7,069 of the 18,565 outcomes (two minutes of the six) before it opens; 100% without the
+    gate, 89% while the fast mixture learned each overlapping outcome at full rate."""
     import dataclasses
 
     settings = dataclasses.replace(Settings(), predict_on="book")
@@ -101,4 +96,4 @@ def test_where_the_book_has_signal_the_ensemble_keeps_90_percent_of_the_queue_im
     summary = evaluate_file(DATA / "binance" / "ws" / capture, settings)
     rows = summary[next(s for s in summary if s != "_counts")]
     assert rows["ensemble"]["n"] > 15_000
-    assert rows["ensemble"]["skill_vs_prior"] >= 0.9 * rows["queue_imbalance"]["skill_vs_prior"] > 0
+    assert rows["ensemble"]["skill_vs_prior"] >= share * rows["queue_imbalance"]["skill_vs_prior"] > 0
