@@ -13,8 +13,11 @@ with the ensemble's ``learn`` observed, not changed. Defaults: the two spot capt
 ahead and next mid change, at book tickers. Prints a table and one ``RESULT`` line per case. Under a
 minute a case here (the BTCUSDT capture one second ahead: 42 s).
 
-Usage: python bench/experts.py [--quick] [--data PATH...]   (--quick: the BTCUSDT capture one second
-ahead only)
+The skill gate (streams.skill_gate) is off here unless ``--gate``: it changes what is published, not
+how the slots learn, and the slots are what this measures.
+
+Usage: python bench/experts.py [--quick] [--gate] [--data PATH...]   (--quick: the BTCUSDT capture one
+second ahead only)
 """
 
 from __future__ import annotations
@@ -105,8 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data", nargs="*", help="capture files or folders instead of the shipped ones")
+    parser.add_argument("--gate", action="store_true",
+                        help="keep the skill gate (off by default: the slots' learning is what this opens up)")
     args = parser.parse_args()
     base = Settings.from_env()
+    if not args.gate:
+        base = dataclasses.replace(base, skill_gate_alpha="0")
     captures = [p for p in real_data(args.data).captures if "spot_" in p.name or args.data]
     cases = [("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),
              ("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change"))]

@@ -107,3 +107,33 @@ def test_a_bad_level_fails_at_start_and_a_mixture_from_before_the_gate_publishes
     del older.__dict__["gate"]  # what unpickling a checkpoint written before the gate gives
     restored = pickle.loads(pickle.dumps(older))
     assert restored.skill_shown and restored.forecast({"a": 0.9}).p_up != 0.5
+
+
+def test_a_gate_restored_from_a_checkpoint_opens_where_the_uninterrupted_one_does():
+    """The gate's evidence travels in the partition checkpoint (a pickle through streams.snapshots):
+    cut a planted-signal run before the gate opens, restore, and it opens at the same outcome with the
+    same forecasts."""
+    from streams import snapshots
+
+    rng = random.Random(5)
+    rows = [({"oracle": (p := 1 / (1 + math.exp(-rng.gauss(0, 1.5)))), "noise": rng.uniform(0.3, 0.7)},
+             int(rng.random() < p)) for _ in range(600)]
+
+    def forecasts(ensemble, rows, pending):
+        out = []
+        for members, y in rows:
+            if len(pending) >= 5:
+                forecast, label = pending.pop(0)
+                ensemble.learn(forecast, label)
+            pending.append((ensemble.forecast(members), y))
+            out.append((pending[-1][0].p_up, ensemble.skill_shown))
+        return out
+
+    whole = forecasts(Ensemble(("oracle", "noise"), gate_alpha=0.01), rows, [])
+    first = Ensemble(("oracle", "noise"), gate_alpha=0.01)
+    pending: list = []
+    head = forecasts(first, rows[:40], pending)
+    assert not first.skill_shown and first.gate.margin > -math.inf
+    restored, pending = snapshots.loads(snapshots.dumps((first, pending)))
+    assert head + forecasts(restored, rows[40:], pending) == whole
+    assert [shown for _, shown in whole].index(True) > 40
