@@ -80,6 +80,8 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
         skill = sample(last, "livelearn_skill", symbol="BTCUSDT", model="ensemble", reference=reference)
         assert skill is not None and -1.0 < skill < 1.0
     assert 0.0 <= sample(last, "livelearn_flat_share", symbol="BTCUSDT") < 0.05
+    # A day of one-minute klines shows no skill: the skill gate keeps the forecasts at 0.5.
+    assert sample(last, "livelearn_skill_shown", symbol="BTCUSDT") == 0.0
     assert sample(last, "livelearn_label_lag_seconds_count") >= 1400
     assert sample(last, "livelearn_label_lag_seconds_sum") == pytest.approx(
         sample(last, "livelearn_label_lag_seconds_count") * 300.0)  # 5 one-minute klines
