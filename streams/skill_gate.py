@@ -28,7 +28,8 @@ the captures' log-loss moves by less than 0.001; one second ahead at book ticker
 forecasts outstanding, a slot sees one outcome a second and the gate opened after 7,069 of BTCUSDT's
 18,565 scored outcomes (ETHUSDT 7,774 of 15,962): about two minutes of a six-minute capture at 0.5.
 The shipped kline days stayed at least 3.7 nats below the threshold (their largest ``ln M_j`` minus
-``ln`` threshold), and one trending copy of them opened it at the last hour.
+``ln`` threshold); one of their copies made to trend (``bench/skill.py --trend``, 0.15 sd) opened it
+1,260 outcomes into the day.
 
 >>> gate = SkillGate(0.01)
 >>> round(gate.threshold(1), 3)
