@@ -129,6 +129,7 @@ class Forecast:
     slot: int
     confidence: float = 0.0
     member_probabilities: dict[str, float] = field(default_factory=dict)
+    skill_shown: bool = True  # False: the skill gate published 0.5 instead of p_mixture
 
 
 class _Slot:
@@ -244,10 +245,9 @@ class Ensemble:
         weights = {name: w + through_fast * f
                    for name, w, f in zip(self.base, slot.weights, self.fast_weights, strict=False)}
         spread = sum(w * abs(experts[name] - p) for name, w in weights.items())
-        if not self.skill_shown:
-            p = 0.5
-        return Forecast(p, experts, weights, index if reserve else -1, max(0.0, min(1.0, 1.0 - 2.0 * spread)),
-                        dict(member_probabilities))
+        shown = self.skill_shown
+        return Forecast(p if shown else 0.5, experts, weights, index if reserve else -1,
+                        max(0.0, min(1.0, 1.0 - 2.0 * spread)), dict(member_probabilities), shown)
 
     def learn(self, forecast: Forecast, y: int, weight: float = 1.0, lag: int = 1) -> None:
         """The outcome of a forecast: its slot's weights follow Bayes' rule and fixed share, so do the

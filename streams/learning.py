@@ -343,6 +343,7 @@ class SymbolLearner:
             "member_probabilities": {**forecast.member_probabilities, "persistence": references["persistence"],
                                      "trade_side": references["trade_side"], "prior": references["prior"]},
             "member_weights": forecast.weights, "feature_set": features["feature_set"], "latency_ms": 0.0,
+            "skill_shown": forecast.skill_shown,
         }
 
     def learn_feedback(self, feedback: dict[str, Any]) -> list[dict[str, Any]]:
@@ -361,8 +362,7 @@ class SymbolLearner:
             self._step = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("lag_sum", 0)  # checkpoints written before the blocks followed the lags
-        state.setdefault("lags", 0)
+        state.update({k: state.get(k, 0) for k in ("lag_sum", "lags")})  # blocks that did not follow lags
         issued = state.get("issued")
         if isinstance(issued, OrderedDict):  # a checkpoint of an earlier version: nothing frozen yet
             state["issued"] = IssuedPredictions.of(issued, state["config"].keep_issued)

@@ -8,11 +8,10 @@ worker (agents.pipeline), the backtest (agents.backtest), ``livelearn evaluate``
 benchmarks all drive this object, so they give the same records from the same inputs.
 
 * :meth:`PartitionPipeline.on_tick`: a decoded tick. Validation, the tick gate (streams.tick_gate:
-  ticks from the future, implausible prices, duplicates), features (published on
-  ``features``), then, for a vector, learning from the outcomes it matures (published on
-  ``outcomes``), the prediction (``predictions``, challengers on ``shadow-predictions``), drift
-  checks (``alerts``) with the drift response (``model-events``), and now and then a
-  ``performance`` record.
+  ticks from the future, implausible prices, duplicates), features (published on ``features``),
+  then, for a vector, learning from the outcomes it matures (published on ``outcomes``), the
+  prediction (``predictions``, challengers on ``shadow-predictions``), drift checks (``alerts``) with
+  the drift response (``model-events``), and now and then a ``performance`` record.
 * :meth:`PartitionPipeline.on_vector`: a feature vector from outside (a labelled dataset row).
 * :meth:`PartitionPipeline.on_feedback`: external feedback naming a prediction id.
 
@@ -353,7 +352,8 @@ class PartitionPipeline:
                 **prediction, "model_id": f"{learner.model_id}/{variant}", "probability_up": forecast.p_up,
                 "predicted_up": forecast.p_up > 0.5, "confidence": forecast.confidence,
                 "member_probabilities": {**forecast.member_probabilities, **references},
-                "member_weights": forecast.weights}, prediction["event_time_ms"]))
+                "member_weights": forecast.weights, "skill_shown": forecast.skill_shown},
+                prediction["event_time_ms"]))
         self._events(learner, learned.events, step)
         # Feature drift runs after the prediction; a labelled dataset is tested on its own features.
         names = self.config.drift_features if vector["feature_set"] == FEATURE_SET else None

@@ -124,7 +124,7 @@ RELEASED = {
     "tick": {"341326156dfe2339", "180d0716961dcc8c"},
     "tick_batch": {"00f208c6f27bca17"},
     "features": {"7d3c718fe8390058", "611f119d3c57365f", "f59b916d42f096eb"},
-    "prediction": {"59a177cb74dd3f34"},
+    "prediction": {"59a177cb74dd3f34", "671ce31956c50138"},
     "feedback": {"9c9d464eb6882f07", "e944637c255f2eb9"},
     "performance": {"620a8912ce837689", "0e96e73a0f59fbad", "2854cdf8007e9e64"},
     "drift_alert": {"f6c00b9cf5807615", "65dd3f7df24b7a06"},

@@ -137,3 +137,18 @@ def test_a_gate_restored_from_a_checkpoint_opens_where_the_uninterrupted_one_doe
     restored, pending = snapshots.loads(snapshots.dumps((first, pending)))
     assert head + forecasts(restored, rows[40:], pending) == whole
     assert [shown for _, shown in whole].index(True) > 40
+
+
+def test_each_prediction_record_says_whether_the_gate_held_it_at_0_5():
+    from streams.learning import LearnerConfig, SymbolLearner
+
+    learner = SymbolLearner("BTCUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
+    vector = {"symbol": "BTCUSDT", "event_time_ms": 1, "tick_index": 1, "price": 100.0, "feature_set": "v1-x",
+              "values": {"ret_1": 0.0}, "not_ready": []}
+    prediction = learner.process(vector).prediction
+    assert prediction["probability_up"] == 0.5 and prediction["skill_shown"] is False
+    open_learner = SymbolLearner("BTCUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1, skill_gate_alpha=0))
+    assert open_learner.process(vector).prediction["skill_shown"] is True
+    kept = pickle.loads(pickle.dumps(learner.pending[0].forecasts["default"]))
+    del kept.__dict__["skill_shown"]  # a forecast pickled in a checkpoint before the field existed
+    assert kept.skill_shown is True
