@@ -14,7 +14,9 @@ Each series runs through the worker's own partition pipeline in process with def
     a volatility burst (log-price moves x3 from the change on; with the volatility test and with Levene), a mean shift of the returns (+0.5 sd of one-minute returns per
     event), and a basis de-peg: a group of three pairs built from one real series, each with its own
     small noise (0.5 bp), one of them shifted by 0.5%, 2% or 10% decaying slowly (time constant 720
-    events): detection rate, median delay in events, and which symbols alerted (a volatility or
+    events; the pair that moves is the first, second or third of each event time in turn; and no
+    change at all while every pair falls 30 bp an event for 100 events, where nothing may alert):
+    detection rate, median delay in events, and which symbols alerted (a volatility or
     mean-shift detection is an alert after the change naming a price-derived feature; one naming
     only volumes or order-flow signs is counted apart);
 (c) cost per event and drift feature of the feature channels, beside KSWIN's per update.
@@ -101,11 +103,12 @@ def shift_mean(ticks: list[dict], at: int, drift_per_event: float) -> list[dict]
     return out
 
 
-def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_events: float = 720.0
-                ) -> tuple[list[dict], str]:
-    """Three pairs of one base asset from one real series, each with its own 0.5 bp noise; the third
-    moves by ``shift`` (a fraction) at the ``at``-th price tick, decaying with time constant
-    ``decay_events``. Returns the ticks (interleaved in event-time order) and the symbol that moved."""
+def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_events: float = 720.0,
+                moved_pair: int = 2) -> tuple[list[dict], str]:
+    """Three pairs of one base asset from one real series, each with its own 0.5 bp noise, in the order
+    USDT, USDC, FDUSD at each event time; pair ``moved_pair`` moves by ``shift`` (a fraction) at the
+    ``at``-th price tick, decaying with time constant ``decay_events``. Returns the ticks (interleaved
+    in event-time order) and the symbol that moved."""
     rng = random.Random(seed)
     base = base_asset(ticks[0]["symbol"])
     symbols = (f"{base}USDT", f"{base}USDC", f"{base}FDUSD")
@@ -115,14 +118,14 @@ def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_e
             continue
         seen += 1
         for i, symbol in enumerate(symbols):
-            moved = i == 2 and seen >= at
+            moved = i == moved_pair and seen >= at
             factor = math.exp(rng.gauss(0, 5e-5)) * (1 + (shift * math.exp(-(seen - at) / decay_events) if moved else 0))
             copy = dict(tick, symbol=symbol)
             for name in PRICE_FIELDS:
                 if copy.get(name) is not None:
                     copy[name] *= factor
             out.append(copy)
-    return out, symbols[2]
+    return out, symbols[moved_pair]
 
 
 def configured(settings: Settings, variance_test: str = "volatility"):
@@ -299,8 +302,9 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
                median_delay=statistics.median(delays) if delays else None, delays=delays)
     for shift in (0.005, 0.02, 0.10):
         delays, detected, blamed_wrong = [], 0, 0
-        for path in klines[:2] if quick else klines:
-            group, mover = basis_group(ticks_of(path), at, shift)
+        for k, path in enumerate(klines[:2] if quick else klines):
+            # The pair that moves is the first, second or third of each event time in turn.
+            group, mover = basis_group(ticks_of(path), at, shift, moved_pair=k % 3)
             alerts, _, _ = run(group, settings)
             basis = [a for a in alerts if a["kind"] == "BASIS"]
             right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (at - 1)]
@@ -314,6 +318,16 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
         result("drift_real_basis", shift=shift, series=len(klines[:2] if quick else klines), detected=detected,
                median_delay=statistics.median(delays) if delays else None, delays=delays,
                alerts_naming_an_unaffected_pair=blamed_wrong)
+    # No basis change while every pair falls together (a sell-off): 30 bp a minute for 100 minutes.
+    falls = []
+    for path in klines[:2] if quick else klines:
+        ticks = shift_mean(ticks_of(path), at, -30e-4)[: at + 100]
+        group, _ = basis_group(ticks, 10**9, 0.0)
+        alerts, _, _ = run(group, settings)
+        falls.append(sum(1 for a in alerts if a["kind"] == "BASIS"))
+        print(f"basis, all pairs falling 30 bp a minute {path.name:28s} {falls[-1]} basis alert(s)", flush=True)
+    result("drift_real_basis_sell_off", fall_bps_per_event=30, events=100, series=len(falls),
+           basis_alerts=falls)
 
 
 def cost(settings: Settings, data: RealData) -> None:

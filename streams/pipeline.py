@@ -264,15 +264,15 @@ class PartitionPipeline:
         return step
 
     def _basis(self, tick: dict[str, Any], step: Step) -> None:
-        """A price tick moves its pair's basis against its group (streams.drift.basis)."""
-        symbol = tick["symbol"]
-        group = self.config.basis_groups.key(symbol)
-        measured = self.basis.update(group, symbol, tick["price"])
-        if measured is None or not self.basis.named_mover(group, symbol):
-            return
-        for alert in self.monitor(symbol).update_basis(measured[0], tick["event_time_ms"], measured[1]):
-            step.stats.alerts.append((alert["kind"], alert["severity"]))
-            step.records.append(Output("alerts", symbol.encode(), alert, alert["created_time_ms"]))
+        """A price tick moves its group's basis (streams.drift.basis): the pairs it lets be measured
+        may be others of the group, whose prices at an earlier event time are now all known."""
+        group, price = self.config.basis_groups.key(tick["symbol"]), tick["price"]
+        for symbol, bps, against, time_ms in self.basis.update(group, tick["symbol"], price, tick["event_time_ms"]):
+            if not self.basis.named_mover(group, symbol):
+                continue
+            for alert in self.monitor(symbol).update_basis(bps, time_ms, against):
+                step.stats.alerts.append((alert["kind"], alert["severity"]))
+                step.records.append(Output("alerts", symbol.encode(), alert, alert["created_time_ms"]))
 
     def on_vector(self, vector: dict[str, Any]) -> Step:
         step = Step()

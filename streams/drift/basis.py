@@ -1,4 +1,4 @@
-"""The basis of pairs of one base asset: how far each pair's price is from the others'.
+"""The basis of pairs of one base asset: how far each pair's price is from the others' at the same time.
 
 BTCUSDT, BTCUSDC and BTCFDUSD should trade at one price; when a quote asset loses its peg, its pair's
 price moves against the others while all three keep moving with bitcoin. Per-symbol returns cannot see
@@ -8,54 +8,101 @@ With three pairs or more the median is a pair that did not move, so only the pai
 shift, and the alert names it and the median pair it moved against; with two pairs which one moved
 cannot be told, and the alert names the pair that is not the group's preferred reference (USDT first).
 
+Prices are compared at one event time. A pair's tick is measured once the group's prices at its
+event time are known: when every pair of the group has a tick at that time (one-minute klines: at the
+group's last kline of the minute), or else when a tick with a later event time arrives (then each
+other pair's price is its last one at or before that time). Measured on arrival instead, the first
+pair's kline of each minute met the others' closes of the minute before, so its basis was its own
+one-minute return: on the shipped kline days its deviations had a standard deviation of 3.8-7.7 bp
+against 0.5-0.6 bp for the others (0.5 bp is the noise the benchmark gives each pair), and a steady
+fall of 20 bp a minute raised a BASIS alert naming it as de-pegged while the three pairs traded at one
+price (tests/unit/test_drift_real.py, bench/drift_real.py).
+
 The deviation series goes to the symbol's BASIS drift channel (streams.drift.channel.BasisCheck):
 the serial-correlation-corrected Welch t of a short current window against the reference window,
 counted only when the shift is at least ``basis_min_bps``: a basis wanders by a few basis points
 between pegged quotes (fees, funding, flows), which is no de-peg however significant.
 
 >>> tracker = BasisTracker()
->>> tracker.update("BTC", "BTCUSDT", 100.0) is None   # alone in its group so far
-True
->>> tracker.update("BTC", "BTCUSDC", 100.0)
-(0.0, 'BTCUSDT')
->>> bps, against = tracker.update("BTC", "BTCFDUSD", 102.0)     # 2% above the median pair
->>> round(bps, 2), against
-(198.03, 'BTCUSDT')
+>>> tracker.update("BTC", "BTCUSDT", 100.0, 60_000)      # alone in its group: nothing to measure
+[]
+>>> tracker.update("BTC", "BTCUSDC", 100.0, 60_000), tracker.update("BTC", "BTCFDUSD", 102.0, 60_000)
+([], [])
+>>> [(d.symbol, round(d.bps, 1), d.against) for d in tracker.update("BTC", "BTCUSDT", 101.0, 120_000)]
+[('BTCUSDC', 0.0, 'BTCUSDT'), ('BTCFDUSD', 198.0, 'BTCUSDT')]
+>>> tracker.update("BTC", "BTCUSDC", 101.0, 120_000)
+[]
+>>> [(d.symbol, round(d.bps, 1)) for d in tracker.update("BTC", "BTCFDUSD", 103.0, 120_000)]  # the minute is complete
+[('BTCUSDT', 0.0), ('BTCUSDC', 0.0), ('BTCFDUSD', 196.1)]
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from schemas.keys import BasisGroups
 
 
+class Deviation(NamedTuple):
+    """One pair's log price minus its group's median at ``time_ms``, in basis points, and the pair it
+    is measured against."""
+
+    symbol: str
+    bps: float
+    against: str
+    time_ms: int
+
+
 class BasisTracker:
-    """Last log price of every pair per group; an update gives the pair's deviation from its group's
-    median in basis points, and the pair it is measured against."""
+    """Last log price of every pair per group, and the pairs with a tick at the group's latest event
+    time that are not measured yet; an update gives the deviations that have become measurable."""
 
     def __init__(self):
         self._groups: dict[str, dict[str, float]] = {}
+        self._waiting: dict[str, tuple[int, list[str]]] = {}  # group -> (event time, pairs with a tick at it)
 
-    def update(self, group: str, symbol: str, price: float) -> tuple[float, str] | None:
+    def update(self, group: str, symbol: str, price: float, time_ms: int) -> list[Deviation]:
         if not (price > 0 and math.isfinite(price)):
-            return None
+            return []
+        waiting_all = self.__dict__.setdefault("_waiting", {})  # absent in a checkpoint from before
         prices = self._groups.setdefault(group, {})
+        measured: list[Deviation] = []
+        waiting = waiting_all.pop(group, None)
+        if waiting is not None and time_ms > waiting[0]:
+            measured = self._measure(prices, *waiting)  # every price at that time is in
+            waiting = None
         prices[symbol] = math.log(price)
+        if waiting is None:
+            waiting = (time_ms, [symbol])
+        elif symbol not in waiting[1]:
+            waiting[1].append(symbol)  # the same time, or a late tick: measured with this time's prices
+        if len(waiting[1]) == len(prices):
+            measured += self._measure(prices, *waiting)
+        else:
+            waiting_all[group] = waiting
+        return measured
+
+    @staticmethod
+    def _measure(prices: dict[str, float], time_ms: int, symbols: list[str]) -> list[Deviation]:
         if len(prices) < 2:
-            return None
+            return []
         if len(prices) == 2:
             # Two pairs: each against the other; the preferred reference is never the one named as moved.
-            other = next(s for s in prices if s != symbol)
-            return (prices[symbol] - prices[other]) * 1e4, other
+            return [Deviation(s, (prices[s] - prices[other]) * 1e4, other, time_ms)
+                    for s in symbols for other in prices if other != s]
         ranked = sorted((value, s) for s, value in prices.items())
         # The median pair (the lower middle one for an even count) is one that did not move when one
         # did; a pair that is itself the median is measured against its nearest neighbour.
-        value, median_symbol = ranked[(len(ranked) - 1) // 2]
-        if median_symbol == symbol:
-            value, median_symbol = min(((v, s) for v, s in ranked if s != symbol),
-                                       key=lambda item: abs(item[0] - prices[symbol]))
-        return (prices[symbol] - value) * 1e4, median_symbol
+        median, median_symbol = ranked[(len(ranked) - 1) // 2]
+        out = []
+        for symbol in symbols:
+            value, against = median, median_symbol
+            if against == symbol:
+                value, against = min(((v, s) for v, s in ranked if s != symbol),
+                                     key=lambda item: abs(item[0] - prices[symbol]))
+            out.append(Deviation(symbol, (prices[symbol] - value) * 1e4, against, time_ms))
+        return out
 
     def named_mover(self, group: str, symbol: str) -> bool:
         """Whether an alert on ``symbol`` names it as the pair that moved: always with three pairs or
@@ -64,6 +111,3 @@ class BasisTracker:
         if len(prices) != 2:
             return True
         return symbol != min(prices, key=lambda s: (BasisGroups.preference(s), s))
-
-    def state(self) -> dict[str, dict[str, float]]:
-        return {group: dict(prices) for group, prices in self._groups.items()}

@@ -126,15 +126,16 @@ def test_volatility_scale_divides_by_the_estimate_before_the_event():
         VolatilityScale(half_life=0)
 
 
-def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0) -> list[dict]:
-    """Three pairs of one base asset from one real series, each with its own 0.5 bp noise; the third
-    moves by ``shift`` from its ``at``-th tick on, decaying over 720 events."""
+def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, moved_pair: int = 2) -> list[dict]:
+    """Three pairs of one base asset from one real series, each with its own 0.5 bp noise, in the order
+    USDT, USDC, FDUSD at each event time; pair ``moved_pair`` of them moves by ``shift`` from its
+    ``at``-th tick on, decaying over 720 events."""
     rng = random.Random(seed)
     base = base_asset(ticks[0]["symbol"])
     out = []
     for i, tick in enumerate(ticks):
         for j, quote in enumerate(("USDT", "USDC", "FDUSD")):
-            moved = shift * math.exp(-(i - at) / 720) if j == 2 and i >= at else 0.0
+            moved = shift * math.exp(-(i - at) / 720) if j == moved_pair and i >= at else 0.0
             factor = math.exp(rng.gauss(0, 5e-5)) * (1 + moved)
             out.append(dict(tick, symbol=base + quote, **{f: tick[f] * factor for f in PRICE_FIELDS if tick.get(f)}))
     return out
@@ -152,15 +153,17 @@ def run_pipeline(ticks: list[dict]) -> list[tuple[int, dict]]:
 
 
 @pytest.mark.parametrize("shift", [0.02, 0.10])
-def test_a_basis_shift_names_the_pair_that_moved_and_the_pair_it_moved_against(shift):
+@pytest.mark.parametrize("moved_pair", [0, 2], ids=["first-to-arrive", "last-to-arrive"])
+def test_a_basis_shift_names_the_pair_that_moved_and_the_pair_it_moved_against(shift, moved_pair):
     at = 1000
-    ticks = basis_group(price_ticks(KLINES[0])[:1300], at, shift)
+    ticks = basis_group(price_ticks(KLINES[0])[:1300], at, shift, moved_pair=moved_pair)
     basis = [(i, a) for i, a in run_pipeline(ticks) if a["kind"] == "BASIS"]
     assert basis, "no basis alert"
-    assert {a["symbol"] for _, a in basis} == {"BTCFDUSD"}
+    mover = ("BTCUSDT", "BTCUSDC", "BTCFDUSD")[moved_pair]
+    assert {a["symbol"] for _, a in basis} == {mover}
     first_at, first = basis[0]
     assert first_at // 3 >= at and first_at // 3 - at <= 30
-    assert first["reference_symbol"] in ("BTCUSDT", "BTCUSDC")
+    assert first["reference_symbol"] in {"BTCUSDT", "BTCUSDC", "BTCFDUSD"} - {mover}
     assert first["test_name"] == "basis_t" and first["effect_size"] >= 0.5 * shift * 1e4
     assert first["severity"] in (("HIGH", "CRITICAL") if shift >= 0.02 else ("MEDIUM", "HIGH", "CRITICAL"))
 
@@ -170,12 +173,39 @@ def test_no_basis_alert_when_the_pairs_only_differ_by_noise():
     assert [a for _, a in run_pipeline(ticks) if a["kind"] == "BASIS"] == []
 
 
+def test_a_steady_fall_of_pairs_at_one_price_raises_no_basis_alert():
+    """Three pairs at one price (0.5 bp of noise each) falling 30 bp a minute for 100 minutes. When a
+    pair's kline was measured on arrival, the first pair of each minute met the others' closes of the
+    minute before, so its basis was its own one-minute return: this fall raised a BASIS alert naming
+    BTCUSDT as de-pegged (so did 20 and 50 bp a minute; 10 did not)."""
+    ticks = price_ticks(KLINES[0])[:1000]
+    falling = [dict(t, **{f: t[f] * math.exp(-30e-4 * max(0, i - 899)) for f in PRICE_FIELDS if t.get(f)})
+               for i, t in enumerate(ticks)]
+    assert [a for _, a in run_pipeline(basis_group(falling, 10**9, 0.0)) if a["kind"] == "BASIS"] == []
+
+
+def test_pairs_are_compared_at_one_event_time_whichever_arrives_first():
+    tracker = BasisTracker()
+    deviations: dict[str, list[float]] = {}
+    for tick in basis_group(price_ticks(KLINES[1]), 10**9, 0.0):
+        for d in tracker.update("BTC", tick["symbol"], tick["price"], tick["event_time_ms"]):
+            assert d.time_ms <= tick["event_time_ms"]
+            deviations.setdefault(d.symbol, []).append(d.bps)
+    # Each pair's own noise is 0.5 bp, so a deviation from the median pair is about 0.5 bp; the
+    # first pair of each minute measured on arrival had its one-minute return's 5.2 bp.
+    assert sorted(deviations) == ["BTCFDUSD", "BTCUSDC", "BTCUSDT"]
+    assert all(len(v) >= 1439 and float(np.std(v)) < 1.0 for v in deviations.values()), {
+        s: (len(v), float(np.std(v))) for s, v in deviations.items()}
+
+
 def test_basis_of_two_pairs_names_the_one_that_is_not_the_reference():
     tracker = BasisTracker()
-    tracker.update("BTC", "BTCUSDC", 100.0)
-    assert tracker.update("BTC", "BTCUSDT", 100.5) == pytest.approx((49.875415110390634, "BTCUSDC"))
+    assert tracker.update("BTC", "BTCUSDC", 100.0, 1_000) == []
+    assert tracker.update("BTC", "BTCUSDT", 100.5, 1_000) == []  # measured once the time's prices are in
+    assert tracker.update("BTC", "BTCUSDC", 100.0, 2_000) == [
+        (("BTCUSDT", pytest.approx(49.875415110390634), "BTCUSDC", 1_000))]
     assert not tracker.named_mover("BTC", "BTCUSDT") and tracker.named_mover("BTC", "BTCUSDC")
-    assert tracker.update("BTC", "BTCUSDT", float("nan")) is None
+    assert tracker.update("BTC", "BTCUSDT", float("nan"), 3_000) == []
 
 
 def test_basis_groups_from_names_and_from_settings():
