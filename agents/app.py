@@ -111,7 +111,10 @@ class Runtime:
         self.settings = settings
         self.pipeline = pipeline_config(settings)
         self.metrics = Metrics()
-        self.metrics.drift_false_alarm_bound.set(self.pipeline.drift.expected_false_alarms_per_10k)
+        for kind in ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"):
+            self.metrics.drift_false_alarm_bound.labels(kind).set(self.pipeline.drift.expected_false_alarms_per_10k)
+        if self.pipeline.basis is not None:  # shorter windows, checked every 5 events: a bound of its own
+            self.metrics.drift_false_alarm_bound.labels("BASIS").set(self.pipeline.basis.expected_false_alarms_per_10k)
         self.topic_names = {spec.stage: settings.topic(spec.stage) for spec in FLOW}
         self.codecs = {spec.stage: make_codec(spec.schema, settings.schema_registry_url, self.topic_names[spec.stage],
                                               on_legacy=self.metrics.legacy_avro.labels(spec.stage).inc)

@@ -88,8 +88,8 @@ class Metrics:
         self.ready = Gauge("livelearn_ready", "1 once state is recovered and models are loaded", registry=r)
         self.drift_false_alarm_bound = Gauge(
             "livelearn_drift_false_alarms_per_10k_bound",
-            "Upper bound on false drift alarms per 10k events and channel under no drift (alpha * 10k / check interval)",
-            registry=r,
+            "Upper bound on false drift alarms per 10k events of a symbol's channel under no drift (alpha * 10k / "
+            "check interval)", ["kind"], registry=r,
         )
         # Labelled children of the per-event metrics, looked up once: ``labels()`` takes a lock and
         # validates its arguments every call (about 4% of a backtest of real ticks under pyinstrument;

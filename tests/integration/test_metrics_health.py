@@ -89,8 +89,10 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
     assert p_value is not None and 0.0 <= p_value <= 1.0
     assert sample(last, "livelearn_dead_letters_total", stage="featurize", reason="decode_error") == 1
     assert sample(last, "livelearn_ready") == 1
-    # The worker's drift defaults: alpha 0.0008, a check every 20 events.
-    assert sample(last, "livelearn_drift_false_alarms_per_10k_bound") == pytest.approx(0.4)
+    # The worker's drift defaults: alpha 0.0008, a check every 20 events; the basis channel every 5.
+    for kind in ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"):
+        assert sample(last, "livelearn_drift_false_alarms_per_10k_bound", kind=kind) == pytest.approx(0.4)
+    assert sample(last, "livelearn_drift_false_alarms_per_10k_bound", kind="BASIS") == pytest.approx(1.6)
     assert "livelearn_consumer_lag" in last and "livelearn_alerts_total" in last
     # Process and platform collectors, as every Prometheus client exports by default.
     assert sample(last, "process_cpu_seconds_total") > 0 and sample(last, "process_resident_memory_bytes") > 0
