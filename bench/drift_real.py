@@ -196,7 +196,7 @@ def pair_groups(data: RealData, settings: Settings) -> list[tuple[str, list[Path
     return out
 
 
-def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> None:
+def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> list[str]:
     """FIRING alerts per 10k events and channel over a group's pairs together, and every BASIS alert
     with the pair it names and the one it moved against (real de-pegs, if the data hold one, show here)."""
     started = time.perf_counter()
@@ -220,21 +220,27 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> None:
     result("drift_real_pair_group", group=name, vectors=vectors, alerts=len(alerts), per_10k_by_channel=per_10k,
            worst_symbol_per_10k_by_channel=worst, bound_per_10k_by_channel=bounds,
            within_twice_the_bound=all(worst[c] <= 2 * bounds[c] for c in CHANNELS), basis_alerts=[[a["symbol"], a.get("reference_symbol"), a["current_end_ms"]] for a in basis])
+    return [c for c in CHANNELS if worst[c] > 2 * bounds[c]]
 
 
 def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float) -> None:
     series = [(path.name, [path]) for path in real_series(data)] + consecutive_days(data)
+    over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
     for name, paths in series:
-        false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
+        over[name] = false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
     groups = pair_groups(data, settings)
     if not groups:
         print("no pairs of one base asset among the kline dumps: the basis channel is measured on injected "
               "groups only (below)")
     for name, paths in groups:
-        pair_group_alarms(name, paths, settings)
+        over[name] = pair_group_alarms(name, paths, settings)
+    # One line for many files (--data): how many series hold twice the bound, and which do not.
+    result("drift_real_false_alarms_summary", series=len(over), within_twice_the_bound=sum(not v for v in over.values()),
+           over_twice_the_bound={name: channels for name, channels in over.items() if channels})
 
 
-def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alpha: float, adwin_delta: float) -> None:
+def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alpha: float, adwin_delta: float
+                    ) -> list[str]:
     from river import drift
 
     started = time.perf_counter()
@@ -269,6 +275,7 @@ def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alph
            within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
            kswin_per_10k=kswin_alarms * 10_000 / max(returns, 1), adwin_per_10k=adwin_alarms * 10_000 / max(returns, 1),
            variance_levene_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
+    return [c for c in CHANNELS if per_10k[c] > 2 * bound]
 
 
 def change_point(settings: Settings) -> int:
