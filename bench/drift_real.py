@@ -21,7 +21,8 @@ Each series runs through the worker's own partition pipeline in process with def
     only volumes or order-flow signs is counted apart);
 (c) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
-Prints one ``RESULT`` line per measure.
+Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
+unmodified series hold twice the bound and which channels of the others do not.
 
 Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--data PATH...]
 (``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
