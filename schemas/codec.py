@@ -165,7 +165,7 @@ class AvroCodec:
             )
         fp = bytes(data[2:10])
         # Our own schema's records (nearly all) read with the parsed schema itself: fastavro then skips
-        # comparing and resolving two equal schemas (decode 18 -> 14 us a tick record).
+        # comparing and resolving two equal schemas (a tick record 21 -> 17 us here).
         writer = self.schema if fp == self.fingerprint else self.store.by_fingerprint.get(fp)
         if writer is None:
             writer = self.store.by_legacy_fingerprint.get(fp)
