@@ -244,6 +244,30 @@ def test_one_shift_gives_one_incident_then_a_resolve():
     assert len(resolved) == 1 and resolved[0]["alert_id"] == firing[0]["alert_id"]
 
 
+def test_a_volatility_level_that_falls_raises_nothing_and_one_that_rises_is_reported():
+    """A volatility level (``atr_pct``) at half its size from 1,500 to 2,500 and back, then twice its
+    size from 4,000: the fall and the return are not reported (the reference stays where it was), the
+    rise is; another feature's fall is reported as before."""
+    rng = random.Random(5)
+    names = ("atr_pct", "b")
+
+    def level(i: int) -> float:
+        return 0.5 if 1500 <= i < 2500 else 2.0 if i >= 4000 else 1.0
+
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    alerts = []
+    for i in range(4500):
+        values = {"atr_pct": level(i) * (1.0 + 0.1 * rng.gauss(0, 1)), "b": rng.gauss(0, 1)}
+        alerts += [(i, a) for a in monitor.update_features(values, i, names) if a["status"] == "FIRING"]
+    assert [a["affected_features"] for _, a in alerts] == [["atr_pct"]] and 4000 <= alerts[0][0] <= 4100, alerts
+    falling = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    fired = []
+    for i in range(2000):
+        values = {"atr_pct": 1.0 + 0.1 * rng.gauss(0, 1), "b": rng.gauss(-2.0 if i >= 1500 else 0.0, 1)}
+        fired += [a for a in falling.update_features(values, i, names) if a["status"] == "FIRING"]
+    assert [a["affected_features"] for a in fired] == [["b"]]
+
+
 def false_alarm_rate(correction: str, features: int, events: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     config = DriftConfig(window=200, check_every=50, alpha=0.01, correction=correction, variance_tests=False)
