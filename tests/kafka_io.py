@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, int | None]]) -> None:
@@ -45,7 +45,8 @@ def watermarks(consumer, tp, timeout: float = 30.0) -> tuple[int, int]:
 
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0,
-               idle: float = 3.0, distinct: tuple[Callable[[Any], Any], int] | None = None) -> list:
+               idle: float = 3.0, distinct: tuple[Callable[[Any], Any], int] | None = None,
+               to_end: bool = False) -> list:
     """All messages of a topic (every partition, from the beginning).
 
     With ``expect``: until that many arrived (or the timeout). Without: until ``idle`` seconds pass
@@ -54,21 +55,30 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: f
     stop waits until ``n`` distinct ``key(message)`` have arrived (a read stopped by a pause alone once
     missed most of a topic on a loaded machine); a read that ends short prints where each partition
     stopped against its watermarks (under read_committed, a position short of the end is a transaction
-    left open).
+    left open). With ``to_end``: until every partition has been read to its end once, with no idle
+    wait; only for a topic whose writers have finished or been waited for (a backtest that exited, a
+    worker whose last records were read from another topic after an idle wait).
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": to_end})
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
     has_data = any(watermarks(consumer, tp)[1] > 0 for tp in partitions)
     consumer.assign(partitions)
     messages = []
     keys: set = set()
+    at_end: set[int] = set()
     deadline = time.monotonic() + timeout
     last_seen = time.monotonic()
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)
+            if message is not None and message.error() and message.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(message.partition())
+                if len(at_end) == len(partitions):
+                    break
+                continue
             if message is None or message.error():
                 waited = time.monotonic() - last_seen
                 enough = distinct is None or len(keys) >= distinct[1]

@@ -22,7 +22,6 @@ import gzip
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -64,12 +63,13 @@ def same_up_to_float32(a, b) -> bool:
     return a == b
 
 
-def records(env: dict[str, str], stage: str, schema: str, expect: int | None = None) -> dict[bytes, list[dict]]:
+def records(env: dict[str, str], stage: str, schema: str, expect: int | None = None,
+            to_end: bool = False) -> dict[bytes, list[dict]]:
     """A topic's records per key (symbol), in offset order, without wall-clock fields."""
     codec = AvroCodec.for_topic_schema(schema)
     out: dict[bytes, list[dict]] = {}
     for message in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + stage,
-                              expect=expect, timeout=240, idle=3.0):
+                              expect=expect, timeout=240, idle=3.0, to_end=to_end):
         record = {k: v for k, v in codec.decode(message.value()).items() if k not in WALL_CLOCK}
         out.setdefault(message.key(), []).append(record)
     return out
@@ -79,9 +79,12 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
     worker_env = {**pipeline_env, **SETTINGS}
     worker_factory(SETTINGS).start()
     assert livelearn("replay", *SAMPLE, "--quiet", env=worker_env, timeout=120).returncode == 0
-    from_worker = {stage: records(worker_env, stage, schema, TICKS if stage == "predictions" else None)
-                   for stage, schema in COMPARED.items()}
-    time.sleep(2.0)
+    # Every prediction read, then one idle wait on a topic written at the end of a tick's step (the
+    # worker's last records flushed), then the rest to their ends.
+    from_worker = {"predictions": records(worker_env, "predictions", "prediction", TICKS),
+                   "alerts": records(worker_env, "alerts", "drift_alert")}
+    from_worker.update({stage: records(worker_env, stage, schema, to_end=True)
+                        for stage, schema in COMPARED.items() if stage not in from_worker})
 
     backtest_env = {**worker_env, "LIVELEARN_TOPIC_PREFIX": "b" + pipeline_env["LIVELEARN_TOPIC_PREFIX"],
                     "LIVELEARN_APP_ID": "b" + pipeline_env["LIVELEARN_APP_ID"]}
@@ -89,7 +92,8 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
     result = livelearn("backtest", "--quiet", env=backtest_env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"{TICKS:,} ticks" in result.stdout and f"{TICKS:,} predictions" in result.stdout
-    from_backtest = {stage: records(backtest_env, stage, schema) for stage, schema in COMPARED.items()}
+    from_backtest = {stage: records(backtest_env, stage, schema, to_end=True)  # flushed before it exited
+                     for stage, schema in COMPARED.items()}
 
     assert sum(len(v) for v in from_worker["predictions"].values()) == TICKS
     assert set(from_worker["predictions"]) == {b"BTCUSDT", b"ETHUSDT"}
