@@ -79,6 +79,7 @@ def test_thin_futures_books_at_the_next_mid_change_are_not_worse_than_no_skill()
     assert summary["CTKUSDT"]["ensemble"]["log_loss"] <= summary["CTKUSDT"]["constant"]["log_loss"] + 0.01
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("capture,horizon,share", [("spot_btcusdt_20240808.gz", "next_change", 0.9),
                                                    ("spot_ethusdt_20240808.gz", "next_change", 0.9),
                                                    ("spot_btcusdt_20240808.gz", "1", 0.7)])
