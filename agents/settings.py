@@ -186,6 +186,11 @@ class Settings:
         "Time-of-day buckets (UTC) of the intraday volatility profile: return-like drift features divided by their usual "
         "size at that time of day, learnt from complete days; 0 = off",
     )
+    drift_quiet_spell_hours: str = _env(
+        "LIVELEARN_DRIFT_QUIET_SPELL_HOURS", "72",
+        "Event-time hours a fall of volatility is remembered: a rise back to the level before it (the end of a weekend) "
+        "raises no VARIANCE alert; a quiet level that outlasts it becomes the usual one; 0 = off",
+    )
     basis_groups: str = _env(
         "LIVELEARN_BASIS_GROUPS", "auto",
         "Pairs of one base asset, keyed alike (one partition) and watched for basis shifts: auto (by base asset and dollar "

@@ -19,7 +19,10 @@ Each series runs through the worker's own partition pipeline in process with def
     detection rate, median delay in events, and which symbols alerted (a volatility or
     mean-shift detection is an alert after the change naming a price-derived feature; one naming
     only volumes or order-flow signs is counted apart);
-(c) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+(c) quiet weekends: two weeks built from the longest run of consecutive kline days, weekends at 0.5,
+    0.6 or 0.75 times their moves: alarms per 10k events and channel, with and without the variance
+    channel's memory of a fall of volatility (streams.drift.checks.VarianceCheck);
+(d) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not.
@@ -345,6 +348,53 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
            basis_alerts=falls)
 
 
+def weeks_of(days: list[list[dict]], moves: list[float]) -> list[dict]:
+    """Consecutive real days repeated, one day per entry of ``moves`` (each copy a day later, its prices
+    rescaled to start at the last close), each day's log moves times its entry."""
+    out: list[dict] = []
+    for d, size in enumerate(moves):
+        day = days[d % len(days)]
+        base = next(t["price"] for t in day if t["kind"] != "BOOK_TICKER")
+        start = out[-1]["price"] if out else base
+        shift_ms = (d - d % len(days)) * 86_400_000
+        for tick in day:
+            old = tick.get("price")
+            tick = dict(tick, event_time_ms=tick["event_time_ms"] + shift_ms)
+            for name in PRICE_FIELDS:
+                if tick.get(name) is not None:
+                    tick[name] = start * (tick[name] / base) ** size
+            if tick.get("quote_volume") is not None and old:
+                tick["quote_volume"] *= tick["price"] / old  # the same base-asset volume at the new price
+            out.append(tick)
+    return out
+
+
+def quiet_weekends(settings: Settings, data: RealData, quick: bool) -> None:
+    """Two weeks of the longest run of consecutive kline days, repeated, with quiet weekends (days 5-6
+    and 12-13 at 0.5, 0.6 or 0.75 times their moves): FIRING alerts per 10k events and channel, with
+    the variance channel's memory of falls (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS``) and, at 0.6,
+    without it. A real weekend is in any longer run of days given with ``--data``."""
+    runs = consecutive_days(data)
+    if not runs:
+        print("quiet weekends: no run of consecutive kline days", flush=True)
+        return
+    name, paths = max(runs, key=lambda run: len(run[1]))
+    days = [ticks_of(path) for path in paths]
+    cases = [(0.6, None)] if quick else [(0.5, None), (0.6, None), (0.75, None), (0.6, 0.0)]
+    for size, hours in cases:
+        moves = [size if d % 7 in (5, 6) else 1.0 for d in range(14)]
+        case = settings if hours is None else dataclasses.replace(settings, drift_quiet_spell_hours=str(hours))
+        ticks = weeks_of(days, moves)
+        alerts, vectors, _ = run(ticks, case)
+        rates = {kind: round(sum(a["kind"] == kind for a in alerts) * 1e4 / max(vectors, 1), 2) for kind in CHANNELS}
+        first_ms = ticks[0]["event_time_ms"]
+        print(f"quiet weekends at {size} of {name}, memory {'default' if hours is None else hours} h: alerts (kind, "
+              f"day) {[(a['kind'], (a['created_time_ms'] - first_ms) // 86_400_000) for a in alerts]}", flush=True)
+        result("drift_real_quiet_weekends", series=name, days=14, weekend_moves=size,
+               quiet_spell_hours=float(hours) if hours is not None else float(settings.drift_quiet_spell_hours),
+               vectors=vectors, alarms_per_10k=rates)
+
+
 def cost(settings: Settings, data: RealData) -> None:
     from river import drift
 
@@ -379,7 +429,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
-    parser.add_argument("--only", choices=["false_alarms", "injected", "cost"])
+    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "cost"])
     parser.add_argument("--data", nargs="+", metavar="PATH",
                         help="files or folders of real data instead of the shipped series (kline dumps by name, "
                              "any other file a capture)")
@@ -393,6 +443,8 @@ def main() -> None:
         false_alarms(settings, data, args.kswin_alpha, args.adwin_delta)
     if args.only in (None, "injected"):
         injected(settings, data, args.quick)
+    if args.only in (None, "weekends"):
+        quiet_weekends(settings, data, args.quick)
     if args.only in (None, "cost"):
         cost(settings, data)
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.drift.checks import CHECKS, Checked, CheckResult, Samples
+from streams.drift.checks import CHECKS, Ceiling, Checked, CheckResult, Samples
 from streams.drift.config import DriftConfig
 from streams.drift.correlation import (
     DECORRELATED,
@@ -110,6 +110,7 @@ class Channel:
         self.mean_test = (kind == "FEATURE" and config.mean_test) or self.log_scale or kind == "BASIS"
         self.inflation = np.ones(len(streams))
         self.reference_moments = (np.zeros(len(streams)), np.zeros(len(streams)), np.zeros(len(streams)))
+        self.ceiling: Ceiling | None = None  # the volatility reference before a fall (VarianceCheck)
         # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
         # estimates a slowly mixing stream's correlations poorly.
         self.max_lag = max(1, w // MIN_THINNED)
@@ -136,9 +137,8 @@ class Channel:
         self.reference_payloads: list[Any] = []
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A checkpoint written before the volatility levels left the volatility test (RETURN_LIKE) kept
-        # testing them for every symbol it already had: over a week of real days that was 2 VARIANCE
-        # alerts per pair on atr_pct. Exclude them again on restore (a no-op for newer checkpoints).
+        # A checkpoint from before the volatility levels left the volatility test (RETURN_LIKE) kept testing
+        # them (a week of real days: 2 VARIANCE alerts per pair on atr_pct): excluded again on restore.
         self.__dict__.update(state)
         if self.rises_only:
             self.excluded.update(j for j, name in enumerate(self.streams) if name not in RETURN_LIKE)
@@ -303,12 +303,15 @@ class Channel:
             for length in np.unique(lengths[tested]):
                 columns = np.flatnonzero(tested & (lengths == length))
                 centre[columns] = _column_medians(recent[w - length:, columns])
+            ceiling = self.__dict__.get("ceiling")  # absent in a checkpoint from before it
+            lifted = None if ceiling is None else np.log(np.abs(recent - centre) + ceiling.floor)
             recent = self._log_scales(recent, centre)
         # Pooled before the test, so a change of the mean inflates the lags it is tested with by
         # 1/POOLED_WINDOWS of its own effect at most.
         if pool:
             self._pool(recent)
         samples = self._samples(recent, w, cw)
+        samples.ceiling_recent = lifted if self.log_scale else None
         longest = max([cw, *samples.lengths])
         if self.mean_test and samples.tested:
             samples.spans = self.mean_spans(np.array(samples.lengths))
@@ -357,7 +360,7 @@ class Channel:
         smallest p-value, Bonferroni-corrected over the windows, with that window's t and effect."""
         return best_window(*self.window_tests(recent, columns, spans))
 
-    def window_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray
+    def window_tests(self, recent: np.ndarray, columns: np.ndarray, spans: np.ndarray, moments: tuple | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Two-sided t, p and effect of every current window of ``spans`` (rows) and stream, and
         where the window holds enough values.
@@ -366,7 +369,7 @@ class Channel:
         are taken relative to the reference mean, so the sums of squares do not cancel (the
         shifted-data variance formula).
         """
-        centre, reference_var, reference_n = (m[columns] for m in self.reference_moments)
+        centre, reference_var, reference_n = (m[columns] for m in (moments or self.reference_moments))
         newest_first = recent[::-1][: int(spans.max()), columns]
         present = ~np.isnan(newest_first)
         deviations = np.where(present, newest_first - centre, 0.0)

@@ -50,6 +50,9 @@ class DriftConfig:
     seasonal_buckets: int = 24
     # Smallest basis shift (basis points) a BASIS check may report (streams.drift.basis).
     basis_min_bps: float = 20.0
+    # Event-time hours a fall of volatility is remembered (streams.drift.checks.VarianceCheck): a rise
+    # back to the level before it (a weekend's end) is not reported; 0 = forget at once.
+    quiet_spell_hours: float = 72.0
 
     def __post_init__(self):
         if self.variance_test not in VARIANCE_TESTS:
@@ -68,6 +71,8 @@ class DriftConfig:
             check_buckets(self.seasonal_buckets)
         if self.basis_min_bps < 0:
             raise ValueError("basis_min_bps must be >= 0")
+        if self.quiet_spell_hours < 0:
+            raise ValueError("quiet_spell_hours must be >= 0 (0 = a fall of volatility is not remembered)")
         if self.reference not in ("fixed", "rolling"):
             raise ValueError("reference must be 'fixed' or 'rolling'")
         adjust([0.5], self.correction)

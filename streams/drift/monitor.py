@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.drift.channel import Channel
+from streams.drift.checks import Ceiling
 from streams.drift.config import BASIS_CONFIG, SEVERITIES, DriftConfig, severity
 from streams.drift.seasonality import IntradayProfile
 from streams.drift.statistics import adjust
@@ -70,6 +71,7 @@ class DriftMonitor:
                 for kind in ("FEATURE", "VARIANCE"):
                     if kind in self.channels:
                         self.channels[kind].rebase()
+                        self.channels[kind].ceiling = None
         if self.volatility is not None:
             values = self.volatility.scaled(values, time_ms)
         row = [values.get(name, math.nan) for name in channel.streams]
@@ -114,7 +116,15 @@ class DriftMonitor:
              rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
         if not channel.add(row, time_ms, payload):
             return []
+        ceiling = channel.__dict__.get("ceiling")
         checked = channel.check()
+        if ceiling is not None and time_ms - ceiling.time_ms > channel.config.quiet_spell_hours * 3_600_000:
+            # The fall is old: if volatility is still below the level before it, the quiet level is
+            # the usual one now (the reference taken in it stays); if not, it came back, and the
+            # reference from before the fall is the usual level again (taken back: no blind re-base).
+            channel.ceiling = None
+            if not checked.under_ceiling:
+                ceiling.restore(channel)
         results = checked.results
         if not results:
             return []
@@ -154,10 +164,14 @@ class DriftMonitor:
             channel.open_alert = alert
             if self.config.rebase_on_alert:
                 channel.rebase()
+                channel.ceiling = None  # volatility rose above the level before any fall: a new level
             return [alert] if self._publishable(alert) else []
         if checked.volatility_fell and self.config.rebase_on_alert:
             # The volatility test reports rises only; a significant fall re-bases the reference without
             # an alert, or a reference taken in a busy spell would hide every later rise below its level.
+            # The level before the first fall is kept for a while (streams.drift.checks.VarianceCheck).
+            if channel.__dict__.get("ceiling") is None and channel.config.quiet_spell_hours > 0:
+                channel.ceiling = Ceiling.of(channel, time_ms)
             channel.rebase()
             return []
         if channel.open_alert is not None:

@@ -75,26 +75,64 @@ def test_a_volatility_burst_spliced_into_a_real_day_is_detected(path):
         assert firing(DriftMonitor("X", levene), vectors_of(changed)) == []
 
 
-def test_a_week_of_two_real_days_repeated_raises_no_variance_alert():
-    """The two consecutive real BTCUSDT days of January 2020 repeated as a week (each copy a day
-    later, its prices rescaled to start at the last close). With the volatility levels in the
-    volatility test it raised two VARIANCE alerts on ``atr_pct`` (days 4 and 6, at 14:00 UTC: the
-    reference and the daily profile had moved since the same day was first met); the dispersion of
-    returns raises none."""
+def repeated_days(moves: list[float]) -> list[dict]:
+    """The two consecutive real BTCUSDT days of January 2020 alternated, one day per entry of ``moves``
+    (each copy a day later, its prices rescaled to start at the last close), each day's log moves
+    times its entry (0.6: a quiet day, its moves 0.6 times their size)."""
     days = [price_ticks(path) for path in KLINES if path.name.startswith("BTCUSDT-1m-2020-01-0")]
     assert len(days) == 2
-    ticks, scale, day_ms = [], 1.0, 86_400_000
-    for d in range(7):
+    ticks, day_ms = [], 86_400_000
+    for d, size in enumerate(moves):
         day = days[d % 2]
-        if ticks:
-            scale = ticks[-1]["price"] / day[0]["open"]
+        base = day[0]["open"]
+        start = ticks[-1]["price"] if ticks else base
         for t in day:  # the second real day is already a day after the first
-            ticks.append(dict(t, event_time_ms=t["event_time_ms"] + (d - d % 2) * day_ms,
-                              **{f: t[f] * scale for f in (*PRICE_FIELDS, "quote_volume")}))
+            scaled = {f: start * (t[f] / base) ** size for f in PRICE_FIELDS if t.get(f)}
+            ticks.append(dict(t, event_time_ms=t["event_time_ms"] + (d - d % 2) * day_ms, **scaled,
+                              quote_volume=t["quote_volume"] * scaled["price"] / t["price"]))
     times = [t["event_time_ms"] for t in ticks]
-    assert len(ticks) == 7 * 1440 and times == sorted(set(times))
-    alerts = firing(DriftMonitor("X", pipeline_config(Settings()).drift), vectors_of(ticks))
+    assert len(ticks) == len(moves) * 1440 and times == sorted(set(times))
+    return ticks
+
+
+def test_a_week_of_two_real_days_repeated_raises_no_variance_alert():
+    """The two real days repeated as a week. With the volatility levels in the volatility test it
+    raised two VARIANCE alerts on ``atr_pct`` (days 4 and 6, at 14:00 UTC: the reference and the
+    daily profile had moved since the same day was first met); the dispersion of returns raises none."""
+    alerts = firing(DriftMonitor("X", pipeline_config(Settings()).drift), vectors_of(repeated_days([1.0] * 7)))
     assert [a for a in alerts if a["kind"] == "VARIANCE"] == [], [(a["kind"], a["affected_features"]) for a in alerts]
+
+
+# Two weeks whose weekends (days 5-6 and 12-13) move 0.6 times as much as the weekdays.
+QUIET_WEEKENDS = [0.6 if d % 7 in (5, 6) else 1.0 for d in range(14)]
+
+
+def test_the_end_of_a_quiet_weekend_raises_no_variance_alert():
+    """The variance channel re-bases on the weekend's fall of volatility (a reference taken in a busy
+    spell would hide later rises); remembering the level before it, it takes Monday's return to that
+    level for what it is. Without the memory (``quiet_spell_hours=0``, the behaviour before) the
+    first Monday raises a VARIANCE alert: one per week, 0.5 per 10k events against a bound of 0.4."""
+    drift = pipeline_config(Settings()).drift
+    vectors = vectors_of(repeated_days(QUIET_WEEKENDS))
+    alerts = firing(DriftMonitor("X", drift), vectors)
+    assert [a for a in alerts if a["kind"] == "VARIANCE"] == [], [(a["kind"], a["affected_features"]) for a in alerts]
+    forgetful = firing(DriftMonitor("X", dataclasses.replace(drift, quiet_spell_hours=0)), vectors)
+    assert [a["created_time_ms"] // 86_400_000 - 18262 for a in forgetful if a["kind"] == "VARIANCE"][:1] == [7]
+
+
+def test_a_burst_after_a_quiet_weekend_is_still_reported():
+    """A rise must exceed the level before the fall as well (an intersection-union test, so the bound
+    holds): a burst of three times the usual moves on the Monday after a quiet weekend, from 10:00
+    UTC, is still reported within 240 events."""
+    ticks = repeated_days(QUIET_WEEKENDS[:9])
+    at = 7 * 1440 + 600
+    anchor = ticks[at]["price"]
+    burst = [dict(t, **{f: anchor * (t[f] / anchor) ** 3.0 for f in PRICE_FIELDS if t.get(f)}) if i >= at else t
+             for i, t in enumerate(ticks)]
+    alerts = firing(DriftMonitor("X", pipeline_config(Settings()).drift), vectors_of(burst))
+    assert [a for a in alerts if a["created_time_ms"] < ticks[at]["event_time_ms"]] == []
+    first = next(a for a in alerts if a["kind"] == "VARIANCE")
+    assert (first["created_time_ms"] - ticks[at]["event_time_ms"]) // 60_000 <= 240
 
 
 def test_fills_at_one_event_time_are_one_observation():
