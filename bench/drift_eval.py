@@ -64,7 +64,7 @@ def loss_stream(seed: int) -> np.ndarray:
         learner = SymbolLearner("SYNTHUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
         losses = []
         for tick in generate(N + 1, seed=seed, changes=(Change(CHANGE, "relation_flip"),)):
-            losses.extend(learner.process(engine.update(tick)).matured_losses)
+            losses.extend(loss for loss, _, _ in learner.process(engine.update(tick)).matured_losses)
         _loss_cache[seed] = np.array(losses[:N])
     return _loss_cache[seed]
 

@@ -105,12 +105,12 @@ class LearnerConfig:
 @dataclass
 class LearnerStep:
     """What one vector did: the prediction to publish (None for a duplicate), the outcomes that matured
-    (feedback records), the ensemble's log-loss on each learned one, the forecasts of the variants
-    that did not serve, and the model events decided while learning."""
+    (feedback records), the ensemble's log-loss on each learned one (with its inputs and label), the
+    forecasts of the variants that did not serve, and the model events decided while learning."""
 
     prediction: dict[str, Any] | None
     outcomes: list[dict[str, Any]] = field(default_factory=list)
-    matured_losses: list[float] = field(default_factory=list)
+    matured_losses: list[tuple[float, dict[str, float], int]] = field(default_factory=list)
     shadow: dict[str, Forecast] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -281,7 +281,7 @@ class SymbolLearner:
             self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
                              "prior": item.references["prior"], "constant": 0.5}, label, hold=True)
             if self._step is not None:
-                self._step.matured_losses.append(loss)
+                self._step.matured_losses.append((loss, item.x, label))
         if realised is not None:
             self.typical_move += (abs(realised) - self.typical_move) / min(self.moves_seen + 1, 500)
             self.moves_seen += 1

@@ -42,6 +42,7 @@ from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.reorder import ReorderBuffer
+from streams.scoring import log_loss
 from streams.tick_gate import GateConfig, TickGate
 from streams.ticks import InvalidTick, check_tick
 
@@ -57,10 +58,8 @@ class PipelineConfig:
     drift_features: tuple[str, ...] = DRIFT_FEATURES
     drift_response: bool = True
     late_grace_ms: int = 0
-    # Ticks are held this long in event time and applied in event-time order (0: as they arrive).
-    reorder_ms: int = 0
-    # Event-time and value hygiene before the feature engine (streams.tick_gate).
-    gate: GateConfig = field(default_factory=GateConfig)
+    reorder_ms: int = 0  # ticks held this long in event time, applied in event-time order (0: none)
+    gate: GateConfig = field(default_factory=GateConfig)  # event-time and value hygiene (streams.tick_gate)
     emit: str = "price"
     performance_every: int = 500
     export_every: int = 50
@@ -340,8 +339,9 @@ class PartitionPipeline:
             lag_ms = outcome["feedback_time_ms"] - outcome["event_time_ms"]
             seen.label_lags_ms.append(lag_ms)
             step.stats.label_lags_ms.append(lag_ms)
-        for loss in learned.matured_losses:
-            alerts += monitor.update_error(loss, vector["event_time_ms"])
+        for loss, inputs, label in learned.matured_losses:  # re-scored by the model as it is now to confirm
+            alerts += monitor.update_error(loss, vector["event_time_ms"], (inputs, label),
+                                           lambda item: log_loss(learner.probability_up(item[0]), item[1]))
         alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"],
                                             vector["values"], learner.probability_up)
         prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0

@@ -522,3 +522,23 @@ def test_a_remembered_level_survives_a_checkpoint():
     later = feed(monitor, events[3000:])
     assert later and later == feed(restored, events[3000:])
     assert later[0][0] >= 3500
+
+
+def test_a_concept_alert_is_confirmed_by_the_model_as_it_is_now():
+    """The loss channel's rejections are confirmed with both windows re-scored by the current model
+    (as the prediction channel's are). Seed 4 of the synthetic market, no drift response: before the
+    flow/return relation flips at 4,000, the unconfirmed channel raised two CONCEPT alerts (HIGH at
+    tick 1,704: the ensemble's losses moving as it learns); confirmed, none; after the flip the
+    confirmed alert comes within 200 ticks."""
+    from agents.app import pipeline_config
+    from agents.settings import Settings
+    from connectors.synth import Change, generate
+    from streams.pipeline import PartitionPipeline, PipelineConfig
+
+    defaults = pipeline_config(Settings())
+    pipeline = PartitionPipeline(PipelineConfig(**{**defaults.__dict__, "drift_response": False}))
+    concept = []
+    for i, tick in enumerate(generate(4300, seed=4, changes=(Change(4000, "relation_flip"),))):
+        concept += [i for o in pipeline.on_tick(tick).records if o.stage == "alerts"
+                    and o.record["status"] == "FIRING" and o.record["kind"] == "CONCEPT"]
+    assert concept and concept[0] >= 4000 and concept[0] - 4000 <= 200, concept
