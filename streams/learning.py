@@ -44,7 +44,7 @@ from streams.features import MODEL_FEATURES
 from streams.issued import IssuedPredictions
 from streams.models import make_member
 from streams.references import Persistence, TradeSide
-from streams.scoring import BlockedScores, MemberScore, brier
+from streams.scoring import BlockedScores, MemberScore, brier, log_loss
 from streams.variants import VariantPolicy
 
 LABELS = ("horizon", "next_change")
@@ -186,6 +186,11 @@ class SymbolLearner:
         nothing is issued, nothing learned)."""
         ensemble = self.ensemble
         return ensemble.forecast(x, ensemble.regime(x, update=False), reserve=False).p_up
+
+    def loss_now(self, outcome: tuple[dict[str, float], int]) -> float:
+        """The champion's log-loss, as the models are now, on an outcome's ``(inputs, label)`` (what the
+        concept channel re-scores its windows with; no side effects)."""
+        return log_loss(self.probability_up(outcome[0]), outcome[1])
 
     def serving(self, prediction_id: str) -> str:
         """Variant that serves a prediction: the champion, or a challenger for a deterministic share."""
@@ -371,18 +376,6 @@ class SymbolLearner:
     def performance(self) -> dict[str, dict[str, Any]]:
         """Cumulative and rolling scores of every member, the ensemble and the references."""
         return {name: score.summary() for name, score in self.scores.items()}
-
-    def skill(self) -> dict[str, dict[str, float]]:
-        """Log-loss skill of the ensemble and each member against the prior and the constant, with 95%
-        intervals (batch means over blocks of at least four times the mean number of vectors between
-        a forecast and its outcome, and at least 20; an event's outcomes never split)."""
-        out = {}
-        for name in ("ensemble", *self.config.members):
-            s, low, high = self.blocks.skill(name, "prior")
-            c, c_low, c_high = self.blocks.skill(name, "constant")
-            out[name] = {"vs_prior": s, "vs_prior_low": low, "vs_prior_high": high, "vs_constant": c,
-                         "vs_constant_low": c_low, "vs_constant_high": c_high}
-        return out
 
     @property
     def flat_share(self) -> float | None:

@@ -32,7 +32,6 @@ when its prediction failed) is still in ``records``. The worker dead-letters it 
 from __future__ import annotations
 
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,12 +40,11 @@ from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
+from streams.model_events import drift_response, model_event_record
+from streams.performance import performance_record, scores
 from streams.reorder import ReorderBuffer
-from streams.scoring import log_loss
 from streams.tick_gate import GateConfig, TickGate
 from streams.ticks import InvalidTick, check_tick
-
-SEVERE = ("HIGH", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -117,48 +115,6 @@ class SymbolActivity:
         self.label_lags_ms: deque[float] = deque(maxlen=1000)
         self.events = self.errors = 0
         self.reported_at = 0
-
-
-def _quantile(values, q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def drift_response(learner: SymbolLearner, alert: dict[str, Any], enabled: bool = True) -> list[dict[str, Any]]:
-    """The response to a concept-drift alert, as model events carrying the alert id (the one rule):
-    a HIGH or CRITICAL one resets the champion's worst member; a lower one puts every member that
-    has a learning-rate schedule back to its initial rate. Nothing for other alerts."""
-    if not enabled or alert["kind"] != "CONCEPT" or alert["status"] != "FIRING":
-        return []
-    if alert["severity"] in SEVERE:
-        member = learner.worst_member()
-        learner.reset_member(member)
-        changes = [(member, "RESET", f"concept drift ({alert['severity']}): reset the worst member {member}")]
-    else:
-        changes = []
-        for member, model in learner.ensemble.members.items():
-            if hasattr(model, "raise_learning_rate"):
-                model.raise_learning_rate()
-                changes.append((member, "LEARNING_RATE",
-                                f"concept drift ({alert['severity']}): {member} back to its initial rate"))
-    return [{"event_id": uuid.uuid5(uuid.NAMESPACE_URL, alert["alert_id"] + kind).hex, "symbol": learner.symbol,
-             "model_id": f"{learner.model_id}/{member}", "kind": kind, "version": learner.version, "reason": reason,
-             "alert_id": alert["alert_id"], "details": {"p_value": repr(alert["p_value"]),
-                                                       "effect_size": repr(alert["effect_size"])},
-             "event_time_ms": alert["created_time_ms"]} for member, kind, reason in changes]
-
-
-def model_event_record(symbol: str, event: dict[str, Any]) -> dict[str, Any]:
-    """A learner's event (promotion, rollback, refused update) as a ModelEvent record."""
-    event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{symbol}|{event['kind']}|{event['version']}|"
-                                              f"{event['event_time_ms']}|{event['reason']}").hex
-    return {"event_id": event_id, "symbol": symbol, "alert_id": None, **event}
 
 
 class PartitionPipeline:
@@ -340,8 +296,7 @@ class PartitionPipeline:
             seen.label_lags_ms.append(lag_ms)
             step.stats.label_lags_ms.append(lag_ms)
         for loss, inputs, label in learned.matured_losses:  # re-scored by the model as it is now to confirm
-            alerts += monitor.update_error(loss, vector["event_time_ms"], (inputs, label),
-                                           lambda item: log_loss(learner.probability_up(item[0]), item[1]))
+            alerts += monitor.update_error(loss, vector["event_time_ms"], (inputs, label), learner.loss_now)
         alerts += monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"],
                                             vector["values"], learner.probability_up)
         prediction["latency_ms"] = (time.perf_counter() - started) * 1000.0
@@ -365,36 +320,10 @@ class PartitionPipeline:
                 records.append(Output("model-events", key, event, event["event_time_ms"]))
                 step.stats.model_events.append(event["kind"])
         if learner.scores["ensemble"].n and vector["tick_index"] % self.config.export_every == 0:
-            step.stats.scores = self.scores(learner)
+            step.stats.scores = scores(learner)
         step.stats.drift_results += monitor.take_checks()
         labelled = learner.scores["ensemble"].total
         if labelled - seen.reported_at >= self.config.performance_every:
             seen.reported_at = labelled
-            records.append(Output("performance", key, self.performance_record(learner, seen, vector["event_time_ms"]),
+            records.append(Output("performance", key, performance_record(learner, seen, vector["event_time_ms"]),
                                   vector["event_time_ms"]))
-
-    @staticmethod
-    def scores(learner: SymbolLearner) -> dict[str, Any]:
-        return {
-            "accuracy": {name: s.accuracy for name, s in learner.scores.items() if s.n},
-            "log_loss": {name: s.log_loss for name, s in learner.scores.items() if s.n},
-            "weights": learner.ensemble.weights(),
-            "skill": learner.skill(), "flat_share": learner.flat_share,
-            "skill_shown": learner.ensemble.mixture().skill_shown,
-        }
-
-    @staticmethod
-    def performance_record(learner: SymbolLearner, seen: SymbolActivity, event_time_ms: int) -> dict[str, Any]:
-        mixture = learner.ensemble.mixture()
-        return {
-            "symbol": learner.symbol, "event_time_ms": event_time_ms, "model_id": learner.model_id,
-            "model_version": learner.version, "champion": learner.champion,
-            "labelled": learner.scores["ensemble"].total, "members": learner.performance(),
-            "weights": learner.ensemble.weights(),
-            "skill": {name: {k: _finite_or_none(v) for k, v in skill.items()}
-                      for name, skill in learner.skill().items()},
-            "outcomes": learner.outcomes, "flat": learner.flat,
-            "regret_bound": mixture.regret_bound, "slots": len(mixture.slots), "skill_shown": mixture.skill_shown,
-            "latency_p50_ms": _quantile(seen.latencies_ms, 0.5), "latency_p99_ms": _quantile(seen.latencies_ms, 0.99),
-            "label_lag_p50_ms": _quantile(seen.label_lags_ms, 0.5), "events": seen.events, "errors": seen.errors,
-        }
