@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
-pytestmark = pytest.mark.integration
+# Heavy: about a minute (a wheel built and installed into a fresh environment), run beside the chaos runs.
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 
 def test_demo_runs_from_an_installed_wheel(kafka, tmp_path):
