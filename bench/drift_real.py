@@ -14,7 +14,8 @@ Each series runs through the worker's own partition pipeline in process with def
     a volatility burst (log-price moves x3 from the change on; with the volatility test and with Levene), a mean shift of the returns (+0.5 sd of one-minute returns per
     event), and a basis de-peg: a group of three pairs built from one real series, each with its own
     small noise (0.5 bp), one of them shifted by 0.5%, 2% or 10% decaying slowly (time constant 720
-    events; the pair that moves is the first, second or third of each event time in turn; and no
+    events; the pair that moves is the first, second or third of each event time in turn; a de-peg
+    that wanders for the rest of the day, 3-12% below its peers, before it comes back; and no
     change at all while every pair falls 30 bp an event for 100 events, where nothing may alert):
     detection rate, median delay in events, and which symbols alerted (a volatility or
     mean-shift detection is an alert after the change naming a price-derived feature; one naming
@@ -51,6 +52,7 @@ from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.recorded import merged, read_file
 from schemas.keys import base_asset
+from streams.drift import BASIS_CONFIG
 from streams.pipeline import PartitionPipeline
 
 CHANNELS = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION", "BASIS")
@@ -107,12 +109,30 @@ def shift_mean(ticks: list[dict], at: int, drift_per_event: float) -> list[dict]
     return out
 
 
+def wandering_depeg(events: int, seed: int, depth: float = 0.05, step: float = 0.002) -> list[float]:
+    """A de-peg that is no step, as a pair's price offset (a fraction) per event: down 3% over 60 events,
+    then a random walk (``step`` an event, pulled back slowly towards ``-depth``), and back to the peg
+    over the last 200 events (a quote asset's peg lost for a day or more moves like this: the issue's
+    de-peg moved its pair by up to 14% over three days)."""
+    rng, level, out = random.Random(seed), 0.0, []
+    for i in range(events):
+        if i < 60:
+            level = -0.03 * i / 60
+        elif i < events - 200:
+            level += rng.gauss(0.0, step) + 0.002 * (-depth - level)
+        else:
+            level *= 1.0 - 1.0 / (events - i)
+        out.append(level)
+    return out
+
+
 def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_events: float = 720.0,
-                moved_pair: int = 2) -> tuple[list[dict], str]:
+                moved_pair: int = 2, offsets: list[float] | None = None) -> tuple[list[dict], str]:
     """Three pairs of one base asset from one real series, each with its own 0.5 bp noise, in the order
     USDT, USDC, FDUSD at each event time; pair ``moved_pair`` moves by ``shift`` (a fraction) at the
-    ``at``-th price tick, decaying with time constant ``decay_events``. Returns the ticks (interleaved
-    in event-time order) and the symbol that moved."""
+    ``at``-th price tick, decaying with time constant ``decay_events`` (or by ``offsets[k]`` at the
+    ``k``-th price tick from ``at`` on, 0 after them). Returns the ticks (interleaved in event-time order)
+    and the symbol that moved."""
     rng = random.Random(seed)
     base = base_asset(ticks[0]["symbol"])
     symbols = (f"{base}USDT", f"{base}USDC", f"{base}FDUSD")
@@ -123,7 +143,13 @@ def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_e
         seen += 1
         for i, symbol in enumerate(symbols):
             moved = i == moved_pair and seen >= at
-            factor = math.exp(rng.gauss(0, 5e-5)) * (1 + (shift * math.exp(-(seen - at) / decay_events) if moved else 0))
+            if not moved:
+                offset = 0.0
+            elif offsets is None:
+                offset = shift * math.exp(-(seen - at) / decay_events)
+            else:
+                offset = offsets[seen - at] if seen - at < len(offsets) else 0.0
+            factor = math.exp(rng.gauss(0, 5e-5)) * (1 + offset)
             copy = dict(tick, symbol=symbol)
             for name in PRICE_FIELDS:
                 if copy.get(name) is not None:
@@ -336,6 +362,27 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
         result("drift_real_basis", shift=shift, series=len(klines[:2] if quick else klines), detected=detected,
                median_delay=statistics.median(delays) if delays else None, delays=delays,
                alerts_naming_an_unaffected_pair=blamed_wrong)
+    # A de-peg that wanders (wandering_depeg) from the change to the end of the day: every alert must name
+    # the pair that moved; how many it raises is what a subscriber gets from a de-peg of a day.
+    # It starts 200 events after the basis channel's reference has filled, so that it has most of a day.
+    basis_config = pipeline_config(settings).basis or BASIS_CONFIG
+    start = basis_config.warmup_events + basis_config.window + 200
+    counts, delays, blamed_wrong = [], [], 0
+    for k, path in enumerate(klines[:2] if quick else klines):
+        ticks = ticks_of(path)
+        events = sum(1 for t in ticks if t["kind"] != "BOOK_TICKER") - start + 1
+        group, mover = basis_group(ticks, start, 0.0, moved_pair=k % 3, offsets=wandering_depeg(events, seed=k))
+        basis = [a for a in run(group, settings)[0] if a["kind"] == "BASIS"]
+        right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (start - 1)]
+        blamed_wrong += sum(1 for a in basis if a not in right)
+        counts.append(len(right))
+        if right:
+            delays.append((right[0]["at_vector"] - 3 * (start - 1)) // 3)
+        print(f"basis, a wandering de-peg of {mover} over {events} events {path.name:28s} {len(right)} alert(s) naming "
+              f"it, the first after {delays[-1] if right else '-'} events; {len(basis) - len(right)} other(s)", flush=True)
+    result("drift_real_basis_wandering", series=len(counts), detected=sum(1 for c in counts if c),
+           alerts_naming_the_mover=counts, median_delay=statistics.median(delays) if delays else None,
+           alerts_naming_an_unaffected_pair=blamed_wrong)
     # No basis change while every pair falls together (a sell-off): 30 bp a minute for 100 minutes.
     falls = []
     for path in klines[:2] if quick else klines:
