@@ -23,7 +23,10 @@ Each series runs through the worker's own partition pipeline in process with def
 (c) quiet weekends: two weeks built from the longest run of consecutive kline days, weekends at 0.5,
     0.6 or 0.75 times their moves: alarms per 10k events and channel, with and without the variance
     channel's memory of a fall of volatility (streams.drift.checks.VarianceCheck);
-(d) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+(d) a de-peg in two weeks: three pairs built from that run of days, one of them de-pegged for three
+    days (a wandering offset, 3-10% below its peers): alerts per 10k events per pair and channel, and
+    the de-pegged pair's FEATURE and VARIANCE alerts after the de-peg ended;
+(e) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not.
@@ -442,6 +445,34 @@ def quiet_weekends(settings: Settings, data: RealData, quick: bool) -> None:
                vectors=vectors, alarms_per_10k=rates)
 
 
+def depeg_weeks(settings: Settings, data: RealData) -> None:
+    """Two weeks of three pairs (the longest run of consecutive kline days repeated, weekends at 0.6 of
+    their moves, as in :func:`quiet_weekends`), the second pair de-pegged for three days from the first
+    Saturday, 10:00 UTC (:func:`wandering_depeg`): FIRING alerts per 10k events per pair and channel, and
+    the de-pegged pair's alerts after the de-peg ended (the issue's unseen data hold such a de-peg; a
+    de-pegged pair's own returns move, so its alerts during the de-peg are its news, not noise)."""
+    runs = consecutive_days(data)
+    if not runs:
+        print("de-peg weeks: no run of consecutive kline days", flush=True)
+        return
+    name, paths = max(runs, key=lambda run: len(run[1]))
+    days = [ticks_of(path) for path in paths]
+    ticks = weeks_of(days, [0.6 if d % 7 in (5, 6) else 1.0 for d in range(14)])
+    start, length = 5 * 1440 + 600, 3 * 1440
+    group, mover = basis_group(ticks, start, 0.0, moved_pair=1, offsets=wandering_depeg(length, seed=7))
+    alerts, _, per_symbol = run(group, settings)
+    ended = 3 * (start + length)  # vectors (three pairs an event) when the de-peg is over
+    after = [a for a in alerts if a["symbol"] == mover and a["at_vector"] >= ended and a["kind"] in ("FEATURE", "VARIANCE")]
+    rates = {symbol: {kind: round(sum(a["symbol"] == symbol and a["kind"] == kind for a in alerts) * 1e4 / n, 2)
+                      for kind in CHANNELS} for symbol, n in per_symbol.items()}
+    print(f"de-peg weeks of {name}: {mover} de-pegged from event {start} for {length}; alerts (symbol, kind, day, "
+          f"minute) {[(a['symbol'], a['kind'], *divmod(a['at_vector'] // 3, 1440)) for a in alerts]}", flush=True)
+    result("drift_real_depeg_weeks", series=name, days=14, mover=mover, alarms_per_10k=rates,
+           mover_feature_or_variance_alerts_after_the_depeg=len(after),
+           peers_feature_or_variance_alerts=sum(1 for a in alerts if a["symbol"] != mover
+                                                and a["kind"] in ("FEATURE", "VARIANCE")))
+
+
 def cost(settings: Settings, data: RealData) -> None:
     from river import drift
 
@@ -476,7 +507,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
-    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "cost"])
+    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "cost"])
     parser.add_argument("--data", nargs="+", metavar="PATH",
                         help="files or folders of real data instead of the shipped series (kline dumps by name, "
                              "any other file a capture)")
@@ -492,6 +523,8 @@ def main() -> None:
         injected(settings, data, args.quick)
     if args.only in (None, "weekends"):
         quiet_weekends(settings, data, args.quick)
+    if args.only in (None, "depeg_weeks"):
+        depeg_weeks(settings, data)
     if args.only in (None, "cost"):
         cost(settings, data)
 

@@ -8,14 +8,24 @@ daily cycle as a change of volatility (measured with the two consecutive BTCUSDT
 VARIANCE alert on `ret_5` at 18:20 UTC of the second day, 3.5 per 10k events against a bound of
 0.4, where each day alone raises none). The cycle repeats, so it can be learnt: each day, the mean
 absolute one-step return of each time-of-day bucket (UTC), relative to that day's mean over the
-buckets, is folded into a profile (the first complete day starts it; later days are blended in
-with weight ``blend``), and from then on each return-like feature is divided by the profile's factor
-for its bucket. What stays is what is unusual for that time of day: a burst three times the usual
+buckets, is kept, the profile is each bucket's mean over the last ``days`` (7) complete days without
+the largest and the smallest (from five days on), and from the first complete day on each
+return-like feature is divided by the profile's factor for its bucket. What stays is what is unusual for that time of day: a burst three times the usual
 size at that hour is still three times the usual size. Measured (one run each): the two BTCUSDT
 days raise no alert with hourly buckets; eight synthetic three-day streams with a 3x session cycle
 raise 2 alarms on days 2-3 instead of 13, and a burst of 3x the usual size for its hour is reported
 within 19-39 events (tests/unit/test_drift.py). Half-hour buckets were noisier (5 alarms; ~30
 returns a bucket from one day), hence hours.
+
+Why a trimmed mean of days: a day with an event in some of its hours (a news release, the start or the
+end of a de-peg) has a shape that does not recur. Blended in with weight 0.3 (the profile before,
+measured 2026-12-02), such a day moved the profile for days: a pair de-pegged for three days (three
+pairs from the two BTCUSDT days repeated over two weeks, weekends at 0.6 of their moves, the pair's
+offset a random walk of 0.2% a minute, `bench/drift_real.py --only depeg_weeks`) still had hours 0-5
+at 1.14-1.40 instead of 0.71-1.15 three days after the de-peg ended, and raised 4 FEATURE and VARIANCE
+alerts in the days after it, where its peers raised none; with the trimmed mean 1 (12 hours after).
+A plain median of the seven days left the de-pegged pair 1 alert too, but raised one on each of the
+other two: over days that repeat (this construct, or a quiet week) it is one day's noisy profile.
 
 A day counts only if every bucket saw a return (a file that starts at noon, a gap of an hour,
 a stream of labelled rows without returns: no profile). Until the first complete day the values
@@ -40,13 +50,22 @@ False
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 from streams.drift.volatility import VOLATILITY_SCALED
 
 DAY_MS = 86_400_000
 BUCKETS = 24  # hours: about 60 one-minute returns per bucket and day
-BLEND = 0.3  # weight of the newest complete day in the profile (about the last three days count)
+DAYS = 7  # complete days whose median per bucket is the profile
+
+
+def _trimmed_mean(values: list[float]) -> float:
+    """The mean without the largest and the smallest value once there are five or more."""
+    ordered = sorted(values)
+    if len(ordered) >= 5:
+        ordered = ordered[1:-1]
+    return sum(ordered) / len(ordered)
 
 
 def check_buckets(buckets: int) -> int:
@@ -61,13 +80,14 @@ class IntradayProfile:
     """Divides the ``scaled`` features by the size of ``source`` usual at their time of day (see the
     module docstring). A plain class with no Kafka; part of a symbol's drift state."""
 
-    def __init__(self, buckets: int = BUCKETS, blend: float = BLEND, source: str = "ret_1",
+    def __init__(self, buckets: int = BUCKETS, days: int = DAYS, source: str = "ret_1",
                  scaled: tuple[str, ...] = VOLATILITY_SCALED):
         check_buckets(buckets)
-        if not 0.0 < blend <= 1.0:
-            raise ValueError("blend must be in (0, 1]")
-        self._buckets, self._blend, self._source, self._scaled = buckets, blend, source, frozenset(scaled)
+        if days < 1:
+            raise ValueError("days must be >= 1 (complete days whose median is the profile)")
+        self._buckets, self._source, self._scaled = buckets, source, frozenset(scaled)
         self._factors: list[float] | None = None
+        self._recent: deque[list[float]] = deque(maxlen=days)  # relative profiles of the last complete days
         self._day: int | None = None
         self._sums = [0.0] * buckets
         self._counts = [0] * buckets
@@ -114,12 +134,15 @@ class IntradayProfile:
         average = sum(means) / len(means)
         if not average > 0 or not all(m > 0 for m in means):
             return  # a bucket without any move (a halted market): no factor to divide by
-        relative = [m / average for m in means]
         self._days += 1
-        if self._factors is None:
-            self._factors = relative
-        else:
-            # The plain mean of the days seen while they are fewer than 1 / blend (one day's profile is
-            # noisy: ~60 one-minute returns a bucket), then an exponentially weighted one.
-            b = max(self._blend, 1.0 / self._days)
-            self._factors = [(1.0 - b) * f + b * r for f, r in zip(self._factors, relative, strict=True)]
+        recent = self._recent
+        recent.append([m / average for m in means])
+        self._factors = [_trimmed_mean([day[b] for day in recent]) for b in range(self._buckets)]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A checkpoint from before the median kept one blended profile: it stands for the days seen.
+        if "_recent" not in state:
+            factors = state.get("_factors")
+            state["_recent"] = deque([list(factors)] if factors else [], maxlen=DAYS)
+            state.pop("_blend", None)
+        self.__dict__.update(state)

@@ -478,6 +478,31 @@ def test_the_intraday_profile_waits_for_a_complete_day():
         IntradayProfile(buckets=7)
 
 
+def test_one_day_with_an_event_leaves_the_intraday_profile_as_it_was():
+    """Six ordinary days (returns twice as large from 12:00 to 24:00 UTC) and one with an event in its
+    fourth hour (returns five times their size): the next day's profile is the ordinary one. Blended in
+    with weight 0.3, as the profile was before, the event day set that hour's factor to 1.37 instead of
+    0.67, still 1.16 a day later (streams.drift.seasonality: a de-peg's first and last days raised
+    alerts days later)."""
+    from streams import snapshots
+    from streams.drift.seasonality import IntradayProfile
+
+    profile = IntradayProfile(buckets=24)
+    for day in range(8):
+        for minute in range(1440):
+            size = (2e-3 if minute >= 720 else 1e-3) * (5.0 if day == 6 and 180 <= minute < 240 else 1.0)
+            profile.scaled({"ret_1": size if minute % 2 else -size}, (day * 1440 + minute) * 60_000)
+    assert profile.scaled({"ret_1": 1e-3}, 8 * 1440 * 60_000) and profile.ready
+    assert profile.factors == pytest.approx((2 / 3,) * 12 + (4 / 3,) * 12)
+    restored = snapshots.loads(snapshots.dumps(profile))
+    assert restored.factors == profile.factors
+    # A checkpoint from before kept one blended profile (and its weight): it stands for the days seen.
+    old = {k: v for k, v in profile.__dict__.items() if k != "_recent"} | {"_blend": 0.3}
+    earlier = IntradayProfile.__new__(IntradayProfile)
+    earlier.__setstate__(old)
+    assert earlier.factors == profile.factors and len(earlier._recent) == 1 and "_blend" not in earlier.__dict__
+
+
 def test_a_monitor_hands_each_channels_latest_check_to_the_metrics_once():
     """The results the metrics show come back from the monitor (take_checks), each channel's latest
     check once, not picked off the channels."""
