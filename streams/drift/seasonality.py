@@ -10,8 +10,9 @@ VARIANCE alert on `ret_5` at 18:20 UTC of the second day, 3.5 per 10k events aga
 absolute one-step return of each time-of-day bucket (UTC), relative to that day's mean over the
 buckets, is kept, the profile is each bucket's mean over the last ``days`` (7) complete days without
 the largest and the smallest (from five days on), and from the first complete day on each
-return-like feature is divided by the profile's factor for its bucket. What stays is what is unusual for that time of day: a burst three times the usual
-size at that hour is still three times the usual size. Measured (one run each): the two BTCUSDT
+return-like feature is divided by the profile's factor for its bucket. What stays is what is
+unusual for that time of day: a burst three times the usual size at that hour is still three times
+the usual size. Measured (one run each): the two BTCUSDT
 days raise no alert with hourly buckets; eight synthetic three-day streams with a 3x session cycle
 raise 2 alarms on days 2-3 instead of 13, and a burst of 3x the usual size for its hour is reported
 within 19-39 events (tests/unit/test_drift.py). Half-hour buckets were noisier (5 alarms; ~30
@@ -57,7 +58,7 @@ from streams.drift.volatility import VOLATILITY_SCALED
 
 DAY_MS = 86_400_000
 BUCKETS = 24  # hours: about 60 one-minute returns per bucket and day
-DAYS = 7  # complete days whose median per bucket is the profile
+DAYS = 7  # complete days whose trimmed mean per bucket is the profile
 
 
 def _trimmed_mean(values: list[float]) -> float:
@@ -84,7 +85,7 @@ class IntradayProfile:
                  scaled: tuple[str, ...] = VOLATILITY_SCALED):
         check_buckets(buckets)
         if days < 1:
-            raise ValueError("days must be >= 1 (complete days whose median is the profile)")
+            raise ValueError("days must be >= 1 (complete days whose trimmed mean is the profile)")
         self._buckets, self._source, self._scaled = buckets, source, frozenset(scaled)
         self._factors: list[float] | None = None
         self._recent: deque[list[float]] = deque(maxlen=days)  # relative profiles of the last complete days
@@ -140,7 +141,7 @@ class IntradayProfile:
         self._factors = [_trimmed_mean([day[b] for day in recent]) for b in range(self._buckets)]
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A checkpoint from before the median kept one blended profile: it stands for the days seen.
+        # A checkpoint from before the trimmed mean kept one blended profile: it stands for the days seen.
         if "_recent" not in state:
             factors = state.get("_factors")
             state["_recent"] = deque([list(factors)] if factors else [], maxlen=DAYS)
