@@ -419,17 +419,26 @@ def weeks_of(days: list[list[dict]], moves: list[float]) -> list[dict]:
     return out
 
 
+def longest_run(data: RealData, measure: str) -> tuple[str, list[list[dict]]] | None:
+    """The longest run of consecutive kline days of one symbol (its name and each day's ticks), or None
+    with a line saying that ``measure`` has none to run on."""
+    runs = consecutive_days(data)
+    if not runs:
+        print(f"{measure}: no run of consecutive kline days", flush=True)
+        return None
+    name, paths = max(runs, key=lambda run: len(run[1]))
+    return name, [ticks_of(path) for path in paths]
+
+
 def quiet_weekends(settings: Settings, data: RealData, quick: bool) -> None:
     """Two weeks of the longest run of consecutive kline days, repeated, with quiet weekends (days 5-6
     and 12-13 at 0.5, 0.6 or 0.75 times their moves): FIRING alerts per 10k events and channel, with
     the variance channel's memory of falls (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS``) and, at 0.6,
     without it. A real weekend is in any longer run of days given with ``--data``."""
-    runs = consecutive_days(data)
-    if not runs:
-        print("quiet weekends: no run of consecutive kline days", flush=True)
+    longest = longest_run(data, "quiet weekends")
+    if longest is None:
         return
-    name, paths = max(runs, key=lambda run: len(run[1]))
-    days = [ticks_of(path) for path in paths]
+    name, days = longest
     cases = [(0.6, None)] if quick else [(0.5, None), (0.6, None), (0.75, None), (0.6, 0.0)]
     for size, hours in cases:
         moves = [size if d % 7 in (5, 6) else 1.0 for d in range(14)]
@@ -451,12 +460,10 @@ def depeg_weeks(settings: Settings, data: RealData) -> None:
     Saturday, 10:00 UTC (:func:`wandering_depeg`): FIRING alerts per 10k events per pair and channel, and
     the de-pegged pair's alerts after the de-peg ended (the issue's unseen data hold such a de-peg; a
     de-pegged pair's own returns move, so its alerts during the de-peg are its news, not noise)."""
-    runs = consecutive_days(data)
-    if not runs:
-        print("de-peg weeks: no run of consecutive kline days", flush=True)
+    longest = longest_run(data, "de-peg weeks")
+    if longest is None:
         return
-    name, paths = max(runs, key=lambda run: len(run[1]))
-    days = [ticks_of(path) for path in paths]
+    name, days = longest
     ticks = weeks_of(days, [0.6 if d % 7 in (5, 6) else 1.0 for d in range(14)])
     start, length = 5 * 1440 + 600, 3 * 1440
     group, mover = basis_group(ticks, start, 0.0, moved_pair=1, offsets=wandering_depeg(length, seed=7))
