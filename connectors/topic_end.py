@@ -71,8 +71,25 @@ class TopicToEnd:
             if self.strict and metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaException(metadata.error)
             return {}
-        return {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self.metadata_timeout)
-                for p in metadata.partitions}
+        return {p: self._partition_watermarks(consumer, TopicPartition(self.topic, p)) for p in metadata.partitions}
+
+    def _partition_watermarks(self, consumer: Any, partition: Any) -> tuple[int, int]:
+        """One partition's watermarks, asked again for up to ``metadata_timeout`` while the broker answers
+        that it is not (yet) the partition's leader: a topic just created, or a leader being elected,
+        answered NOT_LEADER_FOR_PARTITION once under load, and the reader raised it."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                     KafkaError.UNKNOWN_TOPIC_OR_PART}
+        deadline = time.monotonic() + self.metadata_timeout
+        while True:
+            try:
+                return consumer.get_watermark_offsets(partition, timeout=self.metadata_timeout)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if error is None or error.code() not in transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _ends(self, consumer: Any = None) -> dict[int, int]:
         """Partition -> end offset, for the partitions that hold records."""

@@ -502,3 +502,29 @@ def test_a_paced_batched_replay_sends_each_partial_batch_before_it_waits():
     unpaced = RecordingSink()
     replay([path], TickBatcher(unpaced, size=50, max_wait_ms=5.0, clock=lambda: 0.0), progress=False)
     assert [len(record["ticks"]) for _, _, record in unpaced.sent] == [50] * 28 + [40]
+
+
+def test_the_topic_reader_asks_again_while_a_partition_has_no_leader_yet():
+    """Right after topics are created (or while a leader is elected) a broker answers a watermark query
+    with NOT_LEADER_FOR_PARTITION; the reader used by checkpoint restore and the CLI raised it once under
+    load (2026-12-02). It now asks again for up to its metadata timeout; other errors still raise at once.
+    The stand-in below is the broker's answer, not the reader: the reader's own retry is what runs."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    from connectors.topic_end import TopicToEnd
+
+    class Answers:
+        def __init__(self, errors):
+            self.errors = list(errors)
+
+        def get_watermark_offsets(self, partition, timeout):
+            if self.errors:
+                raise KafkaException(KafkaError(self.errors.pop(0)))
+            return (0, 5)
+
+    reader = TopicToEnd({}, "t", metadata_timeout=1.0)
+    assert reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 2), None) == (0, 5)
+    with pytest.raises(KafkaException):
+        reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 100), None)
+    with pytest.raises(KafkaException):
+        reader._partition_watermarks(Answers([KafkaError._AUTHENTICATION]), None)
