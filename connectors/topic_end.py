@@ -71,17 +71,20 @@ class TopicToEnd:
             if self.strict and metadata.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaException(metadata.error)
             return {}
-        return {p: self._partition_watermarks(consumer, TopicPartition(self.topic, p)) for p in metadata.partitions}
+        # One deadline for the whole read: a topic of many leaderless partitions waits metadata_timeout, not
+        # that once per partition.
+        deadline = time.monotonic() + self.metadata_timeout
+        return {p: self._partition_watermarks(consumer, TopicPartition(self.topic, p), deadline)
+                for p in metadata.partitions}
 
-    def _partition_watermarks(self, consumer: Any, partition: Any) -> tuple[int, int]:
-        """One partition's watermarks, asked again for up to ``metadata_timeout`` while the broker answers
-        that it is not (yet) the partition's leader: a topic just created, or a leader being elected,
-        answered NOT_LEADER_FOR_PARTITION once under load, and the reader raised it."""
+    def _partition_watermarks(self, consumer: Any, partition: Any, deadline: float) -> tuple[int, int]:
+        """One partition's watermarks, asked again until ``deadline`` (``time.monotonic()``) while the
+        broker answers that it is not (yet) the partition's leader: a topic just created, or a leader
+        being elected, answered NOT_LEADER_FOR_PARTITION once under load, and the reader raised it."""
         from confluent_kafka import KafkaError, KafkaException
 
         transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                      KafkaError.UNKNOWN_TOPIC_OR_PART}
-        deadline = time.monotonic() + self.metadata_timeout
         while True:
             try:
                 return consumer.get_watermark_offsets(partition, timeout=self.metadata_timeout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -523,8 +525,21 @@ def test_the_topic_reader_asks_again_while_a_partition_has_no_leader_yet():
             return (0, 5)
 
     reader = TopicToEnd({}, "t", metadata_timeout=1.0)
-    assert reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 2), None) == (0, 5)
+    soon = time.monotonic() + 1.0
+    assert reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 2), None, soon) == (0, 5)
     with pytest.raises(KafkaException):
-        reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 100), None)
+        reader._partition_watermarks(Answers([KafkaError.NOT_LEADER_FOR_PARTITION] * 100), None, soon)
     with pytest.raises(KafkaException):
-        reader._partition_watermarks(Answers([KafkaError._AUTHENTICATION]), None)
+        reader._partition_watermarks(Answers([KafkaError._AUTHENTICATION]), None, time.monotonic() + 1.0)
+
+    # A topic of eight partitions, none with a leader: the read gives up after one metadata timeout,
+    # not one per partition (eight seconds here).
+    class Leaderless(Answers):
+        def list_topics(self, topic, timeout):
+            partitions = dict.fromkeys(range(8))
+            return types.SimpleNamespace(topics={topic: types.SimpleNamespace(error=None, partitions=partitions)})
+
+    started = time.monotonic()
+    with pytest.raises(KafkaException):
+        reader._watermarks(Leaderless([KafkaError.NOT_LEADER_FOR_PARTITION] * 1000))
+    assert time.monotonic() - started < 2.0
