@@ -517,18 +517,18 @@ def clustered_null(settings: Settings, data: RealData, seeds: int) -> None:
     """Alarms per 10k events and channel where volatility clusters as on real markets but nothing
     changes: the level the tests hold is what the serial-correlation correction is for, and real days
     are too few to show it (a channel's bound is 0.4 per 10k; a day is 1,440 events)."""
-    template = ticks_of(data.klines[0])
+    template, nu = ticks_of(data.klines[0]), 4.0
     for arch, garch in ((0.08, 0.90), (0.05, 0.94)):
         started, counts, vectors = time.perf_counter(), Counter(), 0
         for seed in range(seeds):
-            alerts, n, _ = run(garch_days(template, 10, seed, arch, garch), settings)
+            alerts, n, _ = run(garch_days(template, 10, seed, arch, garch, nu), settings)
             counts.update(a["kind"] for a in alerts)
             vectors += n
         per_10k = {c: counts.get(c, 0) * 10_000 / vectors for c in CHANNELS}
         bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-        print(f"GARCH(1,1) t4, persistence {arch + garch:.2f}: {vectors} events, FIRING by channel "
+        print(f"GARCH(1,1) t{nu:g}, persistence {arch + garch:.2f}: {vectors} events, FIRING by channel "
               f"{dict(counts) or '{}'} ({time.perf_counter() - started:.0f} s)", flush=True)
-        result("drift_clustered_null", persistence=arch + garch, arch=arch, garch=garch, events=vectors,
+        result("drift_clustered_null", persistence=arch + garch, arch=arch, garch=garch, t_dof=nu, events=vectors,
                alerts_by_channel=dict(counts), per_10k_by_channel=per_10k, bound_per_10k=bound,
                within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()))
 
