@@ -8,11 +8,15 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
+import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +27,14 @@ from cli.kafka_local import delete_topics_containing, free_port  # noqa: E402,F4
 from cli.processes import stop_process  # noqa: E402
 
 KLINE_DUMP = re.compile(r"[A-Za-z0-9_]+-\d+[smhdwM]-\d{4}-\d{2}-\d{2}\.(zip|csv)")
+MONTHLY_KLINE_DUMP = re.compile(r"([A-Za-z0-9_]+-\d+[smhdwM])-\d{4}-\d{2}\.(zip|csv)")
 
 
 @dataclasses.dataclass(frozen=True)
 class RealData:
     """The real series a quality benchmark runs on: kline dumps (``SYMBOL-1m-YYYY-MM-DD.zip`` or
-    ``.csv``, as data.binance.vision and ``livelearn history`` name them) and websocket captures."""
+    ``.csv``, as data.binance.vision and ``livelearn history`` name them; monthly dumps are read as
+    their days, :func:`daily_files`) and websocket captures."""
 
     klines: tuple[Path, ...]
     captures: tuple[Path, ...]
@@ -37,16 +43,64 @@ class RealData:
 def real_data(paths: list[str] | None = None) -> RealData:
     """The shipped series (data/: the kline days, the two spot captures and the futures capture's 31
     seconds of four pairs), or every file under the files and folders given (``--data``): a file named
-    as a kline dump is klines, any other a capture. So the same benchmark runs on more real data than
-    ships here, unchanged."""
+    as a kline dump is klines (a monthly one, its days), any other a capture. So the same benchmark runs
+    on more real data than ships here, unchanged."""
     if not paths:
         return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
                         tuple(sorted(p for p in (SHARED / "binance" / "ws").iterdir() if p.is_file())))
     from connectors.recorded import input_files
 
     files = input_files(paths)
-    klines = tuple(p for p in files if KLINE_DUMP.fullmatch(p.name))
-    return RealData(klines, tuple(p for p in files if p not in klines))
+    klines: list[Path] = []
+    folders: dict[Path, Path] = {}  # a monthly dump's folder -> the folder its days are written to
+    for path in files:
+        if KLINE_DUMP.fullmatch(path.name):
+            klines.append(path)
+        elif MONTHLY_KLINE_DUMP.fullmatch(path.name):
+            if path.parent not in folders:
+                folders[path.parent] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
+                atexit.register(shutil.rmtree, folders[path.parent], True)
+            days = daily_files(path, folders[path.parent])
+            print(f"{path.name}: a monthly kline dump, read as its {len(days)} days", flush=True)
+            klines += days
+    captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name))
+    return RealData(tuple(klines), captures)
+
+
+def daily_files(path: Path, folder: Path) -> list[Path]:
+    """A monthly kline dump (``SYMBOL-1m-YYYY-MM.zip`` or ``.csv``, as data.binance.vision publishes
+    beside the daily ones) written to ``folder`` as one CSV per UTC day of its rows' open times, named
+    as the daily dumps are (``SYMBOL-1m-YYYY-MM-DD.csv``), a header line (USD-M dumps) kept on each: the
+    benchmarks' measures are per day (injected changes, consecutive days joined, weekends), and a pair's
+    days from a monthly dump and from daily ones are the same series."""
+    match = MONTHLY_KLINE_DUMP.fullmatch(path.name)
+    if match is None:
+        raise ValueError(f"{path}: not a monthly kline dump (SYMBOL-1m-YYYY-MM.zip or .csv)")
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
+            text = archive.read(members[0]).decode("utf-8", errors="replace")
+    else:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    header: list[str] = []
+    days: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        first = line.split(",", 1)[0].strip()
+        if not first.isdigit():
+            if line.strip() and not days:
+                header = [line]
+            continue
+        open_ms = int(first) // 1000 if int(first) > 10**14 else int(first)  # µs in spot dumps from 2025
+        day = datetime.fromtimestamp(open_ms / 1000, UTC).strftime("%Y-%m-%d")
+        days.setdefault(day, []).append(line)
+    out = []
+    for day, lines in sorted(days.items()):
+        target = folder / f"{match.group(1)}-{day}.csv"
+        target.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+        out.append(target)
+    return out
 
 
 def delete_topics_on_exit(bootstrap: str, run: str) -> None:

@@ -37,7 +37,8 @@ unmodified series hold twice the bound and which channels of the others do not.
 
 Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--seeds 10] [--data PATH...]
 (``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
-dumps are told by their names, every other file is read as a capture)
+dumps, daily or monthly (a month is read as its days), are told by their names, every other file is read
+as a capture)
 """
 
 from __future__ import annotations
@@ -570,13 +571,13 @@ def main() -> None:
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--data", nargs="+", metavar="PATH",
-                        help="files or folders of real data instead of the shipped series (kline dumps by name, "
+                        help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture)")
     args = parser.parse_args()
     settings = dataclasses.replace(Settings.from_env())
     data = real_data(args.data)
     if not data.klines and args.only != "false_alarms":
-        parser.error("no kline dump (SYMBOL-1m-YYYY-MM-DD.zip or .csv) among --data: the injected changes and "
+        parser.error("no kline dump (SYMBOL-1m-YYYY-MM-DD.zip or .csv, or a monthly SYMBOL-1m-YYYY-MM.zip) among --data: the injected changes and "
                      "the cost need one; or use --only false_alarms")
     if args.only in (None, "false_alarms"):
         false_alarms(settings, data, args.kswin_alpha, args.adwin_delta)

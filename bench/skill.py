@@ -21,7 +21,8 @@ skill against the running prior and the constant with intervals, and for the cap
 queue-imbalance-only logistic regression beside the ensemble's. About six minutes here.
 
 Usage: python bench/skill.py [--quick] [--trend SD] [--data PATH...]   (--quick: klines and one capture setting only;
---data: files or folders of other real data, kline dumps told by their names, other files captures)
+--data: files or folders of other real data, kline dumps (daily or monthly) told by their
+names, other files captures)
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--data", nargs="+", metavar="PATH",
-                        help="files or folders of real data instead of the shipped series (kline dumps by name, "
+                        help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture; the labelled datasets are left out)")
     parser.add_argument("--trend", type=float, default=0.15, metavar="SD",
                         help="the trend added to the kline days' copies, in sd of five-minute returns per five "

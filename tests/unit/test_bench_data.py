@@ -1,0 +1,58 @@
+"""The benchmarks' real data loader (bench/common.py): more real data than ships here is given with
+``--data``, as data.binance.vision publishes it, daily or monthly."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zipfile
+from pathlib import Path
+
+from connectors.recorded import read_file
+
+ROOT = Path(__file__).resolve().parents[2]
+KLINES = ROOT / "data" / "binance" / "klines"
+
+
+def bench_common():
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def ticks(path: Path) -> list[dict]:
+    return [item.tick for item in read_file(path) if item.tick is not None]
+
+
+def day_text(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read(archive.namelist()[0]).decode()
+
+
+def test_a_monthly_kline_dump_is_read_as_its_days(tmp_path, capsys):
+    """A month of a spot pair (no header) as one zip, and a USD-M month (with a header) as one CSV: each
+    day's ticks are those of the daily dump of that day, named as the daily dumps are, spot and futures
+    kept in folders of their own (the basis groups tell markets apart by folder)."""
+    common = bench_common()
+    spot, um = tmp_path / "spot", tmp_path / "um"
+    spot.mkdir()
+    um.mkdir()
+    first, second = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip", KLINES / "spot" / "BTCUSDT-1m-2020-01-02.zip"
+    with zipfile.ZipFile(spot / "BTCUSDT-1m-2020-01.zip", "w") as archive:
+        archive.writestr("BTCUSDT-1m-2020-01.csv", day_text(first) + day_text(second))
+    futures = KLINES / "um" / "BTCUSDT-1m-2022-09-05.zip"
+    (um / "BTCUSDT-1m-2022-09.csv").write_text(day_text(futures))
+    (tmp_path / "capture.gz").write_bytes((ROOT / "data" / "binance" / "ws" / "spot_ethusdt_20240808.gz").read_bytes())
+
+    data = common.real_data([str(tmp_path)])
+
+    assert [p.name for p in data.captures] == ["capture.gz"]
+    assert [p.name for p in data.klines] == ["BTCUSDT-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-02.csv",
+                                             "BTCUSDT-1m-2022-09-05.csv"]
+    assert all(common.KLINE_DUMP.fullmatch(p.name) for p in data.klines)
+    assert data.klines[0].parent == data.klines[1].parent != data.klines[2].parent
+    for day, original in zip(data.klines, (first, second, futures), strict=True):
+        assert ticks(day) == ticks(original)
+    assert "BTCUSDT-1m-2020-01.zip: a monthly kline dump, read as its 2 days" in capsys.readouterr().out
