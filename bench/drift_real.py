@@ -33,7 +33,11 @@ Each series runs through the worker's own partition pipeline in process with def
 (f) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
-unmodified series hold twice the bound and which channels of the others do not.
+unmodified series hold twice the bound and which channels of the others do not. A day of klines is
+1,440 events, so one alarm in it is nine times twice a bound of 0.4 per 10k: the unmodified series are
+also pooled (``drift_real_false_alarms_pooled``: every file on its own, and the consecutive days
+joined), per channel with an exact Poisson 95% interval and a one-sided exact test of "at most twice
+the bound" (also per series, and on the clustered null).
 
 Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--seeds 10] [--data PATH...]
 (``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
@@ -263,10 +267,14 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> list[
 
 
 def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float) -> None:
-    series = [(path.name, [path]) for path in real_series(data)] + consecutive_days(data)
+    files = [(path.name, [path]) for path in real_series(data)]
+    joined = consecutive_days(data)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
-    for name, paths in series:
-        over[name] = false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
+    runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": []}
+    for kind, series in (("files", files), ("joined", joined)):
+        for name, paths in series:
+            over[name], counts, vectors = false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
+            runs[kind].append((counts, vectors))
     groups = pair_groups(data, settings)
     if not groups:
         print("no pairs of one base asset among the kline dumps: the basis channel is measured on injected "
@@ -276,10 +284,60 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
     # One line for many files (--data): how many series hold twice the bound, and which do not.
     result("drift_real_false_alarms_summary", series=len(over), within_twice_the_bound=sum(not v for v in over.values()),
            over_twice_the_bound={name: channels for name, channels in over.items() if channels})
+    bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
+    for kind, label in (("files", "every file on its own"), ("joined", "consecutive days joined")):
+        if runs[kind]:
+            pooled_false_alarms(label, runs[kind], bound)
+
+
+def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval for the mean of a Poisson count.
+
+    >>> [round(x, 3) for x in poisson_interval(0)], [round(x, 2) for x in poisson_interval(3)]
+    ([0.0, 3.689], [0.62, 8.77])
+    """
+    from scipy.stats import chi2
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if count == 0 else float(chi2.ppf(tail, 2 * count)) / 2
+    return low, float(chi2.ppf(1 - tail, 2 * count + 2)) / 2
+
+
+def over_twice_the_bound_p(count: int, events: int, bound: float) -> float:
+    """One-sided exact Poisson test of "alarms arrive at most twice the bound": the chance of ``count``
+    or more alarms in ``events`` at that rate. A day of klines is 1,440 events, and one alarm in it is
+    6.9 per 10k, nine times a bound of 0.8: a rate that low cannot be read off one day's count, only
+    tested against it, or measured over many days pooled."""
+    from scipy.stats import poisson
+
+    return float(poisson.sf(count - 1, 2 * bound * events / 10_000)) if count else 1.0
+
+
+def pooled_false_alarms(label: str, runs: list[tuple[Counter, int]], bound: float) -> None:
+    """Alarms per 10k events and channel over many series pooled, with an exact 95% interval and the
+    test above: the rate the issue's rule is about, where one series is too short to show it."""
+    events = sum(vectors for _, vectors in runs)
+    channels = {}
+    for channel in CHANNELS:
+        if channel == "BASIS":
+            continue  # a single series has one pair: the basis channel is measured on pair groups
+        count = sum(counts.get(channel, 0) for counts, _ in runs)
+        low, high = poisson_interval(count)
+        channels[channel] = {"alarms": count, "per_10k": count * 10_000 / events,
+                             "interval_95_per_10k": [low * 10_000 / events, high * 10_000 / events],
+                             "p_over_twice_the_bound": over_twice_the_bound_p(count, events, bound)}
+    print(f"pooled, {label}: {len(runs)} series, {events} vectors; alarms per 10k (95% interval): " + ", ".join(
+        f"{c} {v['alarms']} = {v['per_10k']:.2f} [{v['interval_95_per_10k'][0]:.2f}, {v['interval_95_per_10k'][1]:.2f}]"
+        for c, v in channels.items()) + f"; twice the bound {2 * bound:g}", flush=True)
+    result("drift_real_false_alarms_pooled", series=label, count=len(runs), vectors=events, bound_per_10k=bound,
+           by_channel=channels, within_twice_the_bound=all(v["per_10k"] <= 2 * bound for v in channels.values()),
+           rejects_twice_the_bound_at_5pct=[c for c, v in channels.items() if v["p_over_twice_the_bound"] < 0.05])
 
 
 def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alpha: float, adwin_delta: float
-                    ) -> list[str]:
+                    ) -> tuple[list[str], Counter, int]:
+    """One series: its FIRING alerts per channel beside KSWIN, ADWIN and Levene; returns the channels
+    over twice the bound, the alerts per channel and the vectors."""
     from river import drift
 
     started = time.perf_counter()
@@ -312,9 +370,11 @@ def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alph
     result("drift_real_false_alarms", file=name, vectors=vectors, alerts=len(alerts),
            per_10k_by_channel=per_10k, bound_per_10k=bound,
            within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
+           p_over_twice_the_bound_by_channel={c: over_twice_the_bound_p(by_channel.get(c, 0), vectors, bound)
+                                              for c in CHANNELS if by_channel.get(c, 0)},
            kswin_per_10k=kswin_alarms * 10_000 / max(returns, 1), adwin_per_10k=adwin_alarms * 10_000 / max(returns, 1),
            variance_levene_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
-    return [c for c in CHANNELS if per_10k[c] > 2 * bound]
+    return [c for c in CHANNELS if per_10k[c] > 2 * bound], by_channel, vectors
 
 
 def change_point(settings: Settings) -> int:
@@ -529,8 +589,13 @@ def clustered_null(settings: Settings, data: RealData, seeds: int) -> None:
         bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
         print(f"GARCH(1,1) t{nu:g}, persistence {arch + garch:.2f}: {vectors} events, FIRING by channel "
               f"{dict(counts) or '{}'} ({time.perf_counter() - started:.0f} s)", flush=True)
+        intervals = {c: [x * 10_000 / vectors for x in poisson_interval(n)] for c, n in counts.items()}
+        print("    95% intervals per 10k: " + ", ".join(f"{c} [{low:.2f}, {high:.2f}]" for c, (low, high)
+                                                    in intervals.items()), flush=True)
         result("drift_clustered_null", persistence=arch + garch, arch=arch, garch=garch, t_dof=nu, events=vectors,
                alerts_by_channel=dict(counts), per_10k_by_channel=per_10k, bound_per_10k=bound,
+               interval_95_per_10k_by_channel=intervals,
+               p_over_twice_the_bound_by_channel={c: over_twice_the_bound_p(n, vectors, bound) for c, n in counts.items()},
                within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()))
 
 
