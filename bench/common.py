@@ -71,8 +71,8 @@ def daily_files(path: Path, folder: Path) -> list[Path]:
     """A monthly kline dump (``SYMBOL-1m-YYYY-MM.zip`` or ``.csv``, as data.binance.vision publishes
     beside the daily ones) written to ``folder`` as one CSV per UTC day of its rows' open times, named
     as the daily dumps are (``SYMBOL-1m-YYYY-MM-DD.csv``), a header line (USD-M dumps) kept on each: the
-    benchmarks' measures are per day (injected changes, consecutive days joined, weekends), and a pair's
-    days from a monthly dump and from daily ones are the same series."""
+    benchmarks' measures are per day (injected changes, consecutive days joined, weekends). Days are
+    joined within one folder, so give a pair's months or its days, not both."""
     match = MONTHLY_KLINE_DUMP.fullmatch(path.name)
     if match is None:
         raise ValueError(f"{path}: not a monthly kline dump (SYMBOL-1m-YYYY-MM.zip or .csv)")
