@@ -15,7 +15,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,27 +72,21 @@ def daily_files(path: Path, folder: Path) -> list[Path]:
     as the daily dumps are (``SYMBOL-1m-YYYY-MM-DD.csv``), a header line (USD-M dumps) kept on each: the
     benchmarks' measures are per day (injected changes, consecutive days joined, weekends). Days are
     joined within one folder, so give a pair's months or its days, not both."""
+    from connectors.binance import to_ms
+    from connectors.recorded import _open_text_lines  # the replay's own reader: zip, gzip or plain text
+
     match = MONTHLY_KLINE_DUMP.fullmatch(path.name)
     if match is None:
         raise ValueError(f"{path}: not a monthly kline dump (SYMBOL-1m-YYYY-MM.zip or .csv)")
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            members = [n for n in archive.namelist() if not n.endswith("/")]
-            if len(members) != 1:
-                raise ValueError(f"{path}: expected one file inside the zip, found {len(members)}")
-            text = archive.read(members[0]).decode("utf-8", errors="replace")
-    else:
-        text = path.read_text(encoding="utf-8", errors="replace")
     header: list[str] = []
     days: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in _open_text_lines(path)[0]:
         first = line.split(",", 1)[0].strip()
         if not first.isdigit():
             if line.strip() and not days:
                 header = [line]
             continue
-        open_ms = int(first) // 1000 if int(first) > 10**14 else int(first)  # µs in spot dumps from 2025
-        day = datetime.fromtimestamp(open_ms / 1000, UTC).strftime("%Y-%m-%d")
+        day = datetime.fromtimestamp(to_ms(first) / 1000, UTC).strftime("%Y-%m-%d")
         days.setdefault(day, []).append(line)
     out = []
     for day, lines in sorted(days.items()):

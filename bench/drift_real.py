@@ -313,6 +313,14 @@ def over_twice_the_bound_p(count: int, events: int, bound: float) -> float:
     return float(poisson.sf(count - 1, 2 * bound * events / 10_000)) if count else 1.0
 
 
+def alarm_rate(count: int, events: int, bound: float) -> dict:
+    """``count`` alarms in ``events``: per 10k, with the exact 95% interval and the test above."""
+    low, high = poisson_interval(count)
+    return {"alarms": count, "per_10k": count * 10_000 / events,
+            "interval_95_per_10k": [low * 10_000 / events, high * 10_000 / events],
+            "p_over_twice_the_bound": over_twice_the_bound_p(count, events, bound)}
+
+
 def pooled_false_alarms(label: str, runs: list[tuple[Counter, int]], bound: float) -> None:
     """Alarms per 10k events and channel over many series pooled, with an exact 95% interval and the
     test above: the rate the issue's rule is about, where one series is too short to show it."""
@@ -321,11 +329,7 @@ def pooled_false_alarms(label: str, runs: list[tuple[Counter, int]], bound: floa
     for channel in CHANNELS:
         if channel == "BASIS":
             continue  # a single series has one pair: the basis channel is measured on pair groups
-        count = sum(counts.get(channel, 0) for counts, _ in runs)
-        low, high = poisson_interval(count)
-        channels[channel] = {"alarms": count, "per_10k": count * 10_000 / events,
-                             "interval_95_per_10k": [low * 10_000 / events, high * 10_000 / events],
-                             "p_over_twice_the_bound": over_twice_the_bound_p(count, events, bound)}
+        channels[channel] = alarm_rate(sum(counts.get(channel, 0) for counts, _ in runs), events, bound)
     print(f"pooled, {label}: {len(runs)} series, {events} vectors; alarms per 10k (95% interval): " + ", ".join(
         f"{c} {v['alarms']} = {v['per_10k']:.2f} [{v['interval_95_per_10k'][0]:.2f}, {v['interval_95_per_10k'][1]:.2f}]"
         for c, v in channels.items()) + f"; twice the bound {2 * bound:g}", flush=True)
@@ -579,6 +583,7 @@ def clustered_null(settings: Settings, data: RealData, seeds: int) -> None:
     changes: the level the tests hold is what the serial-correlation correction is for, and real days
     are too few to show it (a channel's bound is 0.4 per 10k; a day is 1,440 events)."""
     template, nu = ticks_of(data.klines[0]), 4.0
+    bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
     for arch, garch in ((0.08, 0.90), (0.05, 0.94)):
         started, counts, vectors = time.perf_counter(), Counter(), 0
         for seed in range(seeds):
@@ -586,16 +591,16 @@ def clustered_null(settings: Settings, data: RealData, seeds: int) -> None:
             counts.update(a["kind"] for a in alerts)
             vectors += n
         per_10k = {c: counts.get(c, 0) * 10_000 / vectors for c in CHANNELS}
-        bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
+        rates = {c: alarm_rate(n, vectors, bound) for c, n in counts.items()}
         print(f"GARCH(1,1) t{nu:g}, persistence {arch + garch:.2f}: {vectors} events, FIRING by channel "
               f"{dict(counts) or '{}'} ({time.perf_counter() - started:.0f} s)", flush=True)
-        intervals = {c: [x * 10_000 / vectors for x in poisson_interval(n)] for c, n in counts.items()}
-        print("    95% intervals per 10k: " + ", ".join(f"{c} [{low:.2f}, {high:.2f}]" for c, (low, high)
-                                                    in intervals.items()), flush=True)
+        print("    95% intervals per 10k: " + ", ".join(f"{c} [{r['interval_95_per_10k'][0]:.2f}, "
+                                                    f"{r['interval_95_per_10k'][1]:.2f}]" for c, r in rates.items()),
+              flush=True)
         result("drift_clustered_null", persistence=arch + garch, arch=arch, garch=garch, t_dof=nu, events=vectors,
                alerts_by_channel=dict(counts), per_10k_by_channel=per_10k, bound_per_10k=bound,
-               interval_95_per_10k_by_channel=intervals,
-               p_over_twice_the_bound_by_channel={c: over_twice_the_bound_p(n, vectors, bound) for c, n in counts.items()},
+               interval_95_per_10k_by_channel={c: r["interval_95_per_10k"] for c, r in rates.items()},
+               p_over_twice_the_bound_by_channel={c: r["p_over_twice_the_bound"] for c, r in rates.items()},
                within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()))
 
 
