@@ -39,8 +39,10 @@ also pooled (``drift_real_false_alarms_pooled``: every file on its own, and the 
 joined), per channel with an exact Poisson 95% interval and a one-sided exact test of "at most twice
 the bound" (also per series, and on the clustered null).
 
-Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--seeds 10] [--data PATH...]
-(``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
+Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--seeds 10] [--jobs N] [--data PATH...]
+(``--jobs``: series run at once, each in its own process, one per CPU by default; the output is the
+same whatever it is, in the same order;
+``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
 dumps, daily or monthly (a month is read as its days), are told by their names, every other file is read
 as a capture)
 """
@@ -57,9 +59,10 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from common import RealData, real_data, result
+from common import Processes, RealData, real_data, result
 
 from agents.app import pipeline_config
 from agents.settings import Settings
@@ -191,6 +194,28 @@ def run(ticks: Iterable[dict], settings: Settings, variance_test: str = "volatil
     return alerts, vectors, per_symbol
 
 
+class Case(NamedTuple):
+    """One pipeline run, for a worker process: the ticks, or the files to stream them from."""
+
+    settings: Settings
+    ticks: list[dict] | None = None
+    paths: tuple[Path, ...] = ()
+    variance_test: str = "volatility"
+
+
+class Run(NamedTuple):
+    alerts: list[dict]
+    vectors: int
+    per_symbol: Counter
+    seconds: float
+
+
+def run_case(case: Case) -> Run:
+    started = time.perf_counter()
+    ticks = case.ticks if case.ticks is not None else ticks_in(list(case.paths))
+    return Run(*run(ticks, case.settings, case.variance_test), time.perf_counter() - started)
+
+
 def consecutive_days(data: RealData) -> list[tuple[str, list[Path]]]:
     """Kline days of one symbol and market that follow each other, joined: the longest real series
     here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
@@ -239,11 +264,11 @@ def pair_groups(data: RealData, settings: Settings) -> list[tuple[str, list[Path
     return out
 
 
-def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> list[str]:
-    """FIRING alerts per 10k events and channel over a group's pairs together, and every BASIS alert
-    with the pair it names and the one it moved against (real de-pegs, if the data hold one, show here)."""
-    started = time.perf_counter()
-    alerts, vectors, per_symbol = run(ticks_in(paths), settings)
+def pair_group_alarms(name: str, outcome: Run, settings: Settings) -> list[str]:
+    """FIRING alerts per 10k events and channel over a group's pairs together (``outcome``: their run),
+    and every BASIS alert with the pair it names and the one it moved against (real de-pegs, if the data
+    hold one, show here)."""
+    alerts, vectors, per_symbol = outcome.alerts, outcome.vectors, outcome.per_symbol
     by_channel = Counter(a["kind"] for a in alerts)
     per_10k = {c: by_channel.get(c, 0) * 10_000 / max(vectors, 1) for c in CHANNELS}
     config = pipeline_config(settings)
@@ -254,7 +279,7 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> list[
     by_symbol = Counter((a["symbol"], a["kind"]) for a in alerts)
     worst = {c: max(by_symbol.get((s, c), 0) * 10_000 / n for s, n in per_symbol.items()) for c in CHANNELS}
     print(f"{name}: {vectors} vectors {dict(per_symbol)}  FIRING by channel {dict(by_channel) or '{}'}  "
-          f"({time.perf_counter() - started:.0f} s)", flush=True)
+          f"({outcome.seconds:.0f} s)", flush=True)
     basis = [a for a in alerts if a["kind"] == "BASIS"]
     for alert in basis:
         when = dt.datetime.fromtimestamp(alert["current_end_ms"] / 1000, dt.UTC)
@@ -266,21 +291,23 @@ def pair_group_alarms(name: str, paths: list[Path], settings: Settings) -> list[
     return [c for c in CHANNELS if worst[c] > 2 * bounds[c]]
 
 
-def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float) -> None:
-    files = [(path.name, [path]) for path in real_series(data)]
-    joined = consecutive_days(data)
+def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float,
+                 processes: Processes) -> None:
+    series = [("files", path.name, [path]) for path in real_series(data)]
+    series += [("joined", name, paths) for name, paths in consecutive_days(data)]
+    groups = pair_groups(data, settings)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
     runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": []}
-    for kind, series in (("files", files), ("joined", joined)):
-        for name, paths in series:
-            over[name], counts, vectors = false_alarms_of(name, paths, settings, kswin_alpha, adwin_delta)
-            runs[kind].append((counts, vectors))
-    groups = pair_groups(data, settings)
+    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta) for _, _, paths in series])
+    group_runs = processes.map(run_case, [Case(settings, paths=tuple(paths)) for _, paths in groups])
+    for (kind, name, _), outcome in zip(series, outcomes, strict=True):
+        over[name], counts, vectors = false_alarms_of(name, outcome, settings)
+        runs[kind].append((counts, vectors))
     if not groups:
         print("no pairs of one base asset among the kline dumps: the basis channel is measured on injected "
               "groups only (below)")
-    for name, paths in groups:
-        over[name] = pair_group_alarms(name, paths, settings)
+    for (name, _), outcome in zip(groups, group_runs, strict=True):
+        over[name] = pair_group_alarms(name, outcome, settings)
     # One line for many files (--data): how many series hold twice the bound, and which do not.
     result("drift_real_false_alarms_summary", series=len(over), within_twice_the_bound=sum(not v for v in over.values()),
            over_twice_the_bound={name: channels for name, channels in over.items() if channels})
@@ -338,20 +365,26 @@ def pooled_false_alarms(label: str, runs: list[tuple[Counter, int]], bound: floa
            rejects_twice_the_bound_at_5pct=[c for c, v in channels.items() if v["p_over_twice_the_bound"] < 0.05])
 
 
-def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alpha: float, adwin_delta: float
-                    ) -> tuple[list[str], Counter, int]:
-    """One series: its FIRING alerts per channel beside KSWIN, ADWIN and Levene; returns the channels
-    over twice the bound, the alerts per channel and the vectors."""
+class SeriesAlarms(NamedTuple):
+    default: Run
+    levene_variance_alerts: int
+    kswin_alarms: int
+    adwin_alarms: int
+    returns: int
+
+
+def series_alarms(job: tuple[tuple[Path, ...], Settings, float, float]) -> SeriesAlarms:
+    """One unmodified series (a worker process's share of :func:`false_alarms`): the pipeline with default
+    settings, again with Levene as the variance test, and KSWIN and ADWIN on its returns."""
     from river import drift
 
-    started = time.perf_counter()
-    alerts, vectors, _ = run(ticks_in(paths), settings)
-    elapsed = time.perf_counter() - started
-    by_channel = Counter(a["kind"] for a in alerts)
+    paths, settings, kswin_alpha, adwin_delta = job
+    default = run_case(Case(settings, paths=paths))
+    levene = run_case(Case(settings, paths=paths, variance_test="levene"))
     kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
     kswin_alarms = adwin_alarms = returns = 0
     last = None
-    for tick in ticks_in(paths):
+    for tick in ticks_in(list(paths)):
         if tick["kind"] == "BOOK_TICKER":
             continue
         if last is not None:
@@ -362,22 +395,30 @@ def false_alarms_of(name: str, paths: list[Path], settings: Settings, kswin_alph
             kswin_alarms += kswin.drift_detected
             adwin_alarms += adwin.drift_detected
         last = tick["price"]
+    return SeriesAlarms(default, sum(a["kind"] == "VARIANCE" for a in levene.alerts), kswin_alarms, adwin_alarms, returns)
+
+
+def false_alarms_of(name: str, outcome: SeriesAlarms, settings: Settings) -> tuple[list[str], Counter, int]:
+    """One series: its FIRING alerts per channel beside KSWIN, ADWIN and Levene; returns the channels
+    over twice the bound, the alerts per channel and the vectors."""
+    alerts, vectors = outcome.default.alerts, outcome.default.vectors
+    kswin_alarms, adwin_alarms, returns = outcome.kswin_alarms, outcome.adwin_alarms, outcome.returns
+    by_channel = Counter(a["kind"] for a in alerts)
     per_10k = {c: by_channel.get(c, 0) * 10_000 / vectors for c in CHANNELS}
     print(f"{name:28s} {vectors:6d} vectors  FIRING by channel {dict(by_channel) or '{}'}  "
-          f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({elapsed:.0f} s)", flush=True)
+          f"KSWIN {kswin_alarms}  ADWIN {adwin_alarms}  ({outcome.default.seconds:.0f} s)", flush=True)
     for alert in alerts:
         print(f"    {alert['kind']:10s} {alert['severity']:8s} {alert['test_name']:14s} "
               f"{','.join(alert['affected_features'][:3]):30s} at vector {alert['at_vector']}")
     bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-    alternative, _, _ = run(ticks_in(paths), settings, "levene")
-    print(f"    (variance test Levene instead: {sum(a['kind'] == 'VARIANCE' for a in alternative)} VARIANCE alerts)")
+    print(f"    (variance test Levene instead: {outcome.levene_variance_alerts} VARIANCE alerts)")
     result("drift_real_false_alarms", file=name, vectors=vectors, alerts=len(alerts),
            per_10k_by_channel=per_10k, bound_per_10k=bound,
            within_twice_the_bound=all(v <= 2 * bound for v in per_10k.values()),
            p_over_twice_the_bound_by_channel={c: over_twice_the_bound_p(by_channel.get(c, 0), vectors, bound)
                                               for c in CHANNELS if by_channel.get(c, 0)},
            kswin_per_10k=kswin_alarms * 10_000 / max(returns, 1), adwin_per_10k=adwin_alarms * 10_000 / max(returns, 1),
-           variance_levene_per_10k=sum(a["kind"] == "VARIANCE" for a in alternative) * 10_000 / vectors)
+           variance_levene_per_10k=outcome.levene_variance_alerts * 10_000 / vectors)
     return [c for c in CHANNELS if per_10k[c] > 2 * bound], by_channel, vectors
 
 
@@ -388,24 +429,59 @@ def change_point(settings: Settings) -> int:
     return drift.warmup_events + drift.window + 200
 
 
-def injected(settings: Settings, data: RealData, quick: bool) -> None:
+def changed_day(job: tuple[str, Path, int, Settings, str]) -> Run:
+    """A kline day with a change injected at ``at`` (``volatility``: log moves x3; ``mean``: +0.5 sd of
+    its one-minute returns per event), run through the pipeline (in a worker process)."""
+    change, path, at, settings, variance_test = job
+    ticks = ticks_of(path)
+    if change == "mean":
+        prices = [t["price"] for t in ticks]
+        sd = statistics.pstdev(math.log(b / a) for a, b in zip(prices, prices[1:], strict=False))
+        changed = shift_mean(ticks, at, 0.5 * sd)
+    else:
+        changed = scale_log_moves(ticks, at, 3.0)
+    return run_case(Case(settings, changed, variance_test=variance_test))
+
+
+def basis_day(job: tuple[Path, Settings, int, float, int, list[float] | None, int | None]) -> tuple[Run, str]:
+    """A group of three pairs built from a kline day (:func:`basis_group`), run through the pipeline (in
+    a worker process); with ``cut``, only the first ``cut`` events (the sell-off: every pair falls 30 bp an
+    event from ``at`` on, no pair moves against the others)."""
+    path, settings, at, shift, moved_pair, offsets, cut = job
+    ticks = ticks_of(path)
+    if cut is not None:
+        group, mover = basis_group(shift_mean(ticks, at, -30e-4)[:cut], 10**9, 0.0)
+    else:
+        group, mover = basis_group(ticks, at, shift, moved_pair=moved_pair, offsets=offsets)
+    return run_case(Case(settings, group)), mover
+
+
+def injected(settings: Settings, data: RealData, quick: bool, processes: Processes) -> None:
     klines = list(data.klines)
     at = change_point(settings)
-    cases = [("volatility x3", lambda t: (scale_log_moves(t, at, 3.0), None), ("VARIANCE", "FEATURE"), "volatility"),
-             ("volatility x3 (variance test Levene)", lambda t: (scale_log_moves(t, at, 3.0), None),
-              ("VARIANCE", "FEATURE"), "levene"),
-             ("mean shift +0.5 sd", None, ("FEATURE", "VARIANCE"), "volatility")]
-    for name, make, kinds, variance_test in cases:
+    cases = [("volatility x3", "volatility", ("VARIANCE", "FEATURE"), "volatility"),
+             ("volatility x3 (variance test Levene)", "volatility", ("VARIANCE", "FEATURE"), "levene"),
+             ("mean shift +0.5 sd", "mean", ("FEATURE", "VARIANCE"), "volatility")]
+    outcomes = processes.map(changed_day, [(change, path, at, settings, variance_test)
+                                           for _, change, _, variance_test in cases for path in klines])
+    few = klines[:2] if quick else klines
+    shifts = (0.005, 0.02, 0.10)
+    shifted = processes.map(basis_day, [(path, settings, at, shift, k % 3, None, None)
+                                        for shift in shifts for k, path in enumerate(few)])
+    # A de-peg that wanders (wandering_depeg) for most of the day: every alert must name the pair that
+    # moved; how many it raises is what a subscriber gets from a de-peg of a day. It starts 200 events
+    # after the basis channel's reference has filled, so that it has most of a day.
+    basis_config = pipeline_config(settings).basis or BASIS_CONFIG
+    start = basis_config.warmup_events + basis_config.window + 200
+    lengths = [sum(1 for t in ticks_of(path) if t["kind"] != "BOOK_TICKER") - start + 1 for path in few]
+    wandering = processes.map(basis_day, [(path, settings, start, 0.0, k % 3, wandering_depeg(events, seed=k), None)
+                                          for k, (path, events) in enumerate(zip(few, lengths, strict=True))])
+    # No basis change while every pair falls together (a sell-off): 30 bp a minute for 100 minutes.
+    sell_offs = processes.map(basis_day, [(path, settings, at, 0.0, 0, None, at + 100) for path in few])
+    for name, _, kinds, _ in cases:
         delays, detected = [], 0
         for path in klines:
-            ticks = ticks_of(path)
-            if make is None:
-                prices = [t["price"] for t in ticks]
-                sd = statistics.pstdev(math.log(b / a) for a, b in zip(prices, prices[1:], strict=False))
-                changed = shift_mean(ticks, at, 0.5 * sd)
-            else:
-                changed, _ = make(ticks)
-            alerts, _, _ = run(changed, settings, variance_test)
+            alerts = next(outcomes).alerts
             after = [a for a in alerts if a["kind"] in kinds and a["at_vector"] >= at]
             hits = [a["at_vector"] - at for a in after if set(a["affected_features"]) - NOT_PRICE_DERIVED]
             unrelated = len(after) - len(hits)
@@ -417,13 +493,12 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
                   flush=True)
         result("drift_real_injected", change=name, at_event=at, series=len(klines), detected=detected,
                median_delay=statistics.median(delays) if delays else None, delays=delays)
-    for shift in (0.005, 0.02, 0.10):
+    for shift in shifts:
         delays, detected, blamed_wrong = [], 0, 0
-        for k, path in enumerate(klines[:2] if quick else klines):
+        for path in few:
             # The pair that moves is the first, second or third of each event time in turn.
-            group, mover = basis_group(ticks_of(path), at, shift, moved_pair=k % 3)
-            alerts, _, _ = run(group, settings)
-            basis = [a for a in alerts if a["kind"] == "BASIS"]
+            outcome, mover = next(shifted)
+            basis = [a for a in outcome.alerts if a["kind"] == "BASIS"]
             right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (at - 1)]
             blamed_wrong += sum(1 for a in basis if a["symbol"] != mover)
             detected += bool(right)
@@ -432,20 +507,13 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
             print(f"basis {shift:.1%} {path.name:28s} first alert naming {mover} after "
                   f"{delays[-1] if right else '-'} events of its own; {len(basis)} basis alert(s): "
                   f"{[(a['symbol'], a.get('reference_symbol')) for a in basis][:4]}", flush=True)
-        result("drift_real_basis", shift=shift, series=len(klines[:2] if quick else klines), detected=detected,
+        result("drift_real_basis", shift=shift, series=len(few), detected=detected,
                median_delay=statistics.median(delays) if delays else None, delays=delays,
                alerts_naming_an_unaffected_pair=blamed_wrong)
-    # A de-peg that wanders (wandering_depeg) for most of the day: every alert must name the pair that
-    # moved; how many it raises is what a subscriber gets from a de-peg of a day. It starts 200 events
-    # after the basis channel's reference has filled, so that it has most of a day.
-    basis_config = pipeline_config(settings).basis or BASIS_CONFIG
-    start = basis_config.warmup_events + basis_config.window + 200
     counts, delays, blamed_wrong = [], [], 0
-    for k, path in enumerate(klines[:2] if quick else klines):
-        ticks = ticks_of(path)
-        events = sum(1 for t in ticks if t["kind"] != "BOOK_TICKER") - start + 1
-        group, mover = basis_group(ticks, start, 0.0, moved_pair=k % 3, offsets=wandering_depeg(events, seed=k))
-        basis = [a for a in run(group, settings)[0] if a["kind"] == "BASIS"]
+    for path, events in zip(few, lengths, strict=True):
+        outcome, mover = next(wandering)
+        basis = [a for a in outcome.alerts if a["kind"] == "BASIS"]
         right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (start - 1)]
         blamed_wrong += sum(1 for a in basis if a["symbol"] != mover)
         counts.append(len(right))
@@ -456,13 +524,9 @@ def injected(settings: Settings, data: RealData, quick: bool) -> None:
     result("drift_real_basis_wandering", series=len(counts), detected=sum(1 for c in counts if c),
            alerts_naming_the_mover=counts, median_delay=statistics.median(delays) if delays else None,
            alerts_naming_an_unaffected_pair=blamed_wrong)
-    # No basis change while every pair falls together (a sell-off): 30 bp a minute for 100 minutes.
     falls = []
-    for path in klines[:2] if quick else klines:
-        ticks = shift_mean(ticks_of(path), at, -30e-4)[: at + 100]
-        group, _ = basis_group(ticks, 10**9, 0.0)
-        alerts, _, _ = run(group, settings)
-        falls.append(sum(1 for a in alerts if a["kind"] == "BASIS"))
+    for path in few:
+        falls.append(sum(1 for a in next(sell_offs)[0].alerts if a["kind"] == "BASIS"))
         print(f"basis, all pairs falling 30 bp a minute {path.name:28s} {falls[-1]} basis alert(s)", flush=True)
     result("drift_real_basis_sell_off", fall_bps_per_event=30, events=100, series=len(falls),
            basis_alerts=falls)
@@ -500,7 +564,7 @@ def longest_run(data: RealData, measure: str) -> tuple[str, list[list[dict]]] | 
     return name, [ticks_of(path) for path in paths]
 
 
-def quiet_weekends(settings: Settings, data: RealData, quick: bool) -> None:
+def quiet_weekends(settings: Settings, data: RealData, quick: bool, processes: Processes) -> None:
     """Two weeks of the longest run of consecutive kline days, repeated, with quiet weekends (days 5-6
     and 12-13 at 0.5, 0.6 or 0.75 times their moves): FIRING alerts per 10k events and channel, with
     the variance channel's memory of falls (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS``) and, at 0.6,
@@ -510,11 +574,11 @@ def quiet_weekends(settings: Settings, data: RealData, quick: bool) -> None:
         return
     name, days = longest
     cases = [(0.6, None)] if quick else [(0.5, None), (0.6, None), (0.75, None), (0.6, 0.0)]
-    for size, hours in cases:
-        moves = [size if d % 7 in (5, 6) else 1.0 for d in range(14)]
-        case = settings if hours is None else dataclasses.replace(settings, drift_quiet_spell_hours=str(hours))
-        ticks = weeks_of(days, moves)
-        alerts, vectors, _ = run(ticks, case)
+    weeks = [weeks_of(days, [size if d % 7 in (5, 6) else 1.0 for d in range(14)]) for size, _ in cases]
+    outcomes = processes.map(run_case, [
+        Case(settings if hours is None else dataclasses.replace(settings, drift_quiet_spell_hours=str(hours)), ticks)
+        for (_, hours), ticks in zip(cases, weeks, strict=True)])
+    for (size, hours), ticks, (alerts, vectors, _, _) in zip(cases, weeks, outcomes, strict=True):
         rates = {kind: round(sum(a["kind"] == kind for a in alerts) * 1e4 / max(vectors, 1), 2) for kind in CHANNELS}
         first_ms = ticks[0]["event_time_ms"]
         print(f"quiet weekends at {size} of {name}, memory {'default' if hours is None else hours} h: alerts (kind, "
@@ -578,22 +642,32 @@ def garch_days(template: list[dict], days: int, seed: int, arch: float, garch: f
     return out
 
 
-def clustered_null(settings: Settings, data: RealData, seeds: int) -> None:
+def garch_run(job: tuple[list[dict], int, float, float, float, Settings]) -> Run:
+    """Ten GARCH days of one seed (:func:`garch_days`) through the pipeline, in a worker process."""
+    template, seed, arch, garch, nu, settings = job
+    return run_case(Case(settings, garch_days(template, 10, seed, arch, garch, nu)))
+
+
+def clustered_null(settings: Settings, data: RealData, seeds: int, processes: Processes) -> None:
     """Alarms per 10k events and channel where volatility clusters as on real markets but nothing
     changes: the level the tests hold is what the serial-correlation correction is for, and real days
     are too few to show it (a channel's bound is 0.4 per 10k; a day is 1,440 events)."""
     template, nu = ticks_of(data.klines[0]), 4.0
     bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
-    for arch, garch in ((0.08, 0.90), (0.05, 0.94)):
-        started, counts, vectors = time.perf_counter(), Counter(), 0
-        for seed in range(seeds):
-            alerts, n, _ = run(garch_days(template, 10, seed, arch, garch, nu), settings)
-            counts.update(a["kind"] for a in alerts)
-            vectors += n
+    persistences = ((0.08, 0.90), (0.05, 0.94))
+    outcomes = processes.map(garch_run, [(template, seed, arch, garch, nu, settings)
+                                         for arch, garch in persistences for seed in range(seeds)])
+    for arch, garch in persistences:
+        seconds, counts, vectors = 0.0, Counter[str](), 0
+        for _ in range(seeds):
+            outcome = next(outcomes)
+            counts.update(a["kind"] for a in outcome.alerts)
+            vectors += outcome.vectors
+            seconds += outcome.seconds
         per_10k = {c: counts.get(c, 0) * 10_000 / vectors for c in CHANNELS}
         rates = {c: alarm_rate(n, vectors, bound) for c, n in counts.items()}
         print(f"GARCH(1,1) t{nu:g}, persistence {arch + garch:.2f}: {vectors} events, FIRING by channel "
-              f"{dict(counts) or '{}'} ({time.perf_counter() - started:.0f} s)", flush=True)
+              f"{dict(counts) or '{}'} ({seconds:.0f} s of runs)", flush=True)
         print("    95% intervals per 10k: " + ", ".join(f"{c} [{r['interval_95_per_10k'][0]:.2f}, "
                                                     f"{r['interval_95_per_10k'][1]:.2f}]" for c, r in rates.items()),
               flush=True)
@@ -640,6 +714,8 @@ def main() -> None:
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="series run at once, each in its own process (default: one per CPU; 1: all in this one)")
     parser.add_argument("--data", nargs="+", metavar="PATH",
                         help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture)")
@@ -649,18 +725,19 @@ def main() -> None:
     if not data.klines and args.only != "false_alarms":
         parser.error("no kline dump (SYMBOL-1m-YYYY-MM-DD.zip or .csv, or a monthly SYMBOL-1m-YYYY-MM.zip) among --data: the injected changes and "
                      "the cost need one; or use --only false_alarms")
-    if args.only in (None, "false_alarms"):
-        false_alarms(settings, data, args.kswin_alpha, args.adwin_delta)
-    if args.only in (None, "injected"):
-        injected(settings, data, args.quick)
-    if args.only in (None, "weekends"):
-        quiet_weekends(settings, data, args.quick)
-    if args.only in (None, "depeg_weeks"):
-        depeg_weeks(settings, data)
-    if args.only in (None, "clustered_null"):
-        clustered_null(settings, data, args.seeds)
+    with Processes(args.jobs) as processes:
+        if args.only in (None, "false_alarms"):
+            false_alarms(settings, data, args.kswin_alpha, args.adwin_delta, processes)
+        if args.only in (None, "injected"):
+            injected(settings, data, args.quick, processes)
+        if args.only in (None, "weekends"):
+            quiet_weekends(settings, data, args.quick, processes)
+        if args.only in (None, "depeg_weeks"):
+            depeg_weeks(settings, data)
+        if args.only in (None, "clustered_null"):
+            clustered_null(settings, data, args.seeds, processes)
     if args.only in (None, "cost"):
-        cost(settings, data)
+        cost(settings, data)  # timed alone, after every other run has ended
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and
 skill against the running prior and the constant with intervals, and for the captures the skill of the
 queue-imbalance-only logistic regression beside the ensemble's. About six minutes here.
 
-Usage: python bench/skill.py [--quick] [--trend SD] [--data PATH...]   (--quick: klines and one capture setting only;
---data: files or folders of other real data, kline dumps (daily or monthly) told by their
-names, other files captures)
+Usage: python bench/skill.py [--quick] [--trend SD] [--jobs N] [--data PATH...]   (--quick: klines and one
+capture setting only; --jobs: files run at once, each in its own process, one per CPU by default, the
+output the same whatever it is; --data: files or folders of other real data, kline dumps (daily or
+monthly) told by their names, other files captures)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, real_data, result
+from common import SHARED, Processes, real_data, result
 
 from agents.settings import Settings
 from cli.evaluate import evaluate_file, pooled_over_files, render, run_file
@@ -50,7 +51,7 @@ def rows_of(summary: dict) -> tuple[str, dict] | None:
     return symbol, summary[symbol]
 
 
-def report(case: str, summary: dict, started: float, **extra) -> None:
+def report(case: str, summary: dict, seconds: float, **extra) -> None:
     found = rows_of(summary)
     if found is None or "ensemble" not in found[1]:
         print(f"== {case}: no scored outcome")
@@ -68,7 +69,7 @@ def report(case: str, summary: dict, started: float, **extra) -> None:
         "skill_vs_prior": [ensemble["skill_vs_prior"], ensemble["skill_vs_prior_low"], ensemble["skill_vs_prior_high"]],
         "skill_vs_constant": [ensemble["skill_vs_constant"], ensemble["skill_vs_constant_low"],
                               ensemble["skill_vs_constant_high"]],
-        "seconds": round(time.perf_counter() - started, 1), **extra,
+        "seconds": round(seconds, 1), **extra,
     }
     if "queue_imbalance" in rows:
         qi = rows["queue_imbalance"]["skill_vs_prior"]
@@ -108,16 +109,34 @@ def datasets(settings: Settings) -> None:
                    seconds=round(time.perf_counter() - started, 1))
 
 
-def trending_days(paths: list[Path], base: Settings, z: float) -> None:
-    days = []
+def run_day(job: tuple[Path, Settings, float]):
+    """A kline day through the pipeline (with a trend of ``z`` sd added when ``z`` is not 0), in a worker
+    process: its evaluation and the seconds it took."""
+    path, settings, z = job
     started = time.perf_counter()
+    if not z:
+        return run_file(path, settings), time.perf_counter() - started
     with tempfile.TemporaryDirectory() as folder:
-        for path in paths:
-            day_started = time.perf_counter()
-            days.append(run_file(with_trend(path, z, Path(folder)), base))
-            report(f"klines {path.name} with a trend of {z} sd", days[-1].summary(), day_started, trend_sd=z)
+        return run_file(with_trend(path, z, Path(folder)), settings), time.perf_counter() - started
+
+
+def run_capture(job: tuple[Path, Settings]) -> tuple[dict, float]:
+    path, settings = job
+    started = time.perf_counter()
+    return evaluate_file(path, settings), time.perf_counter() - started
+
+
+def kline_days(paths: list[Path], base: Settings, z: float, processes: Processes) -> None:
+    """Every day, then the days pooled (the issue's criterion: the ensemble against the better reference)."""
+    trend = f" with a trend of {z} sd" if z else ""
+    extra = {"trend_sd": z} if z else {}
+    days, seconds = [], 0.0
+    for path, (evaluation, took) in zip(paths, processes.map(run_day, [(path, base, z) for path in paths]), strict=True):
+        days.append(evaluation)
+        seconds += took
+        report(f"klines {path.name}{trend}", evaluation.summary(), took, **extra)
     if len(days) > 1:
-        report(f"klines, {len(days)} days with a trend of {z} sd pooled", pooled_over_files(days), started, trend_sd=z)
+        report(f"klines, {len(days)} days{trend} pooled", pooled_over_files(days), seconds, **extra)
 
 
 def main() -> None:
@@ -126,33 +145,28 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", metavar="PATH",
                         help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture; the labelled datasets are left out)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="files run at once, each in its own process (default: one per CPU; 1: all in this one)")
     parser.add_argument("--trend", type=float, default=0.15, metavar="SD",
                         help="the trend added to the kline days' copies, in sd of five-minute returns per five "
                              "minutes (0: no trending copies)")
     args = parser.parse_args()
     base = Settings()
     data = real_data(args.data)
-    days = []
-    started = time.perf_counter()
-    for path in data.klines:
-        day_started = time.perf_counter()
-        days.append(run_file(path, base))
-        report(f"klines {path.name}", days[-1].summary(), day_started)
-    # The issue's pooled criterion: over every kline day, the ensemble against the better reference.
-    if len(days) > 1:
-        report(f"klines, {len(days)} days pooled", pooled_over_files(days), started)
-    one_minute = [path for path in data.klines if "-1m-" in path.name and path.suffix in (".zip", ".csv")]
-    if args.trend and one_minute:
-        trending_days(one_minute, base, args.trend)
-    captures = data.captures
-    settings = [("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change")),
-                ("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),
-                ("mid 5 trades ahead at trades", base)]
-    for label, setting in settings[:1] if args.quick else settings:
-        for path in captures:
-            started = time.perf_counter()
+    with Processes(args.jobs) as processes:
+        kline_days(list(data.klines), base, 0.0, processes)
+        one_minute = [path for path in data.klines if "-1m-" in path.name and path.suffix in (".zip", ".csv")]
+        if args.trend and one_minute:
+            kline_days(one_minute, base, args.trend, processes)
+        settings = [("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change")),
+                    ("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),
+                    ("mid 5 trades ahead at trades", base)]
+        cases = [(label, setting, path) for label, setting in (settings[:1] if args.quick else settings)
+                 for path in data.captures]
+        outcomes = processes.map(run_capture, [(path, setting) for _, setting, path in cases])
+        for (label, _, path), (summary, took) in zip(cases, outcomes, strict=True):
             name = path.name[5:12] if path.name.startswith("spot_") else path.name
-            report(f"{name} {label}", evaluate_file(path, setting), started)
+            report(f"{name} {label}", summary, took)
     if not args.quick and not args.data:
         datasets(base)
 

@@ -56,3 +56,25 @@ def test_a_monthly_kline_dump_is_read_as_its_days(tmp_path, capsys):
     for day, original in zip(data.klines, (first, second, futures), strict=True):
         assert ticks(day) == ticks(original)
     assert "BTCUSDT-1m-2020-01.zip: a monthly kline dump, read as its 2 days" in capsys.readouterr().out
+
+
+def test_benchmark_runs_give_the_same_figures_in_worker_processes(monkeypatch):
+    """bench/drift_real.py runs its series in worker processes (``--jobs``): the alerts and counts of
+    two real kline days with volatility x3 injected, run in two spawned processes, are those of the
+    same runs in this one, in the order given."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_real
+    from common import Processes
+
+    from agents.settings import Settings
+
+    settings = Settings()
+    at = drift_real.change_point(settings)
+    jobs = [("volatility", KLINES / "spot" / name, at, settings, "volatility")
+            for name in ("BTCUSDT-1m-2020-01-01.zip", "ETHUSDT-1m-2022-08-14.zip")]
+    here = [run[:3] for run in map(drift_real.changed_day, jobs)]
+    with Processes(2) as processes:
+        there = [run[:3] for run in processes.map(drift_real.changed_day, jobs)]
+    assert there == here
+    assert all(run[1] > 1000 for run in here)
+    assert any(run[0] for run in here)  # the burst is reported: the comparison has alerts to compare
