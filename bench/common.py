@@ -27,6 +27,25 @@ from cli.processes import stop_process  # noqa: E402
 
 KLINE_DUMP = re.compile(r"[A-Za-z0-9_]+-\d+[smhdwM]-\d{4}-\d{2}-\d{2}\.(zip|csv)")
 MONTHLY_KLINE_DUMP = re.compile(r"([A-Za-z0-9_]+-\d+[smhdwM])-\d{4}-\d{2}\.(zip|csv)")
+# Folder names that say which market a dump's pair trades on: data.binance.vision's spot/, futures/um/
+# and futures/cm/, and data/binance/klines/spot and .../um here.
+MARKET_FOLDERS = ("spot", "um", "cm", "futures")
+
+
+def market_of(path: Path) -> str:
+    """Which market a kline dump's pair trades on, to tell a spot BTCUSDT from a futures one: the nearest
+    folder on its path named as a market (:data:`MARKET_FOLDERS`), else the folder it is in. So a pair's
+    daily and monthly dumps (data.binance.vision's ``daily/`` and ``monthly/`` folders) are one series.
+
+    >>> market_of(Path("data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03-01.zip"))
+    'um'
+    >>> market_of(Path("downloads/BTCUSDT-1m-2023-03-01.zip"))
+    'downloads'
+    """
+    for part in reversed(path.parent.parts):
+        if part in MARKET_FOLDERS:
+            return part
+    return str(path.parent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +56,12 @@ class RealData:
 
     klines: tuple[Path, ...]
     captures: tuple[Path, ...]
+    # The market of the days split out of a monthly dump (those of other files: :func:`market_of`).
+    split_days: dict[Path, str] = dataclasses.field(default_factory=dict)
+
+    def market(self, path: Path) -> str:
+        """The market a kline dump's pair trades on: a spot and a futures BTCUSDT are two series."""
+        return self.split_days.get(path) or market_of(path)
 
 
 def real_data(paths: list[str] | None = None) -> RealData:
@@ -50,28 +75,33 @@ def real_data(paths: list[str] | None = None) -> RealData:
     from connectors.recorded import input_files
 
     files = input_files(paths)
-    klines: list[Path] = []
-    folders: dict[Path, Path] = {}  # a monthly dump's folder -> the folder its days are written to
+    klines: list[Path] = [path for path in files if KLINE_DUMP.fullmatch(path.name)]
+    given = {(market_of(path), path.name.split(".")[0]) for path in klines}
+    folders: dict[str, Path] = {}  # a monthly dump's market -> the folder its days are written to
+    split: dict[Path, str] = {}
     for path in files:
-        if KLINE_DUMP.fullmatch(path.name):
-            klines.append(path)
-        elif MONTHLY_KLINE_DUMP.fullmatch(path.name):
-            if path.parent not in folders:
-                folders[path.parent] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
-                atexit.register(shutil.rmtree, folders[path.parent], True)
-            days = daily_files(path, folders[path.parent])
-            print(f"{path.name}: a monthly kline dump, read as its {len(days)} days", flush=True)
-            klines += days
+        if not MONTHLY_KLINE_DUMP.fullmatch(path.name):
+            continue
+        market = market_of(path)
+        if market not in folders:
+            folders[market] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
+            atexit.register(shutil.rmtree, folders[market], True)
+        days = daily_files(path, folders[market])
+        kept = [day for day in days if (market, day.name.split(".")[0]) not in given]
+        print(f"{path.name}: a monthly kline dump, read as its {len(days)} days"
+              + (f" ({len(days) - len(kept)} given as daily dumps too: those are read)" if len(kept) < len(days) else ""),
+              flush=True)
+        klines += kept
+        split.update(dict.fromkeys(kept, market))
     captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name))
-    return RealData(tuple(klines), captures)
+    return RealData(tuple(klines), captures, split)
 
 
 def daily_files(path: Path, folder: Path) -> list[Path]:
     """A monthly kline dump (``SYMBOL-1m-YYYY-MM.zip`` or ``.csv``, as data.binance.vision publishes
     beside the daily ones) written to ``folder`` as one CSV per UTC day of its rows' open times, named
     as the daily dumps are (``SYMBOL-1m-YYYY-MM-DD.csv``), a header line (USD-M dumps) kept on each: the
-    benchmarks' measures are per day (injected changes, consecutive days joined, weekends). Days are
-    joined within one folder, so give a pair's months or its days, not both."""
+    benchmarks' measures are per day (injected changes, consecutive days joined, weekends)."""
     from connectors.binance import to_ms
     from connectors.recorded import _open_text_lines  # the replay's own reader: zip, gzip or plain text
 

@@ -220,12 +220,12 @@ def consecutive_days(data: RealData) -> list[tuple[str, list[Path]]]:
     """Kline days of one symbol and market that follow each other, joined: the longest real series
     here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
     weeks, meeting the daily cycle again and again against a reference taken at one time of day."""
-    by_series: dict[tuple[Path, str], list[tuple[dt.date, Path]]] = {}
+    by_series: dict[tuple[str, str], list[tuple[dt.date, Path]]] = {}
     for path in data.klines:
         symbol, interval, day = path.stem.split("-", 2)
         if interval != "1m":
             continue
-        by_series.setdefault((path.parent, symbol), []).append((dt.date.fromisoformat(day), path))
+        by_series.setdefault((data.market(path), symbol), []).append((dt.date.fromisoformat(day), path))
     runs = []
     for (_, symbol), days in by_series.items():
         days.sort()
@@ -244,8 +244,8 @@ def consecutive_days(data: RealData) -> list[tuple[str, list[Path]]]:
 def pair_groups(data: RealData, settings: Settings) -> list[tuple[str, list[Path]]]:
     """One-minute kline dumps of pairs that share a base asset (``LIVELEARN_BASIS_GROUPS``), every day of
     every pair of a group in one series, as a worker's partition sees them: the only real test of the
-    basis channel. A symbol found in two folders (spot and futures both named BTCUSDT) cannot be told
-    apart in one stream, so such a group is left out, with a line saying so."""
+    basis channel. A symbol found on two markets (spot and futures both named BTCUSDT, :meth:`RealData.market`)
+    cannot be told apart in one stream, so such a group is left out, with a line saying so."""
     groups: dict[str, dict[str, list[Path]]] = {}
     for path in data.klines:
         symbol, interval, _ = path.stem.split("-", 2)
@@ -256,9 +256,9 @@ def pair_groups(data: RealData, settings: Settings) -> list[tuple[str, list[Path
     for key, by_symbol in sorted(groups.items()):
         if len(by_symbol) < 2:
             continue
-        mixed = [symbol for symbol, paths in by_symbol.items() if len({p.parent for p in paths}) > 1]
+        mixed = [symbol for symbol, paths in by_symbol.items() if len({data.market(p) for p in paths}) > 1]
         if mixed:
-            print(f"pairs of {key}: left out, {', '.join(mixed)} found in more than one folder (spot and futures?)")
+            print(f"pairs of {key}: left out, {', '.join(mixed)} found on more than one market (spot and futures?)")
             continue
         out.append((f"pairs of {key} ({', '.join(sorted(by_symbol))})", [p for ps in by_symbol.values() for p in ps]))
     return out

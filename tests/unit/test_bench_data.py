@@ -58,6 +58,42 @@ def test_a_monthly_kline_dump_is_read_as_its_days(tmp_path, capsys):
     assert "BTCUSDT-1m-2020-01.zip: a monthly kline dump, read as its 2 days" in capsys.readouterr().out
 
 
+def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkeypatch):
+    """data.binance.vision's layout: a pair's months under ``monthly/``, the days of the month not yet
+    published as a month under ``daily/``. A day given both ways is read once, the pair's days join
+    into one series across the two folders, and it forms a pair group with another pair of its base
+    asset (before, a pair in two folders was taken for a spot and a futures pair and its group left
+    out)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_real
+    from common import real_data
+
+    from agents.settings import Settings
+
+    spot = tmp_path / "data" / "spot"
+    monthly, daily = spot / "monthly" / "klines" / "BTCUSDT" / "1m", spot / "daily" / "klines" / "BTCUSDT" / "1m"
+    usdc = spot / "daily" / "klines" / "BTCUSDC" / "1m"
+    for folder in (monthly, daily, usdc):
+        folder.mkdir(parents=True)
+    first, second = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip", KLINES / "spot" / "BTCUSDT-1m-2020-01-02.zip"
+    with zipfile.ZipFile(monthly / "BTCUSDT-1m-2020-01.zip", "w") as archive:
+        archive.writestr("BTCUSDT-1m-2020-01.csv", day_text(first) + day_text(second))
+    (daily / second.name).write_bytes(second.read_bytes())
+    (usdc / "BTCUSDC-1m-2020-01-01.csv").write_text(day_text(first))
+
+    data = real_data([str(tmp_path)])
+
+    assert sorted(p.name for p in data.klines) == ["BTCUSDC-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-01.csv",
+                                                   "BTCUSDT-1m-2020-01-02.zip"]
+    assert {data.market(p) for p in data.klines} == {"spot"}
+    assert "read as its 2 days (1 given as daily dumps too: those are read)" in capsys.readouterr().out
+    runs = drift_real.consecutive_days(data)
+    assert [(name, sorted(p.name for p in paths)) for name, paths in runs] == [
+        ("BTCUSDT 2020-01-01..2020-01-02", ["BTCUSDT-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-02.zip"])]
+    groups = drift_real.pair_groups(data, Settings())
+    assert [len(paths) for _, paths in groups] == [3]
+
+
 def test_benchmark_runs_give_the_same_figures_in_worker_processes(monkeypatch):
     """bench/drift_real.py runs its series in worker processes (``--jobs``): the alerts and counts of
     two real kline days with volatility x3 injected, run in two spawned processes, are those of the
