@@ -94,6 +94,8 @@ def real_data(paths: list[str] | None = None) -> RealData:
         klines += kept
         split.update(dict.fromkeys(kept, market))
     captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name))
+    # A pair's days in date order, wherever each came from (a monthly dump's or its own file).
+    klines.sort(key=lambda path: (path.name.split(".")[0], str(path)))
     return RealData(tuple(klines), captures, split)
 
 
