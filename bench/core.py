@@ -16,7 +16,12 @@ On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUS
   instrumented run (every call of those classes timed, nested calls subtracted from their callers),
   times the uninstrumented ``learner`` figure, so the four add up to it;
 * ``river_lr``: River's ``StandardScaler | LogisticRegression`` predict_proba_one + learn_one on the
-  same vectors' model features (the cheapest sensible online learner: the issue's yardstick).
+  same vectors' model features (the cheapest sensible online learner: the issue's yardstick);
+* the members alone (``core_members``, klines only): each default member's own ``predict_proba_one``
+  and ``learn_one`` per call on the same vectors, outside the pipeline, and the MLP's training step
+  (the extra cost of the calls that take one, every ``train_every`` labels), with torch's profile of
+  those steps by operation: the part of the pipeline's cost that trimming the code around the
+  members cannot remove without changing what they compute.
 
 Torch and River are imported before timing (a worker does that at start); each measurement is the best
 of ``--repeat`` runs (the machine is noisy). One RESULT line per file.
@@ -43,7 +48,7 @@ from streams.features import FEATURE_SET, MODEL_FEATURES
 from streams.guard import GuardedMember
 from streams.learning import SymbolLearner
 from streams.mlp import TorchMLP
-from streams.models import RiverMember, SmoothedTree
+from streams.models import RiverMember, SmoothedTree, make_member
 from streams.pipeline import PartitionPipeline
 from streams.tick_gate import TickGate
 from streams.ticks import check_tick
@@ -107,6 +112,54 @@ def learner_split(vectors: list[dict], config) -> dict[str, float]:
             setattr(cls, method, original)
     whole = sum(totals.values())
     return {stage: totals[stage] / whole for stage in ("members", "guard", "ensemble", "records")}
+
+
+def next_up(vectors: list[dict]) -> list[int]:
+    """A label per vector: whether the next vector's price is higher (the timing needs labels, not skill)."""
+    return [int(b["price"] > a["price"]) for a, b in zip(vectors, vectors[1:], strict=False)] + [0]
+
+
+def members_alone(name: str, settings: Settings, vectors: list[dict], river_lr_us: float, repeat: int) -> None:
+    """Each member's own predict and learn per call (each on a member warmed on the first 300 vectors for
+    predict, a fresh one for learn), the MLP's training step, and torch's profile of 100 steps."""
+    import torch
+
+    rows, labels = [vector["values"] for vector in vectors], next_up(vectors)
+    calls: dict[str, dict[str, float]] = {}
+    for member in settings.members.split(","):
+        warm = make_member(member, seed=1, features=MODEL_FEATURES)
+        for x, y in zip(rows[:300], labels, strict=False):
+            warm.learn_one(x, y)
+
+        def predict(model=warm):
+            return timed(lambda: [model.predict_proba_one(x) for x in rows])
+
+        def learn(member=member):
+            fresh = make_member(member, seed=1, features=MODEL_FEATURES)
+            return timed(lambda: [fresh.learn_one(x, y) for x, y in zip(rows, labels, strict=True)])
+        calls[member] = {"predict_us": round(1e6 * best(repeat, predict) / len(rows), 1),
+                         "learn_us": round(1e6 * best(repeat, learn) / len(rows), 1)}
+    mlp = make_member("mlp", seed=1, features=MODEL_FEATURES)
+    step_calls, other_calls = [], []
+    for x, y in zip(rows, labels, strict=True):
+        steps, started = mlp.steps, time.perf_counter()
+        mlp.learn_one(x, y)
+        (step_calls if mlp.steps > steps else other_calls).append(time.perf_counter() - started)
+    step_us = 1e6 * (sum(step_calls) / len(step_calls) - sum(other_calls) / len(other_calls))
+    together = sum(c["predict_us"] + c["learn_us"] for c in calls.values())
+    print(f"{name}: members alone, us per call: " + ", ".join(
+        f"{m} predict {c['predict_us']} learn {c['learn_us']}" for m, c in calls.items())
+        + f"; together {together:.1f} = {together / river_lr_us:.1f}x River's LR ({river_lr_us:.1f}); the MLP's "
+        f"training step {step_us:.0f} us ({len(step_calls)} steps)", flush=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        profiled = make_member("mlp", seed=1, features=MODEL_FEATURES)
+        for x, y in zip(rows[:100 * profiled.train_every], labels, strict=False):
+            profiled.learn_one(x, y)
+    print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
+    result("core_members", file=name, members=settings.members, vectors=len(rows), us_per_call=calls,
+           together_us=round(together, 1), river_lr_us=round(river_lr_us, 1),
+           members_over_river_lr=round(together / river_lr_us, 1), mlp_step_us=round(step_us, 1),
+           mlp_steps=len(step_calls))
 
 
 def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
@@ -185,7 +238,7 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
 
         model = river_model("logreg")
         rows = [{k: v for k, v in vector["values"].items() if k in MODEL_FEATURES} for vector in vectors]
-        labels = [int(b["price"] > a["price"]) for a, b in zip(vectors, vectors[1:], strict=False)] + [0]
+        labels = next_up(vectors)
 
         def work():
             for x, y in zip(rows, labels, strict=True):
@@ -203,6 +256,8 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
     result("core", file=name, members=settings.members, ticks=len(raw), vectors=len(vectors),
            us_per_tick=round(1e6 * seconds["pipeline"] / len(raw), 1), us_per_vector=per_vector,
            pipeline_over_river_lr=round(seconds["pipeline"] / seconds["river_lr"], 1))
+    if any(vector.get("feature_set") == FEATURE_SET for vector in vectors) and "-1m-" in name:
+        members_alone(name, settings, vectors, 1e6 * seconds["river_lr"] / n, repeat)
 
 
 def main() -> None:
