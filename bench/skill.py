@@ -18,7 +18,7 @@ does), with default settings except where a row says otherwise:
 
 Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and of the references,
 skill against the running prior and the constant with intervals, and for the captures the skill of the
-queue-imbalance-only logistic regression beside the ensemble's. About six minutes here.
+queue-imbalance-only logistic regression beside the ensemble's. About two minutes here in one process, one in two.
 
 Usage: python bench/skill.py [--quick] [--trend SD] [--jobs N] [--data PATH...]   (--quick: klines and one
 capture setting only; --jobs: files run at once, each in its own process, one per CPU by default, the
