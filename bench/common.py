@@ -169,7 +169,9 @@ class Processes:
     """
 
     def __init__(self, jobs: int | None = None):
-        jobs = jobs if jobs is not None else len(os.sched_getaffinity(0))
+        # Each process holds torch, River and a pipeline (a few hundred MB): one per CPU, at most four,
+        # unless told otherwise.
+        jobs = jobs if jobs is not None else min(len(os.sched_getaffinity(0)), 4)
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs = jobs

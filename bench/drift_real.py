@@ -40,8 +40,8 @@ joined), per channel with an exact Poisson 95% interval and a one-sided exact te
 the bound" (also per series, and on the clustered null).
 
 Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 1e-5] [--seeds 10] [--jobs N] [--data PATH...]
-(``--jobs``: series run at once, each in its own process, one per CPU by default; the output is the
-same whatever it is, in the same order;
+(``--jobs``: series run at once, each in its own process, one per CPU (at most four) by default; the
+output is the same whatever it is, in the same order;
 ``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
 dumps, daily or monthly (a month is read as its days), are told by their names, every other file is read
 as a capture)
@@ -715,7 +715,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="series run at once, each in its own process (default: one per CPU; 1: all in this one)")
+                        help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
     parser.add_argument("--data", nargs="+", metavar="PATH",
                         help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture)")

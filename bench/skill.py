@@ -21,9 +21,9 @@ skill against the running prior and the constant with intervals, and for the cap
 queue-imbalance-only logistic regression beside the ensemble's. About two minutes here in one process, one in two.
 
 Usage: python bench/skill.py [--quick] [--trend SD] [--jobs N] [--data PATH...]   (--quick: klines and one
-capture setting only; --jobs: files run at once, each in its own process, one per CPU by default, the
-output the same whatever it is; --data: files or folders of other real data, kline dumps (daily or
-monthly) told by their names, other files captures)
+capture setting only; --jobs: files run at once, each in its own process, one per CPU (at most four)
+by default, the output the same whatever it is; --data: files or folders of other real data, kline
+dumps (daily or monthly) told by their names, other files captures)
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
                         help="files or folders of real data instead of the shipped series (kline dumps, daily or monthly, by name, "
                              "any other file a capture; the labelled datasets are left out)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="files run at once, each in its own process (default: one per CPU; 1: all in this one)")
+                        help="files run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
     parser.add_argument("--trend", type=float, default=0.15, metavar="SD",
                         help="the trend added to the kline days' copies, in sd of five-minute returns per five "
                              "minutes (0: no trending copies)")
