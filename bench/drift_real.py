@@ -67,7 +67,7 @@ from common import Processes, RealData, real_data, result
 from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.recorded import merged, read_file
-from schemas.keys import base_asset
+from schemas.keys import BasisGroups, base_asset
 from streams.drift import BASIS_CONFIG
 from streams.pipeline import PartitionPipeline
 
@@ -555,12 +555,14 @@ def weeks_of(days: list[list[dict]], moves: list[float]) -> list[dict]:
 
 def longest_run(data: RealData, measure: str) -> tuple[str, list[list[dict]]] | None:
     """The longest run of consecutive kline days of one symbol (its name and each day's ticks), or None
-    with a line saying that ``measure`` has none to run on."""
+    with a line saying that ``measure`` has none to run on. Among runs as long, a pair quoted in the
+    preferred reference (USDT first, as the basis channel ranks them): where the data hold a de-peg,
+    its pair is not the one a constructed week of quiet weekends is built from."""
     runs = consecutive_days(data)
     if not runs:
         print(f"{measure}: no run of consecutive kline days", flush=True)
         return None
-    name, paths = max(runs, key=lambda run: len(run[1]))
+    name, paths = max(runs, key=lambda run: (len(run[1]), -BasisGroups.preference(run[1][0].name.split("-")[0])))
     return name, [ticks_of(path) for path in paths]
 
 
