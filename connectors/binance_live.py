@@ -11,7 +11,8 @@ Two parts:
 * :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream; reconnects with
   exponential backoff (1, 2, 4 ... capped at ``backoff_max_s``) when the socket errors or closes; a
   watchdog reconnects when event time has not advanced for ``stall_s`` seconds; gaps in aggTrade ids
-  are filled from REST before the tick that revealed them, so the topic stays in id order.
+  are filled from REST before the tick that revealed them, so the topic stays in id order; a backfill
+  that fails is counted and dead-lettered with the ids that stay missing, and the stream goes on.
 
 >>> handler = LiveHandler()
 >>> msg = {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 2, "s": "BTCUSDT", "a": 10,
@@ -149,6 +150,9 @@ class LiveConfig:
     wake_s: float = 1.0  # the read loop's longest wait for a message; a batching sink's stale batches leave then
 
 
+WS_QUEUE_SIZE = 100_000  # messages of a few hundred bytes: tens of MB at most
+
+
 async def _open_socket(config: LiveConfig, client):
     from binance import BinanceSocketManager
     from binance.enums import FuturesType
@@ -168,6 +172,11 @@ async def _open_socket(config: LiveConfig, client):
     socket.MAX_RECONNECTS = 0
     # Its read loop waits this long for a frame before it notices it should exit.
     socket.TIMEOUT = 1.0
+    # Its read loop queues messages for ours and, with the default 100, drops a message and ends the
+    # connection once 100 wait: a burst (a reconnect's catch-up, a volatile minute of many symbols)
+    # while this loop is busy a few milliseconds lost klines and book tickers for good (aggTrades come
+    # back as gaps). The name changed across python-binance versions; both are set.
+    socket.MAX_QUEUE_SIZE = socket.max_queue_size = WS_QUEUE_SIZE
     return socket
 
 
@@ -184,6 +193,26 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
     started = time.monotonic()
     attempt = 0
     loop = asyncio.get_running_loop()
+
+    async def backfill(gap: Gap) -> None:
+        """The gap's aggTrades over REST, sent before the tick that revealed it. A REST failure (Binance
+        down, a refused request) loses neither that tick nor the connection: it is counted, logged and
+        dead-lettered with the ids that stay missing."""
+        try:
+            items = await loop.run_in_executor(None, lambda: fetch_agg_trades(
+                rest, gap.symbol, gap.first_id, gap.last_id, config.market))
+        except Exception as exc:
+            handler.counts["backfill_failed"] += 1
+            reason = (f"aggTrade ids {gap.first_id}..{gap.last_id} of {gap.symbol} missing: REST backfill "
+                      f"failed: {type(exc).__name__}: {exc}")
+            log.warning("%s", reason)
+            sink.reject("backfill_failed", reason, "binance-rest", 0, repr(gap).encode())
+            return
+        for tick in handler.backfilled(items, gap.symbol):
+            sink.send(tick, tick["symbol"], tick["event_time_ms"])
+        if len(items) < gap.last_id - gap.first_id + 1:
+            handler.counts["backfill_short"] += 1
+            log.warning("backfill of %s got %d of %d trades", gap, len(items), gap.last_id - gap.first_id + 1)
 
     def finished() -> bool:
         if stop.is_set():
@@ -227,15 +256,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                                 code, reason = out.rejected
                                 sink.reject(code, reason, "binance-ws", 0, repr(message).encode())
                             if out.gap:
-                                gap = out.gap
-                                items = await loop.run_in_executor(None, lambda g=gap: fetch_agg_trades(
-                                    rest, g.symbol, g.first_id, g.last_id, config.market))
-                                for tick in handler.backfilled(items, gap.symbol):
-                                    sink.send(tick, tick["symbol"], tick["event_time_ms"])
-                                if len(items) < gap.last_id - gap.first_id + 1:
-                                    handler.counts["backfill_short"] += 1
-                                    log.warning("backfill of %s got %d of %d trades", gap, len(items),
-                                                gap.last_id - gap.first_id + 1)
+                                await backfill(out.gap)
                             for tick in out.ticks:
                                 sink.send(tick, tick["symbol"], tick["event_time_ms"])
                             if out.ticks:

@@ -89,6 +89,8 @@ class BinanceREST:
                 if url.path.endswith("/klines"):
                     return self._send(200, outer._klines(query))
                 if url.path.endswith("/aggTrades"):
+                    if query.get("symbol") not in outer.agg_trades:  # what Binance answers
+                        return self._send(400, {"code": -1121, "msg": "Invalid symbol."})
                     return self._send(200, outer._agg_trades(query))
                 return self._send(404, {"code": -1, "msg": f"no route {url.path}"})
 

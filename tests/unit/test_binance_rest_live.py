@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import time
 
 import pytest
 
-from connectors.binance_live import LiveHandler, stream_names
+from connectors.binance_live import LiveConfig, LiveHandler, run_live, stream_names
 from connectors.binance_rest import RateLimiter, download_agg_trades, fetch_agg_trades, make_client, parse_day
 from connectors.recorded import read_file
-from tests.binance_server import BinanceREST, capture_messages, dump_rows, rest_agg_trade, rest_kline
+from tests.binance_server import (
+    BinanceREST,
+    BinanceWS,
+    capture_messages,
+    dump_rows,
+    rest_agg_trade,
+    rest_kline,
+)
 from tests.conftest import DATA, livelearn
 
 SPOT = DATA / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
@@ -175,6 +184,66 @@ def test_live_handler_finds_gaps_drops_duplicates_and_survives_errors():
     assert broken.rejected[0] == "malformed_payload" and "'p'" in broken.rejected[1]
     assert handler.counts["gaps"] == 1 and handler.counts["duplicates"] == 1 and handler.counts["socket_errors"] == 1
     assert handler.counts["exchange_errors"] == 1
+
+
+class SlowSink:
+    """Keeps what ``run_live`` gives it, blocking the event loop a moment on each tick as a busy worker
+    machine does (the Kafka path is tested in tests/integration/test_live_kafka.py)."""
+
+    def __init__(self):
+        self.sent, self.rejects = [], []
+
+    @property
+    def produced(self) -> int:
+        return len(self.sent)
+
+    def send(self, record, key, timestamp_ms):
+        time.sleep(0.002)
+        self.sent.append(record)
+
+    def waiting(self, seconds):
+        pass
+
+    def reject(self, code, reason, origin, line, raw):
+        self.rejects.append((code, reason))
+
+    def flush(self):
+        pass
+
+
+def test_a_burst_and_a_failed_backfill_lose_no_tick_and_keep_the_connection():
+    """The whole recorded futures capture (1,535 messages) sent at once to a consumer that takes 2 ms a
+    tick, one CTKUSDT aggTrade lost on the way, and REST refusing CTKUSDT (Binance's "Invalid symbol").
+    python-binance's read loop used to drop a message and end the connection once 100 waited, losing
+    the rest of the burst; and a REST backfill that failed raised out of the read loop, dropping the
+    tick that revealed the gap. Now every other tick arrives over the one connection, and the gap is
+    counted and dead-lettered with the ids that stay missing."""
+    messages = capture_messages(CAPTURE)
+    ctk = [i for i, m in enumerate(messages) if m["stream"] == "ctkusdt@aggTrade"]
+    lost = messages[ctk[3]]["data"]["a"]
+    sent = [m for i, m in enumerate(messages) if i != ctk[3]]
+    expected_handler = LiveHandler()
+    expected = [t for m in sent for t in expected_handler.handle(m, 0).ticks]
+    ws = BinanceWS([sent])
+    rest = BinanceREST(klines={}, agg_trades={})
+    sink = SlowSink()
+    config = LiveConfig(symbols=["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"],
+                        streams=["aggTrade", "kline_1m", "bookTicker"], market="futures", ws_url=ws.url,
+                        rest_url=rest.url, max_ticks=len(expected), max_runtime_s=20)
+    try:
+        counts = asyncio.run(run_live(config, sink))
+    finally:
+        ws.close()
+        rest.close()
+    assert ws.connections == 1 and counts["socket_errors"] == 0 and counts["reconnects"] == 0
+    assert len(sink.sent) == len(expected)
+    assert [(t["symbol"], t["kind"], t.get("sequence_id"), t["event_time_ms"]) for t in sink.sent] == [
+        (t["symbol"], t["kind"], t.get("sequence_id"), t["event_time_ms"]) for t in expected]
+    assert counts["gaps"] == 1 and counts["backfill_failed"] == 1
+    assert any("/fapi/v1/aggTrades" in r and "CTKUSDT" in r for r in rest.requests)
+    [(code, reason)] = sink.rejects
+    assert code == "backfill_failed" and f"aggTrade ids {lost}..{lost} of CTKUSDT missing" in reason
+    assert "Invalid symbol" in reason
 
 
 def test_live_handler_on_the_recorded_spot_trades_counts_trade_id_gaps():
