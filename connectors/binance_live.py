@@ -150,7 +150,7 @@ class LiveConfig:
     wake_s: float = 1.0  # the read loop's longest wait for a message; a batching sink's stale batches leave then
 
 
-WS_QUEUE_SIZE = 100_000  # messages of a few hundred bytes: tens of MB at most
+WS_QUEUE_SIZE = 100_000  # parsed messages of about a kilobyte each: of the order of 100 MB if ever full
 
 
 async def _open_socket(config: LiveConfig, client):
