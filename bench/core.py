@@ -139,6 +139,9 @@ def members_alone(name: str, settings: Settings, vectors: list[dict], river_lr_u
             return timed(lambda: [fresh.learn_one(x, y) for x, y in zip(rows, labels, strict=True)])
         calls[member] = {"predict_us": round(1e6 * best(repeat, predict) / len(rows), 1),
                          "learn_us": round(1e6 * best(repeat, learn) / len(rows), 1)}
+    if "mlp" not in calls:
+        result("core_members", file=name, members=settings.members, vectors=len(rows), us_per_call=calls)
+        return
     mlp = make_member("mlp", seed=1, features=MODEL_FEATURES)
     step_calls, other_calls = [], []
     for x, y in zip(rows, labels, strict=True):
@@ -256,7 +259,7 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
     result("core", file=name, members=settings.members, ticks=len(raw), vectors=len(vectors),
            us_per_tick=round(1e6 * seconds["pipeline"] / len(raw), 1), us_per_vector=per_vector,
            pipeline_over_river_lr=round(seconds["pipeline"] / seconds["river_lr"], 1))
-    if any(vector.get("feature_set") == FEATURE_SET for vector in vectors) and "-1m-" in name:
+    if "-1m-" in name:
         members_alone(name, settings, vectors, 1e6 * seconds["river_lr"] / n, repeat)
 
 
