@@ -30,22 +30,28 @@ MONTHLY_KLINE_DUMP = re.compile(r"([A-Za-z0-9_]+-\d+[smhdwM])-\d{4}-\d{2}\.(zip|
 # Folder names that say which market a dump's pair trades on: data.binance.vision's spot/, futures/um/
 # and futures/cm/, and data/binance/klines/spot and .../um here.
 MARKET_FOLDERS = ("spot", "um", "cm", "futures")
+# data.binance.vision's folders for the two kinds of dump of one pair.
+DUMP_FOLDERS = ("daily", "monthly")
 
 
 def market_of(path: Path) -> str:
     """Which market a kline dump's pair trades on, to tell a spot BTCUSDT from a futures one: the nearest
-    folder on its path named as a market (:data:`MARKET_FOLDERS`), else the folder it is in. So a pair's
-    daily and monthly dumps (data.binance.vision's ``daily/`` and ``monthly/`` folders) are one series.
+    folder on its path named as a market (:data:`MARKET_FOLDERS`), else the folder it is in, less any
+    ``daily`` or ``monthly`` part. So a pair's daily and monthly dumps (data.binance.vision's ``daily/``
+    and ``monthly/`` folders, with or without the market folder above them) are one series.
 
     >>> market_of(Path("data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03-01.zip"))
     'um'
     >>> market_of(Path("downloads/BTCUSDT-1m-2023-03-01.zip"))
     'downloads'
+    >>> market_of(Path("dl/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03.zip")) == market_of(
+    ...     Path("dl/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03-01.zip"))
+    True
     """
     for part in reversed(path.parent.parts):
         if part in MARKET_FOLDERS:
             return part
-    return str(path.parent)
+    return str(Path(*[part for part in path.parent.parts if part not in DUMP_FOLDERS] or ["."]))
 
 
 @dataclasses.dataclass(frozen=True)

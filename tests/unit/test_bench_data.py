@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from connectors.recorded import read_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,19 +60,20 @@ def test_a_monthly_kline_dump_is_read_as_its_days(tmp_path, capsys):
     assert "BTCUSDT-1m-2020-01.zip: a monthly kline dump, read as its 2 days" in capsys.readouterr().out
 
 
-def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("market", ["spot", None])
+def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkeypatch, market):
     """data.binance.vision's layout: a pair's months under ``monthly/``, the days of the month not yet
-    published as a month under ``daily/``. A day given both ways is read once, the pair's days join
-    into one series across the two folders, and it forms a pair group with another pair of its base
-    asset (before, a pair in two folders was taken for a spot and a futures pair and its group left
-    out)."""
+    published as a month under ``daily/``, with the market's folder above them or without it. A day
+    given both ways is read once, the pair's days join into one series across the two folders, and it
+    forms a pair group with another pair of its base asset (before, a pair in two folders was taken
+    for a spot and a futures pair and its group left out)."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import drift_real
     from common import real_data
 
     from agents.settings import Settings
 
-    spot = tmp_path / "data" / "spot"
+    spot = tmp_path / "data" / market if market else tmp_path / "data"
     monthly, daily = spot / "monthly" / "klines" / "BTCUSDT" / "1m", spot / "daily" / "klines" / "BTCUSDT" / "1m"
     usdc = spot / "daily" / "klines" / "BTCUSDC" / "1m"
     for folder in (monthly, daily, usdc):
@@ -85,7 +88,10 @@ def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkey
 
     assert sorted(p.name for p in data.klines) == ["BTCUSDC-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-01.csv",
                                                    "BTCUSDT-1m-2020-01-02.zip"]
-    assert {data.market(p) for p in data.klines} == {"spot"}
+    markets = {symbol: {data.market(p) for p in data.klines if p.name.startswith(symbol)}
+               for symbol in ("BTCUSDT", "BTCUSDC")}
+    assert all(len(found) == 1 for found in markets.values())
+    assert market is None or markets["BTCUSDT"] == {market}
     assert "read as its 2 days (1 given as daily dumps too: those are read)" in capsys.readouterr().out
     runs = drift_real.consecutive_days(data)
     assert [(name, sorted(p.name for p in paths)) for name, paths in runs] == [
