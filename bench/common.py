@@ -15,7 +15,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +68,31 @@ class RealData:
     def market(self, path: Path) -> str:
         """The market a kline dump's pair trades on: a spot and a futures BTCUSDT are two series."""
         return self.split_days.get(path) or market_of(path)
+
+    def consecutive_days(self) -> list[tuple[str, list[Path]]]:
+        """Kline days of one symbol and market that follow each other, joined: the longest real series
+        here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
+        weeks, meeting the daily cycle again and again against a reference taken at one time of day, and
+        a model learns for weeks. Each run is named for its symbol and its first and last day."""
+        by_series: dict[tuple[str, str], list[tuple[date, Path]]] = {}
+        for path in self.klines:
+            symbol, interval, day = path.stem.split("-", 2)
+            if interval != "1m":
+                continue
+            by_series.setdefault((self.market(path), symbol), []).append((date.fromisoformat(day), path))
+        runs = []
+        for (_, symbol), days in by_series.items():
+            days.sort()
+            chain = [days[0]]
+            for day, path in days[1:] + [(None, None)]:
+                if day is not None and day - chain[-1][0] == timedelta(days=1):
+                    chain.append((day, path))
+                    continue
+                if len(chain) > 1:
+                    runs.append((f"{symbol} {chain[0][0]}..{chain[-1][0]}", [p for _, p in chain]))
+                if day is not None:
+                    chain = [(day, path)]
+        return runs
 
 
 def real_data(paths: list[str] | None = None) -> RealData:

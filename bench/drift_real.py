@@ -216,31 +216,6 @@ def run_case(case: Case) -> Run:
     return Run(*run(ticks, case.settings, case.variance_test), time.perf_counter() - started)
 
 
-def consecutive_days(data: RealData) -> list[tuple[str, list[Path]]]:
-    """Kline days of one symbol and market that follow each other, joined: the longest real series
-    here. A one-day file holds one reference and about 900 events after it; a drift monitor runs for
-    weeks, meeting the daily cycle again and again against a reference taken at one time of day."""
-    by_series: dict[tuple[str, str], list[tuple[dt.date, Path]]] = {}
-    for path in data.klines:
-        symbol, interval, day = path.stem.split("-", 2)
-        if interval != "1m":
-            continue
-        by_series.setdefault((data.market(path), symbol), []).append((dt.date.fromisoformat(day), path))
-    runs = []
-    for (_, symbol), days in by_series.items():
-        days.sort()
-        chain = [days[0]]
-        for day, path in days[1:] + [(None, None)]:
-            if day is not None and day - chain[-1][0] == dt.timedelta(days=1):
-                chain.append((day, path))
-                continue
-            if len(chain) > 1:
-                runs.append((f"{symbol} {chain[0][0]}..{chain[-1][0]}", [p for _, p in chain]))
-            if day is not None:
-                chain = [(day, path)]
-    return runs
-
-
 def pair_groups(data: RealData, settings: Settings) -> list[tuple[str, list[Path]]]:
     """One-minute kline dumps of pairs that share a base asset (``LIVELEARN_BASIS_GROUPS``), every day of
     every pair of a group in one series, as a worker's partition sees them: the only real test of the
@@ -294,7 +269,7 @@ def pair_group_alarms(name: str, outcome: Run, settings: Settings) -> list[str]:
 def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_delta: float,
                  processes: Processes) -> None:
     series = [("files", path.name, [path]) for path in real_series(data)]
-    series += [("joined", name, paths) for name, paths in consecutive_days(data)]
+    series += [("joined", name, paths) for name, paths in data.consecutive_days()]
     groups = pair_groups(data, settings)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
     runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": []}
@@ -558,7 +533,7 @@ def longest_run(data: RealData, measure: str) -> tuple[str, list[list[dict]]] | 
     with a line saying that ``measure`` has none to run on. Among runs as long, a pair quoted in the
     preferred reference (USDT first, as the basis channel ranks them): where the data hold a de-peg,
     its pair is not the one a constructed week of quiet weekends is built from."""
-    runs = consecutive_days(data)
+    runs = data.consecutive_days()
     if not runs:
         print(f"{measure}: no run of consecutive kline days", flush=True)
         return None

@@ -5,6 +5,9 @@ does), with default settings except where a row says otherwise:
 
 * the four days of one-minute klines (horizon 5 klines): where there is no skill to find; each day,
   then the days pooled (what ``livelearn evaluate`` prints for several files);
+* a pair's consecutive days as one run (what ``livelearn evaluate --joined`` does): the models learn
+  through the days as a worker that read them live, so what they published after days, not hours, of
+  learning is scored (here the two BTCUSDT days of January 2020; weeks with ``--data``);
 * the same days with a steady trend added to their prices (``--trend``, 0.15 standard deviations of
   the day's five-minute log returns per five minutes: 57-59% of the outcomes up), a stand-in for the
   strongly trending days that the shipped data lack: there the running prior beats the constant 0.5,
@@ -37,7 +40,7 @@ from pathlib import Path
 from common import SHARED, Processes, real_data, result
 
 from agents.settings import Settings
-from cli.evaluate import evaluate_file, pooled_over_files, render, run_file
+from cli.evaluate import evaluate_file, pooled_over_files, render, run_file, run_files
 from connectors.synth import kline_dump_with_trend as with_trend
 
 
@@ -126,6 +129,27 @@ def run_capture(job: tuple[Path, Settings]) -> tuple[dict, float]:
     return evaluate_file(path, settings), time.perf_counter() - started
 
 
+def run_joined(job: tuple[list[Path], Settings]):
+    """A run of consecutive kline days through one pipeline, in a worker process."""
+    paths, settings = job
+    started = time.perf_counter()
+    return run_files(paths, settings), time.perf_counter() - started
+
+
+def joined_days(data, base: Settings, processes: Processes) -> None:
+    """Each pair's consecutive days as one run, then the runs pooled: what a model that learned through
+    the days published, scored against the same references."""
+    runs = data.consecutive_days()
+    evaluations, seconds = [], 0.0
+    outcomes = processes.map(run_joined, [(paths, base) for _, paths in runs])
+    for (name, paths), (evaluation, took) in zip(runs, outcomes, strict=True):
+        evaluations.append(evaluation)
+        seconds += took
+        report(f"klines {name} joined", evaluation.summary(), took, days=len(paths))
+    if len(evaluations) > 1:
+        report(f"klines, {len(runs)} runs of consecutive days pooled", pooled_over_files(evaluations), seconds)
+
+
 def kline_days(paths: list[Path], base: Settings, z: float, processes: Processes) -> None:
     """Every day, then the days pooled (the issue's criterion: the ensemble against the better reference)."""
     trend = f" with a trend of {z} sd" if z else ""
@@ -155,6 +179,7 @@ def main() -> None:
     data = real_data(args.data)
     with Processes(args.jobs) as processes:
         kline_days(list(data.klines), base, 0.0, processes)
+        joined_days(data, base, processes)
         one_minute = [path for path in data.klines if "-1m-" in path.name and path.suffix in (".zip", ".csv")]
         if args.trend and one_minute:
             kline_days(one_minute, base, args.trend, processes)

@@ -5,6 +5,7 @@ The scoring is :mod:`streams.evaluation`; this module reads records and prints t
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import sys
@@ -150,6 +151,7 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
 
 
 ALL_FILES = "all files"
+JOINED = "joined"
 
 
 def pooled_over_files(evaluations: list) -> dict[str, Any]:
@@ -165,14 +167,23 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
     """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`), scored as the
     pipeline's steps come (:class:`streams.evaluation.RunScorer`): a file of millions of ticks keeps a
     few doubles per outcome, not its records."""
+    return run_files([path], settings, fmt, symbol, progress)
+
+
+def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
+    """Several files as one run: their ticks merged in event time through one pipeline, as a worker
+    that read them live would have learned them (a pair's consecutive days, several pairs of the same
+    days). One file is :func:`run_file`."""
     from agents.app import pipeline_config
-    from connectors.recorded import open_file
+    from connectors.recorded import opened
     from streams.evaluation import RunScorer
     from streams.pipeline import PartitionPipeline
 
     pipeline = PartitionPipeline(pipeline_config(settings))
     scorer = RunScorer()
-    items = open_file(path, fmt=fmt, symbol=symbol)  # a large sorted dump is streamed, not held
+    files = opened(paths, fmt, symbol)  # a large sorted dump is streamed, not held
+    total = sum(f.count for f in files)
+    items = files[0] if len(files) == 1 else heapq.merge(*files)  # event time, then the order given
 
     ticks, rejected, first_rejected, cut = 0, Counter(), None, ""
     for done, item in enumerate(items, 1):
@@ -186,16 +197,17 @@ def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progr
         ticks += 1
         scorer.add_step(pipeline.on_tick(item.tick))
         if progress is not None and done % 5000 == 0:
-            progress(done, items.count)
+            progress(done, total)
+    name = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
     if not ticks:
         first = f"; line {first_rejected.line}: {first_rejected.reason}" if first_rejected else ""
-        rows = f"{items.count} row" + ("" if items.count == 1 else "s")
-        raise NoTicks(f"{path}: no ticks in it ({rows} read, {sum(rejected.values())} rejected{first}); "
+        rows = f"{total} row" + ("" if total == 1 else "s")
+        raise NoTicks(f"{name}: no ticks in it ({rows} read, {sum(rejected.values())} rejected{first}); "
                       "check the file, --format and --symbol")
     if rejected:
         # The table covers the ticks that were read: say what was not (a cut-short capture included).
         codes = ", ".join(f"{code} {n}" for code, n in sorted(rejected.items()))
-        print(f"livelearn: {path}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
+        print(f"livelearn: {name}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
     for released, _ in pipeline.flush():
         scorer.add_step(released)
     return scorer.evaluation()
@@ -216,6 +228,21 @@ def run(args, settings) -> int:
             raise CliError(str(exc), code=2) from None
         results: dict[str, Any] = {}
         evaluations = {}
+        joined = len(files)
+        if args.joined and len(files) > 1:
+            def progress(done: int, total: int) -> None:
+                if not args.quiet:
+                    print(f"\revaluate {len(files)} files joined: {done:,}/{total:,} ticks", end="", file=sys.stderr,
+                          flush=True)
+
+            try:
+                results[JOINED] = run_files([Path(name) for name in files], settings, args.format, args.symbol,
+                                            progress).summary()
+            except NoTicks as exc:
+                raise CliError(str(exc)) from None
+            if not args.quiet:
+                print(file=sys.stderr)
+            files = []
         for name in files:
             def progress(done: int, total: int, name: str = name) -> None:
                 if not args.quiet:
@@ -236,6 +263,8 @@ def run(args, settings) -> int:
             return 0
         for name, summary in results.items():
             title = (f"{len(files)} files pooled (each file's series apart in the intervals)" if name == ALL_FILES
+                     else f"{joined} files joined in event time, one pipeline (label {settings.label}, "
+                          f"vectors on {settings.predict_on} ticks)" if name == JOINED
                      else f"{name} (label {settings.label}, vectors on {settings.predict_on} ticks)")
             print(render(summary, title))
             for sentence in verdict(summary):

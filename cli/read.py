@@ -218,6 +218,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "no-skill references with intervals, per symbol and pooled")
     p.add_argument("files", nargs="*", help="files (or folders of them) to run through the pipeline in process, each on its own (default: "
                                             "read the run in LIVELEARN_TOPIC_PREFIX)")
+    p.add_argument("--joined", action="store_true", help="the files as one run: their ticks merged in event time through one "
+                                                         "pipeline, as a worker that read them live learns them (a pair's "
+                                                         "consecutive days; several pairs of the same days)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
     p.add_argument("--symbol", help="symbol of the files' rows (see replay)")
     p.add_argument("--symbols", help="comma-separated symbols to show")

@@ -93,7 +93,7 @@ def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkey
     assert all(len(found) == 1 for found in markets.values())
     assert market is None or markets["BTCUSDT"] == {market}
     assert "read as its 2 days (1 given as daily dumps too: those are read)" in capsys.readouterr().out
-    runs = drift_real.consecutive_days(data)
+    runs = data.consecutive_days()
     assert [(name, sorted(p.name for p in paths)) for name, paths in runs] == [
         ("BTCUSDT 2020-01-01..2020-01-02", ["BTCUSDT-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-02.zip"])]
     groups = drift_real.pair_groups(data, Settings())

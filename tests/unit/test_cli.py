@@ -218,3 +218,22 @@ def test_a_delivery_contract_dump_is_read_under_its_symbol(tmp_path):
     result = livelearn("evaluate", "--quiet", str(day))
     assert result.returncode == 0, result.stderr
     assert "BTCUSDT_250328: 1435 outcomes" in result.stdout
+
+
+def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
+    """`evaluate --joined`: a pair's consecutive days through one pipeline, as a worker that read them
+    live learned them. The first day's last outcomes mature on the second day's ticks (per file they
+    are lost), and the files are merged in event time, so the order they are given in changes nothing."""
+    import json
+
+    days = [str(ROOT / "data/binance/klines/spot" / f"BTCUSDT-1m-2020-01-0{d}.zip") for d in (1, 2)]
+    apart = json.loads(livelearn("evaluate", "--quiet", "--json", *days).stdout)
+    tables = [json.loads(livelearn("evaluate", "--joined", "--quiet", "--json", *order).stdout)
+              for order in (days, days[::-1])]
+    assert list(tables[0]) == ["joined"] and tables[0] == tables[1]
+    horizon = 5
+    per_file = [apart[day]["_counts"]["BTCUSDT"]["outcomes"] for day in days]
+    assert tables[0]["joined"]["_counts"]["BTCUSDT"]["outcomes"] == sum(per_file) + horizon
+    result = livelearn("evaluate", "--joined", "--quiet", *days)
+    assert result.returncode == 0, result.stderr
+    assert "2 files joined in event time, one pipeline" in result.stdout
