@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.drift.checks import CHECKS, Ceiling, Checked, CheckResult, Samples
+from streams.drift.checks import CHECKS, Ceiling, Checked, CheckResult, Samples, scale_floor
 from streams.drift.config import DriftConfig
 from streams.drift.correlation import (
     DECORRELATED,
@@ -182,9 +182,8 @@ class Channel:
         self.inflation = np.maximum(1.0, 1.0 + 2.0 * np.where(correlated, self.pooled_correlation[1:], 0.0).sum(axis=0))
 
     def _log_scales(self, data: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        """Log absolute deviations from ``centre``, plus a floor (a tenth of the reference's mean
-        absolute deviation) so exact ties with the median stay finite; NaN for a stream that was
-        constant in the reference."""
+        """Log absolute deviations from ``centre``, plus the reference's floor (:func:`scale_floor`) so
+        exact ties with the median stay finite; NaN for a stream that was constant in the reference."""
         return np.log(np.abs(data - centre) + self.scale_floor)
 
     def _exclude_monotone(self, data: np.ndarray) -> None:
@@ -207,9 +206,7 @@ class Channel:
             self._exclude_monotone(data)
         if self.log_scale:
             self.scale_centre = _column_medians(data)
-            spread = np.array([np.mean(np.abs(col[~np.isnan(col)] - c)) if (~np.isnan(col)).any() else 0.0
-                               for col, c in zip(data.T, self.scale_centre, strict=True)])
-            self.scale_floor = np.where(spread > 0, 0.1 * spread, np.nan)
+            self.scale_floor = scale_floor(data, self.scale_centre)
             data = self._log_scales(data, self.scale_centre)
         self.reference = data
         self.reference_columns = [col[~np.isnan(col)] for col in data.T]
