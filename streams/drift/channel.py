@@ -47,6 +47,8 @@ from streams.drift.correlation import (
     DECORRELATED,
     MIN_THINNED,
     POOLED_WINDOWS,
+    SideCorrelations,
+    dependence_correlations,
     first_lag_below,
     window_autocorrelations,
 )
@@ -116,7 +118,7 @@ class Channel:
         self.max_lag = max(1, w // MIN_THINNED)
         self.pooled_correlation = np.zeros((self.max_lag + 1, len(streams)))
         # Distribution and variance tests are also thinned where the autocorrelation of the absolute
-        # deviations from the median has died out (volatility clustering; see scale_lags).
+        # deviations from the median (and of the side of it, for KS) has died out: dependence_correlations.
         self.scale_lags = kind in ("FEATURE", "PREDICTION") or (kind == "VARIANCE" and not self.log_scale)
         # Market state is observed once per event time (the loss channel keeps every outcome).
         self.one_per_time = kind != "CONCEPT"
@@ -162,8 +164,9 @@ class Channel:
         value_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
         self.reference_tau = value_tau
         if self.scale_lags:
-            deviations = np.abs(window - _column_medians(window))
-            scale_correlation = window_autocorrelations(deviations, self.max_lag)
+            # The feature and prediction channels' KS reads ranks: their dependence counts too.
+            sides = None if self.kind == "VARIANCE" else self.__dict__.setdefault("sides", SideCorrelations())
+            scale_correlation = dependence_correlations(window, _column_medians(window), self.max_lag, sides)
             self.pooled_scale_correlation += weight * (scale_correlation - self.pooled_scale_correlation)
             scale_tau = first_lag_below(self.pooled_scale_correlation, DECORRELATED)
             self.reference_tau = scale_tau if self.kind == "VARIANCE" else np.maximum(value_tau, scale_tau)
