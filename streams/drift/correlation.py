@@ -78,7 +78,7 @@ def dependence_correlations(window: np.ndarray, medians: np.ndarray, max_lag: in
     ``sides``, of the side of the median each value lies on (dependence of the ranks, which the KS test
     reads, where a few large values hide it from the values' autocorrelation).
 
-    Why the signs (measured 2026-12-03): a thinly traded pair, its one-minute klines stale 80% of the
+    Why the sides (measured 2026-12-03): a thinly traded pair, its one-minute klines stale 80% of the
     time (no trade: price unchanged, volume 0; the shipped kline days and two real days repeated as a
     week, three seeds each, 43,200 events). ``volume_z_20`` of a stale minute is the minute's distance
     below the last 20 minutes' mean, so it moves with that mean for many minutes, while the few traded
