@@ -8,8 +8,8 @@ daily cycle as a change of volatility (measured with the two consecutive BTCUSDT
 VARIANCE alert on `ret_5` at 18:20 UTC of the second day, 3.5 per 10k events against a bound of
 0.4, where each day alone raises none). The cycle repeats, so it can be learnt: each day, the mean
 absolute one-step return of each time-of-day bucket (UTC), relative to that day's mean over the
-buckets, is kept, the profile is each bucket's mean over the last ``days`` (7) complete days without
-the largest and the smallest (from five days on), and from the first complete day on each
+buckets, is kept, the profile is each bucket's mean over the last ``days`` (7) days without
+the largest and the smallest (from five days on), and from the first day that counts (below) on each
 return-like feature is divided by the profile's factor for its bucket. What stays is what is
 unusual for that time of day: a burst three times the usual size at that hour is still three times
 the usual size. Measured (one run each): the two BTCUSDT
@@ -28,9 +28,14 @@ alerts in the days after it, where its peers raised none; with the trimmed mean 
 A plain median of the seven days left the de-pegged pair 1 alert too, but raised one on each of the
 other two: over days that repeat (this construct, or a quiet week) it is one day's noisy profile.
 
-A day counts only if every bucket saw a return (a file that starts at noon, a gap of an hour,
-a stream of labelled rows without returns: no profile). Until the first complete day the values
-pass unchanged; :attr:`IntradayProfile.ready` says when the scaling starts, and the drift monitor
+A day counts if three quarters of its buckets saw a move; the buckets it lacks (hours missing from the
+data: an exchange's maintenance, a halted market) keep what the other days say, and its level is
+taken against the usual share of the hours it has, so missing busy hours do not make the rest look
+busier. Why: a monitor that lost a day's profile to two missing hours compared the next day's busy
+afternoon with the morning it started in (the two BTCUSDT days joined, 10:00-12:00 cut from the first:
+a VARIANCE alert on `roc_10` at 17:00 UTC of the second day, none with the rule; tests/unit/
+test_drift_real.py). A file that starts at noon or a stream of labelled rows without returns gives
+no profile. Until the first day that counts the values pass unchanged; :attr:`IntradayProfile.ready` says when the scaling starts, and the drift monitor
 re-bases its feature and variance channels then (their reference was in other units).
 
 Unlike :class:`streams.drift.volatility.VolatilityScale` (an EWMA of recent volatility: it divides
@@ -58,7 +63,7 @@ from streams.drift.volatility import VOLATILITY_SCALED
 
 DAY_MS = 86_400_000
 BUCKETS = 24  # hours: about 60 one-minute returns per bucket and day
-DAYS = 7  # complete days whose trimmed mean per bucket is the profile
+DAYS = 7  # days whose trimmed mean per bucket is the profile
 
 
 def _trimmed_mean(values: list[float]) -> float:
@@ -85,24 +90,24 @@ class IntradayProfile:
                  scaled: tuple[str, ...] = VOLATILITY_SCALED):
         check_buckets(buckets)
         if days < 1:
-            raise ValueError("days must be >= 1 (complete days whose trimmed mean is the profile)")
+            raise ValueError("days must be >= 1 (days whose trimmed mean is the profile)")
         self._buckets, self._source, self._scaled = buckets, source, frozenset(scaled)
         self._factors: list[float] | None = None
-        self._recent: deque[list[float]] = deque(maxlen=days)  # relative profiles of the last complete days
+        self._recent: deque[list[float | None]] = deque(maxlen=days)  # relative profiles of the last days (None: unseen)
         self._day: int | None = None
         self._sums = [0.0] * buckets
         self._counts = [0] * buckets
         self._last_time: int | None = None
-        self._days = 0  # complete days folded in
+        self._days = 0  # days folded in
 
     @property
     def ready(self) -> bool:
-        """Whether a complete day has been seen, so that values are scaled."""
+        """Whether a day that counts has been seen, so that values are scaled."""
         return self._factors is not None
 
     @property
     def factors(self) -> tuple[float, ...] | None:
-        """Usual size of the source per bucket relative to the day's mean (None before a complete day)."""
+        """Usual size of the source per bucket relative to the day's mean (None before a day that counts)."""
         return None if self._factors is None else tuple(self._factors)
 
     def scaled(self, values: dict[str, float], time_ms: int) -> dict[str, Any]:
@@ -127,18 +132,27 @@ class IntradayProfile:
         return {name: value / factor if name in self._scaled else value for name, value in values.items()}
 
     def _end_day(self) -> None:
-        sums, counts = self._sums, self._counts
-        self._sums, self._counts = [0.0] * self._buckets, [0] * self._buckets
-        if not all(counts):
-            return  # an incomplete day says nothing about some hours
-        means = [s / c for s, c in zip(sums, counts, strict=True)]
-        average = sum(means) / len(means)
-        if not average > 0 or not all(m > 0 for m in means):
-            return  # a bucket without any move (a halted market): no factor to divide by
+        sums, counts, buckets = self._sums, self._counts, self._buckets
+        self._sums, self._counts = [0.0] * buckets, [0] * buckets
+        # A bucket without any move (hours missing from the data, a halted market) has no size to learn.
+        means = [s / c if c and s > 0 else None for s, c in zip(sums, counts, strict=True)]
+        present = {b: m for b, m in enumerate(means) if m is not None}
+        if len(present) * 4 < buckets * 3:
+            return  # a day with a quarter of its hours missing says too little about its shape
+        if len(present) == buckets or self._factors is None:
+            average = sum(present.values()) / len(present)
+        else:
+            # The day's level had every hour been seen: its hours against their usual share, so that
+            # missing busy hours do not make the seen ones look busier than they were.
+            average = sum(present.values()) / sum(self._factors[b] for b in present)
         self._days += 1
         recent = self._recent
-        recent.append([m / average for m in means])
-        self._factors = [_trimmed_mean([day[b] for day in recent]) for b in range(self._buckets)]
+        recent.append([None if m is None else m / average for m in means])
+        factors = []
+        for b in range(buckets):
+            seen = [v for day in recent if (v := day[b]) is not None]
+            factors.append(_trimmed_mean(seen) if seen else 1.0)
+        self._factors = factors
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A checkpoint from before the trimmed mean kept one blended profile: it stands for the days seen.

@@ -478,6 +478,36 @@ def test_the_intraday_profile_waits_for_a_complete_day():
         IntradayProfile(buckets=7)
 
 
+def test_a_day_with_hours_missing_counts_for_the_intraday_profile():
+    """Returns twice as large from 12:00 UTC on; days 2 and 3 lack hours 14-17 (busy ones) and day 3
+    also 0-3. The missing hours keep what the other days say, and the hours seen keep their usual
+    share: a day's level taken over its own hours only would make the busy hours look quieter and
+    the quiet ones busier (1.43 and 0.71 instead of 4/3 and 2/3, as the first day alone gives). A day lacking more than a quarter of its hours does
+    not count."""
+    from streams.drift.seasonality import IntradayProfile
+
+    def day_of(profile: IntradayProfile, day: int, missing: range | tuple = ()) -> None:
+        for minute in range(1440):
+            if minute // 60 not in missing:
+                size = 2e-3 if minute >= 720 else 1e-3
+                profile.scaled({"ret_1": size if minute % 2 else -size}, (day * 1440 + minute) * 60_000)
+
+    profile = IntradayProfile(buckets=24)
+    day_of(profile, 0)
+    day_of(profile, 1, range(14, 18))
+    day_of(profile, 2, (*range(4), *range(14, 18)))
+    profile.scaled({"ret_1": 1e-3}, 3 * 1440 * 60_000)
+    assert profile.factors == pytest.approx((2 / 3,) * 12 + (4 / 3,) * 12)
+    late = IntradayProfile(buckets=24)
+    day_of(late, 0, range(14, 18))  # the first day, with four hours missing, sets the profile alone
+    late.scaled({"ret_1": 1e-3}, 1440 * 60_000)
+    assert late.ready and late.factors[:12] == pytest.approx((1 / 1.4,) * 12) and late.factors[14] == 1.0
+    sparse = IntradayProfile(buckets=24)
+    day_of(sparse, 0, range(17, 24))  # seven hours missing of 24: more than a quarter
+    sparse.scaled({"ret_1": 1e-3}, 1440 * 60_000)
+    assert not sparse.ready
+
+
 def test_one_day_with_an_event_leaves_the_intraday_profile_as_it_was():
     """Six ordinary days (returns twice as large from 12:00 to 24:00 UTC) and one with an event in its
     fourth hour (returns five times their size): the next day's profile is the ordinary one. Blended in
