@@ -144,6 +144,42 @@ class NoTicks(ValueError):
     """A file with no readable tick: an empty table would look like a result."""
 
 
+class OverlappingFiles(ValueError):
+    """Two files of a joined run hold one symbol over the same time (a spot and a futures dump of one
+    name, one day given twice): merged, their ticks would make one series that zigzags between them."""
+
+
+class _SeriesSources:
+    """Which file each symbol's ticks of each kind come from in a merged run. A pair's files may follow
+    each other (consecutive days: the source changes once per file, give or take the few seconds two
+    captures may overlap at their ends); coming back to a file left more than ``overlap_ms`` earlier
+    means two files interleave. Ticks of other kinds (a trades dump and a book-ticker dump of one pair)
+    are apart: a worker reads them interleaved too."""
+
+    def __init__(self, paths, overlap_ms: int = 10_000):
+        self._paths = [str(p) for p in paths]
+        self._overlap_ms = overlap_ms
+        self._current: dict[tuple[str, str], int] = {}
+        self._left: dict[tuple[str, str], dict[int, int]] = {}  # file -> event time it was first left
+
+    def check(self, tick: dict[str, Any], file_index: int) -> None:
+        key = (tick["symbol"], tick["kind"])
+        current = self._current.get(key)
+        if current == file_index:
+            return
+        time_ms = tick["event_time_ms"]
+        left = self._left.setdefault(key, {})
+        if time_ms - left.get(file_index, time_ms) > self._overlap_ms:
+            raise OverlappingFiles(
+                f"{self._paths[file_index]} and {self._paths[current]} both hold {key[0]} {key[1].lower()} "  # type: ignore[index]
+                f"ticks over the same time (at event time {time_ms}): joined, they would be one series "
+                "switching between the two. Join a pair's consecutive files; evaluate a spot and a futures "
+                "dump of one name apart")
+        if current is not None:
+            left.setdefault(current, time_ms)
+        self._current[key] = file_index
+
+
 def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None) -> dict[str, Any]:
     """The skill table of a file run through the worker's own partition pipeline in this process (the
     settings' pipeline configuration; no broker)."""
@@ -186,6 +222,7 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
     items = files[0] if len(files) == 1 else heapq.merge(*files)  # event time, then the order given
 
     ticks, rejected, first_rejected, cut = 0, Counter(), None, ""
+    sources = _SeriesSources(paths) if len(files) > 1 else None
     for done, item in enumerate(items, 1):
         if item.tick is None:
             if item.reason_code != "skip":
@@ -195,6 +232,8 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
                     cut = f"; {item.reason}"
             continue
         ticks += 1
+        if sources is not None:
+            sources.check(item.tick, item.file_index)
         scorer.add_step(pipeline.on_tick(item.tick))
         if progress is not None and done % 5000 == 0:
             progress(done, total)
@@ -240,6 +279,10 @@ def run(args, settings) -> int:
                                             progress).summary()
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
+            except OverlappingFiles as exc:
+                if not args.quiet:
+                    print(file=sys.stderr)
+                raise CliError(str(exc), code=2) from None
             if not args.quiet:
                 print(file=sys.stderr)
             files = []

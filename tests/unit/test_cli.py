@@ -237,3 +237,19 @@ def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
     result = livelearn("evaluate", "--joined", "--quiet", *days)
     assert result.returncode == 0, result.stderr
     assert "2 files joined in event time, one pipeline" in result.stdout
+
+
+def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_path):
+    """A spot and a futures dump of one name (here one day under spot/ and um/) merged would be one
+    series zigzagging between two markets: a clear error, exit 2, before any table."""
+    import shutil
+
+    day = ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip"
+    for market in ("spot", "um"):
+        (tmp_path / market).mkdir()
+        shutil.copy(day, tmp_path / market / day.name)
+    result = livelearn("evaluate", "--joined", "--quiet", str(tmp_path))
+    assert result.returncode == 2, result.stdout
+    assert "both hold BTCUSDT kline ticks over the same time" in result.stderr
+    assert "evaluate a spot and a futures dump of one name apart" in result.stderr
+    assert result.stdout == ""
