@@ -82,7 +82,7 @@ def dependence_correlations(window: np.ndarray, medians: np.ndarray, max_lag: in
     time (no trade: price unchanged, volume 0; the shipped kline days and two real days repeated as a
     week, three seeds each, 43,200 events). ``volume_z_20`` of a stale minute is the minute's distance
     below the last 20 minutes' mean, so it moves with that mean for many minutes, while the few traded
-    minutes' large values leave its autocorrelation near 0 (-0.01 at lag 1; of the signs 0.51, below
+    minutes' large values leave its autocorrelation near 0 (-0.01 at lag 1; of the sides 0.51, below
     0.05 after 13 lags). Thinned at lag 1, the KS test treated 100 such values as independent: 33
     FEATURE alerts (7.6 per 10k, the bound being 0.4), none with the sides. On clustered streams
     (`bench/drift_real.py --only clustered_null`) FEATURE 0.49 and 0.69 per 10k became 0.28 and 0.35.
