@@ -30,7 +30,10 @@ Each series runs through the worker's own partition pipeline in process with def
 (e) a clustered null: ten days of one-minute closes from a GARCH(1,1) with Student-t(4) innovations
     (persistence 0.98 and 0.99) on a real day's times, volumes and bar shapes, per seed (``--seeds``):
     alarms per 10k events and channel where volatility clusters but nothing changes;
-(f) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+(f) hours missing (an exchange's maintenance): 10:00-12:00 UTC cut from every kline day on its own, and
+    from the first day of the longest run of consecutive days joined: alarms per 10k events and channel
+    (``--only missing_hours``);
+(g) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not. A day of klines is
@@ -591,6 +594,33 @@ def depeg_weeks(settings: Settings, data: RealData) -> None:
                                                 and a["kind"] in ("FEATURE", "VARIANCE")))
 
 
+MAINTENANCE_HOURS = (10, 12)  # UTC hours cut by missing_hours
+
+
+def without_hours(ticks: list[dict], hours: tuple[int, int] = MAINTENANCE_HOURS) -> list[dict]:
+    """The ticks outside ``hours`` (UTC, from the first to before the second) of each day."""
+    return [t for t in ticks if not hours[0] <= t["event_time_ms"] // 3_600_000 % 24 < hours[1]]
+
+
+def missing_hours(settings: Settings, data: RealData, processes: Processes) -> None:
+    """FIRING alerts per 10k events and channel where :data:`MAINTENANCE_HOURS` are missing: from every
+    kline day on its own, and from the first day of the longest run of consecutive days joined (the
+    intraday profile's case: streams.drift.seasonality counts a day with a quarter of its hours missing
+    or fewer)."""
+    series = [(path.name, without_hours(ticks_of(path))) for path in data.klines]
+    longest = longest_run(data, "hours missing in joined days")
+    if longest is not None and len(longest[1]) > 1:
+        name, days = longest
+        series.append((f"{name} joined", [t for day in [without_hours(days[0]), *days[1:]] for t in day]))
+    outcomes = processes.map(run_case, [Case(settings, ticks) for _, ticks in series])
+    for (name, _), (alerts, vectors, _, _) in zip(series, outcomes, strict=True):
+        rates = {kind: round(sum(a["kind"] == kind for a in alerts) * 1e4 / max(vectors, 1), 2) for kind in CHANNELS}
+        print(f"{name} without {MAINTENANCE_HOURS[0]:02d}:00-{MAINTENANCE_HOURS[1]:02d}:00 UTC: {vectors} vectors, "
+              f"alerts {[(a['kind'], a['affected_features'][:2], a['at_vector']) for a in alerts]}", flush=True)
+        result("drift_real_missing_hours", series=name, hours_missing_utc=list(MAINTENANCE_HOURS), vectors=vectors,
+               alerts=len(alerts), alarms_per_10k=rates)
+
+
 def garch_days(template: list[dict], days: int, seed: int, arch: float, garch: float, nu: float = 4.0) -> list[dict]:
     """``days`` copies of a real kline day (its times, volumes and bar shapes) whose closes follow a
     GARCH(1,1) with Student-t innovations (``nu`` degrees of freedom) instead: volatility that clusters
@@ -689,7 +719,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
-    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "cost"])
+    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "missing_hours",
+                                                "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
@@ -713,6 +744,8 @@ def main() -> None:
             depeg_weeks(settings, data)
         if args.only in (None, "clustered_null"):
             clustered_null(settings, data, args.seeds, processes)
+        if args.only in (None, "missing_hours"):
+            missing_hours(settings, data, processes)
     if args.only in (None, "cost"):
         cost(settings, data)  # timed alone, after every other run has ended
 
