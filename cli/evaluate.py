@@ -169,9 +169,9 @@ class _SeriesSources:
             return
         time_ms = tick["event_time_ms"]
         left = self._left.setdefault(key, {})
-        if time_ms - left.get(file_index, time_ms) > self._overlap_ms:
+        if current is not None and time_ms - left.get(file_index, time_ms) > self._overlap_ms:
             raise OverlappingFiles(
-                f"{self._paths[file_index]} and {self._paths[current]} both hold {key[0]} {key[1].lower()} "  # type: ignore[index]
+                f"{self._paths[file_index]} and {self._paths[current]} both hold {key[0]} {key[1].lower()} "
                 f"ticks over the same time (at event time {time_ms}): joined, they would be one series "
                 "switching between the two. Join a pair's consecutive files; evaluate a spot and a futures "
                 "dump of one name apart")

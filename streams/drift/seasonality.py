@@ -33,10 +33,11 @@ data: an exchange's maintenance, a halted market) keep what the other days say, 
 taken against the usual share of the hours it has, so missing busy hours do not make the rest look
 busier. Why: a monitor that lost a day's profile to two missing hours compared the next day's busy
 afternoon with the morning it started in (the two BTCUSDT days joined, 10:00-12:00 cut from the first:
-a VARIANCE alert on `roc_10` at 17:00 UTC of the second day, none with the rule; tests/unit/
-test_drift_real.py). A file that starts at noon or a stream of labelled rows without returns gives
-no profile. Until the first day that counts the values pass unchanged; :attr:`IntradayProfile.ready` says when the scaling starts, and the drift monitor
-re-bases its feature and variance channels then (their reference was in other units).
+a VARIANCE alert on `sma_ratio_5_20` at 17:40 UTC of the second day, none with the rule;
+tests/unit/test_drift_real.py, `bench/drift_real.py --only missing_hours`). A file that starts at
+noon or a stream of labelled rows without returns gives no profile. Until the first day that counts
+the values pass unchanged; :attr:`IntradayProfile.ready` says when the scaling starts, and the drift
+monitor re-bases its feature and variance channels then (their reference was in other units).
 
 Unlike :class:`streams.drift.volatility.VolatilityScale` (an EWMA of recent volatility: it divides
 out bursts too, and is off by default), this removes only what recurs every day.
@@ -93,7 +94,8 @@ class IntradayProfile:
             raise ValueError("days must be >= 1 (days whose trimmed mean is the profile)")
         self._buckets, self._source, self._scaled = buckets, source, frozenset(scaled)
         self._factors: list[float] | None = None
-        self._recent: deque[list[float | None]] = deque(maxlen=days)  # relative profiles of the last days (None: unseen)
+        # Relative profiles of the last days that counted (None: a bucket the day did not see).
+        self._recent: deque[list[float | None]] = deque(maxlen=days)
         self._day: int | None = None
         self._sums = [0.0] * buckets
         self._counts = [0] * buckets

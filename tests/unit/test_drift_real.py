@@ -106,8 +106,8 @@ def test_a_week_of_two_real_days_repeated_raises_no_variance_alert():
 def test_two_hours_missing_from_a_day_leave_the_intraday_profile_in_place():
     """The two real BTCUSDT days joined, 10:00-12:00 UTC cut from the first (an exchange's maintenance).
     When a day counted for the intraday profile only if every hour saw a move, the second day ran
-    without a profile and its afternoon raised a VARIANCE alert on ``roc_10`` (and ``sma_ratio_5_20``)
-    at 15:40 UTC against the reference of the first day's morning; whole days raise none."""
+    without a profile and its afternoon raised a VARIANCE alert on ``sma_ratio_5_20`` at 17:40 UTC
+    against the reference of the first day's morning; whole days raise none."""
     days = [price_ticks(path) for path in KLINES if path.name.startswith("BTCUSDT-1m-2020-01-0")]
     first = [t for t in days[0] if not 10 <= (t["event_time_ms"] // 3_600_000) % 24 < 12]
     assert len(first) == 1440 - 120
