@@ -145,19 +145,32 @@ class NoTicks(ValueError):
 
 
 class OverlappingFiles(ValueError):
-    """Two files of a joined run hold one symbol over the same time (a spot and a futures dump of one
-    name, one day given twice): merged, their ticks would make one series that zigzags between them."""
+    """Two files of a joined run hold one symbol over the same time (one day given twice), or of two
+    markets (a spot and a futures dump of one name): merged, their ticks would make one series."""
+
+
+# Folders that name the market of the dumps under them (data.binance.vision's spot/, futures/um/ and
+# futures/cm/): one name in two of them is two pairs (bench/common.py reads them the same way).
+MARKET_FOLDERS = ("spot", "um", "cm")
+
+
+def _market(path) -> str | None:
+    from pathlib import Path
+
+    return next((part for part in reversed(Path(path).parent.parts) if part in MARKET_FOLDERS), None)
 
 
 class _SeriesSources:
     """Which file each symbol's ticks of each kind come from in a merged run. A pair's files may follow
     each other (consecutive days: the source changes once per file, give or take the few seconds two
     captures may overlap at their ends); coming back to a file left more than ``overlap_ms`` earlier
-    means two files interleave. Ticks of other kinds (a trades dump and a book-ticker dump of one pair)
-    are apart: a worker reads them interleaved too."""
+    means two files interleave, and following a file of another market folder (:data:`MARKET_FOLDERS`)
+    means two pairs of one name. Ticks of other kinds (a trades dump and a book-ticker dump of one
+    pair) are apart: a worker reads them interleaved too."""
 
     def __init__(self, paths, overlap_ms: int = 10_000):
         self._paths = [str(p) for p in paths]
+        self._markets = [_market(p) for p in self._paths]
         self._overlap_ms = overlap_ms
         self._current: dict[tuple[str, str], int] = {}
         self._left: dict[tuple[str, str], dict[int, int]] = {}  # file -> event time it was first left
@@ -173,9 +186,15 @@ class _SeriesSources:
             raise OverlappingFiles(
                 f"{self._paths[file_index]} and {self._paths[current]} both hold {key[0]} {key[1].lower()} "
                 f"ticks over the same time (at event time {time_ms}): joined, they would be one series "
-                "switching between the two. Join a pair's consecutive files; evaluate a spot and a futures "
-                "dump of one name apart")
+                "switching between the two. Join a pair's consecutive files only (of a day given both in a "
+                "daily and in a monthly dump, one)")
         if current is not None:
+            markets = self._markets[current], self._markets[file_index]
+            if None not in markets and markets[0] != markets[1]:
+                raise OverlappingFiles(
+                    f"{self._paths[current]} and {self._paths[file_index]} hold {key[0]} of two markets "
+                    f"({markets[0]}, {markets[1]}): joined, they would be one series. Evaluate a spot and a "
+                    "futures dump of one name apart")
             left.setdefault(current, time_ms)
         self._current[key] = file_index
 

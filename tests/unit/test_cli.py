@@ -240,16 +240,23 @@ def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
 
 
 def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_path):
-    """A spot and a futures dump of one name (here one day under spot/ and um/) merged would be one
-    series zigzagging between two markets: a clear error, exit 2, before any table."""
+    """One day given twice (here in two folders) merged would be one series zigzagging between the two
+    files: a clear error, exit 2, before any table. Files that follow each other in time but sit in
+    two market folders (spot/ and um/: a spot and a futures pair of one name) are refused as well."""
     import shutil
 
-    day = ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip"
-    for market in ("spot", "um"):
-        (tmp_path / market).mkdir()
-        shutil.copy(day, tmp_path / market / day.name)
-    result = livelearn("evaluate", "--joined", "--quiet", str(tmp_path))
+    days = ROOT / "data/binance/klines/spot"
+    for folder in ("a", "b"):
+        (tmp_path / "twice" / folder).mkdir(parents=True)
+        shutil.copy(days / "BTCUSDT-1m-2020-01-01.zip", tmp_path / "twice" / folder)
+    result = livelearn("evaluate", "--joined", "--quiet", str(tmp_path / "twice"))
     assert result.returncode == 2, result.stdout
     assert "both hold BTCUSDT kline ticks over the same time" in result.stderr
-    assert "evaluate a spot and a futures dump of one name apart" in result.stderr
     assert result.stdout == ""
+    for market, day in (("spot", "01"), ("um", "02")):
+        (tmp_path / "markets" / market).mkdir(parents=True)
+        shutil.copy(days / f"BTCUSDT-1m-2020-01-{day}.zip", tmp_path / "markets" / market)
+    result = livelearn("evaluate", "--joined", "--quiet", str(tmp_path / "markets"))
+    assert result.returncode == 2, result.stdout
+    assert "hold BTCUSDT of two markets (spot, um)" in result.stderr
+    assert "Evaluate a spot and a futures dump of one name apart" in result.stderr
