@@ -24,19 +24,17 @@ SHARED = ROOT / "data"
 
 from cli.kafka_local import delete_topics_containing, free_port  # noqa: E402,F401  (needs ROOT on sys.path)
 from cli.processes import stop_process  # noqa: E402
+from connectors.recorded import market_folder  # noqa: E402
 
 KLINE_DUMP = re.compile(r"[A-Za-z0-9_]+-\d+[smhdwM]-\d{4}-\d{2}-\d{2}\.(zip|csv)")
 MONTHLY_KLINE_DUMP = re.compile(r"([A-Za-z0-9_]+-\d+[smhdwM])-\d{4}-\d{2}\.(zip|csv)")
-# Folder names that say which market a dump's pair trades on: data.binance.vision's spot/, futures/um/
-# and futures/cm/, and data/binance/klines/spot and .../um here.
-MARKET_FOLDERS = ("spot", "um", "cm", "futures")
 # data.binance.vision's folders for the two kinds of dump of one pair.
 DUMP_FOLDERS = ("daily", "monthly")
 
 
 def market_of(path: Path) -> str:
     """Which market a kline dump's pair trades on, to tell a spot BTCUSDT from a futures one: the nearest
-    folder on its path named as a market (:data:`MARKET_FOLDERS`), else the folder it is in, less any
+    folder on its path named as a market (:func:`connectors.recorded.market_folder`), else the folder it is in, less any
     ``daily`` or ``monthly`` part. So a pair's daily and monthly dumps (data.binance.vision's ``daily/``
     and ``monthly/`` folders, with or without the market folder above them) are one series.
 
@@ -48,10 +46,7 @@ def market_of(path: Path) -> str:
     ...     Path("dl/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03-01.zip"))
     True
     """
-    for part in reversed(path.parent.parts):
-        if part in MARKET_FOLDERS:
-            return part
-    return str(Path(*[part for part in path.parent.parts if part not in DUMP_FOLDERS] or ["."]))
+    return market_folder(path) or str(Path(*[part for part in path.parent.parts if part not in DUMP_FOLDERS] or ["."]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -719,8 +719,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
-    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null", "missing_hours",
-                                                "cost"])
+    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null",
+                                           "missing_hours", "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")

@@ -149,28 +149,20 @@ class OverlappingFiles(ValueError):
     markets (a spot and a futures dump of one name): merged, their ticks would make one series."""
 
 
-# Folders that name the market of the dumps under them (data.binance.vision's spot/, futures/um/ and
-# futures/cm/): one name in two of them is two pairs (bench/common.py reads them the same way).
-MARKET_FOLDERS = ("spot", "um", "cm")
-
-
-def _market(path) -> str | None:
-    from pathlib import Path
-
-    return next((part for part in reversed(Path(path).parent.parts) if part in MARKET_FOLDERS), None)
-
-
 class _SeriesSources:
     """Which file each symbol's ticks of each kind come from in a merged run. A pair's files may follow
     each other (consecutive days: the source changes once per file, give or take the few seconds two
     captures may overlap at their ends); coming back to a file left more than ``overlap_ms`` earlier
-    means two files interleave, and following a file of another market folder (:data:`MARKET_FOLDERS`)
+    means two files interleave, and following a file of another market folder
+    (:func:`connectors.recorded.market_folder`)
     means two pairs of one name. Ticks of other kinds (a trades dump and a book-ticker dump of one
     pair) are apart: a worker reads them interleaved too."""
 
     def __init__(self, paths, overlap_ms: int = 10_000):
+        from connectors.recorded import market_folder
+
         self._paths = [str(p) for p in paths]
-        self._markets = [_market(p) for p in self._paths]
+        self._markets = [market_folder(p) for p in self._paths]
         self._overlap_ms = overlap_ms
         self._current: dict[tuple[str, str], int] = {}
         self._left: dict[tuple[str, str], dict[int, int]] = {}  # file -> event time it was first left

@@ -184,6 +184,22 @@ def symbol_from_name(path: Path) -> str:
     return path.name.split("-")[0].split(".")[0].upper()
 
 
+# Folders that say which market the dumps under them trade on: data.binance.vision's spot/, futures/um/
+# and futures/cm/ (data/binance/klines/spot and .../um here). One name in two of them is two pairs.
+MARKET_FOLDERS = ("spot", "um", "cm", "futures")
+
+
+def market_folder(path: Path | str) -> str | None:
+    """The nearest folder on ``path`` named as a market (:data:`MARKET_FOLDERS`), or None.
+
+    >>> market_folder("data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2023-03-01.zip")
+    'um'
+    >>> market_folder("downloads/BTCUSDT-1m-2023-03-01.zip") is None
+    True
+    """
+    return next((part for part in reversed(Path(path).parent.parts) if part in MARKET_FOLDERS), None)
+
+
 def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
     """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time.
     ``fmt`` (one of :data:`FORMATS`) and ``symbol`` override what the file's content and name say."""
