@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -266,6 +267,33 @@ def test_a_volatility_level_that_falls_raises_nothing_and_one_that_rises_is_repo
         values = {"atr_pct": 1.0 + 0.1 * rng.gauss(0, 1), "b": rng.gauss(-2.0 if i >= 1500 else 0.0, 1)}
         fired += [a for a in falling.update_features(values, i, names) if a["status"] == "FIRING"]
     assert [a["affected_features"] for a in fired] == [["b"]]
+
+
+def test_a_return_whose_spread_falls_raises_no_feature_alert_and_one_whose_spread_rises_does():
+    """A return-like feature (``ret_1``) at a quarter of its spread from 1,500 to 2,500 and back: KS on the
+    feature channel sees the fall (it alerted on it before), but a fall of volatility is not reported
+    (the variance channel reports rises only). Three times the spread from 1,500 is reported, and so is
+    another feature's fall of spread."""
+    config = DriftConfig(window=200, check_every=20, variance_tests=False, mean_test=False)
+
+    def fired(spreads: dict[str, Callable[[int], float]], events: int = 3500) -> list[tuple[int, dict]]:
+        rng = random.Random(7)
+        monitor = DriftMonitor("X", config)
+        alerts = []
+        for i in range(events):
+            values = {name: spread(i) * rng.gauss(0, 1) for name, spread in spreads.items()}
+            alerts += [(i, a) for a in monitor.update_features(values, i, tuple(spreads)) if a["status"] == "FIRING"]
+        return alerts
+
+    def steady(i: int) -> float:
+        return 1.0
+
+    assert fired({"ret_1": lambda i: 0.25 if 1500 <= i < 2500 else 1.0, "b": steady}) == []
+    rise = fired({"ret_1": lambda i: 3.0 if i >= 1500 else 1.0, "b": steady}, 2000)
+    assert [(a["affected_features"], a["test_name"]) for _, a in rise] == [(["ret_1"], "ks_2samp")], rise
+    assert 1500 <= rise[0][0] <= 1600
+    other = fired({"ret_1": steady, "b": lambda i: 0.25 if i >= 1500 else 1.0}, 2000)
+    assert [a["affected_features"] for _, a in other] == [["b"]] and 1500 <= other[0][0] <= 1600
 
 
 def false_alarm_rate(correction: str, features: int, events: int, seed: int) -> float:
