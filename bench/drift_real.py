@@ -33,7 +33,10 @@ Each series runs through the worker's own partition pipeline in process with def
 (f) hours missing (an exchange's maintenance): 10:00-12:00 UTC cut from every kline day on its own, and
     from the first day of the longest run of consecutive days joined: alarms per 10k events and channel
     (``--only missing_hours``);
-(g) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+(g) distinct weeks: 21 days, each a real kline day mirrored or not, its minutes reversed within the hour
+    or not, its moves x0.75, 1 or 1.3, in three random orders (``--only distinct_weeks``): alarms per
+    channel pooled with exact intervals, and how far volatility had risen where VARIANCE alerted;
+(h) cost per event and drift feature of the feature channels, beside KSWIN's per update.
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not. A day of klines is
@@ -53,6 +56,7 @@ as a capture)
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import datetime as dt
 import math
@@ -594,6 +598,130 @@ def depeg_weeks(settings: Settings, data: RealData) -> None:
                                                 and a["kind"] in ("FEATURE", "VARIANCE")))
 
 
+DISTINCT_MOVES = (0.75, 1.0, 1.3)  # each constructed day's log moves times one of these
+
+
+def distinct_day(day: list[dict], mirror: bool, reverse: bool, moves: float, volume: float,
+                 trades: float) -> list[tuple[int, tuple[float, float, float, float], dict]]:
+    """One real kline day made another, bar by bar in log terms: each bar's open against the last close,
+    its close, high and low against its open. Mirrored (``1 / p``: every rise a fall, high and low
+    swapped, taker buys the sells), its bars' order reversed within each hour (each hour keeps its bars
+    and so its volatility, and the intraday profile holds; the path stays continuous, as it is rebuilt
+    from the bars), its log moves and its volumes times ``moves``. Each entry: the minute's time of day
+    (ms), the bar's (gap, body, high, low) in log terms and its tick with volumes set."""
+    log_bars, last = [], day[0]["open"]
+    for tick in day:
+        open_ = tick["open"]
+        bar = (math.log(open_ / last), math.log(tick["price"] / open_), math.log(tick["high"] / open_),
+               math.log(tick["low"] / open_))
+        log_bars.append((-bar[0], -bar[1], -bar[3], -bar[2]) if mirror else bar)
+        last = tick["price"]
+    order = list(range(len(day)))
+    if reverse:
+        order = [i for hour in range(0, len(day), 60) for i in reversed(order[hour:hour + 60])]
+    out = []
+    for slot, i in zip(day, order, strict=True):
+        tick = day[i]
+        quantity = tick["quantity"] * volume * moves
+        buys = tick["taker_buy_volume"] * volume * moves
+        out.append((slot["event_time_ms"] % 86_400_000, tuple(x * moves for x in log_bars[i]),
+                    dict(tick, quantity=quantity, taker_buy_volume=quantity - buys if mirror else buys,
+                         trade_count=max(1, round(tick["trade_count"] * trades)))))
+    return out
+
+
+def distinct_weeks_of(days: list[list[dict]], count: int, seed: int) -> list[dict]:
+    """``count`` consecutive days, each a distinct :func:`distinct_day` of the real ``days`` (a random
+    source, mirror, reversal and size of moves without repeats), volumes scaled to the first source's
+    median minute, prices continuous: weeks of one symbol whose days differ as real days do in level
+    of volatility and order flow, built from the few days that ship. A stress test, not real weeks:
+    its days' volatility does not persist from one day to the next as real volatility does.
+
+    >>> day = [dict(event_time_ms=60_000 * (i + 1) - 1, open=100.0 + i, price=101.0 + i, high=101.5 + i,
+    ...             low=99.5 + i, quantity=2.0, taker_buy_volume=1.5, trade_count=10, symbol="X")
+    ...        for i in range(1440)]
+    >>> week = distinct_weeks_of([day], 3, seed=0)
+    >>> len(week), all(abs(b["open"] / a["price"] - 1) < 1e-12 for a, b in zip(week, week[1:]))
+    (4320, True)
+    >>> all(t["low"] <= min(t["open"], t["price"]) <= max(t["open"], t["price"]) <= t["high"] for t in week)
+    True
+    """
+    rng = random.Random(seed)
+    combos = [(s, m, r, x) for s in range(len(days)) for m in (False, True) for r in (False, True)
+              for x in DISTINCT_MOVES]
+    rng.shuffle(combos)
+    if len(combos) < count:
+        raise ValueError(f"{len(days)} day(s) make {len(combos)} distinct days, fewer than {count}")
+    quantity = statistics.median(t["quantity"] for t in days[0])
+    trades = statistics.median(t["trade_count"] for t in days[0])
+    start = days[0][0]["event_time_ms"] - days[0][0]["event_time_ms"] % 86_400_000
+    out: list[dict] = []
+    last = days[0][0]["open"]
+    for d, (source, mirror, reverse, moves) in enumerate(combos[:count]):
+        day = days[source]
+        volume = quantity / statistics.median(t["quantity"] for t in day)
+        trade_share = trades / statistics.median(t["trade_count"] for t in day)
+        for time_of_day, (gap, body, high, low), tick in distinct_day(day, mirror, reverse, moves, volume,
+                                                                      trade_share):
+            open_ = last * math.exp(gap)
+            last = open_ * math.exp(body)
+            out.append(dict(tick, symbol=days[0][0]["symbol"], event_time_ms=start + d * 86_400_000 + time_of_day,
+                            open=open_, price=last, high=open_ * math.exp(high), low=open_ * math.exp(low),
+                            quote_volume=tick["quantity"] * last))
+    return out
+
+
+def distinct_weeks(settings: Settings, data: RealData, quick: bool, processes: Processes) -> None:
+    """Three weeks of distinct days (:func:`distinct_weeks_of`), in three orders (one with ``--quick``):
+    FIRING alerts per channel, each listed with its day, and per 10k events pooled over the orders with
+    exact 95% intervals. Where every day is real and from one pair (``--data`` with weeks of one pair)
+    the unmodified series measure the same without construction."""
+    days = [[t for t in ticks_of(path) if t["kind"] == "KLINE"] for path in data.klines]
+    days = [day for day in days if len(day) == 1440]
+    if not days:
+        print("distinct weeks: no complete kline day", flush=True)
+        return
+    orders = (1,) if quick else (1, 2, 3)
+    bound = pipeline_config(settings).drift.expected_false_alarms_per_10k
+    weeks = [distinct_weeks_of(days, 21, seed) for seed in orders]
+    outcomes = processes.map(run_case, [Case(settings, ticks) for ticks in weeks])
+    counts, vectors = Counter[str](), 0
+    rises = []
+    for seed, ticks, (alerts, n, _, _) in zip(orders, weeks, outcomes, strict=True):
+        counts.update(a["kind"] for a in alerts)
+        vectors += n
+        first = ticks[0]["event_time_ms"]
+        print(f"distinct weeks, order {seed}: {n} vectors, alerts (kind, day, features) "
+              f"{[(a['kind'], (a['created_time_ms'] - first) // 86_400_000, a['affected_features'][:2]) for a in alerts]}",
+              flush=True)
+        rises += [volatility_rise(ticks, a["created_time_ms"]) for a in alerts if a["kind"] == "VARIANCE"]
+    if rises:
+        print(f"    each VARIANCE alert's rise of volatility (its last 200 minutes against the same minutes of the three "
+              f"days before): {sorted(round(r, 2) for r in rises)}", flush=True)
+    rates = {c: alarm_rate(counts.get(c, 0), vectors, bound) for c in CHANNELS if c != "BASIS"}
+    print("    pooled per 10k (95% interval): " + ", ".join(
+        f"{c} {r['alarms']} = {r['per_10k']:.2f} [{r['interval_95_per_10k'][0]:.2f}, {r['interval_95_per_10k'][1]:.2f}]"
+        for c, r in rates.items()), flush=True)
+    result("drift_real_distinct_weeks", days=21, orders=len(orders), sources=len(days), vectors=vectors,
+           bound_per_10k=bound, by_channel=rates, variance_alerts_volatility_rise=sorted(rises),
+           channels_within_twice_the_bound=[c for c, r in rates.items() if r["per_10k"] <= 2 * bound])
+
+
+def volatility_rise(ticks: list[dict], time_ms: int, minutes: int = 200) -> float:
+    """Mean absolute one-minute log return over the ``minutes`` before ``time_ms``, against the same
+    minutes of the (up to) three days before: how much volatility had risen where an alert came."""
+    times = [t["event_time_ms"] for t in ticks]
+    closes = np.log([t["price"] for t in ticks])
+
+    def level(end_ms: int) -> float:
+        end = bisect.bisect_right(times, end_ms)
+        return float(np.abs(np.diff(closes[max(0, end - minutes - 1):end])).mean()) if end > minutes else math.nan
+
+    before = [level(time_ms - k * 86_400_000) for k in (1, 2, 3)]
+    before = [b for b in before if b == b and b > 0]
+    return level(time_ms) / statistics.mean(before) if before else math.nan
+
+
 MAINTENANCE_HOURS = (10, 12)  # UTC hours cut by missing_hours
 
 
@@ -719,8 +847,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer series for the basis cases")
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
-    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "clustered_null",
-                                           "missing_hours", "cost"])
+    parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "distinct_weeks",
+                                           "clustered_null", "missing_hours", "cost"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
@@ -742,6 +870,8 @@ def main() -> None:
             quiet_weekends(settings, data, args.quick, processes)
         if args.only in (None, "depeg_weeks"):
             depeg_weeks(settings, data)
+        if args.only in (None, "distinct_weeks"):
+            distinct_weeks(settings, data, args.quick, processes)
         if args.only in (None, "clustered_null"):
             clustered_null(settings, data, args.seeds, processes)
         if args.only in (None, "missing_hours"):
