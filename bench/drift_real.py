@@ -70,6 +70,7 @@ from typing import NamedTuple
 
 import numpy as np
 from common import Processes, RealData, real_data, result
+from distinct_days import distinct_weeks_of
 
 from agents.app import pipeline_config
 from agents.settings import Settings
@@ -596,79 +597,6 @@ def depeg_weeks(settings: Settings, data: RealData) -> None:
            mover_feature_or_variance_alerts_after_the_depeg=len(after),
            peers_feature_or_variance_alerts=sum(1 for a in alerts if a["symbol"] != mover
                                                 and a["kind"] in ("FEATURE", "VARIANCE")))
-
-
-DISTINCT_MOVES = (0.75, 1.0, 1.3)  # each constructed day's log moves times one of these
-
-
-def distinct_day(day: list[dict], mirror: bool, reverse: bool, moves: float, volume: float,
-                 trades: float) -> list[tuple[int, tuple[float, float, float, float], dict]]:
-    """One real kline day made another, bar by bar in log terms: each bar's open against the last close,
-    its close, high and low against its open. Mirrored (``1 / p``: every rise a fall, high and low
-    swapped, taker buys the sells), its bars' order reversed within each hour (each hour keeps its bars
-    and so its volatility, and the intraday profile holds; the path stays continuous, as it is rebuilt
-    from the bars), its log moves and its volumes times ``moves``. Each entry: the minute's time of day
-    (ms), the bar's (gap, body, high, low) in log terms and its tick with volumes set."""
-    log_bars, last = [], day[0]["open"]
-    for tick in day:
-        open_ = tick["open"]
-        bar = (math.log(open_ / last), math.log(tick["price"] / open_), math.log(tick["high"] / open_),
-               math.log(tick["low"] / open_))
-        log_bars.append((-bar[0], -bar[1], -bar[3], -bar[2]) if mirror else bar)
-        last = tick["price"]
-    order = list(range(len(day)))
-    if reverse:
-        order = [i for hour in range(0, len(day), 60) for i in reversed(order[hour:hour + 60])]
-    out = []
-    for slot, i in zip(day, order, strict=True):
-        tick = day[i]
-        quantity = tick["quantity"] * volume * moves
-        buys = tick["taker_buy_volume"] * volume * moves
-        out.append((slot["event_time_ms"] % 86_400_000, tuple(x * moves for x in log_bars[i]),
-                    dict(tick, quantity=quantity, taker_buy_volume=quantity - buys if mirror else buys,
-                         trade_count=max(1, round(tick["trade_count"] * trades)))))
-    return out
-
-
-def distinct_weeks_of(days: list[list[dict]], count: int, seed: int) -> list[dict]:
-    """``count`` consecutive days, each a distinct :func:`distinct_day` of the real ``days`` (a random
-    source, mirror, reversal and size of moves without repeats), volumes scaled to the first source's
-    median minute, prices continuous: weeks of one symbol whose days differ as real days do in level
-    of volatility and order flow, built from the few days that ship. A stress test, not real weeks:
-    its days' volatility does not persist from one day to the next as real volatility does.
-
-    >>> day = [dict(event_time_ms=60_000 * (i + 1) - 1, open=100.0 + i, price=101.0 + i, high=101.5 + i,
-    ...             low=99.5 + i, quantity=2.0, taker_buy_volume=1.5, trade_count=10, symbol="X")
-    ...        for i in range(1440)]
-    >>> week = distinct_weeks_of([day], 3, seed=0)
-    >>> len(week), all(abs(b["open"] / a["price"] - 1) < 1e-12 for a, b in zip(week, week[1:]))
-    (4320, True)
-    >>> all(t["low"] <= min(t["open"], t["price"]) <= max(t["open"], t["price"]) <= t["high"] for t in week)
-    True
-    """
-    rng = random.Random(seed)
-    combos = [(s, m, r, x) for s in range(len(days)) for m in (False, True) for r in (False, True)
-              for x in DISTINCT_MOVES]
-    rng.shuffle(combos)
-    if len(combos) < count:
-        raise ValueError(f"{len(days)} day(s) make {len(combos)} distinct days, fewer than {count}")
-    quantity = statistics.median(t["quantity"] for t in days[0])
-    trades = statistics.median(t["trade_count"] for t in days[0])
-    start = days[0][0]["event_time_ms"] - days[0][0]["event_time_ms"] % 86_400_000
-    out: list[dict] = []
-    last = days[0][0]["open"]
-    for d, (source, mirror, reverse, moves) in enumerate(combos[:count]):
-        day = days[source]
-        volume = quantity / statistics.median(t["quantity"] for t in day)
-        trade_share = trades / statistics.median(t["trade_count"] for t in day)
-        for time_of_day, (gap, body, high, low), tick in distinct_day(day, mirror, reverse, moves, volume,
-                                                                      trade_share):
-            open_ = last * math.exp(gap)
-            last = open_ * math.exp(body)
-            out.append(dict(tick, symbol=days[0][0]["symbol"], event_time_ms=start + d * 86_400_000 + time_of_day,
-                            open=open_, price=last, high=open_ * math.exp(high), low=open_ * math.exp(low),
-                            quote_volume=tick["quantity"] * last))
-    return out
 
 
 def distinct_weeks(settings: Settings, data: RealData, quick: bool, processes: Processes) -> None:

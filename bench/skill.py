@@ -8,6 +8,9 @@ does), with default settings except where a row says otherwise:
 * a pair's consecutive days as one run (what ``livelearn evaluate --joined`` does): the models learn
   through the days as a worker that read them live, so what they published after days, not hours, of
   learning is scored (here the two BTCUSDT days of January 2020; weeks with ``--data``);
+* three weeks of distinct days built from the kline days (``bench/distinct_days.py``), joined, in three
+  orders: what the models publish after weeks of days that differ (recycled days, so no evidence of
+  skill on real weeks; a loss to the references would be a defect);
 * the same days with a steady trend added to their prices (``--trend``, 0.15 standard deviations of
   the day's five-minute log returns per five minutes: 57-59% of the outcomes up), a stand-in for the
   strongly trending days that the shipped data lack: there the running prior beats the constant 0.5,
@@ -21,7 +24,7 @@ does), with default settings except where a row says otherwise:
 
 Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and of the references,
 skill against the running prior and the constant with intervals, and for the captures the skill of the
-queue-imbalance-only logistic regression beside the ensemble's. About two minutes here in one process, one in two.
+queue-imbalance-only logistic regression beside the ensemble's. About three minutes here with two processes.
 
 Usage: python bench/skill.py [--quick] [--trend SD] [--jobs N] [--data PATH...]   (--quick: klines and one
 capture setting only; --jobs: files run at once, each in its own process, one per CPU (at most four)
@@ -38,6 +41,7 @@ import time
 from pathlib import Path
 
 from common import SHARED, Processes, real_data, result
+from distinct_days import distinct_weeks_of, write_kline_days
 
 from agents.settings import Settings
 from cli.evaluate import evaluate_file, pooled_over_files, render, run_file, run_files
@@ -150,6 +154,41 @@ def joined_days(data, base: Settings, processes: Processes) -> None:
         report(f"klines, {len(runs)} runs of consecutive days pooled", pooled_over_files(evaluations), seconds)
 
 
+DISTINCT_ORDERS = (1, 2, 3)
+
+
+def run_distinct(job: tuple[list[list[dict]], int, Settings]):
+    """Three weeks of distinct days (bench/distinct_days.py) in one order, joined, in a worker process."""
+    days, seed, settings = job
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_kline_days(distinct_weeks_of(days, 21, seed), Path(folder))
+        return run_files(paths, settings), time.perf_counter() - started
+
+
+def distinct_weeks(data, base: Settings, quick: bool, processes: Processes) -> None:
+    """Three weeks of days that differ, built from the kline days (each mirrored or not, its bars
+    reversed within the hour or not, its moves x0.75, 1 or 1.3), joined, in three orders (one with
+    ``--quick``), then pooled: whether what the models publish after weeks of learning stays at or
+    above the no-skill references where days differ. Recycled days carry their source's patterns, so
+    skill found here is no evidence of skill on real weeks; skill below zero would be a defect."""
+    from drift_real import ticks_of
+
+    days = [[t for t in ticks_of(path) if t["kind"] == "KLINE"] for path in data.klines if "-1m-" in path.name]
+    days = [day for day in days if len(day) == 1440]
+    if not days:
+        return
+    orders = DISTINCT_ORDERS[:1] if quick else DISTINCT_ORDERS
+    evaluations, seconds = [], 0.0
+    for seed, (evaluation, took) in zip(orders, processes.map(run_distinct, [(days, seed, base) for seed in orders]),
+                                        strict=True):
+        evaluations.append(evaluation)
+        seconds += took
+        report(f"klines, 21 distinct days (order {seed}) joined", evaluation.summary(), took, days=21)
+    if len(evaluations) > 1:
+        report(f"klines, 21 distinct days joined, {len(orders)} orders pooled", pooled_over_files(evaluations), seconds)
+
+
 def kline_days(paths: list[Path], base: Settings, z: float, processes: Processes) -> None:
     """Every day, then the days pooled (the issue's criterion: the ensemble against the better reference)."""
     trend = f" with a trend of {z} sd" if z else ""
@@ -180,6 +219,7 @@ def main() -> None:
     with Processes(args.jobs) as processes:
         kline_days(list(data.klines), base, 0.0, processes)
         joined_days(data, base, processes)
+        distinct_weeks(data, base, args.quick, processes)
         one_minute = [path for path in data.klines if "-1m-" in path.name and path.suffix in (".zip", ".csv")]
         if args.trend and one_minute:
             kline_days(one_minute, base, args.trend, processes)
