@@ -33,7 +33,7 @@ Each series runs through the worker's own partition pipeline in process with def
 (f) hours missing (an exchange's maintenance): 10:00-12:00 UTC cut from every kline day on its own, and
     from the first day of the longest run of consecutive days joined: alarms per 10k events and channel
     (``--only missing_hours``);
-(g) distinct weeks: 21 days, each a real kline day mirrored or not, its minutes reversed within the hour
+(g) distinct weeks: 21 days, each a real kline day mirrored or not, its bars reversed within the hour
     or not, its moves x0.75, 1 or 1.3, in three random orders (``--only distinct_weeks``): alarms per
     channel pooled with exact intervals, and how far volatility had risen where VARIANCE alerted;
 (h) cost per event and drift feature of the feature channels, beside KSWIN's per update.
@@ -622,7 +622,8 @@ def distinct_weeks(settings: Settings, data: RealData, quick: bool, processes: P
         print(f"distinct weeks, order {seed}: {n} vectors, alerts (kind, day, features) "
               f"{[(a['kind'], (a['created_time_ms'] - first) // 86_400_000, a['affected_features'][:2]) for a in alerts]}",
               flush=True)
-        rises += [volatility_rise(ticks, a["created_time_ms"]) for a in alerts if a["kind"] == "VARIANCE"]
+        rises += [rise for a in alerts if a["kind"] == "VARIANCE"
+                  if (rise := volatility_rise(ticks, a["created_time_ms"])) == rise]  # NaN on the first day
     if rises:
         print(f"    each VARIANCE alert's rise of volatility (its last 200 minutes against the same minutes of the three "
               f"days before): {sorted(round(r, 2) for r in rises)}", flush=True)
