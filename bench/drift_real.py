@@ -77,6 +77,7 @@ from agents.settings import Settings
 from connectors.recorded import merged, read_file
 from schemas.keys import BasisGroups, base_asset
 from streams.drift import BASIS_CONFIG
+from streams.drift.budget import poisson_interval
 from streams.pipeline import PartitionPipeline
 
 CHANNELS = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION", "BASIS")
@@ -298,19 +299,6 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
     for kind, label in (("files", "every file on its own"), ("joined", "consecutive days joined")):
         if runs[kind]:
             pooled_false_alarms(label, runs[kind], bound)
-
-
-def poisson_interval(count: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) interval for the mean of a Poisson count.
-
-    >>> [round(x, 3) for x in poisson_interval(0)], [round(x, 2) for x in poisson_interval(3)]
-    ([0.0, 3.689], [0.62, 8.77])
-    """
-    from scipy.stats import chi2
-
-    tail = (1 - confidence) / 2
-    low = 0.0 if count == 0 else float(chi2.ppf(tail, 2 * count)) / 2
-    return low, float(chi2.ppf(1 - tail, 2 * count + 2)) / 2
 
 
 def over_twice_the_bound_p(count: int, events: int, bound: float) -> float:

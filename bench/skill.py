@@ -51,7 +51,7 @@ from connectors.synth import kline_dump_with_trend as with_trend
 def rows_of(summary: dict) -> tuple[str, dict] | None:
     """The one symbol's rows, or the pooled rows of several (a capture of many pairs); None without
     any outcome (a capture without book tickers, at book tickers)."""
-    symbols = [s for s in summary if s != "_counts"]
+    symbols = [s for s in summary if not s.startswith("_")]
     if not symbols:
         return None
     symbol = "pooled" if "pooled" in symbols else symbols[0]

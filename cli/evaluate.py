@@ -42,7 +42,7 @@ def render(summary: dict[str, Any], title: str = "") -> str:
     lines = [title] if title else []
     counts = summary["_counts"]
     for symbol, rows in summary.items():
-        if symbol == "_counts":
+        if symbol.startswith("_"):  # the counts, the drift alerts
             continue
         c = counts.get(symbol, {})
         flat = c.get("flat_share")
@@ -83,7 +83,7 @@ def verdict(summary: dict[str, Any]) -> list[str]:
     """
     out = []
     for symbol, rows in summary.items():
-        if symbol == "_counts" or "ensemble" not in rows:
+        if symbol.startswith("_") or "ensemble" not in rows:
             continue
         row = rows["ensemble"]
         shown = [(name, label) for name, label in REFERENCES if name in rows and f"skill_vs_{name}" in row]
@@ -199,6 +199,8 @@ def evaluate_file(path, settings, fmt: str = "auto", symbol: str | None = None, 
 
 ALL_FILES = "all files"
 JOINED = "joined"
+# A table's drift alerts against their bounds, per symbol and channel (streams.drift.budget).
+DRIFT_ALERTS = "_drift_alerts"
 
 
 def pooled_over_files(evaluations: list) -> dict[str, Any]:
@@ -210,14 +212,27 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
     return {ALL_FILES: summary[POOLED], "_counts": {ALL_FILES: summary["_counts"][POOLED]}}
 
 
-def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
+def alert_budget(settings):
+    """An empty :class:`streams.drift.budget.AlertBudget` with the bounds the settings' channels export."""
+    from agents.app import pipeline_config
+    from streams.drift.budget import AlertBudget
+
+    config = pipeline_config(settings)
+    bounds = dict.fromkeys(("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"), config.drift.expected_false_alarms_per_10k)
+    if config.basis is not None:
+        bounds["BASIS"] = config.basis.expected_false_alarms_per_10k
+    return AlertBudget(bounds)
+
+
+def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):
     """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`), scored as the
     pipeline's steps come (:class:`streams.evaluation.RunScorer`): a file of millions of ticks keeps a
-    few doubles per outcome, not its records."""
-    return run_files([path], settings, fmt, symbol, progress)
+    few doubles per outcome, not its records. ``budget`` (:func:`alert_budget`), where given, counts the
+    run's drift alerts."""
+    return run_files([path], settings, fmt, symbol, progress, budget)
 
 
-def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, progress=None):
+def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):
     """Several files as one run: their ticks merged in event time through one pipeline, as a worker
     that read them live would have learned them (a pair's consecutive days, several pairs of the same
     days). One file is :func:`run_file`."""
@@ -245,7 +260,10 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
         ticks += 1
         if sources is not None:
             sources.check(item.tick, item.file_index)
-        scorer.add_step(pipeline.on_tick(item.tick))
+        step = pipeline.on_tick(item.tick)
+        scorer.add_step(step)
+        if budget is not None:
+            budget.add_step(step)
         if progress is not None and done % 5000 == 0:
             progress(done, total)
     name = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
@@ -260,6 +278,8 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
         print(f"livelearn: {name}: {sum(rejected.values())} row(s) rejected ({codes}){cut}", file=sys.stderr)
     for released, _ in pipeline.flush():
         scorer.add_step(released)
+        if budget is not None:
+            budget.add_step(released)
     return scorer.evaluation()
 
 
@@ -278,6 +298,7 @@ def run(args, settings) -> int:
             raise CliError(str(exc), code=2) from None
         results: dict[str, Any] = {}
         evaluations = {}
+        budgets = {}  # per table: its drift alerts against their bounds
         joined = len(files)
         if args.joined and len(files) > 1:
             def progress(done: int, total: int) -> None:
@@ -285,9 +306,10 @@ def run(args, settings) -> int:
                     print(f"\revaluate {len(files)} files joined: {done:,}/{total:,} ticks", end="", file=sys.stderr,
                           flush=True)
 
+            budgets[JOINED] = alert_budget(settings)
             try:
                 results[JOINED] = run_files([Path(name) for name in files], settings, args.format, args.symbol,
-                                            progress).summary()
+                                            progress, budgets[JOINED]).summary()
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             except OverlappingFiles as exc:
@@ -302,8 +324,9 @@ def run(args, settings) -> int:
                 if not args.quiet:
                     print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)
 
+            budgets[name] = alert_budget(settings)
             try:
-                evaluations[name] = run_file(Path(name), settings, args.format, args.symbol, progress)
+                evaluations[name] = run_file(Path(name), settings, args.format, args.symbol, progress, budgets[name])
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             results[name] = evaluations[name].summary()
@@ -312,6 +335,11 @@ def run(args, settings) -> int:
         if len(files) > 1:
             # What several days say together: a file's table is short of evidence on its own.
             results[ALL_FILES] = pooled_over_files(list(evaluations.values()))
+            budgets[ALL_FILES] = alert_budget(settings)
+            for name in files:
+                budgets[ALL_FILES].merge(budgets[name])
+        for name, budget in budgets.items():
+            results[name][DRIFT_ALERTS] = budget.summary()
         if args.json:
             print(json.dumps(finite(results), sort_keys=True))
             return 0
@@ -323,6 +351,8 @@ def run(args, settings) -> int:
             print(render(summary, title))
             for sentence in verdict(summary):
                 print(sentence)
+            for line in budgets[name].lines():
+                print(line)
             print()
         return 0
     require_broker(settings)

@@ -237,6 +237,12 @@ def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
     result = livelearn("evaluate", "--joined", "--quiet", *days)
     assert result.returncode == 0, result.stderr
     assert "2 files joined in event time, one pipeline" in result.stdout
+    # Under each table its drift alerts against their bounds (none on these two days).
+    alerts = tables[0]["joined"]["_drift_alerts"]["BTCUSDT"]
+    assert alerts["vectors"] == 2880 and alerts["VARIANCE"]["alerts"] == 0
+    assert alerts["VARIANCE"]["bound_per_10k"] == 0.4 and alerts["VARIANCE"]["within_twice_the_bound"]
+    assert ("BTCUSDT: drift alerts over 2,880 vectors, per 10k (exact 95% interval; bound 0.4 a channel, "
+            "BASIS 1.6): FEATURE 0, VARIANCE 0, CONCEPT 0, PREDICTION 0, BASIS 0") in result.stdout
 
 
 def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_path):

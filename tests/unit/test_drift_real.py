@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from connectors.datasets import RowError, labelled_vectors
 from connectors.recorded import read_file
 from schemas.keys import BasisGroups, base_asset
 from streams.drift import BasisTracker, Channel, DriftConfig, DriftMonitor
+from streams.drift.budget import AlertBudget
 from streams.drift.volatility import VOLATILITY_SCALED, VolatilityScale
 from streams.features import DRIFT_FEATURES, FeatureEngine
 from streams.pipeline import PartitionPipeline
@@ -205,6 +207,34 @@ def run_pipeline(ticks: list[dict]) -> list[tuple[int, dict]]:
         assert step.rejection is None, step.rejection
         alerts += [(i, o.record) for o in step.records if o.stage == "alerts" and o.record["status"] == "FIRING"]
     return alerts
+
+
+def test_the_alert_budget_counts_a_runs_firing_alerts_and_vectors_per_symbol():
+    """What `livelearn evaluate` prints under each table: per symbol its vectors and FIRING alerts by
+    channel, as rates per 10k vectors with exact intervals, beside the bounds. Three pairs, one shifted
+    by 10%: the BASIS alert counts on the pair that moved, over that pair's own vectors."""
+    ticks = basis_group(price_ticks(KLINES[0])[:1300], 1000, 0.10, moved_pair=2)
+    pipeline = PartitionPipeline(pipeline_config(dataclasses.replace(Settings(), members="logreg")))
+    budget = AlertBudget({"FEATURE": 0.4, "VARIANCE": 0.4, "CONCEPT": 0.4, "PREDICTION": 0.4, "BASIS": 1.6})
+    vectors, alerts = Counter(), Counter()
+    for tick in ticks:
+        step = pipeline.on_tick(tick)
+        budget.add_step(step)
+        vectors[step.stats.symbol] += step.stats.predicted
+        alerts.update((o.record["symbol"], o.record["kind"]) for o in step.records
+                      if o.stage == "alerts" and o.record["status"] == "FIRING")
+    summary = budget.summary()
+    moved = next(symbol for symbol, kind in alerts if kind == "BASIS")
+    assert sorted(summary) == sorted(vectors) and len(vectors) == 3
+    assert all(summary[symbol]["vectors"] == n > 1200 for symbol, n in vectors.items())
+    assert {(symbol, kind): row["alerts"] for symbol, rows in summary.items() for kind, row in rows.items()
+            if kind != "vectors" and row["alerts"]} == dict(alerts)
+    row = summary[moved]["BASIS"]
+    assert row["per_10k"] == row["alerts"] * 10_000 / vectors[moved] and row["bound_per_10k"] == 1.6
+    low, high = row["interval_95_per_10k"]
+    assert low < row["per_10k"] < high
+    assert any(line.startswith(f"{moved}: drift alerts over {vectors[moved]:,} vectors")
+               and f"BASIS {alerts[(moved, 'BASIS')]} = " in line for line in budget.lines())
 
 
 @pytest.mark.parametrize("shift", [0.02, 0.10])
