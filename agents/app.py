@@ -104,6 +104,16 @@ def faust_app(s: Settings):
     )
 
 
+def false_alarm_bounds(config: PipelineConfig) -> dict[str, float]:
+    """Each drift channel's false-alarm bound, alarms per 10k vectors (what
+    ``livelearn_drift_false_alarms_per_10k_bound`` exports; BASIS has shorter windows, checked every 5
+    events, and a bound of its own, where the channel is on)."""
+    bounds = dict.fromkeys(("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"), config.drift.expected_false_alarms_per_10k)
+    if config.basis is not None:
+        bounds["BASIS"] = config.basis.expected_false_alarms_per_10k
+    return bounds
+
+
 class Runtime:
     """Settings, pipeline configuration, metrics, codecs and the output producer; with ``faust`` also
     the Faust app and its topics (see the module docstring)."""
@@ -112,10 +122,8 @@ class Runtime:
         self.settings = settings
         self.pipeline = pipeline_config(settings)
         self.metrics = Metrics()
-        for kind in ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"):
-            self.metrics.drift_false_alarm_bound.labels(kind).set(self.pipeline.drift.expected_false_alarms_per_10k)
-        if self.pipeline.basis is not None:  # shorter windows, checked every 5 events: a bound of its own
-            self.metrics.drift_false_alarm_bound.labels("BASIS").set(self.pipeline.basis.expected_false_alarms_per_10k)
+        for kind, bound in false_alarm_bounds(self.pipeline).items():
+            self.metrics.drift_false_alarm_bound.labels(kind).set(bound)
         self.topic_names = {spec.stage: settings.topic(spec.stage) for spec in FLOW}
         self.codecs = {spec.stage: make_codec(spec.schema, settings.schema_registry_url, self.topic_names[spec.stage],
                                               on_legacy=self.metrics.legacy_avro.labels(spec.stage).inc)

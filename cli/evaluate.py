@@ -214,14 +214,10 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
 
 def alert_budget(settings):
     """An empty :class:`streams.drift.budget.AlertBudget` with the bounds the settings' channels export."""
-    from agents.app import pipeline_config
+    from agents.app import false_alarm_bounds, pipeline_config
     from streams.drift.budget import AlertBudget
 
-    config = pipeline_config(settings)
-    bounds = dict.fromkeys(("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION"), config.drift.expected_false_alarms_per_10k)
-    if config.basis is not None:
-        bounds["BASIS"] = config.basis.expected_false_alarms_per_10k
-    return AlertBudget(bounds)
+    return AlertBudget(false_alarm_bounds(pipeline_config(settings)))
 
 
 def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):
