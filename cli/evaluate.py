@@ -128,7 +128,9 @@ def finite(value: Any) -> Any:
     return value
 
 
-def evaluate_topics(settings) -> dict[str, Any]:
+def evaluate_topics(settings):
+    """The run's skill table and its drift alert budget (:func:`alert_budget`), read from its topics: the
+    vectors are its predictions, the alerts the FIRING records of its alerts topic."""
     from functools import partial
 
     from cli.topic_reader import read_records
@@ -137,7 +139,13 @@ def evaluate_topics(settings) -> dict[str, Any]:
     predictions = read_records(settings, "predictions", "prediction", keep=partial(read_for_scoring, "predictions"))
     outcomes = read_records(settings, "outcomes", "feedback", keep=partial(read_for_scoring, "outcomes"))
     vectors = read_records(settings, "features", "features", keep=partial(read_for_scoring, "features"))
-    return evaluate_run(predictions, outcomes, vectors).summary()
+    alerts = read_records(settings, "alerts", "drift_alert", keep=lambda r: {k: r[k] for k in ("symbol", "kind", "status")})
+    budget = alert_budget(settings)
+    for prediction in predictions:
+        budget.add_record("predictions", prediction)
+    for alert in alerts:
+        budget.add_record("alerts", alert)
+    return evaluate_run(predictions, outcomes, vectors).summary(), budget
 
 
 class NoTicks(ValueError):
@@ -352,17 +360,25 @@ def run(args, settings) -> int:
             print()
         return 0
     require_broker(settings)
-    summary = evaluate_topics(settings)
+    summary, budget = evaluate_topics(settings)
+    alerts = budget.summary()
     if args.symbols:
         wanted = {s.strip().upper() for s in args.symbols.split(",")}
         summary = {k: v for k, v in summary.items() if k in wanted or k == "_counts"}
+        alerts = {k: v for k, v in alerts.items() if k in wanted}
+        budget = budget.of(wanted)
+    summary[DRIFT_ALERTS] = alerts
     if args.json:
         print(json.dumps(finite(summary), sort_keys=True))
         return 0
-    if len(summary) <= 1:
+    if not any(not name.startswith("_") for name in summary):
         print(f"no predictions with outcomes in {settings.topic('predictions')} yet")
+        for line in budget.lines():
+            print(line)
         return 0
     print(render(summary, f"run {settings.topic_prefix}*"))
     for sentence in verdict(summary):
         print(sentence)
+    for line in budget.lines():
+        print(line)
     return 0

@@ -215,8 +215,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="skill table of a run (its topics) or of files (run through the pipeline "
                                         "in process): accuracy, log-loss, Brier, calibration and skill against the "
-                                        "no-skill references with intervals, per symbol and pooled; for files also "
-                                        "the run's drift alerts per 10k vectors against their bounds")
+                                        "no-skill references with intervals, per symbol and pooled, and the run's "
+                                        "drift alerts per 10k vectors against their bounds")
     p.add_argument("files", nargs="*", help="files (or folders of them) to run through the pipeline in process, each on its own (default: "
                                             "read the run in LIVELEARN_TOPIC_PREFIX)")
     p.add_argument("--joined", action="store_true", help="the files as one run: their ticks merged in event time through one "

@@ -8,7 +8,7 @@ as a rate over the vectors the symbol had, with an interval: one alarm in a day 
 it under each skill table, so history replayed in a backtest shows its alert budget beside its skill.
 
 A plain class fed a partition pipeline's steps (:class:`streams.pipeline.Step`), as
-:class:`streams.evaluation.RunScorer` is:
+:class:`streams.evaluation.RunScorer` is, or the records a run published (read back from its topics):
 
 >>> budget = AlertBudget({"FEATURE": 0.4, "VARIANCE": 0.4})
 >>> budget.count("BTCUSDT", vectors=30_000, alerts={"VARIANCE": 3})
@@ -53,13 +53,19 @@ class AlertBudget:
 
     def add_step(self, step: Any) -> None:
         """A step's predicted vector and its FIRING alerts, and those of the held ticks it released."""
-        if step.stats.predicted and step.stats.symbol is not None:
-            self._vectors[step.stats.symbol] += 1
         for output in step.records:
-            if output.stage == "alerts" and output.record["status"] == "FIRING":
-                self._alerts[output.record["symbol"]][output.record["kind"]] += 1
+            self.add_record(output.stage, output.record)
         for released, _ in step.released:
             self.add_step(released)
+
+    def add_record(self, stage: str, record: dict[str, Any]) -> None:
+        """A published record: a prediction is one vector of its symbol (a vector is predicted once, with
+        one record), a FIRING alert one alert of its channel; other records count nothing. A run read
+        back from its topics counts as its steps did."""
+        if stage == "predictions":
+            self._vectors[record["symbol"]] += 1
+        elif stage == "alerts" and record["status"] == "FIRING":
+            self._alerts[record["symbol"]][record["kind"]] += 1
 
     def count(self, symbol: str, vectors: int = 0, alerts: dict[str, int] | None = None) -> None:
         """Vectors and alerts counted elsewhere (another run's, when runs are pooled)."""
@@ -69,6 +75,13 @@ class AlertBudget:
     def merge(self, other: AlertBudget) -> None:
         for symbol, vectors in other._vectors.items():
             self.count(symbol, vectors, other._alerts.get(symbol))
+
+    def of(self, symbols: set[str]) -> AlertBudget:
+        """The budget of ``symbols`` only."""
+        kept = AlertBudget(self._bounds)
+        for symbol in symbols & (set(self._vectors) | set(self._alerts)):
+            kept.count(symbol, self._vectors[symbol], self._alerts.get(symbol))
+        return kept
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per symbol and channel: alerts, per 10k vectors with its interval, the bound, and whether the

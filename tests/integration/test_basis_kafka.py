@@ -1,11 +1,13 @@
 """A basis de-peg end to end on a real broker: the three pairs of one base asset produced by the CLI
 are keyed by their group (one partition of two), and the worker's alert names the pair that moved and
-the pair it moved against."""
+the pair it moved against; `livelearn evaluate` of the run's topics counts those alerts against their
+bound, over each pair's vectors."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import pytest
 
@@ -41,3 +43,16 @@ def test_a_depeg_is_alerted_on_the_pair_that_moved_with_its_group_in_one_partiti
     assert first["reference_symbol"] in ("BTCUSDT", "BTCUSDC")
     assert 0 <= (first["created_time_ms"] - ticks[3 * AT]["event_time_ms"]) // 60_000 <= 30
     assert first["severity"] in ("HIGH", "CRITICAL")
+
+    result = livelearn("evaluate", "--json", env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    budget = json.loads(result.stdout)["_drift_alerts"]
+    assert {symbol: rows["vectors"] for symbol, rows in budget.items()} == {s: N for s in ("BTCUSDT", "BTCUSDC",
+                                                                                          "BTCFDUSD")}
+    firing = Counter((a["symbol"], a["kind"]) for a in alerts if a["status"] == "FIRING")
+    assert {(symbol, kind): row["alerts"] for symbol, rows in budget.items() for kind, row in rows.items()
+            if kind != "vectors" and row["alerts"]} == dict(firing)
+    assert budget["BTCFDUSD"]["BASIS"]["per_10k"] == len(basis) * 10_000 / N
+    text = livelearn("evaluate", "--symbols", "BTCFDUSD", env=env, timeout=180).stdout
+    assert f"BTCFDUSD: drift alerts over {N:,} vectors" in text and f"BASIS {len(basis)} = " in text, text
+    assert "BTCUSDT: drift alerts" not in text, text
