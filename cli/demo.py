@@ -101,7 +101,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
                  f"the worker's log is {log_path}")
     finally:
         stop_process(worker)
-    from cli.evaluate import render, verdict
+    from cli.evaluate import alert_budget, render, verdict
     from cli.report import load_run
     from streams.evaluation import evaluate_run
 
@@ -119,6 +119,12 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
     for alert in [a for a in run_data["alerts"] if a["status"] == "FIRING"][:5]:
         print(f"  alert {alert['severity']:8s} {alert['symbol']} {alert['kind']:10s} {alert['test_name']} "
               f"adj.p={alert['adjusted_p_value']:.1e} streams={','.join(alert['affected_features'][:4])}")
+    budget = alert_budget(settings)
+    for stage, key in (("predictions", "predictions"), ("alerts", "alerts")):
+        for record in run_data[key]:
+            budget.add_record(stage, record)
+    for line in budget.lines():
+        print(line)
     report = write_report(settings, report_dir / f"report-{run_id}.html", run_data)
     print(f"\nreport: {report}")
     print(f"read the topics again with: LIVELEARN_TOPIC_PREFIX={settings.topic_prefix} livelearn predictions --from-beginning")

@@ -51,6 +51,8 @@ def test_demo_runs_from_an_installed_wheel(kafka, tmp_path):
                             text=True, timeout=600)
     try:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        # The run's drift alerts against their bound, per symbol, over its 1,440 vectors.
+        assert "BTCUSDT: drift alerts over 1,440 vectors, per 10k" in result.stdout, result.stdout[-3000:]
         reports = list((run_dir / "reports").glob("report-*.html"))
         assert len(reports) == 1 and "livelearn run report" in reports[0].read_text()
         assert str(site) in subprocess.run([str(venv / "bin" / "python"), "-c", "import cli; print(cli.__file__)"],
