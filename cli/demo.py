@@ -120,8 +120,8 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
         print(f"  alert {alert['severity']:8s} {alert['symbol']} {alert['kind']:10s} {alert['test_name']} "
               f"adj.p={alert['adjusted_p_value']:.1e} streams={','.join(alert['affected_features'][:4])}")
     budget = alert_budget(settings)
-    for stage, key in (("predictions", "predictions"), ("alerts", "alerts")):
-        for record in run_data[key]:
+    for stage in ("predictions", "alerts"):
+        for record in run_data[stage]:
             budget.add_record(stage, record)
     for line in budget.lines():
         print(line)

@@ -139,11 +139,11 @@ def evaluate_topics(settings):
     predictions = read_records(settings, "predictions", "prediction", keep=partial(read_for_scoring, "predictions"))
     outcomes = read_records(settings, "outcomes", "feedback", keep=partial(read_for_scoring, "outcomes"))
     vectors = read_records(settings, "features", "features", keep=partial(read_for_scoring, "features"))
-    alerts = read_records(settings, "alerts", "drift_alert", keep=lambda r: {k: r[k] for k in ("symbol", "kind", "status")})
     budget = alert_budget(settings)
     for prediction in predictions:
         budget.add_record("predictions", prediction)
-    for alert in alerts:
+    for alert in read_records(settings, "alerts", "drift_alert",
+                              keep=lambda r: {k: r[k] for k in ("symbol", "kind", "status")}):
         budget.add_record("alerts", alert)
     return evaluate_run(predictions, outcomes, vectors).summary(), budget
 
@@ -361,13 +361,11 @@ def run(args, settings) -> int:
         return 0
     require_broker(settings)
     summary, budget = evaluate_topics(settings)
-    alerts = budget.summary()
     if args.symbols:
         wanted = {s.strip().upper() for s in args.symbols.split(",")}
         summary = {k: v for k, v in summary.items() if k in wanted or k == "_counts"}
-        alerts = {k: v for k, v in alerts.items() if k in wanted}
         budget = budget.of(wanted)
-    summary[DRIFT_ALERTS] = alerts
+    summary[DRIFT_ALERTS] = budget.summary()
     if args.json:
         print(json.dumps(finite(summary), sort_keys=True))
         return 0
