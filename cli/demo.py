@@ -119,11 +119,7 @@ def run(base: Settings, files: list[Path] | None = None, report_dir: Path | None
     for alert in [a for a in run_data["alerts"] if a["status"] == "FIRING"][:5]:
         print(f"  alert {alert['severity']:8s} {alert['symbol']} {alert['kind']:10s} {alert['test_name']} "
               f"adj.p={alert['adjusted_p_value']:.1e} streams={','.join(alert['affected_features'][:4])}")
-    budget = alert_budget(settings)
-    for stage in ("predictions", "alerts"):
-        for record in run_data[stage]:
-            budget.add_record(stage, record)
-    for line in budget.lines():
+    for line in alert_budget(settings, run_data["predictions"], run_data["alerts"]).lines():
         print(line)
     report = write_report(settings, report_dir / f"report-{run_id}.html", run_data)
     print(f"\nreport: {report}")

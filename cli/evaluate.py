@@ -139,13 +139,8 @@ def evaluate_topics(settings):
     predictions = read_records(settings, "predictions", "prediction", keep=partial(read_for_scoring, "predictions"))
     outcomes = read_records(settings, "outcomes", "feedback", keep=partial(read_for_scoring, "outcomes"))
     vectors = read_records(settings, "features", "features", keep=partial(read_for_scoring, "features"))
-    budget = alert_budget(settings)
-    for prediction in predictions:
-        budget.add_record("predictions", prediction)
-    for alert in read_records(settings, "alerts", "drift_alert",
-                              keep=lambda r: {k: r[k] for k in ("symbol", "kind", "status")}):
-        budget.add_record("alerts", alert)
-    return evaluate_run(predictions, outcomes, vectors).summary(), budget
+    alerts = read_records(settings, "alerts", "drift_alert", keep=lambda r: {k: r[k] for k in ("symbol", "kind", "status")})
+    return evaluate_run(predictions, outcomes, vectors).summary(), alert_budget(settings, predictions, alerts)
 
 
 class NoTicks(ValueError):
@@ -220,12 +215,17 @@ def pooled_over_files(evaluations: list) -> dict[str, Any]:
     return {ALL_FILES: summary[POOLED], "_counts": {ALL_FILES: summary["_counts"][POOLED]}}
 
 
-def alert_budget(settings):
-    """An empty :class:`streams.drift.budget.AlertBudget` with the bounds the settings' channels export."""
+def alert_budget(settings, predictions=(), alerts=()):
+    """A :class:`streams.drift.budget.AlertBudget` with the bounds the settings' channels export, of a
+    run's published ``predictions`` (its vectors) and ``alerts`` records, where given."""
     from agents.app import false_alarm_bounds, pipeline_config
     from streams.drift.budget import AlertBudget
 
-    return AlertBudget(false_alarm_bounds(pipeline_config(settings)))
+    budget = AlertBudget(false_alarm_bounds(pipeline_config(settings)))
+    for stage, records in (("predictions", predictions), ("alerts", alerts)):
+        for record in records:
+            budget.add_record(stage, record)
+    return budget
 
 
 def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):

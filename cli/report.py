@@ -208,7 +208,7 @@ def _rolling(name: str, times: list, predictions: list[dict], labels: dict[str, 
 
 
 def render_page(prefix: str, run: dict[str, list[dict]], summary: dict, plots: list[tuple[str, str]],
-                shown: int = 200) -> str:
+                budget_lines: list[str], shown: int = 200) -> str:
     """The page, from ``templates/report.html``. Every string on it comes from a topic (symbols, alert
     ids, test and member names, reasons), so the template engine escapes every value it inserts:
     a record cannot add markup or script to the page."""
@@ -225,13 +225,16 @@ def render_page(prefix: str, run: dict[str, list[dict]], summary: dict, plots: l
               for symbol, rows in summary.items() if symbol != "_counts"]
     return environment.get_template("report.html").render(
         prefix=prefix, counts=counts, tables=tables, verdict=verdict(summary), plots=plots,
-        alerts=run["alerts"][:shown], model_events=run["model_events"][-shown:], dead_letters=run["dead_letters"][-shown:])
+        alerts=run["alerts"][:shown], budget_lines=budget_lines, model_events=run["model_events"][-shown:], dead_letters=run["dead_letters"][-shown:])
 
 
 def write_report(settings: Settings, out: Path, run: dict[str, list[dict]] | None = None) -> Path:
     run = run or load_run(settings)
     evaluation = evaluate_run(run["predictions"], run["feedback"], run.get("features"))
-    page = render_page(settings.topic_prefix, run, evaluation.summary(), build_plots(run, evaluation))
+    from cli.evaluate import alert_budget
+
+    budget = alert_budget(settings, run["predictions"], run["alerts"])
+    page = render_page(settings.topic_prefix, run, evaluation.summary(), build_plots(run, evaluation), budget.lines())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     return out

@@ -72,6 +72,8 @@ def test_hostile_strings_in_every_field_are_escaped(tmp_path):
     tags.feed(page)
     assert "script" not in tags.names
     assert tags.attributes <= {"charset", "alt", "src"}
+    # The run's drift alerts against their bound: its one FIRING alert is of no channel the bound names.
+    assert "drift alerts over 60 vectors, per 10k" in page
     # The plots were drawn (symbol and member names with '$' are not parsed as mathtext).
     assert page.count("data:image/png;base64,") >= 2
 
@@ -105,3 +107,14 @@ def test_a_long_run_is_drawn_from_what_the_report_reads_at_bounded_cost(tmp_path
     klines = [{"member_probabilities": {"logreg": 0.6, "trade_side": 0.5, "prior": 0.5 + i / 100}} for i in range(3)]
     assert _drawn_forecasters(klines) == ["ensemble", "logreg", "prior"]
     assert all(len(line) <= MAX_POINTS for line in _thinned(list(range(3 * MAX_POINTS + 7)), [0.0] * (3 * MAX_POINTS + 7)))
+
+
+def test_the_report_counts_the_runs_drift_alerts_against_their_bound(tmp_path):
+    """Under the alerts table, per symbol: FIRING alerts per 10k vectors (the run's predictions) and
+    channel, beside the bound; a RESOLVED record is no second alert."""
+    run = run_with_hostile_strings()
+    firing = {**run["alerts"][0], "kind": "VARIANCE"}
+    run["alerts"] = [firing, {**firing, "status": "RESOLVED"}]
+    page = write_report(Settings(), tmp_path / "report.html", run).read_text()
+    assert "drift alerts over 60 vectors, per 10k" in page
+    assert "VARIANCE 1 = 166.67 [4.22, 928.61]" in page and "FEATURE 0" in page
