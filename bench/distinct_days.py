@@ -18,6 +18,16 @@ from pathlib import Path
 DISTINCT_MOVES = (0.75, 1.0, 1.3)  # each constructed day's log moves times one of these
 
 
+def complete_days(paths) -> list[list[dict]]:
+    """The kline ticks of each file that holds a whole one-minute day (1,440 bars): the days
+    :func:`distinct_weeks_of` recombines."""
+    from connectors.recorded import read_file
+
+    days = [[item.tick for item in read_file(path) if item.tick is not None and item.tick["kind"] == "KLINE"]
+            for path in paths]
+    return [day for day in days if len(day) == 1440]
+
+
 def distinct_day(day: list[dict], mirror: bool, reverse: bool, moves: float, volume: float,
                  trades: float) -> list[tuple[int, tuple[float, float, float, float], dict]]:
     """One real kline day made another, bar by bar in log terms: each bar's open against the last close,

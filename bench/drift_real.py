@@ -70,7 +70,7 @@ from typing import NamedTuple
 
 import numpy as np
 from common import Processes, RealData, real_data, result
-from distinct_days import distinct_weeks_of
+from distinct_days import complete_days, distinct_weeks_of
 
 from agents.app import pipeline_config
 from agents.settings import Settings
@@ -592,8 +592,7 @@ def distinct_weeks(settings: Settings, data: RealData, quick: bool, processes: P
     FIRING alerts per channel, each listed with its day, and per 10k events pooled over the orders with
     exact 95% intervals. Where every day is real and from one pair (``--data`` with weeks of one pair)
     the unmodified series measure the same without construction."""
-    days = [[t for t in ticks_of(path) if t["kind"] == "KLINE"] for path in data.klines]
-    days = [day for day in days if len(day) == 1440]
+    days = complete_days(data.klines)
     if not days:
         print("distinct weeks: no complete kline day", flush=True)
         return

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from common import SHARED, Processes, real_data, result
-from distinct_days import distinct_weeks_of, write_kline_days
+from distinct_days import complete_days, distinct_weeks_of, write_kline_days
 
 from agents.settings import Settings
 from cli.evaluate import evaluate_file, pooled_over_files, render, run_file, run_files
@@ -172,10 +172,7 @@ def distinct_weeks(data, base: Settings, quick: bool, processes: Processes) -> N
     ``--quick``), then pooled: whether what the models publish after weeks of learning stays at or
     above the no-skill references where days differ. Recycled days carry their source's patterns, so
     skill found here is no evidence of skill on real weeks; skill below zero would be a defect."""
-    from drift_real import ticks_of
-
-    days = [[t for t in ticks_of(path) if t["kind"] == "KLINE"] for path in data.klines if "-1m-" in path.name]
-    days = [day for day in days if len(day) == 1440]
+    days = complete_days(path for path in data.klines if "-1m-" in path.name)
     if not days:
         return
     orders = DISTINCT_ORDERS[:1] if quick else DISTINCT_ORDERS
