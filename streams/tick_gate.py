@@ -22,6 +22,15 @@ dead-letters (the input is kept, counted and explained):
   variance; the floor (10% in one tick) only loosens it.
 * ``duplicate_tick``: the same symbol, kind, event time, ids and content as one of the last
   ``duplicate_memory`` accepted ticks.
+* ``conflicting_tick``: a tick that one source of the symbol cannot have sent after the ticks accepted
+  so far: a kline closing when the last accepted kline closed, with other content, or a tick whose
+  exchange sequence id (trade, aggregate trade or book update id) is not above the last accepted one
+  of its kind although its event time is not earlier. Two sources under one name do this: a spot and
+  a USD-M futures BTCUSDT (Binance names both so) replayed or streamed into one ticks topic were
+  otherwise applied as one series, their prices alternating, with every prediction made on it and
+  nothing refused. Ids that start again (a producer restarted from 1) are accepted once ``confirm``
+  consecutive refused ticks agree (their ids rising); interleaved sources never agree that way for
+  long, so they keep being dead-lettered, each with this reason.
 
 A genuine change of level or a genuine gap in the data looks like a bad tick at first. The gate
 therefore accepts a new level or a new time line once ``confirm`` consecutive refused ticks agree
@@ -95,6 +104,11 @@ class GateConfig:
             raise ValueError("price_range must be (low, high) with 0 < low < high")
 
 
+def _kline_content(tick: dict[str, Any]) -> tuple:
+    get = tick.get
+    return (get("open"), get("high"), get("low"), tick["price"], tick["quantity"], get("trade_count"))
+
+
 _GAP_ALPHA = 0.05  # about the last 20 gaps
 _VAR_ALPHA = 0.01  # about the last 100 log changes
 
@@ -103,7 +117,7 @@ class SymbolGate:
     """What the gate remembers of one symbol."""
 
     __slots__ = ("last_time", "gap", "price", "var", "changes", "recent", "recent_set",
-                 "jump_run", "time_run", "late_run", "provisional")
+                 "jump_run", "time_run", "late_run", "provisional", "sequences", "kline", "id_run")
 
     def __init__(self):
         self.last_time: int | None = None
@@ -117,6 +131,9 @@ class SymbolGate:
         self.time_run: list[int] = []  # event times of consecutive refused future ticks
         self.late_run: list[int] = []  # event times of consecutive ticks the feature engine found late
         self.provisional = False  # the clock rests on a tick whose time nothing could judge
+        self.sequences: dict[str, tuple[int, int]] = {}  # kind -> (last accepted sequence id, its event time)
+        self.kline: tuple[int, tuple] | None = None  # the last accepted kline: (event time, its content)
+        self.id_run: list[int] = []  # sequence ids of consecutive ticks refused as conflicting
 
     def __setstate__(self, state: Any) -> None:
         SymbolGate.__init__(self)  # fields added since a checkpoint was written keep their defaults
@@ -186,7 +203,7 @@ class TickGate:
             refusal = ("duplicate_tick", f"{symbol} {tick['kind']} at {tick['event_time_ms']} repeats one of "
                                          f"the last {config.duplicate_memory} ticks")
         if refusal is None:
-            refusal = self._time(state, tick) or self._jump(state, tick)
+            refusal = self._time(state, tick) or self._jump(state, tick) or self._conflict(state, tick)
         self._checked = (tick, fingerprint, self._judged)
         if refusal is None:
             return None
@@ -224,6 +241,29 @@ class TickGate:
             run.clear()
             return True
         return False
+
+    def _conflict(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
+        kind, time_ms = tick["kind"], tick["event_time_ms"]
+        if kind == "KLINE":
+            last = state.kline
+            if last is not None and last[0] == time_ms and last[1] != _kline_content(tick):
+                return ("conflicting_tick", f"{tick['symbol']} has another kline closing at {time_ms} (close "
+                                            f"{last[1][3]!r}, this one {tick['price']!r}): two sources under one "
+                                            "name, such as a spot and a futures feed of one symbol? Give each its "
+                                            "own symbol (replay --symbol) or its own topic")
+            return None
+        sequence, last_seen = tick.get("sequence_id"), state.sequences.get(kind)
+        if sequence is None or last_seen is None or sequence > last_seen[0] or time_ms < last_seen[1]:
+            state.id_run.clear()
+            return None
+        run = state.id_run
+        if self._confirmed(run, sequence, not run or sequence > run[-1]):
+            return None  # the ids start again
+        return ("conflicting_tick", f"{tick['symbol']} {kind} id {sequence} at {time_ms} is not above the last "
+                                    f"accepted one ({last_seen[0]} at {last_seen[1]}): two sources under one name, "
+                                    "such as a spot and a futures feed of one symbol? Give each its own symbol "
+                                    f"or its own topic (ids that start again are accepted once "
+                                    f"{self.config.confirm} consecutive ticks agree)")
 
     def _time(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
         if state.last_time is not None and state.gap is None:
@@ -282,6 +322,14 @@ class TickGate:
                 state.var = square if state.var is None else state.var + _VAR_ALPHA * (square - state.var)
                 state.changes += 1
             state.price = price
+        kind = tick["kind"]
+        if kind == "KLINE":
+            if state.kline is None or time_ms >= state.kline[0]:
+                state.kline = (time_ms, _kline_content(tick))
+        elif (sequence := tick.get("sequence_id")) is not None:
+            last_seen = state.sequences.get(kind)
+            if last_seen is None or time_ms >= last_seen[1]:
+                state.sequences[kind] = (sequence, time_ms)
         checked = self._checked if self._checked is not None and self._checked[0] is tick else None
         self._checked = None
         state.provisional = checked is not None and not checked[2]
