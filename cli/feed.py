@@ -55,13 +55,16 @@ def ensure_topics(settings: Settings) -> None:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
     from connectors.binance import PayloadError
-    from connectors.recorded import input_files
+    from connectors.recorded import input_files, two_markets
     from connectors.replay import replay
 
     try:
         paths = input_files(args.files)
     except FileNotFoundError as exc:
         raise CliError(str(exc), code=2) from None
+    problem = two_markets(paths, args.symbol)
+    if problem is not None:
+        raise CliError(problem, code=2)
     ensure_topics(settings)
     symbols = {s.strip().upper() for s in args.symbols.split(",")} if args.symbols else None
     sink = _tick_sink(settings, "replay", args)

@@ -200,6 +200,32 @@ def market_folder(path: Path | str) -> str | None:
     return next((part for part in reversed(Path(path).parent.parts) if part in MARKET_FOLDERS), None)
 
 
+def two_markets(paths: Iterable[Path | str], symbol: str | None = None) -> str | None:
+    """Why ``paths`` cannot be replayed into one topic when two of them hold one pair name of two
+    markets (data.binance.vision's spot and USD-M futures dumps both name BTCUSDT; the market is the
+    folder, :func:`market_folder`), else None. A worker would meet them as one series; its tick gate
+    refuses the second market's ticks (``conflicting_tick``), and this says so before anything is sent.
+
+    >>> print(two_markets(["d/spot/BTCUSDT-1m-2023-03-01.zip", "d/um/BTCUSDT-1m-2023-03-02.zip"]).split(":")[0])
+    d/spot/BTCUSDT-1m-2023-03-01.zip and d/um/BTCUSDT-1m-2023-03-02.zip hold BTCUSDT of two markets (spot, um)
+    >>> two_markets(["d/spot/BTCUSDT-1m-2023-03-01.zip", "d/um/ETHUSDT-1m-2023-03-01.zip"]) is None
+    True
+    """
+    seen: dict[str, tuple[str, Path]] = {}
+    for path in map(Path, paths):
+        market = market_folder(path)
+        if market is None:
+            continue
+        name = (symbol or symbol_from_name(path)).upper()
+        first = seen.setdefault(name, (market, path))
+        if first[0] != market:
+            return (f"{first[1]} and {path} hold {name} of two markets ({first[0]}, {market}): in one ticks topic "
+                    "they would be one series. Replay each market on its own, naming one apart with --symbol "
+                    f"(for example {name}_PERP for a perpetual; the _PERP suffix keeps it in its base asset's "
+                    "basis group)")
+    return None
+
+
 def read_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> list[ReplayItem]:
     """Every line of one file as ReplayItems (ticks, rejects and skips), stably sorted by event time.
     ``fmt`` (one of :data:`FORMATS`) and ``symbol`` override what the file's content and name say."""

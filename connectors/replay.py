@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.recorded import opened
+from connectors.recorded import opened, two_markets
 
 
 @dataclass
@@ -75,8 +75,12 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
     """Produce every tick of ``paths`` to ``sink`` in event-time order.
 
     ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
-    kept, divided by ``speed``.
+    kept, divided by ``speed``. Raises ``ValueError`` before sending anything when two files hold one
+    pair name of two markets (:func:`connectors.recorded.two_markets`).
     """
+    problem = two_markets(paths, symbol)
+    if problem is not None:
+        raise ValueError(problem)
     files = opened(paths, fmt, symbol)
     total = sum(f.count for f in files)
     stats = ReplayStats()

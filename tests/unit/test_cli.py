@@ -266,3 +266,22 @@ def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_pa
     assert result.returncode == 2, result.stdout
     assert "hold BTCUSDT of two markets (spot, um)" in result.stderr
     assert "Evaluate a spot and a futures dump of one name apart" in result.stderr
+
+
+def test_replay_refuses_one_pair_name_of_two_markets_before_sending_anything(tmp_path):
+    """A spot and a USD-M futures dump of one name (Binance calls both BTCUSDT) in one replay would be
+    one series in the ticks topic. The replay stops with exit 2 and says what to do before it needs a
+    broker (none runs here: the bootstrap server points nowhere); with ``--symbol`` naming one file's
+    pair apart it would go on."""
+    import shutil
+
+    days = ROOT / "data/binance/klines"
+    for market, source in (("spot", "spot/BTCUSDT-1m-2020-01-01.zip"), ("um", "um/BTCUSDT-1m-2022-09-05.zip")):
+        (tmp_path / market).mkdir()
+        shutil.copy(days / source, tmp_path / market)
+    result = livelearn("replay", "--quiet", str(tmp_path / "spot"), str(tmp_path / "um"),
+                       env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "hold BTCUSDT of two markets (spot, um)" in result.stderr
+    assert "Replay each market on its own" in result.stderr
+    assert result.stdout == ""
