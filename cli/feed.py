@@ -155,15 +155,15 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         stream_names(symbols, streams)
         for symbol in symbols:
             check_market(symbol, args.market)
-        stall = settings.binance.live_stall_seconds
+        config = LiveConfig(symbols, streams, market=args.market, ws_url=settings.binance_ws_url,
+                            rest_url=settings.binance_rest_url, stall_s=settings.binance.live_stall_seconds,
+                            max_runtime_s=args.seconds, max_ticks=args.max_ticks,
+                            symbol_suffix=args.symbol_suffix.upper(),
+                            wake_s=min(1.0, max(args.batch_wait_ms, 1.0) / 1000) if args.batch > 1 else 1.0)
     except (ValueError, HistoryError) as exc:
         raise CliError(str(exc), code=2) from None
     ensure_topics(settings)
     sink = _tick_sink(settings, "live", args)
-    config = LiveConfig(symbols, streams, market=args.market, ws_url=settings.binance_ws_url,
-                        rest_url=settings.binance_rest_url, stall_s=stall, max_runtime_s=args.seconds,
-                        max_ticks=args.max_ticks,
-                        wake_s=min(1.0, max(args.batch_wait_ms, 1.0) / 1000) if args.batch > 1 else 1.0)
     shown = [0.0]
 
     def status(counts, sink_) -> None:
@@ -322,6 +322,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker")
     p.add_argument("--market", choices=["spot", "futures", "coin"], default="spot",
                    help="spot, USD-M futures or COIN-M futures streams (BTCUSD_PERP, ETHUSD_240628)")
+    p.add_argument("--symbol-suffix", default="", metavar="SUFFIX",
+                   help="append SUFFIX to every tick's symbol, e.g. _PERP with --market futures: Binance names a "
+                        "USD-M perpetual like the spot pair (BTCUSDT), and one topic holds one series a name "
+                        "(default: none)")
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--max-ticks", type=int, help="stop after producing this many ticks")
     _batch_options(p)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -148,6 +149,15 @@ class LiveConfig:
     max_runtime_s: float | None = None
     max_ticks: int | None = None
     wake_s: float = 1.0  # the read loop's longest wait for a message; a batching sink's stale batches leave then
+    # Appended to every tick's symbol: Binance names a USD-M perpetual like the spot pair (BTCUSDT), and
+    # one ticks topic holds one series per name (the worker's gate refuses a second source of a name as
+    # conflicting_tick). "_PERP" keeps the contract in its base asset's basis group (schemas.keys).
+    symbol_suffix: str = ""
+
+    def __post_init__(self):
+        if self.symbol_suffix and not re.fullmatch(r"_[A-Z0-9]+", self.symbol_suffix):
+            raise ValueError(f"symbol suffix {self.symbol_suffix!r} must be an underscore and capital letters or "
+                             "digits, such as _PERP")
 
 
 WS_QUEUE_SIZE = 100_000  # parsed messages of about a kilobyte each: of the order of 100 MB if ever full
@@ -194,6 +204,11 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
     attempt = 0
     loop = asyncio.get_running_loop()
 
+    def send(tick: dict[str, Any]) -> None:
+        if config.symbol_suffix:
+            tick = {**tick, "symbol": tick["symbol"] + config.symbol_suffix}
+        sink.send(tick, tick["symbol"], tick["event_time_ms"])
+
     async def backfill(gap: Gap) -> None:
         """The gap's aggTrades over REST, sent before the tick that revealed it. A REST failure (Binance
         down, a refused request) loses neither that tick nor the connection: it is counted, logged and
@@ -209,7 +224,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
             sink.reject("backfill_failed", reason, "binance-rest", 0, repr(gap).encode())
             return
         for tick in handler.backfilled(items, gap.symbol):
-            sink.send(tick, tick["symbol"], tick["event_time_ms"])
+            send(tick)
         if len(items) < gap.last_id - gap.first_id + 1:
             handler.counts["backfill_short"] += 1
             log.warning("backfill of %s got %d of %d trades", gap, len(items), gap.last_id - gap.first_id + 1)
@@ -258,7 +273,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                             if out.gap:
                                 await backfill(out.gap)
                             for tick in out.ticks:
-                                sink.send(tick, tick["symbol"], tick["event_time_ms"])
+                                send(tick)
                             if out.ticks:
                                 attempt = 1  # a working connection resets the backoff
                         if handler.last_event_ms > progressed_at_ms:

@@ -131,3 +131,38 @@ def test_coin_margined_live_feed_reads_dstream_backfills_from_dapi_and_counts_ba
     assert len(coin_klines) == 30 and [t["quantity"] for t in coin_klines] == [float(m["data"]["k"]["q"])
                                                                              for m in klines]
     assert [t["sequence_id"] for t in produced if t["source"] == "binance-rest"] == [lost["data"]["a"]]
+
+
+def test_a_symbol_suffix_names_usd_m_perpetuals_apart_from_the_spot_pairs(pipeline_env):
+    """Binance names a USD-M perpetual like its spot pair (SUSHIUSDT on fstream and on the spot stream):
+    in one ticks topic they would be one series. ``--symbol-suffix _PERP`` renames every tick sent,
+    backfilled ones included, while the streams and REST are asked for Binance's own name; the key is
+    the base asset's basis group, so the perpetual meets the spot pairs in one partition. A suffix that
+    is not ``_`` and capitals or digits is refused before a socket opens."""
+    trades = [m for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"][:20]
+    lost = trades[3]
+    ws = BinanceWS([[m for m in trades if m is not lost] + ["stall"]])
+    rest = BinanceREST(klines={}, agg_trades={"SUSHIUSDT": [rest_agg_trade(m["data"]) for m in trades]})
+    env = {**pipeline_env, "LIVELEARN_BINANCE_WS_URL": ws.url, "LIVELEARN_BINANCE_REST_URL": rest.url}
+    try:
+        result = livelearn("live", "--market", "futures", "--symbols", "SUSHIUSDT", "--streams", "aggTrade",
+                           "--symbol-suffix", "_perp", "--max-ticks", str(len(trades)), "--seconds", "30",
+                           "--quiet", env=env, timeout=120)
+        refused = livelearn("live", "--market", "futures", "--symbols", "SUSHIUSDT", "--symbol-suffix", "PERP",
+                            "--seconds", "1", env=env, timeout=60)
+    finally:
+        ws.close()
+        rest.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backfilled 1" in result.stdout
+    assert ws.paths[0].endswith("/stream?streams=sushiusdt@aggTrade"), ws.paths
+    assert rest.requests and all("symbol=SUSHIUSDT&" in r or r.endswith("symbol=SUSHIUSDT") for r in rest.requests)
+    assert refused.returncode == 2 and "must be an underscore and capital letters" in refused.stderr
+    assert ws.connections == 1  # the refused run opened no socket
+    codec = AvroCodec.for_topic_schema("tick")
+    messages = read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
+                          expect=len(trades), timeout=60)
+    produced = [codec.decode(m.value()) for m in messages]
+    assert {t["symbol"] for t in produced} == {"SUSHIUSDT_PERP"} and {m.key() for m in messages} == {b"SUSHI"}
+    assert sorted(t["sequence_id"] for t in produced) == [m["data"]["a"] for m in trades]
+    assert [t["sequence_id"] for t in produced if t["source"] == "binance-rest"] == [lost["data"]["a"]]
