@@ -340,7 +340,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agg-trades", action="store_true", help="aggregate trades instead of klines")
     p.add_argument("--market", choices=["spot", "futures", "coin"], default="spot",
                    help="spot, USD-M futures or COIN-M futures (BTCUSD_PERP, ETHUSD_240628)")
-    p.add_argument("--out", default="data/history", help="output folder")
+    p.add_argument("--out", default="data/history",
+                   help="output folder; each market's files go to its spot/, um/ or cm/ folder in it")
     p.add_argument("--weight-budget", type=int, default=1000,
                    help="pause until the next minute when the used request weight reaches this (Binance allows 6000)")
     p.add_argument("--quiet", action="store_true", help="no progress")

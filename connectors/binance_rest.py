@@ -2,7 +2,8 @@
 
 * :func:`download_klines` / :func:`download_agg_trades` page through ``/klines`` and ``/aggTrades``
   (1,000 rows a request) and write the same CSV layout as data.binance.vision dumps, so ``livelearn
-  replay`` reads the result like a downloaded dump (spot files without header, futures with one).
+  replay`` reads the result like a downloaded dump (spot files without header, futures with one), each
+  market's files in its own folder under ``out_dir`` (:data:`MARKET_FOLDERS`).
 * :func:`fetch_agg_trades` returns the aggregate trades of an id range (gap backfill of the live feed).
 * Rate limits: after every request the used weight (``x-mbx-used-weight-1m``) is compared with
   ``weight_budget``; above it the client sleeps until the next minute starts. HTTP 429/418 answers
@@ -41,6 +42,10 @@ COIN_KLINE_HEADER = ["open_time", "open", "high", "low", "close", "volume", "clo
 MARKETS = {"spot": ("get_klines", "get_aggregate_trades"),
            "futures": ("futures_klines", "futures_aggregate_trades"),
            "coin": ("futures_coin_klines", "futures_coin_aggregate_trades")}
+# The folder of each market's files under ``--out``, as data.binance.vision names them (spot/, futures/um/,
+# futures/cm/): Binance names a USD-M perpetual like its spot pair, so in one folder a futures day of
+# BTCUSDT overwrote the spot day; a market folder also tells replay the two apart (connectors.recorded).
+MARKET_FOLDERS = {"spot": "spot", "futures": "um", "coin": "cm"}
 AGG_TRADE_HEADER = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
                     "is_buyer_maker"]
 INTERVAL_MS = {"1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
@@ -217,6 +222,7 @@ def fetch_agg_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: 
 
 
 def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress: bool) -> int:
+    made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
     count = 0
@@ -232,6 +238,9 @@ def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress:
                     print(f"\r{path.name}: {count:,} rows", end="", file=sys.stderr, flush=True)
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed download leaves nothing behind (a rerun starts afresh)
+        for folder in made:  # innermost first
+            if not any(folder.iterdir()):
+                folder.rmdir()
         raise
     partial.replace(path)  # a file that exists is complete
     if progress:
@@ -252,7 +261,7 @@ def download_klines(limiter: RateLimiter, symbol: str, interval: str, start_ms: 
     check_name_parts(symbol, interval)
     check_market(symbol, market)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
-    path = out_dir / f"{symbol}-{interval}-{day}.csv"
+    path = out_dir / MARKET_FOLDERS[market] / f"{symbol}-{interval}-{day}.csv"
     rows = (_kline_row(row) for row in iter_klines(limiter, symbol, interval, start_ms, end_ms, market))
     header = {"spot": None, "futures": KLINE_HEADER, "coin": COIN_KLINE_HEADER}[market]
     return path, _write(path, header, rows, progress)
@@ -263,6 +272,6 @@ def download_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms
     check_name_parts(symbol)
     check_market(symbol, market)
     day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
-    path = out_dir / f"{symbol}-aggTrades-{day}.csv"
+    path = out_dir / MARKET_FOLDERS[market] / f"{symbol}-aggTrades-{day}.csv"
     rows = (_agg_row(item) for item in iter_agg_trades(limiter, symbol, start_ms, end_ms, market))
     return path, _write(path, AGG_TRADE_HEADER if market != "spot" else None, rows, progress)

@@ -44,13 +44,30 @@ def test_history_klines_page_through_rest_and_write_the_dump_byte_for_byte(rest,
     result = livelearn("history", "BTCUSDT", "--interval", "1m", "--start", "2020-01-01", "--end", "2020-01-02",
                        "--out", str(tmp_path), "--quiet", env={"LIVELEARN_BINANCE_REST_URL": rest.url}, timeout=60)
     assert result.returncode == 0, result.stderr
-    path = tmp_path / "BTCUSDT-1m-2020-01-01.csv"
+    path = tmp_path / "spot" / "BTCUSDT-1m-2020-01-01.csv"
     assert "wrote 1440 rows" in result.stdout and "2 requests" in result.stdout
     original = "\n".join(",".join(row) for row in dump_rows(SPOT)) + "\n"
     assert path.read_text() == original
     assert [r for r in rest.requests if "/api/v3/klines" in r] == rest.requests  # spot endpoint, paged twice
     # replay reads the download like a dump: 1440 kline ticks, equal to those of the original zip
     assert [i.tick for i in read_file(path)] == [i.tick for i in read_file(SPOT)]
+
+
+def test_history_keeps_the_spot_and_the_futures_day_of_one_name_apart(rest, tmp_path):
+    """Binance names a USD-M perpetual like its spot pair: both days went to ``<out>/BTCUSDT-1m-<day>.csv``
+    and the second download overwrote the first. Each market now has its folder (spot/, um/, as on
+    data.binance.vision), and ``replay`` of the whole tree refuses to make one series of them (exit 2,
+    before it needs a broker; none listens at the address given)."""
+    env = {"LIVELEARN_BINANCE_REST_URL": rest.url}
+    for market in ("spot", "futures"):
+        result = livelearn("history", "BTCUSDT", "--market", market, "--start", "2020-01-01", "--end", "2020-01-02",
+                           "--out", str(tmp_path), "--quiet", env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+    spot, futures = tmp_path / "spot" / "BTCUSDT-1m-2020-01-01.csv", tmp_path / "um" / "BTCUSDT-1m-2020-01-01.csv"
+    assert [i.tick for i in read_file(spot)] == [i.tick for i in read_file(SPOT)]
+    assert futures.read_text().startswith("open_time,") and not spot.read_text().startswith("open_time,")
+    replay = livelearn("replay", "--quiet", str(tmp_path), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, timeout=60)
+    assert replay.returncode == 2 and "hold BTCUSDT of two markets (spot, um)" in replay.stderr
 
 
 def test_history_window_end_is_exclusive_and_futures_files_have_a_header(tmp_path):
@@ -63,7 +80,7 @@ def test_history_window_end_is_exclusive_and_futures_files_have_a_header(tmp_pat
     finally:
         server.close()
     assert result.returncode == 0, result.stderr
-    lines = (tmp_path / "BTCUSDT-1m-2022-09-05.csv").read_text().splitlines()
+    lines = (tmp_path / "um" / "BTCUSDT-1m-2022-09-05.csv").read_text().splitlines()
     assert lines[0].startswith("open_time,open,high")
     assert len(lines) == 61 and lines[1].startswith("1662339600000,") and lines[-1].startswith("1662343140000,")
     assert all("/fapi/v1/klines" in r for r in server.requests)
@@ -94,7 +111,7 @@ def test_coin_margined_history_pages_through_dapi_and_reads_back_like_a_coin_m_d
     assert result.returncode == 0, result.stderr
     assert "wrote 1440 rows" in result.stdout
     assert server.requests and all("/dapi/v1/klines" in r for r in server.requests)
-    path = tmp_path / "BTCUSD_PERP-1m-2022-09-05.csv"
+    path = tmp_path / "cm" / "BTCUSD_PERP-1m-2022-09-05.csv"
     lines = path.read_text().splitlines()
     assert lines[0] == COIN_KLINE_HEADER and lines[1:] == [",".join(row) for row in rows]
     dump = tmp_path / "BTCUSD_PERP-1m-2022-09-05.zip"
