@@ -104,11 +104,6 @@ class GateConfig:
             raise ValueError("price_range must be (low, high) with 0 < low < high")
 
 
-def _kline_content(tick: dict[str, Any]) -> tuple:
-    get = tick.get
-    return (get("open"), get("high"), get("low"), tick["price"], tick["quantity"], get("trade_count"))
-
-
 _GAP_ALPHA = 0.05  # about the last 20 gaps
 _VAR_ALPHA = 0.01  # about the last 100 log changes
 
@@ -132,7 +127,7 @@ class SymbolGate:
         self.late_run: list[int] = []  # event times of consecutive ticks the feature engine found late
         self.provisional = False  # the clock rests on a tick whose time nothing could judge
         self.sequences: dict[str, tuple[int, int]] = {}  # kind -> (last accepted sequence id, its event time)
-        self.kline: tuple[int, tuple] | None = None  # the last accepted kline: (event time, its content)
+        self.kline: tuple | None = None  # the fingerprint of the last accepted kline (its event time second)
         self.id_run: list[int] = []  # sequence ids of consecutive ticks refused as conflicting
 
     def __setstate__(self, state: Any) -> None:
@@ -197,13 +192,13 @@ class TickGate:
         if state is None:
             state = self.symbols[symbol] = SymbolGate()
         refusal = self._values(tick) or self._clock(tick, now_ms)
-        fingerprint = self._fingerprint(tick) if config.duplicate_memory else None
+        fingerprint = self._fingerprint(tick) if config.duplicate_memory or tick["kind"] == "KLINE" else None
         self._judged = False
         if refusal is None and fingerprint is not None and fingerprint in state.recent_set:
             refusal = ("duplicate_tick", f"{symbol} {tick['kind']} at {tick['event_time_ms']} repeats one of "
                                          f"the last {config.duplicate_memory} ticks")
         if refusal is None:
-            refusal = self._time(state, tick) or self._jump(state, tick) or self._conflict(state, tick)
+            refusal = self._time(state, tick) or self._jump(state, tick) or self._conflict(state, tick, fingerprint)
         self._checked = (tick, fingerprint, self._judged)
         if refusal is None:
             return None
@@ -242,15 +237,15 @@ class TickGate:
             return True
         return False
 
-    def _conflict(self, state: SymbolGate, tick: dict[str, Any]) -> tuple[str, str] | None:
+    def _conflict(self, state: SymbolGate, tick: dict[str, Any], fingerprint: tuple | None) -> tuple[str, str] | None:
         kind, time_ms = tick["kind"], tick["event_time_ms"]
         if kind == "KLINE":
             last = state.kline
-            if last is not None and last[0] == time_ms and last[1] != _kline_content(tick):
-                return ("conflicting_tick", f"{tick['symbol']} has another kline closing at {time_ms} (close "
-                                            f"{last[1][3]!r}, this one {tick['price']!r}): two sources under one "
-                                            "name, such as a spot and a futures feed of one symbol? Give each its "
-                                            "own symbol (replay --symbol) or its own topic")
+            if last is not None and last[1] == time_ms and last != fingerprint:
+                return ("conflicting_tick", f"{tick['symbol']} has another kline closing at {time_ms} (this one "
+                                            f"closes at {tick['price']!r}): two sources under one name, such as a "
+                                            "spot and a futures feed of one symbol? Give each its own symbol "
+                                            "(replay --symbol) or its own topic")
             return None
         sequence, last_seen = tick.get("sequence_id"), state.sequences.get(kind)
         if sequence is None or last_seen is None or sequence > last_seen[0] or time_ms < last_seen[1]:
@@ -322,21 +317,21 @@ class TickGate:
                 state.var = square if state.var is None else state.var + _VAR_ALPHA * (square - state.var)
                 state.changes += 1
             state.price = price
-        kind = tick["kind"]
-        if kind == "KLINE":
-            if state.kline is None or time_ms >= state.kline[0]:
-                state.kline = (time_ms, _kline_content(tick))
-        elif (sequence := tick.get("sequence_id")) is not None:
-            last_seen = state.sequences.get(kind)
-            if last_seen is None or time_ms >= last_seen[1]:
-                state.sequences[kind] = (sequence, time_ms)
         checked = self._checked if self._checked is not None and self._checked[0] is tick else None
         self._checked = None
         state.provisional = checked is not None and not checked[2]
         state.late_run.clear()
-        memory = self.config.duplicate_memory
-        if memory:
-            fingerprint = checked[1] if checked is not None and checked[1] is not None else self._fingerprint(tick)
+        kind, memory = tick["kind"], self.config.duplicate_memory
+        fingerprint = checked[1] if checked is not None and checked[1] is not None else (
+            self._fingerprint(tick) if memory or kind == "KLINE" else None)
+        if kind == "KLINE":
+            if state.kline is None or time_ms >= state.kline[1]:
+                state.kline = fingerprint
+        elif (sequence := tick.get("sequence_id")) is not None:
+            last_seen = state.sequences.get(kind)
+            if last_seen is None or time_ms >= last_seen[1]:
+                state.sequences[kind] = (sequence, time_ms)
+        if memory and fingerprint is not None:  # never None with a memory
             if fingerprint not in state.recent_set:
                 state.recent.append(fingerprint)
                 state.recent_set.add(fingerprint)
