@@ -29,8 +29,11 @@ dead-letters (the input is kept, counted and explained):
   a USD-M futures BTCUSDT (Binance names both so) replayed or streamed into one ticks topic were
   otherwise applied as one series, their prices alternating, with every prediction made on it and
   nothing refused. Ids that start again (a producer restarted from 1) are accepted once ``confirm``
-  consecutive refused ticks agree (their ids rising); interleaved sources never agree that way for
-  long, so they keep being dead-lettered, each with this reason.
+  consecutive refused ticks agree (their ids rising). The line of ids they replaced is remembered: a
+  restarted producer's old line never goes on, so when it does, two sources interleave; the line
+  that was there first keeps the name and the other's ids are refused from then on (interleaved
+  trades otherwise switched the series at every run of ``confirm`` ticks of one source). The other
+  source takes over only once the first has sent nothing for the jump bound in event time.
 
 A genuine change of level or a genuine gap in the data looks like a bad tick at first. The gate
 therefore accepts a new level or a new time line once ``confirm`` consecutive refused ticks agree
@@ -112,7 +115,8 @@ class SymbolGate:
     """What the gate remembers of one symbol."""
 
     __slots__ = ("last_time", "gap", "price", "var", "changes", "recent", "recent_set",
-                 "jump_run", "time_run", "late_run", "provisional", "sequences", "kline", "id_run")
+                 "jump_run", "time_run", "late_run", "provisional", "sequences", "kline", "id_run",
+                 "retired", "rivals")
 
     def __init__(self):
         self.last_time: int | None = None
@@ -129,6 +133,8 @@ class SymbolGate:
         self.sequences: dict[str, tuple[int, int]] = {}  # kind -> (last accepted sequence id, its event time)
         self.kline: tuple | None = None  # the fingerprint of the last accepted kline (its event time second)
         self.id_run: list[int] = []  # sequence ids of consecutive ticks refused as conflicting
+        self.retired: dict[str, tuple[int, int]] = {}  # kind -> (last id, time) of a line ids restarted from
+        self.rivals: dict[str, tuple[int, int]] = {}  # kind -> (last id, time) of a second source's line
 
     def __setstate__(self, state: Any) -> None:
         SymbolGate.__init__(self)  # fields added since a checkpoint was written keep their defaults
@@ -248,11 +254,34 @@ class TickGate:
                                             "(replay --symbol) or its own topic")
             return None
         sequence, last_seen = tick.get("sequence_id"), state.sequences.get(kind)
-        if sequence is None or last_seen is None or sequence > last_seen[0] or time_ms < last_seen[1]:
+        if sequence is None or last_seen is None or time_ms < last_seen[1] or (
+                sequence > last_seen[0] and not state.retired and not state.rivals):
+            state.id_run.clear()
+            return None
+        retired, rival = state.retired.get(kind), state.rivals.get(kind)
+        if retired is not None and last_seen[0] >= retired[0]:
+            retired = state.retired.pop(kind)  # the new line has reached the old one's ids
+        # The line a tick goes on with: the one whose last id is the highest below its id.
+        lines = [(line[0], name) for name, line in (("rival", rival), ("retired", retired), ("", last_seen))
+                 if line is not None and line[0] < sequence]
+        line = max(lines)[1] if lines else None
+        if line == "rival" and time_ms - last_seen[1] <= self.bound_ms(state):
+            previous, state.rivals[kind] = state.rivals[kind], (sequence, time_ms)
+            return ("conflicting_tick", f"{tick['symbol']} {kind} id {sequence} at {time_ms} goes on with a second "
+                                        f"source's ids (up to {previous[0]}), not with the accepted ones (up to "
+                                        f"{last_seen[0]}): two sources under one name, such as a spot and a futures "
+                                        "feed of one symbol? Give each its own symbol or its own topic")
+        if line is not None:
+            if line == "retired":  # a restarted producer's old line never goes on: two sources
+                state.rivals[kind] = last_seen
+                del state.retired[kind]
+            elif line == "rival":  # the accepted source has been silent for the jump bound
+                del state.rivals[kind]
             state.id_run.clear()
             return None
         run = state.id_run
         if self._confirmed(run, sequence, not run or sequence > run[-1]):
+            state.retired[kind] = last_seen
             return None  # the ids start again
         return ("conflicting_tick", f"{tick['symbol']} {kind} id {sequence} at {time_ms} is not above the last "
                                     f"accepted one ({last_seen[0]} at {last_seen[1]}): two sources under one name, "
