@@ -101,7 +101,7 @@ def real_data(paths: list[str] | None = None) -> RealData:
     from connectors.recorded import input_files
 
     files = input_files(paths)
-    klines: list[Path] = [path for path in files if KLINE_DUMP.fullmatch(path.name)]
+    klines: list[Path] = [path for path in files if KLINE_DUMP.fullmatch(path.name) and holds_ticks(path)]
     given = {(market_of(path), path.name.split(".")[0]) for path in klines}
     folders: dict[str, Path] = {}  # a monthly dump's market -> the folder its days are written to
     split: dict[Path, str] = {}
@@ -119,10 +119,25 @@ def real_data(paths: list[str] | None = None) -> RealData:
               flush=True)
         klines += kept
         split.update(dict.fromkeys(kept, market))
-    captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name))
+    captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name)
+                     and holds_ticks(p))
     # A pair's days in date order, wherever each came from (a monthly dump's or its own file).
     klines.sort(key=lambda path: (path.name.split(".")[0], str(path)))
     return RealData(tuple(klines), captures, split)
+
+
+def holds_ticks(path: Path, lines: int = 10_000) -> bool:
+    """Whether a file has a tick among its first ``lines`` rows; one that has none (a log or a note beside
+    the data, an empty day) is left out with a line saying so, instead of counting as a series with no
+    vectors."""
+    from itertools import islice
+
+    from connectors.recorded import open_file
+
+    if any(item.tick is not None for item in islice(open_file(path), lines)):
+        return True
+    print(f"{path}: no tick in its first {lines} rows (not market data?): left out", flush=True)
+    return False
 
 
 def daily_files(path: Path, folder: Path) -> list[Path]:

@@ -60,6 +60,28 @@ def test_a_monthly_kline_dump_is_read_as_its_days(tmp_path, capsys):
     assert "BTCUSDT-1m-2020-01.zip: a monthly kline dump, read as its 2 days" in capsys.readouterr().out
 
 
+def test_files_with_no_tick_beside_the_data_are_left_out_with_a_line(tmp_path, capsys):
+    """A data folder holds more than data: a log, a script, a JSON note, an empty day. Each was read as a
+    series of no vectors, and ``drift_real.py --data`` died dividing by zero after the per-file table
+    (found on a constructed tree). Now each is left out, saying so, and the data files are kept."""
+    common = bench_common()
+    (tmp_path / "spot").mkdir()
+    day = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+    (tmp_path / "spot" / day.name).write_bytes(day.read_bytes())
+    (tmp_path / "spot" / "ETHUSDT-1m-2020-01-01.csv").write_text("")
+    (tmp_path / "capture.gz").write_bytes((ROOT / "data" / "binance" / "ws" / "spot_ethusdt_20240808.gz").read_bytes())
+    (tmp_path / "run.log").write_text("evaluate BTCUSDT-1m-2020-01-01.zip: 1,440/1,440 ticks\n")
+    (tmp_path / "make.py").write_text("import zipfile\nprint(1)\n")
+    (tmp_path / "meta.json").write_text('{"symbols": ["BTCUSDT"]}\n')
+
+    data = common.real_data([str(tmp_path)])
+
+    assert [p.name for p in data.klines] == [day.name] and [p.name for p in data.captures] == ["capture.gz"]
+    out = capsys.readouterr().out
+    for name in ("ETHUSDT-1m-2020-01-01.csv", "run.log", "make.py", "meta.json"):
+        assert f"{name}: no tick in its first 10000 rows (not market data?): left out" in out
+
+
 @pytest.mark.parametrize("market", ["spot", None])
 def test_a_pairs_monthly_and_daily_dumps_are_one_series(tmp_path, capsys, monkeypatch, market):
     """data.binance.vision's layout: a pair's months under ``monthly/``, the days of the month not yet
