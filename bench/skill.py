@@ -134,10 +134,16 @@ def run_capture(job: tuple[Path, Settings]) -> tuple[dict, float]:
 
 
 def run_joined(job: tuple[list[Path], Settings]):
-    """A run of consecutive kline days through one pipeline, in a worker process."""
+    """A run of consecutive kline days through one pipeline, in a worker process; the evaluation is
+    None, with the reason, where the files overlap in time (a day given under two names)."""
+    from cli.evaluate import OverlappingFiles
+
     paths, settings = job
     started = time.perf_counter()
-    return run_files(paths, settings), time.perf_counter() - started
+    try:
+        return run_files(paths, settings), time.perf_counter() - started, ""
+    except OverlappingFiles as exc:
+        return None, time.perf_counter() - started, str(exc)
 
 
 def joined_days(data, base: Settings, processes: Processes) -> None:
@@ -146,12 +152,15 @@ def joined_days(data, base: Settings, processes: Processes) -> None:
     runs = data.consecutive_days()
     evaluations, seconds = [], 0.0
     outcomes = processes.map(run_joined, [(paths, base) for _, paths in runs])
-    for (name, paths), (evaluation, took) in zip(runs, outcomes, strict=True):
+    for (name, paths), (evaluation, took, problem) in zip(runs, outcomes, strict=True):
+        if evaluation is None:
+            print(f"klines {name} joined: left out: {problem}", flush=True)
+            continue
         evaluations.append(evaluation)
         seconds += took
         report(f"klines {name} joined", evaluation.summary(), took, days=len(paths))
     if len(evaluations) > 1:
-        report(f"klines, {len(runs)} runs of consecutive days pooled", pooled_over_files(evaluations), seconds)
+        report(f"klines, {len(evaluations)} runs of consecutive days pooled", pooled_over_files(evaluations), seconds)
 
 
 DISTINCT_ORDERS = (1, 2, 3)
