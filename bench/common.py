@@ -126,17 +126,14 @@ def real_data(paths: list[str] | None = None) -> RealData:
     return RealData(tuple(klines), captures, split)
 
 
-def holds_ticks(path: Path, lines: int = 10_000) -> bool:
-    """Whether a file has a tick among its first ``lines`` rows; one that has none (a log or a note beside
-    the data, an empty day) is left out with a line saying so, instead of counting as a series with no
-    vectors."""
-    from itertools import islice
+def holds_ticks(path: Path, rows: int = 10_000) -> bool:
+    """:func:`connectors.recorded.holds_ticks`; a file with no tick (a log or a note beside the data, an
+    empty day) is left out with a line saying so, instead of counting as a series with no vectors."""
+    from connectors import recorded
 
-    from connectors.recorded import open_file
-
-    if any(item.tick is not None for item in islice(open_file(path), lines)):
+    if recorded.holds_ticks(path, rows):
         return True
-    print(f"{path}: no tick in its first {lines} rows (not market data?): left out", flush=True)
+    print(f"{path}: no tick in its first {rows} rows (not market data?): left out", flush=True)
     return False
 
 

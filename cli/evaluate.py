@@ -287,6 +287,27 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
     return scorer.evaluation()
 
 
+def files_with_ticks(files: list[str], args) -> list[str]:
+    """The files to evaluate: each one named, and those found in a folder that hold ticks. A folder of
+    data also holds logs, scripts and notes; one of them stopped the whole evaluation on its first
+    unreadable row. A file named on its own with no tick is still an error (:class:`NoTicks`)."""
+    from pathlib import Path
+
+    from cli.errors import CliError
+    from connectors.recorded import holds_ticks
+
+    named = {Path(p) for p in args.files if not Path(p).is_dir()}
+    kept = []
+    for name in files:
+        if Path(name) in named or holds_ticks(name, fmt=args.format, symbol=args.symbol):
+            kept.append(name)
+        else:
+            print(f"livelearn: {name}: no tick in its first 10,000 rows (not market data?): left out", file=sys.stderr)
+    if not kept:
+        raise CliError(f"no file with ticks in {', '.join(args.files)}")
+    return kept
+
+
 def run(args, settings) -> int:
     import sys
     from pathlib import Path
@@ -300,6 +321,7 @@ def run(args, settings) -> int:
             files = [str(path) for path in input_files(args.files)]
         except FileNotFoundError as exc:
             raise CliError(str(exc), code=2) from None
+        files = files_with_ticks(files, args)
         results: dict[str, Any] = {}
         evaluations = {}
         budgets = {}  # per table: its drift alerts against their bounds

@@ -493,5 +493,20 @@ def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) 
     return heapq.merge(*opened(paths, fmt, symbol))
 
 
+def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol: str | None = None) -> bool:
+    """Whether ``path`` has a tick among its first ``rows`` rows (streamed where the format allows): a
+    folder of data also holds logs, scripts and notes, and a file of none of them is no series.
+
+    >>> import tempfile
+    >>> note = Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> _ = note.write_text("downloaded 2025-03-01\\n")
+    >>> holds_ticks(note)
+    False
+    """
+    from itertools import islice
+
+    return any(item.tick is not None for item in islice(open_file(Path(path), 0, fmt, symbol), rows))
+
+
 def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:
     return [open_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)]

@@ -143,6 +143,25 @@ def test_evaluate_refuses_a_file_without_a_single_tick(tmp_path):
     assert "no ticks in it (2 rows read, 2 rejected; line 2: malformed_row" in result.stderr
 
 
+def test_evaluate_leaves_out_the_files_of_a_folder_that_hold_no_tick(tmp_path):
+    """A data folder holds logs, scripts and notes as well: the first of them stopped the evaluation of
+    the whole folder on its first unreadable row. Now each is left out with a line on stderr and the
+    data are evaluated; a folder of nothing but notes is one clear error."""
+    import shutil
+
+    shutil.copy(ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip", tmp_path)
+    (tmp_path / "download.log").write_text("fetched BTCUSDT-1m-2020-01-01.zip\n")
+    (tmp_path / "fetch.py").write_text("import urllib.request\n")
+    result = livelearn("evaluate", "--quiet", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("download.log", "fetch.py"):
+        assert f"{tmp_path / name}: no tick in its first 10,000 rows (not market data?): left out" in result.stderr
+    assert f"{tmp_path / 'BTCUSDT-1m-2020-01-01.zip'} (label" in result.stdout and "BTCUSDT: 1435 outcomes" in result.stdout
+    (tmp_path / "BTCUSDT-1m-2020-01-01.zip").unlink()
+    result = livelearn("evaluate", "--quiet", str(tmp_path))
+    assert result.returncode == 1 and f"no file with ticks in {tmp_path}" in result.stderr
+
+
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
     """kafka-storage's parser reads an id starting with "-" as an option: one fresh broker in 64 failed
     to format its storage. An id whose first byte would encode to "-" is drawn again."""
