@@ -502,10 +502,27 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     >>> _ = note.write_text("downloaded 2025-03-01\\n")
     >>> holds_ticks(note)
     False
+
+    Only those rows are read (a month of trades is tens of millions): a damaged file counts as one
+    that holds ticks, so that the reader that opens it next says what is wrong with it.
     """
     from itertools import islice
 
-    return any(item.tick is not None for item in islice(open_file(Path(path), 0, fmt, symbol), rows))
+    path = Path(path)
+    try:
+        gzipped = _gzipped(path)
+        first = _first_line(path, gzipped)
+        if not first:
+            return False
+        chosen = detect_format(path, first) if fmt == "auto" else fmt
+        if chosen == "ws":
+            return any(item.tick is not None for item in islice(_ws_items(path, 0), rows))
+        name = (symbol or symbol_from_name(path)).upper()
+        with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
+            items = _csv_items(csv.reader(islice(lines, rows)), str(path), 0, name, chosen)
+            return any(item.tick is not None for item in items)
+    except DamagedFile:
+        return True
 
 
 def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:
