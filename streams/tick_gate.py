@@ -30,10 +30,11 @@ dead-letters (the input is kept, counted and explained):
   otherwise applied as one series, their prices alternating, with every prediction made on it and
   nothing refused. Ids that start again (a producer restarted from 1) are accepted once ``confirm``
   consecutive refused ticks agree (their ids rising). The line of ids they replaced is remembered: a
-  restarted producer's old line never goes on, so when it does, two sources interleave; the line
-  that was there first keeps the name and the other's ids are refused from then on (interleaved
-  trades otherwise switched the series at every run of ``confirm`` ticks of one source). The other
-  source takes over only once the first has sent nothing for the jump bound in event time.
+  restarted producer's old line never goes on, so when it does, two sources interleave; that line
+  keeps the name (the source current when the other's ids first went back, not necessarily the first
+  seen) and the other's ids are refused from then on (interleaved trades otherwise switched the series
+  at every run of ``confirm`` ticks of one source). The other source takes over only once the kept
+  one has sent nothing for the jump bound in event time.
 
 A genuine change of level or a genuine gap in the data looks like a bad tick at first. The gate
 therefore accepts a new level or a new time line once ``confirm`` consecutive refused ticks agree
