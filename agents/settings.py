@@ -150,7 +150,7 @@ class Settings:
         "LIVELEARN_REORDER_MS", "0",
         "Ticks held this long in event time and applied in event-time order (0 = as they arrive; latency = this)",
     )
-    gate: str = _env("LIVELEARN_GATE", "on", "Tick gate before the features: future, implausible and duplicate ticks are dead-lettered (on/off)")
+    gate: str = _env("LIVELEARN_GATE", "on", "Tick gate before the features: future, implausible, duplicate and conflicting ticks are dead-lettered (on/off)")
     gate_max_ahead_ms: str = _env(
         "LIVELEARN_GATE_MAX_AHEAD_MS", "600000",
         "A tick further ahead of its partition's stream than max(this, 20 x the symbol's typical gap) is future_event",
