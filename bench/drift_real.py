@@ -438,14 +438,14 @@ def basis_day(job: tuple[Path, Settings, int, float, int, list[float] | None, in
 
 def injected(settings: Settings, data: RealData, quick: bool, processes: Processes) -> None:
     at = change_point(settings)
+    events = {path: sum(1 for t in ticks_of(path) if t["kind"] != "BOOK_TICKER") for path in data.klines}
     klines = []
     for path in data.klines:  # a partial day (a listing's first, a dump cut short) may end before the change
-        events = sum(1 for t in ticks_of(path) if t["kind"] != "BOOK_TICKER")
-        if events >= at + AFTER_CHANGE:
+        if events[path] >= at + AFTER_CHANGE:
             klines.append(path)
         else:
-            print(f"{path.name}: {events} events, fewer than the change point {at} and {AFTER_CHANGE} after it: "
-                  "left out of the injected changes", flush=True)
+            print(f"{path.name}: {events[path]} events, fewer than the change point {at} and {AFTER_CHANGE} after "
+                  "it: left out of the injected changes", flush=True)
     cases = [("volatility x3", "volatility", ("VARIANCE", "FEATURE"), "volatility"),
              ("volatility x3 (variance test Levene)", "volatility", ("VARIANCE", "FEATURE"), "levene"),
              ("mean shift +0.5 sd", "mean", ("FEATURE", "VARIANCE"), "volatility")]
@@ -460,7 +460,7 @@ def injected(settings: Settings, data: RealData, quick: bool, processes: Process
     # after the basis channel's reference has filled, so that it has most of a day.
     basis_config = pipeline_config(settings).basis or BASIS_CONFIG
     start = basis_config.warmup_events + basis_config.window + 200
-    lengths = [sum(1 for t in ticks_of(path) if t["kind"] != "BOOK_TICKER") - start + 1 for path in few]
+    lengths = [events[path] - start + 1 for path in few]
     wandering = processes.map(basis_day, [(path, settings, start, 0.0, k % 3, wandering_depeg(events, seed=k), None)
                                           for k, (path, events) in enumerate(zip(few, lengths, strict=True))])
     # No basis change while every pair falls together (a sell-off): 30 bp a minute for 100 minutes.
