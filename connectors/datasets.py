@@ -62,7 +62,7 @@ def _rows(source: str, target: str | None) -> Iterator[tuple[dict[str, Any], Any
             yield x, y, repr((x, y)).encode()
         return
     path = check_source(source)
-    with path.open(newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames:
             raise RowError(f"{path} has no header row")

@@ -15,6 +15,9 @@ Formats, recognised per file:
   dead-lettered as any rejected row);
 * generic OHLCV CSV with a header (``connectors.ohlcv``: ISO or epoch times), recognised by its header.
 
+Text is UTF-8; a leading byte order mark (spreadsheet exports write one) is dropped, not read as part
+of the first cell.
+
 ``--format`` names the format instead of recognising it, and ``--symbol`` gives the symbol of files
 whose name does not start with it (both apply to every file of the run).
 
@@ -141,12 +144,12 @@ def _open_text_lines(path: Path) -> tuple[list[str], bool]:
                 data = archive.read(_only_member(path, archive))
         except _ZIP_ERRORS as exc:
             raise _damaged_zip(path, exc) from None
-        return data.decode("utf-8", errors="replace").splitlines(), False
+        return data.decode("utf-8-sig", errors="replace").splitlines(), False
     if _gzipped(path):
         text = GzipLines(path)
         lines = list(text)
         return lines, text.truncated
-    return path.read_bytes().decode("utf-8", errors="replace").splitlines(), False
+    return path.read_bytes().decode("utf-8-sig", errors="replace").splitlines(), False
 
 
 def detect_format(path: Path, first_line: str) -> str:
@@ -451,9 +454,9 @@ def _text_stream(path: Path, text: GzipLines | None = None) -> Iterator[Iterator
         if path.suffix == ".zip":
             with zipfile.ZipFile(path) as archive:
                 with archive.open(_only_member(path, archive)) as raw:
-                    yield _lines(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
+                    yield _lines(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""))
         else:
-            with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
                 yield _lines(handle)
     except _ZIP_ERRORS as exc:
         raise _damaged_zip(path, exc) from None

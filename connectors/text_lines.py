@@ -2,7 +2,7 @@
 
 A day of one symbol's websocket capture is millions of lines (several GB once decompressed); reading
 it whole, as a text and then a list of lines, does not fit in memory. :class:`GzipLines` gives the same
-lines as ``data.decode("utf-8", errors="replace").splitlines()`` of every gzip member decompressed
+lines as ``data.decode("utf-8-sig", errors="replace").splitlines()`` of every gzip member decompressed
 (what :func:`gzip.decompress` reads), holding one chunk at a time. A capture whose recorder was killed
 ends inside a member: its complete lines are given, the incomplete last one is not, and
 :attr:`GzipLines.truncated` says so once the lines are read.
@@ -44,7 +44,7 @@ class GzipLines:
 
     def __iter__(self) -> Iterator[str]:
         self.truncated, self.count = False, 0
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
         pending = ""
         for data in self._members():
             pending += decoder.decode(data)

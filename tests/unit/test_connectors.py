@@ -205,6 +205,28 @@ def test_generic_ohlcv_csv_with_header_and_iso_times(tmp_path):
         "KLINE", 100.0, 101.0, 99.0, 100.5, 3.0)
 
 
+def test_a_byte_order_mark_does_not_hide_a_header_or_a_first_row(tmp_path):
+    # Spreadsheets and many exporters write UTF-8 with a byte order mark; read as text it stuck to the
+    # header's first cell, the OHLCV header was not recognised, and every row was rejected as a kline.
+    bom = "\ufeff"
+    export = tmp_path / "export.csv"
+    export.write_text(bom + "Date,Open,High,Low,Close,Volume\n2024-01-01T00:01:00Z,100,101,99,100.5,3\n",
+                      encoding="utf-8")
+    packed = tmp_path / "export_gz.csv.gz"
+    packed.write_bytes(gzip.compress(export.read_bytes()))
+    for path in (export, packed):
+        [item] = read_file(path, symbol="ETHUSDT")
+        assert item.tick is not None, item.reason
+        assert (item.tick["event_time_ms"], item.tick["price"]) == (1704067260000, 100.5)
+    row = "1577836800000,7195.24,7196.25,7183.14,7186.68,51.642812,1577836859999,371233.85,493,19.24,138291.35,0"
+    kline = tmp_path / "BTCUSDT-1m-2020-01-01.csv"
+    kline.write_text(bom + row + "\n", encoding="utf-8")
+    [item] = read_file(kline)
+    assert item.tick is not None and item.tick["event_time_ms"] == 1577836859999
+    stats = replay([kline], RecordingSink(), progress=False)  # streamed: the dump is in time order
+    assert stats.produced == 1 and not stats.rejected
+
+
 def test_ohlcv_with_epoch_times_and_an_explicit_format(tmp_path):
     path = tmp_path / "bars.txt"
     path.write_text("timestamp,open,high,low,close,volume\n1704067260,1,2,0.5,1.5,10\n1704067320000,1.5,2,1,1.8,5\n")

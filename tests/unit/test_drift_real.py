@@ -344,6 +344,15 @@ def run_dataset(path: Path, drop: tuple[str, ...] = ()) -> tuple[list[dict], lis
     return alerts, columns
 
 
+def test_a_dataset_written_with_a_byte_order_mark_names_its_first_column_plainly(tmp_path):
+    path = elec2_with_date(tmp_path)
+    path.write_text("\ufeff" + path.read_text(), encoding="utf-8")
+    vector, _, _ = next(iter(labelled_vectors(str(path))))
+    assert next(iter(vector["values"])) == "date"
+    vector, _, _ = next(iter(labelled_vectors(str(path), drop=("date",))))
+    assert "date" not in vector["values"]
+
+
 def test_a_monotone_dataset_column_is_left_out_of_drift_tests(tmp_path, caplog):
     path = elec2_with_date(tmp_path)
     with caplog.at_level("WARNING", logger="livelearn.drift"):
