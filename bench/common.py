@@ -129,11 +129,18 @@ def real_data(paths: list[str] | None = None) -> RealData:
 def holds_ticks(path: Path, rows: int = 10_000) -> bool:
     """:func:`connectors.recorded.holds_ticks`; a file with no tick (a log or a note beside the data, an
     empty day) is left out with a line saying so, instead of counting as a series with no vectors."""
+    from collections import Counter
+
     from connectors import recorded
 
-    if recorded.holds_ticks(path, rows):
+    refusals: Counter[str] = Counter()
+    if recorded.holds_ticks(path, rows, refusals=refusals):
         return True
-    print(f"{path}: no tick in its first {rows} rows (not market data?): left out", flush=True)
+    if refusals["invalid_symbol"]:
+        print(f"{path}: its name gives no pair, so its rows name none: left out (name it for its pair, "
+              "SYMBOL-..., as Binance does)", flush=True)
+    else:
+        print(f"{path}: no tick in its first {rows} rows (not market data?): left out", flush=True)
     return False
 
 

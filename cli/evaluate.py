@@ -299,8 +299,12 @@ def files_with_ticks(files: list[str], args) -> list[str]:
     named = {Path(p) for p in args.files if not Path(p).is_dir()}
     kept = []
     for name in files:
-        if Path(name) in named or holds_ticks(name, fmt=args.format, symbol=args.symbol):
+        refusals: Counter[str] = Counter()
+        if Path(name) in named or holds_ticks(name, fmt=args.format, symbol=args.symbol, refusals=refusals):
             kept.append(name)
+        elif refusals["invalid_symbol"]:
+            print(f"livelearn: {name}: its name gives no pair, so its rows name none: left out (evaluate it on its "
+                  "own with --symbol)", file=sys.stderr)
         else:
             print(f"livelearn: {name}: no tick in its first 10,000 rows (not market data?): left out", file=sys.stderr)
     if not kept:

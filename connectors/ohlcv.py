@@ -1,11 +1,15 @@
 """Generic OHLCV CSV files (any exchange, any export) -> KLINE ticks.
 
-The file has a header naming its columns (case-insensitive, any order): a time column (``timestamp``,
-``time``, ``datetime``, ``date``, ``open_time``, ``close_time`` or ``ts``), ``open``, ``high``,
-``low``, ``close`` and optionally ``volume``. Times are ISO 8601 (``2024-01-01T00:01:00Z``,
-``2024-01-01 00:01:00``; without an offset they are UTC) or epoch numbers whose unit follows from
-their digits (see :func:`epoch_ms`). The row's time is the bar's event time as given: export bars
-stamped with their close time (as Binance klines are) so that a bar is not known before it closed.
+The file has a header naming its columns (case-insensitive, any order, a space read as ``_``): a time
+column (``timestamp``, ``time``, ``unix``, ``datetime``, ``date``, ``open_time``, ``close_time`` or
+``ts``), ``open``, ``high``, ``low``, ``close`` and optionally ``volume`` (else the first ``volume_*``
+column: CryptoDataDownload's ``Volume BTC`` before its ``Volume USDT``). A line or two before the header
+holding one cell (CryptoDataDownload puts its address there) is skipped (:func:`preamble_lines`). A
+``symbol`` column (``BTC/USDT``) names the pair unless ``--symbol`` does (:func:`row_symbol`; otherwise
+the file's name does). Times are ISO 8601 (``2024-01-01T00:01:00Z``, ``2024-01-01 00:01:00``; without an
+offset they are UTC) or epoch numbers whose unit follows from their digits (see :func:`epoch_ms`). The
+row's time is the bar's event time as given: export bars stamped with their close time (as Binance
+klines are) so that a bar is not known before it closed.
 
 >>> header = ohlcv_columns(["Date", "Open", "High", "Low", "Close", "Volume"])
 >>> tick = ohlcv_row_to_tick("BTCUSDT", ["2024-01-01 00:01:00", "1", "2", "0.5", "1.5", "10"], header)
@@ -15,25 +19,49 @@ stamped with their close time (as Binance klines are) so that a bar is not known
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.binance import PayloadError
 from streams.ticks import make_tick
 
-TIME_COLUMNS = ("timestamp", "time", "datetime", "date", "open_time", "close_time", "ts")
+TIME_COLUMNS = ("timestamp", "time", "unix", "datetime", "date", "open_time", "close_time", "ts")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 OHLCV_SOURCE = "csv"
 
 
+def column_name(cell: str) -> str:
+    """A header cell as the readers compare it: ``"Open time"`` -> ``"open_time"``."""
+    return "_".join(cell.strip().lower().split())
+
+
 def is_ohlcv_header(row: list[str]) -> bool:
-    names = {cell.strip().lower() for cell in row}
+    names = {column_name(cell) for cell in row}
     return set(PRICE_COLUMNS) <= names and bool(names & set(TIME_COLUMNS))
+
+
+def preamble_lines(lines: list[str]) -> int:
+    """How many of the first lines (at most two) are a note before an OHLCV header: one cell each, no
+    comma, not a number. 0 when the header (or data) comes first.
+
+    >>> preamble_lines(["https://www.CryptoDataDownload.com", "unix,date,symbol,open,high,low,close", "1,2"])
+    1
+    >>> preamble_lines(["Date,Open,High,Low,Close", "2024-01-01,1,2,0.5,1.5"]), preamble_lines(["1577836859999"])
+    (0, 0)
+    """
+    for skip in range(min(2, len(lines) - 1)):
+        line = lines[skip].strip()
+        if not line or "," in line or line.lstrip("-").replace(".", "", 1).isdigit() or line[0] in "{[":
+            return 0
+        if is_ohlcv_header(next(csv.reader([lines[skip + 1]]), [])):
+            return skip + 1
+    return 0
 
 
 def ohlcv_columns(header: list[str]) -> dict[str, int]:
     """Column positions of a header row; raises PayloadError naming what is missing."""
-    names = [cell.strip().lower() for cell in header]
+    names = [column_name(cell) for cell in header]
     columns = {}
     time_column = next((name for name in TIME_COLUMNS if name in names), None)
     missing = [name for name in PRICE_COLUMNS if name not in names]
@@ -43,9 +71,25 @@ def ohlcv_columns(header: list[str]) -> dict[str, int]:
     columns["time"] = names.index(time_column)
     for name in PRICE_COLUMNS:
         columns[name] = names.index(name)
-    if "volume" in names:
-        columns["volume"] = names.index("volume")
+    volume = "volume" if "volume" in names else next((name for name in names if name.startswith("volume_")), None)
+    if volume is not None:
+        columns["volume"] = names.index(volume)
+    if "symbol" in names:
+        columns["symbol"] = names.index("symbol")
     return columns
+
+
+def row_symbol(row: list[str], columns: dict[str, int]) -> str | None:
+    """The pair a row's ``symbol`` column names, as Binance writes it (``BTC/USDT`` -> ``BTCUSDT``), or
+    None when there is no such column or cell.
+
+    >>> row_symbol(["1577836800000", "BTC/USDT"], {"symbol": 1}), row_symbol(["1"], {})
+    ('BTCUSDT', None)
+    """
+    column = columns.get("symbol")
+    if column is None or column >= len(row):
+        return None
+    return "".join(row[column].replace("/", " ").replace("-", " ").split()).upper() or None
 
 
 def epoch_ms(text: str) -> int:

@@ -40,6 +40,7 @@ import json
 import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,15 @@ from connectors.binance import (
     to_ms,
     trade_row_to_tick,
 )
-from connectors.ohlcv import epoch_ms, is_ohlcv_header, ohlcv_columns, ohlcv_row_to_tick
+from connectors.ohlcv import (
+    column_name,
+    epoch_ms,
+    is_ohlcv_header,
+    ohlcv_columns,
+    ohlcv_row_to_tick,
+    preamble_lines,
+    row_symbol,
+)
 from connectors.text_lines import DamagedFile, GzipLines
 from streams.ticks import InvalidTick, check_tick
 
@@ -178,8 +187,14 @@ def _binance_kline_header(header: list[str]) -> bool:
     True
     >>> _binance_kline_header(["timestamp", "open", "high", "low", "close", "volume"])
     False
+
+    python-binance's column names, as notebooks export its klines, are the same columns:
+
+    >>> _binance_kline_header("Open time,Open,High,Low,Close,Volume,Close time,Quote asset volume,Number of "
+    ...                       "trades,Taker buy base asset volume,Taker buy quote asset volume,Ignore".split(","))
+    True
     """
-    names = [cell.strip().lower() for cell in header]
+    names = [column_name(cell) for cell in header]
     return len(names) >= 11 and names[0] == "open_time" and names[6] == "close_time"
 
 
@@ -251,33 +266,39 @@ def _truncated(path: Path, file_index: int, latest_ms: int, lines: int) -> Repla
 
 
 def _read_lines(path: Path, lines: list[str], file_index: int, fmt: str, symbol: str | None) -> list[ReplayItem]:
+    skip = preamble_lines(lines[:3]) if fmt in ("auto", "ohlcv") else 0  # a note before an export's header
     if fmt == "auto":
-        fmt = detect_format(path, lines[0])
+        fmt = detect_format(path, lines[skip])
     origin = str(path)
     items: list[ReplayItem] = []
     if fmt == "ws":
         items += _ws_lines(lines, file_index, origin)
     else:
-        symbol = (symbol or symbol_from_name(path)).upper()
-        items += _csv_items(csv.reader(io.StringIO("\n".join(lines))), origin, file_index, symbol, fmt)
+        rows = csv.reader(io.StringIO("\n".join(lines[skip:])))
+        items += _csv_items(rows, origin, file_index, (symbol or symbol_from_name(path)).upper(), fmt, skip,
+                            named=symbol is not None)
     items.sort(key=lambda item: item.event_time_ms)
     return items
 
 
-def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: str, fmt: str) -> Iterator[ReplayItem]:
-    """The rows of a CSV format as ReplayItems, in file order; a rejected row takes the time of the
-    row before it."""
+def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: str, fmt: str,
+               skipped: int = 0, named: bool = True) -> Iterator[ReplayItem]:
+    """The rows of a CSV format as ReplayItems, in file order, numbered as the file's lines (``skipped``
+    lines before ``rows``); a rejected row takes the time of the row before it. ``symbol`` comes from
+    ``--symbol`` (``named``) or the file's name; an OHLCV export's ``symbol`` column, where it has one,
+    names its rows unless ``--symbol`` does (the data say it; a file's name may not)."""
     convert: Callable[[str, list[str]], dict]
     if fmt == "ohlcv":
         columns = ohlcv_columns(next(rows, []))
+        by_row = "symbol" in columns and not named
 
         def convert(name: str, row: list[str]) -> dict:
-            return ohlcv_row_to_tick(name, row, columns)
+            return ohlcv_row_to_tick((row_symbol(row, columns) or name) if by_row else name, row, columns)
     else:
         convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick}[fmt]
     last_time = 0
-    for number, row in enumerate(rows, 2 if fmt == "ohlcv" else 1):
-        if _not_a_row(number, row):
+    for number, row in enumerate(rows, (2 if fmt == "ohlcv" else 1) + skipped):
+        if _not_a_row(number - skipped, row):
             continue
         raw = ",".join(row).encode()
         try:
@@ -355,11 +376,13 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     gzipped = _gzipped(path)
-    first = _first_line(path, gzipped)
+    head = _first_lines(path, gzipped)
+    skip = preamble_lines(head) if fmt in ("auto", "ohlcv") else 0
+    first = head[skip] if head else ""
     chosen = detect_format(path, first) if fmt == "auto" and first else fmt
     if first and chosen == "ws":
         return _streamed_capture(path, file_index)
-    if first and chosen in _STREAMED:
+    if first and chosen in _STREAMED and not skip:
         count = _count_if_sorted(path, _STREAMED[chosen])
         if count is not None:
             name = (symbol or symbol_from_name(path)).upper()
@@ -378,10 +401,13 @@ def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: 
     return FileItems(path, len(items), _items=items)
 
 
-def _first_line(path: Path, gzipped: bool) -> str:
-    """The file's first line (what tells its format); the reader and its chunk go with the call."""
+def _first_lines(path: Path, gzipped: bool, count: int = 3) -> list[str]:
+    """The file's first lines (what tells its format, after any note before a header); the reader and
+    its chunk go with the call."""
+    from itertools import islice
+
     with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
-        return next(lines, "").rstrip("\r\n")
+        return [line.rstrip("\r\n") for line in islice(lines, count)]
 
 
 def _ws_items(path: Path, file_index: int) -> Iterator[ReplayItem]:
@@ -496,9 +522,12 @@ def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) 
     return heapq.merge(*opened(paths, fmt, symbol))
 
 
-def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol: str | None = None) -> bool:
+def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol: str | None = None,
+                refusals: Counter[str] | None = None) -> bool:
     """Whether ``path`` has a tick among its first ``rows`` rows (streamed where the format allows): a
     folder of data also holds logs, scripts and notes, and a file of none of them is no series.
+    ``refusals``, where given, counts the reasons the rows read were refused (``invalid_symbol``: market
+    data whose file name gives no pair, which ``--symbol`` mends).
 
     >>> import tempfile
     >>> note = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -514,18 +543,29 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     path = Path(path)
     try:
         gzipped = _gzipped(path)
-        first = _first_line(path, gzipped)
-        if not first:
+        head = _first_lines(path, gzipped)
+        skip = preamble_lines(head) if fmt in ("auto", "ohlcv") else 0
+        if not head or not head[skip]:
             return False
-        chosen = detect_format(path, first) if fmt == "auto" else fmt
+        chosen = detect_format(path, head[skip]) if fmt == "auto" else fmt
         if chosen == "ws":
-            return any(item.tick is not None for item in islice(_ws_items(path, 0), rows))
+            return _any_tick(islice(_ws_items(path, 0), rows), refusals)
         name = (symbol or symbol_from_name(path)).upper()
         with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
-            items = _csv_items(csv.reader(islice(lines, rows)), str(path), 0, name, chosen)
-            return any(item.tick is not None for item in items)
+            items = _csv_items(csv.reader(islice(lines, skip, rows)), str(path), 0, name, chosen, skip,
+                               named=symbol is not None)
+            return _any_tick(items, refusals)
     except DamagedFile:
         return True
+
+
+def _any_tick(items: Iterable[ReplayItem], refusals: Counter[str] | None) -> bool:
+    for item in items:
+        if item.tick is not None:
+            return True
+        if refusals is not None and item.reason_code != "skip":
+            refusals[item.reason_code] += 1
+    return False
 
 
 def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:

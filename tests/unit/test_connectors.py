@@ -6,12 +6,14 @@ import gzip
 import json
 import time
 import types
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from connectors.binance import PayloadError, Skipped, kline_row_to_tick, normalise_ws, to_ms
-from connectors.recorded import read_file
+from connectors.recorded import holds_ticks, open_file, read_file
 from connectors.replay import ReplayStats, replay
 from streams.ticks import check_tick
 
@@ -225,6 +227,39 @@ def test_a_byte_order_mark_does_not_hide_a_header_or_a_first_row(tmp_path):
     assert item.tick is not None and item.tick["event_time_ms"] == 1577836859999
     stats = replay([kline], RecordingSink(), progress=False)  # streamed: the dump is in time order
     assert stats.produced == 1 and not stats.rejected
+
+
+def test_exports_of_other_tools_read_as_what_they_are(tmp_path):
+    """Two common sources of minute bars beside Binance's dumps, made here from a real day:
+    CryptoDataDownload's CSV (its address on the first line, then ``unix,date,symbol,...,Volume BTC,
+    Volume USDT,tradecount``, newest first) was rejected row by row as klines; python-binance's klines
+    as notebooks export them (header ``Open time, ..., Close time, ...``) are Binance klines."""
+    rows = [line.split(",") for line in zipfile.ZipFile(KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip").read(
+        "BTCUSDT-1m-2020-01-01.csv").decode().splitlines()]
+    lines = ["https://www.CryptoDataDownload.com", "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount"]
+    lines += [f"{r[0]},2020-01-01 00:00:00,BTC/USDT,{r[1]},{r[2]},{r[3]},{r[4]},{r[5]},{r[7]},{r[8]}" for r in rows[::-1]]
+    lines.insert(5, "1577836980000,2020-01-01 00:03:00,BTC/USDT,not a price,1,1,1,1,1,1")
+    cdd = tmp_path / "Binance_BTCUSDT_2020_minute.csv"
+    cdd.write_text("\n".join(lines) + "\n")
+    items = read_file(cdd)
+    ticks = [i.tick for i in items if i.tick is not None]
+    assert len(ticks) == 1440 and {t["symbol"] for t in ticks} == {"BTCUSDT"}
+    assert [t["event_time_ms"] for t in ticks[:2]] == [1577836800000, 1577836860000]  # its unix column, in order
+    assert ticks[0]["price"] == float(rows[0][4]) and ticks[0]["quantity"] == float(rows[0][5])  # volume in BTC
+    [rejected] = [i for i in items if i.tick is None]
+    assert rejected.line == 6 and rejected.reason_code == "malformed_row"  # the file's own line number
+    assert holds_ticks(cdd)
+    assert [i.tick["symbol"] for i in read_file(cdd, symbol="XBTUSDT") if i.tick][:1] == ["XBTUSDT"]
+
+    header = ("Open time,Open,High,Low,Close,Volume,Close time,Quote asset volume,Number of trades,"
+              "Taker buy base asset volume,Taker buy quote asset volume,Ignore")
+    export = tmp_path / "my_klines_export.csv"
+    export.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
+    refusals: Counter = Counter()
+    assert not holds_ticks(export, refusals=refusals) and refusals["invalid_symbol"] == 1440
+    items = list(open_file(export, symbol="BTCUSDT"))
+    assert len(items) == 1440 and items[0].tick["event_time_ms"] == 1577836859999  # its close time: klines
+    assert items[0].tick["quote_volume"] == float(rows[0][7])
 
 
 def test_ohlcv_with_epoch_times_and_an_explicit_format(tmp_path):
