@@ -43,8 +43,22 @@ class PayloadError(ValueError):
         self.code = code
 
 
+# Binance's documented events that carry no trade, kline or book ticker: market statistics, funding,
+# liquidations, index prices and user-data events. A capture or a live subscription that includes them
+# is well formed, so they are skipped, not rejected; an event type not known at all is still rejected
+# (``unknown_event``): it may be a change to a stream that is read.
+NOT_TICK_EVENTS = frozenset({
+    "markPriceUpdate", "forceOrder", "24hrTicker", "24hrMiniTicker", "1hTicker", "4hTicker", "1dTicker",
+    "avgPrice", "continuous_kline", "indexPriceUpdate", "markPrice_kline", "indexPrice_kline",
+    "compositeIndex", "contractInfo", "assetIndexUpdate", "listenKeyExpired", "outboundAccountPosition",
+    "balanceUpdate", "executionReport", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "MARGIN_CALL",
+    "ACCOUNT_CONFIG_UPDATE", "TRADE_LITE",
+})
+
+
 class Skipped(Exception):
-    """A well-formed message that is not a tick (depth update, snapshot, open kline, subscription reply)."""
+    """A well-formed message that is not a tick (depth update, snapshot, open kline, subscription reply,
+    :data:`NOT_TICK_EVENTS`)."""
 
     def __init__(self, what: str):
         super().__init__(what)
@@ -107,6 +121,8 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
     if "lastUpdateId" in data:
         raise Skipped("depth_snapshot")
     event = data.get("e")
+    if event in NOT_TICK_EVENTS:
+        raise Skipped(str(event))
     try:
         symbol = str(data["s"]).upper()
     except KeyError:

@@ -113,6 +113,17 @@ def test_subscription_replies_are_skipped():
         normalise_ws({"result": None, "id": 1})
 
 
+def test_documented_events_that_are_no_ticks_are_skipped_not_rejected():
+    """A futures capture with the mark price, liquidations or a ticker stream in it is well formed: those
+    messages were rejected as ``unknown_event`` (dead letters every second)."""
+    mark = {"stream": "btcusdt@markPrice", "data": {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT",
+                                                    "p": "11794.15", "i": "11784.62", "r": "0.00038167", "T": 1562306400000}}
+    continuous = {"e": "continuous_kline", "E": 1607443058651, "ps": "BTCUSDT", "ct": "PERPETUAL", "k": {}}
+    for message in (mark, continuous, {"e": "forceOrder", "E": 1568014460893, "o": {"s": "BTCUSDT"}}):
+        with pytest.raises(Skipped):
+            normalise_ws(message, 1)
+
+
 def test_microsecond_dump_times_become_milliseconds():
     assert to_ms("1735689600000000") == 1735689600000
     assert to_ms(1577836859999) == 1577836859999
