@@ -216,6 +216,25 @@ def trade_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) ->
         raise PayloadError("malformed_row", f"trades row {row!r}: {exc}") from None
 
 
+def book_ticker_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:
+    """``update_id, best_bid_price, best_bid_qty, best_ask_price, best_ask_qty, transaction_time,
+    event_time`` (data.binance.vision's futures bookTicker dumps), stamped with the transaction time as
+    the websocket's ``T`` is (:func:`normalise_ws`).
+
+    >>> tick = book_ticker_row_to_tick("BTCUSDT", "1712345,22300.1,4.2,22300.2,0.8,1677628800123,1677628800130".split(","))
+    >>> tick["kind"], tick["event_time_ms"], tick["price"], tick["sequence_id"]
+    ('BOOK_TICKER', 1677628800123, 22300.15, 1712345)
+    """
+    if len(row) < 6:
+        raise PayloadError("malformed_row", f"bookTicker row has {len(row)} columns, expected 7")
+    try:
+        bid, ask = float(row[1]), float(row[3])
+        return make_tick(symbol, "BOOK_TICKER", to_ms(row[5]), 0.5 * (bid + ask), 0.0, source, bid_price=bid,
+                         bid_qty=float(row[2]), ask_price=ask, ask_qty=float(row[4]), sequence_id=int(row[0]))
+    except ValueError as exc:
+        raise PayloadError("malformed_row", f"bookTicker row {row!r}: {exc}") from None
+
+
 def rest_agg_trade_to_tick(symbol: str, item: dict[str, Any]) -> dict[str, Any]:
     """An entry of REST ``/aggTrades`` (same letters as the websocket payload, without ``e``)."""
     return normalise_ws({**item, "e": "aggTrade", "s": symbol}, source=REST_SOURCE)

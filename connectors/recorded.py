@@ -6,7 +6,9 @@ Formats, recognised per file:
   symbol comes from the file name (``BTCUSDT-1m-2020-01-01.zip``);
 * aggTrades (``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
   is_buyer_maker``) and trades (``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match``),
-  recognised by ``aggTrades`` / ``trades`` in the file name;
+  recognised by ``aggTrades`` / ``trades`` in the file name; futures bookTicker dumps (``update_id,
+  best_bid_price, best_bid_qty, best_ask_price, best_ask_qty, transaction_time, event_time``, with a
+  header), recognised by ``bookTicker`` in the name;
 * websocket captures: one JSON message a line, optionally prefixed by a receive time (``<time>
   <json>`` as hftbacktest writes it, ``<time>: <json>`` as cryptofeed does) in seconds, ms, µs or ns,
   told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`); gzip is read
@@ -50,6 +52,7 @@ from connectors.binance import (
     PayloadError,
     Skipped,
     agg_trade_row_to_tick,
+    book_ticker_row_to_tick,
     kline_row_to_tick,
     normalise_ws,
     to_ms,
@@ -67,7 +70,7 @@ from connectors.ohlcv import (
 from connectors.text_lines import DamagedFile, GzipLines
 from streams.ticks import InvalidTick, check_tick
 
-FORMATS = ("auto", "klines", "aggTrades", "trades", "ws", "ohlcv")
+FORMATS = ("auto", "klines", "aggTrades", "trades", "bookTicker", "ws", "ohlcv")
 
 _WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
 
@@ -168,6 +171,8 @@ def detect_format(path: Path, first_line: str) -> str:
         return "ws"
     if "aggtrades" in name:
         return "aggTrades"
+    if "bookticker" in name:
+        return "bookTicker"
     if "trades" in name:
         return "trades"
     header = next(csv.reader([first_line]), [])
@@ -295,7 +300,8 @@ def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: 
         def convert(name: str, row: list[str]) -> dict:
             return ohlcv_row_to_tick((row_symbol(row, columns) or name) if by_row else name, row, columns)
     else:
-        convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick}[fmt]
+        convert = {"klines": kline_row_to_tick, "aggTrades": agg_trade_row_to_tick, "trades": trade_row_to_tick,
+                   "bookTicker": book_ticker_row_to_tick}[fmt]
     last_time = 0
     for number, row in enumerate(rows, (2 if fmt == "ohlcv" else 1) + skipped):
         if _not_a_row(number - skipped, row):
@@ -347,7 +353,7 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
 GZIP_MAGIC = b"\x1f\x8b"
 # The dumps a day of trades comes in (millions of rows): read as a stream when already in time order.
 # Their time column (what the row's tick takes as its event time).
-_STREAMED = {"klines": 6, "aggTrades": 5, "trades": 4}
+_STREAMED = {"klines": 6, "aggTrades": 5, "trades": 4, "bookTicker": 5}
 
 
 @dataclass

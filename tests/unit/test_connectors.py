@@ -93,6 +93,23 @@ def test_futures_agg_trades_and_klines_normalise():
     assert agg > 0 and klines > 0
 
 
+def test_a_futures_book_ticker_dump_reads_as_the_websocket_ticks_it_records(tmp_path):
+    """data.binance.vision's futures bookTicker dumps, written here from the recorded futures stream's
+    real book tickers in the dump's columns (with its header): the ticks equal the websocket's, but for
+    the source and the receive time a dump has not."""
+    messages = [m["data"] for _, m in futures_messages() if m["data"]["e"] == "bookTicker" and m["data"]["s"] == "SUSHIUSDT"]
+    rows = ["update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"]
+    rows += [f"{d['u']},{d['b']},{d['B']},{d['a']},{d['A']},{d['T']},{d['E']}" for d in messages]
+    path = tmp_path / "SUSHIUSDT-bookTicker-2021-07-22.csv"
+    path.write_text("\n".join(rows) + "\n")
+    ticks = [item.tick for item in open_file(path)]
+    expected = sorted((normalise_ws(d) for d in messages), key=lambda t: t["event_time_ms"])
+    assert len(ticks) == len(messages) > 20
+    for tick, want in zip(ticks, expected, strict=True):
+        assert {k: v for k, v in tick.items() if k != "source"} == {k: v for k, v in want.items() if k != "source"}
+        check_tick(tick)
+
+
 @pytest.mark.parametrize("message, code", [
     ({"stream": "btcusdt@trade", "data": {"e": "trade", "s": "BTCUSDT", "p": "1", "q": "1", "T": 1, "m": True}},
      "malformed_payload"),
