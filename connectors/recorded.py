@@ -203,8 +203,28 @@ def _binance_kline_header(header: list[str]) -> bool:
     return len(names) >= 11 and names[0] == "open_time" and names[6] == "close_time"
 
 
+_CONTRACT_SUFFIX = re.compile(r"PERP|\d{6}")  # BTCUSD_PERP, BTCUSDT_250328 (Binance's delivery dates)
+# Quote assets a download script may write apart from the base (BTC_USDT, as ccxt names pairs).
+_QUOTES_APART = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "USD", "BTC", "ETH", "BNB",
+                           "EUR", "TRY", "BRL", "JPY", "GBP"})
+
+
 def symbol_from_name(path: Path) -> str:
-    return path.name.split("-")[0].split(".")[0].upper()
+    """The pair a file's name starts with, up to its first ``-`` or ``.``: data.binance.vision's names
+    (``BTCUSDT-1m-2020-01-01.zip``, ``BTCUSD_PERP-1m-...``), and those of download scripts that join the
+    rest with ``_`` (``BTCUSDT_1m_20230301_20230321.csv``, ``BTC_USDT_1m.csv``): only a contract suffix
+    or a quote asset is kept after an ``_``.
+
+    >>> [symbol_from_name(Path(n)) for n in ("BTCUSDT-1m-2020-01-01.zip", "BTCUSD_PERP-1m-2023-03.zip",
+    ...     "ETHUSDT_250328-aggTrades-2025-01-02.zip", "BTCUSDT_1m_20230301_20230321.csv", "btc_usdt_1m.csv")]
+    ['BTCUSDT', 'BTCUSD_PERP', 'ETHUSDT_250328', 'BTCUSDT', 'BTCUSDT']
+    """
+    parts = path.name.split("-")[0].split(".")[0].upper().split("_")
+    if len(parts) > 1 and _CONTRACT_SUFFIX.fullmatch(parts[1]):
+        return f"{parts[0]}_{parts[1]}"
+    if len(parts) > 1 and parts[1] in _QUOTES_APART:
+        return parts[0] + parts[1]
+    return parts[0]
 
 
 # Folders that say which market the dumps under them trade on: data.binance.vision's spot/, futures/um/

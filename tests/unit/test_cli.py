@@ -158,13 +158,13 @@ def test_evaluate_leaves_out_the_files_of_a_folder_that_hold_no_tick(tmp_path):
         assert f"{tmp_path / name}: no tick in its first 10,000 rows (not market data?): left out" in result.stderr
     assert f"{tmp_path / 'BTCUSDT-1m-2020-01-01.zip'} (label" in result.stdout and "BTCUSDT: 1435 outcomes" in result.stdout
     # Market data whose name gives no pair is not "not market data": the line says what mends it.
-    (tmp_path / "my_klines_export.csv").write_text(
+    (tmp_path / "klines (1).csv").write_text(
         "1577836800000,7195.24,7196.25,7183.14,7186.68,51.642812,1577836859999,371233.85,493,19.24,138291.35,0\n")
     result = livelearn("evaluate", "--quiet", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert (f"{tmp_path / 'my_klines_export.csv'}: its name gives no pair, so its rows name none: left out "
+    assert (f"{tmp_path / 'klines (1).csv'}: its name gives no pair, so its rows name none: left out "
             "(evaluate it on its own with --symbol)") in result.stderr
-    (tmp_path / "my_klines_export.csv").unlink()
+    (tmp_path / "klines (1).csv").unlink()
     (tmp_path / "BTCUSDT-1m-2020-01-01.zip").unlink()
     result = livelearn("evaluate", "--quiet", str(tmp_path))
     assert result.returncode == 1 and f"no file with ticks in {tmp_path}" in result.stderr

@@ -281,7 +281,7 @@ def test_exports_of_other_tools_read_as_what_they_are(tmp_path):
 
     header = ("Open time,Open,High,Low,Close,Volume,Close time,Quote asset volume,Number of trades,"
               "Taker buy base asset volume,Taker buy quote asset volume,Ignore")
-    export = tmp_path / "my_klines_export.csv"
+    export = tmp_path / "klines (1).csv"
     export.write_text("\n".join([header, *(",".join(r) for r in rows)]) + "\n")
     refusals: Counter = Counter()
     assert not holds_ticks(export, refusals=refusals) and refusals["invalid_symbol"] == 1440
