@@ -246,6 +246,7 @@ class DriftSection:
     volatility_half_life: float = _from("drift_volatility_half_life", low=0)
     seasonal_buckets: int = _from("drift_seasonal_buckets", parse=_day_buckets)
     quiet_spell_hours: float = _from("drift_quiet_spell_hours", low=0)
+    reference_max_age_hours: float = _from("drift_reference_max_age_hours", low=0)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)
     basis_min_bps: float = _from("basis_min_bps", low=0)
     alert_min_severity: str = _from("alert_min_severity", choices=("LOW", "MEDIUM", "HIGH", "CRITICAL"))

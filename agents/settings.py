@@ -191,6 +191,11 @@ class Settings:
         "Event-time hours a fall of volatility is remembered: a rise back to the level before it (the end of a weekend) "
         "raises no VARIANCE alert; a quiet level that outlasts it becomes the usual one; 0 = off",
     )
+    drift_reference_max_age_hours: str = _env(
+        "LIVELEARN_DRIFT_REFERENCE_MAX_AGE_HOURS", "24",
+        "Event-time hours a FEATURE, PREDICTION, CONCEPT or BASIS reference serves while no incident is open; then it is "
+        "taken again from the latest events (markets wander over days); 0 = until an alert",
+    )
     basis_groups: str = _env(
         "LIVELEARN_BASIS_GROUPS", "auto",
         "Pairs of one base asset, keyed alike (one partition) and watched for basis shifts: auto (by base asset and dollar "

@@ -52,7 +52,7 @@ from streams.drift.correlation import (
     first_lag_below,
     window_autocorrelations,
 )
-from streams.drift.statistics import best_window, welch_from_moments
+from streams.drift.statistics import best_window, column_medians, welch_from_moments
 from streams.drift.volatility import RETURN_LIKE
 
 log = logging.getLogger("livelearn.drift")
@@ -63,23 +63,6 @@ CURRENT_SAMPLES = 16
 # The mean test (Welch t) looks at several current windows, as multiples of the stream's current
 # window: a short one finds a large shift sooner, a long one a small shift in a noisy stream at all.
 MEAN_SCALES = (0.5, 1.0, 2.0)
-
-
-def _column_medians(window: np.ndarray) -> np.ndarray:
-    """Median of each column's values (NaN ignored; 0 for a column without any)."""
-    present = ~np.isnan(window)
-    full = present.all(axis=0)
-    if full.all():
-        return np.median(window, axis=0)
-    # Complete columns in one call (the common case: only a few streams have gaps), the rest one by one.
-    out = np.zeros(window.shape[1])
-    if full.any():
-        out[full] = np.median(window[:, full], axis=0)
-    for j in np.flatnonzero(~full):
-        ok = present[:, j]
-        if ok.any():
-            out[j] = np.median(window[ok, j])
-    return out
 
 
 class Channel:
@@ -166,7 +149,7 @@ class Channel:
         if self.scale_lags:
             # The feature and prediction channels' KS reads ranks: their dependence counts too.
             sides = None if self.kind == "VARIANCE" else self.__dict__.setdefault("sides", SideCorrelations())
-            scale_correlation = dependence_correlations(window, _column_medians(window), self.max_lag, sides)
+            scale_correlation = dependence_correlations(window, column_medians(window), self.max_lag, sides)
             self.pooled_scale_correlation += weight * (scale_correlation - self.pooled_scale_correlation)
             scale_tau = first_lag_below(self.pooled_scale_correlation, DECORRELATED)
             self.reference_tau = scale_tau if self.kind == "VARIANCE" else np.maximum(value_tau, scale_tau)
@@ -208,7 +191,7 @@ class Channel:
         if self.kind in ("FEATURE", "VARIANCE"):
             self._exclude_monotone(data)
         if self.log_scale:
-            self.scale_centre = _column_medians(data)
+            self.scale_centre = column_medians(data)
             self.scale_floor = scale_floor(data, self.scale_centre)
             data = self._log_scales(data, self.scale_centre)
         self.reference = data
@@ -302,7 +285,7 @@ class Channel:
             # One median call per distinct window length (a few), for the streams that are tested.
             for length in np.unique(lengths[tested]):
                 columns = np.flatnonzero(tested & (lengths == length))
-                centre[columns] = _column_medians(recent[w - length:, columns])
+                centre[columns] = column_medians(recent[w - length:, columns])
             ceiling = self.__dict__.get("ceiling")  # absent in a checkpoint from before it
             lifted = None if ceiling is None else np.log(np.abs(recent - centre) + ceiling.floor)
             recent = self._log_scales(recent, centre)
@@ -389,6 +372,25 @@ class Channel:
     def rejectable_below(self, tests: int) -> float:
         """Per-test p-value below which some correction of ``tests`` p-values can reject."""
         return self.config.alpha / tests if self.config.correction == "bonferroni" else self.config.alpha
+
+    def reference_aged(self, max_age_ms: float) -> bool:
+        """Whether the events a :meth:`refresh` would take end ``max_age_ms`` after the reference does.
+        Checked at every event, so with a day the new reference ends at the old one's time of day: one
+        of other hours would set quiet hours against busy ones (volatility levels follow the day)."""
+        w, cw = self.config.window, self.config.current_size
+        if self.reference is None or self.count < w:
+            return False
+        return int(self.times[(self.count - cw - 1) % self.buffer.shape[0]]) - self.reference_times[1] >= max_age_ms
+
+    def refresh(self) -> None:
+        """Take the reference again from the latest events but the current window's (no checks pause):
+        a fixed reference days old compares today with whatever that day was (see
+        ``DriftConfig.reference_max_age_hours``)."""
+        w, cw = self.config.window, self.config.current_size
+        idx = self._indices(w)[: w - cw]
+        self._set_reference(self.buffer[idx], self.times[idx])
+        if self.payloads is not None:
+            self.reference_payloads = [self.payloads[i] for i in idx]
 
     def rebase(self) -> None:
         """Restart the reference from the events that follow: a reference taken right at a detection

@@ -53,6 +53,15 @@ class DriftConfig:
     # Event-time hours a fall of volatility is remembered (streams.drift.checks.VarianceCheck): a rise
     # back to the level before it (a weekend's end) is not reported; 0 = forget at once.
     quiet_spell_hours: float = 72.0
+    # Event-time hours a fixed reference of the FEATURE, PREDICTION, CONCEPT and BASIS channels serves
+    # while no incident is open; then it is taken again from the latest events (Channel.refresh).
+    # Markets wander over days (order flow, trend, a basis on a thin book), and a reference only an
+    # alert re-based compared each day with whatever the day it was taken on was: on three weeks of
+    # real one-minute bars of three pairs (docs/STATUS.md) these four channels raised 42 alerts with a
+    # reference kept until an alert and 29 with one a day old at most. The union bound holds either way
+    # (when a reference is taken does not depend on the data). VARIANCE keeps its own (its memory of a
+    # fall rests on its reference). 0 = never.
+    reference_max_age_hours: float = 24.0
 
     def __post_init__(self):
         if self.variance_test not in VARIANCE_TESTS:
@@ -71,6 +80,8 @@ class DriftConfig:
             check_buckets(self.seasonal_buckets)
         if self.basis_min_bps < 0:
             raise ValueError("basis_min_bps must be >= 0")
+        if self.reference_max_age_hours < 0:
+            raise ValueError("reference_max_age_hours must be >= 0 (0 = a reference serves until an alert)")
         if self.quiet_spell_hours < 0:
             raise ValueError("quiet_spell_hours must be >= 0 (0 = a fall of volatility is not remembered)")
         if self.reference not in ("fixed", "rolling"):

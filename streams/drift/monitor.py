@@ -120,7 +120,12 @@ class DriftMonitor:
 
     def _run(self, channel: Channel, row: list[float], time_ms: int, payload: Any = None,
              rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
-        if not channel.add(row, time_ms, payload):
+        due = channel.add(row, time_ms, payload)
+        max_age_ms = channel.config.reference_max_age_hours * 3_600_000
+        if (max_age_ms and channel.kind != "VARIANCE" and channel.open_alert is None
+                and channel.config.reference == "fixed" and channel.reference_aged(max_age_ms)):
+            channel.refresh()
+        if not due:
             return []
         ceiling = channel.__dict__.get("ceiling")
         checked = channel.check()

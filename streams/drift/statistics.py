@@ -301,3 +301,20 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
     if correction == "none":
         return list(p_values)
     raise ValueError(f"unknown correction {correction!r}: bonferroni, bh or none")
+
+
+def column_medians(window: np.ndarray) -> np.ndarray:
+    """Median of each column's values (NaN ignored; 0 for a column without any)."""
+    present = ~np.isnan(window)
+    full = present.all(axis=0)
+    if full.all():
+        return np.median(window, axis=0)
+    # Complete columns in one call (the common case: only a few streams have gaps), the rest one by one.
+    out = np.zeros(window.shape[1])
+    if full.any():
+        out[full] = np.median(window[:, full], axis=0)
+    for j in np.flatnonzero(~full):
+        ok = present[:, j]
+        if ok.any():
+            out[j] = np.median(window[ok, j])
+    return out

@@ -625,3 +625,47 @@ def test_a_concept_alert_is_confirmed_by_the_model_as_it_is_now():
         concept += [i for o in pipeline.on_tick(tick).records if o.stage == "alerts"
                     and o.record["status"] == "FIRING" and o.record["kind"] == "CONCEPT"]
     assert concept and concept[0] >= 4000 and concept[0] - 4000 <= 200, concept
+
+
+def _reference_ends(max_age_hours: float, days: int = 2) -> tuple[list[int], DriftMonitor]:
+    """Where the FEATURE channel's reference ended after each of one-minute events of two stationary
+    features over ``days``, with references at most ``max_age_hours`` old (0: kept until an alert)."""
+    rng = random.Random(5)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False, seasonal_buckets=0,
+                                            reference_max_age_hours=max_age_hours))
+    ends = []
+    for i in range(days * 1440):
+        monitor.update_features({"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}, i * 60_000, ("a", "b"))
+        channel = monitor.channels["FEATURE"]
+        ends.append(channel.reference_times[1] if channel.reference is not None else -1)
+    return ends, monitor
+
+
+def test_a_reference_a_day_old_is_taken_again_from_the_latest_events_without_a_pause():
+    """A fixed reference only an alert re-based compared each later day with the day it was taken on.
+    Once a day old it is taken again from the latest events, less the current window's (which it is
+    tested against), ending at the old one's time of day (volatility levels follow the hours), and the
+    checks go on at their cadence: no events are spent collecting it."""
+    kept, _ = _reference_ends(0.0)
+    assert set(kept[200:]) == {199 * 60_000}  # the first 200 events, for good
+    ends, monitor = _reference_ends(24.0, days=3)
+    changes = [i for i in range(1, len(ends)) if ends[i] != ends[i - 1] and ends[i - 1] >= 0]
+    # Taken when the event a current window (100 events) before the newest is a day after the old end.
+    assert changes == [199 + 1440 + 100, 199 + 2 * 1440 + 100]
+    assert [ends[i] for i in changes] == [(199 + 1440) * 60_000, (199 + 2 * 1440) * 60_000]
+    assert -1 not in ends[199:]  # a reference at every event since the first filled: no pause
+    channel = monitor.channels["FEATURE"]
+    assert channel.reference.shape[0] == 100 and channel.reference_times[0] == (199 + 2 * 1440 - 99) * 60_000
+
+
+def test_a_prediction_reference_taken_again_keeps_the_inputs_of_its_own_events():
+    """The prediction channel confirms a rejection by re-scoring the reference's inputs: after the
+    reference is taken again, each of its values still belongs to its own inputs."""
+    rng = random.Random(6)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, seasonal_buckets=0))
+    for i in range(2 * 1440):
+        x = rng.random()
+        monitor.update_prediction(0.5 + 0.1 * (x - 0.5), i * 60_000, inputs=x, rescore=lambda v: 0.5 + 0.1 * (v - 0.5))
+    channel = monitor.channels["PREDICTION"]
+    assert channel.reference_times[1] > 24 * 3_600_000
+    assert np.array_equal(channel.reference[:, 0], [0.5 + 0.1 * (x - 0.5) for x in channel.reference_payloads])
