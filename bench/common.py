@@ -93,8 +93,9 @@ class RealData:
 def real_data(paths: list[str] | None = None) -> RealData:
     """The shipped series (data/: the kline days, the two spot captures and the futures capture's 31
     seconds of four pairs), or every file under the files and folders given (``--data``): a file named
-    as a kline dump is klines (a monthly one, its days), any other a capture. So the same benchmark runs
-    on more real data than ships here, unchanged."""
+    as a kline dump is klines (a monthly one, its days), one of one pair's one-minute bars under another
+    name its days (:func:`minute_bar_days`), any other a capture. So the same benchmark runs on more real
+    data than ships here, unchanged."""
     if not paths:
         return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
                         tuple(sorted(p for p in (SHARED / "binance" / "ws").iterdir() if p.is_file())))
@@ -119,11 +120,24 @@ def real_data(paths: list[str] | None = None) -> RealData:
               flush=True)
         klines += kept
         split.update(dict.fromkeys(kept, market))
-    captures = tuple(p for p in files if not KLINE_DUMP.fullmatch(p.name) and not MONTHLY_KLINE_DUMP.fullmatch(p.name)
-                     and holds_ticks(p))
+    captures: list[Path] = []
+    for path in files:
+        if KLINE_DUMP.fullmatch(path.name) or MONTHLY_KLINE_DUMP.fullmatch(path.name) or not holds_ticks(path):
+            continue
+        market = market_of(path)
+        if market not in folders:
+            folders[market] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
+            atexit.register(shutil.rmtree, folders[market], True)
+        days = minute_bar_days(path, folders[market])
+        if days is None:
+            captures.append(path)
+            continue
+        print(f"{path.name}: one-minute bars of {days[0].name.split('-')[0]}, read as their {len(days)} days", flush=True)
+        klines += days
+        split.update(dict.fromkeys(days, market))
     # A pair's days in date order, wherever each came from (a monthly dump's or its own file).
     klines.sort(key=lambda path: (path.name.split(".")[0], str(path)))
-    return RealData(tuple(klines), captures, split)
+    return RealData(tuple(klines), tuple(captures), split)
 
 
 def holds_ticks(path: Path, rows: int = 10_000) -> bool:
@@ -169,6 +183,41 @@ def daily_files(path: Path, folder: Path) -> list[Path]:
     for day, lines in sorted(days.items()):
         target = folder / f"{match.group(1)}-{day}.csv"
         target.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+        out.append(target)
+    return out
+
+
+def minute_bar_days(path: Path, folder: Path) -> list[Path] | None:
+    """One-minute bars of one pair in a file not named as a Binance dump (a download script's
+    ``BTCUSDT_1m_20230301_20230321.csv``, a spreadsheet's export: any format the replay reads) written to
+    ``folder`` as one file per UTC day of the bars' times, named as the daily dumps are
+    (``SYMBOL-1m-YYYY-MM-DD.csv``), each with the file's header line and its own rows as they were: the
+    benchmarks' measures are per day. None when the file is not that (a capture, another interval,
+    several pairs)."""
+    from statistics import median
+
+    from connectors.ohlcv import preamble_lines
+    from connectors.recorded import _open_text_lines, read_file
+
+    items = read_file(path)
+    ticks = [item.tick for item in items if item.tick is not None]
+    if len(ticks) < 2 or any(t["kind"] != "KLINE" for t in ticks) or len({t["symbol"] for t in ticks}) > 1:
+        return None
+    if median(b["event_time_ms"] - a["event_time_ms"] for a, b in zip(ticks, ticks[1:], strict=False)) != 60_000:
+        return None
+    lines = _open_text_lines(path)[0]
+    first = lines[preamble_lines(lines[:3])]
+    header = [] if first.split(",", 1)[0].strip().lstrip("-").isdigit() else [first]
+    days: dict[str, list[str]] = {}
+    for item in items:
+        if item.raw:
+            day = datetime.fromtimestamp(item.event_time_ms / 1000, UTC).strftime("%Y-%m-%d")
+            days.setdefault(day, []).append(item.raw.decode())
+    symbol = ticks[0]["symbol"]
+    out = []
+    for day, rows in sorted(days.items()):
+        target = folder / f"{symbol}-1m-{day}.csv"
+        target.write_text("\n".join(header + rows) + "\n", encoding="utf-8")
         out.append(target)
     return out
 

@@ -49,8 +49,9 @@ Usage: python bench/drift_real.py [--quick] [--kswin-alpha 1e-5] [--adwin-delta 
 (``--jobs``: series run at once, each in its own process, one per CPU (at most four) by default; the
 output is the same whatever it is, in the same order;
 ``--data``: files or folders of other real data, e.g. the tree ``livelearn history`` writes; kline
-dumps, daily or monthly (a month is read as its days), are told by their names, every other file is read
-as a capture; a file with no tick in its first 10,000 rows is left out with a line saying so, and so is a
+dumps, daily or monthly (a month is read as its days), are told by their names, a file of one pair's
+one-minute bars under any other name (a download script's, a spreadsheet's) is read as its days too,
+every other file as a capture; a file with no tick in its first 10,000 rows is left out with a line saying so, and so is a
 day too short for an injected change, from those cases)
 """
 

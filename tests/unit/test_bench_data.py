@@ -142,3 +142,33 @@ def test_benchmark_runs_give_the_same_figures_in_worker_processes(monkeypatch):
     assert there == here
     assert all(run[1] > 1000 for run in here)
     assert any(run[0] for run in here)  # the burst is reported: the comparison has alerts to compare
+
+
+def test_minute_bars_not_named_as_a_dump_are_read_as_their_days(tmp_path, capsys):
+    """Download scripts name a pair's minutes otherwise (``BTCUSDT_1m_20200101_20200102.csv``, times as
+    ISO strings, newest first or with a spreadsheet's columns): such a file was taken for a capture (one
+    series, no kline day), so the injected changes ended on "no kline dump among --data" and its
+    pairs' basis was never measured. Now it is read as its days, each holding the ticks the file has
+    for that day; a capture stays a capture."""
+    from datetime import UTC, datetime
+
+    common = bench_common()
+    days = [KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip", KLINES / "spot" / "BTCUSDT-1m-2020-01-02.zip"]
+    rows = [line.split(",") for day in days for line in day_text(day).splitlines()]
+    lines = ["open_time,open,high,low,close,volume"] + [
+        f"{datetime.fromtimestamp(int(r[0]) / 1000, UTC):%Y-%m-%d %H:%M:%S+00:00},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}"
+        for r in reversed(rows)]
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "BTCUSDT_1m_20200101_20200102.csv").write_text("\n".join(lines) + "\n")
+    (folder / "capture.gz").write_bytes((ROOT / "data" / "binance" / "ws" / "spot_ethusdt_20240808.gz").read_bytes())
+
+    data = common.real_data([str(folder)])
+
+    assert [p.name for p in data.captures] == ["capture.gz"]
+    assert [p.name for p in data.klines] == ["BTCUSDT-1m-2020-01-01.csv", "BTCUSDT-1m-2020-01-02.csv"]
+    whole = ticks(folder / "BTCUSDT_1m_20200101_20200102.csv")
+    assert len(whole) == 2880 and ticks(data.klines[0]) + ticks(data.klines[1]) == whole
+    assert {t["symbol"] for t in whole} == {"BTCUSDT"} and whole[0]["event_time_ms"] == int(rows[0][0])
+    assert [name for name, _ in data.consecutive_days()] == ["BTCUSDT 2020-01-01..2020-01-02"]
+    assert "one-minute bars of BTCUSDT, read as their 2 days" in capsys.readouterr().out
