@@ -374,18 +374,16 @@ class Channel:
         return self.config.alpha / tests if self.config.correction == "bonferroni" else self.config.alpha
 
     def reference_aged(self, max_age_ms: float) -> bool:
-        """Whether the events a :meth:`refresh` would take end ``max_age_ms`` after the reference does.
-        Checked at every event, so with a day the new reference ends at the old one's time of day: one
-        of other hours would set quiet hours against busy ones (volatility levels follow the day)."""
+        """Whether the events a :meth:`refresh` would take end ``max_age_ms`` after the reference does (so
+        with a day it ends at the old one's time of day: volatility levels follow the hours)."""
         w, cw = self.config.window, self.config.current_size
         if self.reference is None or self.count < w:
             return False
         return int(self.times[(self.count - cw - 1) % self.buffer.shape[0]]) - self.reference_times[1] >= max_age_ms
 
     def refresh(self) -> None:
-        """Take the reference again from the latest events but the current window's (no checks pause):
-        a fixed reference days old compares today with whatever that day was (see
-        ``DriftConfig.reference_max_age_hours``)."""
+        """Take the reference again from the latest events but the current window's, with no pause in the
+        checks (``DriftConfig.reference_max_age_hours``)."""
         w, cw = self.config.window, self.config.current_size
         idx = self._indices(w)[: w - cw]
         self._set_reference(self.buffer[idx], self.times[idx])
