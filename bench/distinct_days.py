@@ -50,10 +50,11 @@ def distinct_day(day: list[dict], mirror: bool, reverse: bool, moves: float, vol
     for slot, i in zip(day, order, strict=True):
         tick = day[i]
         quantity = tick["quantity"] * volume * moves
-        buys = tick["taker_buy_volume"] * volume * moves
+        # Bars from a plain OHLCV export carry no taker volume or trade count: they stay without.
+        buys = None if tick["taker_buy_volume"] is None else tick["taker_buy_volume"] * volume * moves
         out.append((slot["event_time_ms"] % 86_400_000, tuple(x * moves for x in log_bars[i]),
-                    dict(tick, quantity=quantity, taker_buy_volume=quantity - buys if mirror else buys,
-                         trade_count=max(1, round(tick["trade_count"] * trades)))))
+                    dict(tick, quantity=quantity, taker_buy_volume=quantity - buys if mirror and buys is not None else buys,
+                         trade_count=None if tick["trade_count"] is None else max(1, round(tick["trade_count"] * trades)))))
     return out
 
 
@@ -79,15 +80,15 @@ def distinct_weeks_of(days: list[list[dict]], count: int, seed: int) -> list[dic
     rng.shuffle(combos)
     if len(combos) < count:
         raise ValueError(f"{len(days)} day(s) make {len(combos)} distinct days, fewer than {count}")
-    quantity = statistics.median(t["quantity"] for t in days[0])
-    trades = statistics.median(t["trade_count"] for t in days[0])
+    quantity = _typical(t["quantity"] for t in days[0])
+    trades = _typical(t["trade_count"] for t in days[0])
     start = days[0][0]["event_time_ms"] - days[0][0]["event_time_ms"] % 86_400_000
     out: list[dict] = []
     last = days[0][0]["open"]
     for d, (source, mirror, reverse, moves) in enumerate(combos[:count]):
         day = days[source]
-        volume = quantity / statistics.median(t["quantity"] for t in day)
-        trade_share = trades / statistics.median(t["trade_count"] for t in day)
+        volume = quantity / _typical(t["quantity"] for t in day)
+        trade_share = trades / _typical(t["trade_count"] for t in day)
         for time_of_day, (gap, body, high, low), tick in distinct_day(day, mirror, reverse, moves, volume,
                                                                       trade_share):
             open_ = last * math.exp(gap)
@@ -98,6 +99,16 @@ def distinct_weeks_of(days: list[list[dict]], count: int, seed: int) -> list[dic
     return out
 
 
+def _typical(values) -> float:
+    """A day's typical minute (its median; the mean where most minutes are 0, as on a thin pair; 1 where
+    there is nothing to scale, as a trade count an OHLCV export does not have)."""
+    present = [v for v in values if v is not None]
+    typical = statistics.median(present) if present else 1.0
+    if not typical > 0:
+        typical = statistics.fmean(present) if present else 1.0
+    return typical if typical > 0 else 1.0
+
+
 def write_kline_days(ticks: list[dict], folder: Path) -> list[Path]:
     """``ticks`` (kline ticks, whole UTC days) written as daily dumps named as data.binance.vision names
     them, in ``folder``: what ``livelearn evaluate --joined`` and the benchmarks read."""
@@ -105,6 +116,15 @@ def write_kline_days(ticks: list[dict], folder: Path) -> list[Path]:
     for start in range(0, len(ticks), 1440):
         day = ticks[start:start + 1440]
         name = f"{day[0]['symbol']}-1m-{dt.datetime.fromtimestamp(day[0]['event_time_ms'] / 1000, dt.UTC):%Y-%m-%d}"
+        if any(t["taker_buy_volume"] is None or t["trade_count"] is None for t in day):
+            # Bars from a plain OHLCV export: written as such (close times), not as klines with made-up flow.
+            rows = ["close_time,open,high,low,close,volume"] + [
+                f"{t['event_time_ms']},{t['open']!r},{t['high']!r},{t['low']!r},{t['price']!r},{t['quantity']!r}"
+                for t in day]
+            path = folder / f"{name}.csv"
+            path.write_text("\n".join(rows) + "\n")
+            paths.append(path)
+            continue
         lines = [f"{t['event_time_ms'] - 59_999},{t['open']!r},{t['high']!r},{t['low']!r},{t['price']!r},"
                  f"{t['quantity']!r},{t['event_time_ms']},{t['quote_volume']!r},{t['trade_count']},"
                  f"{t['taker_buy_volume']!r},{t['taker_buy_volume'] * t['price']!r},0" for t in day]

@@ -172,3 +172,22 @@ def test_minute_bars_not_named_as_a_dump_are_read_as_their_days(tmp_path, capsys
     assert {t["symbol"] for t in whole} == {"BTCUSDT"} and whole[0]["event_time_ms"] == int(rows[0][0])
     assert [name for name, _ in data.consecutive_days()] == ["BTCUSDT 2020-01-01..2020-01-02"]
     assert "one-minute bars of BTCUSDT, read as their 2 days" in capsys.readouterr().out
+
+
+def test_distinct_weeks_are_built_from_bars_without_taker_volume_or_trade_count(tmp_path):
+    """Minute bars of a plain OHLCV export have no taker volume and no trade count (a thin pair's
+    median minute has no volume either): the distinct weeks built from them ended on a TypeError.
+    They keep none (no order flow made up) and are written as OHLCV days that read back the same."""
+    spec = importlib.util.spec_from_file_location("distinct_days", ROOT / "bench" / "distinct_days.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    day = [dict(tick, taker_buy_volume=None, trade_count=None, quote_volume=None,
+                quantity=0.0 if i % 3 else tick["quantity"])
+           for i, tick in enumerate(ticks(KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"))]
+    week = module.distinct_weeks_of([day], 3, seed=1)
+    assert len(week) == 3 * 1440 and all(t["taker_buy_volume"] is None and t["trade_count"] is None for t in week)
+    paths = module.write_kline_days(week, tmp_path)
+    assert [p.suffix for p in paths] == [".csv"] * 3
+    back = [t for p in paths for t in ticks(p)]
+    assert [(t["event_time_ms"], t["price"], t["quantity"]) for t in back] == [
+        (t["event_time_ms"], t["price"], t["quantity"]) for t in week]
