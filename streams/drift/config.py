@@ -58,7 +58,7 @@ class DriftConfig:
     # Markets wander over days (order flow, trend, a basis on a thin book), and a reference only an
     # alert re-based compared each day with whatever the day it was taken on was: on three weeks of
     # real one-minute bars of three pairs (docs/STATUS.md) these four channels raised 42 alerts with a
-    # reference kept until an alert and 29 with one a day old at most. The union bound holds either way
+    # reference kept until an alert and 28 with one a day old at most. The union bound holds either way
     # (when a reference is taken does not depend on the data). VARIANCE keeps its own (its memory of a
     # fall rests on its reference). 0 = never.
     reference_max_age_hours: float = 24.0
