@@ -104,16 +104,20 @@ def real_data(paths: list[str] | None = None) -> RealData:
     files = input_files(paths)
     klines: list[Path] = [path for path in files if KLINE_DUMP.fullmatch(path.name) and holds_ticks(path)]
     given = {(market_of(path), path.name.split(".")[0]) for path in klines}
-    folders: dict[str, Path] = {}  # a monthly dump's market -> the folder its days are written to
+    folders: dict[str, Path] = {}  # a market -> the folder the days split out of its files are written to
+
+    def folder(market: str) -> Path:
+        if market not in folders:
+            folders[market] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
+            atexit.register(shutil.rmtree, folders[market], True)
+        return folders[market]
+
     split: dict[Path, str] = {}
     for path in files:
         if not MONTHLY_KLINE_DUMP.fullmatch(path.name):
             continue
         market = market_of(path)
-        if market not in folders:
-            folders[market] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
-            atexit.register(shutil.rmtree, folders[market], True)
-        days = daily_files(path, folders[market])
+        days = daily_files(path, folder(market))
         kept = [day for day in days if (market, day.name.split(".")[0]) not in given]
         print(f"{path.name}: a monthly kline dump, read as its {len(days)} days"
               + (f" ({len(days) - len(kept)} given as daily dumps too: those are read)" if len(kept) < len(days) else ""),
@@ -125,10 +129,7 @@ def real_data(paths: list[str] | None = None) -> RealData:
         if KLINE_DUMP.fullmatch(path.name) or MONTHLY_KLINE_DUMP.fullmatch(path.name) or not holds_ticks(path):
             continue
         market = market_of(path)
-        if market not in folders:
-            folders[market] = Path(tempfile.mkdtemp(prefix="livelearn-kline-days-"))
-            atexit.register(shutil.rmtree, folders[market], True)
-        days = minute_bar_days(path, folders[market])
+        days = minute_bar_days(path, folder(market))
         if days is None:
             captures.append(path)
             continue
@@ -179,10 +180,15 @@ def daily_files(path: Path, folder: Path) -> list[Path]:
             continue
         day = datetime.fromtimestamp(to_ms(first) / 1000, UTC).strftime("%Y-%m-%d")
         days.setdefault(day, []).append(line)
+    return write_days(folder, match.group(1), header, days)
+
+
+def write_days(folder: Path, prefix: str, header: list[str], days: dict[str, list[str]]) -> list[Path]:
+    """Each day's rows, after ``header``, as ``folder/PREFIX-YYYY-MM-DD.csv`` (how daily dumps are named)."""
     out = []
-    for day, lines in sorted(days.items()):
-        target = folder / f"{match.group(1)}-{day}.csv"
-        target.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
+    for day, rows in sorted(days.items()):
+        target = folder / f"{prefix}-{day}.csv"
+        target.write_text("\n".join(header + rows) + "\n", encoding="utf-8")
         out.append(target)
     return out
 
@@ -213,13 +219,7 @@ def minute_bar_days(path: Path, folder: Path) -> list[Path] | None:
         if item.raw:
             day = datetime.fromtimestamp(item.event_time_ms / 1000, UTC).strftime("%Y-%m-%d")
             days.setdefault(day, []).append(item.raw.decode())
-    symbol = ticks[0]["symbol"]
-    out = []
-    for day, rows in sorted(days.items()):
-        target = folder / f"{symbol}-1m-{day}.csv"
-        target.write_text("\n".join(header + rows) + "\n", encoding="utf-8")
-        out.append(target)
-    return out
+    return write_days(folder, f"{ticks[0]['symbol']}-1m", header, days)
 
 
 def delete_topics_on_exit(bootstrap: str, run: str) -> None:
