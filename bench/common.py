@@ -15,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +25,7 @@ SHARED = ROOT / "data"
 
 from cli.kafka_local import delete_topics_containing, free_port  # noqa: E402,F401  (needs ROOT on sys.path)
 from cli.processes import stop_process  # noqa: E402
-from connectors.recorded import market_folder  # noqa: E402
+from connectors.recorded import ReplayItem, market_folder  # noqa: E402
 
 KLINE_DUMP = re.compile(r"[A-Za-z0-9_]+-\d+[smhdwM]-\d{4}-\d{2}-\d{2}\.(zip|csv)")
 MONTHLY_KLINE_DUMP = re.compile(r"([A-Za-z0-9_]+-\d+[smhdwM])-\d{4}-\d{2}\.(zip|csv)")
@@ -200,26 +201,35 @@ def minute_bar_days(path: Path, folder: Path) -> list[Path] | None:
     (``SYMBOL-1m-YYYY-MM-DD.csv``), each with the file's header line and its own rows as they were: the
     benchmarks' measures are per day. None when the file is not that (a capture, another interval,
     several pairs)."""
-    from statistics import median
-
+    from connectors import recorded
     from connectors.ohlcv import preamble_lines
-    from connectors.recorded import _open_text_lines, read_file
 
-    items = read_file(path)
-    ticks = [item.tick for item in items if item.tick is not None]
-    if len(ticks) < 2 or any(t["kind"] != "KLINE" for t in ticks) or len({t["symbol"] for t in ticks}) > 1:
+    if not _one_pairs_minutes(recorded.first_items(path, 2_000)):
+        return None  # told from the first rows: a capture of gigabytes is not read whole for this
+    items = recorded.read_file(path)  # one pair's minute bars: a year is 525,600 rows
+    if not _one_pairs_minutes(items):
         return None
-    if median(b["event_time_ms"] - a["event_time_ms"] for a, b in zip(ticks, ticks[1:], strict=False)) != 60_000:
-        return None
-    lines = _open_text_lines(path)[0]
-    first = lines[preamble_lines(lines[:3])]
+    head = recorded._first_lines(path, recorded._gzipped(path))
+    first = head[preamble_lines(head)]
     header = [] if first.split(",", 1)[0].strip().lstrip("-").isdigit() else [first]
     days: dict[str, list[str]] = {}
     for item in items:
         if item.raw:
             day = datetime.fromtimestamp(item.event_time_ms / 1000, UTC).strftime("%Y-%m-%d")
             days.setdefault(day, []).append(item.raw.decode())
-    return write_days(folder, f"{ticks[0]['symbol']}-1m", header, days)
+    symbol = next(item.tick["symbol"] for item in items if item.tick is not None)
+    return write_days(folder, f"{symbol}-1m", header, days)
+
+
+def _one_pairs_minutes(items: Iterable[ReplayItem]) -> bool:
+    """Whether the ticks among ``items`` are klines of one pair, a minute apart (the median spacing; in
+    file order a download may run newest first)."""
+    from statistics import median
+
+    ticks = [item.tick for item in items if item.tick is not None]
+    if len(ticks) < 2 or any(t["kind"] != "KLINE" for t in ticks) or len({t["symbol"] for t in ticks}) > 1:
+        return False
+    return median(abs(b["event_time_ms"] - a["event_time_ms"]) for a, b in zip(ticks, ticks[1:], strict=False)) == 60_000
 
 
 def delete_topics_on_exit(bootstrap: str, run: str) -> None:

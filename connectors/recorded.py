@@ -564,25 +564,31 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     Only those rows are read (a month of trades is tens of millions): a damaged file counts as one
     that holds ticks, so that the reader that opens it next says what is wrong with it.
     """
+    try:
+        return _any_tick(first_items(path, rows, fmt, symbol), refusals)
+    except DamagedFile:
+        return True
+
+
+def first_items(path: Path | str, rows: int, fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
+    """The items of the file's first ``rows`` rows or lines, in file order, read as they are asked for:
+    what a file holds, told without reading a capture of gigabytes whole."""
     from itertools import islice
 
     path = Path(path)
-    try:
-        gzipped = _gzipped(path)
-        head = _first_lines(path, gzipped)
-        skip = preamble_lines(head) if fmt in ("auto", "ohlcv") else 0
-        if not head or not head[skip]:
-            return False
-        chosen = detect_format(path, head[skip]) if fmt == "auto" else fmt
-        if chosen == "ws":
-            return _any_tick(islice(_ws_items(path, 0), rows), refusals)
-        name = (symbol or symbol_from_name(path)).upper()
-        with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
-            items = _csv_items(csv.reader(islice(lines, skip, rows)), str(path), 0, name, chosen, skip,
-                               named=symbol is not None)
-            return _any_tick(items, refusals)
-    except DamagedFile:
-        return True
+    gzipped = _gzipped(path)
+    head = _first_lines(path, gzipped)
+    skip = preamble_lines(head) if fmt in ("auto", "ohlcv") else 0
+    if not head or not head[skip]:
+        return
+    chosen = detect_format(path, head[skip]) if fmt == "auto" else fmt
+    if chosen == "ws":
+        yield from islice(_ws_items(path, 0), rows)
+        return
+    name = (symbol or symbol_from_name(path)).upper()
+    with _text_stream(path, GzipLines(path) if gzipped else None) as lines:
+        yield from _csv_items(csv.reader(islice(lines, skip, rows)), str(path), 0, name, chosen, skip,
+                              named=symbol is not None)
 
 
 def _any_tick(items: Iterable[ReplayItem], refusals: Counter[str] | None) -> bool:

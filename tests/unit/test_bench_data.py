@@ -174,6 +174,31 @@ def test_minute_bars_not_named_as_a_dump_are_read_as_their_days(tmp_path, capsys
     assert "one-minute bars of BTCUSDT, read as their 2 days" in capsys.readouterr().out
 
 
+def test_a_capture_is_told_from_its_first_rows_and_not_read_whole(tmp_path, monkeypatch):
+    """Every file of ``--data`` not named as a dump is asked whether it is one pair's minute bars. Before,
+    that question read the whole file into memory (and a capture of gigabytes with it); now the first
+    rows answer it for a capture, and only a file of minute bars is read whole."""
+    from connectors import recorded
+
+    common = bench_common()
+    capture = tmp_path / "capture.gz"
+    capture.write_bytes((ROOT / "data" / "binance" / "ws" / "spot_btcusdt_20240808.gz").read_bytes())
+    read_whole: list[str] = []
+    real_read_file = recorded.read_file
+    monkeypatch.setattr(recorded, "read_file", lambda path, *a, **k: read_whole.append(Path(path).name)
+                        or real_read_file(path, *a, **k))
+
+    assert common.minute_bar_days(capture, tmp_path / "days") is None
+    assert read_whole == []
+    kline_day = KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"
+    bars = tmp_path / "BTCUSDT_bars.csv"
+    bars.write_text(day_text(kline_day))
+    (tmp_path / "days").mkdir()
+    written = common.minute_bar_days(bars, tmp_path / "days")
+    assert read_whole == ["BTCUSDT_bars.csv"]
+    assert [p.name for p in written] == ["BTCUSDT-1m-2020-01-01.csv"] and ticks(written[0]) == ticks(kline_day)
+
+
 def test_distinct_weeks_are_built_from_bars_without_taker_volume_or_trade_count(tmp_path):
     """Minute bars of a plain OHLCV export have no taker volume and no trade count (a thin pair's
     median minute has no volume either): the distinct weeks built from them ended on a TypeError.
