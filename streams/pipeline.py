@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from schemas.keys import BasisGroups
@@ -222,10 +223,13 @@ class PartitionPipeline:
         """A price tick moves its group's basis (streams.drift.basis): the pairs it lets be measured
         may be others of the group, whose prices at an earlier event time are now all known."""
         group, price = self.config.basis_groups.key(tick["symbol"]), tick["price"]
-        for symbol, bps, against, time_ms in self.basis.update(group, tick["symbol"], price, tick["event_time_ms"]):
+        measured = self.basis.update(group, tick["symbol"], price, tick["event_time_ms"])
+        # A pair's deviations from each other pair at one time come together (two times in one update
+        # when a late tick completes an earlier time's prices).
+        for (symbol, time_ms), deviations in groupby(measured, key=lambda d: (d.symbol, d.time_ms)):
             if not self.basis.named_mover(group, symbol):
                 continue
-            for alert in self.monitor(symbol).update_basis(bps, time_ms, against):
+            for alert in self.monitor(symbol).update_basis({d.against: d.bps for d in deviations}, time_ms):
                 step.stats.alerts.append((alert["kind"], alert["severity"]))
                 step.records.append(Output("alerts", symbol.encode(), alert, alert["created_time_ms"]))
 

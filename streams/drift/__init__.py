@@ -14,7 +14,7 @@ event meets it:
 * :mod:`streams.drift.channel` — windows, references and one check class per channel kind;
 * :mod:`streams.drift.volatility` — which features are return-like; them in units of recent volatility (optional);
 * :mod:`streams.drift.seasonality` — them in units of their usual size at that hour of the day;
-* :mod:`streams.drift.basis` — each pair's price against its group's median (the BASIS channel);
+* :mod:`streams.drift.basis` — each pair's price against each other pair of its group (the BASIS channel);
 * :mod:`streams.drift.monitor` — a symbol's channels and the incidents (FIRING, RESOLVED) they raise;
 * :mod:`streams.drift.config` — the configuration and an alert's severity.
 

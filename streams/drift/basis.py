@@ -2,11 +2,18 @@
 
 BTCUSDT, BTCUSDC and BTCFDUSD should trade at one price; when a quote asset loses its peg, its pair's
 price moves against the others while all three keep moving with bitcoin. Per-symbol returns cannot see
-that (every pair's returns look alike), so the basis channel watches each pair's log price against the
-*median* log price of its group (schemas.keys names the groups; the group's ticks share a partition).
-With three pairs or more the median is a pair that did not move, so only the pair that moved shows a
-shift, and the alert names it and the median pair it moved against; with two pairs which one moved
+that (every pair's returns look alike), so the basis channel watches each pair's log price against
+*each other* pair's of its group (schemas.keys names the groups; the group's ticks share a partition).
+The pair that moved is the one that moved against every other pair, the same way; a pair that stayed
+moved against the one that moved only (streams.drift.checks.BasisCheck). With two pairs which one moved
 cannot be told, and the alert names the pair that is not the group's preferred reference (USDT first).
+
+Each pair against each other, not against the group's median: the median is a different pair as
+prices cross, and a pair measured against it switches comparison. In USDC's de-peg (Binance.US,
+March 2023) USDT also moved 30-90 bp against USD and USDC for days, so BTCUSD sat between the two
+others, measured against the nearer; as BTCUSDC swung, the nearer changed, and BTCUSD's series jumped
+by the gap between them: alerts named BTCUSD as the pair that moved four minutes after BTCUSDC had been
+named, and 76 minutes after BTCUSDC's return (bench/drift_real.py --data, docs/STATUS.md).
 
 Prices are compared at one event time. A pair's tick is measured once the group's prices at its
 event time are known: when every pair of the group has a tick at that time (one-minute klines: at the
@@ -18,10 +25,11 @@ against 0.5-0.6 bp for the others (0.5 bp is the noise the benchmark gives each 
 fall of 20 bp a minute raised a BASIS alert naming it as de-pegged while the three pairs traded at one
 price (tests/unit/test_drift_real.py, bench/drift_real.py).
 
-The deviation series goes to the symbol's BASIS drift channel (streams.drift.channel.BasisCheck):
-the serial-correlation-corrected Welch t of a short current window against the reference window,
-counted only when the shift is at least ``basis_min_bps``: a basis wanders by a few basis points
-between pegged quotes (fees, funding, flows), which is no de-peg however significant.
+A pair's deviations go to its BASIS drift channel, one stream per other pair
+(streams.drift.checks.BasisCheck): the serial-correlation-corrected Welch t of a short current window
+against the reference window, counted only when the shift is at least ``basis_min_bps``: a basis
+wanders by a few basis points between pegged quotes (fees, funding, flows), which is no de-peg however
+significant.
 
 >>> tracker = BasisTracker()
 >>> tracker.update("BTC", "BTCUSDT", 100.0, 60_000)      # alone in its group: nothing to measure
@@ -29,11 +37,15 @@ between pegged quotes (fees, funding, flows), which is no de-peg however signifi
 >>> tracker.update("BTC", "BTCUSDC", 100.0, 60_000), tracker.update("BTC", "BTCFDUSD", 102.0, 60_000)
 ([], [])
 >>> [(d.symbol, round(d.bps, 1), d.against) for d in tracker.update("BTC", "BTCUSDT", 101.0, 120_000)]
-[('BTCUSDC', 0.0, 'BTCUSDT'), ('BTCFDUSD', 198.0, 'BTCUSDT')]
+[('BTCUSDC', -198.0, 'BTCFDUSD'), ('BTCUSDC', 0.0, 'BTCUSDT'), ('BTCFDUSD', 198.0, 'BTCUSDC'), ('BTCFDUSD', 198.0, 'BTCUSDT')]
 >>> tracker.update("BTC", "BTCUSDC", 101.0, 120_000)
 []
->>> [(d.symbol, round(d.bps, 1)) for d in tracker.update("BTC", "BTCFDUSD", 103.0, 120_000)]  # the minute is complete
-[('BTCUSDT', 0.0), ('BTCUSDC', 0.0), ('BTCFDUSD', 196.1)]
+>>> [(d.symbol, d.against, round(d.bps, 1)) for d in tracker.update("BTC", "BTCFDUSD", 103.0, 120_000)]  # the minute is complete
+... # doctest: +NORMALIZE_WHITESPACE
+[('BTCUSDT', 'BTCFDUSD', -196.1), ('BTCUSDT', 'BTCUSDC', 0.0), ('BTCUSDC', 'BTCFDUSD', -196.1),
+ ('BTCUSDC', 'BTCUSDT', 0.0), ('BTCFDUSD', 'BTCUSDC', 196.1), ('BTCFDUSD', 'BTCUSDT', 196.1)]
+
+BTCFDUSD moved against both others the same way; each of them moved against BTCFDUSD only.
 """
 
 from __future__ import annotations
@@ -45,8 +57,7 @@ from schemas.keys import BasisGroups
 
 
 class Deviation(NamedTuple):
-    """One pair's log price minus its group's median at ``time_ms``, in basis points, and the pair it
-    is measured against."""
+    """One pair's log price minus the ``against`` pair's at ``time_ms``, in basis points."""
 
     symbol: str
     bps: float
@@ -85,24 +96,9 @@ class BasisTracker:
 
     @staticmethod
     def _measure(prices: dict[str, float], time_ms: int, symbols: list[str]) -> list[Deviation]:
-        if len(prices) < 2:
-            return []
-        if len(prices) == 2:
-            # Two pairs: each against the other; the preferred reference is never the one named as moved.
-            return [Deviation(s, (prices[s] - prices[other]) * 1e4, other, time_ms)
-                    for s in symbols for other in prices if other != s]
-        ranked = sorted((value, s) for s, value in prices.items())
-        # The median pair (the lower middle one for an even count) is one that did not move when one
-        # did; a pair that is itself the median is measured against its nearest neighbour.
-        median, median_symbol = ranked[(len(ranked) - 1) // 2]
-        out = []
-        for symbol in symbols:
-            value, against = median, median_symbol
-            if against == symbol:
-                value, against = min(((v, s) for v, s in ranked if s != symbol),
-                                     key=lambda item: abs(item[0] - prices[symbol]))
-            out.append(Deviation(symbol, (prices[symbol] - value) * 1e4, against, time_ms))
-        return out
+        # Each pair against every other, a pair's deviations together (the pipeline reads them so).
+        return [Deviation(s, (prices[s] - prices[other]) * 1e4, other, time_ms)
+                for s in symbols for other in sorted(prices) if other != s]
 
     def named_mover(self, group: str, symbol: str) -> bool:
         """Whether an alert on ``symbol`` names it as the pair that moved: always with three pairs or

@@ -44,7 +44,6 @@ class DriftMonitor:
         self.channels: dict[str, Channel] = {}
         self._unread_checks: dict[str, list[tuple[str, str, str, float, float]]] = {}
         self.sequence = 0
-        self.basis_reference: str | None = None
         half_life = self.config.volatility_half_life
         self.volatility = VolatilityScale(half_life=half_life) if half_life else None
         buckets = self.config.seasonal_buckets
@@ -80,11 +79,16 @@ class DriftMonitor:
             alerts += self._run(self._channel("VARIANCE", channel.streams), row, time_ms)
         return alerts
 
-    def update_basis(self, deviation_bps: float, time_ms: int, reference_symbol: str) -> list[dict[str, Any]]:
-        """The symbol's log price minus its basis group's median, in basis points
-        (streams.drift.basis); an alert names ``reference_symbol`` as the pair it moved against."""
-        self.basis_reference = reference_symbol
-        return self._run(self._channel("BASIS", ("basis_bps",)), [deviation_bps], time_ms)
+    def update_basis(self, deviations: dict[str, float], time_ms: int) -> list[dict[str, Any]]:
+        """The symbol's log price minus each other pair's of its basis group at one event time, in
+        basis points, by the other pair (streams.drift.basis). An alert names the pair it moved
+        against (the comparison that binds, streams.drift.checks.BasisCheck). A group that gains or
+        loses a pair starts the channel afresh: its comparisons are others."""
+        streams = tuple(sorted(deviations))
+        channel = self.channels.get("BASIS")
+        if channel is None or channel.streams != streams:
+            channel = self.channels["BASIS"] = Channel("BASIS", streams, self.basis_config)
+        return self._run(channel, [deviations[s] for s in streams], time_ms)
 
     def update_error(self, loss: float, time_ms: int, outcome: Any = None,
                      rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
@@ -168,9 +172,9 @@ class DriftMonitor:
                 "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],
                 "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1],
                 "severity": level, "status": "FIRING",
-                "affected_features": sorted({r.stream for r, _ in rejected}),
+                "affected_features": ["basis_bps"] if channel.kind == "BASIS" else sorted({r.stream for r, _ in rejected}),
                 "recommended_action": _action(channel.kind, level), "created_time_ms": time_ms,
-                "reference_symbol": self.basis_reference if channel.kind == "BASIS" else None,
+                "reference_symbol": stream if channel.kind == "BASIS" else None,  # its streams are the other pairs
             }
             channel.open_alert = alert
             if self.config.rebase_on_alert:

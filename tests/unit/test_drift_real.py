@@ -271,6 +271,26 @@ def test_a_wandering_depeg_is_reported_on_the_pair_that_moved_only():
     assert {a["reference_symbol"] for _, a in basis} <= {"BTCUSDT", "BTCFDUSD"}
 
 
+def test_a_pair_that_stayed_is_not_named_when_the_two_others_moved_apart():
+    """USDC's de-peg (Binance.US, March 2023): USDT moved too, so BTCUSD sat between the two others.
+    Measured against the group's median, the middle pair was measured against its nearer neighbour,
+    and when BTCUSDC's swing made the other one nearer its series jumped by the gap: BTCUSD was named
+    as the pair that moved. Here BTCUSDT falls 60 bp at event 600 and BTCUSDC rises 120 bp at 1000
+    (BTCUSD, unmoved, now nearer BTCUSDT): each alert names the pair that moved, none BTCUSD."""
+    rng = random.Random(5)
+    moves = {"USDT": lambda i: -0.006 if i >= 600 else 0.0, "USD": lambda i: 0.0,
+             "USDC": lambda i: 0.012 if i >= 1000 else 0.0}
+    ticks = []
+    for i, tick in enumerate(price_ticks(KLINES[0])[:1300]):
+        for quote, move in moves.items():
+            factor = math.exp(rng.gauss(0, 5e-5)) * (1 + move(i))
+            ticks.append(dict(tick, symbol="BTC" + quote, **{f: tick[f] * factor for f in PRICE_FIELDS if tick.get(f)}))
+    basis = [(i // 3, a["symbol"], a["reference_symbol"]) for i, a in run_pipeline(ticks) if a["kind"] == "BASIS"]
+    assert {symbol for _, symbol, _ in basis} == {"BTCUSDT", "BTCUSDC"}, basis
+    assert next(at for at, symbol, _ in basis if symbol == "BTCUSDT") in range(600, 631), basis
+    assert next(at for at, symbol, _ in basis if symbol == "BTCUSDC") in range(1000, 1031), basis
+
+
 def test_no_basis_alert_when_the_pairs_only_differ_by_noise():
     ticks = basis_group(price_ticks(KLINES[1]), 10**9, 0.0, seed=3)
     assert [a for _, a in run_pipeline(ticks) if a["kind"] == "BASIS"] == []
@@ -294,7 +314,7 @@ def test_pairs_are_compared_at_one_event_time_whichever_arrives_first():
         for d in tracker.update("BTC", tick["symbol"], tick["price"], tick["event_time_ms"]):
             assert d.time_ms <= tick["event_time_ms"]
             deviations.setdefault(d.symbol, []).append(d.bps)
-    # Each pair's own noise is 0.5 bp, so a deviation from the median pair is about 0.5 bp; the
+    # Each pair's own noise is 0.5 bp, so a deviation from another pair is about 0.7 bp; the
     # first pair of each minute measured on arrival had its one-minute return's 5.2 bp.
     assert sorted(deviations) == ["BTCFDUSD", "BTCUSDC", "BTCUSDT"]
     assert all(len(v) >= 1439 and float(np.std(v)) < 1.0 for v in deviations.values()), {
