@@ -83,12 +83,17 @@ class DriftMonitor:
         """The symbol's log price minus each other pair's of its basis group at one event time, in
         basis points, by the other pair (streams.drift.basis). An alert names the pair it moved
         against (the comparison that binds, streams.drift.checks.BasisCheck). A group that gains or
-        loses a pair starts the channel afresh: its comparisons are others."""
+        loses a pair starts the channel afresh, its comparisons being others; an incident open on the
+        old one is resolved then, so that no subscriber waits for a RESOLVED record that cannot come."""
         streams = tuple(sorted(deviations))
         channel = self.channels.get("BASIS")
+        closed: list[dict[str, Any]] = []
         if channel is None or channel.streams != streams:
+            if channel is not None and channel.open_alert is not None:
+                resolved = {**channel.open_alert, "status": "RESOLVED", "created_time_ms": time_ms}
+                closed = [resolved] if self._publishable(resolved) else []
             channel = self.channels["BASIS"] = Channel("BASIS", streams, self.basis_config)
-        return self._run(channel, [deviations[s] for s in streams], time_ms)
+        return closed + self._run(channel, [deviations[s] for s in streams], time_ms)
 
     def update_error(self, loss: float, time_ms: int, outcome: Any = None,
                      rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:

@@ -291,6 +291,22 @@ def test_a_pair_that_stayed_is_not_named_when_the_two_others_moved_apart():
     assert next(at for at, symbol, _ in basis if symbol == "BTCUSDC") in range(1000, 1031), basis
 
 
+def test_an_open_basis_incident_is_resolved_when_its_group_gains_a_pair():
+    """A pair joining the group changes every pair's comparisons, so the channel starts afresh; the
+    incident open on the old one gets its RESOLVED record (same alert id) then, not never."""
+    rng = random.Random(2)
+    monitor = DriftMonitor("BTCUSDC")
+    records = []
+    for i in range(600):
+        bps = rng.gauss(0.0, 0.5) + (300.0 if i >= 400 else 0.0)
+        records += monitor.update_basis({"BTCUSDT": bps}, 60_000 * i)
+    firing = [r for r in records if r["status"] == "FIRING"]
+    assert len(firing) == 1 and firing[0]["reference_symbol"] == "BTCUSDT" and monitor.channels["BASIS"].open_alert
+    joined = monitor.update_basis({"BTCUSDT": 300.0, "BTCFDUSD": 300.0}, 60_000 * 600)
+    assert [(r["status"], r["alert_id"]) for r in joined] == [("RESOLVED", firing[0]["alert_id"])]
+    assert monitor.channels["BASIS"].streams == ("BTCFDUSD", "BTCUSDT") and monitor.channels["BASIS"].open_alert is None
+
+
 def test_no_basis_alert_when_the_pairs_only_differ_by_noise():
     ticks = basis_group(price_ticks(KLINES[1]), 10**9, 0.0, seed=3)
     assert [a for _, a in run_pipeline(ticks) if a["kind"] == "BASIS"] == []
