@@ -12,8 +12,8 @@ Each pair against each other, not against the group's median: the median is a di
 prices cross, and a pair measured against it switches comparison. In USDC's de-peg (Binance.US,
 March 2023) USDT also moved 30-90 bp against USD and USDC for days, so BTCUSD sat between the two
 others, measured against the nearer; as BTCUSDC swung, the nearer changed, and BTCUSD's series jumped
-by the gap between them: alerts named BTCUSD as the pair that moved four minutes after BTCUSDC had been
-named, and 76 minutes after BTCUSDC's return (bench/drift_real.py --data, docs/STATUS.md).
+by the gap between them: alerts named BTCUSD as the pair that moved within four minutes of BTCUSDC's
+first alert, and 76 minutes after BTCUSDC's return (bench/drift_real.py --data, docs/STATUS.md).
 
 Prices are compared at one event time. A pair's tick is measured once the group's prices at its
 event time are known: when every pair of the group has a tick at that time (one-minute klines: at the

@@ -301,10 +301,10 @@ class BasisCheck:
     floor), and significantly against one of them: the smallest p-value of its comparisons,
     Bonferroni-corrected over them (the union bound). A pair that moved alone moved alike against each
     of the others (they differ by the others' own wander); a pair that stayed moved against the one that
-    moved only. Significance against every pair (an
-    intersection-union test) was measured and not kept: in USDC's de-peg USDT wandered too, a comparison
-    against it was so serially correlated that a 10-event window could not reject a 1,200 bp shift, and
-    the de-peg's start went unreported. The result names the comparison that rejects.
+    moved only. Significance against every pair (an intersection-union test) was measured and not kept:
+    in USDC's de-peg USDT wandered too, a comparison against it was so serially correlated that a
+    10-event window could not reject a 1,200 bp shift, and the de-peg's start went unreported. The
+    result names the comparison that rejects.
     """
 
     @staticmethod
