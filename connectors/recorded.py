@@ -68,6 +68,7 @@ from connectors.ohlcv import (
     row_symbol,
 )
 from connectors.text_lines import DamagedFile, GzipLines
+from schemas.keys import QUOTES
 from streams.ticks import InvalidTick, check_tick
 
 FORMATS = ("auto", "klines", "aggTrades", "trades", "bookTicker", "ws", "ohlcv")
@@ -204,9 +205,9 @@ def _binance_kline_header(header: list[str]) -> bool:
 
 
 _CONTRACT_SUFFIX = re.compile(r"PERP|\d{6}")  # BTCUSD_PERP, BTCUSDT_250328 (Binance's delivery dates)
-# Quote assets a download script may write apart from the base (BTC_USDT, as ccxt names pairs).
-_QUOTES_APART = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USDP", "DAI", "USD", "BTC", "ETH", "BNB",
-                           "EUR", "TRY", "BRL", "JPY", "GBP"})
+# Quote assets a download script may write apart from the base (BTC_USDT, as ccxt names pairs): the
+# dollar quotes the basis groups know, and the crypto and fiat ones Binance lists.
+_QUOTES_APART = frozenset(QUOTES) | {"BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY", "GBP"}
 
 
 def symbol_from_name(path: Path) -> str:
