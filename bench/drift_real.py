@@ -36,7 +36,11 @@ Each series runs through the worker's own partition pipeline in process with def
 (g) distinct weeks: 21 days, each a real kline day mirrored or not, its bars reversed within the hour
     or not, its moves x0.75, 1 or 1.3, in three random orders (``--only distinct_weeks``): alarms per
     channel pooled with exact intervals, and how far volatility had risen where VARIANCE alerted;
-(h) cost per event and drift feature of the feature channels, beside KSWIN's per update.
+(h) cost per event and drift feature of the feature channels, beside KSWIN's per update;
+(i) a late burst: each run of consecutive kline days of one symbol joined, log moves x3 from 20:00 UTC
+    of its last day with 200 events after it, met by a monitor that has run since the first day
+    (learnt its intraday profile, re-based on falls and remembered them), not one a day old as in (b)
+    (``--only late_bursts``).
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not. A day of klines is
@@ -424,6 +428,33 @@ def changed_day(job: tuple[str, Path, int, Settings, str]) -> Run:
     return run_case(Case(settings, changed, variance_test=variance_test))
 
 
+def late_change_point(ticks: list[dict], hour: int = 20) -> int | None:
+    """The event (counted from 1, as :func:`scale_log_moves` counts) at the latest ``hour``:00 UTC of a
+    series that has :data:`AFTER_CHANGE` events after it, or None."""
+    day_ms, hour_ms = 86_400_000, 3_600_000
+    day = ticks[-1]["event_time_ms"] // day_ms * day_ms
+    times = [t["event_time_ms"] for t in ticks]
+    while day >= times[0] // day_ms * day_ms:
+        at = bisect.bisect_left(times, day + hour * hour_ms)
+        if at > 0 and len(ticks) - at >= AFTER_CHANGE:
+            return at + 1
+        day -= day_ms
+    return None
+
+
+def late_burst(job: tuple[list[Path], Settings]) -> tuple[Run, int | None]:
+    """Consecutive kline days of one pair joined, log moves x3 from 20:00 UTC of the last day with
+    :data:`AFTER_CHANGE` events after it, cut there (in a worker process): a burst met by a monitor that
+    has run for days (learnt an intraday profile, re-based on falls, remembered them), not one a
+    day old as in :func:`changed_day`."""
+    paths, settings = job
+    ticks = [t for t in ticks_in(paths) if t["kind"] != "BOOK_TICKER"]
+    at = late_change_point(ticks)
+    if at is None:
+        return Run([], 0, Counter(), 0.0), None
+    return run_case(Case(settings, scale_log_moves(ticks[:at - 1 + AFTER_CHANGE], at, 3.0))), at
+
+
 def basis_day(job: tuple[Path, Settings, int, float, int, list[float] | None, int | None]) -> tuple[Run, str]:
     """A group of three pairs built from a kline day (:func:`basis_group`), run through the pipeline (in
     a worker process); with ``cut``, only the first ``cut`` events (the sell-off: every pair falls 30 bp an
@@ -518,6 +549,27 @@ def injected(settings: Settings, data: RealData, quick: bool, processes: Process
         print(f"basis, all pairs falling 30 bp a minute {path.name:28s} {falls[-1]} basis alert(s)", flush=True)
     result("drift_real_basis_sell_off", fall_bps_per_event=30, events=100, series=len(falls),
            basis_alerts=falls)
+
+
+def late_bursts(settings: Settings, data: RealData, processes: Processes) -> None:
+    """Volatility x3 late in each run of consecutive kline days (:func:`late_burst`)."""
+    runs = data.consecutive_days()
+    late = processes.map(late_burst, [(paths, settings) for _, paths in runs])
+    delays, detected, early_alerts = [], 0, 0
+    for name, _ in runs:
+        outcome, at_event = next(late)
+        if at_event is None:
+            print(f"volatility x3 late   {name}: no 20:00 UTC with {AFTER_CHANGE} events after it", flush=True)
+            continue
+        after = [a for a in outcome.alerts if a["kind"] in ("VARIANCE", "FEATURE") and a["at_vector"] >= at_event]
+        hits = [a["at_vector"] - at_event for a in after if set(a["affected_features"]) - NOT_PRICE_DERIVED]
+        early = sum(1 for a in outcome.alerts if a["kind"] == "VARIANCE" and a["at_vector"] < at_event)
+        detected, delays, early_alerts = detected + bool(hits), delays + hits[:1], early_alerts + early
+        print(f"volatility x3 late   {name}: from event {at_event}, first alert after {hits[0] if hits else '-'} "
+              f"events; {early} VARIANCE alert(s) before it", flush=True)
+    result("drift_real_injected_late", change="volatility x3 at 20:00 UTC of the last day", series=len(runs),
+           detected=detected, within_events=AFTER_CHANGE, median_delay=statistics.median(delays) if delays else None,
+           delays=delays, variance_alerts_before=early_alerts)
 
 
 def weeks_of(days: list[list[dict]], moves: list[float]) -> list[dict]:
@@ -781,7 +833,7 @@ def main() -> None:
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "distinct_weeks",
-                                           "clustered_null", "missing_hours", "cost"])
+                                           "clustered_null", "missing_hours", "cost", "late_bursts"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
@@ -799,6 +851,8 @@ def main() -> None:
             false_alarms(settings, data, args.kswin_alpha, args.adwin_delta, processes)
         if args.only in (None, "injected"):
             injected(settings, data, args.quick, processes)
+        if args.only in (None, "late_bursts"):
+            late_bursts(settings, data, processes)
         if args.only in (None, "weekends"):
             quiet_weekends(settings, data, args.quick, processes)
         if args.only in (None, "depeg_weeks"):

@@ -216,3 +216,27 @@ def test_distinct_weeks_are_built_from_bars_without_taker_volume_or_trade_count(
     back = [t for p in paths for t in ticks(p)]
     assert [(t["event_time_ms"], t["price"], t["quantity"]) for t in back] == [
         (t["event_time_ms"], t["price"], t["quantity"]) for t in week]
+
+
+def test_a_late_burst_is_injected_at_twenty_hours_of_the_last_day_with_room_after_it(monkeypatch):
+    """bench/drift_real.py --only late_bursts: volatility x3 at 20:00 UTC of the last day of a run of
+    consecutive days that has AFTER_CHANGE events after it (a day cut before 20:00 gives the day
+    before), met by a monitor that has run since the first day; the two shipped BTCUSDT days joined
+    report it."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_real
+
+    from agents.settings import Settings
+
+    days = [KLINES / "spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
+    joined = ticks(days[0]) + ticks(days[1])
+    at = drift_real.late_change_point(joined)
+    assert joined[at - 1]["event_time_ms"] == 1577995259999  # the bar of 2020-01-02 20:00 UTC (its close time)
+    cut = joined[: 1440 + 20 * 60 + drift_real.AFTER_CHANGE - 1]  # one event short of room after 20:00
+    assert cut[drift_real.late_change_point(cut) - 1]["event_time_ms"] == 1577908859999  # 2020-01-01 20:00
+    assert drift_real.late_change_point(joined[:600]) is None
+    outcome, at_event = drift_real.late_burst((days, Settings()))
+    assert at_event == at and outcome.vectors == at - 1 + drift_real.AFTER_CHANGE
+    assert [a for a in outcome.alerts if a["at_vector"] < at] == []
+    hits = [a for a in outcome.alerts if a["kind"] in ("VARIANCE", "FEATURE") and a["at_vector"] >= at]
+    assert hits and set(hits[0]["affected_features"]) - drift_real.NOT_PRICE_DERIVED
