@@ -40,7 +40,12 @@ Each series runs through the worker's own partition pipeline in process with def
 (i) a late burst: each run of consecutive kline days of one symbol joined, log moves x3 from 20:00 UTC
     of its last day with 200 events after it, met by a monitor that has run since the first day
     (learnt its intraday profile, re-based on falls and remembered them), not one a day old as in (b)
-    (``--only late_bursts``).
+    (``--only late_bursts``);
+(j) bursts throughout: the same runs of days, log moves x3 from every fourth hour of the days after the
+    first (200 events after each), each met by a copy of the pipeline that ran the unmodified series
+    until then: where (i) tests one moment, this tests the monitor in every state it passes through
+    (a reference filling after a fall, a fall remembered, an incident open); the share found within
+    200 events and the median delay, misses counted as 200 (``--only bursts_throughout``).
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not. A day of klines is
@@ -63,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import copy
 import dataclasses
 import datetime as dt
 import math
@@ -455,6 +461,65 @@ def late_burst(job: tuple[list[Path], Settings]) -> tuple[Run, int | None]:
     return run_case(Case(settings, scale_log_moves(ticks[:at - 1 + AFTER_CHANGE], at, 3.0))), at
 
 
+# Hours between the bursts of bursts_throughout.
+BURST_EVERY_HOURS = 4
+
+
+def burst_points(ticks: list[dict], every_hours: int = BURST_EVERY_HOURS) -> list[int]:
+    """Indices of the first ticks at or after every ``every_hours``-th hour (UTC) from the first midnight
+    after a series begins, each with more than :data:`AFTER_CHANGE` ticks after it."""
+    day_ms, step_ms = 86_400_000, every_hours * 3_600_000
+    times = [t["event_time_ms"] for t in ticks]
+    points, at_ms = [], (times[0] // day_ms + 1) * day_ms
+    while True:
+        at = bisect.bisect_left(times, at_ms)
+        if len(ticks) - at <= AFTER_CHANGE:
+            return points
+        points.append(at)
+        at_ms += step_ms
+
+
+def first_price_alert(pipeline: PartitionPipeline, ticks: list[dict]) -> int | None:
+    """Ticks fed before the first VARIANCE or FEATURE alert naming a price-derived feature, or None."""
+    for k, tick in enumerate(ticks):
+        for output in pipeline.on_tick(tick).records:
+            alert = output.record
+            if (output.stage == "alerts" and alert["status"] == "FIRING" and alert["kind"] in ("VARIANCE", "FEATURE")
+                    and set(alert["affected_features"]) - NOT_PRICE_DERIVED):
+                return k
+    return None
+
+
+def bursts_in(job: tuple[list[Path], Settings]) -> list[int | None]:
+    """The first alert after volatility x3 from each of :func:`burst_points` (in a worker process)."""
+    paths, settings = job
+    ticks = [t for t in ticks_in(paths) if t["kind"] != "BOOK_TICKER"]
+    points, delays = set(burst_points(ticks)), []
+    pipeline = PartitionPipeline(configured(settings))
+    for i, tick in enumerate(ticks):
+        if i in points:
+            burst = scale_log_moves(ticks[i:i + AFTER_CHANGE], 1, 3.0)
+            delays.append(first_price_alert(copy.deepcopy(pipeline), burst))
+        pipeline.on_tick(tick)
+    return delays
+
+
+def bursts_throughout(settings: Settings, data: RealData, processes: Processes) -> None:
+    """Volatility x3 from every fourth hour of each run of consecutive kline days (:func:`bursts_in`)."""
+    runs = data.consecutive_days()
+    everything: list[int | None] = []
+    for (name, _), delays in zip(runs, processes.map(bursts_in, [(paths, settings) for _, paths in runs]), strict=True):
+        found = [d for d in delays if d is not None]
+        everything += delays
+        print(f"volatility x3 throughout {name}: {len(found)} of {len(delays)} found within {AFTER_CHANGE} events, "
+              f"median delay {statistics.median(found) if found else '-'}", flush=True)
+    found = [d for d in everything if d is not None]
+    result("drift_real_injected_throughout", change=f"volatility x3 every {BURST_EVERY_HOURS} hours after the first day",
+           series=len(runs), bursts=len(everything), detected=len(found), within_events=AFTER_CHANGE,
+           median_delay_misses_as_200=statistics.median([AFTER_CHANGE if d is None else d for d in everything])
+           if everything else None, median_delay_found=statistics.median(found) if found else None)
+
+
 def basis_day(job: tuple[Path, Settings, int, float, int, list[float] | None, int | None]) -> tuple[Run, str]:
     """A group of three pairs built from a kline day (:func:`basis_group`), run through the pipeline (in
     a worker process); with ``cut``, only the first ``cut`` events (the sell-off: every pair falls 30 bp an
@@ -833,7 +898,8 @@ def main() -> None:
     parser.add_argument("--kswin-alpha", type=float, default=1e-5)
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "distinct_weeks",
-                                           "clustered_null", "missing_hours", "cost", "late_bursts"])
+                                           "clustered_null", "missing_hours", "cost", "late_bursts",
+                                           "bursts_throughout"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
@@ -853,6 +919,8 @@ def main() -> None:
             injected(settings, data, args.quick, processes)
         if args.only in (None, "late_bursts"):
             late_bursts(settings, data, processes)
+        if args.only in (None, "bursts_throughout"):
+            bursts_throughout(settings, data, processes)
         if args.only in (None, "weekends"):
             quiet_weekends(settings, data, args.quick, processes)
         if args.only in (None, "depeg_weeks"):

@@ -240,3 +240,21 @@ def test_a_late_burst_is_injected_at_twenty_hours_of_the_last_day_with_room_afte
     assert [a for a in outcome.alerts if a["at_vector"] < at] == []
     hits = [a for a in outcome.alerts if a["kind"] in ("VARIANCE", "FEATURE") and a["at_vector"] >= at]
     assert hits and set(hits[0]["affected_features"]) - drift_real.NOT_PRICE_DERIVED
+
+
+def test_bursts_throughout_start_every_fourth_hour_after_the_first_midnight_each_on_a_copy_of_the_pipeline(monkeypatch):
+    """bench/drift_real.py --only bursts_throughout: volatility x3 from 00:00, 04:00, ... 20:00 UTC of the
+    second shipped BTCUSDT day (the last with room after it), each met by a copy of a pipeline that has run
+    the unmodified days until then; the copies leave the pipeline as it was, so the 20:00 burst is found
+    after as many events as the late burst is (99)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_real
+
+    from agents.settings import Settings
+
+    days = [KLINES / "spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
+    joined = ticks(days[0]) + ticks(days[1])
+    assert drift_real.burst_points(joined) == [1440 + 240 * k for k in range(6)]
+    assert drift_real.burst_points(joined[:1440 + 200]) == []
+    delays = drift_real.bursts_in((days, Settings()))
+    assert len(delays) == 6 and delays[-1] == 99, delays
