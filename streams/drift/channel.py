@@ -81,11 +81,8 @@ class Channel:
         self.reference: np.ndarray | None = None
         self.reference_columns: list[np.ndarray] = []
         self.reference_tau = np.ones(len(streams), dtype=int)
-        # The variance channel's "volatility" test: a one-sided mean test on the log absolute deviations
-        # of the return-like streams (RETURN_LIKE: returns and ratios, not the volatility levels; the
-        # others left to the feature channel; a channel restored from an older checkpoint is brought in
-        # line, __setstate__); a channel without any return-like stream (a dataset) falls back to Levene
-        # on every stream. "log_scale": the same test two-sided on every stream.
+        # The variance channel's "volatility" test reads the return-like streams only (VarianceCheck);
+        # without any (a dataset) it runs Levene on every stream. "log_scale": two-sided, every stream.
         returns = [j for j, name in enumerate(streams) if name in RETURN_LIKE]
         self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
         self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
@@ -96,6 +93,7 @@ class Channel:
         self.inflation = np.ones(len(streams))
         self.reference_moments = (np.zeros(len(streams)), np.zeros(len(streams)), np.zeros(len(streams)))
         self.ceiling: Ceiling | None = None  # the volatility reference before a fall (VarianceCheck)
+        self.refill_at: int | None = None  # the count at which a reference is taken again (refill)
         # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
         # estimates a slowly mixing stream's correlations poorly.
         self.max_lag = max(1, w // MIN_THINNED)
@@ -110,20 +108,16 @@ class Channel:
         if self.rises_only:
             self.excluded.update(j for j in range(len(streams)) if j not in returns)
         self.pooled_scale_correlation = np.zeros((self.max_lag + 1, len(streams)))
-        self.pooled_windows = 0
+        self.pooled_windows = self.since_check = self.clean_checks = 0
         self.reference_times = (0, 0)
-        self.since_check = 0
         self.open_alert: dict[str, Any] | None = None
-        self.clean_checks = 0
         self.last_results: list[CheckResult] = []
-        # Optional per-event inputs (the prediction channel keeps each prediction's features, to re-score
-        # the reference with the current model), a ring aligned with the buffer.
+        # Per-event inputs (the prediction channel's, to re-score both windows), a ring like the buffer.
         self.payloads: list[Any] | None = None
         self.reference_payloads: list[Any] = []
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A checkpoint from before the volatility levels left the volatility test (RETURN_LIKE) kept testing
-        # them (a week of real days: 2 VARIANCE alerts per pair on atr_pct): excluded again on restore.
+        # A checkpoint from before the volatility levels left the volatility test kept testing them.
         self.__dict__.update(state)
         if self.rises_only:
             self.excluded.update(j for j, name in enumerate(self.streams) if name not in RETURN_LIKE)
@@ -228,6 +222,9 @@ class Channel:
         self.times[self.count % size] = time_ms
         self.count += 1
         w = self.config.window
+        if self.__dict__.get("refill_at") == self.count:  # absent in a checkpoint from before it
+            self._set_reference(*self._window(w))
+            self.refill_at = None
         if self.config.reference == "fixed" and self.reference is None and self.count == w:
             self._set_reference(*self._window(w))
             self.since_check = 0
@@ -243,8 +240,7 @@ class Channel:
         return False
 
     def rescore_reference(self, rescore: Callable[[Any], float]) -> None:
-        """Replace the (single-stream) reference values by ``rescore`` of their payloads: what the
-        model as it is now says about the reference inputs."""
+        """The (single-stream) reference values replaced by ``rescore`` of their payloads."""
         values = np.array([rescore(x) for x in self.reference_payloads], dtype=float)
         self.reference = values[:, None]
         self.reference_columns = [values[~np.isnan(values)]]
@@ -390,10 +386,15 @@ class Channel:
         if self.payloads is not None:
             self.reference_payloads = [self.payloads[i] for i in idx]
 
+    def refill(self) -> None:
+        """Take the reference again from the next ``window`` events, testing against this one until then
+        (a fall of volatility: streams.drift.checks.VarianceCheck)."""
+        self.refill_at = self.count + self.config.window
+
     def rebase(self) -> None:
         """Restart the reference from the events that follow: a reference taken right at a detection
         would mix the old and the new regime (the current window is shorter than the reference) and
         keep the incident alive or resolve it too early. No checks run until it has filled."""
-        self.count = 0
+        self.count, self.refill_at = 0, None
         self.reference = None
         self.since_check = 0

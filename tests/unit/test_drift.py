@@ -472,6 +472,23 @@ def test_the_volatility_test_reports_rises_and_follows_falls_without_an_alert():
     assert not channel.log_scale and not channel.excluded
 
 
+def test_after_a_fall_the_volatility_test_keeps_checking_while_the_quieter_reference_fills():
+    """A fall re-takes the reference from the next 500 events; until then the channel tests against the
+    reference it had (a rise above the busier level is one above the quieter too). Before, it did not
+    test at all while the new reference filled, and a burst that began then went into it unreported:
+    on four real months the channel had no reference (such a gap or an alert's) at 8-22% of the events."""
+    from streams.drift.config import DriftConfig
+
+    for memory in (0, 72):
+        config = DriftConfig(seasonal_buckets=0, quiet_spell_hours=memory)
+        alerts = _volatility_alerts(config, [(0, 1.0), (1500, 1 / 3), (1800, 3.0)])
+        variance = [a["at"] for a in alerts if a["kind"] == "VARIANCE"]
+        assert variance and 1800 <= variance[0] <= 1950, (memory, alerts)
+        # Without the burst the fall still raises nothing, and the quieter reference is taken.
+        monitor_alerts = _volatility_alerts(config, [(0, 1.0), (1500, 1 / 3), (2500, 1 / 3)])
+        assert not [a for a in monitor_alerts if a["kind"] == "VARIANCE"], (memory, monitor_alerts)
+
+
 def test_a_channel_from_an_older_checkpoint_leaves_the_volatility_levels_out_again():
     """Checkpoints written while the volatility test still read the levels (atr_pct, range_20,
     volatility_20) restored channels that kept testing them; a restore now excludes them, and a
