@@ -20,7 +20,7 @@ sooner and is detected earlier):
   instead of adding new ones.
 * Every rejecting check re-bases the reference (``rebase_on_alert``): it is collected again from the
   next ``window`` events, so it follows the new regime and one change gives one incident. Until it
-  has filled, the channel does not test.
+  has filled, the channel does not test (a fall of volatility, no alert, tests on: ``refill``).
 
 One check per channel kind (streams.drift.checks), each returning named ``CheckResult`` rows:
 ``DistributionCheck`` (FEATURE: KS per stream, plus a two-sided Welch t per stream corrected for

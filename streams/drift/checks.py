@@ -200,7 +200,7 @@ class VarianceCheck:
     absolute deviations (each window about its own median), every value kept and the error widened by
     their serial correlation (Bartlett-weighted autocorrelations over all measured lags), over several
     current windows (``MEAN_SCALES``, Bonferroni over them). A significant *fall* is not reported but
-    re-bases the reference (the monitor does it): a reference taken in a busy spell would otherwise
+    re-bases the reference (the monitor does it, below): a reference taken in a busy spell would otherwise
     hide every later rise below its level. A channel without return-like features (a dataset) runs
     Levene on every stream.
 

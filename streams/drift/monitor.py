@@ -190,9 +190,10 @@ class DriftMonitor:
                 channel.ceiling = None  # volatility rose above the level before any fall: a new level
             return [alert] if self._publishable(alert) else []
         if checked.volatility_fell and self.config.rebase_on_alert:
-            # The volatility test reports rises only; a significant fall re-bases the reference without
-            # an alert, or a reference taken in a busy spell would hide every later rise below its level.
-            # The level before the first fall is kept for a while (streams.drift.checks.VarianceCheck).
+            # The volatility test reports rises only; a significant fall takes the reference again from
+            # the next events (testing against this one meanwhile), without an alert, or a reference taken
+            # in a busy spell would hide every later rise below its level. The level before the first fall
+            # is kept for a while (streams.drift.checks.VarianceCheck).
             if channel.__dict__.get("refill_at") is not None:
                 return []  # still collecting the quieter reference: this fall is the same one
             if channel.__dict__.get("ceiling") is None and channel.config.quiet_spell_hours > 0:
