@@ -489,6 +489,32 @@ def test_after_a_fall_the_volatility_test_keeps_checking_while_the_quieter_refer
         assert not [a for a in monitor_alerts if a["kind"] == "VARIANCE"], (memory, monitor_alerts)
 
 
+def test_ks_is_not_run_on_returns_on_a_price_grid_whose_lattice_moves_with_the_price():
+    """A pair quoted to four decimals about 0.15, then 0.12 (a fall of a fifth): its one-minute returns are
+    whole ticks over the price, two fifths of them zero, with the same ticks before and after. KS read
+    the moved lattice as a change on all four seeds (events 1,619-1,679), where the same change of size
+    without a grid raises no KS alert at all; the rise of the returns' size is the variance channel's,
+    which reports it on the grid as without it."""
+    from streams.drift.config import DriftConfig
+
+    def alerts(seed: int, grid: bool) -> list[tuple[str, str]]:
+        rng = random.Random(seed)
+        monitor, fired = DriftMonitor("X", DriftConfig(seasonal_buckets=0)), []
+        for i in range(3000):
+            level = 0.15 if i < 1500 else 0.12
+            ticks = rng.choices((-2, -1, 0, 1, 2), (0.1, 0.2, 0.4, 0.2, 0.1))[0] if grid else rng.gauss(0.0, 1.1)
+            fired += [(a["kind"], a["test_name"]) for a in monitor.update_features(
+                {"ret_1": ticks * 1e-4 / level, "rsi_14": rng.gauss(50.0, 5.0)}, i * 60_000, ("ret_1", "rsi_14"))
+                if a["status"] == "FIRING" and a["affected_features"] == ["ret_1"]]
+        return fired
+
+    on_grid = [alerts(seed, grid=True) for seed in range(4)]
+    continuous = [alerts(seed, grid=False) for seed in range(4)]
+    assert not [a for fired in on_grid + continuous for a in fired if a[1] == "ks_2samp"], (on_grid, continuous)
+    assert sum(("VARIANCE", "log_scale_t") in fired for fired in on_grid) >= 3, on_grid
+    assert all(("VARIANCE", "log_scale_t") in fired for fired in continuous), continuous
+
+
 def test_a_channel_from_an_older_checkpoint_leaves_the_volatility_levels_out_again():
     """Checkpoints written while the volatility test still read the levels (atr_pct, range_20,
     volatility_20) restored channels that kept testing them; a restore now excludes them, and a
