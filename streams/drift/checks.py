@@ -169,9 +169,9 @@ class DistributionCheck:
     as a change. Its mean test stays, and its scale is the variance channel's (which floors the log at
     the grid's step, :func:`scale_floor`). Measured 2026-12-04 on the sixteen real months (an
     in-process harness, feature engine and drift monitor only): FEATURE alerts 32 -> 20 (ALGOUSDT
-    2024-09, 36% of its one-minute returns zero: 7 -> 2, the five on ``ret_1`` and ``ret_5`` with
-    KS distances of 0.28-0.67); volatility x3 bursts from every 1,500th event after day two found
-    297 -> 295 of 422."""
+    2024-09, 36% of its one-minute closes unchanged: 7 -> 2; four of the seven were KS on ``ret_1``
+    and ``ret_5`` with distances of 0.28-0.67); volatility x3 bursts from every 1,500th event after
+    day two found 297 -> 295 of 422."""
 
     @staticmethod
     def run(channel: Channel, samples: Samples) -> Checked:
