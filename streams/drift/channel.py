@@ -117,8 +117,8 @@ class Channel:
         self.reference_payloads: list[Any] = []
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A checkpoint from before the volatility levels left the volatility test kept testing them.
-        self.__dict__.update(state)
+        # Defaults for what older checkpoints lack; those from before the volatility levels left kept testing them.
+        self.__dict__.update({"refill_at": None, "ceiling": None, "rises_only": False} | state)
         if self.rises_only:
             self.excluded.update(j for j, name in enumerate(self.streams) if name not in RETURN_LIKE)
 
@@ -222,7 +222,7 @@ class Channel:
         self.times[self.count % size] = time_ms
         self.count += 1
         w = self.config.window
-        if self.__dict__.get("refill_at") == self.count:  # absent in a checkpoint from before it
+        if self.refill_at == self.count:
             self._set_reference(*self._window(w))
             self.refill_at = None
         if self.config.reference == "fixed" and self.reference is None and self.count == w:
@@ -282,7 +282,7 @@ class Channel:
             for length in np.unique(lengths[tested]):
                 columns = np.flatnonzero(tested & (lengths == length))
                 centre[columns] = column_medians(recent[w - length:, columns])
-            ceiling = self.__dict__.get("ceiling")  # absent in a checkpoint from before it
+            ceiling = self.ceiling
             lifted = None if ceiling is None else np.log(np.abs(recent - centre) + ceiling.floor)
             recent = self._log_scales(recent, centre)
         # Pooled before the test, so a change of the mean inflates the lags it is tested with by

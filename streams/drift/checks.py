@@ -278,13 +278,13 @@ class VarianceCheck:
 
     @staticmethod
     def run(channel: Channel, samples: Samples) -> Checked:
-        if channel.__dict__.get("rises_only"):  # absent in a checkpoint from before the volatility test
+        if channel.rises_only:
             columns = np.array(samples.columns)
             tests = channel.window_tests(samples.recent, columns, samples.spans)
             t, p, effect = best_window(*tests, side="rise")
             _, fall, _ = best_window(*tests, side="fall")
             rejectable = channel.rejectable_below(len(samples.tested))
-            ceiling, under = channel.__dict__.get("ceiling"), False
+            ceiling, under = channel.ceiling, False
             if ceiling is not None and samples.ceiling_recent is not None:
                 # A rise counts only if it is one against the level before the fall as well (an
                 # intersection-union test: the larger p-value, so the bound holds).

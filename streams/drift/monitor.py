@@ -136,10 +136,10 @@ class DriftMonitor:
             channel.refresh()
         if not due:
             return []
-        ceiling = channel.__dict__.get("ceiling")
+        ceiling = channel.ceiling
         # While a quieter reference fills (a fall), the windows that hold the fall are not pooled: a step
         # of level reads as serial correlation and would widen the tests that follow.
-        checked = channel.check(pool=channel.__dict__.get("refill_at") is None)
+        checked = channel.check(pool=channel.refill_at is None)
         if ceiling is not None and time_ms - ceiling.time_ms > channel.config.quiet_spell_hours * 3_600_000:
             # The fall is old: if volatility is still below the level before it, the quiet level is
             # the usual one now (the reference taken in it stays); if not, it came back, and the
@@ -194,9 +194,9 @@ class DriftMonitor:
             # the next events (testing against this one meanwhile), without an alert, or a reference taken
             # in a busy spell would hide every later rise below its level. The level before the first fall
             # is kept for a while (streams.drift.checks.VarianceCheck).
-            if channel.__dict__.get("refill_at") is not None:
+            if channel.refill_at is not None:
                 return []  # still collecting the quieter reference: this fall is the same one
-            if channel.__dict__.get("ceiling") is None and channel.config.quiet_spell_hours > 0:
+            if channel.ceiling is None and channel.config.quiet_spell_hours > 0:
                 channel.ceiling = Ceiling.of(channel, time_ms)
             channel.refill()
             return []

@@ -489,6 +489,32 @@ def test_after_a_fall_the_volatility_test_keeps_checking_while_the_quieter_refer
         assert not [a for a in monitor_alerts if a["kind"] == "VARIANCE"], (memory, monitor_alerts)
 
 
+def test_a_checkpoint_from_before_the_refill_and_the_memory_of_falls_restores_and_checks_on():
+    """Channels pickled before ``refill_at`` and ``ceiling`` existed restore with neither set, then follow
+    a fall and a burst exactly as channels that never left memory."""
+    from streams import snapshots
+    from streams.drift.config import DriftConfig
+
+    def run(restore_at: int | None) -> list[tuple[int, str, str]]:
+        rng, fired = random.Random(3), []
+        monitor = DriftMonitor("X", DriftConfig(seasonal_buckets=0))
+        for i in range(3600):
+            if i == restore_at:
+                for channel in monitor.channels.values():
+                    del channel.__dict__["refill_at"], channel.__dict__["ceiling"]
+                monitor = snapshots.loads(snapshots.dumps(monitor))
+                assert all(c.refill_at is None and c.ceiling is None for c in monitor.channels.values())
+            size = 1.0 if i < 1500 else 1 / 3 if i < 2200 else 3.0
+            fired += [(i, a["kind"], a["test_name"]) for a in monitor.update_features(
+                {"ret_1": rng.gauss(0.0, 1e-3 * size), "rsi_14": rng.gauss(50.0, 5.0)}, i * 60_000,
+                ("ret_1", "rsi_14")) if a["status"] == "FIRING"]
+        return fired
+
+    uninterrupted = run(None)
+    assert any(kind == "VARIANCE" and at >= 2200 for at, kind, _ in uninterrupted), uninterrupted
+    assert run(1000) == uninterrupted
+
+
 def test_ks_is_not_run_on_returns_on_a_price_grid_whose_lattice_moves_with_the_price():
     """A pair quoted to four decimals about 0.15, then 0.12 (a fall of a fifth): its one-minute returns are
     whole ticks over the price, two fifths of them zero, with the same ticks before and after. KS read
