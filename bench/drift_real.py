@@ -100,6 +100,11 @@ NOT_PRICE_DERIVED = frozenset({"volume_z_20", "volume_ratio_20", "taker_buy_shar
                                "book_imbalance", "signed_flow_10s", "ofi_10"})
 
 
+def names_price(alert: dict) -> bool:
+    """Whether an alert names a price-derived feature: what counts as detecting an injected price change."""
+    return bool(set(alert["affected_features"]) - NOT_PRICE_DERIVED)
+
+
 def real_series(data: RealData) -> list[Path]:
     return [*data.klines, *data.captures]
 
@@ -484,8 +489,7 @@ def first_price_alert(pipeline: PartitionPipeline, ticks: list[dict]) -> int | N
     for k, tick in enumerate(ticks):
         for output in pipeline.on_tick(tick).records:
             alert = output.record
-            if (output.stage == "alerts" and alert["status"] == "FIRING" and alert["kind"] in ("VARIANCE", "FEATURE")
-                    and set(alert["affected_features"]) - NOT_PRICE_DERIVED):
+            if (output.stage == "alerts" and alert["status"] == "FIRING" and alert["kind"] in ("VARIANCE", "FEATURE") and names_price(alert)):
                 return k
     return None
 
@@ -567,7 +571,7 @@ def injected(settings: Settings, data: RealData, quick: bool, processes: Process
         for path in klines:
             alerts = next(outcomes).alerts
             after = [a for a in alerts if a["kind"] in kinds and a["at_vector"] >= at]
-            hits = [a["at_vector"] - at for a in after if set(a["affected_features"]) - NOT_PRICE_DERIVED]
+            hits = [a["at_vector"] - at for a in after if names_price(a)]
             unrelated = len(after) - len(hits)
             early = [a for a in alerts if a["at_vector"] < at]
             detected += bool(hits)
@@ -627,7 +631,7 @@ def late_bursts(settings: Settings, data: RealData, processes: Processes) -> Non
             print(f"volatility x3 late   {name}: no 20:00 UTC with {AFTER_CHANGE} events after it", flush=True)
             continue
         after = [a for a in outcome.alerts if a["kind"] in ("VARIANCE", "FEATURE") and a["at_vector"] >= at_event]
-        hits = [a["at_vector"] - at_event for a in after if set(a["affected_features"]) - NOT_PRICE_DERIVED]
+        hits = [a["at_vector"] - at_event for a in after if names_price(a)]
         early = sum(1 for a in outcome.alerts if a["kind"] == "VARIANCE" and a["at_vector"] < at_event)
         detected, delays, early_alerts = detected + bool(hits), delays + hits[:1], early_alerts + early
         print(f"volatility x3 late   {name}: from event {at_event}, first alert after {hits[0] if hits else '-'} "

@@ -239,7 +239,7 @@ def test_a_late_burst_is_injected_at_twenty_hours_of_the_last_day_with_room_afte
     assert at_event == at and outcome.vectors == at - 1 + drift_real.AFTER_CHANGE
     assert [a for a in outcome.alerts if a["at_vector"] < at] == []
     hits = [a for a in outcome.alerts if a["kind"] in ("VARIANCE", "FEATURE") and a["at_vector"] >= at]
-    assert hits and set(hits[0]["affected_features"]) - drift_real.NOT_PRICE_DERIVED
+    assert hits and drift_real.names_price(hits[0])
 
 
 def test_bursts_throughout_start_every_fourth_hour_after_the_first_midnight_each_on_a_copy_of_the_pipeline(monkeypatch):
