@@ -287,31 +287,6 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
     return scorer.evaluation()
 
 
-def files_with_ticks(files: list[str], args) -> list[str]:
-    """The files to evaluate: each one named, and those found in a folder that hold ticks. A folder of
-    data also holds logs, scripts and notes; one of them stopped the whole evaluation on its first
-    unreadable row. A file named on its own with no tick is still an error (:class:`NoTicks`)."""
-    from pathlib import Path
-
-    from cli.errors import CliError
-    from connectors.recorded import holds_ticks
-
-    named = {Path(p) for p in args.files if not Path(p).is_dir()}
-    kept = []
-    for name in files:
-        refusals: Counter[str] = Counter()
-        if Path(name) in named or holds_ticks(name, fmt=args.format, symbol=args.symbol, refusals=refusals):
-            kept.append(name)
-        elif refusals["invalid_symbol"]:
-            print(f"livelearn: {name}: its name gives no pair, so its rows name none: left out (evaluate it on its "
-                  "own with --symbol)", file=sys.stderr)
-        else:
-            print(f"livelearn: {name}: no tick in its first 10,000 rows (not market data?): left out", file=sys.stderr)
-    if not kept:
-        raise CliError(f"no file with ticks in {', '.join(args.files)}")
-    return kept
-
-
 def run(args, settings) -> int:
     import sys
     from pathlib import Path
@@ -319,13 +294,9 @@ def run(args, settings) -> int:
     from cli.errors import CliError, require_broker
 
     if args.files:
-        from connectors.recorded import input_files
+        from cli.inputs import data_files
 
-        try:
-            files = [str(path) for path in input_files(args.files)]
-        except FileNotFoundError as exc:
-            raise CliError(str(exc), code=2) from None
-        files = files_with_ticks(files, args)
+        files = [str(path) for path in data_files(args.files, "evaluate", args.format, args.symbol)]
         results: dict[str, Any] = {}
         evaluations = {}
         budgets = {}  # per table: its drift alerts against their bounds

@@ -54,14 +54,12 @@ def ensure_topics(settings: Settings) -> None:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
+    from cli.inputs import data_files
     from connectors.binance import PayloadError
-    from connectors.recorded import input_files, two_markets
+    from connectors.recorded import two_markets
     from connectors.replay import replay
 
-    try:
-        paths = input_files(args.files)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc), code=2) from None
+    paths = data_files(args.files, "replay", args.format, args.symbol)
     problem = two_markets(paths, args.symbol)
     if problem is not None:
         raise CliError(problem, code=2)

@@ -12,13 +12,10 @@ from cli.feed import ensure_topics
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from cli import demo
-    from cli.errors import CliError
-    from connectors.recorded import input_files
+    from cli.inputs import data_files
 
-    try:  # before the broker and the worker start: a mistyped path is the first thing to say
-        files = input_files(args.files) if args.files else None
-    except FileNotFoundError as exc:
-        raise CliError(str(exc), code=2) from None
+    # Before the broker and the worker start: a mistyped path is the first thing to say.
+    files = data_files(args.files, "demo") if args.files else None
     return demo.run(settings, files=files, report_dir=Path(args.report_dir) if args.report_dir else None)
 
 

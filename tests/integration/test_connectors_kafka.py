@@ -65,6 +65,29 @@ def test_malformed_row_is_dead_lettered_through_kafka(pipeline_env, tmp_path):
     assert len(read_topic(bootstrap, prefix + "ticks", expect=19)) == 19
 
 
+def test_replay_of_a_folder_leaves_out_its_notes_and_metadata_instead_of_dead_lettering_them(pipeline_env, tmp_path):
+    """A downloaded tree holds a log, a script and a metadata table beside the dumps: each was read as
+    data and every row of it dead-lettered. Now each is left out with a line, the dump is replayed, and
+    nothing reaches the dead letters; a file named on its own is still read, and its rows refused."""
+    import shutil
+
+    shutil.copy(KLINES, tmp_path)
+    (tmp_path / "download.log").write_text("fetched BTCUSDT-1m-2020-01-01.zip\n")
+    (tmp_path / "fetch.py").write_text("import urllib.request\n")
+    metadata = tmp_path / "metadata_range_1m_20200101.csv"
+    metadata.write_text("pair,interval,start_utc,end_utc\nBTCUSDT,1m,2020-01-01T00:00:00Z,2020-01-01T23:59:00Z\n")
+    result = livelearn("replay", str(tmp_path), "--quiet", env=pipeline_env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("download.log", "fetch.py", metadata.name):
+        assert f"{tmp_path / name}: no tick in its first 10,000 rows (not market data?): left out" in result.stderr
+    assert "rows read 1440, produced 1440, rejected 0" in result.stdout
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert len(read_topic(bootstrap, prefix + "ticks", expect=1440)) == 1440
+    assert read_topic(bootstrap, prefix + "dead-letters", to_end=True) == []
+    result = livelearn("replay", str(metadata), "--quiet", env=pipeline_env, timeout=120)
+    assert result.returncode == 1 and "every row was rejected" in result.stderr
+
+
 def test_replay_exit_code_says_when_rows_were_rejected(pipeline_env, tmp_path):
     rows = zipfile.ZipFile(KLINES).read("BTCUSDT-1m-2020-01-01.csv").decode().splitlines()[:10]
     # A klines file read as trades: every row is rejected, nothing reaches the topic.

@@ -1,0 +1,43 @@
+"""The files a command reads: each file named, and the data files under each folder named.
+
+A folder of market data also holds logs, scripts, notes and metadata tables. Read as data, each of
+their rows would be refused: ``evaluate`` stopped on the first, and ``replay`` dead-lettered every one
+of them (an iaqf-style tree's ``metadata_range_...csv``, one refusal a pair). A file found in a folder
+with no tick in its first rows is left out with a line on stderr; a file named on its own is always
+read, so its refusals are reported as they are.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROWS = 10_000
+
+
+def data_files(named: list[str], command: str, fmt: str = "auto", symbol: str | None = None) -> list[Path]:
+    """The files of ``named`` to read, in path order. Raises CliError (exit 2) for a missing path and
+    (exit 1) when no file is left; ValueError for a folder with no data file in it."""
+    from cli.errors import CliError
+    from connectors.recorded import holds_ticks, input_files
+
+    try:
+        files = input_files(named)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc), code=2) from None
+    alone = {Path(p) for p in named if not Path(p).is_dir()}
+    kept = []
+    for path in files:
+        refusals: Counter[str] = Counter()
+        if path in alone or holds_ticks(path, ROWS, fmt=fmt, symbol=symbol, refusals=refusals):
+            kept.append(path)
+        elif refusals["invalid_symbol"]:
+            print(f"livelearn: {path}: its name gives no pair, so its rows name none: left out ({command} it on its "
+                  "own with --symbol)", file=sys.stderr)
+        else:
+            print(f"livelearn: {path}: no tick in its first {ROWS:,} rows (not market data?): left out",
+                  file=sys.stderr)
+    if not kept:
+        raise CliError(f"no file with ticks in {', '.join(named)}")
+    return kept
