@@ -1,10 +1,10 @@
 """The files a command reads: each file named, and the data files under each folder named.
 
-A folder of market data also holds logs, scripts, notes and metadata tables. Read as data, each of
-their rows would be refused: ``evaluate`` stopped on the first, and ``replay`` dead-lettered every one
-of them (an iaqf-style tree's ``metadata_range_...csv``, one refusal a pair). A file found in a folder
-with no tick in its first rows is left out with a line on stderr; a file named on its own is always
-read, so its refusals are reported as they are.
+A folder of market data also holds logs, scripts, notes and metadata tables. Read as data, their rows
+were refused: ``evaluate`` stopped on the first, and ``replay`` dead-lettered each one it did not take
+for a header (a downloaded tree's ``metadata_range_...csv``: one dead letter a pair it lists). A file
+found in a folder with no tick in its first rows is left out with a line on stderr; a file named on its
+own is always read, so its refusals are reported as they are.
 """
 
 from __future__ import annotations
