@@ -258,3 +258,33 @@ def test_bursts_throughout_start_every_fourth_hour_after_the_first_midnight_each
     assert drift_real.burst_points(joined[:1440 + 200]) == []
     delays = drift_real.bursts_in((days, Settings()))
     assert len(delays) == 6 and delays[-1] == 99, delays
+
+
+def test_volatility_memory_finds_an_aged_reference_too_narrow_only_where_volatility_wanders(monkeypatch):
+    """bench/volatility_memory.py: the variance of (window mean - reference mean) of log absolute returns
+    against what the variance test assumes. With volatility constant it is about 1 whatever the
+    reference's age; with log-volatility wandering slowly (an AR(1) with a time constant of 2,000 bars
+    and a spread of 0.3, small beside the noise of one bar's log absolute return, as on real months) it
+    grows with the age, as measured on real months (1.3-2.9 for a reference a day old). Ten days of
+    one-minute bars."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import volatility_memory as vm
+
+    rng = np.random.default_rng(4)
+    n = 14_400
+    times = 1_577_836_800_000 + 60_000 * np.arange(n + 1)
+    phi = 1.0 - 1.0 / 2000
+    wander = np.zeros(n + 1)
+    for i in range(1, n + 1):
+        wander[i] = phi * wander[i - 1] + rng.normal(0.0, 0.3 * np.sqrt(1.0 - phi * phi))
+    ratios = {}
+    for name, log_vol in (("constant", np.zeros(n + 1)), ("wandering", wander)):
+        closes = 100.0 * np.exp(np.cumsum(1e-3 * np.exp(log_vol) * rng.standard_normal(n + 1)))
+        scales = vm.log_scales(times, closes)
+        ratios[name], pairs = vm.aged_reference_ratios(scales, 500, 62)
+        assert sorted(pairs) == [200, 1440, 2880] and min(pairs.values()) > 500
+    assert all(0.5 < r < 1.5 for r in ratios["constant"].values()), ratios
+    assert ratios["wandering"][2880] > 1.5 * ratios["wandering"][200], ratios
+    assert ratios["wandering"][2880] > 1.5 * ratios["constant"][2880], ratios
