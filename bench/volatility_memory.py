@@ -35,7 +35,7 @@ from common import real_data, result
 
 from connectors.recorded import merged
 from streams.drift.config import DriftConfig
-from streams.drift.correlation import MIN_THINNED
+from streams.drift.correlation import MIN_THINNED, autocorrelations, bartlett_inflation
 
 LAGS = (1, 60, 200, 500)
 CURRENT = 200
@@ -60,24 +60,10 @@ def log_scales(times_ms: np.ndarray, closes: np.ndarray) -> np.ndarray:
     return np.log(deviations + 0.1 * deviations.mean())
 
 
-def autocorrelations(values: np.ndarray, max_lag: int) -> np.ndarray:
-    centred = values - values.mean()
-    size = 1 << (2 * centred.shape[0] - 1).bit_length()
-    spectrum = np.fft.rfft(centred, size)
-    covariance = np.fft.irfft(spectrum.real ** 2 + spectrum.imag ** 2, size)[: max_lag + 1]
-    return covariance / covariance[0]
-
-
-def bartlett_factor(correlation: np.ndarray, max_lag: int) -> float:
-    """The channel's widening of a mean's variance: ``1 + 2 sum (1 - k / (L + 1)) rho_k``, k up to L."""
-    lags = np.arange(1, max_lag + 1)
-    return max(1.0, 1.0 + 2.0 * float(((1.0 - lags / (max_lag + 1.0)) * correlation[1:max_lag + 1]).sum()))
-
-
 def aged_reference_ratios(scales: np.ndarray, reference: int, max_lag: int) -> tuple[dict[int, float], dict[int, int]]:
     """Per gap that fits the series: empirical over assumed variance of (window mean - reference mean),
     and how many pairs it was measured on."""
-    factor = bartlett_factor(autocorrelations(scales, max_lag), max_lag)
+    factor = float(bartlett_inflation(autocorrelations(scales[:, None], max_lag))[0])
     assumed = float(scales.var()) * factor * (1.0 / reference + 1.0 / CURRENT)
     sums = np.concatenate([[0.0], np.cumsum(scales)])
     ratios, pairs = {}, {}
@@ -98,7 +84,7 @@ def measure(name: str, paths: list) -> dict:
     scales = log_scales(times, closes)
     config = DriftConfig()
     max_lag = max(1, config.window // MIN_THINNED)
-    correlation = autocorrelations(scales, max(LAGS))
+    correlation = autocorrelations(scales[:, None], max(LAGS))[:, 0]
     ratios, pairs = aged_reference_ratios(scales, config.window, max_lag)
     line = ", ".join(f"gap {gap}: {ratio:.2f} ({pairs[gap]} pairs)" for gap, ratio in ratios.items())
     print(f"{name}: {scales.shape[0]} returns; autocorrelation at lag 500 {correlation[500]:.3f}; "

@@ -48,6 +48,7 @@ from streams.drift.correlation import (
     MIN_THINNED,
     POOLED_WINDOWS,
     SideCorrelations,
+    bartlett_inflation,
     dependence_correlations,
     first_lag_below,
     window_autocorrelations,
@@ -151,14 +152,12 @@ class Channel:
         # mean-reverting stream is tested as if independent.
         if not self.mean_test:
             return
-        lags = np.arange(1, self.max_lag + 1)[:, None]
         if self.log_scale:
             # Absolute deviations of clustered values keep a long tail of small positive correlations
             # that the first-lag-below rule cuts off; all measured lags count, with Bartlett weights.
-            weights = 1.0 - lags / (self.max_lag + 1.0)
-            self.inflation = np.maximum(1.0, 1.0 + 2.0 * (weights * self.pooled_correlation[1:]).sum(axis=0))
+            self.inflation = bartlett_inflation(self.pooled_correlation)
             return
-        correlated = lags < value_tau
+        correlated = np.arange(1, self.max_lag + 1)[:, None] < value_tau
         self.inflation = np.maximum(1.0, 1.0 + 2.0 * np.where(correlated, self.pooled_correlation[1:], 0.0).sum(axis=0))
 
     def _log_scales(self, data: np.ndarray, centre: np.ndarray) -> np.ndarray:

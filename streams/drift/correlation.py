@@ -63,6 +63,18 @@ def autocorrelations(columns: np.ndarray, max_lag: int, compact: bool = False) -
     return correlation
 
 
+def bartlett_inflation(correlation: np.ndarray) -> np.ndarray:
+    """Per column of ``autocorrelations`` (lags ``0..L``): the factor by which serial correlation widens
+    the variance of a mean, ``1 + 2 sum_k (1 - k / (L + 1)) rho_k`` over every lag, never below 1.
+
+    >>> [float(v) for v in bartlett_inflation(np.array([[1.0, 1.0], [0.75, -0.9], [0.75, 0.0]]))]
+    [2.5, 1.0]
+    """
+    lags = np.arange(1, correlation.shape[0])[:, None]
+    weights = 1.0 - lags / float(correlation.shape[0])
+    return np.maximum(1.0, 1.0 + 2.0 * (weights * correlation[1:]).sum(axis=0))
+
+
 def first_lag_below(correlation: np.ndarray, threshold: float) -> np.ndarray:
     """Per column of ``autocorrelations``: the first lag below ``threshold`` (the largest lag if none)."""
     below = correlation[1:] < threshold
