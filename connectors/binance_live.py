@@ -8,9 +8,11 @@ Two parts:
   ids (counted and logged: Binance's historical-trades endpoint needs an API key), turns a broken
   socket (python-binance's error message) into a reconnect request instead of an exception, and
   dead-letters Binance's own error answers and malformed payloads while the stream goes on.
-* :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream; reconnects with
-  exponential backoff (1, 2, 4 ... capped at ``backoff_max_s``) when the socket errors or closes; a
-  watchdog reconnects when event time has not advanced for ``stall_s`` seconds; gaps in aggTrade ids
+* :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream (two on USD-M futures,
+  see :func:`socket_routes`); reconnects with exponential backoff (1, 2, 4 ... capped at
+  ``backoff_max_s``) when a socket errors or closes; a watchdog reconnects when event time has not
+  advanced for ``stall_s`` seconds, and says once a connection which subscribed stream has sent
+  nothing in that time (a stream on the wrong route is silent, not refused); gaps in aggTrade ids
   are filled from REST before the tick that revealed them, so the topic stays in id order; a backfill
   that fails is counted and dead-lettered with the ids that stay missing, and the stream goes on.
 
@@ -30,6 +32,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -163,19 +166,50 @@ class LiveConfig:
 WS_QUEUE_SIZE = 100_000  # parsed messages of about a kilobyte each: of the order of 100 MB if ever full
 
 
-async def _open_socket(config: LiveConfig, client):
+# USD-M futures streams by route. Since Binance's base-URL split (announced 2026-03-06, the unrouted
+# paths serving only the public class from 2026-04-23), wss://fstream.binance.com/public carries the
+# high-frequency streams (book tickers, depth and, as probed by others on the live exchange, raw
+# trades) and /market the rest (aggregate trades, klines, mark prices). A stream subscribed on the
+# other route is accepted and then never delivered, with no error; so is a /market stream on the
+# unrouted path that python-binance before 1.0.37 used. Spot and COIN-M keep one unrouted endpoint.
+USD_M_PUBLIC_STREAMS = ("bookTicker", "trade", "depth")
+
+
+def socket_routes(market: str, names: list[str]) -> list[tuple[str | None, list[str]]]:
+    """The sockets a market's stream names need: ``(route, names)`` each, the route the USD-M path
+    (``public`` or ``market``) or None for the unrouted endpoint of spot and COIN-M.
+
+    >>> socket_routes("futures", ["btcusdt@aggTrade", "btcusdt@bookTicker", "btcusdt@kline_1m"])
+    [('public', ['btcusdt@bookTicker']), ('market', ['btcusdt@aggTrade', 'btcusdt@kline_1m'])]
+    >>> socket_routes("spot", ["btcusdt@trade", "btcusdt@bookTicker"])
+    [(None, ['btcusdt@trade', 'btcusdt@bookTicker'])]
+    """
+    if market != "futures":
+        return [(None, list(names))]
+    public = [n for n in names if n.split("@", 1)[1].split("@")[0].startswith(USD_M_PUBLIC_STREAMS)]
+    routes = [("public", public), ("market", [n for n in names if n not in public])]
+    return [(route, group) for route, group in routes if group]
+
+
+async def _open_sockets(config: LiveConfig, client) -> list:
     from binance import BinanceSocketManager
     from binance.enums import FuturesType
 
     manager = BinanceSocketManager(client)
     if config.ws_url:
         manager.STREAM_URL = manager.FSTREAM_URL = manager.DSTREAM_URL = config.ws_url.rstrip("/") + "/"
-    names = stream_names(config.symbols, config.streams)
-    if config.market == "spot":
-        socket = manager.multiplex_socket(names)
-    else:
-        kind = FuturesType.COIN_M if config.market == "coin" else FuturesType.USD_M
-        socket = manager.futures_multiplex_socket(names, futures_type=kind)
+    sockets = []
+    for route, names in socket_routes(config.market, stream_names(config.symbols, config.streams)):
+        if config.market == "spot":
+            socket = manager.multiplex_socket(names)
+        else:
+            kind = FuturesType.COIN_M if config.market == "coin" else FuturesType.USD_M
+            socket = manager.futures_multiplex_socket(names, futures_type=kind, category=route)
+        sockets.append(_configured(socket))
+    return sockets
+
+
+def _configured(socket):
     # Reconnection is ours (backoff, watchdog, gap backfill). python-binance's own reconnect can race
     # with closing the socket (its read loop reconnects after being told to exit and never stops), so
     # it is switched off: a dropped connection ends the read loop and reports an error message.
@@ -188,6 +222,24 @@ async def _open_socket(config: LiveConfig, client):
     # back as gaps). The name changed across python-binance versions; both are set.
     socket.MAX_QUEUE_SIZE = socket.max_queue_size = WS_QUEUE_SIZE
     return socket
+
+
+async def _read_into(stream, queue: asyncio.Queue) -> None:
+    """One socket's messages into the queue the read loop takes from; an exception it raises goes there
+    too, so that a failing socket of several ends the connection as a single one's did."""
+    try:
+        while True:
+            await queue.put(await stream.recv())
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await queue.put(exc)
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, status=None) -> Counter:
@@ -250,16 +302,32 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                     break
             attempt += 1
             try:
-                socket = await _open_socket(config, client)
-                async with socket as stream:
-                    last_progress = time.monotonic()
+                async with contextlib.AsyncExitStack() as stack:
+                    queue: asyncio.Queue = asyncio.Queue(WS_QUEUE_SIZE)
+                    for socket in await _open_sockets(config, client):
+                        stream = await stack.enter_async_context(socket)
+                        stack.push_async_callback(_stop, asyncio.create_task(_read_into(stream, queue)))
+                    connected = last_progress = time.monotonic()
                     progressed_at_ms = handler.last_event_ms
+                    heard: set[str] = set()
+                    silence_checked = False
                     while not finished():
                         try:
-                            message = await asyncio.wait_for(stream.recv(), timeout=config.wake_s)
+                            message = await asyncio.wait_for(queue.get(), timeout=config.wake_s)
                         except TimeoutError:
                             message = None
+                        if isinstance(message, Exception):
+                            raise message
                         sink.waiting(0.0)  # a batching sink sends what has waited long enough
+                        if isinstance(message, dict) and isinstance(message.get("stream"), str):
+                            heard.add(message["stream"])
+                        if not silence_checked and time.monotonic() - connected > config.stall_s:
+                            silence_checked = True
+                            silent = [n for n in stream_names(config.symbols, config.streams) if n not in heard]
+                            if silent:
+                                handler.counts["silent_streams"] += len(silent)
+                                log.warning("no message in %.0f s on %s (a pair that does not trade, or a stream "
+                                            "that its endpoint does not serve)", config.stall_s, ", ".join(silent))
                         if message is not None:
                             out = handler.handle(message, int(time.time() * 1000))
                             if out.error:

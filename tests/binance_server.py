@@ -127,18 +127,39 @@ class BinanceREST:
         self.server.shutdown()
 
 
+# USD-M futures routes as Binance serves them since its base-URL split (2026-04-23): /public carries
+# book tickers, depth and raw trades, /market aggregate trades, klines and the rest, and a path without
+# a route only what /public does. A stream on the wrong route is accepted and never sent. Written out
+# here from Binance's notice and published probes of the live exchange, apart from the connector's own
+# table, which it checks.
+ROUTED_PUBLIC = ("bookTicker", "trade", "depth")
+
+
+def usd_m_route(message) -> str | None:
+    """The route that sends a scripted message: None for control words (every route), "market" for a
+    message with no stream (an error answer)."""
+    if isinstance(message, str):
+        return None
+    kind = message.get("stream", "@").split("@")[1]
+    return "public" if kind.startswith(ROUTED_PUBLIC) else "market"
+
+
 class BinanceWS:
     """A combined-stream websocket server that plays one script of messages per connection.
 
     Each script is a list of messages (dicts, sent as JSON) and control words: ``"close"`` drops the
     TCP connection without a close frame (half a second after the last message), ``"stall"`` keeps it
-    open and silent.
+    open and silent. With ``routed``, it routes as USD-M futures does: a connection to ``/public/...``
+    plays the next script's public messages, one to ``/market/...`` the next script's market messages,
+    one without a route the public messages only.
     """
 
-    def __init__(self, scripts: list[list]):
+    def __init__(self, scripts: list[list], routed: bool = False):
         import websockets
 
         self.scripts = list(scripts)
+        self.routed = {route: [[m for m in script if usd_m_route(m) in (None, "public" if route == "root" else route)]
+                               for script in scripts] for route in ("public", "market", "root")} if routed else {}
         self.connections = 0
         self.paths: list[str] = []
         self.loop = asyncio.new_event_loop()
@@ -146,8 +167,12 @@ class BinanceWS:
 
         async def serve(connection):
             self.connections += 1
-            self.paths.append(getattr(getattr(connection, "request", None), "path", ""))
-            script = self.scripts.pop(0) if self.scripts else ["stall"]
+            path = getattr(getattr(connection, "request", None), "path", "")
+            self.paths.append(path)
+            scripts = self.scripts
+            if self.routed:
+                scripts = self.routed[next((r for r in ("public", "market") if path.startswith(f"/{r}/")), "root")]
+            script = scripts.pop(0) if scripts else ["stall"]
             for item in script:
                 if item == "close":
                     await asyncio.sleep(0.5)  # let the client read what was sent, then drop the TCP connection

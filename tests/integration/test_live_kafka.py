@@ -1,8 +1,10 @@
 """`livelearn live` end to end: python-binance websockets -> ticks topic on the real broker.
 
-The websocket server plays the recorded futures capture over three connections: the first loses three
-SUSHIUSDT aggTrades and then drops the connection, the second answers with a Binance error message and then goes silent
-(the watchdog must reconnect), the third goes silent after its messages (the watchdog must reconnect). The lost trades come back over REST.
+The websocket server plays the recorded futures capture over three connections a route (USD-M book tickers
+on /public, aggregate trades and klines on /market, as Binance serves them since 2026-04-23): the first
+loses three SUSHIUSDT aggTrades and then drops the connection, the second answers with a Binance error
+message and then goes silent (the watchdog must reconnect), the third goes silent after its messages (the
+watchdog must reconnect). The lost trades come back over REST.
 With ``--batch 50`` the same ticks arrive in records of the tick-batches topic instead.
 """
 
@@ -30,7 +32,7 @@ def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipelin
     kept = [(i, m) for i, m in enumerate(messages) if i not in lost]
     first, second = [m for i, m in kept if i < 200], [m for i, m in kept if i >= 200]
     ws = BinanceWS([first + ["close"], [{"error": {"code": 3, "msg": "Invalid JSON"}, "id": None}],
-                    second + ["stall"]])
+                    second + ["stall"]], routed=True)
     rest = BinanceREST(klines={}, agg_trades={"SUSHIUSDT": [rest_agg_trade(m["data"]) for m in messages
                                                             if m["stream"] == "sushiusdt@aggTrade"]})
     env = {**pipeline_env, "LIVELEARN_BINANCE_WS_URL": ws.url, "LIVELEARN_BINANCE_REST_URL": rest.url,
@@ -48,8 +50,12 @@ def test_live_feed_reconnects_backfills_and_produces_every_recorded_tick(pipelin
     assert "socket_errors" in summary  # the dropped connection
     assert "exchange_errors 1" in summary  # Binance's error message: dead-lettered, the stream goes on
     assert "stalls " in summary  # silent connections: the watchdog reconnected
-    assert ws.connections >= 4  # first, error then silent, second then silent, and the watchdog's reconnect
-    assert "streams=sushiusdt@aggTrade/sushiusdt@kline_1m" in ws.paths[0]
+    # first, error then silent, second then silent, and the watchdog's reconnect: two connections each
+    assert ws.connections >= 8
+    assert {p.split("&")[0] for p in ws.paths[:2]} == {
+        "/market/stream?streams=sushiusdt@aggTrade/sushiusdt@kline_1m/akrousdt@aggTrade/akrousdt@kline_1m/"
+        "keepusdt@aggTrade/keepusdt@kline_1m/ctkusdt@aggTrade/ctkusdt@kline_1m",
+        "/public/stream?streams=sushiusdt@bookTicker/akrousdt@bookTicker/keepusdt@bookTicker/ctkusdt@bookTicker"}
     assert any("/fapi/v1/aggTrades" in r for r in rest.requests)
 
     expected_handler = LiveHandler()
@@ -155,7 +161,7 @@ def test_a_symbol_suffix_names_usd_m_perpetuals_apart_from_the_spot_pairs(pipeli
         rest.close()
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backfilled 1" in result.stdout
-    assert ws.paths[0].endswith("/stream?streams=sushiusdt@aggTrade"), ws.paths
+    assert ws.paths[0] == "/market/stream?streams=sushiusdt@aggTrade", ws.paths
     assert rest.requests and all("symbol=SUSHIUSDT&" in r or r.endswith("symbol=SUSHIUSDT") for r in rest.requests)
     assert refused.returncode == 2 and "must be an underscore and capital letters" in refused.stderr
     assert ws.connections == 1  # the refused run opened no socket

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from connectors.binance_live import LiveConfig, LiveHandler, run_live, stream_names
+from connectors.binance_live import LiveConfig, LiveHandler, run_live, socket_routes, stream_names
 from connectors.binance_rest import RateLimiter, download_agg_trades, fetch_agg_trades, make_client, parse_day
 from connectors.recorded import read_file
 from tests.binance_server import (
@@ -19,6 +19,7 @@ from tests.binance_server import (
     dump_rows,
     rest_agg_trade,
     rest_kline,
+    usd_m_route,
 )
 from tests.conftest import DATA, livelearn
 
@@ -230,18 +231,20 @@ class SlowSink:
 
 def test_a_burst_and_a_failed_backfill_lose_no_tick_and_keep_the_connection():
     """The whole recorded futures capture (1,535 messages) sent at once to a consumer that takes 2 ms a
-    tick, one CTKUSDT aggTrade lost on the way, and REST refusing CTKUSDT (Binance's "Invalid symbol").
-    python-binance's read loop used to drop a message and end the connection once 100 waited, losing
-    the rest of the burst; and a REST backfill that failed raised out of the read loop, dropping the
-    tick that revealed the gap. Now every other tick arrives over the one connection, and the gap is
-    counted and dead-lettered with the ids that stay missing."""
+    tick, one CTKUSDT aggTrade lost on the way, and REST refusing CTKUSDT (Binance's "Invalid symbol"),
+    from a server that routes USD-M streams as Binance does since 2026-04-23 (book tickers on /public,
+    aggregate trades and klines on /market). python-binance's read loop used to drop a message and end
+    the connection once 100 waited, losing the rest of the burst; a REST backfill that failed raised
+    out of the read loop, dropping the tick that revealed the gap; and one socket on /market received
+    no book ticker at all. Now every other tick arrives, each stream in its order, over one connection
+    a route, and the gap is counted and dead-lettered with the ids that stay missing."""
     messages = capture_messages(CAPTURE)
     ctk = [i for i, m in enumerate(messages) if m["stream"] == "ctkusdt@aggTrade"]
     lost = messages[ctk[3]]["data"]["a"]
     sent = [m for i, m in enumerate(messages) if i != ctk[3]]
     expected_handler = LiveHandler()
     expected = [t for m in sent for t in expected_handler.handle(m, 0).ticks]
-    ws = BinanceWS([sent])
+    ws = BinanceWS([sent], routed=True)
     rest = BinanceREST(klines={}, agg_trades={})
     sink = SlowSink()
     config = LiveConfig(symbols=["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"],
@@ -252,15 +255,57 @@ def test_a_burst_and_a_failed_backfill_lose_no_tick_and_keep_the_connection():
     finally:
         ws.close()
         rest.close()
-    assert ws.connections == 1 and counts["socket_errors"] == 0 and counts["reconnects"] == 0
+    assert ws.connections == 2 and counts["socket_errors"] == 0 and counts["reconnects"] == 0
+    assert sorted(path.split("?")[0] for path in ws.paths) == ["/market/stream", "/public/stream"]
     assert len(sink.sent) == len(expected)
-    assert [(t["symbol"], t["kind"], t.get("sequence_id"), t["event_time_ms"]) for t in sink.sent] == [
-        (t["symbol"], t["kind"], t.get("sequence_id"), t["event_time_ms"]) for t in expected]
+
+    def by_stream(ticks):  # two connections: each stream keeps its order, the streams interleave as they come
+        streams: dict = {}
+        for t in ticks:
+            streams.setdefault((t["symbol"], t["kind"]), []).append((t.get("sequence_id"), t["event_time_ms"]))
+        return streams
+    assert by_stream(sink.sent) == by_stream(expected)
+    assert {t["kind"] for t in sink.sent} == {"AGG_TRADE", "BOOK_TICKER", "KLINE"}
     assert counts["gaps"] == 1 and counts["backfill_failed"] == 1
     assert any("/fapi/v1/aggTrades" in r and "CTKUSDT" in r for r in rest.requests)
     [(code, reason)] = sink.rejects
     assert code == "backfill_failed" and f"aggTrade ids {lost}..{lost} of CTKUSDT missing" in reason
     assert "Invalid symbol" in reason
+
+
+def test_usd_m_streams_go_to_the_route_that_serves_them_and_other_markets_keep_one_socket():
+    names = stream_names(["BTCUSDT", "ETHUSDT"], ["trade", "aggTrade", "kline_1m", "bookTicker"])
+    assert socket_routes("futures", names) == [
+        ("public", ["btcusdt@trade", "btcusdt@bookTicker", "ethusdt@trade", "ethusdt@bookTicker"]),
+        ("market", ["btcusdt@aggTrade", "btcusdt@kline_1m", "ethusdt@aggTrade", "ethusdt@kline_1m"])]
+    assert socket_routes("futures", ["btcusdt@aggTrade"]) == [("market", ["btcusdt@aggTrade"])]
+    assert socket_routes("coin", ["btcusd_perp@aggTrade", "btcusd_perp@bookTicker"]) == [
+        (None, ["btcusd_perp@aggTrade", "btcusd_perp@bookTicker"])]
+    # The test server's routes are written out apart from the connector's table: they agree.
+    for route, group in socket_routes("futures", names):
+        assert {usd_m_route({"stream": name}) for name in group} == {route}
+
+
+def test_a_stream_that_sends_nothing_is_named_once_a_connection():
+    """A stream on a route that does not serve it is accepted and silent, as is a pair that does not
+    trade: neither raises, so the connector says which subscribed streams sent nothing in the first
+    ``stall_s`` seconds of a connection (here ETHUSDT's, which the script does not have)."""
+    sushi = [m for m in capture_messages(CAPTURE) if m["stream"] in ("sushiusdt@aggTrade", "sushiusdt@bookTicker")]
+    ws = BinanceWS([sushi], routed=True)
+    config = LiveConfig(symbols=["SUSHIUSDT", "ETHUSDT"], streams=["aggTrade", "bookTicker"], market="futures",
+                        ws_url=ws.url, rest_url="http://127.0.0.1:9", stall_s=1.0, max_runtime_s=2.5)
+    sink = SlowSink()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            warnings: list[str] = []
+            patch.setattr("connectors.binance_live.log.warning", lambda text, *a: warnings.append(text % a))
+            counts = asyncio.run(run_live(config, sink))
+    finally:
+        ws.close()
+    silent = [w for w in warnings if w.startswith("no message in 1 s on")]
+    assert silent and "ethusdt@aggTrade, ethusdt@bookTicker (" in silent[0] and "sushiusdt" not in silent[0]
+    assert counts["silent_streams"] >= 2 and {t["symbol"] for t in sink.sent} == {"SUSHIUSDT"}
+    assert {t["kind"] for t in sink.sent} == {"AGG_TRADE", "BOOK_TICKER"}
 
 
 def test_live_handler_on_the_recorded_spot_trades_counts_trade_id_gaps():
