@@ -184,6 +184,37 @@ def test_live_handler_on_the_recorded_futures_capture():
     assert handler.counts["skipped"] > 0  # depth updates and open klines are not ticks
 
 
+# Frames of wss://fstream.binance.com/market recorded byte for byte on 2026-08-08, after the route
+# split: aggregate trades carry two fields more than the shipped capture's (``nq``, ``st``). Published
+# as recorded frames in a public cryptofeed test of the USD-M base paths (not shipped in ../shared).
+RECORDED_2026 = (
+    '{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1786171884624,"a":3404749954,"s":"BTCUSDT",'
+    '"p":"64990.90","q":"0.002","nq":"0.002","f":7960913511,"l":7960913511,"T":1786171884471,"m":true,"st":1}}',
+    '{"stream":"btcusdt@markPrice","data":{"e":"markPriceUpdate","E":1786171884000,"s":"BTCUSDT",'
+    '"p":"64991.37858696","ap":"64991.37858696","P":"64980.01344384","i":"65016.05673913","r":"0.00003936",'
+    '"T":1786176000000,"st":1}}',
+    '{"stream":"btcusdt@kline_1m","data":{"e":"kline","E":1786173360960,"s":"BTCUSDT","k":{"t":1786173300000, '
+    '"T":1786173359999, "s":"BTCUSDT", "i":"1m", "f":7960920076, "L":7960920277, "o":"64970.80", "c":"64969.40", '
+    '"h":"64970.90", "l":"64969.40", "v":"9.090", "n":194, "x":true, "q":"590577.96880", "V":"3.460", '
+    '"Q":"224795.09440", "B":"0"}}}',
+    '{"stream":"stgusdt@forceOrder","data":{"e":"forceOrder","E":1786172557615,"o":{"s":"STGUSDT","S":"SELL",'
+    '"o":"LIMIT","f":"IOC","q":"5","p":"0.1336000","ap":"0.1355000","X":"FILLED","l":"5","z":"5",'
+    '"T":1786172556607,"ps":"STGUSDT","st":1}}}',
+)
+
+
+def test_live_handler_on_usd_m_frames_recorded_after_the_route_split():
+    handler = LiveHandler()
+    outs = [handler.handle(json.loads(frame), 0) for frame in RECORDED_2026]
+    assert [o.rejected for o in outs] == [None] * 4 and handler.counts["skipped"] == 2  # mark price, liquidation
+    agg, kline = outs[0].ticks[0], outs[2].ticks[0]
+    assert (agg["kind"], agg["sequence_id"], agg["price"], agg["quantity"], agg["event_time_ms"]) == (
+        "AGG_TRADE", 3404749954, 64990.9, 0.002, 1786171884471)
+    assert agg["is_buyer_maker"] is True
+    assert (kline["kind"], kline["price"], kline["high"], kline["quantity"], kline["taker_buy_volume"],
+            kline["trade_count"], kline["event_time_ms"]) == ("KLINE", 64969.4, 64970.9, 9.09, 3.46, 194, 1786173359999)
+
+
 def test_live_handler_finds_gaps_drops_duplicates_and_survives_errors():
     handler = LiveHandler()
     messages = [m for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"]
