@@ -17,7 +17,7 @@ from typing import Any
 from agents.metrics import Metrics
 from agents.settings import Settings
 from agents.topics import FLOW, INPUT_STAGES
-from connectors.producer import make_producer
+from connectors.producer import kafka_timestamp, make_producer
 from schemas.codec import make_codec
 from schemas.records import dead_letter
 from streams.drift import BASIS_CONFIG, DriftConfig
@@ -338,7 +338,7 @@ class Runtime:
         producer = self.producer_for(partition)
         try:
             producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
-                             timestamp=timestamp_ms or 0, on_delivery=self._on_delivery)
+                             timestamp=kafka_timestamp(timestamp_ms), on_delivery=self._on_delivery)
         except BufferError:
             producer.poll(0.01)
             return False

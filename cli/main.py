@@ -8,6 +8,7 @@ import sys
 
 from agents.settings import Settings, settings_table
 from cli.errors import CliError, require_broker, require_transaction_timeout
+from connectors.producer import DeliveryFailed
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"livelearn: {exc}", file=sys.stderr)
         return exc.code
+    except DeliveryFailed as exc:
+        print(f"livelearn: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:
         print(f"livelearn: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from connectors.producer import make_producer
+from connectors.producer import DeliveryFailed, kafka_timestamp, make_producer
 from schemas.codec import make_codec
 from schemas.records import dead_letter
 
@@ -36,7 +36,7 @@ class KafkaSink:
     def _produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int) -> None:
         while True:
             try:
-                self.producer.produce(topic, key=key, value=value, timestamp=timestamp_ms,
+                self.producer.produce(topic, key=key, value=value, timestamp=kafka_timestamp(timestamp_ms),
                                       on_delivery=self._on_delivery)
                 break
             except BufferError:
@@ -63,6 +63,6 @@ class KafkaSink:
     def flush(self, timeout: float = 60.0) -> None:
         remaining = self.producer.flush(timeout)
         if remaining:
-            raise RuntimeError(f"{remaining} records were not delivered within {timeout:.0f} s")
+            raise DeliveryFailed(f"{remaining} records were not delivered within {timeout:.0f} s")
         if self.delivery_errors:
-            raise RuntimeError(f"{len(self.delivery_errors)} records failed delivery: {self.delivery_errors[0]}")
+            raise DeliveryFailed(f"{len(self.delivery_errors)} records failed delivery: {self.delivery_errors[0]}")

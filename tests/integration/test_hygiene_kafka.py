@@ -131,3 +131,36 @@ def test_a_worker_with_a_reorder_window_applies_displaced_ticks_in_order(worker_
     # The last ticks are let out once the input has been quiet for the window's length of wall time.
     got = decoded(env, "predictions", "prediction", expect=N)
     assert [{k: v for k, v in r.items() if k != "latency_ms"} for r in got] == expected
+
+
+def test_a_tick_stamped_far_ahead_costs_no_other_tick_where_the_broker_refuses_future_timestamps(pipeline_env):
+    """Kafka 4's brokers refuse a record stamped more than an hour ahead of their clock
+    (``log.message.timestamp.after.max.ms``), and with it the whole batch it travels in: against a
+    4.1.1 broker one tick stamped 2099 cost `produce` every one of the 706 ticks of the test above, and
+    a traceback. The test broker is given the same limit on this run's ticks topic. Now such a tick is
+    stamped with the producer's clock instead of its event time, its value unchanged (the worker's gate
+    dead-letters it as ``future_event``), and every tick arrives; the others keep their event times."""
+    import time
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    env = {**pipeline_env, **SETTINGS}
+    bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + "ticks"
+    partitions = Settings.from_env(env).kafka.partitions
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1,
+                                  config={"message.timestamp.after.max.ms": "3600000"})])[topic].result(30)
+    clean = [line_of(item.tick) for item in read_file(KLINES)[:50]]
+    future = line_of({**parse_tick(clean[10].encode()), "event_time_ms": 4_081_000_000_000})
+    started_ms = time.time() * 1000
+    result = livelearn("produce", "ticks", env=env, input="\n".join(clean[:11] + [future] + clean[11:]) + "\n",
+                       timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    codec = AvroCodec.for_topic_schema("tick")
+    stamped = [(codec.decode(m.value())["event_time_ms"], m.timestamp()[1])
+               for m in read_topic(bootstrap, topic, expect=51, timeout=60)]
+    assert len(stamped) == 51
+    assert all(event == kafka for event, kafka in stamped if event != 4_081_000_000_000)
+    [(_, kafka)] = [s for s in stamped if s[0] == 4_081_000_000_000]
+    assert started_ms - 1000 <= kafka <= time.time() * 1000 + 1000
