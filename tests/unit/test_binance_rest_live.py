@@ -233,6 +233,13 @@ def test_live_handler_finds_gaps_drops_duplicates_and_survives_errors():
     assert broken.rejected[0] == "malformed_payload" and "'p'" in broken.rejected[1]
     assert handler.counts["gaps"] == 1 and handler.counts["duplicates"] == 1 and handler.counts["socket_errors"] == 1
     assert handler.counts["exchange_errors"] == 1
+    # Binance's shutdown notice, in the shapes its documentation gives (streams; WebSocket API's "event"),
+    # bare or in the combined stream's wrapper: a reconnect, not a dead letter.
+    for notice in ({"e": "serverShutdown", "E": 1770123456789}, {"event": {"e": "serverShutdown", "E": 1770123456789}},
+                   {"stream": "btcusdt@trade", "data": {"e": "serverShutdown", "E": 1770123456789}}):
+        out = handler.handle(notice, 0)
+        assert out.error.startswith("serverShutdown at 1770123456789") and out.rejected is None and not out.ticks
+    assert handler.counts["server_shutdowns"] == 3 and handler.counts["socket_errors"] == 1
 
 
 class SlowSink:
