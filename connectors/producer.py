@@ -15,8 +15,9 @@ PARTITIONER = "murmur2_random"
 # clock. Kafka 4's brokers refuse a batch holding a record stamped over log.message.timestamp.after.max.ms
 # ahead of theirs (an hour by default; unlimited before 4.0) with INVALID_TIMESTAMP, so one tick stamped
 # 2099 cost `produce` the 700 good ticks beside it (tests/integration/test_hygiene_kafka.py against a
-# 4.1.1 broker). Such a tick is still sent, its value unchanged: the worker's gate dead-letters it as
-# future_event. A minute keeps live ticks from a slightly fast exchange clock on their event time.
+# 4.1.1 broker). Such a tick is still sent, its value unchanged; the worker's gate dead-letters one more
+# than LIVELEARN_GATE_CLOCK_AHEAD_MS ahead as future_event. A minute keeps live ticks from a slightly
+# fast exchange clock on their event time.
 FUTURE_STAMP_MS = 60_000
 # A checkpoint holds every model of a partition's symbols; allow it to outgrow Kafka's 1 MB default.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
