@@ -197,7 +197,7 @@ def socket_routes(market: str, names: list[str]) -> list[tuple[str | None, list[
     return [(route, group) for route, group in routes if group]
 
 
-async def _open_sockets(config: LiveConfig, client) -> list:
+async def _open_sockets(config: LiveConfig, client, names: list[str]) -> list:
     from binance import BinanceSocketManager
     from binance.enums import FuturesType
 
@@ -205,12 +205,12 @@ async def _open_sockets(config: LiveConfig, client) -> list:
     if config.ws_url:
         manager.STREAM_URL = manager.FSTREAM_URL = manager.DSTREAM_URL = config.ws_url.rstrip("/") + "/"
     sockets = []
-    for route, names in socket_routes(config.market, stream_names(config.symbols, config.streams)):
+    for route, routed in socket_routes(config.market, names):
         if config.market == "spot":
-            socket = manager.multiplex_socket(names)
+            socket = manager.multiplex_socket(routed)
         else:
             kind = FuturesType.COIN_M if config.market == "coin" else FuturesType.USD_M
-            socket = manager.futures_multiplex_socket(names, futures_type=kind, category=route)
+            socket = manager.futures_multiplex_socket(routed, futures_type=kind, category=route)
         sockets.append(_configured(socket))
     return sockets
 
@@ -258,6 +258,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
     handler = LiveHandler()
     rest = RateLimiter(make_client(config.rest_url), log=log.warning)
     client = AsyncClient()
+    names = stream_names(config.symbols, config.streams)
     started = time.monotonic()
     attempt = 0
     loop = asyncio.get_running_loop()
@@ -310,7 +311,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     queue: asyncio.Queue = asyncio.Queue(WS_QUEUE_SIZE)
-                    for socket in await _open_sockets(config, client):
+                    for socket in await _open_sockets(config, client, names):
                         stream = await stack.enter_async_context(socket)
                         stack.push_async_callback(_stop, asyncio.create_task(_read_into(stream, queue)))
                     connected = last_progress = time.monotonic()
@@ -329,7 +330,7 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                             heard.add(message["stream"])
                         if not silence_checked and time.monotonic() - connected > config.stall_s:
                             silence_checked = True
-                            silent = [n for n in stream_names(config.symbols, config.streams) if n not in heard]
+                            silent = [n for n in names if n not in heard]
                             if silent:
                                 handler.counts["silent_streams"] += len(silent)
                                 log.warning("no message in %.0f s on %s (a pair that does not trade, or a stream "
