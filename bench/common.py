@@ -100,9 +100,14 @@ def real_data(paths: list[str] | None = None) -> RealData:
     if not paths:
         return RealData(tuple(sorted((SHARED / "binance" / "klines").rglob("*.zip"))),
                         tuple(sorted(p for p in (SHARED / "binance" / "ws").iterdir() if p.is_file())))
-    from connectors.recorded import input_files
+    from connectors.recorded import derived_prices, input_files
 
-    files = input_files(paths)
+    files = []
+    for path in input_files(paths):
+        if derived_prices(path):
+            print(f"{path}: {derived_prices(path)}, not its trades: left out", flush=True)
+        else:
+            files.append(path)
     klines: list[Path] = [path for path in files if KLINE_DUMP.fullmatch(path.name) and holds_ticks(path)]
     given = {(market_of(path), path.name.split(".")[0]) for path in klines}
     folders: dict[str, Path] = {}  # a market -> the folder the days split out of its files are written to

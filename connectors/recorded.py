@@ -244,6 +244,33 @@ def market_folder(path: Path | str) -> str | None:
     return next((part for part in reversed(Path(path).parent.parts) if part in MARKET_FOLDERS), None)
 
 
+# data.binance.vision's futures kline dumps of prices no trade was made at. Their files are named as the
+# pair's traded klines are (futures/um/daily/markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-02-29.zip) and
+# hold the same twelve columns with volumes 0, so only the folder tells them apart; read with the
+# trades, the index price's minutes came first and the traded klines of those minutes were refused.
+DERIVED_PRICE_KINDS = {"markpriceklines": "mark price", "indexpriceklines": "index price",
+                       "premiumindexklines": "premium index"}
+
+
+def derived_prices(path: Path | str) -> str | None:
+    """What a dump of data.binance.vision's mark-price, index-price or premium-index klines holds (told
+    by its folder, or by its name where a script kept the kind in it), else None.
+
+    >>> derived_prices("data/futures/um/daily/indexPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-02-29.zip")
+    "BTCUSDT's index price"
+    >>> derived_prices("dl/BTCUSDT-premiumIndexKlines-1m-2024-02.zip")
+    "BTCUSDT's premium index"
+    >>> derived_prices("data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-02-29.zip") is None
+    True
+    """
+    path = Path(path)
+    for part in (*path.parent.parts, *path.name.split("-")):
+        kind = DERIVED_PRICE_KINDS.get(part.lower())
+        if kind:
+            return f"{symbol_from_name(path)}'s {kind}"
+    return None
+
+
 def two_markets(paths: Iterable[Path | str], symbol: str | None = None) -> str | None:
     """Why ``paths`` cannot be replayed into one topic when two of them hold one pair name of two
     markets (data.binance.vision's spot and USD-M futures dumps both name BTCUSDT; the market is the

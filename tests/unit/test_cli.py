@@ -312,3 +312,31 @@ def test_replay_refuses_one_pair_name_of_two_markets_before_sending_anything(tmp
     assert "hold BTCUSDT of two markets (spot, um)" in result.stderr
     assert "Replay each market on its own" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_mirror_trees_mark_and_index_price_klines_are_not_taken_for_trades(tmp_path):
+    """data.binance.vision names a pair's index-price klines as its traded klines; only the folder
+    differs. In one tree with the trades the index price sorted first, so a replay published it and
+    refused every traded kline of the day as a conflicting tick. A folder's are left out with a line; one
+    named alone is read only with --format."""
+    import json
+    import shutil
+
+    day = ROOT / "data/binance/klines/um/BTCUSDT-1m-2022-09-05.zip"
+    trades = tmp_path / "futures/um/daily/klines/BTCUSDT/1m" / day.name
+    index = tmp_path / "futures/um/daily/indexPriceKlines/BTCUSDT/1m" / day.name
+    for path in (trades, index):
+        path.parent.mkdir(parents=True)
+        shutil.copy(day, path)
+    result = livelearn("evaluate", "--quiet", "--json", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)) == [str(trades)]
+    assert f"{index}: BTCUSDT's index price, not its trades: left out" in result.stderr
+
+    alone = livelearn("evaluate", "--quiet", str(index))
+    assert alone.returncode == 1 and "BTCUSDT's index price, not its trades: not read" in alone.stderr
+    assert livelearn("evaluate", "--quiet", "--format", "klines", str(index)).returncode == 0
+
+    from bench.common import real_data
+
+    assert real_data([str(tmp_path)]).klines == (trades,)
