@@ -288,3 +288,25 @@ def test_volatility_memory_finds_an_aged_reference_too_narrow_only_where_volatil
     assert all(0.5 < r < 1.5 for r in ratios["constant"].values()), ratios
     assert ratios["wandering"][2880] > 1.5 * ratios["wandering"][200], ratios
     assert ratios["wandering"][2880] > 1.5 * ratios["constant"][2880], ratios
+
+
+def test_the_cost_and_the_clustered_null_take_a_full_day_where_the_data_has_only_short_series(tmp_path, capsys,
+                                                                                               monkeypatch):
+    """bench/drift_real.py --data on hourly bars: the cost measured on 24 events put KSWIN at 1x the
+    channels (neither had a full window to test) and the clustered null's days were 24 events. The
+    first series, else the largest, else the shipped day, stands in, with a line saying so."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_real
+
+    day = ticks(KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip")
+    hourly = tmp_path / "BTCUSDT-1h-2020-01-01.csv"
+    hourly.write_text("".join(line + "\n" for line in day_text(KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip")
+                              .splitlines()[59::60]))
+    data = drift_real.RealData((hourly,), ())
+    assert drift_real.full_day(data, "cost") == day
+    assert "cost: BTCUSDT-1h-2020-01-01.csv has 24 ticks, fewer than a day of one-minute bars" in capsys.readouterr().out
+
+    full = tmp_path / "ETHUSDT-1m-2022-08-14.zip"
+    full.write_bytes((KLINES / "spot" / full.name).read_bytes())
+    assert drift_real.full_day(drift_real.RealData((hourly, full), ()), "cost") == ticks(full)
+    assert capsys.readouterr().out == ""
