@@ -75,7 +75,12 @@ def coin_margined(symbol: str) -> bool:
 
 
 def to_ms(value: int | float | str) -> int:
-    """Epoch time in ms from ms or µs (Binance spot dumps switched to µs in 2025)."""
+    """Epoch time in ms from ms or µs: Binance spot dumps switched to µs in 2025, and its streams send µs
+    where the connection asked for them (``timeUnit=MICROSECOND``), as recorders of its feed may.
+
+    >>> to_ms(1722902400123), to_ms(1722902400123456)
+    (1722902400123, 1722902400123)
+    """
     number = int(value)
     return number // 1000 if number > 10**14 else number
 
@@ -128,11 +133,11 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
     except KeyError:
         raise PayloadError("malformed_payload", "no symbol ('s')") from None
     if event == "trade":
-        return make_tick(symbol, "TRADE", int(data["T"]), _num(data, "p"), _num(data, "q"), source,
+        return make_tick(symbol, "TRADE", to_ms(data["T"]), _num(data, "p"), _num(data, "q"), source,
                          is_buyer_maker=bool(data["m"]), sequence_id=int(data["t"]),
                          receive_time_ms=receive_time_ms)
     if event == "aggTrade":
-        return make_tick(symbol, "AGG_TRADE", int(data["T"]), _num(data, "p"), _num(data, "q"), source,
+        return make_tick(symbol, "AGG_TRADE", to_ms(data["T"]), _num(data, "p"), _num(data, "q"), source,
                          is_buyer_maker=bool(data["m"]), sequence_id=int(data["a"]),
                          first_trade_id=int(data["f"]), last_trade_id=int(data["l"]),
                          receive_time_ms=receive_time_ms)
@@ -146,7 +151,7 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
             volume, quote, taker_buy = _num(k, "q"), None, _num(k, "Q")
         else:
             volume, quote, taker_buy = _num(k, "v"), _num(k, "q"), _num(k, "V")
-        return make_tick(symbol, "KLINE", int(k["T"]), _num(k, "c"), volume, source,
+        return make_tick(symbol, "KLINE", to_ms(k["T"]), _num(k, "c"), volume, source,
                          open=_num(k, "o"), high=_num(k, "h"), low=_num(k, "l"), quote_volume=quote,
                          taker_buy_volume=taker_buy, trade_count=int(k["n"]),
                          first_trade_id=int(k["f"]), last_trade_id=int(k["L"]),
@@ -158,7 +163,7 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
         if time_ms is None:
             raise PayloadError("malformed_payload", "spot book ticker without a receive time")
         bid, ask = _num(data, "b"), _num(data, "a")
-        return make_tick(symbol, "BOOK_TICKER", int(time_ms), 0.5 * (bid + ask), 0.0, source,
+        return make_tick(symbol, "BOOK_TICKER", to_ms(time_ms), 0.5 * (bid + ask), 0.0, source,
                          bid_price=bid, bid_qty=_num(data, "B"), ask_price=ask, ask_qty=_num(data, "A"),
                          sequence_id=int(data["u"]) if "u" in data else None, receive_time_ms=receive_time_ms)
     raise PayloadError("unknown_event", f"unknown event type {event!r}")

@@ -149,6 +149,27 @@ def test_microsecond_dump_times_become_milliseconds():
     assert tick["event_time_ms"] == 1735689659999
 
 
+def test_a_capture_of_streams_in_microseconds_gives_the_ticks_of_one_in_milliseconds():
+    """A connection that asked for ``timeUnit=MICROSECOND`` gets every time of its payloads in µs; the
+    ticks were stamped in the year 56,000 and the gate refused each as in the future. Every recorded
+    message of both captures, its times multiplied by 1,000, gives the tick it gave in ms."""
+    def in_microseconds(value):
+        if isinstance(value, dict):
+            return {k: v * 1000 if k in ("E", "T", "t") and isinstance(v, int) and v > 10**11 else in_microseconds(v)
+                    for k, v in value.items()}
+        return value
+
+    ticks = 0
+    for receive_ms, message in [*capture_lines("spot_btcusdt_20240808.gz"), *futures_messages()]:
+        try:
+            expected = normalise_ws(message, receive_ms)
+        except (Skipped, PayloadError):
+            continue
+        assert normalise_ws(in_microseconds(message), receive_ms) == expected
+        ticks += 1
+    assert ticks > 37_000
+
+
 def test_klines_spot_and_futures_dumps_read_1440_rows_each():
     for path in sorted(KLINES.rglob("*.zip")):
         items = read_file(path)
