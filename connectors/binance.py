@@ -53,6 +53,9 @@ NOT_TICK_EVENTS = frozenset({
     "compositeIndex", "contractInfo", "assetIndexUpdate", "listenKeyExpired", "outboundAccountPosition",
     "balanceUpdate", "executionReport", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "MARGIN_CALL",
     "ACCOUNT_CONFIG_UPDATE", "TRADE_LITE",
+    # Spot, 2026: block trades are negotiated off the book and carry ids of their own (not in the trade
+    # stream's sequence); reference prices are the exchange's price-range rule, not a trade.
+    "blockTrade", "referencePrice",
 })
 
 

@@ -136,7 +136,11 @@ def test_documented_events_that_are_no_ticks_are_skipped_not_rejected():
     mark = {"stream": "btcusdt@markPrice", "data": {"e": "markPriceUpdate", "E": 1562305380000, "s": "BTCUSDT",
                                                     "p": "11794.15", "i": "11784.62", "r": "0.00038167", "T": 1562306400000}}
     continuous = {"e": "continuous_kline", "E": 1607443058651, "ps": "BTCUSDT", "ct": "PERPETUAL", "k": {}}
-    for message in (mark, continuous, {"e": "forceOrder", "E": 1568014460893, "o": {"s": "BTCUSDT"}}):
+    # Spot's block trades and reference prices (2026), as its stream documentation gives them.
+    block = {"stream": "bnbbtc@blockTrade", "data": {"e": "blockTrade", "E": 1772506983582, "s": "BNBBTC", "t": 582,
+                                                     "p": "0.052", "q": "5838", "T": 1772506983321, "m": True}}
+    reference = {"e": "referencePrice", "s": "BAZUSD", "r": "1.00", "t": 1770313263917}
+    for message in (mark, continuous, {"e": "forceOrder", "E": 1568014460893, "o": {"s": "BTCUSDT"}}, block, reference):
         with pytest.raises(Skipped):
             normalise_ws(message, 1)
 
