@@ -346,8 +346,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("replay-dataset",
-                       help="a labelled dataset (phishing, bananas or a CSV) onto the external-features topic, label delayed")
-    p.add_argument("source", help="phishing, bananas (River's bundled datasets) or a CSV file with a header")
+                       help="a labelled dataset (phishing, bananas, a CSV or an ARFF file) onto the external-features topic, label delayed")
+    p.add_argument("source", help="phishing, bananas (River's bundled datasets), a CSV file with a header, or an ARFF file (MOA's datasets)")
     p.add_argument("--target", help="label column of a CSV (default: the last column)")
     p.add_argument("--positive", help="value of the label column that means class 1 (default 1/true/up)")
     p.add_argument("--symbol", help="key of the stream (default: the dataset name in capitals)")

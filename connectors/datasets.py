@@ -1,4 +1,4 @@
-"""Labelled datasets as feature vectors: River's bundled datasets or a CSV, straight onto the external-features topic.
+"""Labelled datasets as feature vectors: River's bundled datasets, a CSV or an ARFF file, straight onto the external-features topic.
 
 This is how the pipeline is checked against River's reference evaluation: each row becomes a Features
 record carrying its label; the predict agent predicts on it and learns it ``horizon_ticks`` rows later,
@@ -49,7 +49,7 @@ def check_source(source: str) -> Path:
     path = Path(source)
     if source.lower() not in RIVER_DATASETS and not path.is_file():
         what = "a folder, not a CSV file" if path.is_dir() else "no such file"
-        raise FileNotFoundError(f"no dataset {source!r} ({what}): give a CSV path or one of {', '.join(RIVER_DATASETS)}")
+        raise FileNotFoundError(f"no dataset {source!r} ({what}): give a CSV or ARFF path or one of {', '.join(RIVER_DATASETS)}")
     return path
 
 
@@ -63,7 +63,8 @@ def _rows(source: str, target: str | None) -> Iterator[tuple[dict[str, Any], Any
         return
     path = check_source(source)
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
+        names = _arff_header(handle)
+        reader = csv.DictReader(handle, fieldnames=names, skipinitialspace=names is not None)
         if not reader.fieldnames:
             raise RowError(f"{path} has no header row")
         label_column = target or reader.fieldnames[-1]
@@ -72,6 +73,39 @@ def _rows(source: str, target: str | None) -> Iterator[tuple[dict[str, Any], Any
         for row in reader:
             y = row.pop(label_column)
             yield row, y, ",".join(f"{k}={v}" for k, v in row.items()).encode()
+
+
+def _arff_header(handle) -> list[str] | None:
+    """The attribute names of an ARFF file (MOA's and CapyMOA's stream datasets come as ARFF), with the
+    handle left at its first data row; None, with the handle rewound, for a CSV file. Nominal values
+    are read as they are written (``{UP,DOWN}`` labels as the CSV's are; a nominal feature that is no
+    number rejects its rows as a CSV's text column does).
+
+    >>> import io
+    >>> text = io.StringIO("% Elec2\\n@RELATION elec\\n@ATTRIBUTE 'nsw price' NUMERIC\\n"
+    ...                    "@attribute class {UP,DOWN}\\n\\n@DATA\\n0.05, UP\\n")
+    >>> _arff_header(text), text.readline()
+    (['nsw price', 'class'], '0.05, UP\\n')
+    """
+    first = ""
+    for first in handle:
+        if first.strip() and not first.lstrip().startswith("%"):
+            break
+    if not first.lstrip().lower().startswith("@relation"):
+        handle.seek(0)
+        return None
+    names: list[str] = []
+    for line in handle:
+        text = line.strip()
+        if text.lower().startswith("@attribute"):
+            rest = text[len("@attribute"):].strip()
+            quote = rest[:1] if rest[:1] in "'\"" else ""
+            names.append(rest[1:rest.index(quote, 1)] if quote else rest.split()[0])
+        elif text.lower().startswith("@data"):
+            break
+    if not names:
+        raise RowError(f"{getattr(handle, 'name', 'the file')}: an ARFF header without @attribute lines")
+    return names
 
 
 def dataset_name(source: str) -> str:

@@ -389,6 +389,24 @@ def test_a_dataset_written_with_a_byte_order_mark_names_its_first_column_plainly
     assert "date" not in vector["values"]
 
 
+def test_an_arff_dataset_gives_the_vectors_of_the_same_rows_as_a_csv(tmp_path):
+    """MOA's and CapyMOA's stream datasets come as ARFF; its header was read as rows, each refused as a
+    label that is not binary. The Elec2 sample written as ARFF (comments, a quoted attribute name,
+    nominal UP/DOWN classes, spaces after commas) gives the CSV's vectors and labels."""
+    lines = (DATA / "drift" / "elec2_tiny_capymoa.csv").read_text().splitlines()
+    header, rows = lines[0].split(","), [line.split(",") for line in lines[1:]]
+    attributes = [f"@attribute '{name}' numeric" if name == "period" else f"@ATTRIBUTE {name} REAL"
+                  for name in header[:-1]]
+    arff = tmp_path / "elec2.arff"
+    arff.write_text("\n".join(["% Elec2, first 2,000 rows", "@relation elec2", "", *attributes,
+                               "@attribute class {UP,DOWN}", "", "@data",
+                               *(", ".join([*r[:-1], "UP" if r[-1] == "1" else "DOWN"]) for r in rows)]) + "\n")
+    csv_rows = list(labelled_vectors(str(DATA / "drift" / "elec2_tiny_capymoa.csv")))
+    arff_rows = list(labelled_vectors(str(arff)))
+    assert len(arff_rows) == len(csv_rows) == 2000 and all(reason is None for _, reason, _ in arff_rows)
+    assert [(v["values"], v["label"]) for v, _, _ in arff_rows] == [(v["values"], v["label"]) for v, _, _ in csv_rows]
+
+
 def test_a_monotone_dataset_column_is_left_out_of_drift_tests(tmp_path, caplog):
     path = elec2_with_date(tmp_path)
     with caplog.at_level("WARNING", logger="livelearn.drift"):
