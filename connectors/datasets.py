@@ -135,11 +135,19 @@ def labelled_vectors(source: str, target: str | None = None, symbol: str | None 
             bad = [name for name, value in values.items() if not math.isfinite(value)]
             if bad:
                 raise RowError(f"row {number}: non-finite {', '.join(bad)}")
-            if y is None or y == "":
+            if y is None or y in ("", "?"):  # ARFF writes a missing value as ?
                 raise RowError(f"row {number}: no label")
-            label = _label(y, positive)
         except (TypeError, ValueError) as exc:
             yield None, f"row {number}: {exc}" if not str(exc).startswith("row ") else str(exc), raw
+            continue
+        try:
+            label = _label(y, positive)
+        except RowError as exc:
+            if index == 0:
+                # A multi-class dataset's every row would be refused, a dead letter and a line each: the
+                # first label read is the dataset's mistake, not one row's.
+                raise RowError(f"row {number}: {exc}; no vector was sent") from None
+            yield None, f"row {number}: {exc}", raw
             continue
         if feature_set is None:
             names = ",".join(values)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from river import metrics
 
-from connectors.datasets import labelled_vectors
+from connectors.datasets import RowError, labelled_vectors
 from streams.ensemble import Regimes, Variant
 from streams.issued import IssuedPredictions
 from streams.learning import LearnerConfig, SymbolLearner, UnknownPrediction
@@ -310,6 +310,14 @@ def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
     reasons = [reason for r, reason, _ in out if r is None]
     assert "row 2" in reasons[0] and "row 3: no label" in reasons[1] and "not binary" in reasons[2]
     assert [r["tick_index"] for r, _, _ in out if r] == [1, 2]
+
+    # A multi-class dataset: its first label ends the run with one error, instead of a dead letter and
+    # a line for each of its rows.
+    path.write_text("a,b,y\n1,x,0\n1,2,3\n1,2,1\n")
+    rows = labelled_vectors(str(path))
+    assert next(rows)[1].startswith("row 1: could not convert")
+    with pytest.raises(RowError, match="row 2: label '3' is not binary; name the positive class .*; no vector was sent"):
+        next(rows)
 
 
 def test_return_mae_uses_the_implied_return_and_the_recent_typical_move():
