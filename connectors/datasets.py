@@ -108,6 +108,30 @@ def _arff_header(handle) -> list[str] | None:
     return names
 
 
+def _numeric_columns(x: dict[str, Any], dropped: set[str], number: int) -> None:
+    """Until a row is sent, a feature that is no number is the dataset's (a text column, as Airlines'
+    carrier codes), not one row's: every row would be refused, a dead letter and a line each.
+
+    >>> _numeric_columns({"a": "1.5", "carrier": "CO"}, set(), 1)
+    Traceback (most recent call last):
+    ...
+    connectors.datasets.RowError: row 1: column carrier is not a number ('CO'): leave it out with --drop carrier; no vector was sent
+    """
+    text = {name: value for name, value in x.items() if name not in dropped and not _is_number(value)}
+    if text and all(value not in ("", "?") for value in text.values()):
+        names = ",".join(text)
+        shown = ", ".join(f"{name} is not a number ({value!r})" for name, value in text.items())
+        raise RowError(f"row {number}: column {shown}: leave it out with --drop {names}; no vector was sent")
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def dataset_name(source: str) -> str:
     return source.lower() if source.lower() in RIVER_DATASETS else Path(source).stem
 
@@ -130,6 +154,8 @@ def labelled_vectors(source: str, target: str | None = None, symbol: str | None 
         if number == 1 and dropped - set(x):
             raise RowError(f"--drop: no column {', '.join(sorted(dropped - set(x)))} in {source} "
                            f"(columns: {', '.join(x)})")
+        if index == 0:
+            _numeric_columns(x, dropped, number)
         try:
             values = {name: float(value) for name, value in x.items() if name not in dropped}
             bad = [name for name, value in values.items() if not math.isfinite(value)]

@@ -313,11 +313,16 @@ def test_dataset_rows_without_a_label_or_with_bad_values_are_rejected(tmp_path):
 
     # A multi-class dataset: its first label ends the run with one error, instead of a dead letter and
     # a line for each of its rows.
-    path.write_text("a,b,y\n1,x,0\n1,2,3\n1,2,1\n")
+    path.write_text("a,b,y\n1,,0\n1,2,3\n1,2,1\n")
     rows = labelled_vectors(str(path))
     assert next(rows)[1].startswith("row 1: could not convert")
     with pytest.raises(RowError, match="row 2: label '3' is not binary; name the positive class .*; no vector was sent"):
         next(rows)
+    # A text column (a carrier's code): one error naming it, before any vector; --drop leaves it out.
+    path.write_text("a,carrier,y\n1,CO,0\n2,US,1\n")
+    with pytest.raises(RowError, match=r"row 1: column carrier is not a number \('CO'\): leave it out with --drop carrier"):
+        list(labelled_vectors(str(path)))
+    assert [r["values"] for r, _, _ in labelled_vectors(str(path), drop=("carrier",))] == [{"a": 1.0}, {"a": 2.0}]
 
 
 def test_return_mae_uses_the_implied_return_and_the_recent_typical_move():
