@@ -44,6 +44,9 @@ def data_files(named: list[str], command: str, fmt: str = "auto", symbol: str | 
         refusals: Counter[str] = Counter()
         if path in alone or holds_ticks(path, ROWS, fmt=fmt, symbol=symbol, refusals=refusals):
             kept.append(path)
+        elif skipped := {code[5:]: n for code, n in refusals.items() if code.startswith("skip:")}:
+            print(f"livelearn: {path}: Binance messages but no tick in the whole file "
+                  f"({', '.join(f'{what} {n:,}' for what, n in skipped.items())}): left out", file=sys.stderr)
         elif refusals["invalid_symbol"]:
             print(f"livelearn: {path}: its name gives no pair, so its rows name none: left out ({command} it on its "
                   "own with --symbol)", file=sys.stderr)

@@ -40,6 +40,7 @@ import heapq
 import io
 import json
 import re
+import sys
 import zipfile
 import zlib
 from collections import Counter
@@ -581,7 +582,8 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     """Whether ``path`` has a tick among its first ``rows`` rows (streamed where the format allows): a
     folder of data also holds logs, scripts and notes, and a file of none of them is no series.
     ``refusals``, where given, counts the reasons the rows read were refused (``invalid_symbol``: market
-    data whose file name gives no pair, which ``--symbol`` mends).
+    data whose file name gives no pair, which ``--symbol`` mends), and, for a capture of messages none of
+    which is a tick, what they were (``skip:depth_update``).
 
     >>> import tempfile
     >>> note = Path(tempfile.mkdtemp()) / "notes.txt"
@@ -589,11 +591,24 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     >>> holds_ticks(note)
     False
 
-    Only those rows are read (a month of trades is tens of millions): a damaged file counts as one
-    that holds ticks, so that the reader that opens it next says what is wrong with it.
+    Only those rows are read (a month of trades is tens of millions), unless they are well-formed
+    messages that are no ticks: a thin pair's capture may open with thousands of depth updates before
+    its first trade, and was left out of a folder as no market data; it is read on to its first tick. A
+    damaged file counts as one that holds ticks, so that the reader that opens it next says what is
+    wrong with it.
     """
     try:
-        return _any_tick(first_items(path, rows, fmt, symbol), refusals)
+        skipped: Counter[str] = Counter()
+        if _any_tick(first_items(path, rows, fmt, symbol), refusals, skipped):
+            return True
+        if not skipped:
+            return False
+        whole: Counter[str] = Counter()
+        if _any_tick(first_items(path, sys.maxsize, fmt, symbol), None, whole):
+            return True
+        if refusals is not None:  # what it holds instead, for the line that leaves it out
+            refusals.update({f"skip:{what}": n for what, n in whole.items()})
+        return False
     except DamagedFile:
         return True
 
@@ -619,11 +634,13 @@ def first_items(path: Path | str, rows: int, fmt: str = "auto", symbol: str | No
                               named=symbol is not None)
 
 
-def _any_tick(items: Iterable[ReplayItem], refusals: Counter[str] | None) -> bool:
+def _any_tick(items: Iterable[ReplayItem], refusals: Counter[str] | None, skipped: Counter[str]) -> bool:
     for item in items:
         if item.tick is not None:
             return True
-        if refusals is not None and item.reason_code != "skip":
+        if item.reason_code == "skip":
+            skipped[item.reason] += 1
+        elif refusals is not None:
             refusals[item.reason_code] += 1
     return False
 

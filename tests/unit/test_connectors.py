@@ -653,3 +653,23 @@ def test_the_topic_reader_asks_again_while_a_partition_has_no_leader_yet():
     with pytest.raises(KafkaException):
         reader._watermarks(Leaderless([KafkaError.NOT_LEADER_FOR_PARTITION] * 1000))
     assert time.monotonic() - started < 2.0
+
+
+def test_a_capture_that_opens_with_thousands_of_depth_updates_is_market_data(tmp_path, capsys):
+    """A thin pair's capture may send 10,000 depth updates (17 minutes at 100 ms) before its first
+    trade: it was left out of a folder as no market data. It is read on to its first tick; a capture
+    with no tick at all is left out with a line saying what it holds."""
+    from cli.inputs import data_files
+
+    lines = gzip.open(WS / "spot_btcusdt_20240808.gz", "rt").read().splitlines()
+    depth = [line.split(" ", 1)[1] for line in lines if "@depth" in line]
+    start = int(lines[0].split(" ", 1)[0])
+    opening = [f"{start - (12_000 - i) * 100_000_000} {depth[i % len(depth)]}" for i in range(12_000)]
+    late, only = tmp_path / "spot_btcusdt_late.gz", tmp_path / "spot_btcusdt_depth.gz"
+    for path, text in ((late, opening + lines[:2000]), (only, opening)):
+        with gzip.open(path, "wt") as out:
+            out.write("\n".join(text) + "\n")
+    assert holds_ticks(late) and not holds_ticks(only)
+    assert data_files([str(tmp_path)], "evaluate") == [late]
+    assert (f"livelearn: {only}: Binance messages but no tick in the whole file (depth_update 12,000): left out"
+            in capsys.readouterr().err)
