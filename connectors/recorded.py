@@ -11,7 +11,8 @@ Formats, recognised per file:
   header), recognised by ``bookTicker`` in the name;
 * websocket captures: one JSON message a line, optionally prefixed by a receive time (``<time>
   <json>`` as hftbacktest writes it, ``<time>: <json>`` as cryptofeed does) in seconds, ms, µs or ns,
-  told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`); gzip is read
+  told apart by the number of integer digits (:func:`connectors.ohlcv.epoch_ms`), or in ISO 8601 as a
+  recorder that logs its lines writes it; gzip is read
   transparently, and a capture whose gzip stream ends early (its recorder was killed) is read up to
   its last complete line, with one rejected ``truncated_file`` row saying so (counted and
   dead-lettered as any rejected row);
@@ -61,12 +62,12 @@ from connectors.binance import (
 )
 from connectors.ohlcv import (
     column_name,
-    epoch_ms,
     is_ohlcv_header,
     ohlcv_columns,
     ohlcv_row_to_tick,
     preamble_lines,
     row_symbol,
+    time_ms,
 )
 from connectors.text_lines import DamagedFile, GzipLines
 from schemas.keys import QUOTES
@@ -74,7 +75,11 @@ from streams.ticks import InvalidTick, check_tick
 
 FORMATS = ("auto", "klines", "aggTrades", "trades", "bookTicker", "ws", "ohlcv")
 
-_WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?):?\s+(?=[\[{])")
+# A capture line's receive time: an epoch number (its unit told by its digits) or an ISO 8601 time, as a
+# recorder that logs its lines writes it (``2024-08-08T23:54:00.123456Z``, ``2024-08-08 23:54:00,123``;
+# UTC without an offset), then an optional colon, then the message.
+_WS_PREFIX = re.compile(r"^\s*(\d+(?:\.\d+)?|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
+                        r":?\s+(?=[\[{])")
 
 
 @dataclass(order=True)
@@ -383,7 +388,7 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
     body = text
     match = _WS_PREFIX.match(text)
     if match:
-        receive_ms = epoch_ms(match.group(1))
+        receive_ms = time_ms(match.group(1))
         body = text[match.end():]
     raw = text.encode()
     try:

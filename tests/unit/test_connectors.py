@@ -232,8 +232,13 @@ def test_files_merge_in_event_time_order_deterministically():
     ("1723161255343123", " "),           # µs
     ("1723161255343123456", " "),        # ns (hftbacktest)
     ("1723161255.343", ": "),            # s with a fraction (cryptofeed)
+    ("2024-08-08T23:54:15.343Z", " "),   # ISO 8601, as a recorder that logs its lines writes it
+    ("2024-08-08 23:54:15,343123", ": "),  # Python logging's comma, no offset: UTC
+    ("2024-08-09T01:54:15.3430000+02:00", " "),
 ])
 def test_receive_time_prefix_unit_follows_from_its_digits(tmp_path, prefix, separator):
+    """hftbacktest's, cryptofeed's and logging recorders' receive times before each message. An ISO
+    prefix was not recognised before, and the file was read as a kline dump, every line refused."""
     book = '{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1.0","B":"2","a":"1.1","A":"3"}}'
     path = tmp_path / "capture.txt"
     path.write_text(f"{prefix}{separator}{book}\n")
