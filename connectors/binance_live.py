@@ -3,9 +3,10 @@
 Two parts:
 
 * :class:`LiveHandler` (pure, no I/O): one websocket message in, ticks out. It normalises with
-  :func:`connectors.binance.normalise_ws`, drops duplicates (an aggTrade or trade id already seen:
-  reconnects overlap), detects sequence gaps in aggTrade ids (to be backfilled over REST) and trade
-  ids (counted and logged: Binance's historical-trades endpoint needs an API key), turns a broken
+  :func:`connectors.binance.normalise_ws`, drops duplicates (an aggTrade or trade id already seen, a
+  kline not closing after the last: reconnects overlap), detects sequence gaps in aggTrade ids and
+  closed klines missing between two closes (both to be backfilled over REST) and in trade ids
+  (counted and logged: Binance's historical-trades endpoint needs an API key), turns a broken
   socket (python-binance's error message) into a reconnect request instead of an exception, and
   dead-letters Binance's own error answers and malformed payloads while the stream goes on.
 * :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream (two on USD-M futures,
@@ -13,8 +14,9 @@ Two parts:
   ``backoff_max_s``) when a socket errors or closes; a watchdog reconnects when event time has not
   advanced for ``stall_s`` seconds, and says once a connection which subscribed stream has sent
   nothing in that time (a stream on the wrong route is silent, not refused); gaps in aggTrade ids
-  are filled from REST before the tick that revealed them, so the topic stays in id order; a backfill
-  that fails is counted and dead-lettered with the ids that stay missing, and the stream goes on.
+  and in closed klines are filled from REST before the tick that revealed them, so the topic stays in
+  order; a backfill that fails is counted and dead-lettered with what stays missing, and the stream
+  goes on.
 
 >>> handler = LiveHandler()
 >>> msg = {"stream": "btcusdt@aggTrade", "data": {"e": "aggTrade", "E": 2, "s": "BTCUSDT", "a": 10,
@@ -54,10 +56,21 @@ class Gap:
     last_id: int
 
 
+@dataclass(frozen=True)
+class KlineGap:
+    """Closed klines of ``interval`` that never came (a reconnect across a bar's close): their open
+    times are ``first_open_ms`` up to ``end_open_ms``, excluded."""
+    symbol: str
+    interval: str
+    first_open_ms: int
+    end_open_ms: int
+
+
 @dataclass
 class Handled:
     ticks: list[dict[str, Any]] = field(default_factory=list)
     gap: Gap | None = None
+    kline_gap: KlineGap | None = None
     duplicate: bool = False
     error: str | None = None  # a socket error: reconnect
     rejected: tuple[str, str] | None = None  # (reason code, reason): dead-letter the raw message
@@ -133,6 +146,7 @@ class LiveHandler:
         self.counts: Counter[str] = Counter()
         self.clock = ExchangeClock()
         self.clock_warned = False
+        self.last_kline_close: dict[tuple[str, str], int] = {}  # (symbol, interval) -> close time
 
     def handle(self, message: Any, receive_time_ms: int) -> Handled:
         if isinstance(message, dict):
@@ -167,6 +181,22 @@ class LiveHandler:
                 log.warning("this machine's clock is %d ms behind Binance's: book tickers, stamped when received, "
                             "are stamped that much later (synchronise the clock, e.g. with NTP)", self.clock.behind_ms)
         out = Handled()
+        if tick["kind"] == "KLINE":
+            from connectors.binance_rest import INTERVAL_MS
+
+            interval = str(data["k"].get("i", ""))
+            step = INTERVAL_MS.get(interval)
+            last = self.last_kline_close.get((tick["symbol"], interval))
+            if step is not None and last is not None:
+                if tick["event_time_ms"] <= last:  # a reconnect's overlap, or a backfilled bar sent again
+                    self.counts["duplicates"] += 1
+                    return Handled(duplicate=True)
+                missing = (tick["event_time_ms"] - last) // step - 1
+                if missing > 0:
+                    self.counts["kline_gaps"] += 1
+                    self.counts["klines_missing"] += missing
+                    out.kline_gap = KlineGap(tick["symbol"], interval, last + 1, tick["event_time_ms"] + 1 - step)
+            self.last_kline_close[(tick["symbol"], interval)] = tick["event_time_ms"]
         # Book-ticker update ids are order-book wide, not contiguous per symbol: no gap logic for them.
         sequence = tick.get("sequence_id") if tick["kind"] in ("TRADE", "AGG_TRADE") else None
         if sequence is not None:
@@ -305,7 +335,8 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
     """Stream until ``stop`` is set (or ``max_runtime_s`` / ``max_ticks``); returns the handler's counts."""
     from binance import AsyncClient
 
-    from connectors.binance_rest import RateLimiter, fetch_agg_trades, make_client
+    from connectors.binance import REST_SOURCE, kline_row_to_tick
+    from connectors.binance_rest import RateLimiter, fetch_agg_trades, iter_klines, make_client
 
     stop = stop or asyncio.Event()
     handler = LiveHandler()
@@ -340,6 +371,23 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
         if len(items) < gap.last_id - gap.first_id + 1:
             handler.counts["backfill_short"] += 1
             log.warning("backfill of %s got %d of %d trades", gap, len(items), gap.last_id - gap.first_id + 1)
+
+    async def backfill_klines(gap: KlineGap) -> None:
+        """The closed bars a reconnect lost, over REST, sent before the kline that revealed them; a
+        failure is counted, logged and dead-lettered with the bars that stay missing."""
+        try:
+            rows = await loop.run_in_executor(None, lambda: list(iter_klines(
+                rest, gap.symbol, gap.interval, gap.first_open_ms, gap.end_open_ms, config.market)))
+        except Exception as exc:
+            handler.counts["backfill_failed"] += 1
+            reason = (f"{gap.interval} klines of {gap.symbol} opening {gap.first_open_ms}..{gap.end_open_ms - 1} "
+                      f"missing: REST backfill failed: {type(exc).__name__}: {exc}")
+            log.warning("%s", reason)
+            sink.reject("backfill_failed", reason, "binance-rest", 0, repr(gap).encode())
+            return
+        for row in rows:
+            handler.counts["klines_backfilled"] += 1
+            send(kline_row_to_tick(gap.symbol, row, source=REST_SOURCE))
 
     def finished() -> bool:
         if stop.is_set():
@@ -400,6 +448,8 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
                                 sink.reject(code, reason, "binance-ws", 0, repr(message).encode())
                             if out.gap:
                                 await backfill(out.gap)
+                            if out.kline_gap:
+                                await backfill_klines(out.kline_gap)
                             for tick in out.ticks:
                                 send(tick)
                             if out.ticks:

@@ -405,3 +405,43 @@ def test_book_tickers_received_on_a_clock_behind_binances_are_not_older_than_the
             assert 1_250 < handler.clock.behind_ms < 1_300 and handler.counts["clock_corrected"] > 8_000
         else:
             assert handler.clock.behind_ms == 0 and handler.counts["clock_corrected"] == 0
+
+
+def kline_message(row: list[str], symbol: str = "BTCUSDT") -> dict:
+    """A closed one-minute kline event as Binance's combined stream sends it, from a dump row."""
+    k = {"t": int(row[0]), "T": int(row[6]), "s": symbol, "i": "1m", "f": 1, "L": 2, "o": row[1], "h": row[2],
+         "l": row[3], "c": row[4], "v": row[5], "n": int(row[8]), "x": True, "q": row[7], "V": row[9],
+         "Q": row[10], "B": "0"}
+    return {"stream": f"{symbol.lower()}@kline_1m", "data": {"e": "kline", "E": int(row[6]) + 1, "s": symbol, "k": k}}
+
+
+@pytest.mark.parametrize("rest_answers", [True, False])
+def test_klines_a_reconnect_lost_are_fetched_over_rest_before_the_next(rest_answers):
+    """A reconnect across two bars' closes: their kline events never come, and the next bar's close
+    reveals them. They were lost without a word; now they come over REST before that bar, in order,
+    or, when REST fails, the loss is counted and dead-lettered with the bars that stay missing. A bar
+    sent again after a reconnect is dropped as a duplicate."""
+    rows = dump_rows(SPOT)[:12]
+    messages = [kline_message(row) for row in rows]
+    ws = BinanceWS([messages[:6] + ["close"], [messages[5], *messages[8:]] + ["stall"]])
+    rest = BinanceREST(klines={"BTCUSDT": [rest_kline(row) for row in rows]} if rest_answers else {}, agg_trades={})
+    sink = SlowSink()
+    config = LiveConfig(symbols=["BTCUSDT"], streams=["kline_1m"], ws_url=ws.url, rest_url=rest.url,
+                        max_ticks=12 if rest_answers else 10, max_runtime_s=20)
+    try:
+        counts = asyncio.run(run_live(config, sink))
+    finally:
+        ws.close()
+        rest.close()
+    expected = [t for t in (i.tick for i in read_file(SPOT)) if t is not None][:12]
+    got = [(t["event_time_ms"], t["price"], t["source"]) for t in sink.sent]
+    assert counts["reconnects"] == 1 and counts["duplicates"] == 1
+    assert counts["kline_gaps"] == 1 and counts["klines_missing"] == 2
+    if rest_answers:
+        assert [g[:2] for g in got] == [(t["event_time_ms"], t["price"]) for t in expected]
+        assert [g[2] for g in got[6:8]] == ["binance-rest", "binance-rest"] and counts["klines_backfilled"] == 2
+        assert sink.rejects == []
+    else:
+        assert [g[0] for g in got] == [t["event_time_ms"] for i, t in enumerate(expected) if i not in (6, 7)]
+        [(code, reason)] = sink.rejects
+        assert code == "backfill_failed" and f"1m klines of BTCUSDT opening {int(rows[6][0])}.." in reason
