@@ -248,6 +248,19 @@ def rest_agg_trade_to_tick(symbol: str, item: dict[str, Any]) -> dict[str, Any]:
     return normalise_ws({**item, "e": "aggTrade", "s": symbol}, source=REST_SOURCE)
 
 
+def rest_trade_to_tick(symbol: str, item: dict[str, Any]) -> dict[str, Any]:
+    """An entry of spot REST ``/historicalTrades`` (``id, price, qty, quoteQty, time, isBuyerMaker``).
+
+    >>> item = {"id": 28457, "price": "4.00000100", "qty": "12.00000000", "quoteQty": "48.000012",
+    ...         "time": 1499865549590, "isBuyerMaker": True, "isBestMatch": True}
+    >>> tick = rest_trade_to_tick("BNBBTC", item)
+    >>> tick["kind"], tick["sequence_id"], tick["event_time_ms"], tick["is_buyer_maker"], tick["source"]
+    ('TRADE', 28457, 1499865549590, True, 'binance-rest')
+    """
+    row = [item["id"], item["price"], item["qty"], item["quoteQty"], item["time"], str(item["isBuyerMaker"])]
+    return trade_row_to_tick(symbol, [str(value) for value in row], source=REST_SOURCE)
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "1"):

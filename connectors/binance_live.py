@@ -4,9 +4,9 @@ Two parts:
 
 * :class:`LiveHandler` (pure, no I/O): one websocket message in, ticks out. It normalises with
   :func:`connectors.binance.normalise_ws`, drops duplicates (an aggTrade or trade id already seen, a
-  kline not closing after the last: reconnects overlap), detects sequence gaps in aggTrade ids and
-  closed klines missing between two closes (both to be backfilled over REST) and in trade ids
-  (counted and logged: Binance's historical-trades endpoint needs an API key), turns a broken
+  kline not closing after the last: reconnects overlap), detects sequence gaps in aggTrade ids, in
+  spot trade ids and closed klines missing between two closes (all to be backfilled over REST) and in
+  futures trade ids (counted and logged: not fetched), turns a broken
   socket (python-binance's error message) into a reconnect request instead of an exception, and
   dead-letters Binance's own error answers and malformed payloads while the stream goes on.
 * :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream (two on USD-M futures,
@@ -26,7 +26,7 @@ Two parts:
 ([10], None)
 >>> out = handler.handle({**msg, "data": {**msg["data"], "a": 13, "T": 5}}, receive_time_ms=6)
 >>> out.gap
-Gap(symbol='BTCUSDT', first_id=11, last_id=12)
+Gap(symbol='BTCUSDT', first_id=11, last_id=12, kind='AGG_TRADE')
 >>> handler.handle(msg, receive_time_ms=7).duplicate
 True
 """
@@ -42,7 +42,14 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.binance import PayloadError, Skipped, normalise_ws, rest_agg_trade_to_tick, to_ms
+from connectors.binance import (
+    PayloadError,
+    Skipped,
+    normalise_ws,
+    rest_agg_trade_to_tick,
+    rest_trade_to_tick,
+    to_ms,
+)
 
 log = logging.getLogger("livelearn.live")
 
@@ -54,6 +61,7 @@ class Gap:
     symbol: str
     first_id: int
     last_id: int
+    kind: str = "AGG_TRADE"  # or TRADE (spot only: connectors.binance_rest.fetch_trades)
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,8 @@ def stream_names(symbols: list[str], streams: list[str]) -> list[str]:
 class LiveHandler:
     """Websocket message -> ticks, with duplicate, gap and error handling (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self, market: str = "spot"):
+        self.market = market
         self.last_agg_id: dict[str, int] = {}
         self.last_trade_id: dict[str, int] = {}
         self.last_event_ms = 0
@@ -206,23 +215,26 @@ class LiveHandler:
                 self.counts["duplicates"] += 1
                 return Handled(duplicate=True)
             if last is not None and sequence > last + 1:
-                gap = Gap(tick["symbol"], last + 1, sequence - 1)
+                gap = Gap(tick["symbol"], last + 1, sequence - 1, tick["kind"])
                 self.counts["gaps"] += 1
-                if tick["kind"] == "AGG_TRADE":
+                if tick["kind"] == "AGG_TRADE" or self.market == "spot":
                     out.gap = gap
                 else:
                     self.counts["trade_ids_missing"] += gap.last_id - gap.first_id + 1
-                    log.warning("trade ids %s..%s of %s missing (not backfilled: needs an API key)",
-                                gap.first_id, gap.last_id, gap.symbol)
+                    log.warning("trade ids %s..%s of %s missing (not backfilled: futures' old trades are "
+                                "not fetched)", gap.first_id, gap.last_id, gap.symbol)
             seen[tick["symbol"]] = sequence
         self.last_event_ms = max(self.last_event_ms, tick["event_time_ms"])
         self.counts["ticks"] += 1
         out.ticks.append(tick)
         return out
 
-    def backfilled(self, items: list[dict[str, Any]], symbol: str) -> list[dict[str, Any]]:
-        """REST aggTrades of a gap -> ticks (in id order)."""
-        ticks = [rest_agg_trade_to_tick(symbol, item) for item in sorted(items, key=lambda i: i["a"])]
+    def backfilled(self, items: list[dict[str, Any]], symbol: str, kind: str = "AGG_TRADE") -> list[dict[str, Any]]:
+        """REST aggTrades (or spot trades) of a gap -> ticks (in id order)."""
+        if kind == "TRADE":
+            ticks = [rest_trade_to_tick(symbol, item) for item in sorted(items, key=lambda i: i["id"])]
+        else:
+            ticks = [rest_agg_trade_to_tick(symbol, item) for item in sorted(items, key=lambda i: i["a"])]
         self.counts["backfilled"] += len(ticks)
         return ticks
 
@@ -336,10 +348,10 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
     from binance import AsyncClient
 
     from connectors.binance import REST_SOURCE, kline_row_to_tick
-    from connectors.binance_rest import RateLimiter, fetch_agg_trades, iter_klines, make_client
+    from connectors.binance_rest import RateLimiter, fetch_agg_trades, fetch_trades, iter_klines, make_client
 
     stop = stop or asyncio.Event()
-    handler = LiveHandler()
+    handler = LiveHandler(config.market)
     rest = RateLimiter(make_client(config.rest_url), log=log.warning)
     client = AsyncClient()
     names = stream_names(config.symbols, config.streams)
@@ -353,20 +365,22 @@ async def run_live(config: LiveConfig, sink, stop: asyncio.Event | None = None, 
         sink.send(tick, tick["symbol"], tick["event_time_ms"])
 
     async def backfill(gap: Gap) -> None:
-        """The gap's aggTrades over REST, sent before the tick that revealed it. A REST failure (Binance
-        down, a refused request) loses neither that tick nor the connection: it is counted, logged and
-        dead-lettered with the ids that stay missing."""
+        """The gap's aggTrades (spot trades) over REST, sent before the tick that revealed it. A REST
+        failure (Binance down, a refused request) loses neither that tick nor the connection: it is
+        counted, logged and dead-lettered with the ids that stay missing."""
         try:
-            items = await loop.run_in_executor(None, lambda: fetch_agg_trades(
+            items = await loop.run_in_executor(None, lambda: fetch_trades(
+                rest, gap.symbol, gap.first_id, gap.last_id) if gap.kind == "TRADE" else fetch_agg_trades(
                 rest, gap.symbol, gap.first_id, gap.last_id, config.market))
         except Exception as exc:
             handler.counts["backfill_failed"] += 1
-            reason = (f"aggTrade ids {gap.first_id}..{gap.last_id} of {gap.symbol} missing: REST backfill "
+            what = "trade" if gap.kind == "TRADE" else "aggTrade"
+            reason = (f"{what} ids {gap.first_id}..{gap.last_id} of {gap.symbol} missing: REST backfill "
                       f"failed: {type(exc).__name__}: {exc}")
             log.warning("%s", reason)
             sink.reject("backfill_failed", reason, "binance-rest", 0, repr(gap).encode())
             return
-        for tick in handler.backfilled(items, gap.symbol):
+        for tick in handler.backfilled(items, gap.symbol, gap.kind):
             send(tick)
         if len(items) < gap.last_id - gap.first_id + 1:
             handler.counts["backfill_short"] += 1

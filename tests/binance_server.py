@@ -61,6 +61,13 @@ def capture_messages(path: Path) -> list[dict]:
     return out
 
 
+def rest_trade(data: dict) -> dict:
+    """A spot trade event's payload as REST ``/historicalTrades`` returns it."""
+    return {"id": data["t"], "price": data["p"], "qty": data["q"],
+            "quoteQty": f"{float(data['p']) * float(data['q']):.8f}", "time": data["T"], "isBuyerMaker": data["m"],
+            "isBestMatch": True}
+
+
 def rest_agg_trade(data: dict) -> dict:
     return {key: data[key] for key in ("a", "p", "q", "f", "l", "T", "m")}
 
@@ -68,8 +75,9 @@ def rest_agg_trade(data: dict) -> dict:
 class BinanceREST:
     """Serves /api/v3/klines, /api/v3/aggTrades and the /fapi/v1 equivalents from real rows."""
 
-    def __init__(self, klines: dict[str, list[list]], agg_trades: dict[str, list[dict]]):
-        self.klines, self.agg_trades = klines, agg_trades
+    def __init__(self, klines: dict[str, list[list]], agg_trades: dict[str, list[dict]],
+                 trades: dict[str, list[dict]] | None = None):
+        self.klines, self.agg_trades, self.trades = klines, agg_trades, trades or {}
         self.requests: list[str] = []
         self.refuse_next = 0  # answer this many requests with HTTP 429
         self.used_weight = 1
@@ -88,6 +96,12 @@ class BinanceREST:
                     return self._send(429, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": "0"})
                 if url.path.endswith("/klines"):
                     return self._send(200, outer._klines(query))
+                if url.path == "/api/v3/historicalTrades":  # spot's old trades, by id
+                    items = outer.trades.get(query.get("symbol"))
+                    if items is None:
+                        return self._send(400, {"code": -1121, "msg": "Invalid symbol."})
+                    limit = min(int(query.get("limit", 500)), 1000)
+                    return self._send(200, [i for i in items if i["id"] >= int(query.get("fromId", 0))][:limit])
                 if url.path.endswith("/aggTrades"):
                     if query.get("symbol") not in outer.agg_trades:  # what Binance answers
                         return self._send(400, {"code": -1121, "msg": "Invalid symbol."})
