@@ -897,7 +897,6 @@ def cost(settings: Settings, data: RealData) -> None:
     pipeline = PartitionPipeline(pipeline_config(settings))
     vectors = [v.record for t in full_day(data, "cost") for v in pipeline.on_tick(t).records
                if v.stage == "features"]
-    pipeline = PartitionPipeline(pipeline_config(settings))
     from streams.drift import DriftMonitor
 
     names = pipeline.config.drift_features

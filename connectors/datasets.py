@@ -100,6 +100,8 @@ def _arff_header(handle) -> list[str] | None:
         if text.lower().startswith("@attribute"):
             rest = text[len("@attribute"):].strip()
             quote = rest[:1] if rest[:1] in "'\"" else ""
+            if quote and quote not in rest[1:] or not rest:
+                raise RowError(f"{getattr(handle, 'name', 'the file')}: ARFF attribute line {text!r} names nothing")
             names.append(rest[1:rest.index(quote, 1)] if quote else rest.split()[0])
         elif text.lower().startswith("@data"):
             break
