@@ -170,7 +170,8 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         if args.quiet or time.monotonic() - shown[0] < 1.0:
             return
         shown[0] = time.monotonic()
-        print(f"\rproduced {sink_.produced:,}  gaps {counts['gaps']}  backfilled {counts['backfilled']}  "
+        print(f"\rproduced {sink_.produced:,}  gaps {counts['gaps'] + counts['kline_gaps']}  "
+              f"backfilled {counts['backfilled'] + counts['klines_backfilled']}  "
               f"reconnects {counts['reconnects']}  rejected {sum(sink_.rejected.values())}", end="",
               file=sys.stderr, flush=True)
 
