@@ -160,6 +160,12 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
                             wake_s=min(1.0, max(args.batch_wait_ms, 1.0) / 1000) if args.batch > 1 else 1.0)
     except (ValueError, HistoryError) as exc:
         raise CliError(str(exc), code=2) from None
+    price = [s for s in streams if s in ("trade", "aggTrade") or s.startswith("kline_")]
+    if len(price) > 1:
+        # The worker reads every price tick of a symbol as one series (streams.features).
+        print(f"livelearn: warning: {', '.join(price)} are views of the same fills, and a symbol's price ticks "
+              "are one series for the worker: each fill counts more than once in its features (give one of "
+              "them, or feed the others under another --symbol-suffix)", file=sys.stderr)
     ensure_topics(settings)
     sink = _tick_sink(settings, "live", args)
     shown = [0.0]
@@ -317,8 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("live", help="Binance websockets (multiplexed) -> ticks topic, with reconnects and backfill")
     p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
-    p.add_argument("--streams", default="trade,aggTrade,kline_1m,bookTicker",
-                   help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker")
+    p.add_argument("--streams", default="aggTrade,bookTicker",
+                   help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker (one of the first three: "
+                        "they are views of the same fills; default aggTrade,bookTicker)")
     p.add_argument("--market", choices=["spot", "futures", "coin"], default="spot",
                    help="spot, USD-M futures or COIN-M futures streams (BTCUSD_PERP, ETHUSD_240628)")
     p.add_argument("--symbol-suffix", default="", metavar="SUFFIX",

@@ -340,3 +340,19 @@ def test_a_mirror_trees_mark_and_index_price_klines_are_not_taken_for_trades(tmp
     from bench.common import real_data
 
     assert real_data([str(tmp_path)]).klines == (trades,)
+
+
+def test_live_asks_for_one_view_of_the_fills_by_default_and_warns_of_more():
+    """Trades, aggregate trades and klines are three views of the same fills, and the worker reads a
+    symbol's price ticks as one series: `live`'s default asked for all three, so each fill entered the
+    features two or three times. The default is aggregate trades and book tickers; more than one view
+    is warned of before anything else (here the broker is unreachable, exit 2)."""
+    from cli.main import build_parser
+
+    args = build_parser().parse_args(["live"])
+    assert args.streams == "aggTrade,bookTicker"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "LIVELEARN_BINANCE_WS_URL": "ws://127.0.0.1:9"}
+    mixed = livelearn("live", "--streams", "trade,kline_1m,bookTicker", "--seconds", "1", env=env, timeout=120)
+    assert "warning: trade, kline_1m are views of the same fills" in mixed.stderr
+    plain = livelearn("live", "--seconds", "1", env=env, timeout=120)
+    assert "views of the same fills" not in plain.stderr and plain.returncode == mixed.returncode == 2
