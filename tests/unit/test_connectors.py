@@ -155,7 +155,7 @@ def test_microsecond_dump_times_become_milliseconds():
 
 def test_a_capture_of_streams_in_microseconds_gives_the_ticks_of_one_in_milliseconds():
     """A connection that asked for ``timeUnit=MICROSECOND`` gets every time of its payloads in µs; the
-    ticks were stamped in the year 56,000 and the gate refused each as in the future. Every recorded
+    ticks were stamped in the year 56,000 and the worker refused each (invalid_time). Every recorded
     message of both captures, its times multiplied by 1,000, gives the tick it gave in ms."""
     def in_microseconds(value):
         if isinstance(value, dict):
