@@ -68,6 +68,25 @@ class Skipped(Exception):
         self.what = what
 
 
+# USD-M's trade stream says where each trade came from (``X``). Binance leaves insurance-fund and ADL
+# trades out of aggregate trades and REST ``/trades`` ("only market trades"), so a trade-stream reader
+# that kept them would see fills the aggTrade view of the same market never shows, at bankruptcy
+# prices. Recorders of the stream also log placeholders with price and quantity 0 (``X`` "NA" or
+# "INSURANCE_FUND"), which the worker would refuse one by one as non-positive prices. Both hold a
+# trade id of the sequence, so they are skipped with their id (:class:`OffBookTrade`), not lost as gaps.
+BOOK_TRADE_TYPES = frozenset({"MARKET", "LIQUIDATION"})
+OFF_BOOK_TRADE_TYPES = frozenset({"INSURANCE_FUND", "ADL", "NA"})
+
+
+class OffBookTrade(Skipped):
+    """A USD-M trade-stream message that is not an order-book fill; its id still counts in the sequence."""
+
+    def __init__(self, what: str, symbol: str, trade_id: int):
+        super().__init__(what)
+        self.symbol = symbol
+        self.trade_id = trade_id
+
+
 def coin_margined(symbol: str) -> bool:
     """Whether ``symbol`` is a COIN-M contract, whose klines count volume in contracts.
 
@@ -136,6 +155,7 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
     except KeyError:
         raise PayloadError("malformed_payload", "no symbol ('s')") from None
     if event == "trade":
+        _check_book_trade(data, symbol)
         return make_tick(symbol, "TRADE", to_ms(data["T"]), _num(data, "p"), _num(data, "q"), source,
                          is_buyer_maker=bool(data["m"]), sequence_id=int(data["t"]),
                          receive_time_ms=receive_time_ms)
@@ -170,6 +190,17 @@ def _normalise_ws(message: Any, receive_time_ms: int | None, include_open_klines
                          bid_price=bid, bid_qty=_num(data, "B"), ask_price=ask, ask_qty=_num(data, "A"),
                          sequence_id=int(data["u"]) if "u" in data else None, receive_time_ms=receive_time_ms)
     raise PayloadError("unknown_event", f"unknown event type {event!r}")
+
+
+def _check_book_trade(data: dict[str, Any], symbol: str) -> None:
+    kind = data.get("X")
+    if kind is not None and kind not in BOOK_TRADE_TYPES:
+        if kind not in OFF_BOOK_TRADE_TYPES:
+            raise PayloadError("unknown_trade_type", f"trade type X={kind!r} is not one of "
+                                                     f"{', '.join(sorted(BOOK_TRADE_TYPES | OFF_BOOK_TRADE_TYPES))}")
+        raise OffBookTrade(f"off_book_trade:{kind}", symbol, int(data["t"]))
+    if _num(data, "p") == 0 and _num(data, "q") == 0:
+        raise OffBookTrade("empty_trade", symbol, int(data["t"]))
 
 
 def kline_row_to_tick(symbol: str, row: list[str], source: str = DUMP_SOURCE) -> dict[str, Any]:

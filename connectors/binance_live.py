@@ -6,7 +6,8 @@ Two parts:
   :func:`connectors.binance.normalise_ws`, drops duplicates (an aggTrade or trade id already seen, a
   kline not closing after the last: reconnects overlap), detects sequence gaps in aggTrade ids, in
   spot trade ids and closed klines missing between two closes (all to be backfilled over REST) and in
-  futures trade ids (counted and logged: not fetched), turns a broken
+  futures trade ids (counted and logged: not fetched; USD-M trades off the book are skipped with their
+  ids, :class:`connectors.binance.OffBookTrade`), turns a broken
   socket (python-binance's error message) into a reconnect request instead of an exception, and
   dead-letters Binance's own error answers and malformed payloads while the stream goes on.
 * :func:`run_live` (asyncio): one multiplexed socket for every symbol and stream (two on USD-M futures,
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.binance import (
+    OffBookTrade,
     PayloadError,
     Skipped,
     normalise_ws,
@@ -176,6 +178,13 @@ class LiveHandler:
             self.clock.observe(to_ms(data["E"]), receive_time_ms)
         try:
             tick = normalise_ws(message, receive_time_ms)
+        except OffBookTrade as skip:  # not a tick, but its id is the stream's: no gap where it was
+            self.counts["skipped"] += 1
+            self.counts["off_book_trades"] += 1
+            out = Handled()
+            if self._sequence(skip.symbol, "TRADE", skip.trade_id, out):
+                return Handled(duplicate=True)
+            return out
         except Skipped:
             self.counts["skipped"] += 1
             return Handled()
@@ -208,26 +217,31 @@ class LiveHandler:
             self.last_kline_close[(tick["symbol"], interval)] = tick["event_time_ms"]
         # Book-ticker update ids are order-book wide, not contiguous per symbol: no gap logic for them.
         sequence = tick.get("sequence_id") if tick["kind"] in ("TRADE", "AGG_TRADE") else None
-        if sequence is not None:
-            seen = self.last_agg_id if tick["kind"] == "AGG_TRADE" else self.last_trade_id
-            last = seen.get(tick["symbol"])
-            if last is not None and sequence <= last:
-                self.counts["duplicates"] += 1
-                return Handled(duplicate=True)
-            if last is not None and sequence > last + 1:
-                gap = Gap(tick["symbol"], last + 1, sequence - 1, tick["kind"])
-                self.counts["gaps"] += 1
-                if tick["kind"] == "AGG_TRADE" or self.market == "spot":
-                    out.gap = gap
-                else:
-                    self.counts["trade_ids_missing"] += gap.last_id - gap.first_id + 1
-                    log.warning("trade ids %s..%s of %s missing (not backfilled: futures' old trades are "
-                                "not fetched)", gap.first_id, gap.last_id, gap.symbol)
-            seen[tick["symbol"]] = sequence
+        if sequence is not None and self._sequence(tick["symbol"], tick["kind"], sequence, out):
+            return Handled(duplicate=True)
         self.last_event_ms = max(self.last_event_ms, tick["event_time_ms"])
         self.counts["ticks"] += 1
         out.ticks.append(tick)
         return out
+
+    def _sequence(self, symbol: str, kind: str, sequence: int, out: Handled) -> bool:
+        """Whether ``sequence`` was seen already; a gap before it goes on ``out`` (or is counted)."""
+        seen = self.last_agg_id if kind == "AGG_TRADE" else self.last_trade_id
+        last = seen.get(symbol)
+        if last is not None and sequence <= last:
+            self.counts["duplicates"] += 1
+            return True
+        if last is not None and sequence > last + 1:
+            gap = Gap(symbol, last + 1, sequence - 1, kind)
+            self.counts["gaps"] += 1
+            if kind == "AGG_TRADE" or self.market == "spot":
+                out.gap = gap
+            else:
+                self.counts["trade_ids_missing"] += gap.last_id - gap.first_id + 1
+                log.warning("trade ids %s..%s of %s missing (not backfilled: futures' old trades are "
+                            "not fetched)", gap.first_id, gap.last_id, gap.symbol)
+        seen[symbol] = sequence
+        return False
 
     def backfilled(self, items: list[dict[str, Any]], symbol: str, kind: str = "AGG_TRADE") -> list[dict[str, Any]]:
         """REST aggTrades (or spot trades) of a gap -> ticks (in id order)."""

@@ -215,6 +215,42 @@ def test_live_handler_on_usd_m_frames_recorded_after_the_route_split():
             kline["trade_count"], kline["event_time_ms"]) == ("KLINE", 64969.4, 64970.9, 9.09, 3.46, 194, 1786173359999)
 
 
+def usd_m_trade(trade_id: int, price: str, quantity: str, kind: str | None) -> dict:
+    """A USD-M trade-stream frame as recorders of it log them (``X`` and ``st`` after the route split)."""
+    data = {"e": "trade", "E": 1786171884624 + trade_id, "T": 1786171884471 + trade_id, "s": "BTCUSDT",
+            "t": trade_id, "p": price, "q": quantity, "m": True, "st": 1}
+    return {"stream": "btcusdt@trade", "data": data if kind is None else {**data, "X": kind}}
+
+
+def test_usd_m_trades_off_the_book_are_skipped_with_their_ids_and_not_counted_as_gaps(tmp_path):
+    """Binance leaves insurance-fund and ADL trades out of aggregate trades and REST ``/trades``; the
+    trade stream sends them, and placeholders with price and quantity 0 (``X`` "NA" or "INSURANCE_FUND",
+    the shapes public recorders of the stream accept as observed). They were published as ticks: the
+    placeholders at price 0, each refused by the worker, the fund's fills as market trades."""
+    frames = [usd_m_trade(1, "64990.90", "0.002", "MARKET"), usd_m_trade(2, "0", "0", "NA"),
+              usd_m_trade(3, "64990.80", "0.150", "LIQUIDATION"), usd_m_trade(4, "0", "0", "INSURANCE_FUND"),
+              usd_m_trade(5, "64850.00", "1.000", "INSURANCE_FUND"), usd_m_trade(6, "64850.00", "0.500", "ADL"),
+              usd_m_trade(7, "64990.70", "0.010", "MARKET"), usd_m_trade(8, "0", "0", "MARKET"),
+              usd_m_trade(10, "64990.60", "0.010", None)]
+    handler = LiveHandler("futures")
+    outs = [handler.handle(frame, 0) for frame in frames]
+    assert [t["sequence_id"] for o in outs for t in o.ticks] == [1, 3, 7, 10]
+    assert all(t["price"] > 0 for o in outs for t in o.ticks)
+    assert [o.rejected for o in outs] == [None] * len(frames) and not any(o.duplicate for o in outs)
+    assert handler.counts["off_book_trades"] == 5
+    assert handler.counts["gaps"] == 1 and handler.counts["trade_ids_missing"] == 1  # id 9 only
+    assert handler.handle(usd_m_trade(4, "0", "0", "NA"), 0).duplicate  # a reconnect's overlap
+    unknown = handler.handle(usd_m_trade(11, "64990.50", "0.010", "BLOCK"), 0)
+    assert unknown.rejected[0] == "unknown_trade_type" and "'BLOCK'" in unknown.rejected[1] and not unknown.ticks
+    capture = tmp_path / "BTCUSDT-trades-capture.jsonl"
+    capture.write_text("".join(json.dumps(frame) + "\n" for frame in frames))
+    items = read_file(capture)
+    assert [i.tick["sequence_id"] for i in items if i.tick] == [1, 3, 7, 10]
+    assert sorted(i.reason for i in items if not i.tick) == [
+        "empty_trade", "off_book_trade:ADL", "off_book_trade:INSURANCE_FUND", "off_book_trade:INSURANCE_FUND",
+        "off_book_trade:NA"]
+
+
 def test_live_handler_finds_gaps_drops_duplicates_and_survives_errors():
     handler = LiveHandler()
     messages = [m for m in capture_messages(CAPTURE) if m["stream"] == "sushiusdt@aggTrade"]
