@@ -228,18 +228,20 @@ def alert_budget(settings, predictions=(), alerts=()):
     return budget
 
 
-def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):
+def run_file(path, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None,
+             order: str = "time"):
     """:func:`evaluate_file`'s evaluation itself (:class:`streams.evaluation.Evaluation`), scored as the
     pipeline's steps come (:class:`streams.evaluation.RunScorer`): a file of millions of ticks keeps a
     few doubles per outcome, not its records. ``budget`` (:func:`alert_budget`), where given, counts the
     run's drift alerts."""
-    return run_files([path], settings, fmt, symbol, progress, budget)
+    return run_files([path], settings, fmt, symbol, progress, budget, order)
 
 
-def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None):
+def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, progress=None, budget=None,
+              order: str = "time"):
     """Several files as one run: their ticks merged in event time through one pipeline, as a worker
     that read them live would have learned them (a pair's consecutive days, several pairs of the same
-    days). One file is :func:`run_file`."""
+    days; captures in the order received with ``order="received"``). One file is :func:`run_file`."""
     from agents.app import pipeline_config
     from connectors.recorded import opened
     from streams.evaluation import RunScorer
@@ -247,7 +249,7 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
 
     pipeline = PartitionPipeline(pipeline_config(settings))
     scorer = RunScorer()
-    files = opened(paths, fmt, symbol)  # a large sorted dump is streamed, not held
+    files = opened(paths, fmt, symbol, order)  # a large sorted dump is streamed, not held
     total = sum(f.count for f in files)
     items = files[0] if len(files) == 1 else heapq.merge(*files)  # event time, then the order given
 
@@ -310,7 +312,7 @@ def run(args, settings) -> int:
             budgets[JOINED] = alert_budget(settings)
             try:
                 results[JOINED] = run_files([Path(name) for name in files], settings, args.format, args.symbol,
-                                            progress, budgets[JOINED]).summary()
+                                            progress, budgets[JOINED], args.order).summary()
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             except OverlappingFiles as exc:
@@ -327,7 +329,8 @@ def run(args, settings) -> int:
 
             budgets[name] = alert_budget(settings)
             try:
-                evaluations[name] = run_file(Path(name), settings, args.format, args.symbol, progress, budgets[name])
+                evaluations[name] = run_file(Path(name), settings, args.format, args.symbol, progress, budgets[name],
+                                             args.order)
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             results[name] = evaluations[name].summary()

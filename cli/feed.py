@@ -68,7 +68,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     sink = _tick_sink(settings, "replay", args)
     try:
         stats = replay(paths, sink, speed=args.speed, symbols=symbols, progress=not args.quiet, fmt=args.format,
-                       symbol=args.symbol)
+                       symbol=args.symbol, order=args.order)
     except PayloadError as exc:  # a file whose header does not fit its format
         raise CliError(str(exc), code=2) from None
     print(stats.summary() + (f" ({sink.batches} batch records on {settings.topic('tick-batches')})"
@@ -310,11 +310,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=speed_option, default=None, metavar="N|max",
                    help="1 = real time, 60 = sixty times faster, max = as fast as possible (default)")
     p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
-    from connectors.recorded import FORMATS
+    from connectors.recorded import FORMATS, ORDERS
 
     p.add_argument("--format", choices=FORMATS, default="auto",
                    help="file format of every file (default: recognised from content and name)")
     p.add_argument("--symbol", help="symbol of the files' rows (default: the file name's first part, e.g. BTCUSDT-1m-...)")
+    p.add_argument("--order", choices=ORDERS, default="time",
+                   help="websocket captures read in event-time order (time, the default) or in the order received, "
+                        "as live published them (received: each at its receive time, book tickers moved to "
+                        "Binance's clock); see README")
     p.add_argument("--max-reject-ratio", type=ratio_option, default=1.0, metavar="R",
                    help="exit 1 when more than this share of the rows is rejected (default 1: only when all are)")
     _batch_options(p)

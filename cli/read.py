@@ -197,7 +197,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from connectors.recorded import FORMATS
+    from connectors.recorded import FORMATS, ORDERS
 
     p = sub.add_parser("predictions", help="print predictions as they are published")
     _reader_options(p)
@@ -224,6 +224,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                          "consecutive days; several pairs of the same days)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
     p.add_argument("--symbol", help="symbol of the files' rows (see replay)")
+    p.add_argument("--order", choices=ORDERS, default="time", help="how websocket captures are read (see replay)")
     p.add_argument("--symbols", help="comma-separated symbols to show")
     p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
     p.add_argument("--quiet", action="store_true", help="no progress")

@@ -39,18 +39,18 @@ import contextlib
 import logging
 import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.binance import (
+    ExchangeClock,
     OffBookTrade,
     PayloadError,
     Skipped,
     normalise_ws,
     rest_agg_trade_to_tick,
     rest_trade_to_tick,
-    to_ms,
 )
 
 log = logging.getLogger("livelearn.live")
@@ -84,47 +84,6 @@ class Handled:
     duplicate: bool = False
     error: str | None = None  # a socket error: reconnect
     rejected: tuple[str, str] | None = None  # (reason code, reason): dead-letter the raw message
-
-
-class ExchangeClock:
-    """How far this machine's clock is behind Binance's, from the messages that carry Binance's send
-    time (``E``). A spot book ticker has no time of its own and is stamped when it is received; on a
-    clock behind Binance's by more than the network delay each one was older than the trade before it,
-    and the worker dead-lettered it as late (27,945 of the 28,040 of the BTCUSDT capture, fed in the
-    order received: it was recorded on a clock 1.27 s behind). Receive times are moved forward by the
-    least ``receive - send`` of the last ``window_ms`` where that is negative, so that a book ticker is
-    never older than a message received before it; on a clock that is right or ahead, not at all.
-
-    >>> clock = ExchangeClock()
-    >>> clock.observe(send_ms=10_000, receive_ms=8_800)
-    >>> clock.behind_ms, clock.stamp(8_850)
-    (1200, 10050)
-    >>> clock.observe(send_ms=20_000, receive_ms=20_030)  # right, 30 ms of delay
-    >>> clock.behind_ms
-    1200
-    >>> clock.observe(send_ms=90_000, receive_ms=90_030)  # the slow reading is over a minute old
-    >>> clock.behind_ms, clock.stamp(90_040)
-    (0, 90040)
-    """
-
-    def __init__(self, window_ms: int = 60_000):
-        self.window_ms = window_ms
-        self.lows: deque[tuple[int, int]] = deque()  # (receive_ms, receive - send), the second rising
-
-    def observe(self, send_ms: int, receive_ms: int) -> None:
-        skew = receive_ms - send_ms
-        while self.lows and self.lows[-1][1] >= skew:
-            self.lows.pop()
-        self.lows.append((receive_ms, skew))
-        while self.lows[0][0] < receive_ms - self.window_ms:
-            self.lows.popleft()
-
-    @property
-    def behind_ms(self) -> int:
-        return max(0, -self.lows[0][1]) if self.lows else 0
-
-    def stamp(self, receive_ms: int) -> int:
-        return receive_ms + self.behind_ms
 
 
 def stream_names(symbols: list[str], streams: list[str]) -> list[str]:
@@ -174,8 +133,7 @@ class LiveHandler:
                 self.counts["server_shutdowns"] += 1
                 return Handled(error=f"serverShutdown at {inner.get('E')}: Binance closes this connection soon")
         data = message.get("data", message) if isinstance(message, dict) else None
-        if isinstance(data, dict) and isinstance(data.get("E"), int):  # depth updates too: any send time
-            self.clock.observe(to_ms(data["E"]), receive_time_ms)
+        self.clock.observe_message(message, receive_time_ms)  # depth updates too: any send time
         try:
             tick = normalise_ws(message, receive_time_ms)
         except OffBookTrade as skip:  # not a tick, but its id is the stream's: no gap where it was
@@ -191,8 +149,7 @@ class LiveHandler:
         except PayloadError as exc:
             self.counts[f"rejected_{exc.code}"] += 1
             return Handled(rejected=(exc.code, str(exc)))
-        if tick["kind"] == "BOOK_TICKER" and "T" not in data and "E" not in data and self.clock.behind_ms:
-            tick["event_time_ms"] = self.clock.stamp(receive_time_ms)  # receive_time_ms stays this clock's
+        if self.clock.correct(tick, message):
             self.counts["clock_corrected"] += 1
             if not self.clock_warned and self.clock.behind_ms > 250:
                 self.clock_warned = True

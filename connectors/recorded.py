@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.binance import (
+    ExchangeClock,
     PayloadError,
     Skipped,
     agg_trade_row_to_tick,
@@ -74,6 +75,13 @@ from schemas.keys import QUOTES
 from streams.ticks import InvalidTick, check_tick
 
 FORMATS = ("auto", "klines", "aggTrades", "trades", "bookTicker", "ws", "ohlcv")
+# How a websocket capture is read (every other file is read in event time). ``time``: its ticks sorted by
+# event time. ``received``: in the order its lines were received, each at its receive time in Binance's
+# clock, as `live` published them. They differ where a feed's event times are not the order it arrives
+# in: a spot book ticker carries no time and is stamped when received, so sorted by event time a trade,
+# stamped at its match, comes before the book ticker that shows its own impact, which a worker reading
+# `live` never sees. Figures from a capture that a worker reading `live` would have got need ``received``.
+ORDERS = ("time", "received")
 
 # A capture line's receive time: an epoch number (its unit told by its digits) or an ISO 8601 time, as a
 # recorder that logs its lines writes it (``2024-08-08T23:54:00.123456Z``, ``2024-08-08 23:54:00,123``;
@@ -371,17 +379,22 @@ def _csv_items(rows: Iterator[list[str]], origin: str, file_index: int, symbol: 
         yield ReplayItem(last_time, file_index, number, tick, origin, raw)
 
 
-def _ws_lines(lines: Iterable[str], file_index: int, origin: str) -> Iterator[ReplayItem]:
-    """A capture's items in file order; a line that is no tick takes the time of the item before it."""
+def _ws_lines(lines: Iterable[str], file_index: int, origin: str, received: bool = False) -> Iterator[ReplayItem]:
+    """A capture's items in file order; a line that is no tick takes the time of the item before it.
+    ``received``: each item's time (what files are merged and paced by) is its receive time in Binance's
+    clock, and book tickers stamped when received are moved to that clock, as `live` does it
+    (:class:`connectors.binance.ExchangeClock`, fed the lines in the order received)."""
     last_time = 0
+    clock = ExchangeClock() if received else None
     for number, text in enumerate(lines, 1):
-        item = _ws_line(text, number, file_index, origin, last_time)
+        item = _ws_line(text, number, file_index, origin, last_time, clock)
         if item is not None:
             last_time = item.event_time_ms
             yield item
 
 
-def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int) -> ReplayItem | None:
+def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: int,
+             clock: ExchangeClock | None = None) -> ReplayItem | None:
     if not text.strip() or text.startswith("wss://"):
         return None
     receive_ms: int | None = None
@@ -393,7 +406,11 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
     raw = text.encode()
     try:
         message = json.loads(body)
+        if clock is not None:
+            clock.observe_message(message, receive_ms)
         tick = normalise_ws(message, receive_ms)
+        if clock is not None:
+            clock.correct(tick, message)
         check_tick(tick)
     except json.JSONDecodeError as exc:
         return ReplayItem(last_time, file_index, number, None, origin, raw, "malformed_json", f"malformed_json: {exc}")
@@ -401,7 +418,10 @@ def _ws_line(text: str, number: int, file_index: int, origin: str, last_time: in
         return ReplayItem(last_time, file_index, number, None, origin, raw, "skip", skip.what)
     except (PayloadError, InvalidTick) as exc:
         return ReplayItem(last_time, file_index, number, None, origin, raw, exc.code, str(exc))
-    return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
+    if clock is None:
+        return ReplayItem(tick["event_time_ms"], file_index, number, tick, origin, raw)
+    received = clock.stamp(receive_ms) if receive_ms is not None else tick["event_time_ms"]
+    return ReplayItem(max(last_time, received), file_index, number, tick, origin, raw)
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -431,17 +451,20 @@ class FileItems:
         return iter(self._items) if self._items is not None else self._stream()  # type: ignore[misc]
 
 
-def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None) -> FileItems:
+def open_file(path: Path | str, file_index: int = 0, fmt: str = "auto", symbol: str | None = None,
+              order: str = "time") -> FileItems:
     path = Path(path)
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose from {', '.join(ORDERS)}")
     gzipped = _gzipped(path)
     head = _first_lines(path, gzipped)
     skip = preamble_lines(head) if fmt in ("auto", "ohlcv") else 0
     first = head[skip] if head else ""
     chosen = detect_format(path, first) if fmt == "auto" and first else fmt
     if first and chosen == "ws":
-        return _streamed_capture(path, file_index)
+        return _received_capture(path, file_index) if order == "received" else _streamed_capture(path, file_index)
     if first and chosen in _STREAMED and not skip:
         count = _count_if_sorted(path, _STREAMED[chosen])
         if count is not None:
@@ -470,13 +493,13 @@ def _first_lines(path: Path, gzipped: bool, count: int = 3) -> list[str]:
         return [line.rstrip("\r\n") for line in islice(lines, count)]
 
 
-def _ws_items(path: Path, file_index: int) -> Iterator[ReplayItem]:
+def _ws_items(path: Path, file_index: int, received: bool = False) -> Iterator[ReplayItem]:
     """A capture's items in file order (:func:`read_file`'s before its sort), read line by line."""
     text = GzipLines(path) if _gzipped(path) else None
     latest = 0
     with contextlib.ExitStack() as stack:
         lines = iter(text) if text is not None else (line[:-1] for line in stack.enter_context(_text_stream(path)))
-        for item in _ws_lines(lines, file_index, str(path)):
+        for item in _ws_lines(lines, file_index, str(path), received):
             latest = max(latest, item.event_time_ms)
             yield item
     if text is not None and text.truncated:
@@ -497,6 +520,13 @@ def _streamed_capture(path: Path, file_index: int) -> FileItems:
         elif latest - t > lateness:
             lateness = latest - t
     return FileItems(path, count, _stream=lambda: in_time_order(_ws_items(path, file_index), lateness))
+
+
+def _received_capture(path: Path, file_index: int) -> FileItems:
+    """A websocket capture in the order its lines were received, as `live` published them (see
+    :data:`ORDERS`): counted in a first read, streamed in the second."""
+    count = sum(1 for _ in _ws_items(path, file_index, received=True))
+    return FileItems(path, count, _stream=lambda: _ws_items(path, file_index, received=True))
 
 
 def in_time_order(items: Iterable[ReplayItem], lateness: int) -> Iterator[ReplayItem]:
@@ -650,5 +680,5 @@ def _any_tick(items: Iterable[ReplayItem], refusals: Counter[str] | None, skippe
     return False
 
 
-def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> list[FileItems]:
-    return [open_file(Path(p), i, fmt, symbol) for i, p in enumerate(paths)]
+def opened(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None, order: str = "time") -> list[FileItems]:
+    return [open_file(Path(p), i, fmt, symbol, order) for i, p in enumerate(paths)]

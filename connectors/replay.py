@@ -71,8 +71,9 @@ class Progress:
 
 def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str] | None = None,
            progress: bool = True, sleep: Callable[[float], None] = time.sleep, fmt: str = "auto",
-           symbol: str | None = None, clock: Callable[[], float] = time.monotonic) -> ReplayStats:
-    """Produce every tick of ``paths`` to ``sink`` in event-time order.
+           symbol: str | None = None, clock: Callable[[], float] = time.monotonic, order: str = "time") -> ReplayStats:
+    """Produce every tick of ``paths`` to ``sink`` in event-time order (websocket captures with
+    ``order="received"`` in the order received: :data:`connectors.recorded.ORDERS`).
 
     ``speed`` = None (max) sends as fast as the broker takes it; otherwise inter-arrival times are
     kept, divided by ``speed``. Raises ``ValueError`` before sending anything when two files hold one
@@ -81,7 +82,7 @@ def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str
     problem = two_markets(paths, symbol)
     if problem is not None:
         raise ValueError(problem)
-    files = opened(paths, fmt, symbol)
+    files = opened(paths, fmt, symbol, order)
     total = sum(f.count for f in files)
     stats = ReplayStats()
     bar = Progress(total, enabled=progress)

@@ -104,6 +104,24 @@ def test_replay_exit_code_says_when_rows_were_rejected(pipeline_env, tmp_path):
     assert result.returncode == 0 and "produced 9, rejected 1" in result.stdout
 
 
+def test_a_capture_replayed_in_the_order_received_reaches_kafka_as_live_published_it(pipeline_env):
+    """`replay --order received`: the ETHUSDT capture's ticks on the topic in the order `live`'s handler
+    gives its lines as received, book tickers in Binance's clock (the recorder's ran 1.27 s behind)."""
+    from tests.unit.test_binance_rest_live import received_as_live
+
+    capture = ROOT / "data" / "binance" / "ws" / "spot_ethusdt_20240808.gz"
+    live = received_as_live(capture)
+    result = livelearn("replay", str(capture), "--order", "received", "--quiet", env=pipeline_env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    messages = sorted(read_topic(bootstrap, prefix + "ticks", expect=len(live), timeout=120),
+                      key=lambda m: (m.partition(), m.offset()))
+    codec = AvroCodec.for_topic_schema("tick")
+    fields = ("kind", "event_time_ms", "price", "quantity", "sequence_id", "receive_time_ms")
+    assert [tuple(codec.decode(m.value())[f] for f in fields) for m in messages] == [
+        tuple(t[f] for f in fields) for t in live]
+
+
 def test_alerts_subscriber_prints_a_published_alert(pipeline_env):
     livelearn("topics", "create", env=pipeline_env, timeout=60)
     env = {**os.environ, **pipeline_env}

@@ -474,6 +474,35 @@ def test_book_tickers_received_on_a_clock_behind_binances_are_not_older_than_the
             assert handler.clock.behind_ms == 0 and handler.counts["clock_corrected"] == 0
 
 
+def received_as_live(path) -> list[dict]:
+    """The ticks `live`'s handler gives a capture's lines, fed in the order received."""
+    with gzip.open(path, "rt") as lines:
+        received = [(int(stamp) // 1_000_000, json.loads(body)) for stamp, _, body in
+                    (line.partition(" ") for line in lines)]
+    handler = LiveHandler()
+    return [tick for receive_ms, message in received for tick in handler.handle(message, receive_ms).ticks]
+
+
+def test_a_capture_read_in_the_order_received_gives_the_ticks_live_gave():
+    """Sorted by event time (the default) a capture's spot book tickers keep the recorder's clock, and
+    with them moved to Binance's a trade sorts before the book ticker showing its own impact; neither
+    is what a worker reading `live` met. Read in the order received, the capture gives `live`'s
+    ticks, in `live`'s order, each item at its receive time in Binance's clock."""
+    from connectors.recorded import open_file
+
+    live = received_as_live(SPOT_CAPTURE)
+    items = list(open_file(SPOT_CAPTURE, order="received"))
+    assert [item.tick for item in items if item.tick is not None] == live
+    times = [item.event_time_ms for item in items]
+    assert times == sorted(times)
+    sorted_ticks = [item.tick for item in open_file(SPOT_CAPTURE) if item.tick is not None]
+    assert sorted_ticks == [item.tick for item in read_file(SPOT_CAPTURE) if item.tick is not None] != live
+    books = [t for t in live if t["kind"] == "BOOK_TICKER"]
+    assert sum(t["event_time_ms"] - t["receive_time_ms"] > 1_250 for t in books) > 0.99 * len(books)
+    with pytest.raises(ValueError, match="unknown order"):
+        open_file(SPOT_CAPTURE, order="arrival")
+
+
 def kline_message(row: list[str], symbol: str = "BTCUSDT") -> dict:
     """A closed one-minute kline event as Binance's combined stream sends it, from a dump row."""
     k = {"t": int(row[0]), "T": int(row[6]), "s": symbol, "i": "1m", "f": 1, "L": 2, "o": row[1], "h": row[2],
