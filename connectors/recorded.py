@@ -79,8 +79,9 @@ FORMATS = ("auto", "klines", "aggTrades", "trades", "bookTicker", "ws", "ohlcv")
 # event time. ``received``: in the order its lines were received, each at its receive time in Binance's
 # clock, as `live` published them. They differ where a feed's event times are not the order it arrives
 # in: a spot book ticker carries no time and is stamped when received, so sorted by event time a trade,
-# stamped at its match, comes before the book ticker that shows its own impact, which a worker reading
-# `live` never sees. Figures from a capture that a worker reading `live` would have got need ``received``.
+# stamped at its match, comes before the book ticker that shows its own impact, although the two
+# mostly arrived the other way round. Figures meant to say what a worker reading `live` would have got
+# from a capture need ``received`` (README, below the capture table).
 ORDERS = ("time", "received")
 
 # A capture line's receive time: an epoch number (its unit told by its digits) or an ISO 8601 time, as a
