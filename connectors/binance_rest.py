@@ -206,35 +206,30 @@ def iter_agg_trades(limiter: RateLimiter, symbol: str, start_ms: int, end_ms: in
         page = limiter.call(method, symbol=symbol, fromId=int(page[-1]["a"]) + 1, limit=PAGE)
 
 
-def fetch_agg_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: int,
-                     market: str = "spot") -> list[dict]:
-    """Aggregate trades ``first_id..last_id`` inclusive (gap backfill)."""
-    method = _method(limiter, market, 1)
+def _by_id(limiter: RateLimiter, method, symbol: str, first_id: int, last_id: int, key: str) -> list[dict]:
+    """Entries ``first_id..last_id`` inclusive of an endpoint paged by ``fromId`` (ids under ``key``)."""
     out: list[dict] = []
     cursor = first_id
     while cursor <= last_id:
         page = limiter.call(method, symbol=symbol, fromId=cursor, limit=min(PAGE, last_id - cursor + 1))
         if not page:
             break
-        out += [item for item in page if item["a"] <= last_id]
-        cursor = int(page[-1]["a"]) + 1
+        out += [item for item in page if item[key] <= last_id]
+        cursor = int(page[-1][key]) + 1
     return out
+
+
+def fetch_agg_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: int,
+                     market: str = "spot") -> list[dict]:
+    """Aggregate trades ``first_id..last_id`` inclusive (gap backfill)."""
+    return _by_id(limiter, _method(limiter, market, 1), symbol, first_id, last_id, "a")
 
 
 def fetch_trades(limiter: RateLimiter, symbol: str, first_id: int, last_id: int) -> list[dict]:
     """Spot trades ``first_id..last_id`` inclusive (gap backfill): ``/api/v3/historicalTrades``, which
     needs no API key since 2023-07-11 (Binance's spot changelog). Whether the futures' old-trades
     endpoints still want one was not found here, so futures trade-id gaps stay counted, not fetched."""
-    out: list[dict] = []
-    cursor = first_id
-    while cursor <= last_id:
-        page = limiter.call(limiter.client.get_historical_trades, symbol=symbol, fromId=cursor,
-                            limit=min(PAGE, last_id - cursor + 1))
-        if not page:
-            break
-        out += [item for item in page if item["id"] <= last_id]
-        cursor = int(page[-1]["id"]) + 1
-    return out
+    return _by_id(limiter, limiter.client.get_historical_trades, symbol, first_id, last_id, "id")
 
 
 def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress: bool) -> int:
