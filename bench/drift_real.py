@@ -4,7 +4,9 @@ was, and the cost.
 Each series runs through the worker's own partition pipeline in process with default settings:
 
 (a) unmodified: FIRING alerts per 10k events and channel on every shipped kline day and capture
-    (trades + book tickers), on consecutive kline days of one symbol joined (the longest series), and
+    (trades + book tickers; each capture sorted by event time, then again in the order its lines were
+    received, as a worker reading `live` met it, not pooled), on consecutive kline days of one symbol
+    joined (the longest series), and
     on the pairs of one base asset together where the data hold several (every BASIS alert listed with
     the pair it names; none ship here), beside River's KSWIN and ADWIN on the returns, each at the sensitivity
     bench/drift_eval.py calibrates on synthetic streams (``--kswin-alpha``, ``--adwin-delta``), and
@@ -72,6 +74,7 @@ import bisect
 import copy
 import dataclasses
 import datetime as dt
+import heapq
 import math
 import random
 import statistics
@@ -87,7 +90,7 @@ from distinct_days import complete_days, distinct_weeks_of
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from connectors.recorded import merged, read_file
+from connectors.recorded import opened, read_file
 from schemas.keys import BasisGroups, base_asset
 from streams.drift import BASIS_CONFIG
 from streams.drift.budget import poisson_interval
@@ -114,9 +117,10 @@ def ticks_of(path: Path) -> list[dict]:
     return [item.tick for item in read_file(path) if item.tick is not None]
 
 
-def ticks_in(paths: list[Path]) -> Iterator[dict]:
-    """The files' ticks in event-time order, streamed (a day of a capture does not fit in memory)."""
-    return (item.tick for item in merged(paths) if item.tick is not None)
+def ticks_in(paths: list[Path], order: str = "time") -> Iterator[dict]:
+    """The files' ticks in event-time order, streamed (a day of a capture does not fit in memory);
+    captures in the order their lines were received with ``order="received"`` (connectors.recorded.ORDERS)."""
+    return (item.tick for item in heapq.merge(*opened(paths, order=order)) if item.tick is not None)
 
 
 def scale_log_moves(ticks: list[dict], at: int, factor: float) -> list[dict]:
@@ -228,6 +232,7 @@ class Case(NamedTuple):
     ticks: list[dict] | None = None
     paths: tuple[Path, ...] = ()
     variance_test: str = "volatility"
+    order: str = "time"
 
 
 class Run(NamedTuple):
@@ -239,7 +244,7 @@ class Run(NamedTuple):
 
 def run_case(case: Case) -> Run:
     started = time.perf_counter()
-    ticks = case.ticks if case.ticks is not None else ticks_in(list(case.paths))
+    ticks = case.ticks if case.ticks is not None else ticks_in(list(case.paths), case.order)
     return Run(*run(ticks, case.settings, case.variance_test), time.perf_counter() - started)
 
 
@@ -297,10 +302,13 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
                  processes: Processes) -> None:
     series = [("files", path.name, [path]) for path in real_series(data)]
     series += [("joined", name, paths) for name, paths in data.consecutive_days()]
+    # What a worker reading `live` met: the same captures in the order their lines were received (not pooled).
+    series += [("received", f"{path.name} as received", [path]) for path in data.captures]
     groups = pair_groups(data, settings)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
-    runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": []}
-    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta) for _, _, paths in series])
+    runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": [], "received": []}
+    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta, kind == "received")
+                                             for kind, _, paths in series])
     group_runs = processes.map(run_case, [Case(settings, paths=tuple(paths)) for _, paths in groups])
     for (kind, name, _), outcome in zip(series, outcomes, strict=True):
         over[name], counts, vectors = false_alarms_of(name, outcome, settings)
@@ -362,18 +370,20 @@ class SeriesAlarms(NamedTuple):
     returns: int
 
 
-def series_alarms(job: tuple[tuple[Path, ...], Settings, float, float]) -> SeriesAlarms:
+def series_alarms(job: tuple[tuple[Path, ...], Settings, float, float, bool]) -> SeriesAlarms:
     """One unmodified series (a worker process's share of :func:`false_alarms`): the pipeline with default
-    settings, again with Levene as the variance test, and KSWIN and ADWIN on its returns."""
+    settings, again with Levene as the variance test, and KSWIN and ADWIN on its returns; captures read
+    in the order received where ``received``."""
     from river import drift
 
-    paths, settings, kswin_alpha, adwin_delta = job
-    default = run_case(Case(settings, paths=paths))
-    levene = run_case(Case(settings, paths=paths, variance_test="levene"))
+    paths, settings, kswin_alpha, adwin_delta, received = job
+    order = "received" if received else "time"
+    default = run_case(Case(settings, paths=paths, order=order))
+    levene = run_case(Case(settings, paths=paths, variance_test="levene", order=order))
     kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)
     kswin_alarms = adwin_alarms = returns = 0
     last = None
-    for tick in ticks_in(list(paths)):
+    for tick in ticks_in(list(paths), order):
         if tick["kind"] == "BOOK_TICKER":
             continue
         if last is not None:

@@ -19,12 +19,14 @@ does), with default settings except where a row says otherwise:
   pairs: a few hundred outcomes, too few to show skill), with outcomes on the mid price: next mid
   change at every book ticker (``LIVELEARN_PREDICT_ON=book LIVELEARN_LABEL=next_change``), one second
   ahead at every book ticker (``LIVELEARN_HORIZON_SECONDS=1``), and five trades ahead at every trade
-  (the default);
+  (the default); and the last of these again with each capture read in the order its lines were
+  received (``livelearn evaluate --order received``: the ticks and order a worker reading `live` got;
+  the rows above sort by event time, where a spot book ticker, stamped when received, lags the trades);
 * Phishing and the Elec2 sample (labelled datasets, delays 3 and 5): the ensemble against its members.
 
 Prints each table and one ``RESULT`` line per case: log-loss of the ensemble and of the references,
 skill against the running prior and the constant with intervals, and for the captures the skill of the
-queue-imbalance-only logistic regression beside the ensemble's. About three minutes here with two processes.
+queue-imbalance-only logistic regression and of the last trade's side beside the ensemble's. About three minutes here with two processes.
 
 Usage: python bench/skill.py [--quick] [--trend SD] [--jobs N] [--data PATH...]   (--quick: klines and one
 capture setting only; --jobs: files run at once, each in its own process, one per CPU (at most four)
@@ -44,7 +46,7 @@ from common import SHARED, Processes, real_data, result
 from distinct_days import complete_days, distinct_weeks_of, write_kline_days
 
 from agents.settings import Settings
-from cli.evaluate import evaluate_file, pooled_over_files, render, run_file, run_files
+from cli.evaluate import pooled_over_files, render, run_file, run_files
 from connectors.synth import kline_dump_with_trend as with_trend
 
 
@@ -78,6 +80,10 @@ def report(case: str, summary: dict, seconds: float, **extra) -> None:
                               ensemble["skill_vs_constant_high"]],
         "seconds": round(seconds, 1), **extra,
     }
+    if "trade_side" in rows:
+        side = rows["trade_side"]
+        fields["trade_side_skill_vs_constant"] = [side["skill_vs_constant"], side["skill_vs_constant_low"],
+                                                  side["skill_vs_constant_high"]]
     if "queue_imbalance" in rows:
         qi = rows["queue_imbalance"]["skill_vs_prior"]
         fields["queue_imbalance_skill_vs_prior"] = qi
@@ -127,10 +133,11 @@ def run_day(job: tuple[Path, Settings, float]):
         return run_file(with_trend(path, z, Path(folder)), settings), time.perf_counter() - started
 
 
-def run_capture(job: tuple[Path, Settings]) -> tuple[dict, float]:
-    path, settings = job
+def run_capture(job: tuple[Path, Settings, str]) -> tuple[dict, float]:
+    """A capture through the pipeline, read in ``order`` (connectors.recorded.ORDERS), in a worker process."""
+    path, settings, order = job
     started = time.perf_counter()
-    return evaluate_file(path, settings), time.perf_counter() - started
+    return run_file(path, settings, order=order).summary(), time.perf_counter() - started
 
 
 def run_joined(job: tuple[list[Path], Settings]):
@@ -232,12 +239,14 @@ def main() -> None:
         settings = [("next mid change at book tickers", dataclasses.replace(base, predict_on="book", label="next_change")),
                     ("mid 1 s ahead at book tickers", dataclasses.replace(base, predict_on="book", horizon_seconds="1")),
                     ("mid 5 trades ahead at trades", base)]
-        cases = [(label, setting, path) for label, setting in (settings[:1] if args.quick else settings)
+        cases = [(label, setting, path, "time") for label, setting in (settings[:1] if args.quick else settings)
                  for path in data.captures]
-        outcomes = processes.map(run_capture, [(path, setting) for _, setting, path in cases])
-        for (label, _, path), (summary, took) in zip(cases, outcomes, strict=True):
+        if not args.quick:  # what a worker reading `live` met: the order matters at trades, not at book tickers
+            cases += [(f"{settings[2][0]}, as received", base, path, "received") for path in data.captures]
+        outcomes = processes.map(run_capture, [(path, setting, order) for _, setting, path, order in cases])
+        for (label, _, path, order), (summary, took) in zip(cases, outcomes, strict=True):
             name = path.name[5:12] if path.name.startswith("spot_") else path.name
-            report(f"{name} {label}", summary, took)
+            report(f"{name} {label}", summary, took, order=order)
     if not args.quick and not args.data:
         datasets(base)
 
