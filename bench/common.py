@@ -157,14 +157,9 @@ def holds_ticks(path: Path, rows: int = 10_000) -> bool:
     refusals: Counter[str] = Counter()
     if recorded.holds_ticks(path, rows, refusals=refusals):
         return True
-    if skipped := {code[5:]: n for code, n in refusals.items() if code.startswith("skip:")}:
-        print(f"{path}: Binance messages but no tick in the whole file "
-              f"({', '.join(f'{what} {n:,}' for what, n in skipped.items())}): left out", flush=True)
-    elif refusals["invalid_symbol"]:
-        print(f"{path}: its name gives no pair, so its rows name none: left out (name it for its pair, "
-              "SYMBOL-..., as Binance does)", flush=True)
-    else:
-        print(f"{path}: no tick in its first {rows} rows (not market data?): left out", flush=True)
+    reason = recorded.no_ticks_reason(path, refusals, rows)
+    hint = " (name it for its pair, SYMBOL-..., as Binance does)" if reason == recorded.NO_PAIR else ""
+    print(f"{path}: {reason}: left out{hint}", flush=True)
     return False
 
 

@@ -24,7 +24,7 @@ def data_files(named: list[str], command: str, fmt: str = "auto", symbol: str | 
     """The files of ``named`` to read, in path order. Raises CliError (exit 2) for a missing path and
     (exit 1) when no file is left; ValueError for a folder with no data file in it."""
     from cli.errors import CliError
-    from connectors.recorded import derived_prices, holds_ticks, input_files
+    from connectors.recorded import NO_PAIR, derived_prices, holds_ticks, input_files, no_ticks_reason
 
     try:
         files = input_files(named)
@@ -44,15 +44,10 @@ def data_files(named: list[str], command: str, fmt: str = "auto", symbol: str | 
         refusals: Counter[str] = Counter()
         if path in alone or holds_ticks(path, ROWS, fmt=fmt, symbol=symbol, refusals=refusals):
             kept.append(path)
-        elif skipped := {code[5:]: n for code, n in refusals.items() if code.startswith("skip:")}:
-            print(f"livelearn: {path}: Binance messages but no tick in the whole file "
-                  f"({', '.join(f'{what} {n:,}' for what, n in skipped.items())}): left out", file=sys.stderr)
-        elif refusals["invalid_symbol"]:
-            print(f"livelearn: {path}: its name gives no pair, so its rows name none: left out ({command} it on its "
-                  "own with --symbol)", file=sys.stderr)
-        else:
-            print(f"livelearn: {path}: no tick in its first {ROWS:,} rows (not market data?): left out",
-                  file=sys.stderr)
+            continue
+        reason = no_ticks_reason(path, refusals, ROWS)
+        hint = f" ({command} it on its own with --symbol)" if reason == NO_PAIR else ""
+        print(f"livelearn: {path}: {reason}: left out{hint}", file=sys.stderr)
     if not kept:
         raise CliError(f"no file with ticks in {', '.join(named)}")
     return kept

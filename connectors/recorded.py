@@ -286,6 +286,59 @@ def derived_prices(path: Path | str) -> str | None:
     return None
 
 
+# data.binance.vision's other dumps beside a pair's klines and trades, none of which holds a trade or a
+# quote: USD-M futures' open interest and long/short ratios every five minutes (metrics), cumulative
+# depth in bands of distance from the price (bookDepth: no price level, no bid or ask), funding rates,
+# and options' volatility index and hourly summaries. A downloaded tree holds them under their kind's
+# folder, each named SYMBOL-kind-date; a renamed one is told by its header.
+NOT_TICK_KINDS = {"metrics": "open interest and long/short ratios", "bookdepth": "order-book depth in bands",
+                  "fundingrate": "funding rates", "bvolindex": "volatility index", "eohsummary": "options summaries"}
+_NOT_TICK_HEADERS = {"create_time,symbol,sum_open_interest": "metrics", "timestamp,percentage,depth,notional": "bookdepth",
+                     "calc_time,funding_interval_hours,last_funding_rate": "fundingrate"}
+
+
+def not_ticks(path: Path | str) -> str | None:
+    """What a dump of data.binance.vision's that holds no trade or quote holds (told by its folder, its
+    name or its header), else None: the line that leaves such a file out says what it is.
+
+    >>> not_ticks("data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2024-01-01.zip")
+    "BTCUSDT's open interest and long/short ratios (data.binance.vision's metrics)"
+    >>> not_ticks("data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-02-29.zip") is None
+    True
+    """
+    path = Path(path)
+    kind = next((part.lower() for part in (*path.parent.parts, *path.name.split("-"))
+                 if part.lower() in NOT_TICK_KINDS), None)
+    if kind is None and path.is_file():
+        try:
+            head = _first_lines(path, _gzipped(path), 1)
+        except (OSError, ValueError, DamagedFile):
+            head = []
+        first = head[0].strip().lower() if head else ""
+        kind = next((k for header, k in _NOT_TICK_HEADERS.items() if first.startswith(header)), None)
+    if kind is None:
+        return None
+    name = {k.lower(): k for k in ("metrics", "bookDepth", "fundingRate", "BVOLIndex", "EOHSummary")}[kind]
+    owner = f"{symbol_from_name(path)}'s" if "-" in path.name else "a pair's"  # a renamed file's name is no pair
+    return f"{owner} {NOT_TICK_KINDS[kind]} (data.binance.vision's {name})"
+
+
+NO_PAIR = "its name gives no pair, so its rows name none"
+
+
+def no_ticks_reason(path: Path | str, refusals: Counter[str], rows: int) -> str:
+    """Why a file that :func:`holds_ticks` found no tick in is left out, from the ``refusals`` it
+    counted: what it holds where that is known, :data:`NO_PAIR` where its rows were refused for want of
+    a pair, else that its first ``rows`` rows held no tick."""
+    if kind := not_ticks(path):
+        return f"{kind}, no trade or quote"
+    if skipped := {code[5:]: n for code, n in refusals.items() if code.startswith("skip:")}:
+        return f"Binance messages but no tick in the whole file ({', '.join(f'{what} {n:,}' for what, n in skipped.items())})"
+    if refusals["invalid_symbol"]:
+        return NO_PAIR
+    return f"no tick in its first {rows:,} rows (not market data?)"
+
+
 def two_markets(paths: Iterable[Path | str], symbol: str | None = None) -> str | None:
     """Why ``paths`` cannot be replayed into one topic when two of them hold one pair name of two
     markets (data.binance.vision's spot and USD-M futures dumps both name BTCUSDT; the market is the

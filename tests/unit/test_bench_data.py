@@ -79,7 +79,7 @@ def test_files_with_no_tick_beside_the_data_are_left_out_with_a_line(tmp_path, c
     assert [p.name for p in data.klines] == [day.name] and [p.name for p in data.captures] == ["capture.gz"]
     out = capsys.readouterr().out
     for name in ("ETHUSDT-1m-2020-01-01.csv", "run.log", "make.py", "meta.json"):
-        assert f"{name}: no tick in its first 10000 rows (not market data?): left out" in out
+        assert f"{name}: no tick in its first 10,000 rows (not market data?): left out" in out
 
 
 @pytest.mark.parametrize("market", ["spot", None])

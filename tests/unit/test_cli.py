@@ -143,6 +143,47 @@ def test_evaluate_refuses_a_file_without_a_single_tick(tmp_path):
     assert "no ticks in it (2 rows read, 2 rejected; line 2: malformed_row" in result.stderr
 
 
+def test_binance_dumps_that_hold_no_trade_or_quote_are_left_out_saying_what_they_hold(tmp_path):
+    """data.binance.vision's USD-M tree holds metrics (open interest, long/short ratios), bookDepth (depth
+    in bands of distance from the price) and fundingRate dumps beside the klines, each named
+    SYMBOL-kind-date. Each was left out with "not market data?", which they are. Now the line says what
+    each holds, told by its folder, its name, or (renamed) its header; the rows are the dumps' own shapes."""
+    import shutil
+    import zipfile
+
+    day = tmp_path / "futures/um/daily/klines/BTCUSDT/1m"
+    day.mkdir(parents=True)
+    shutil.copy(ROOT / "data/binance/klines/spot/BTCUSDT-1m-2020-01-01.zip", day)
+    dumps = {
+        "futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2024-01-01": (
+            "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+            "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio\n"
+            "2024-01-01 00:05:00,BTCUSDT,100243.058,12494186585.40,0.69,1.82,0.56,1.15\n"),
+        "futures/um/daily/bookDepth/BTCUSDT/BTCUSDT-bookDepth-2024-01-01": (
+            "timestamp,percentage,depth,notional\n2024-01-01 00:00:08,-5,1234.5,52212345.1\n"
+            "2024-01-01 00:00:08,5,1100.2,46712345.9\n"),
+        "futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01": (
+            "calc_time,funding_interval_hours,last_funding_rate\n1704067200000,8,0.00010000\n"),
+        "renamed/funding": "calc_time,funding_interval_hours,last_funding_rate\n1704067200000,8,0.00010000\n",
+    }
+    for name, text in dumps.items():
+        path = tmp_path / f"{name}.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{path.stem}.csv", text)
+    result = livelearn("evaluate", "--quiet", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name, holds in (("metrics", "open interest and long/short ratios (data.binance.vision's metrics)"),
+                        ("bookDepth", "order-book depth in bands (data.binance.vision's bookDepth)"),
+                        ("fundingRate", "funding rates (data.binance.vision's fundingRate)")):
+        path = next(tmp_path.rglob(f"*-{name}-*.zip"))
+        assert f"{path}: BTCUSDT's {holds}, no trade or quote: left out" in result.stderr
+    assert (f"{tmp_path / 'renamed/funding.zip'}: a pair's funding rates (data.binance.vision's fundingRate), "
+            "no trade or quote: left out") in result.stderr
+    assert "not market data" not in result.stderr
+    assert "BTCUSDT: 1435 outcomes" in result.stdout
+
+
 def test_evaluate_leaves_out_the_files_of_a_folder_that_hold_no_tick(tmp_path):
     """A data folder holds logs, scripts and notes as well: the first of them stopped the evaluation of
     the whole folder on its first unreadable row. Now each is left out with a line on stderr and the
