@@ -187,7 +187,7 @@ class Settings:
         "size at that time of day, learnt from complete days; 0 = off",
     )
     drift_quiet_spell_hours: str = _env(
-        "LIVELEARN_DRIFT_QUIET_SPELL_HOURS", "72",
+        "LIVELEARN_DRIFT_QUIET_SPELL_HOURS", "504",
         "Event-time hours a fall of volatility is remembered: a rise back to the level before it (the end of a weekend) "
         "raises no VARIANCE alert; a quiet level that outlasts it becomes the usual one; 0 = off",
     )

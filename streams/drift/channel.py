@@ -26,10 +26,10 @@ One check per channel kind (streams.drift.checks), each returning named ``CheckR
 ``DistributionCheck`` (FEATURE: KS per stream, plus a two-sided Welch t per stream corrected for
 serial correlation over several current windows, ``MEAN_SCALES``; PREDICTION: KS), ``VarianceCheck``
 (a rise of volatility: the same corrected t, one-sided, on log absolute deviations of the return-like
-streams; Levene on every stream where there are none; Levene, two-sided log scale or the F-test as
-options),
-``LossCheck`` (CONCEPT: one-sided Welch t on block means and Mann-Whitney U of the log-loss: a model
-that got worse) and ``BasisCheck`` (BASIS: a corrected t on short windows with a size floor).
+streams, their serial correlation pooled a reference window late, ``correlation.delayed``; Levene on
+every stream where there are none; Levene, two-sided log scale or the F-test as options), ``LossCheck``
+(CONCEPT: one-sided Welch t on block means and Mann-Whitney U of the log-loss: a model that got worse)
+and ``BasisCheck`` (BASIS: a corrected t on short windows with a size floor).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from streams.drift.correlation import (
     POOLED_WINDOWS,
     SideCorrelations,
     bartlett_inflation,
+    delayed,
     dependence_correlations,
     first_lag_below,
     window_autocorrelations,
@@ -58,8 +59,7 @@ from streams.drift.volatility import RETURN_LIKE
 
 log = logging.getLogger("livelearn.drift")
 
-# Thinned values a current window holds at least: its length is max(current_window, this x tau),
-# capped at the reference window.
+# Thinned values a current window holds at least: its length is max(current_window, this x tau), at most window.
 CURRENT_SAMPLES = 16
 # The mean test (Welch t) looks at several current windows, as multiples of the stream's current
 # window: a short one finds a large shift sooner, a long one a small shift in a noisy stream at all.
@@ -82,8 +82,7 @@ class Channel:
         self.reference: np.ndarray | None = None
         self.reference_columns: list[np.ndarray] = []
         self.reference_tau = np.ones(len(streams), dtype=int)
-        # The variance channel's "volatility" test reads the return-like streams only (VarianceCheck);
-        # without any (a dataset) it runs Levene on every stream. "log_scale": two-sided, every stream.
+        # "volatility" reads the return-like streams only, Levene on every stream without any (VarianceCheck).
         returns = [j for j, name in enumerate(streams) if name in RETURN_LIKE]
         self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
         self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
@@ -138,7 +137,11 @@ class Channel:
         # The variance test without the mean test reads only the lags of the absolute deviations.
         if not (self.kind == "VARIANCE" and self.scale_lags and not self.mean_test):
             correlation = window_autocorrelations(window, self.max_lag)
-            self.pooled_correlation += weight * (correlation - self.pooled_correlation)
+            late = self.log_scale and self.pooled_windows > POOLED_WINDOWS  # once the estimate has settled
+            checks = max(1, self.config.window // self.config.check_every)  # ("held": not in older checkpoints)
+            pooled = delayed(self.__dict__.setdefault("held", []), correlation, checks) if late else correlation
+            if pooled is not None:
+                self.pooled_correlation += weight * (pooled - self.pooled_correlation)
         value_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
         self.reference_tau = value_tau
         if self.scale_lags:
@@ -284,8 +287,7 @@ class Channel:
             ceiling = self.ceiling
             lifted = None if ceiling is None else np.log(np.abs(recent - centre) + ceiling.floor)
             recent = self._log_scales(recent, centre)
-        # Pooled before the test, so a change of the mean inflates the lags it is tested with by
-        # 1/POOLED_WINDOWS of its own effect at most.
+        # Pooled before the test: a change inflates the lags it is tested with by 1/POOLED_WINDOWS at most.
         if pool:
             self._pool(recent)
         samples = self._samples(recent, w, cw)
@@ -391,9 +393,8 @@ class Channel:
         self.refill_at = self.count + self.config.window
 
     def rebase(self) -> None:
-        """Restart the reference from the events that follow: a reference taken right at a detection
-        would mix the old and the new regime (the current window is shorter than the reference) and
-        keep the incident alive or resolve it too early. No checks run until it has filled."""
+        """Restart the reference from the events that follow (no checks until it has filled): one taken
+        right at a detection would mix the two regimes and keep the incident alive or end it too early."""
         self.count, self.refill_at = 0, None
         self.reference = None
         self.since_check = 0

@@ -52,7 +52,7 @@ class DriftConfig:
     basis_min_bps: float = 20.0
     # Event-time hours a fall of volatility is remembered (streams.drift.checks.VarianceCheck): a rise
     # back to the level before it (a weekend's end) is not reported; 0 = forget at once.
-    quiet_spell_hours: float = 72.0
+    quiet_spell_hours: float = 504.0
     # Event-time hours a fixed reference of the FEATURE, PREDICTION, CONCEPT and BASIS channels serves
     # while no incident is open; then it is taken again from the latest events (Channel.refresh).
     # Markets wander over days (order flow, trend, a basis on a thin book), and a reference only an
