@@ -138,7 +138,7 @@ class Channel:
         if not (self.kind == "VARIANCE" and self.scale_lags and not self.mean_test):
             correlation = window_autocorrelations(window, self.max_lag)
             late = self.log_scale and self.pooled_windows > POOLED_WINDOWS  # once the estimate has settled
-            checks = max(1, self.config.window // self.config.check_every)  # ("held": not in older checkpoints)
+            checks = max(1, self.config.window // self.config.check_every)  # a reference window's worth
             pooled = delayed(self.__dict__.setdefault("held", []), correlation, checks) if late else correlation
             if pooled is not None:
                 self.pooled_correlation += weight * (pooled - self.pooled_correlation)

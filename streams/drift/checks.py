@@ -246,10 +246,11 @@ class VarianceCheck:
     BTCUSDT 2022-09-05 faster with fewer tests to correct for).
 
     The level before a fall is remembered (a :class:`Ceiling`, for ``quiet_spell_hours`` of event time,
-    504, three weeks, by default; 72 until 2026-12-04, see below): while it is, a rise counts only if it is one against that level as well (the
-    larger of the two p-values: an intersection-union test, so the bound holds). When it expires, the
-    reference from before the fall is taken back if volatility is no longer significantly below it
-    (the quiet spell is over), else the quiet level stays the reference. Why: on a fall the reference
+    504, three weeks, by default; 72 until 2026-12-04, see below): while it is, a rise counts only if
+    it is one against that level as well (the larger of the two p-values: an intersection-union test,
+    so the bound holds). When it expires, the reference from before the fall is taken back if
+    volatility is no longer significantly below it (the quiet spell is over), else the quiet level
+    stays the reference. Why: on a fall the reference
     is re-based, so the end of every quiet spell (a weekend, a holiday, a night without the intraday
     profile) was a rise against it. Measured 2026-12-02 on three constructed weeks (the two real
     BTCUSDT days alternated over 21 days, weekends at 0.5, 0.6 or 0.75 times their moves): 1-2
