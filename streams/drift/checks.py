@@ -263,8 +263,8 @@ class VarianceCheck:
     The serial correlation the test is widened by is pooled one reference window late
     (``streams.drift.correlation.delayed``), so a burst does not widen its own test; and the memory of
     a fall is three weeks, not three days. Measured 2026-12-04 on sixteen real months of seven pairs
-    (feature engine and drift monitor in process, x3 from every 1,500th event after day two, 422
-    bursts, found within 200 events; not shipped, docs/STATUS.md): before, 65 VARIANCE alerts on the
+    (bench/drift_bursts.py: x3 from every 1,500th event after day two, 422 bursts, found within 200
+    events; the data not shipped, docs/STATUS.md): before, 65 VARIANCE alerts on the
     unmodified months, 310 bursts found, median delay 139 with misses counted as 200; the late
     pooling alone, 78, 354 and 99; with memories of 168 / 336 / 504 / 1,000 hours, 72 / 62 / 53 / 44
     alerts and 338 / 322 / 308 / 299 found (without the late pooling 336 hours gave 58 and 274). At

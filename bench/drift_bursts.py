@@ -1,0 +1,127 @@
+"""Volatility bursts at many moments of long real series, and the alerts where nothing was injected:
+the variance channel's trade-off in one run.
+
+Each file is read whole as one series (a month of one-minute klines is one series, not its days) and
+fed through the feature engine and the drift monitor only (no models: the FEATURE and VARIANCE
+channels, what `livelearn evaluate` counts for them). Two measures per file:
+
+* FIRING alerts per channel on the unmodified series;
+* from every ``--every``-th event once two days have passed, a deep copy of the engine and monitor as
+  they were there meets the next ``--after`` events with log-price moves x3 (bench/drift_real.py's
+  ``scale_log_moves``); found = a VARIANCE or FEATURE alert naming a price-derived feature within them.
+
+Where bench/drift_real.py's ``--only bursts_throughout`` copies the whole pipeline from every fourth
+hour (2,724 bursts on sixteen real months, about 16 minutes here), this samples the monitor alone
+more densely (every 1,500th event: 422 on the same months, about a minute with two processes): the
+figures docs/STATUS.md gives for the variance channel's settings (memory of falls, late pooling of its
+serial correlation) come from here. Also prints, per file, which state the variance channel was in at
+each burst (an incident's reference filling, a fall's remembered level, neither) with the share found.
+
+Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--jobs N]
+Settings from the environment as a worker reads them (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS=72`` to
+compare a setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from common import Processes, result
+from drift_real import names_price, scale_log_moves
+
+from agents.app import pipeline_config
+from agents.settings import Settings
+from connectors.recorded import input_files, read_file
+from streams.drift import DriftMonitor
+from streams.features import FeatureEngine
+
+DAY_MS = 86_400_000
+
+
+def _fired(engine: FeatureEngine, monitor: DriftMonitor, tick: dict, names: tuple[str, ...]) -> list[dict]:
+    vector = engine.update(tick)
+    if vector is None:
+        return []
+    return [a for a in monitor.update_features(vector["values"], vector["event_time_ms"], names)
+            if a["status"] == "FIRING"]
+
+
+def _state(monitor: DriftMonitor) -> str:
+    channel = monitor.channels["VARIANCE"]
+    if channel.reference is None or channel.refill_at is not None:
+        return "reference filling"
+    return "a fall remembered" if channel.ceiling is not None else "neither"
+
+
+def series(job: tuple[Path, Settings, int, int]) -> tuple[str, Counter, list[tuple[int | None, str]], int]:
+    """One file: FIRING alerts per channel, each burst's delay (None: not found) and the state it met."""
+    path, settings, every, after = job
+    config = pipeline_config(settings)
+    names = config.drift_features
+    ticks = [item.tick for item in read_file(path) if item.tick is not None]
+    if not ticks:
+        return path.name, Counter(), [], 0
+    engine, monitor = FeatureEngine(), DriftMonitor(ticks[0]["symbol"], config.drift)
+    start = ticks[0]["event_time_ms"]
+    alerts: Counter[str] = Counter()
+    bursts: list[tuple[int | None, str]] = []
+    for i, tick in enumerate(ticks):
+        if every and i % every == 0 and tick["event_time_ms"] - start > 2 * DAY_MS and len(ticks) - i > after:
+            burst_engine, burst_monitor = copy.deepcopy((engine, monitor))
+            state, found = _state(burst_monitor), None
+            for k, changed in enumerate(scale_log_moves(ticks[i:i + after], 1, 3.0)):
+                if any(a["kind"] in ("VARIANCE", "FEATURE") and names_price(a)
+                       for a in _fired(burst_engine, burst_monitor, changed, names)):
+                    found = k
+                    break
+            bursts.append((found, state))
+        alerts.update(a["kind"] for a in _fired(engine, monitor, tick, names))
+    return path.name, alerts, bursts, len(ticks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                        help="files or folders of long real series (a month of one-minute klines a file)")
+    parser.add_argument("--every", type=int, default=1500, help="events between burst starts (0: none)")
+    parser.add_argument("--after", type=int, default=200, help="events a burst has to be found in")
+    parser.add_argument("--jobs", type=int, default=None, help="files run at once, each in its own process")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    files = input_files(args.data)
+    totals: Counter[str] = Counter()
+    delays: list[int | None] = []
+    states: dict[str, list[int]] = {}
+    events = 0
+    with Processes(args.jobs) as processes:
+        for name, alerts, bursts, n in processes.map(series, [(p, settings, args.every, args.after) for p in files]):
+            totals.update(alerts)
+            events += n
+            delays += [d for d, _ in bursts]
+            for delay, state in bursts:
+                states.setdefault(state, [0, 0])
+                states[state][0] += delay is not None
+                states[state][1] += 1
+            found = sum(d is not None for d, _ in bursts)
+            print(f"{name:32s} {n:6d} events  FIRING {dict(alerts) or '{}'}  bursts found {found} of {len(bursts)}",
+                  flush=True)
+            result("drift_bursts_series", file=name, events=n, alerts=dict(alerts), bursts=len(bursts), found=found)
+    found = [d for d in delays if d is not None]
+    misses_as_after = [args.after if d is None else d for d in delays]
+    print(f"all: {events} events, FIRING {dict(totals)}; bursts found {len(found)} of {len(delays)}, median delay "
+          f"{statistics.median(found) if found else '-'} where found, "
+          f"{statistics.median(misses_as_after) if delays else '-'} with misses as {args.after}; by state "
+          + ", ".join(f"{s} {f} of {n}" for s, (f, n) in sorted(states.items())), flush=True)
+    result("drift_bursts", files=len(files), events=events, alerts=dict(totals), bursts=len(delays),
+           found=len(found), median_delay_found=statistics.median(found) if found else None,
+           median_delay_misses_as_after=statistics.median(misses_as_after) if delays else None,
+           after=args.after, every=args.every, quiet_spell_hours=settings.drift_quiet_spell_hours,
+           found_by_state={s: v for s, v in sorted(states.items())})
+
+
+if __name__ == "__main__":
+    main()
