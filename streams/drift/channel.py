@@ -94,8 +94,7 @@ class Channel:
         self.reference_moments = (np.zeros(len(streams)), np.zeros(len(streams)), np.zeros(len(streams)))
         self.ceiling: Ceiling | None = None  # the volatility reference before a fall (VarianceCheck)
         self.refill_at: int | None = None  # the count at which a reference is taken again (refill)
-        # Autocorrelations pooled over the recent windows of the last checks: one 500-event window
-        # estimates a slowly mixing stream's correlations poorly.
+        # Autocorrelations pooled over the recent checks' windows: one window estimates slow mixing poorly.
         self.max_lag = max(1, w // MIN_THINNED)
         self.pooled_correlation = np.zeros((self.max_lag + 1, len(streams)))
         # Distribution and variance tests are also thinned where the autocorrelation of the absolute
@@ -138,10 +137,12 @@ class Channel:
         if not (self.kind == "VARIANCE" and self.scale_lags and not self.mean_test):
             correlation = window_autocorrelations(window, self.max_lag)
             late = self.log_scale and self.pooled_windows > POOLED_WINDOWS  # once the estimate has settled
-            checks = max(1, self.config.window // self.config.check_every)  # a reference window's worth
-            pooled = delayed(self.__dict__.setdefault("held", []), correlation, checks) if late else correlation
+            # Held: only the columns the volatility test reads (a checkpoint carries them), a window's worth.
+            read = [j for j, name in enumerate(self.streams) if name in RETURN_LIKE] if late and self.rises_only else slice(None)
+            checks = max(1, self.config.window // self.config.check_every)
+            pooled = delayed(self.__dict__.setdefault("held", []), correlation[:, read], checks) if late else correlation
             if pooled is not None:
-                self.pooled_correlation += weight * (pooled - self.pooled_correlation)
+                self.pooled_correlation[:, read] += weight * (pooled - self.pooled_correlation[:, read])
         value_tau = first_lag_below(self.pooled_correlation, DECORRELATED)
         self.reference_tau = value_tau
         if self.scale_lags:
@@ -151,8 +152,7 @@ class Channel:
             self.pooled_scale_correlation += weight * (scale_correlation - self.pooled_scale_correlation)
             scale_tau = first_lag_below(self.pooled_scale_correlation, DECORRELATED)
             self.reference_tau = scale_tau if self.kind == "VARIANCE" else np.maximum(value_tau, scale_tau)
-        # Variance inflation of a mean by the correlated lags (those before tau); never below 1, so a
-        # mean-reverting stream is tested as if independent.
+        # Variance inflation of a mean by the lags before tau; never below 1 (mean reversion: independent).
         if not self.mean_test:
             return
         if self.log_scale:
