@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -307,7 +308,23 @@ class Processes:
 
 
 def result(name: str, **fields) -> None:
-    print("RESULT " + json.dumps({"bench": name, **fields}, sort_keys=True), flush=True)
+    """One ``RESULT {json}`` line, strict JSON: a figure that could not be computed (an interval on too
+    few outcomes is NaN) is ``null``, which every JSON reader takes, not Python's ``NaN``.
+
+    >>> result("demo", ratio=1.5, interval=[float("nan"), 2.0])
+    RESULT {"bench": "demo", "interval": [null, 2.0], "ratio": 1.5}
+    """
+    print("RESULT " + json.dumps(_finite({"bench": name, **fields}), sort_keys=True, allow_nan=False), flush=True)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz", timeout: float = 90) -> None:

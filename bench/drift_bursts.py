@@ -6,7 +6,7 @@ fed through the feature engine and the drift monitor only (no models: the FEATUR
 channels, what `livelearn evaluate` counts for them). Two measures per file:
 
 * FIRING alerts per channel on the unmodified series;
-* from every ``--every``-th event once two days have passed, a deep copy of the engine and monitor as
+* from every ``--every``-th event once ``--warmup-hours`` (two days) have passed, a deep copy of the engine and monitor as
   they were there meets the next ``--after`` events with log-price moves x3 (bench/drift_real.py's
   ``scale_log_moves``); found = a VARIANCE or FEATURE alert naming a price-derived feature within them.
 
@@ -17,7 +17,7 @@ figures docs/STATUS.md gives for the variance channel's settings (memory of fall
 serial correlation) come from here. Also prints, per file, which state the variance channel was in at
 each burst (an incident's reference filling, a fall's remembered level, neither) with the share found.
 
-Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--jobs N]
+Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--warmup-hours 48] [--jobs N]
 Settings from the environment as a worker reads them (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS=72`` to
 compare a setting).
 """
@@ -39,7 +39,7 @@ from connectors.recorded import input_files, read_file
 from streams.drift import DriftMonitor
 from streams.features import FeatureEngine
 
-DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 def _fired(engine: FeatureEngine, monitor: DriftMonitor, tick: dict, names: tuple[str, ...]) -> list[dict]:
@@ -57,9 +57,9 @@ def _state(monitor: DriftMonitor) -> str:
     return "a fall remembered" if channel.ceiling is not None else "neither"
 
 
-def series(job: tuple[Path, Settings, int, int]) -> tuple[str, Counter, list[tuple[int | None, str]], int]:
+def series(job: tuple[Path, Settings, int, int, float]) -> tuple[str, Counter, list[tuple[int | None, str]], int]:
     """One file: FIRING alerts per channel, each burst's delay (None: not found) and the state it met."""
-    path, settings, every, after = job
+    path, settings, every, after, warmup_hours = job
     config = pipeline_config(settings)
     names = config.drift_features
     ticks = [item.tick for item in read_file(path) if item.tick is not None]
@@ -70,7 +70,7 @@ def series(job: tuple[Path, Settings, int, int]) -> tuple[str, Counter, list[tup
     alerts: Counter[str] = Counter()
     bursts: list[tuple[int | None, str]] = []
     for i, tick in enumerate(ticks):
-        if every and i % every == 0 and tick["event_time_ms"] - start > 2 * DAY_MS and len(ticks) - i > after:
+        if every and i % every == 0 and tick["event_time_ms"] - start > warmup_hours * HOUR_MS and len(ticks) - i > after:
             burst_engine, burst_monitor = copy.deepcopy((engine, monitor))
             state, found = _state(burst_monitor), None
             for k, changed in enumerate(scale_log_moves(ticks[i:i + after], 1, 3.0)):
@@ -89,6 +89,8 @@ def main() -> None:
                         help="files or folders of long real series (a month of one-minute klines a file)")
     parser.add_argument("--every", type=int, default=1500, help="events between burst starts (0: none)")
     parser.add_argument("--after", type=int, default=200, help="events a burst has to be found in")
+    parser.add_argument("--warmup-hours", type=float, default=48.0,
+                        help="hours of a series before its first burst (the channels' references and memories fill)")
     parser.add_argument("--jobs", type=int, default=None, help="files run at once, each in its own process")
     args = parser.parse_args()
     settings = Settings.from_env()
@@ -98,7 +100,8 @@ def main() -> None:
     states: dict[str, list[int]] = {}
     events = 0
     with Processes(args.jobs) as processes:
-        for name, alerts, bursts, n in processes.map(series, [(p, settings, args.every, args.after) for p in files]):
+        for name, alerts, bursts, n in processes.map(series, [(p, settings, args.every, args.after, args.warmup_hours)
+                                                                  for p in files]):
             totals.update(alerts)
             events += n
             delays += [d for d, _ in bursts]
@@ -119,7 +122,7 @@ def main() -> None:
     result("drift_bursts", files=len(files), events=events, alerts=dict(totals), bursts=len(delays),
            found=len(found), median_delay_found=statistics.median(found) if found else None,
            median_delay_misses_as_after=statistics.median(misses_as_after) if delays else None,
-           after=args.after, every=args.every, quiet_spell_hours=settings.drift_quiet_spell_hours,
+           after=args.after, every=args.every, warmup_hours=args.warmup_hours, quiet_spell_hours=settings.drift_quiet_spell_hours,
            found_by_state={s: v for s, v in sorted(states.items())})
 
 

@@ -74,7 +74,6 @@ import bisect
 import copy
 import dataclasses
 import datetime as dt
-import heapq
 import math
 import random
 import statistics
@@ -90,7 +89,7 @@ from distinct_days import complete_days, distinct_weeks_of
 
 from agents.app import pipeline_config
 from agents.settings import Settings
-from connectors.recorded import opened, read_file
+from connectors.recorded import merged, read_file
 from schemas.keys import BasisGroups, base_asset
 from streams.drift import BASIS_CONFIG
 from streams.drift.budget import poisson_interval
@@ -120,7 +119,7 @@ def ticks_of(path: Path) -> list[dict]:
 def ticks_in(paths: list[Path], order: str = "time") -> Iterator[dict]:
     """The files' ticks in event-time order, streamed (a day of a capture does not fit in memory);
     captures in the order their lines were received with ``order="received"`` (connectors.recorded.ORDERS)."""
-    return (item.tick for item in heapq.merge(*opened(paths, order=order)) if item.tick is not None)
+    return (item.tick for item in merged(paths, order=order) if item.tick is not None)
 
 
 def scale_log_moves(ticks: list[dict], at: int, factor: float) -> list[dict]:
@@ -307,7 +306,8 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
     groups = pair_groups(data, settings)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
     runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": [], "received": []}
-    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta, kind == "received")
+    orders = {"received": "received"}  # the others in event-time order
+    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta, orders.get(kind, "time"))
                                              for kind, _, paths in series])
     group_runs = processes.map(run_case, [Case(settings, paths=tuple(paths)) for _, paths in groups])
     for (kind, name, _), outcome in zip(series, outcomes, strict=True):
@@ -370,14 +370,13 @@ class SeriesAlarms(NamedTuple):
     returns: int
 
 
-def series_alarms(job: tuple[tuple[Path, ...], Settings, float, float, bool]) -> SeriesAlarms:
+def series_alarms(job: tuple[tuple[Path, ...], Settings, float, float, str]) -> SeriesAlarms:
     """One unmodified series (a worker process's share of :func:`false_alarms`): the pipeline with default
     settings, again with Levene as the variance test, and KSWIN and ADWIN on its returns; captures read
-    in the order received where ``received``."""
+    in ``order`` (connectors.recorded.ORDERS)."""
     from river import drift
 
-    paths, settings, kswin_alpha, adwin_delta, received = job
-    order = "received" if received else "time"
+    paths, settings, kswin_alpha, adwin_delta, order = job
     default = run_case(Case(settings, paths=paths, order=order))
     levene = run_case(Case(settings, paths=paths, variance_test="levene", order=order))
     kswin, adwin = drift.KSWIN(alpha=kswin_alpha, window_size=500, stat_size=100, seed=1), drift.ADWIN(delta=adwin_delta)

@@ -661,9 +661,11 @@ def _count_if_sorted(path: Path, time_column: int) -> int | None:
     return count + (text is not None and text.truncated)  # a gzip dump cut short: its mark is an item
 
 
-def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None) -> Iterator[ReplayItem]:
-    """All files merged in event-time order (ties: command-line order, then line number)."""
-    return heapq.merge(*opened(paths, fmt, symbol))
+def merged(paths: Iterable[Path], fmt: str = "auto", symbol: str | None = None,
+           order: str = "time") -> Iterator[ReplayItem]:
+    """All files merged in event-time order (ties: command-line order, then line number); captures in
+    the order their lines were received with ``order="received"`` (:data:`ORDERS`)."""
+    return heapq.merge(*opened(paths, fmt, symbol, order))
 
 
 def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol: str | None = None,

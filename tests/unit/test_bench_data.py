@@ -258,7 +258,42 @@ def test_bursts_throughout_start_every_fourth_hour_after_the_first_midnight_each
     assert drift_real.burst_points(joined) == [1440 + 240 * k for k in range(6)]
     assert drift_real.burst_points(joined[:1440 + 200]) == []
     delays = drift_real.bursts_in((days, Settings()))
-    assert len(delays) == 6 and delays[-1] == 59, delays
+    assert delays == [None, None, 59, 139, 79, 59], delays
+
+
+def test_drift_bursts_meets_the_bursts_the_whole_pipeline_meets_with_the_monitor_alone(tmp_path, monkeypatch):
+    """bench/drift_bursts.py runs the feature engine and the drift monitor without the models: the
+    FEATURE and VARIANCE alerts do not depend on them, so from the same events (the two shipped BTCUSDT
+    days as one file, a burst every 240 events after the first day) it finds the bursts after as many
+    events as bench/drift_real.py's bursts throughout, which copies the whole pipeline (above), and says
+    which state the variance channel was in at each. Its copies leave the run as it was: the alerts on
+    the unmodified days are those of a run with no burst."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_bursts
+
+    from agents.settings import Settings
+
+    joined = tmp_path / "BTCUSDT-1m-2020-01.csv"  # one file, as a monthly dump is one series
+    joined.write_text("".join(day_text(KLINES / "spot" / f"BTCUSDT-1m-2020-01-0{d}.zip") for d in (1, 2)))
+    name, alerts, bursts, events = drift_bursts.series((joined, Settings(), 240, 200, 23.9))
+    assert (name, events) == (joined.name, 2880)
+    assert [delay for delay, _ in bursts] == [None, None, 59, 139, 79, 59]
+    assert {state for _, state in bursts} <= {"reference filling", "a fall remembered", "neither"}
+    assert alerts == drift_bursts.series((joined, Settings(), 0, 200, 23.9))[1]
+    _, _, late, _ = drift_bursts.series((joined, Settings(), 240, 200, 35.0))
+    assert [delay for delay, _ in late] == [139, 79, 59]  # none before the warm-up has passed
+
+
+def test_a_result_line_is_strict_json_where_a_figure_could_not_be_computed(capsys):
+    """An interval on too few outcomes is NaN; the RESULT line says null, which every JSON reader takes
+    (Python's json writes NaN, which is not JSON)."""
+    import json
+
+    bench_common().result("skill", interval=(float("nan"), float("inf")), n=3, nested={"p": float("nan")})
+    line = capsys.readouterr().out
+    assert line.startswith("RESULT ")
+    assert json.loads(line[len("RESULT "):], parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == {
+        "bench": "skill", "interval": [None, None], "n": 3, "nested": {"p": None}}
 
 
 def test_volatility_memory_finds_an_aged_reference_too_narrow_only_where_volatility_wanders(monkeypatch):
