@@ -19,11 +19,11 @@ connectors.json_lines.InputError: invalid_input: a line must be one JSON object,
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from streams.feedback import InvalidFeedback, check_feedback
 from streams.ticks import InvalidTick, check_tick, make_tick
 
 MAX_LINE_BYTES = 64 * 1024
@@ -184,10 +184,7 @@ def parse_feedback(raw: bytes, now_ms: int, max_bytes: int = MAX_LINE_BYTES) -> 
     label = _label(data.get("label"))
     if label is None and data.get("score") is None:
         raise InputError("invalid_input", "feedback needs a label or a score")
-    for name in ("realised_return", "score"):
-        if data.get(name) is not None and not math.isfinite(data[name]):
-            raise InputError("invalid_value", f"{name} is not a finite number")
-    return {
+    record = {
         "prediction_id": data.get("prediction_id"),
         "symbol": data["symbol"].upper(),
         "event_time_ms": data.get("event_time_ms"),
@@ -198,3 +195,8 @@ def parse_feedback(raw: bytes, now_ms: int, max_bytes: int = MAX_LINE_BYTES) -> 
         "feedback_time_ms": data.get("feedback_time_ms") or now_ms,
         "matured_tick_index": None,
     }
+    try:
+        check_feedback(record)  # what a worker would refuse is refused here, before it is produced
+    except InvalidFeedback as exc:
+        raise InputError("invalid_value", str(exc).removeprefix(f"{exc.code}: ")) from None
+    return record

@@ -21,6 +21,13 @@ same numbers, so learning from it is unchanged.
 Traceback (most recent call last):
 ...
 KeyError: 'a'
+
+Feedback may name a prediction by its symbol and event time instead of its id (the schema's
+``prediction_id: null``): the latest one remembered at that time answers.
+
+>>> issued.add(prediction_id("BTCUSDT", 7, 41), {}); issued.add(prediction_id("BTCUSDT", 7, 42), {})
+>>> issued.latest_at("BTCUSDT", 7), issued.latest_at("BTCUSDT", 8)
+('BTCUSDT-7-42', None)
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ from collections import OrderedDict
 from typing import Any
 
 from streams import snapshots
+
+
+def prediction_id(symbol: str, event_time_ms: int, tick_index: int) -> str:
+    """The id a learner gives the prediction made on a symbol's vector."""
+    return f"{symbol}-{event_time_ms}-{tick_index}"
 
 
 class IssuedPredictions:
@@ -61,6 +73,12 @@ class IssuedPredictions:
 
     def __contains__(self, prediction_id: object) -> bool:
         return prediction_id in self._items
+
+    def latest_at(self, symbol: str, event_time_ms: int) -> str | None:
+        """The id of the newest remembered prediction of ``symbol`` at ``event_time_ms`` (several ticks
+        may share a millisecond), None if none is remembered. Scans the ids (feedback is rare)."""
+        prefix = f"{symbol}-{event_time_ms}-"
+        return next((key for key in reversed(self._items) if key.startswith(prefix)), None)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -41,7 +41,8 @@ from typing import Any
 
 from streams.ensemble import START, Forecast, Variant
 from streams.features import MODEL_FEATURES
-from streams.issued import IssuedPredictions
+from streams.feedback import check_feedback
+from streams.issued import IssuedPredictions, prediction_id
 from streams.models import make_member
 from streams.references import Persistence, TradeSide
 from streams.scoring import BlockedScores, MemberScore, brier, log_loss
@@ -324,7 +325,7 @@ class SymbolLearner:
         x = features["values"]
         champion = self.ensemble
         regime = champion.regime(x)
-        pid = f"{self.symbol}-{features['event_time_ms']}-{features['tick_index']}"
+        pid = prediction_id(self.symbol, features["event_time_ms"], features["tick_index"])
         served = self.serving(pid)
         forecasts = {name: variant.forecast(x, regime) for name, variant in self.variants.items()}
         references = {"persistence": self.persistence.predict_proba_one(x)[1],
@@ -353,10 +354,15 @@ class SymbolLearner:
 
     def learn_feedback(self, feedback: dict[str, Any]) -> list[dict[str, Any]]:
         """External feedback: the members learn the label on the features used at prediction time
-        (never later ones). Returns the model events it caused."""
-        pid = feedback.get("prediction_id")
+        (never later ones). Returns the model events it caused; :class:`InvalidFeedback` for a record
+        that must not be learned (streams.feedback)."""
+        check_feedback(feedback)
+        pid, at = feedback.get("prediction_id"), feedback.get("event_time_ms")
+        if pid is None and at is not None:  # named by its symbol and event time
+            pid = self.issued.latest_at(self.symbol, at)
         if pid is None or pid not in self.issued:
-            raise UnknownPrediction(f"no prediction {pid!r} for {self.symbol} (unknown or expired)")
+            named = repr(pid) if feedback.get("prediction_id") is not None else f"at event time {at}"
+            raise UnknownPrediction(f"no prediction {named} for {self.symbol} (unknown or expired)")
         if (label := feedback.get("label")) is None:
             return []
         self._step = LearnerStep(None)

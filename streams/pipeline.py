@@ -40,6 +40,7 @@ from typing import Any
 from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
+from streams.feedback import InvalidFeedback
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.model_events import drift_response, model_event_record
 from streams.performance import performance_record, scores
@@ -239,8 +240,10 @@ class PartitionPipeline:
         return step
 
     def on_feedback(self, feedback: dict[str, Any]) -> Step:
-        """External feedback on a prediction id: the symbol's learner learns the label on the features
-        it predicted with. An unknown symbol or id is rejected (``unknown_prediction``)."""
+        """External feedback on a prediction (by id, or by symbol and event time): the symbol's learner
+        learns the label on the features it predicted with. An unknown symbol or id is rejected
+        (``unknown_prediction``), a label other than 0, 1 or null or a non-finite return or score
+        (``invalid_feedback``, streams.feedback)."""
         step = Step()
         step.stats.symbol = symbol = feedback["symbol"]
         learner = self.learners.get(symbol)
@@ -250,6 +253,9 @@ class PartitionPipeline:
             events = learner.learn_feedback(feedback)
         except UnknownPrediction as exc:
             step.rejection = ("learn", "unknown_prediction", str(exc.args[0]), None)
+            return step
+        except InvalidFeedback as exc:
+            step.rejection = ("learn", exc.code, str(exc), None)
             return step
         except Exception as exc:
             step.rejection = ("learn", "internal_error", f"{type(exc).__name__}: {exc}", exc)

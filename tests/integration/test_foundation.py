@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from schemas.codec import AvroCodec
@@ -61,6 +63,43 @@ def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, p
     assert "price is not a finite number" in letters[1]["reason"]
     features = read_topic(bootstrap, prefix + "features", expect=4)
     assert [AvroCodec.for_topic_schema("features").decode(m.value())["tick_index"] for m in features] == [1, 2, 3, 4]
+
+
+def test_feedback_from_any_client_that_a_learner_cannot_take_is_dead_lettered_and_a_prediction_may_be_named_by_time(
+        worker_factory, pipeline_env):
+    """Feedback written by a plain Kafka client, not `livelearn produce`: a label of 2 and a NaN return
+    fit the Avro schema but would corrupt every score (streams.feedback); they are dead-lettered as
+    ``invalid_feedback`` and counted, and feedback naming its prediction by symbol and event time (the
+    schema's ``prediction_id: null``) is learned."""
+    worker = worker_factory().start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    produce(bootstrap, prefix + "ticks", [tick_bytes(i) for i in range(12)])
+    predictions = read_topic(bootstrap, prefix + "predictions", expect=12)
+    predicted = [AvroCodec.for_topic_schema("prediction").decode(m.value()) for m in predictions]
+    codec = AvroCodec.for_topic_schema("feedback")
+
+    def record(**fields) -> tuple[bytes, bytes, int]:
+        value = {"prediction_id": predicted[3]["prediction_id"], "symbol": "BTCUSDT", "event_time_ms": None,
+                 "label": 1, "realised_return": None, "score": None, "source": "desk",
+                 "feedback_time_ms": T0 + 60_000, "matured_tick_index": None, **fields}
+        return b"BTCUSDT", codec.encode(value), T0 + 60_000
+
+    produce(bootstrap, prefix + "feedback", [
+        record(label=2), record(realised_return=float("nan")),
+        record(prediction_id=None, event_time_ms=predicted[5]["event_time_ms"], label=0)])
+    dead = read_topic(bootstrap, prefix + "dead-letters", expect=2)
+    letters = [AvroCodec.for_topic_schema("dead_letter").decode(m.value()) for m in dead]
+    assert [d["reason_code"] for d in letters] == ["invalid_feedback", "invalid_feedback"]
+    assert "label 2 is not 0, 1 or null" in letters[0]["reason"] and "realised_return" in letters[1]["reason"]
+    assert [d["source_topic"] for d in letters] == [prefix + "feedback"] * 2
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, body = worker.get("/metrics")
+        if 'livelearn_events_total{stage="learn"} 1.0' in body:
+            break
+        time.sleep(0.5)
+    assert 'livelearn_events_total{stage="learn"} 1.0' in body
+    assert 'livelearn_dead_letters_total{reason="invalid_feedback",stage="learn"} 2.0' in body
 
 
 def test_a_transaction_timeout_the_broker_would_refuse_stops_the_worker_at_start(pipeline_env):

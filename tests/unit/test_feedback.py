@@ -1,0 +1,73 @@
+"""External feedback from any Kafka client: what Avro lets through but a learner must not learn is
+refused with its reason and changes nothing; a prediction may be named by its symbol and event time."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from connectors.json_lines import InputError, parse_feedback
+from streams import snapshots
+from streams.learning import LearnerConfig
+from streams.pipeline import PartitionPipeline, PipelineConfig
+from streams.ticks import make_tick
+
+T0 = 1_700_000_000_000
+
+
+def pipeline_with_predictions(n: int = 40) -> tuple[PartitionPipeline, list[dict]]:
+    pipeline = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg", "micro"), horizon_ticks=5)))
+    predictions = []
+    for i in range(n):
+        tick = make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + (i * 7 % 5), 1.0, is_buyer_maker=i % 3 == 0)
+        predictions += [o.record for o in pipeline.on_tick(tick).records if o.stage == "predictions"]
+    return pipeline, predictions
+
+
+def feedback(prediction: dict, **fields) -> dict:
+    """As the Avro codec gives a record of the feedback topic: every field present."""
+    return {"prediction_id": prediction["prediction_id"], "symbol": "BTCUSDT", "event_time_ms": None, "label": 1,
+            "realised_return": 0.001, "score": None, "source": "desk", "feedback_time_ms": T0 + 60_000,
+            "matured_tick_index": None, **fields}
+
+
+@pytest.mark.parametrize("bad", [{"label": 2}, {"label": -5}, {"label": 2**31 - 1},
+                                 {"realised_return": math.nan}, {"realised_return": math.inf},
+                                 {"realised_return": -1.5}, {"score": -math.inf},
+                                 {"prediction_id": None, "event_time_ms": None}])
+def test_feedback_a_learner_cannot_take_is_refused_with_its_reason_and_changes_nothing(bad):
+    """A label of 2 fits Avro's ``["null", "int"]``: learned, it went into every score (a negative
+    log-loss) and the running prior; a NaN return left the learner's typical move NaN for good."""
+    pipeline, predictions = pipeline_with_predictions()
+    before = snapshots.dumps(pipeline)
+    step = pipeline.on_feedback(feedback(predictions[10], **bad))
+    assert step.rejection is not None and step.rejection[:2] == ("learn", "invalid_feedback")
+    assert step.records == [] and snapshots.dumps(pipeline) == before
+    good = pipeline.on_feedback(feedback(predictions[10], label=0, realised_return=-0.002))
+    assert good.rejection is None and snapshots.dumps(pipeline) != before
+    learner = pipeline.learners["BTCUSDT"]
+    assert math.isfinite(learner.typical_move)
+    assert all(math.isfinite(s["log_loss"]) and s["log_loss"] > 0
+               for s in learner.performance().values() if s.get("log_loss") is not None)
+
+
+def test_feedback_may_name_its_prediction_by_symbol_and_event_time():
+    """The schema's ``prediction_id: null``: the prediction made at that event time learns the label,
+    exactly as when it is named by id; a time with no prediction remembered is ``unknown_prediction``."""
+    by_id, predictions = pipeline_with_predictions()
+    by_time, _ = pipeline_with_predictions()
+    target = predictions[12]
+    assert by_id.on_feedback(feedback(target, label=0)).rejection is None
+    assert by_time.on_feedback(feedback(target, label=0, prediction_id=None,
+                                        event_time_ms=target["event_time_ms"])).rejection is None
+    assert snapshots.dumps(by_time.learners) == snapshots.dumps(by_id.learners)  # (wall-clock latencies aside)
+    assert snapshots.dumps(by_time.learners) != snapshots.dumps(pipeline_with_predictions()[0].learners)
+    step = by_time.on_feedback(feedback(target, prediction_id=None, event_time_ms=T0 - 1))
+    assert step.rejection[1] == "unknown_prediction" and f"at event time {T0 - 1}" in step.rejection[2]
+
+
+def test_livelearn_produce_feedback_refuses_what_a_worker_would():
+    with pytest.raises(InputError, match="below -1"):
+        parse_feedback(b'{"symbol": "BTCUSDT", "prediction_id": "p", "label": 1, "realised_return": -2.0}', T0)
+    assert parse_feedback(b'{"symbol": "btcusdt", "event_time_ms": 5, "label": 0}', T0)["label"] == 0
