@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from streams.feedback import InvalidFeedback, check_feedback
+from streams.external import InvalidFeedback, check_feedback
 from streams.ticks import InvalidTick, check_tick, make_tick
 
 MAX_LINE_BYTES = 64 * 1024

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.ensemble import START, Forecast, Variant
+from streams.external import check_feedback, vector_problem
 from streams.features import MODEL_FEATURES
-from streams.feedback import check_feedback
 from streams.issued import IssuedPredictions, prediction_id
 from streams.models import make_member
 from streams.references import Persistence, TradeSide
@@ -55,7 +55,8 @@ IN_LINE_SOURCES = frozenset({"market", "dataset"})
 
 
 class InvalidVector(ValueError):
-    """A feature vector with a non-finite value: never predicted on, never learned."""
+    """A feature vector that must not be used (streams.external.vector_problem): never predicted on,
+    never learned."""
 
 
 class UnknownPrediction(KeyError):
@@ -207,13 +208,13 @@ class SymbolLearner:
 
         A vector whose tick index is not above the last one applied is a duplicate (at-least-once
         delivery republishes some after a restart): it changes nothing (``prediction`` is None).
-        A vector with a NaN or infinite value raises :class:`InvalidVector` and changes nothing.
+        A vector with a NaN or infinite value, a reference price that is not positive or a label other
+        than 0, 1 or null raises :class:`InvalidVector` and changes nothing (streams.external).
         """
         if features["tick_index"] <= self.last_tick_index:
             return LearnerStep(None)
-        for name, value in features["values"].items():
-            if not math.isfinite(value):
-                raise InvalidVector(f"feature {name} of {self.symbol} tick {features['tick_index']} is {value!r}")
+        if (problem := vector_problem(features)) is not None:
+            raise InvalidVector(problem)
         self.last_tick_index = features["tick_index"]
         step = self._step = LearnerStep(None)
         step.outcomes = self._mature(features)
@@ -355,7 +356,7 @@ class SymbolLearner:
     def learn_feedback(self, feedback: dict[str, Any]) -> list[dict[str, Any]]:
         """External feedback: the members learn the label on the features used at prediction time
         (never later ones). Returns the model events it caused; :class:`InvalidFeedback` for a record
-        that must not be learned (streams.feedback)."""
+        that must not be learned (streams.external)."""
         check_feedback(feedback)
         pid, at = feedback.get("prediction_id"), feedback.get("event_time_ms")
         if pid is None and at is not None:  # named by its symbol and event time

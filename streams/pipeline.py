@@ -39,8 +39,8 @@ from typing import Any
 
 from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
+from streams.external import InvalidFeedback
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
-from streams.feedback import InvalidFeedback
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.model_events import drift_response, model_event_record
 from streams.performance import performance_record, scores
@@ -243,7 +243,7 @@ class PartitionPipeline:
         """External feedback on a prediction (by id, or by symbol and event time): the symbol's learner
         learns the label on the features it predicted with. An unknown symbol or id is rejected
         (``unknown_prediction``), a label other than 0, 1 or null or a non-finite return or score
-        (``invalid_feedback``, streams.feedback)."""
+        (``invalid_feedback``, streams.external)."""
         step = Step()
         step.stats.symbol = symbol = feedback["symbol"]
         learner = self.learners.get(symbol)

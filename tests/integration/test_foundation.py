@@ -68,7 +68,7 @@ def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, p
 def test_feedback_from_any_client_that_a_learner_cannot_take_is_dead_lettered_and_a_prediction_may_be_named_by_time(
         worker_factory, pipeline_env):
     """Feedback written by a plain Kafka client, not `livelearn produce`: a label of 2 and a NaN return
-    fit the Avro schema but would corrupt every score (streams.feedback); they are dead-lettered as
+    fit the Avro schema but would corrupt every score (streams.external); they are dead-lettered as
     ``invalid_feedback`` and counted, and feedback naming its prediction by symbol and event time (the
     schema's ``prediction_id: null``) is learned."""
     worker = worker_factory().start()

@@ -1,5 +1,6 @@
-"""External feedback from any Kafka client: what Avro lets through but a learner must not learn is
-refused with its reason and changes nothing; a prediction may be named by its symbol and event time."""
+"""Feedback and feature vectors from any Kafka client (streams.external): what Avro lets through but a
+learner must not learn is refused with its reason and changes nothing; feedback may name a prediction
+by its symbol and event time."""
 
 from __future__ import annotations
 
@@ -71,3 +72,24 @@ def test_livelearn_produce_feedback_refuses_what_a_worker_would():
     with pytest.raises(InputError, match="below -1"):
         parse_feedback(b'{"symbol": "BTCUSDT", "prediction_id": "p", "label": 1, "realised_return": -2.0}', T0)
     assert parse_feedback(b'{"symbol": "btcusdt", "event_time_ms": 5, "label": 0}', T0)["label"] == 0
+
+
+@pytest.mark.parametrize("bad", [{"label": 2}, {"price": 0.0}, {"price": math.nan}, {"mid_price": -1.0},
+                                 {"values": {"x": 1.0, "y": math.inf}}])
+def test_a_labelled_vector_a_learner_cannot_take_is_refused_and_changes_nothing(bad):
+    """A dataset row's label fits ``["null", "int"]`` as 2 does, and its reference price makes every
+    realised return: refused as ``invalid_features`` like a non-finite value."""
+    pipeline = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg",), horizon_ticks=1)))
+
+    def row(i: int, **fields) -> dict:
+        return {"symbol": "ROWS", "event_time_ms": T0 + i, "tick_kind": "KLINE", "price": 1.0, "mid_price": None,
+                "tick_index": i, "feature_set": "dataset-x-y", "values": {"x": i % 3 - 1.0, "y": 0.5},
+                "not_ready": [], "label": i % 2, **fields}
+
+    for i in range(1, 20):
+        assert pipeline.on_vector(row(i)).rejection is None
+    before = snapshots.dumps(pipeline.learners)
+    step = pipeline.on_vector(row(20, **bad))
+    assert step.rejection[:2] == ("predict", "invalid_features") and step.records == []
+    assert snapshots.dumps(pipeline.learners) == before
+    assert pipeline.on_vector(row(20)).rejection is None
