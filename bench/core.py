@@ -8,7 +8,9 @@ On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUS
 * stages, each timed alone over the same inputs in the order the pipeline meets them: ``decode``;
   ``features`` (validation, tick gate, feature engine); ``learner`` (members, ensemble, guard, scores:
   ``SymbolLearner.process`` on the pipeline's vectors); ``drift`` (the symbol's monitor on the same
-  vectors and predictions); ``encode`` (every output record). Their sum is close to ``pipeline``;
+  vectors and predictions; not the CONCEPT channel, fed by outcomes); ``encode`` (every output
+  record). Their sum is below ``pipeline`` (429 against 587 us a vector on 2026-12-04): the learner
+  costs more inside the pipeline than alone (docs/STATUS.md);
 * the learner split into ``members`` (the members' own predict and learn), ``guard`` (the guard's
   checks, snapshots and extra predictions around them), ``ensemble`` (the mixture, its calibrators
   and the running prior) and ``records`` (the rest of ``SymbolLearner.process``: pending outcomes,
