@@ -55,8 +55,7 @@ IN_LINE_SOURCES = frozenset({"market", "dataset"})
 
 
 class InvalidVector(ValueError):
-    """A feature vector that must not be used (streams.external.vector_problem): never predicted on,
-    never learned."""
+    """A vector never to predict on or learn from (streams.external.vector_problem)."""
 
 
 class UnknownPrediction(KeyError):
@@ -273,8 +272,8 @@ class SymbolLearner:
             self.blocks.coarsen(-(-4 * self.lag_sum // self.lags))
         return outcomes
 
-    def _learn(self, item: Pending, label: int, realised: float | None = None, in_line: bool = True,
-               weight: float = 1.0, member_weight: float = 1.0, lag: int = 1) -> None:
+    def _learn(self, item: Pending, label: int, realised: float | None = None, weight: float = 1.0,
+               member_weight: float = 1.0, lag: int = 1) -> None:
         scores, move = self.scores, self.typical_move  # as known before this outcome
         served = item.forecasts[item.served]
         for name, p in served.member_probabilities.items():
@@ -283,12 +282,11 @@ class SymbolLearner:
         loss = scores["ensemble"].add(served.p_up, label, realised, move)
         for name in REFERENCES:
             scores[name].add(item.references[name], label, realised, move)
-        if in_line:
-            # Scored as the default variant's members, whoever served; one block per vector (see _mature).
-            self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
-                             "prior": item.references["prior"], "constant": 0.5}, label, hold=True)
-            if self._step is not None:
-                self._step.matured_losses.append((loss, item.x, label))
+        # Scored as the default variant's members, whoever served; one block per vector (see _mature).
+        self.blocks.add({"ensemble": served.p_up, **item.forecasts["default"].member_probabilities,
+                         "prior": item.references["prior"], "constant": 0.5}, label, hold=True)
+        if self._step is not None:
+            self._step.matured_losses.append((loss, item.x, label))
         if realised is not None:
             self.typical_move += (abs(realised) - self.typical_move) / min(self.moves_seen + 1, 500)
             self.moves_seen += 1
@@ -297,13 +295,8 @@ class SymbolLearner:
         for name, forecast in item.forecasts.items():
             if self.policy is not None:
                 scores[f"variant:{name}"].add(forecast.p_up, label, realised, move)
-            variant = self.variants[name]
-            if in_line:
-                variant.learn(item.x, label, forecast, item.regime, weight, member_weight, lag)
-            else:  # external feedback: the members learn; the mixture learned this outcome already
-                for member in variant.members.values():
-                    member.learn_one(item.x, label)
-        if self.policy is not None and in_line:
+            self.variants[name].learn(item.x, label, forecast, item.regime, weight, member_weight, lag)
+        if self.policy is not None:
             decision = self.policy.observe({name: brier(f.p_up, label) for name, f in item.forecasts.items()})
             if decision is not None:
                 kind, variant_name, evidence = decision
@@ -312,10 +305,13 @@ class SymbolLearner:
                           "outcomes" if kind == "PROMOTION" else f"{evidence['from']} was worse than "
                           f"{variant_name} by more than {evidence['margin']} (Brier)")
                 self._event(kind, variant_name, reason, evidence, item.event_time_ms)
+        self._rejections(item.event_time_ms)
+
+    def _rejections(self, time_ms: int) -> None:
         if self.config.guard:
             for name, variant in self.variants.items():
                 for code, reason in variant.rejections():
-                    self._event("REJECTED_UPDATE", name, reason, {"check": code}, item.event_time_ms)
+                    self._event("REJECTED_UPDATE", name, reason, {"check": code}, time_ms)
 
     def _event(self, kind: str, variant: str, reason: str, details: dict[str, str], time_ms: int) -> None:
         assert self._step is not None, "model events are decided inside process() or learn_feedback()"
@@ -355,8 +351,9 @@ class SymbolLearner:
 
     def learn_feedback(self, feedback: dict[str, Any]) -> list[dict[str, Any]]:
         """External feedback: the members learn the label on the features used at prediction time
-        (never later ones). Returns the model events it caused; :class:`InvalidFeedback` for a record
-        that must not be learned (streams.external)."""
+        (never later ones); scores, mixture and references stay the market outcomes' (an external label
+        may answer another question). Returns the model events it caused; :class:`InvalidFeedback`
+        for a record that must not be learned (streams.external)."""
         check_feedback(feedback)
         pid, at = feedback.get("prediction_id"), feedback.get("event_time_ms")
         if pid is None and at is not None:  # named by its symbol and event time
@@ -368,7 +365,10 @@ class SymbolLearner:
             return []
         self._step = LearnerStep(None)
         try:
-            self._learn(self.issued.get(pid), int(label), feedback.get("realised_return"), in_line=False)
+            item = self.issued.get(pid)
+            for member in [m for variant in self.variants.values() for m in variant.members.values()]:
+                member.learn_one(item.x, int(label))
+            self._rejections(item.event_time_ms)
             return self._step.events
         finally:
             self._step = None

@@ -93,3 +93,19 @@ def test_a_labelled_vector_a_learner_cannot_take_is_refused_and_changes_nothing(
     assert step.rejection[:2] == ("predict", "invalid_features") and step.records == []
     assert snapshots.dumps(pipeline.learners) == before
     assert pipeline.on_vector(row(20)).rejection is None
+
+
+def test_external_feedback_teaches_the_members_and_leaves_the_market_scores_and_references_alone():
+    """An external label may answer another question than the market outcome (was the trade
+    profitable?): the members learn it; the published scores, the skill blocks, the typical move and
+    the no-skill references stay those of the market outcomes."""
+    pipeline, predictions = pipeline_with_predictions()
+    learner = pipeline.learners["BTCUSDT"]
+    market = snapshots.dumps((learner.scores, learner.blocks, learner.typical_move, learner.persistence,
+                              learner.trade_side))
+    members = snapshots.dumps(learner.variants)
+    for prediction in predictions[5:25]:
+        assert pipeline.on_feedback(feedback(prediction, label=1, realised_return=0.05)).rejection is None
+    assert snapshots.dumps((learner.scores, learner.blocks, learner.typical_move, learner.persistence,
+                            learner.trade_side)) == market
+    assert snapshots.dumps(learner.variants) != members
