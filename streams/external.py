@@ -2,15 +2,17 @@
 ``external-features`` topic must hold before a learner uses it.
 
 Why here and not only in ``livelearn produce feedback`` and ``replay-dataset``: any Kafka client may
-write those topics, and Avro lets through what the learner cannot take. A label of 2 or -5 fits ``["null", "int"]``; learned, it
-was scored into every member's and every reference's log-loss (a label of 2 gives a negative loss)
-and fed to the running prior, and a non-finite ``realised_return`` fits ``["null", "double"]`` and left
-the learner's typical move NaN or infinite for good, so every published score after it was wrong (a
-simple return below -1, a price below zero, is refused too).
-Each is refused before the learner sees it, with the reason (dead-lettered as ``invalid_feedback``);
-``livelearn produce feedback`` refuses the same before producing (:func:`connectors.json_lines.parse_feedback`).
+write those topics, and Avro lets through what a learner cannot take. A label of 2 fits
+``["null", "int"]``, a NaN return ``["null", "double"]``. Before this check, feedback with them was
+scored into every member's and reference's log-loss (a label of 2 gives a negative loss) and left the
+learner's typical move NaN for good; external feedback no longer reaches the scores (it teaches the
+members only, streams.learning), but a label of 2 would still reach every member, and a dataset row's
+label and price reach everything. Each is refused before a learner sees it, with its reason
+(dead-lettered as ``invalid_feedback`` or ``invalid_features``); ``livelearn produce feedback`` refuses
+the same before producing (:func:`connectors.json_lines.parse_feedback`). A simple return below -1
+(a price below zero) is refused too.
 
-A label of null (a flat move) with no score is accepted and teaches nothing, as a flat market outcome
+A label of null (a flat move) is accepted and teaches nothing, as a flat market outcome
 does. A feature vector (:func:`vector_problem`) carries a label too (a labelled dataset's row), and
 its reference price makes every realised return: each is held to the same rules.
 
