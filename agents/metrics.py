@@ -68,6 +68,12 @@ class Metrics:
         )
         self.alerts = Counter("livelearn_alerts_total", "Drift alerts raised", ["kind", "severity"], registry=r)
         self.model_events = Counter("livelearn_model_events_total", "Model lifecycle events", ["kind"], registry=r)
+        self.misrouted = Counter(
+            "livelearn_misrouted_ticks_total",
+            "Ticks whose Kafka key is not their symbol's basis group (schemas.keys): applied, but a symbol keyed "
+            "otherwise may be split between partitions, and its group's pairs not seen together", ["stage"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "livelearn_duplicates_skipped_total", "Inputs already applied (redelivered after a restart)", ["stage"],
             registry=r,

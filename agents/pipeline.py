@@ -5,6 +5,7 @@ ticks are applied one by one, exactly as single ticks are, with one framework ro
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,14 +16,39 @@ from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.steps import batch_steps, finish, finish_released, origin_of, reject
 from schemas.codec import DecodeError
+from streams.ticks import is_symbol
 
 STAGE = "ticks"
 BATCHES = "tick-batches"
+MAX_SYMBOLS = 100_000  # keys remembered (a flood of made-up symbols must not grow them without end)
+log = logging.getLogger("livelearn.pipeline")
 
 
 def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
     latency = runtime.metrics.latency.labels("featurize")
     tick_codec = runtime.codecs[STAGE]
+
+    keys: dict[str, bytes] = {}  # symbol -> the key its ticks should carry
+    warned: set[str] = set()
+
+    def check_key(symbol: Any, key: bytes | None, stage: str) -> None:
+        """A tick applies whatever its key, but a symbol keyed otherwise than by its basis group may be
+        split between partitions (two models of one symbol, neither complete), and its group's pairs
+        are not seen side by side: counted, and said once per symbol."""
+        want = keys.get(symbol) if isinstance(symbol, str) else None
+        if want is None:
+            if not is_symbol(symbol):
+                return  # refused by the pipeline, with its reason
+            if len(keys) > MAX_SYMBOLS:
+                keys.clear()
+            want = keys[symbol] = runtime.settings.partition_key(symbol).encode()
+        if key != want:
+            runtime.metrics.misrouted.labels(stage).inc()
+            if symbol not in warned and len(warned) < MAX_SYMBOLS:
+                warned.add(symbol)
+                log.warning("%s: a tick of %s keyed %r, not %r (its basis group, schemas.keys): applied, but a "
+                            "symbol keyed otherwise may be split between partitions; counted on "
+                            "livelearn_misrouted_ticks_total (said once per symbol)", stage, symbol, key, want)
 
     def ticks_agent(stage: str, name: str, apply: Callable[[Any, dict, Any], Awaitable[None]]) -> None:
         """An agent of one ticks topic: decode each record with the stage's codec (a record that does
@@ -49,9 +75,12 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     await checkpoints.done(stream, event, stage)
 
     async def one_tick(state: Any, tick: dict, message: Any) -> None:
+        check_key(tick.get("symbol"), message.key, STAGE)
         await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
 
     async def batch_of_ticks(state: Any, batch: dict, message: Any) -> None:
+        for symbol in {tick.get("symbol") for tick in batch["ticks"]}:
+            check_key(symbol, message.key, BATCHES)
         for step, origin in batch_steps(state, batch["ticks"], int(time.time() * 1000), origin_of(message),
                                         tick_codec.encode):
             await finish_released(runtime, [(step, origin), *step.released])

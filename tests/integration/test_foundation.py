@@ -40,6 +40,22 @@ def test_tick_flows_through_a_real_worker(worker_factory, pipeline_env):
     assert status == 200 and 'livelearn_events_total{stage="featurize"} 25.0' in body
 
 
+def test_ticks_keyed_otherwise_than_by_their_basis_group_are_applied_and_counted(worker_factory, pipeline_env):
+    """The key decides the partition, and so which model of a symbol a tick reaches: a tick keyed by its
+    symbol instead of its group (``BTC`` for BTCUSDT, schemas.keys) or with no key is applied (it is no bad
+    tick), counted on ``livelearn_misrouted_ticks_total`` and said once per symbol in the log."""
+    worker = worker_factory().start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    records = [(b"BTC", value, t) for _, value, t in (tick_bytes(i) for i in range(6))]
+    records[2] = (b"BTCUSDT", *tick_bytes(2)[1:])
+    records[4] = (None, *tick_bytes(4)[1:])
+    produce(bootstrap, prefix + "ticks", records)
+    assert len(read_topic(bootstrap, prefix + "features", expect=6)) == 6
+    _, body = worker.get("/metrics")
+    assert 'livelearn_misrouted_ticks_total{stage="ticks"} 2.0' in body
+    assert worker.log_path.read_text().count("keyed b'BTCUSDT', not b'BTC'") == 1
+
+
 def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, pipeline_env):
     worker_factory().start()
     prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
