@@ -249,7 +249,8 @@ class PartitionPipeline:
         learner = self.learners.get(symbol)
         try:
             if learner is None:
-                raise UnknownPrediction(f"no model for symbol {symbol!r} in this partition")
+                raise UnknownPrediction(f"no model for symbol {symbol!r} in this partition (feedback must be keyed as "
+                                        "the symbol's ticks are: by its basis group, schemas.keys)")
             events = learner.learn_feedback(feedback)
         except UnknownPrediction as exc:
             step.rejection = ("learn", "unknown_prediction", str(exc.args[0]), None)
