@@ -108,9 +108,11 @@ def _integer(data: dict[str, Any], name: str) -> None:
     if value is None:
         return
     if isinstance(value, float) and value.is_integer():
-        data[name] = int(value)
+        data[name] = value = int(value)
     elif isinstance(value, bool) or not isinstance(value, int):
         raise InputError("invalid_input", f"{name} must be an integer, got {_kind(value)} ({_short(value)})")
+    if not -2**63 <= value < 2**63:  # Avro's long
+        raise InputError("invalid_value", f"{name} does not fit a 64-bit integer ({_short(value)})")
 
 
 def _text(data: dict[str, Any], name: str) -> None:

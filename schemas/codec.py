@@ -151,7 +151,8 @@ class AvroCodec:
         buf.write(self.header)
         try:
             fastavro.schemaless_writer(buf, self.schema, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # OverflowError: an int past a long where the field is no union (fastavro's C writer)
             raise EncodeError(f"{self.name}: record does not fit the schema: {exc}") from exc
         return buf.getvalue()
 

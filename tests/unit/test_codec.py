@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from schemas.codec import SCHEMA_DIR, SCHEMA_FILES, AvroCodec, DecodeError, SchemaStore, schema_fingerprint
+from schemas.codec import (
+    SCHEMA_DIR,
+    SCHEMA_FILES,
+    AvroCodec,
+    DecodeError,
+    EncodeError,
+    SchemaStore,
+    schema_fingerprint,
+)
 from streams.ticks import make_tick
 
 TICK = make_tick("BTCUSDT", "KLINE", 1_577_836_800_000, 7195.24, 51.6, source="binance-dump", open=7195.24,
@@ -65,6 +73,12 @@ def test_garbage_gives_a_clear_error_naming_topic_and_offset():
 def test_record_that_does_not_fit_is_rejected_on_encode():
     with pytest.raises(ValueError, match="tick"):
         AvroCodec.for_topic_schema("tick").encode({**TICK, "price": "not a number"})
+    # An int past a long in a field that is no union: fastavro's C writer raises OverflowError, which
+    # escaped `livelearn produce feedback` (feedback_time_ms 1e308 in a JSON line) and ended it.
+    feedback = {"prediction_id": "p", "symbol": "BTCUSDT", "event_time_ms": None, "label": 1,
+                "realised_return": None, "score": None, "source": "x", "matured_tick_index": None}
+    with pytest.raises(EncodeError, match="feedback: record does not fit"):
+        AvroCodec.for_topic_schema("feedback").encode({**feedback, "feedback_time_ms": 2**70})
 
 
 @pytest.mark.parametrize("stem", SCHEMA_FILES)

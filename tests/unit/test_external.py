@@ -72,6 +72,8 @@ def test_livelearn_produce_feedback_refuses_what_a_worker_would():
     with pytest.raises(InputError, match="below -1"):
         parse_feedback(b'{"symbol": "BTCUSDT", "prediction_id": "p", "label": 1, "realised_return": -2.0}', T0)
     assert parse_feedback(b'{"symbol": "btcusdt", "event_time_ms": 5, "label": 0}', T0)["label"] == 0
+    with pytest.raises(InputError, match="does not fit a 64-bit integer"):
+        parse_feedback(b'{"symbol": "BTCUSDT", "prediction_id": "p", "label": 1, "feedback_time_ms": 1e308}', T0)
 
 
 @pytest.mark.parametrize("bad", [{"label": 2}, {"price": 0.0}, {"price": math.nan}, {"mid_price": -1.0},
