@@ -83,6 +83,28 @@ def _gate_alpha(text: str) -> float:
     return alpha
 
 
+def _probability(text: str) -> float:
+    """A test's level: strictly between 0 and 1."""
+    try:
+        alpha = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {text!r}") from None
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"must be in (0, 1), got {text!r}")
+    return alpha
+
+
+def _share(text: str) -> float:
+    """A share of traffic: from 0 to 1."""
+    try:
+        share = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {text!r}") from None
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"must be in [0, 1], got {text!r}")
+    return share
+
+
 def _day_buckets(text: str) -> int:
     """Time-of-day buckets of the intraday profile: 0 (off) or a count that divides a day evenly."""
     # The rule of streams.drift.seasonality.check_buckets, not imported: importing streams.drift loads
@@ -216,8 +238,8 @@ class LearningSection:
     label: str = _from("label", choices=("horizon", "next_change"))
     members: tuple[str, ...] = _from("members", parse=_members)
     challengers: tuple[tuple[str, tuple[str, ...]], ...] = _from("challengers", parse=_challengers)
-    traffic_share: float = _from("traffic_share", low=0)
-    promotion_alpha: float = _from("promotion_alpha")
+    traffic_share: float = _from("traffic_share", parse=_share)
+    promotion_alpha: float = _from("promotion_alpha", parse=_probability)
     promotion_min_samples: int = _from("promotion_min_samples", low=1)
     rollback_margin: float = _from("rollback_margin")
     rollback_threshold: float = _from("rollback_threshold")
@@ -240,7 +262,7 @@ class DriftSection:
     current_window: int = _from("drift_current_window", low=0)
     check_every: int = _from("drift_check_every", low=1)
     warmup: int = _from("drift_warmup", low=0)
-    alpha: float = _from("drift_alpha")
+    alpha: float = _from("drift_alpha", parse=_probability)
     correction: str = _from("drift_correction", choices=("bonferroni", "bh"))
     features: tuple[str, ...] = _from("drift_features", parse=_names)
     volatility_half_life: float = _from("drift_volatility_half_life", low=0)
