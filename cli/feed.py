@@ -23,7 +23,7 @@ def _tick_sink(settings: Settings, stage: str, args: argparse.Namespace):
     """The ticks topic's sink, or with ``--batch N`` (N > 1) a batcher onto the tick-batches topic."""
     from cli.errors import CliError
 
-    if args.batch < 1 or args.batch_wait_ms < 0:
+    if args.batch < 1 or not 0 <= args.batch_wait_ms < float("inf"):
         raise CliError("--batch must be at least 1 and --batch-wait-ms at least 0", code=2)
     if args.batch == 1:
         return _sink(settings, stage)
@@ -96,6 +96,15 @@ def speed_option(text: str) -> float | None:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number or 'max'")
     return value
+
+
+def symbols_option(text: str) -> str:
+    """--symbols: comma-separated names, at least one (``,,,`` once kept no symbol and said only
+    "filtered out" for every row)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no symbol; give e.g. BTCUSDT,ETHUSDT")
+    return ",".join(names)
 
 
 def ratio_option(text: str) -> float:
@@ -309,7 +318,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                             "OHLCV CSV files with a header, or folders of them")
     p.add_argument("--speed", type=speed_option, default=None, metavar="N|max",
                    help="1 = real time, 60 = sixty times faster, max = as fast as possible (default)")
-    p.add_argument("--symbols", help="comma-separated symbols to keep (default all)")
+    p.add_argument("--symbols", type=symbols_option, help="comma-separated symbols to keep (default all)")
     from connectors.recorded import FORMATS, ORDERS
 
     p.add_argument("--format", choices=FORMATS, default="auto",
@@ -326,7 +335,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("live", help="Binance websockets (multiplexed) -> ticks topic, with reconnects and backfill")
-    p.add_argument("--symbols", default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
+    p.add_argument("--symbols", type=symbols_option, default="BTCUSDT,ETHUSDT", help="comma-separated symbols")
     p.add_argument("--streams", default="aggTrade,bookTicker",
                    help="comma-separated: trade, aggTrade, kline_<interval>, bookTicker (one of the first three: "
                         "they are views of the same fills; default aggTrade,bookTicker)")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agents.settings import Settings
+from cli.feed import symbols_option
 
 
 def _follow(settings: Settings, stage: str, schema: str, group: str | None, from_beginning: bool,
@@ -179,7 +180,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reader_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest record, not the newest")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--symbols", type=symbols_option, help="comma-separated symbols to show")
     p.add_argument("--json", action="store_true", help="JSON lines (for scripts) instead of one readable line")
     p.add_argument("--group", help="share a consumer group (default: a group of its own, so it sees everything)")
     p.add_argument("--max", type=int, default=None, help="stop after this many records")
@@ -208,7 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("models", help="champion, challengers, versions, live scores and recent events per symbol")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--symbols", type=symbols_option, help="comma-separated symbols to show")
     p.add_argument("--recent", type=int, default=5, help="model events shown per symbol")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=cmd_models)
@@ -225,7 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="auto", help="file format (see replay)")
     p.add_argument("--symbol", help="symbol of the files' rows (see replay)")
     p.add_argument("--order", choices=ORDERS, default="time", help="how websocket captures are read (see replay)")
-    p.add_argument("--symbols", help="comma-separated symbols to show")
+    p.add_argument("--symbols", type=symbols_option, help="comma-separated symbols to show")
     p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
     p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(func=cmd_evaluate)

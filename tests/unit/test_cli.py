@@ -32,6 +32,9 @@ def test_options_with_bad_values_are_one_clear_line():
     assert result.returncode == 2 and "must be a positive number" in result.stderr
     result = livelearn("replay", "x.zip", "--max-reject-ratio", "2")
     assert result.returncode == 2 and "is not between 0 and 1" in result.stderr
+    for command in (("replay", "x.zip"), ("evaluate", "x.zip"), ("predictions",), ("alerts",), ("models",)):
+        result = livelearn(*command, "--symbols", ",,,")  # once kept no symbol, every row "filtered out"
+        assert result.returncode == 2 and "argument --symbols: ',,,' names no symbol" in result.stderr, command
 
 
 def test_history_refuses_names_that_are_not_binance_symbols(tmp_path):
