@@ -72,37 +72,29 @@ def _members(text: str) -> tuple[str, ...]:
     return names
 
 
-def _gate_alpha(text: str) -> float:
-    """The skill gate's level: 0 (off) or a probability below 1."""
+def _number_where(text: str, rule: str, ok: Callable[[float], bool]) -> float:
     try:
-        alpha = float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"must be 0 (off) or in (0, 1), got {text!r}")
-    return alpha
+    if not ok(value):  # NaN fails every rule
+        raise ValueError(f"must be {rule}, got {text!r}")
+    return value
+
+
+def _gate_alpha(text: str) -> float:
+    """The skill gate's level: 0 (off) or a probability below 1."""
+    return _number_where(text, "0 (off) or in (0, 1)", lambda a: 0.0 <= a < 1.0)
 
 
 def _probability(text: str) -> float:
     """A test's level: strictly between 0 and 1."""
-    try:
-        alpha = float(text)
-    except ValueError:
-        raise ValueError(f"must be a number, got {text!r}") from None
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"must be in (0, 1), got {text!r}")
-    return alpha
+    return _number_where(text, "in (0, 1)", lambda a: 0.0 < a < 1.0)
 
 
 def _share(text: str) -> float:
     """A share of traffic: from 0 to 1."""
-    try:
-        share = float(text)
-    except ValueError:
-        raise ValueError(f"must be a number, got {text!r}") from None
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"must be in [0, 1], got {text!r}")
-    return share
+    return _number_where(text, "in [0, 1]", lambda a: 0.0 <= a <= 1.0)
 
 
 def _day_buckets(text: str) -> int:
