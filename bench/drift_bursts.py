@@ -6,9 +6,10 @@ fed through the feature engine and the drift monitor only (no models: the FEATUR
 channels, what `livelearn evaluate` counts for them). Two measures per file:
 
 * FIRING alerts per channel on the unmodified series;
-* from every ``--every``-th event once ``--warmup-hours`` (two days) have passed, a deep copy of the engine and monitor as
-  they were there meets the next ``--after`` events with log-price moves x3 (bench/drift_real.py's
-  ``scale_log_moves``); found = a VARIANCE or FEATURE alert naming a price-derived feature within them.
+* from every ``--every``-th event once ``--warmup-hours`` (two days) have passed, a deep copy of the
+  engine and monitor as they were there meets the next ``--after`` events with log-price moves x3
+  (bench/drift_real.py's ``scale_log_moves``); found = a VARIANCE or FEATURE alert naming a
+  price-derived feature within them.
 
 Where bench/drift_real.py's ``--only bursts_throughout`` copies the whole pipeline from every fourth
 hour (2,724 bursts on sixteen real months, about 16 minutes here), this samples the monitor alone
@@ -122,7 +123,8 @@ def main() -> None:
     result("drift_bursts", files=len(files), events=events, alerts=dict(totals), bursts=len(delays),
            found=len(found), median_delay_found=statistics.median(found) if found else None,
            median_delay_misses_as_after=statistics.median(misses_as_after) if delays else None,
-           after=args.after, every=args.every, warmup_hours=args.warmup_hours, quiet_spell_hours=settings.drift_quiet_spell_hours,
+           after=args.after, every=args.every, warmup_hours=args.warmup_hours,
+           quiet_spell_hours=settings.drift_quiet_spell_hours,
            found_by_state={s: v for s, v in sorted(states.items())})
 
 
