@@ -323,7 +323,10 @@ class PartitionCheckpoints:
         self.offsets[partition][input_stage] = offset
         pending = self.pending.setdefault(partition, [])
         pending.append((stream, event))
-        if len(pending) >= self.every_events:
+        # Not while another agent's event of the partition is half-way (suspended while its outputs
+        # are published): its effect would be checkpointed without its offset, and a restore would
+        # apply it twice. That event's own ``done`` (or the quiet timer) checkpoints these.
+        if len(pending) >= self.every_events and self.in_flight.get(partition, 0) <= 1:
             await self.checkpoint(partition)
 
     async def checkpoint(self, partition: int, flush_timeout: float | None = None, force: bool = False) -> None:
