@@ -9,6 +9,7 @@ import pytest
 from agents.topics import FLOW
 from connectors.recorded import read_file
 from schemas.codec import AvroCodec
+from schemas.keys import BasisGroups
 from tests.avro_apache import apache_decode, apache_encode, apache_schema
 from tests.conftest import ROOT
 from tests.kafka_io import produce, read_topic, wait_for_distinct
@@ -29,7 +30,8 @@ def test_outside_avro_producer_and_every_topic_read_by_the_avro_package(worker_f
     bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
     tick_schema = apache_schema("tick")
     ticks = [item.tick for item in read_file(FILE)]
-    records = [(t["symbol"].encode(), apache_encode(tick_schema, t), t["event_time_ms"]) for t in ticks]
+    key = BasisGroups.parse("auto").key
+    records = [(key(t["symbol"]).encode(), apache_encode(tick_schema, t), t["event_time_ms"]) for t in ticks]
     records.insert(100, (b"BTCUSDT", b"not avro at all", ticks[100]["event_time_ms"]))
     produce(bootstrap, prefix + "ticks", records)
     prediction = AvroCodec.for_topic_schema("prediction")
