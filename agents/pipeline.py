@@ -5,6 +5,7 @@ ticks are applied one by one, exactly as single ticks are, with one framework ro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,11 @@ from streams.ticks import is_symbol
 STAGE = "ticks"
 BATCHES = "tick-batches"
 MAX_SYMBOLS = 100_000  # keys remembered (a flood of made-up symbols must not grow them without end)
+# A tick-batches record may hold thousands of ticks (an outside producer's, up to the broker's record
+# limit): seconds of work. Its agent gives the event loop back this often, so that /healthz, /metrics
+# and the other agents are served meanwhile. Safe for the checkpoints: none is written while an event
+# of the partition is half-way (agents.checkpoints.done).
+TURN_S = 0.02
 log = logging.getLogger("livelearn.pipeline")
 
 
@@ -81,9 +87,13 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
     async def batch_of_ticks(state: Any, batch: dict, message: Any) -> None:
         for symbol in {tick.get("symbol") for tick in batch["ticks"]}:
             check_key(symbol, message.key, BATCHES)
+        turn = time.perf_counter()
         for step, origin in batch_steps(state, batch["ticks"], int(time.time() * 1000), origin_of(message),
                                         tick_codec.encode):
             await finish_released(runtime, [(step, origin), *step.released])
+            if time.perf_counter() - turn > TURN_S:
+                await asyncio.sleep(0)
+                turn = time.perf_counter()
 
     ticks_agent(STAGE, "pipeline", one_tick)
     ticks_agent(BATCHES, "pipeline-batches", batch_of_ticks)

@@ -92,3 +92,40 @@ def test_batched_ticks_give_the_single_tick_predictions_in_a_worker_and_a_backte
     from_backtest, letters = published(backtest_env, len(expected))
     assert from_backtest == expected
     assert [d["reason_code"] for d in letters] == ["duplicate_tick"]
+
+
+def test_a_batch_of_thousands_of_ticks_leaves_the_worker_answering_meanwhile(worker_factory, pipeline_env):
+    """One tick-batches record from an outside producer holding two days of klines (2,880 ticks,
+    seconds of work): /healthz and /metrics answer within a fraction of a second all the while, and
+    every tick is applied. Before, the batch held the worker's event loop until its last tick (one
+    request waited 2.1 s here, none was answered during the batch)."""
+    import time
+    import urllib.request
+
+    from confluent_kafka import Producer
+
+    ticks = [item.tick for day in ("01", "02") for item in read_file(KLINES / f"BTCUSDT-1m-2020-01-{day}.zip")]
+    value = AvroCodec.for_topic_schema("tick_batch").encode({"ticks": ticks})
+    worker = worker_factory().start()
+    producer = Producer(Settings.from_env(pipeline_env).client_config())
+    producer.produce(pipeline_env["LIVELEARN_TOPIC_PREFIX"] + "tick-batches", key=b"BTC", value=value)
+    assert producer.flush(30) == 0
+
+    waits: list[float] = []
+
+    def featurized() -> float:
+        started = time.monotonic()
+        with urllib.request.urlopen(worker.url + "/healthz", timeout=60) as response:
+            assert response.status == 200
+        _, body = worker.get("/metrics")
+        waits.append(time.monotonic() - started)
+        line = [row for row in body.splitlines() if row.startswith('livelearn_events_total{stage="featurize"}')]
+        return float(line[0].split()[-1]) if line else 0.0
+
+    during = 0
+    deadline = time.monotonic() + 240
+    while (done := featurized()) < len(ticks) and time.monotonic() < deadline:
+        during += 0 < done
+    assert featurized() == len(ticks)
+    assert during >= 3, f"/healthz and /metrics were not answered while the batch was applied (waits {waits})"
+    assert max(waits) < 1.0, f"/healthz and /metrics waited {max(waits):.2f} s while the batch was applied"
