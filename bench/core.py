@@ -10,7 +10,8 @@ On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUS
   ``SymbolLearner.process`` on the pipeline's vectors); ``drift`` (the symbol's monitor on the same
   vectors and predictions; not the CONCEPT channel, fed by outcomes); ``encode`` (every output
   record). Their sum is below ``pipeline`` (429 against 587 us a vector on 2026-12-04): the learner
-  costs more inside the pipeline than alone (docs/STATUS.md);
+  costs more inside the pipeline than alone, as it does alone with the caches evicted between
+  vectors (docs/STATUS.md);
 * the learner split into ``members`` (the members' own predict and learn), ``guard`` (the guard's
   checks, snapshots and extra predictions around them), ``ensemble`` (the mixture, its calibrators
   and the running prior) and ``records`` (the rest of ``SymbolLearner.process``: pending outcomes,
