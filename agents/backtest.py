@@ -9,6 +9,13 @@ the computation is not: the records equal those of a fresh worker on the same to
 probabilities, weights, alerts, outcomes; ``latency_ms``, performance latencies and dead letters'
 error times are wall-clock).
 
+External feedback (the feedback topic) is applied too, in the order it became known: a record whose
+``feedback_time_ms`` is F is applied to its partition before the first tick with an event time after
+F (feedback left after the last tick, at the end). A worker applies feedback as it arrives; live,
+that is the same order, and a backtest gives one answer every time. The feedback topic is read
+whole before the ticks (it is held in memory: feedback is sparse next to ticks). Vectors on the
+external-features topic (``livelearn replay-dataset``) are not backtested.
+
 Run it instead of a worker on a topic prefix of its own (``LIVELEARN_TOPIC_PREFIX``), not beside one:
 both would publish the same outputs. It writes no checkpoints: a backtest is re-run from the start.
 """
@@ -18,7 +25,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from agents.app import Runtime
 from agents.settings import Settings
@@ -32,9 +41,10 @@ BATCH = 5_000
 
 def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None = None,
                  timeout: float = 20.0) -> dict[str, int]:
-    """Process the ticks topics as they are now; returns counts (ticks, vectors, predictions, alerts,
-    dead letters). ``progress(done, total)`` (records) is called after each batch. A symbol's ticks
-    are expected on one of the two topics: across topics the order is the consumer's, as in a worker."""
+    """Process the ticks topics (and the feedback topic) as they are now; returns counts (ticks,
+    feedback, learned, vectors, predictions, alerts, dead letters). ``progress(done, total)`` (records)
+    is called after each batch. A symbol's ticks are expected on one of the two ticks topics: across
+    them the order is the consumer's, as in a worker."""
     from confluent_kafka import Consumer, TopicPartition
 
     runtime = Runtime(settings, faust=False)
@@ -42,7 +52,8 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.max.bytes": 64 * 1024 * 1024})
-    counts = {"ticks": 0, "vectors": 0, "predictions": 0, "alerts": 0, "dead_letters": 0}
+    counts = {"ticks": 0, "feedback": 0, "learned": 0, "vectors": 0, "predictions": 0, "alerts": 0,
+              "dead_letters": 0}
     try:
         ends: dict[tuple[str, int], int] = {}
         starts = []
@@ -63,6 +74,24 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
             raise RuntimeError(f"topics {' and '.join(topics)} hold no ticks: nothing to backtest (replay ticks into "
                                "them first)")
         pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in {p for _, p in ends}}
+        feedback = _feedback_in_time_order(runtime, timeout)
+        total += sum(map(len, feedback.values()))
+
+        def feedback_before(partition: int, event_time_ms: int | None) -> None:
+            """Apply the partition's feedback known before ``event_time_ms`` (None: all that is left)."""
+            queue = feedback.get(partition)
+            while queue and (event_time_ms is None or queue[0][0] < event_time_ms):
+                _, origin, record, error = queue.popleft()
+                if record is None:
+                    step = Step(rejection=("learn", "decode_error", error, None))
+                else:
+                    if partition not in pipelines:  # a partition without ticks: the worker's fresh state
+                        pipelines[partition] = PartitionPipeline(runtime.pipeline)
+                    step = pipelines[partition].on_feedback(record)
+                counts["feedback"] += 1
+                counts["learned"] += step.rejection is None
+                _emit(runtime, step, origin, counts)
+
         codec, batch_codec = runtime.codecs["ticks"], runtime.codecs["tick-batches"]
         consumer.assign(starts)
         remaining = set(ends)
@@ -84,32 +113,66 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                 if topic == topics[0]:
                     counts["ticks"] += 1
                     try:
-                        step = pipelines[partition].on_tick(codec.decode(message.value(), topic, partition, offset),
-                                                            int(time.time() * 1000), origin)
+                        tick = codec.decode(message.value(), topic, partition, offset)
                     except DecodeError as exc:
-                        step = Step(rejection=("featurize", "decode_error", str(exc), None))
-                    _emit(runtime, step, origin, counts)
+                        _emit(runtime, Step(rejection=("featurize", "decode_error", str(exc), None)), origin, counts)
+                        continue
+                    feedback_before(partition, tick["event_time_ms"])
+                    _emit(runtime, pipelines[partition].on_tick(tick, int(time.time() * 1000), origin), origin,
+                          counts)
                     continue
                 try:
                     ticks = batch_codec.decode(message.value(), topic, partition, offset)["ticks"]
                 except DecodeError as exc:
                     _emit(runtime, Step(rejection=("featurize", "decode_error", str(exc), None)), origin, counts)
                     continue
-                for step, own in batch_steps(pipelines[partition], ticks, int(time.time() * 1000), origin,
-                                             codec.encode):
-                    counts["ticks"] += 1
-                    _emit(runtime, step, own, counts)
+                for tick in ticks:
+                    feedback_before(partition, tick["event_time_ms"])
+                    for step, own in batch_steps(pipelines[partition], [tick], int(time.time() * 1000), origin,
+                                                 codec.encode):
+                        counts["ticks"] += 1
+                        _emit(runtime, step, own, counts)
             runtime.producer.poll(0)
             if progress:
-                progress(records, total)
+                progress(records + counts["feedback"], total)
         now_ms = int(time.time() * 1000)
         for pipeline in pipelines.values():  # what a reorder window still holds
             for released, origin in pipeline.flush(now_ms):
                 _emit_one(runtime, released, origin, counts)
+        for partition in sorted(feedback):
+            feedback_before(partition, None)
+        if progress:
+            progress(total, total)
     finally:
         consumer.close()
     runtime.flush_now(timeout=120)
     return counts
+
+
+def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque]:
+    """The feedback topic as it is now, by partition: ``(time, origin, record, error)`` in the order
+    the backtest applies them, by the time the feedback became known (``feedback_time_ms``; a record
+    that does not decode, by its Kafka timestamp, with the reason in ``error``), then by offset."""
+    from connectors.topic_end import TopicToEnd
+
+    topic, codec = runtime.topic_names["feedback"], runtime.codecs["feedback"]
+    found: dict[int, list[tuple[int, int, tuple, dict[str, Any] | None, str | None]]] = {}
+    with TopicToEnd(runtime.settings.client_config(), topic, group_prefix="livelearn-backtest", timeout=max(timeout, 600),
+                    strict=True) as reader:
+        for message in reader:
+            partition, offset = message.partition(), message.offset()
+            origin = (topic, partition, offset, message.key(), message.value())
+            try:
+                record: dict[str, Any] | None = codec.decode(message.value(), topic, partition, offset)
+                error = None
+            except DecodeError as exc:
+                record, error = None, str(exc)
+            known = record["feedback_time_ms"] if record is not None else message.timestamp()[1]
+            found.setdefault(partition, []).append((known, offset, origin, record, error))
+        if not reader.complete:
+            raise RuntimeError(f"topic {topic} could not be read to its end (a broker that does not answer?)")
+    return {p: deque((known, origin, record, error) for known, _, origin, record, error in sorted(
+        rows, key=lambda row: (row[0], row[1]))) for p, rows in found.items()}
 
 
 def _produce(runtime: Runtime, stage: str, key, record: dict, timestamp_ms: int | None = None) -> None:

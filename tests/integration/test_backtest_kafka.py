@@ -128,3 +128,66 @@ def test_a_backtest_of_a_missing_or_empty_ticks_topic_says_so_and_creates_nothin
     result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=120)
     assert result.returncode == 2
     assert f"topics {prefix}ticks and {prefix}tick-batches hold no ticks: nothing to backtest" in result.stderr
+
+
+def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
+    """Feedback on the feedback topic, produced out of time order: the backtest applies each record
+    before the first tick after its ``feedback_time_ms`` (one known after the last tick, at the end),
+    and its predictions equal the in-process pipeline's given the same feedback at the same points.
+    They differ from a run without the feedback (it was learned). An unknown id and a record that does
+    not decode are dead-lettered with their reasons. Before, the backtest left the feedback topic out."""
+    from confluent_kafka import Producer
+
+    from agents.app import pipeline_config
+    from agents.settings import Settings
+    from connectors.recorded import read_file
+    from streams.pipeline import PartitionPipeline
+
+    settings = Settings.from_env(pipeline_env)
+    ticks = [item.tick for item in read_file(Path(SAMPLE[0]))]
+
+    def predictions(feedback: list[dict]) -> list[dict]:
+        """The in-process pipeline's predictions, each feedback record applied before the first tick
+        after it became known (in time order, ties in the topic's order)."""
+        pipeline, waiting, out = PartitionPipeline(pipeline_config(settings)), list(feedback), []
+        waiting.sort(key=lambda record: record["feedback_time_ms"])
+        for tick in ticks:
+            while waiting and waiting[0]["feedback_time_ms"] < tick["event_time_ms"]:
+                pipeline.on_feedback(waiting.pop(0))
+            out += [{k: v for k, v in o.record.items() if k not in WALL_CLOCK}
+                    for o in pipeline.on_tick(tick).records if o.stage == "predictions"]
+        return out
+
+    issued = predictions([])
+
+    def feedback(index: int, minutes_later: int, label: int, prediction_id: str | None = None) -> dict:
+        return {"prediction_id": prediction_id or issued[index]["prediction_id"], "symbol": "BTCUSDT",
+                "event_time_ms": None, "label": label, "realised_return": None, "score": None, "source": "desk",
+                "feedback_time_ms": issued[index]["event_time_ms"] + minutes_later * 60_000,
+                "matured_tick_index": None}
+
+    # In the topic's order, known at about 08:50, 07:10, 07:01, 15:05 and the day's end + 1 h; the unknown
+    # id at 12:00.
+    given = [feedback(500, 30, 0), feedback(400, 30, 1), feedback(420, 1, 0), feedback(900, 5, 1),
+             feedback(len(issued) - 1, 60, 1), feedback(720, 0, 1, prediction_id="BTCUSDT-0-0")]
+    expected = predictions(given)
+    assert expected != issued  # the feedback changes later predictions
+
+    assert livelearn("replay", SAMPLE[0], "--quiet", env=pipeline_env, timeout=120).returncode == 0
+    codec = AvroCodec.for_topic_schema("feedback")
+    producer = Producer(settings.client_config())
+    for record in given[:3] + [None] + given[3:]:
+        value = b"not avro" if record is None else codec.encode(record)
+        producer.produce(settings.topic("feedback"), key=b"BTC", value=value,
+                         timestamp=(record or given[2])["feedback_time_ms"])
+    assert producer.flush(30) == 0
+    result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"7 feedback records of {settings.topic('feedback')} (5 learned)" in result.stdout, result.stdout
+
+    published = records(pipeline_env, "predictions", "prediction", to_end=True)[b"BTCUSDT"]
+    assert len(published) == len(expected) and published == expected
+    dead = [AvroCodec.for_topic_schema("dead_letter").decode(m.value()) for m in
+            read_topic(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], settings.topic("dead-letters"), to_end=True)]
+    assert sorted((d["reason_code"], d["source_topic"]) for d in dead) == [
+        ("decode_error", settings.topic("feedback")), ("unknown_prediction", settings.topic("feedback"))]
