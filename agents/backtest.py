@@ -1,8 +1,8 @@
-"""backtest: the pipeline over the ticks already on the ticks topics, read and written in batches.
+"""backtest: the pipeline over the inputs already on the input topics, read and written in batches.
 
 The batched replay path. A confluent-kafka consumer reads every partition of the ticks topic (and of
-tick-batches, whose records it unpacks as the worker does) from its start up to the end offset it had
-when the run began, thousands of records per call; each tick goes
+tick-batches, whose records it unpacks as the worker does, and of external-features) from its start
+up to the end offset it had when the run began, thousands of records per call; each tick goes
 through a fresh :class:`streams.pipeline.PartitionPipeline` per partition (the worker's own), and the
 outputs are queued to librdkafka, which sends them in batches. Faust's per-event machinery is skipped,
 the computation is not: the records equal those of a fresh worker on the same topic (prediction ids,
@@ -14,7 +14,8 @@ External feedback (the feedback topic) is applied too, in the order it became kn
 F (feedback left after the last tick, at the end). A worker applies feedback as it arrives; live,
 that is the same order, and a backtest gives one answer every time. The feedback topic is read
 whole before the ticks (it is held in memory: feedback is sparse next to ticks). Vectors on the
-external-features topic (``livelearn replay-dataset``) are not backtested.
+external-features topic (``livelearn replay-dataset``, a dataset's rows) are predicted and learned
+as a worker does, feedback applied before them by their event time as before ticks.
 
 Run it instead of a worker on a topic prefix of its own (``LIVELEARN_TOPIC_PREFIX``), not beside one:
 both would publish the same outputs. It writes no checkpoints: a backtest is re-run from the start.
@@ -41,19 +42,19 @@ BATCH = 5_000
 
 def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None = None,
                  timeout: float = 20.0) -> dict[str, int]:
-    """Process the ticks topics (and the feedback topic) as they are now; returns counts (ticks,
-    feedback, learned, vectors, predictions, alerts, dead letters). ``progress(done, total)`` (records)
-    is called after each batch. A symbol's ticks are expected on one of the two ticks topics: across
-    them the order is the consumer's, as in a worker."""
+    """Process the input topics as they are now; returns counts (ticks, vectors_in, feedback, learned,
+    vectors, predictions, alerts, dead letters). ``progress(done, total)`` (records) is called after
+    each batch. A symbol's inputs are expected on one of the ticks, tick-batches and external-features
+    topics: across them the order is the consumer's, as in a worker."""
     from confluent_kafka import Consumer, TopicPartition
 
     runtime = Runtime(settings, faust=False)
-    topics = [runtime.topic_names["ticks"], runtime.topic_names["tick-batches"]]
+    topics = [runtime.topic_names[stage] for stage in ("ticks", "tick-batches", "external-features")]
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.max.bytes": 64 * 1024 * 1024})
-    counts = {"ticks": 0, "feedback": 0, "learned": 0, "vectors": 0, "predictions": 0, "alerts": 0,
-              "dead_letters": 0}
+    counts = {"ticks": 0, "vectors_in": 0, "feedback": 0, "learned": 0, "vectors": 0, "predictions": 0,
+              "alerts": 0, "dead_letters": 0}
     try:
         ends: dict[tuple[str, int], int] = {}
         starts = []
@@ -71,28 +72,50 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                     starts.append(TopicPartition(topic, partition, low))
         total = sum(ends[tp.topic, tp.partition] - tp.offset for tp in starts)
         if not total:
-            raise RuntimeError(f"topics {' and '.join(topics)} hold no ticks: nothing to backtest (replay ticks into "
-                               "them first)")
+            raise RuntimeError(f"topics {', '.join(topics[:2])} and {topics[2]} hold nothing: nothing to backtest "
+                               "(replay ticks or a dataset into them first)")
         pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in {p for _, p in ends}}
         feedback = _feedback_in_time_order(runtime, timeout)
         total += sum(map(len, feedback.values()))
+
+        def pipeline_of(partition: int) -> PartitionPipeline:
+            if partition not in pipelines:  # feedback of a partition without ticks: the worker's fresh state
+                pipelines[partition] = PartitionPipeline(runtime.pipeline)
+            return pipelines[partition]
 
         def feedback_before(partition: int, event_time_ms: int | None) -> None:
             """Apply the partition's feedback known before ``event_time_ms`` (None: all that is left)."""
             queue = feedback.get(partition)
             while queue and (event_time_ms is None or queue[0][0] < event_time_ms):
                 _, origin, record, error = queue.popleft()
-                if record is None:
-                    step = Step(rejection=("learn", "decode_error", error, None))
-                else:
-                    if partition not in pipelines:  # a partition without ticks: the worker's fresh state
-                        pipelines[partition] = PartitionPipeline(runtime.pipeline)
-                    step = pipelines[partition].on_feedback(record)
+                step = (Step(rejection=("learn", "decode_error", error, None)) if record is None
+                        else pipeline_of(partition).on_feedback(record))
                 counts["feedback"] += 1
                 counts["learned"] += step.rejection is None
                 _emit(runtime, step, origin, counts)
 
-        codec, batch_codec = runtime.codecs["ticks"], runtime.codecs["tick-batches"]
+        def apply_tick(tick: dict[str, Any], partition: int, origin: tuple) -> None:
+            counts["ticks"] += 1
+            feedback_before(partition, tick["event_time_ms"])
+            _emit(runtime, pipelines[partition].on_tick(tick, int(time.time() * 1000), origin), origin, counts)
+
+        def apply_batch(batch: dict[str, Any], partition: int, origin: tuple) -> None:
+            for tick in batch["ticks"]:
+                feedback_before(partition, tick["event_time_ms"])
+                for step, own in batch_steps(pipelines[partition], [tick], int(time.time() * 1000), origin,
+                                             runtime.codecs["ticks"].encode):
+                    counts["ticks"] += 1
+                    _emit(runtime, step, own, counts)
+
+        def apply_vector(vector: dict[str, Any], partition: int, origin: tuple) -> None:
+            counts["vectors_in"] += 1
+            feedback_before(partition, vector["event_time_ms"])
+            _emit(runtime, pipelines[partition].on_vector(vector), origin, counts)
+
+        # topic -> (its codec, the stage that dead-letters a record that does not decode, what applies it)
+        inputs = {topics[0]: (runtime.codecs["ticks"], "featurize", apply_tick),
+                  topics[1]: (runtime.codecs["tick-batches"], "featurize", apply_batch),
+                  topics[2]: (runtime.codecs["external-features"], "predict", apply_vector)}
         consumer.assign(starts)
         remaining = set(ends)
         records = 0
@@ -110,28 +133,14 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                     remaining.discard((topic, partition))
                 records += 1
                 origin = (topic, partition, offset, message.key(), message.value())
-                if topic == topics[0]:
-                    counts["ticks"] += 1
-                    try:
-                        tick = codec.decode(message.value(), topic, partition, offset)
-                    except DecodeError as exc:
-                        _emit(runtime, Step(rejection=("featurize", "decode_error", str(exc), None)), origin, counts)
-                        continue
-                    feedback_before(partition, tick["event_time_ms"])
-                    _emit(runtime, pipelines[partition].on_tick(tick, int(time.time() * 1000), origin), origin,
-                          counts)
-                    continue
+                codec, stage, apply = inputs[topic]
                 try:
-                    ticks = batch_codec.decode(message.value(), topic, partition, offset)["ticks"]
+                    record = codec.decode(message.value(), topic, partition, offset)
                 except DecodeError as exc:
-                    _emit(runtime, Step(rejection=("featurize", "decode_error", str(exc), None)), origin, counts)
+                    counts["ticks"] += topic == topics[0]
+                    _emit(runtime, Step(rejection=(stage, "decode_error", str(exc), None)), origin, counts)
                     continue
-                for tick in ticks:
-                    feedback_before(partition, tick["event_time_ms"])
-                    for step, own in batch_steps(pipelines[partition], [tick], int(time.time() * 1000), origin,
-                                                 codec.encode):
-                        counts["ticks"] += 1
-                        _emit(runtime, step, own, counts)
+                apply(record, partition, origin)
             runtime.producer.poll(0)
             if progress:
                 progress(records + counts["feedback"], total)

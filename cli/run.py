@@ -20,8 +20,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    """The pipeline over the ticks topics (and feedback) as they are now, in batches, without a worker
-    (agents.backtest)."""
+    """The pipeline over the input topics (ticks, tick batches, dataset vectors, feedback) as they are
+    now, in batches, without a worker (agents.backtest)."""
     import time
 
     from cli.errors import CliError, require_broker
@@ -56,11 +56,15 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     elapsed = time.monotonic() - started
-    print(f"backtest of {settings.topic('ticks')} and {settings.topic('tick-batches')}: {counts['ticks']:,} ticks, "
-          f"{counts['feedback']:,} feedback records of {settings.topic('feedback')} ({counts['learned']:,} learned), "
-          f"{counts['vectors']:,} feature vectors, {counts['predictions']:,} predictions, {counts['alerts']:,} alerts, "
-          f"{counts['dead_letters']:,} dead letters in {elapsed:.1f} s ({counts['ticks'] / max(elapsed, 1e-9):,.0f} "
-          "ticks/s)")
+    inputs = [f"{counts['ticks']:,} ticks of {settings.topic('ticks')} and {settings.topic('tick-batches')}"]
+    if counts["vectors_in"]:
+        inputs.append(f"{counts['vectors_in']:,} vectors of {settings.topic('external-features')}")
+    if counts["feedback"]:
+        inputs.append(f"{counts['feedback']:,} feedback records of {settings.topic('feedback')} "
+                      f"({counts['learned']:,} learned)")
+    print(f"backtest of {', '.join(inputs)}: {counts['vectors']:,} feature vectors, {counts['predictions']:,} "
+          f"predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters in {elapsed:.1f} s "
+          f"({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
     return 0
 
 
@@ -70,8 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-dir", help="where the report and worker log go (default ./reports)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("backtest", help="run the pipeline over the ticks topics in batches, without a worker, "
-                                        "with the feedback topic's records in the order they became known (same "
-                                        "records as a fresh worker; use a topic prefix of its own)")
+    p = sub.add_parser("backtest", help="run the pipeline over the ticks topics (and dataset vectors) in batches, "
+                                        "without a worker, with the feedback topic's records in the order they "
+                                        "became known (same records as a fresh worker; use a topic prefix of its "
+                                        "own)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_backtest)

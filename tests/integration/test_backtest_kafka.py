@@ -127,7 +127,8 @@ def test_a_backtest_of_a_missing_or_empty_ticks_topic_says_so_and_creates_nothin
     assert livelearn("topics", "create", env=pipeline_env, timeout=60).returncode == 0
     result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=120)
     assert result.returncode == 2
-    assert f"topics {prefix}ticks and {prefix}tick-batches hold no ticks: nothing to backtest" in result.stderr
+    assert (f"topics {prefix}ticks, {prefix}tick-batches and {prefix}external-features hold nothing: nothing to "
+            "backtest") in result.stderr
 
 
 def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):

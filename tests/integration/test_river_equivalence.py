@@ -101,3 +101,21 @@ def test_pipeline_equals_river_progressive_validation(worker_factory, pipeline_e
     # And it says so itself: skill against the running prior with its interval.
     skill = final["skill"]["ensemble"]
     assert skill["vs_prior_low"] > 0.2
+
+    # The same rows through `livelearn backtest` (no worker, no Faust): every prediction equals the
+    # worker's, latency aside.
+    backtest_env = {**env, "LIVELEARN_TOPIC_PREFIX": "b" + prefix, "LIVELEARN_APP_ID": "b" + env["LIVELEARN_APP_ID"]}
+    assert livelearn("replay-dataset", source, "--symbol", "DATASET", env=backtest_env, timeout=120).returncode == 0
+    result = livelearn("backtest", "--quiet", env=backtest_env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"{n:,} vectors of b{prefix}external-features" in result.stdout, result.stdout
+    codec = AvroCodec.for_topic_schema("prediction")
+    backtested = {}
+    for message in read_topic(bootstrap, "b" + prefix + "predictions", to_end=True):
+        record = codec.decode(message.value())
+        backtested[record["prediction_id"]] = record
+
+    def latency_aside(records: dict[str, dict]) -> dict[str, dict]:
+        return {pid: {k: v for k, v in r.items() if k != "latency_ms"} for pid, r in records.items()}
+
+    assert latency_aside(backtested) == latency_aside(predictions)
