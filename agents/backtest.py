@@ -166,8 +166,9 @@ def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque
 
     topic, codec = runtime.topic_names["feedback"], runtime.codecs["feedback"]
     found: dict[int, list[tuple[int, int, tuple, dict[str, Any] | None, str | None]]] = {}
-    with TopicToEnd(runtime.settings.client_config(), topic, group_prefix="livelearn-backtest", timeout=max(timeout, 600),
-                    strict=True) as reader:
+    # ``timeout`` bounds a metadata call; reading a whole topic may take longer.
+    with TopicToEnd(runtime.settings.client_config(), topic, group_prefix="livelearn-backtest",
+                    timeout=max(timeout, 600), metadata_timeout=timeout, strict=True) as reader:
         for message in reader:
             partition, offset = message.partition(), message.offset()
             origin = (topic, partition, offset, message.key(), message.value())
