@@ -93,6 +93,11 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
             await finish_released(runtime, [(step, origin), *step.released])
             if time.perf_counter() - turn > TURN_S:
                 await asyncio.sleep(0)
+                if checkpoints.states.get(message.partition) is not state:
+                    # Revoked meanwhile (a revocation waits for a half-way event only so long,
+                    # LIVELEARN_STOP_TIMEOUT_S): the next owner applies the whole batch from its
+                    # checkpoint, and this worker publishes nothing more for the partition.
+                    return
                 turn = time.perf_counter()
 
     ticks_agent(STAGE, "pipeline", one_tick)

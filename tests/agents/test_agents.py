@@ -136,3 +136,29 @@ def test_readiness_follows_the_broker_probe(tmp_path):
     runtime.note_probe(True, time.monotonic())
     assert runtime.serving and runtime.metrics.ready._value.get() == 1
     runtime._producer = None  # destroyed here, or it retries port 1 (and logs it) for the rest of the run
+
+
+def test_a_batch_whose_partition_is_revoked_half_way_publishes_nothing_more(tmp_path, monkeypatch):
+    """The tick-batches agent gives the event loop back during a long batch (agents.pipeline.TURN_S),
+    so a revocation can take the partition while the batch is half-way. From then on the batch stops:
+    the next owner applies it whole from its checkpoint, and this worker must not publish for a
+    partition it gave up (exactly-once, its transactional producer would fence the new owner's)."""
+    monkeypatch.setattr("agents.pipeline.TURN_S", 0.0)  # the loop is given back after every tick
+    runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
+    record = runtime.publish
+
+    async def publish(stage, key, value, timestamp_ms=None, partition=None):
+        await record(stage, key, value, timestamp_ms, partition)
+        if len(published) == 10:  # features and a prediction of five ticks: revoked here
+            checkpoints.forget({partition})
+
+    runtime.publish = publish
+    ticks = [make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + i, 1.0) for i in range(50)]
+
+    async def scenario():
+        async with agents["pipeline-batches"].test_context() as agent:
+            await agent.put(AvroCodec.for_topic_schema("tick_batch").encode({"ticks": ticks}), key=b"BTC")
+            await settle(published, 100, timeout=3.0)
+
+    asyncio.run(scenario())
+    assert 10 <= len(published) <= 12, [stage for stage, _, _ in published]
