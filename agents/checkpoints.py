@@ -315,11 +315,14 @@ class PartitionCheckpoints:
                       "not checkpointed again and the worker stops (a restart resumes from the last checkpoint)",
                       self.stage, partition, exc)
 
-    async def done(self, stream, event, input_stage: str) -> None:
-        """Record an applied event; checkpoint and ack when due."""
+    async def done(self, stream, event, input_stage: str, state: Any) -> None:
+        """Record an event applied to ``state`` (the one ``unapplied`` gave with it); checkpoint and ack
+        when due."""
         partition, offset = event.message.partition, event.message.offset
-        if partition not in self.states:
-            return  # revoked while this event was in flight: the next owner re-applies it
+        if self.states.get(partition) is not state:
+            # Revoked while this event was in flight (and perhaps assigned again since, with a state
+            # restored from its checkpoint that has not seen the event): the owner re-applies it.
+            return
         self.offsets[partition][input_stage] = offset
         pending = self.pending.setdefault(partition, [])
         pending.append((stream, event))

@@ -29,7 +29,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     await reject(runtime, stage, "decode_error", str(exc), message)
                 else:
                     await finish(runtime, handle(state, record), message)
-                await checkpoints.done(stream, event, source)
+                await checkpoints.done(stream, event, source, state)
 
     def learn(state, feedback):
         step = state.on_feedback(feedback)

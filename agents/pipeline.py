@@ -78,7 +78,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                         await reject(runtime, "featurize", "decode_error", str(exc), message)
                     else:
                         await apply(state, record, message)
-                    await checkpoints.done(stream, event, stage)
+                    await checkpoints.done(stream, event, stage, state)
 
     async def one_tick(state: Any, tick: dict, message: Any) -> None:
         check_key(tick.get("symbol"), message.key, STAGE)

@@ -142,15 +142,19 @@ def test_a_batch_whose_partition_is_revoked_half_way_publishes_nothing_more(tmp_
     """The tick-batches agent gives the event loop back during a long batch (agents.pipeline.TURN_S),
     so a revocation can take the partition while the batch is half-way. From then on the batch stops:
     the next owner applies it whole from its checkpoint, and this worker must not publish for a
-    partition it gave up (exactly-once, its transactional producer would fence the new owner's)."""
+    partition it gave up (exactly-once, its transactional producer would fence the new owner's). Here
+    the partition comes straight back to this worker, restored from its checkpoint: the batch is not
+    recorded as applied on that state, which has not seen it."""
     monkeypatch.setattr("agents.pipeline.TURN_S", 0.0)  # the loop is given back after every tick
     runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
     record = runtime.publish
 
     async def publish(stage, key, value, timestamp_ms=None, partition=None):
         await record(stage, key, value, timestamp_ms, partition)
-        if len(published) == 10:  # features and a prediction of five ticks: revoked here
+        if len(published) == 10:  # features and a prediction of five ticks: revoked here, and assigned again
             checkpoints.forget({partition})
+            checkpoints.restored = {}  # nothing to read back (no broker here): the partition starts fresh
+            await checkpoints.state(partition)
 
     runtime.publish = publish
     ticks = [make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + i, 1.0) for i in range(50)]
@@ -162,3 +166,4 @@ def test_a_batch_whose_partition_is_revoked_half_way_publishes_nothing_more(tmp_
 
     asyncio.run(scenario())
     assert 10 <= len(published) <= 12, [stage for stage, _, _ in published]
+    assert checkpoints.offsets[0]["tick-batches"] == -1  # the batch is still to apply

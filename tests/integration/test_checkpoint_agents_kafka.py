@@ -75,7 +75,7 @@ def test_a_checkpoint_waits_for_another_agents_event_half_way_on_the_partition(p
             if half_way is not None and resume is not None:
                 half_way.set()
                 await resume.wait()  # suspended while publishing its outputs
-            await checkpoints.done(stream, event, stage)
+            await checkpoints.done(stream, event, stage, state)
 
     async def scenario():
         half_way, resume = asyncio.Event(), asyncio.Event()
