@@ -306,8 +306,8 @@ def false_alarms(settings: Settings, data: RealData, kswin_alpha: float, adwin_d
     groups = pair_groups(data, settings)
     over: dict[str, list[str]] = {}  # series over twice the bound -> its channels over
     runs: dict[str, list[tuple[Counter, int]]] = {"files": [], "joined": [], "received": []}
-    orders = {"received": "received"}  # the others in event-time order
-    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta, orders.get(kind, "time"))
+    outcomes = processes.map(series_alarms, [(tuple(paths), settings, kswin_alpha, adwin_delta,
+                                              "received" if kind == "received" else "time")
                                              for kind, _, paths in series])
     group_runs = processes.map(run_case, [Case(settings, paths=tuple(paths)) for _, paths in groups])
     for (kind, name, _), outcome in zip(series, outcomes, strict=True):

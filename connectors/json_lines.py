@@ -200,5 +200,5 @@ def parse_feedback(raw: bytes, now_ms: int, max_bytes: int = MAX_LINE_BYTES) -> 
     try:
         check_feedback(record)  # what a worker would refuse is refused here, before it is produced
     except InvalidFeedback as exc:
-        raise InputError("invalid_value", str(exc).removeprefix(f"{exc.code}: ")) from None
+        raise InputError("invalid_value", str(exc).split(": ", 1)[1]) from None
     return record

@@ -40,7 +40,12 @@ from streams import snapshots
 
 def prediction_id(symbol: str, event_time_ms: int, tick_index: int) -> str:
     """The id a learner gives the prediction made on a symbol's vector."""
-    return f"{symbol}-{event_time_ms}-{tick_index}"
+    return f"{_at(symbol, event_time_ms)}{tick_index}"
+
+
+def _at(symbol: str, event_time_ms: int) -> str:
+    """What the ids of a symbol's predictions at one event time begin with."""
+    return f"{symbol}-{event_time_ms}-"
 
 
 class IssuedPredictions:
@@ -77,7 +82,7 @@ class IssuedPredictions:
     def latest_at(self, symbol: str, event_time_ms: int) -> str | None:
         """The id of the newest remembered prediction of ``symbol`` at ``event_time_ms`` (several ticks
         may share a millisecond), None if none is remembered. Scans the ids (feedback is rare)."""
-        prefix = f"{symbol}-{event_time_ms}-"
+        prefix = _at(symbol, event_time_ms)
         return next((key for key in reversed(self._items) if key.startswith(prefix)), None)
 
     def __len__(self) -> int:
