@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agents.metrics import Metrics
@@ -346,16 +347,36 @@ class Runtime:
         return True
 
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
-                      timestamp_ms: int | None = None, partition: int | None = None) -> None:
+                      timestamp_ms: int | None = None, partition: int | None = None,
+                      owned: Callable[[], bool] | None = None) -> bool:
+        """Queue a record for a stage's topic, waiting while librdkafka's queue is full or the
+        partition's transaction is being committed. ``owned`` says whether the input partition whose
+        event caused the record is still this worker's, with the state the event was applied to: it
+        is asked again after every wait, and once it says no the record is withheld (counted; False).
+        The partition was revoked while the event was in flight: the next owner re-applies the
+        event, and under exactly-once a record produced here would re-create the partition's
+        transactional producer and fence that owner, or, the partition having come back to this
+        worker, be committed with a checkpoint that has not seen the event."""
+        if owned is not None and not owned():
+            return self._withheld(stage)
         if self.exactly_once and partition is not None and partition >= 0 and partition not in self._transactional:
             await self.fence({partition})
         held = self._committing.get(partition) if stage != "checkpoints" else None
         while held is not None:
             await held.wait()
             held = self._committing.get(partition)
-        while not self.produce_now(stage, key, record, timestamp_ms, partition):
+        while True:
+            if owned is not None and not owned():
+                return self._withheld(stage)
+            if self.produce_now(stage, key, record, timestamp_ms, partition):
+                break
             await asyncio.sleep(0)
         self.producer_for(partition).poll(0)
+        return True
+
+    def _withheld(self, stage: str) -> bool:
+        self.metrics.withheld.labels(stage).inc()
+        return False
 
     def flush_now(self, timeout: float = 30.0) -> None:
         """Block until every published record is acknowledged by the broker; raise on delivery errors."""
@@ -397,12 +418,17 @@ class Runtime:
         return dead_letter(stage, reason_code, reason, topic, partition, offset, key, value)
 
     async def dead_letter(self, stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,
-                          key: Any, value: Any) -> None:
+                          key: Any, value: Any, owned: Callable[[], bool] | None = None) -> None:
         """Keep a rejected input with its reason; never raises (the dead-letter path must not stop a worker).
-        A rejected input event's dead letter belongs to its partition's transaction (exactly-once)."""
+        A rejected input event's dead letter belongs to its partition's transaction (exactly-once), and
+        is withheld as its other outputs are once the partition is no longer owned (:meth:`publish`)."""
+        if owned is not None and not owned():
+            self._withheld("dead-letters")
+            return
         record = self.dead_letter_record(stage, reason_code, reason, topic, partition, offset, key, value)
         in_pipeline = topic in self.input_topics
         try:
-            await self.publish("dead-letters", record["key"], record, partition=partition if in_pipeline else None)
+            await self.publish("dead-letters", record["key"], record, partition=partition if in_pipeline else None,
+                               owned=owned)
         except Exception:
             log.exception("could not publish a dead letter from %s", stage)

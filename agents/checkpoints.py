@@ -174,6 +174,8 @@ class PartitionCheckpoints:
         # Partitions with an event between ``unapplied`` handing it out and ``done`` recording it: a
         # checkpoint taken then would hold the event's effect without its offset.
         self.in_flight: dict[int, int] = {}
+        # Partitions whose checkpoint is being written (a revocation waits for it, see settle).
+        self.writing: set[int] = set()
         # Partitions whose state may be ahead of what was published: an exception escaped while an event
         # was applied or its checkpoint committed. Never checkpointed again; the worker stops (the agents
         # crash the worker, see agents.pipeline) and the next owner resumes from the last checkpoint.
@@ -294,6 +296,11 @@ class PartitionCheckpoints:
                 else:
                     self.in_flight[partition] -= 1
 
+    def owns(self, partition: int, state: Any) -> Callable[[], bool]:
+        """Whether ``partition`` is still this worker's with ``state`` (not revoked since, nor revoked and
+        restored again): an event's outputs are published only while it is (``Runtime.publish``)."""
+        return lambda: self.states.get(partition) is state
+
     @contextmanager
     def applying(self, partition: int) -> Iterator[None]:
         """Around one event's processing in an agent: an exception that escapes it (a broker refusing a
@@ -346,22 +353,32 @@ class PartitionCheckpoints:
         sequence = self.sequences.get(partition, 0) + 1
         self.sequences[partition] = sequence
         offsets = dict(self.offsets[partition])
-        pickled = snapshots.dumps(self.states[partition])
+        state = self.states[partition]
+        pickled = snapshots.dumps(state)
         self.last_saved[partition] = time.monotonic()
         self.runtime.begin_commit(partition)
+        self.writing.add(partition)
         try:
-            await self._write(partition, sequence, offsets, pickled, flush_timeout)
+            written = await self._write(partition, sequence, offsets, pickled, flush_timeout,
+                                        self.owns(partition, state))
         except Exception as exc:
             self.broke(partition, exc)
             raise
         finally:
+            self.writing.discard(partition)
             self.runtime.end_commit(partition)
+        if not written:
+            log.warning("%s: partition %s revoked while its checkpoint %s was written: not written (the next owner "
+                        "resumes from the one before)", self.stage, partition, sequence)
+            return
         self.runtime.metrics.model_events.labels("CHECKPOINT").inc()
         for stream, event in pending:
             await stream.ack(event)
 
     async def _write(self, partition: int, sequence: int, offsets: dict[str, int], pickled: bytes,
-                     flush_timeout: float | None) -> None:
+                     flush_timeout: float | None, owned: Callable[[], bool]) -> bool:
+        """False, with nothing more written, once the partition is revoked (``owned``); under exactly-once
+        the open transaction is then left to the next owner's fencing, which aborts it."""
         # The pickle is the consistent snapshot; compressing it (about as long again for a learner's
         # megabyte) runs in a thread (zlib releases the GIL) while the loop serves the next events.
         state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, 1)
@@ -385,11 +402,14 @@ class PartitionCheckpoints:
                 "part": part, "parts": len(pieces), "state": piece,
             }
             record["signature"] = self.signer.sign(record)
-            await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record,
-                                       partition=partition)
+            if not await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record,
+                                              partition=partition, owned=owned):
+                return False
         # The outputs of these events, and the checkpoint, are on the broker before the events are acked
         # (waiting out a broker outage, however long, unless a bound is given); exactly-once: committed
         # in the partition's transaction.
+        if not owned():
+            return False
         if self.runtime.exactly_once:
             delivered = await self.runtime.commit_partition(partition, timeout=flush_timeout)
         else:
@@ -397,6 +417,7 @@ class PartitionCheckpoints:
         if not delivered:
             raise TimeoutError(f"checkpoint {sequence} of partition {partition} not delivered in {flush_timeout} s")
         self.runtime.metrics.checkpoint_bytes.set(len(state))
+        return True
 
     async def checkpoint_quiet(self) -> None:
         now = time.monotonic()
@@ -413,10 +434,11 @@ class PartitionCheckpoints:
         checkpoint are then re-applied by the next owner: at-least-once, nothing lost)."""
         wanted = set(self.states) if partitions is None else partitions & set(self.states)
         deadline = time.monotonic() + timeout
-        while wanted & set(self.in_flight):
+        # A checkpoint being written (the quiet timer's) holds events this one would not: it is let finish.
+        while wanted & (set(self.in_flight) | self.writing):
             if time.monotonic() >= deadline:
                 log.warning("%s: partitions %s still busy after %.0f s; not checkpointed", self.stage,
-                            sorted(wanted & set(self.in_flight)), timeout)
+                            sorted(wanted & (set(self.in_flight) | self.writing)), timeout)
                 return False
             await asyncio.sleep(0.005)
         try:

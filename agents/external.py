@@ -22,13 +22,14 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         stream = stream.noack()
         async for event, state in checkpoints.unapplied(stream, source):
             message = event.message
+            owned = checkpoints.owns(message.partition, state)
             with checkpoints.applying(message.partition):
                 try:
                     record = codec.decode(message.value, message.topic, message.partition, message.offset)
                 except DecodeError as exc:
-                    await reject(runtime, stage, "decode_error", str(exc), message)
+                    await reject(runtime, stage, "decode_error", str(exc), message, owned)
                 else:
-                    await finish(runtime, handle(state, record), message)
+                    await finish(runtime, handle(state, record), message, owned)
                 await checkpoints.done(stream, event, source, state)
 
     def learn(state, feedback):

@@ -74,6 +74,11 @@ class Metrics:
             "otherwise may be split between partitions, and its group's pairs not seen together", ["stage"],
             registry=r,
         )
+        self.withheld = Counter(
+            "livelearn_outputs_withheld_total",
+            "Records not published because their input partition was revoked while the event was in flight "
+            "(the next owner re-applies the event), by topic stage", ["stage"], registry=r,
+        )
         self.duplicates = Counter(
             "livelearn_duplicates_skipped_total", "Inputs already applied (redelivered after a restart)", ["stage"],
             registry=r,

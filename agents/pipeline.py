@@ -15,7 +15,7 @@ from mode import CrashingSupervisor
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import batch_steps, finish, finish_released, origin_of, reject
+from agents.steps import Owned, batch_steps, finish, finish_released, origin_of, reject
 from schemas.codec import DecodeError
 from streams.ticks import is_symbol
 
@@ -56,7 +56,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                             "symbol keyed otherwise may be split between partitions; counted on "
                             "livelearn_misrouted_ticks_total (said once per symbol)", stage, symbol, key, want)
 
-    def ticks_agent(stage: str, name: str, apply: Callable[[Any, dict, Any], Awaitable[None]]) -> None:
+    def ticks_agent(stage: str, name: str, apply: Callable[[Any, dict, Any, Owned], Awaitable[None]]) -> None:
         """An agent of one ticks topic: decode each record with the stage's codec (a record that does
         not decode is dead-lettered), ``apply`` it to its partition's pipeline, record it as done.
         An exception that escapes an event (bad input never does: it is dead-lettered) ends the worker
@@ -69,31 +69,32 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
             stream = stream.noack()
             async for event, state in checkpoints.unapplied(stream, stage):
                 message = event.message
+                owned = checkpoints.owns(message.partition, state)
                 with checkpoints.applying(message.partition):
                     started = time.perf_counter()
                     try:
                         record = codec.decode(message.value, message.topic, message.partition, message.offset)
                     except DecodeError as exc:
                         latency.observe(time.perf_counter() - started)
-                        await reject(runtime, "featurize", "decode_error", str(exc), message)
+                        await reject(runtime, "featurize", "decode_error", str(exc), message, owned)
                     else:
-                        await apply(state, record, message)
+                        await apply(state, record, message, owned)
                     await checkpoints.done(stream, event, stage, state)
 
-    async def one_tick(state: Any, tick: dict, message: Any) -> None:
+    async def one_tick(state: Any, tick: dict, message: Any, owned: Owned) -> None:
         check_key(tick.get("symbol"), message.key, STAGE)
-        await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message)
+        await finish(runtime, state.on_tick(tick, int(time.time() * 1000), origin_of(message)), message, owned)
 
-    async def batch_of_ticks(state: Any, batch: dict, message: Any) -> None:
+    async def batch_of_ticks(state: Any, batch: dict, message: Any, owned: Owned) -> None:
         for symbol in {tick.get("symbol") for tick in batch["ticks"]}:
             check_key(symbol, message.key, BATCHES)
         turn = time.perf_counter()
         for step, origin in batch_steps(state, batch["ticks"], int(time.time() * 1000), origin_of(message),
                                         tick_codec.encode):
-            await finish_released(runtime, [(step, origin), *step.released])
+            await finish_released(runtime, [(step, origin), *step.released], owned)
             if time.perf_counter() - turn > TURN_S:
                 await asyncio.sleep(0)
-                if checkpoints.states.get(message.partition) is not state:
+                if not owned():
                     # Revoked meanwhile (a revocation waits for a half-way event only so long,
                     # LIVELEARN_STOP_TIMEOUT_S): the next owner applies the whole batch from its
                     # checkpoint, and this worker publishes nothing more for the partition.
@@ -118,7 +119,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     continue
                 if state.last_arrival_ms is not None and now_ms - state.last_arrival_ms < quiet_ms:
                     continue
-                await finish_released(runtime, state.flush(now_ms))
+                await finish_released(runtime, state.flush(now_ms), checkpoints.owns(partition, state))
                 # Not if an event of the partition began meanwhile (agents.checkpoints.done): the
                 # partition's next checkpoint holds what was let out.
                 if partition not in checkpoints.in_flight:

@@ -16,21 +16,24 @@ from agents.app import Runtime
 from streams.pipeline import Step
 
 log = logging.getLogger("livelearn.agents")
+Owned = Callable[[], bool] | None
 
 
-async def finish(runtime: Runtime, step: Step, message: Any) -> None:
+async def finish(runtime: Runtime, step: Step, message: Any, owned: Owned = None) -> None:
     """Publish a step's records, export its statistics, dead-letter its rejection (never raises for a
     bad input: an unexpected error is logged with its traceback and dead-lettered as internal_error).
-    Ticks a reorder window released are finished each with the origin they were admitted with."""
-    await _finish_one(runtime, step, origin_of(message))
+    Ticks a reorder window released are finished each with the origin they were admitted with.
+    ``owned``: whether the partition is still this worker's, with the state the step was made on; once
+    it is not, nothing more is published (``Runtime.publish``)."""
+    await _finish_one(runtime, step, origin_of(message), owned)
     for released, held_origin in step.released:
-        await _finish_one(runtime, released, held_origin)
+        await _finish_one(runtime, released, held_origin, owned)
 
 
-async def finish_released(runtime: Runtime, released: list[tuple[Step, Any]]) -> None:
+async def finish_released(runtime: Runtime, released: list[tuple[Step, Any]], owned: Owned = None) -> None:
     """Ticks a reorder window let out without an input event (its input went quiet)."""
     for step, origin in released:
-        await _finish_one(runtime, step, origin)
+        await _finish_one(runtime, step, origin, owned)
 
 
 def batch_steps(pipeline: Any, ticks: list[dict[str, Any]], now_ms: int, origin: tuple,
@@ -49,10 +52,12 @@ def origin_of(message: Any) -> tuple:
     return (message.topic, message.partition, message.offset, message.key, message.value)
 
 
-async def _finish_one(runtime: Runtime, step: Step, origin: tuple) -> None:
+async def _finish_one(runtime: Runtime, step: Step, origin: tuple, owned: Owned) -> None:
     topic, partition, offset, key, value = origin
     for output in step.records:
-        await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms, partition)
+        if not await runtime.publish(output.stage, output.key, output.record, output.timestamp_ms, partition,
+                                     owned=owned):
+            return
         if output.stage == "model-events":
             event = output.record
             level = logging.WARNING if event["kind"] == "REJECTED_UPDATE" else logging.INFO
@@ -62,10 +67,10 @@ async def _finish_one(runtime: Runtime, step: Step, origin: tuple) -> None:
         stage, code, reason, error = step.rejection
         if error is not None:
             log.error("%s failed on %s[%s]@%s", stage, topic, partition, offset, exc_info=error)
-        await runtime.dead_letter(stage, code, reason, topic, partition, offset, key, value)
+        await runtime.dead_letter(stage, code, reason, topic, partition, offset, key, value, owned=owned)
 
 
-async def reject(runtime: Runtime, stage: str, code: str, reason: str, message: Any) -> None:
+async def reject(runtime: Runtime, stage: str, code: str, reason: str, message: Any, owned: Owned = None) -> None:
     """An input rejected before it reached the pipeline (it did not decode)."""
     await runtime.dead_letter(stage, code, reason, message.topic, message.partition, message.offset, message.key,
-                              message.value)
+                              message.value, owned=owned)

@@ -29,8 +29,11 @@ def worker_and_checkpoints(tmp_path):
     checkpoints.every_events = 10**9  # and no checkpoint is written
     published: list[tuple[str, bytes | None, dict]] = []
 
-    async def publish(stage, key, record, timestamp_ms=None, partition=None):
+    async def publish(stage, key, record, timestamp_ms=None, partition=None, owned=None):
+        if owned is not None and not owned():  # what Runtime.publish does: withheld
+            return False
         published.append((stage, key, record))
+        return True
 
     runtime.publish = publish
     agents = {agent.name.rsplit(".", 1)[-1]: agent for agent in runtime.app.agents.values()}
@@ -97,10 +100,10 @@ def test_an_exception_inside_an_event_marks_its_partition_broken_and_it_is_never
     codec = AvroCodec.for_topic_schema("tick")
     accept = runtime.publish
 
-    async def refuse_predictions(stage, key, record, timestamp_ms=None, partition=None):
+    async def refuse_predictions(stage, key, record, timestamp_ms=None, partition=None, owned=None):
         if stage == "predictions" and record["event_time_ms"] == T0 + 1000:
             raise RuntimeError("1 records refused by the broker")
-        await accept(stage, key, record, timestamp_ms, partition)
+        return await accept(stage, key, record, timestamp_ms, partition, owned)
 
     runtime.publish = refuse_predictions
     async def scenario():
@@ -149,12 +152,14 @@ def test_a_batch_whose_partition_is_revoked_half_way_publishes_nothing_more(tmp_
     runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
     record = runtime.publish
 
-    async def publish(stage, key, value, timestamp_ms=None, partition=None):
-        await record(stage, key, value, timestamp_ms, partition)
+    async def publish(stage, key, value, timestamp_ms=None, partition=None, owned=None):
+        if not await record(stage, key, value, timestamp_ms, partition, owned):
+            return False
         if len(published) == 10:  # features and a prediction of five ticks: revoked here, and assigned again
             checkpoints.forget({partition})
             checkpoints.restored = {}  # nothing to read back (no broker here): the partition starts fresh
             await checkpoints.state(partition)
+        return True
 
     runtime.publish = publish
     ticks = [make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + i, 1.0) for i in range(50)]
@@ -167,3 +172,43 @@ def test_a_batch_whose_partition_is_revoked_half_way_publishes_nothing_more(tmp_
     asyncio.run(scenario())
     assert 10 <= len(published) <= 12, [stage for stage, _, _ in published]
     assert checkpoints.offsets[0]["tick-batches"] == -1  # the batch is still to apply
+
+
+@pytest.mark.parametrize("agent_name", ["pipeline", "external_feedback"])
+def test_an_event_whose_partition_is_revoked_in_flight_publishes_nothing_more(tmp_path, agent_name):
+    """A single event suspended while its outputs are published (the producer's queue full, the
+    partition's transaction committing) when its partition is revoked, here beyond
+    LIVELEARN_STOP_TIMEOUT_S and then assigned straight back: its remaining outputs, a dead letter
+    included, are withheld (Runtime.publish's ``owned``), and it is not recorded as applied on the
+    restored state. The next owner re-applies it whole."""
+    runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
+    record = runtime.publish
+    revoked_after = {"pipeline": 1, "external_feedback": 0}[agent_name]
+    attempts: list[str] = []
+
+    async def publish(stage, key, value, timestamp_ms=None, partition=None, owned=None):
+        attempts.append(stage)
+        if len(attempts) == revoked_after + 1:  # revoked, and assigned again, as this record is queued
+            checkpoints.forget({partition})
+            checkpoints.restored = {}
+            await checkpoints.state(partition)
+        return await record(stage, key, value, timestamp_ms, partition, owned)
+
+    runtime.publish = publish
+
+    async def scenario():
+        async with agents[agent_name].test_context() as agent:
+            if agent_name == "pipeline":
+                tick = make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0)
+                await agent.put(AvroCodec.for_topic_schema("tick").encode(tick), key=b"BTC", partition=0)
+            else:  # an unknown prediction id: its one output is a dead letter
+                feedback = {"prediction_id": "BTCUSDT-0-0", "symbol": "BTCUSDT", "event_time_ms": None, "label": 1,
+                            "realised_return": None, "score": None, "source": "desk", "feedback_time_ms": T0,
+                            "matured_tick_index": None}
+                await agent.put(AvroCodec.for_topic_schema("feedback").encode(feedback), key=b"BTC", partition=0)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    assert attempts == {"pipeline": ["features", "predictions"], "external_feedback": ["dead-letters"]}[agent_name]
+    assert [stage for stage, _, _ in published] == {"pipeline": ["features"], "external_feedback": []}[agent_name]
+    assert checkpoints.offsets[0][{"pipeline": "ticks", "external_feedback": "feedback"}[agent_name]] == -1
