@@ -11,7 +11,9 @@ error times are wall-clock).
 
 External feedback (the feedback topic) is applied too, in the order it became known: a record whose
 ``feedback_time_ms`` is F is applied to its partition before the first tick with an event time after
-F (feedback left after the last tick, at the end). A worker applies feedback as it arrives; live,
+F (feedback left after the last tick, at the end), and never before the tick of the prediction it
+names (a feedback clock behind the ticks' would have it dead-lettered as unknown, where a worker,
+meeting it after the prediction, learns it). A worker applies feedback as it arrives; live,
 that is the same order, and a backtest gives one answer every time. The feedback topic is read
 whole before the ticks (it is held in memory: feedback is sparse next to ticks). Vectors on the
 external-features topic (``livelearn replay-dataset``, a dataset's rows) are predicted and learned
@@ -34,6 +36,7 @@ from agents.app import Runtime
 from agents.settings import Settings
 from agents.steps import batch_steps
 from schemas.codec import DecodeError
+from streams.issued import made_at
 from streams.pipeline import PartitionPipeline, Step
 
 log = logging.getLogger("livelearn.backtest")
@@ -177,12 +180,19 @@ def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque
                 error = None
             except DecodeError as exc:
                 record, error = None, str(exc)
-            known = record["feedback_time_ms"] if record is not None else message.timestamp()[1]
+            known = _applicable_at(record) if record is not None else message.timestamp()[1]
             found.setdefault(partition, []).append((known, offset, origin, record, error))
         if not reader.complete:
             raise RuntimeError(f"topic {topic} could not be read to its end (a broker that does not answer?)")
     return {p: deque((known, origin, record, error) for known, _, origin, record, error in sorted(
         rows, key=lambda row: (row[0], row[1]))) for p, rows in found.items()}
+
+
+def _applicable_at(feedback: dict[str, Any]) -> int:
+    """When the backtest applies a feedback record: when it became known, but not before its prediction."""
+    named = feedback["prediction_id"]
+    made = made_at(named) if named is not None else feedback["event_time_ms"]
+    return feedback["feedback_time_ms"] if made is None else max(feedback["feedback_time_ms"], made)
 
 
 def _produce(runtime: Runtime, stage: str, key, record: dict, timestamp_ms: int | None = None) -> None:

@@ -149,16 +149,23 @@ def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
 
     def predictions(feedback: list[dict]) -> list[dict]:
         """The in-process pipeline's predictions, each feedback record applied before the first tick
-        after it became known (in time order, ties in the topic's order)."""
+        after it became known, or after its prediction's tick if that came later (in time order, ties
+        in the topic's order)."""
         pipeline, waiting, out = PartitionPipeline(pipeline_config(settings)), list(feedback), []
-        waiting.sort(key=lambda record: record["feedback_time_ms"])
+        made = {p["prediction_id"]: p["event_time_ms"] for p in issued}
+
+        def known(record: dict) -> int:
+            return max(record["feedback_time_ms"], made.get(record["prediction_id"], 0))
+
+        waiting.sort(key=known)
         for tick in ticks:
-            while waiting and waiting[0]["feedback_time_ms"] < tick["event_time_ms"]:
+            while waiting and known(waiting[0]) < tick["event_time_ms"]:
                 pipeline.on_feedback(waiting.pop(0))
             out += [{k: v for k, v in o.record.items() if k not in WALL_CLOCK}
                     for o in pipeline.on_tick(tick).records if o.stage == "predictions"]
         return out
 
+    issued: list[dict] = []
     issued = predictions([])
 
     def feedback(index: int, minutes_later: int, label: int, prediction_id: str | None = None) -> dict:
@@ -168,9 +175,11 @@ def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
                 "matured_tick_index": None}
 
     # In the topic's order, known at about 08:50, 07:10, 07:01, 15:05 and the day's end + 1 h; the unknown
-    # id at 12:00.
+    # id at 12:00; one stamped 5 minutes before its prediction at 10:00 (its producer's clock behind):
+    # applied after that prediction's tick, as a worker meeting it then does.
     given = [feedback(500, 30, 0), feedback(400, 30, 1), feedback(420, 1, 0), feedback(900, 5, 1),
-             feedback(len(issued) - 1, 60, 1), feedback(720, 0, 1, prediction_id="BTCUSDT-0-0")]
+             feedback(len(issued) - 1, 60, 1), feedback(720, 0, 1, prediction_id="BTCUSDT-0-0"),
+             feedback(600, -5, 0)]
     expected = predictions(given)
     assert expected != issued  # the feedback changes later predictions
 
@@ -184,7 +193,7 @@ def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
     assert producer.flush(30) == 0
     result = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"7 feedback records of {settings.topic('feedback')} (5 learned)" in result.stdout, result.stdout
+    assert f"8 feedback records of {settings.topic('feedback')} (6 learned)" in result.stdout, result.stdout
 
     published = records(pipeline_env, "predictions", "prediction", to_end=True)[b"BTCUSDT"]
     assert len(published) == len(expected) and published == expected
