@@ -174,8 +174,8 @@ class PartitionCheckpoints:
         # Partitions with an event between ``unapplied`` handing it out and ``done`` recording it: a
         # checkpoint taken then would hold the event's effect without its offset.
         self.in_flight: dict[int, int] = {}
-        # Partitions whose checkpoint is being written (a revocation waits for it, see settle).
-        self.writing: set[int] = set()
+        # Checkpoints being written, by partition (a revocation waits for them, see settle).
+        self.writing: dict[int, int] = {}
         # Partitions whose state may be ahead of what was published: an exception escaped while an event
         # was applied or its checkpoint committed. Never checkpointed again; the worker stops (the agents
         # crash the worker, see agents.pipeline) and the next owner resumes from the last checkpoint.
@@ -357,7 +357,7 @@ class PartitionCheckpoints:
         pickled = snapshots.dumps(state)
         self.last_saved[partition] = time.monotonic()
         self.runtime.begin_commit(partition)
-        self.writing.add(partition)
+        self.writing[partition] = self.writing.get(partition, 0) + 1
         try:
             written = await self._write(partition, sequence, offsets, pickled, flush_timeout,
                                         self.owns(partition, state))
@@ -365,7 +365,10 @@ class PartitionCheckpoints:
             self.broke(partition, exc)
             raise
         finally:
-            self.writing.discard(partition)
+            if self.writing[partition] <= 1:
+                del self.writing[partition]
+            else:
+                self.writing[partition] -= 1
             self.runtime.end_commit(partition)
         if not written:
             log.warning("%s: partition %s revoked while its checkpoint %s was written: not written (the next owner "
@@ -435,10 +438,10 @@ class PartitionCheckpoints:
         wanted = set(self.states) if partitions is None else partitions & set(self.states)
         deadline = time.monotonic() + timeout
         # A checkpoint being written (the quiet timer's) holds events this one would not: it is let finish.
-        while wanted & (set(self.in_flight) | self.writing):
+        while wanted & (set(self.in_flight) | set(self.writing)):
             if time.monotonic() >= deadline:
                 log.warning("%s: partitions %s still busy after %.0f s; not checkpointed", self.stage,
-                            sorted(wanted & (set(self.in_flight) | self.writing)), timeout)
+                            sorted(wanted & (set(self.in_flight) | set(self.writing))), timeout)
                 return False
             await asyncio.sleep(0.005)
         try:

@@ -175,7 +175,7 @@ def test_a_revocation_waits_for_a_checkpoint_being_written(pipeline_env):
             await checkpoints.done(ticks, event, "ticks", state)
         writing = asyncio.create_task(checkpoints.checkpoint(0))  # as the quiet timer does
         await asyncio.sleep(0)
-        assert checkpoints.writing == {0}
+        assert checkpoints.writing == {0: 1}
         assert await checkpoints.settle({0}, timeout=30)
         assert writing.done()
         checkpoints.forget({0})
