@@ -40,6 +40,10 @@ log = logging.getLogger("livelearn.checkpoints")
 
 # Valid checkpoints kept per partition while restoring: the newest, and older ones to fall back to.
 KEEP_CANDIDATES = 3
+# Checkpoints (complete or not) held per partition while the topic is read: the newest by sequence.
+# The topic holds every checkpoint the broker has not compacted yet (agents.topics.COMPACTED_CONFIG),
+# and the reader held all of them, state and all, until the end.
+KEEP_READING = 2 * KEEP_CANDIDATES + 2
 PART_BYTES = 4 * 1024 * 1024
 
 
@@ -96,6 +100,7 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     from confluent_kafka import TopicPartition
 
     pieces: dict[tuple[int, int], dict[int, dict]] = {}
+    sequences: dict[int, set[int]] = {}  # partition -> the sequences held in ``pieces``
     refused: list[tuple[Any, CheckpointRefused]] = []
     codec = runtime.codecs["checkpoints"]
     prefix = f"{stage}:".encode()
@@ -128,6 +133,12 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                 refused.append((message, exc))
                 continue
             pieces.setdefault((record["partition"], record["sequence"]), {})[record["part"]] = record
+            held = sequences.setdefault(record["partition"], set())
+            held.add(record["sequence"])
+            if len(held) > KEEP_READING:  # the oldest goes (a late part of one already gone, at once)
+                oldest = min(held)
+                held.discard(oldest)
+                del pieces[record["partition"], oldest]
         if not reader.complete:
             # Part of the topic only (the broker went away while it was read, or an open transaction hid
             # its newest records): restoring from it could pick an older checkpoint than the newest, or none.

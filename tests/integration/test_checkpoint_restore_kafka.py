@@ -120,3 +120,84 @@ def test_a_restore_waits_for_an_open_transaction_of_a_partition_it_does_not_own(
     assert waited
     assert owner.sequences[0] == 2 and owner.offsets[0]["ticks"] == 399 and state == {"ticks_seen": 400}
     assert after_fence < 15, f"restored {after_fence:.1f} s after the fence"
+
+
+def test_a_restore_holds_only_the_newest_checkpoints_while_it_reads(pipeline_env):
+    """Until the broker compacts them, every checkpoint written stays on the topic, and a restore used
+    to hold all of them, state and all, until its read ended. Thirty checkpoints of 1 MB (random bytes:
+    compression keeps them 1 MB) are held at most ``KEEP_READING`` at a time, and the newest is restored."""
+    import os
+    import tracemalloc
+
+    from agents.checkpoints import KEEP_READING, read_checkpoints
+
+    settings = Settings.from_env(pipeline_env)  # at-least-once: no transaction to wait for
+    create_topics(settings)
+    _fill_input(settings, 30)
+    writer = Runtime(settings, faust=False)
+    checkpoints = PartitionCheckpoints(writer, "pipeline", INPUT_STAGES, "v", factory=dict)
+
+    async def write():
+        for offset in range(30):
+            checkpoints.states[0] = {"ticks_seen": offset + 1, "weights": os.urandom(1 << 20)}
+            checkpoints.offsets[0] = {"ticks": offset, "external-features": -1, "feedback": -1}
+            checkpoints.sequences.setdefault(0, 0)
+            await checkpoints.checkpoint(0, force=True)
+
+    asyncio.run(write())
+    reader = Runtime(settings, faust=False)
+    tracemalloc.start()
+    try:
+        restored, refused = read_checkpoints(reader, "pipeline", INPUT_STAGES, checkpoints.signer)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not refused
+    assert [record["sequence"] for record in restored[0]] == [30, 29, 28]
+    # Each of the eight held is its 1 MB state, and the three kept are joined whole at the end: all
+    # thirty held were over 30 MB.
+    assert KEEP_READING == 8 and peak < 16 * (1 << 20), f"peak {peak / (1 << 20):.1f} MB while reading"
+
+
+def test_the_checkpoints_topic_is_compacted_within_minutes_not_days(pipeline_env):
+    """Made by the project, the checkpoints topic rolls its segments at 64 MiB or 10 minutes and is
+    cleaned once a tenth is superseded; one made before (the broker's defaults: 1 GiB or 7 days) gets
+    the same when the topics are next ensured, and a value an operator set on the topic is kept."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+    from agents.topics import COMPACTED_CONFIG
+
+    def config_of(name: str) -> dict[str, str]:
+        from confluent_kafka import KafkaException
+
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        for _ in range(50):  # a topic just made may not be known to the broker's metadata yet
+            try:
+                entries = admin.describe_configs([resource])[resource].result(30)
+                break
+            except KafkaException:
+                time.sleep(0.2)
+        return {key: entries[key].value for key in (*COMPACTED_CONFIG, "cleanup.policy")}
+
+    made = Settings.from_env(pipeline_env)
+    admin = AdminClient(made.client_config())
+    create_topics(made)
+    assert config_of(made.topic("checkpoints")) == {**COMPACTED_CONFIG, "cleanup.policy": "compact"}
+
+    def settles_to(name: str, expected: dict[str, str]) -> dict[str, str]:
+        """A topic's configuration once a change has reached the broker (KRaft applies it from its
+        metadata log, a moment after the request returns)."""
+        deadline = time.monotonic() + 20
+        while (found := config_of(name)) != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return found
+
+
+    older = Settings.from_env({**pipeline_env, "LIVELEARN_TOPIC_PREFIX": made.topic_prefix + "older."})
+    name = older.topic("checkpoints")
+    admin.create_topics([NewTopic(name, 1, 1, config={"cleanup.policy": "compact", "segment.ms": "3600000"})]
+                        )[name].result(30)
+    assert config_of(name)["min.cleanable.dirty.ratio"] == "0.5"  # the broker's default
+    create_topics(older)
+    expected = {**COMPACTED_CONFIG, "segment.ms": "3600000", "cleanup.policy": "compact"}
+    assert settles_to(name, expected) == expected
