@@ -43,13 +43,13 @@ def prediction_id(symbol: str, event_time_ms: int, tick_index: int) -> str:
     return f"{_at(symbol, event_time_ms)}{tick_index}"
 
 
-def made_at(prediction_id: str) -> int | None:
+def made_at(named: str) -> int | None:
     """The event time a prediction id says its prediction was made at (None: not an id of this form).
 
     >>> made_at(prediction_id("BTC-PERP", 1_700_000_000_000, 3)), made_at("desk-42")
     (1700000000000, None)
     """
-    parts = prediction_id.rsplit("-", 2)
+    parts = named.rsplit("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit() else None
 
 
