@@ -13,7 +13,8 @@ External feedback (the feedback topic) is applied too, in the order it became kn
 ``feedback_time_ms`` is F is applied to its partition before the first tick with an event time after
 F (feedback left after the last tick, at the end), and never before the tick of the prediction it
 names (a feedback clock behind the ticks' would have it dead-lettered as unknown, where a worker,
-meeting it after the prediction, learns it). A worker applies feedback as it arrives; live,
+meeting it after the prediction, learns it); feedback still held at the end for a prediction never
+made (streams.early_feedback) is refused then. A worker applies feedback as it arrives; live,
 that is the same order, and a backtest gives one answer every time. The feedback topic is read
 whole before the ticks (it is held in memory: feedback is sparse next to ticks). Vectors on the
 external-features topic (``livelearn replay-dataset``, a dataset's rows) are predicted and learned
@@ -92,9 +93,8 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
             while queue and (event_time_ms is None or queue[0][0] < event_time_ms):
                 _, origin, record, error = queue.popleft()
                 step = (Step(rejection=("learn", "decode_error", error, None)) if record is None
-                        else pipeline_of(partition).on_feedback(record))
+                        else pipeline_of(partition).on_feedback(record, origin))
                 counts["feedback"] += 1
-                counts["learned"] += step.rejection is None
                 _emit(runtime, step, origin, counts)
 
         def apply_tick(tick: dict[str, Any], partition: int, origin: tuple) -> None:
@@ -153,6 +153,9 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
                 _emit_one(runtime, released, origin, counts)
         for partition in sorted(feedback):
             feedback_before(partition, None)
+        for pipeline in pipelines.values():  # feedback held for predictions that were never made
+            for refused, origin in pipeline.refuse_held_feedback():
+                _emit_one(runtime, refused, origin, counts)
         if progress:
             progress(total, total)
     finally:
@@ -208,6 +211,7 @@ def _emit(runtime: Runtime, step: Step, origin: tuple, counts: dict[str, int]) -
 
 def _emit_one(runtime: Runtime, step: Step, origin: tuple, counts: dict[str, int]) -> None:
     topic, partition, offset, key, value = origin
+    counts["learned"] += step.stats.feedback_learned
     for output in step.records:
         counts["vectors"] += output.stage == "features"
         counts["predictions"] += output.stage == "predictions"

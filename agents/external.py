@@ -8,13 +8,12 @@ from mode import CrashingSupervisor
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import finish, reject
+from agents.steps import finish, origin_of, reject
 from schemas.codec import DecodeError
 
 
 def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
     vectors_codec, feedback_codec = runtime.codecs["external-features"], runtime.codecs["feedback"]
-    learned = runtime.metrics.events.labels("learn")
 
     async def consume(stream, source: str, codec, stage: str, handle) -> None:
         """Decode each unapplied record of ``source``, hand it to the partition's pipeline, publish the
@@ -29,20 +28,17 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                 except DecodeError as exc:
                     await reject(runtime, stage, "decode_error", str(exc), message, owned)
                 else:
-                    await finish(runtime, handle(state, record), message, owned)
+                    await finish(runtime, handle(state, record, origin_of(message)), message, owned)
                 await checkpoints.done(stream, event, source, state)
 
-    def learn(state, feedback):
-        step = state.on_feedback(feedback)
-        learned.inc(step.rejection is None)
-        return step
 
     @runtime.app.agent(runtime.topics["external-features"], name="external_vectors",
                        supervisor_strategy=CrashingSupervisor)
     async def external_vectors(stream):
-        await consume(stream, "external-features", vectors_codec, "predict", lambda state, v: state.on_vector(v))
+        await consume(stream, "external-features", vectors_codec, "predict", lambda state, v, _: state.on_vector(v))
 
     @runtime.app.agent(runtime.topics["feedback"], name="external_feedback",
                        supervisor_strategy=CrashingSupervisor)
     async def external_feedback(stream):
-        await consume(stream, "feedback", feedback_codec, "learn", learn)
+        # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
+        await consume(stream, "feedback", feedback_codec, "learn", lambda state, f, origin: state.on_feedback(f, origin))

@@ -127,6 +127,8 @@ class Metrics:
         if stats.predicted:
             child(self.events, "predict").inc()
             child(self.latency, "predict").observe(stats.predict_seconds)
+        if stats.feedback_learned:
+            child(self.events, "learn").inc()
         for lag_ms in stats.label_lags_ms:
             self.label_lag.observe(lag_ms / 1000.0)
         for kind, severity in stats.alerts:

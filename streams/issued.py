@@ -99,6 +99,11 @@ class IssuedPredictions:
         return len(self._items)
 
     @property
+    def newest(self) -> str | None:
+        """The id of the prediction remembered last (None: none yet)."""
+        return next(reversed(self._items), None)
+
+    @property
     def frozen(self) -> int:
         """How many are kept as bytes."""
         return sum(isinstance(item, bytes) for item in self._items.values())

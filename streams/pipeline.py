@@ -39,7 +39,8 @@ from typing import Any
 
 from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
-from streams.external import InvalidFeedback
+from streams.early_feedback import EarlyFeedback, given_up, named_later
+from streams.external import InvalidFeedback, check_feedback
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.model_events import drift_response, model_event_record
@@ -92,6 +93,7 @@ class StepStats:
     model_events: list[str] = field(default_factory=list)
     drift_results: list[tuple[str, str, str, float, float]] = field(default_factory=list)
     scores: dict[str, Any] | None = None
+    feedback_learned: bool = False  # external feedback taken by its learner (livelearn_events_total{stage="learn"})
     featurize_seconds: float = 0.0
     predict_seconds: float = 0.0
 
@@ -103,7 +105,8 @@ class Step:
     # (stage, reason code, reason, exception or None) of a rejected input.
     rejection: tuple[str, str, str, BaseException | None] | None = None
     # With a reorder window: the held ticks this input released, each as its own step with the origin
-    # it was given (what a dead letter of it needs); this step itself is then only the admission.
+    # it was given (what a dead letter of it needs); this step itself is then only the admission. Also
+    # held feedback a prediction let out (streams.early_feedback), each with the feedback's origin.
     released: list[tuple[Step, Any]] = field(default_factory=list)
 
 
@@ -121,6 +124,8 @@ class SymbolActivity:
 
 class PartitionPipeline:
     """Feature engine, learners and drift monitors of one input partition (see the module docstring)."""
+
+    early: EarlyFeedback | None = None  # made when feedback is first held (checkpoints from before have none)
 
     def __init__(self, config: PipelineConfig | None = None):
         self.config = config or PipelineConfig()
@@ -173,12 +178,27 @@ class PartitionPipeline:
             step.rejection = ("featurize", exc.code, str(exc), None)
             return step
         self.last_arrival_ms = now_ms
-        step.released = [(self._apply(t, now_ms), o) for t, o in self.held.push(tick, origin)]
+        step.released = self._applied(self.held.push(tick, origin), now_ms)
         return step
 
     def flush(self, now_ms: int | None = None) -> list[tuple[Step, Any]]:
         """Apply every tick held by the reorder window (streams.reorder)."""
-        return [(self._apply(t, now_ms), o) for t, o in self.held.flush()]
+        return self._applied(self.held.flush(), now_ms)
+
+    def _applied(self, ticks: list[tuple[dict[str, Any], Any]], now_ms: int | None) -> list[tuple[Step, Any]]:
+        """Ticks let out by the reorder window, applied, each followed by the held feedback it let out."""
+        out: list[tuple[Step, Any]] = []
+        for tick, origin in ticks:
+            step = self._apply(tick, now_ms)
+            out.append((step, origin))
+            out += step.released
+            step.released = []
+        return out
+
+    def refuse_held_feedback(self) -> list[tuple[Step, Any]]:
+        """Feedback still held for predictions not made (the end of a backtest): refused as unknown."""
+        return [(Step(rejection=("learn", "unknown_prediction", given_up(feedback, "the input ended"), None)), origin)
+                for feedback, origin in (self.early.take_all() if self.early is not None else [])]
 
     def _apply(self, tick: dict[str, Any], now_ms: int | None = None) -> Step:
         step = Step()
@@ -239,11 +259,12 @@ class PartitionPipeline:
         self._predict(vector, step)
         return step
 
-    def on_feedback(self, feedback: dict[str, Any]) -> Step:
+    def on_feedback(self, feedback: dict[str, Any], origin: Any = None) -> Step:
         """External feedback on a prediction (by id, or by symbol and event time): the symbol's learner
-        learns the label on the features it predicted with. An unknown symbol or id is rejected
-        (``unknown_prediction``), a label other than 0, 1 or null or a non-finite return or score
-        (``invalid_feedback``, streams.external)."""
+        learns the label on the features it predicted with. Feedback naming a prediction later than the
+        symbol's newest is held until it is made (streams.early_feedback; ``origin`` is kept for its
+        dead letter). An unknown symbol or id is rejected (``unknown_prediction``), a label other than
+        0, 1 or null or a non-finite return or score (``invalid_feedback``, streams.external)."""
         step = Step()
         step.stats.symbol = symbol = feedback["symbol"]
         learner = self.learners.get(symbol)
@@ -251,6 +272,15 @@ class PartitionPipeline:
             if learner is None:
                 raise UnknownPrediction(f"no model for symbol {symbol!r} in this partition (feedback must be keyed as "
                                         "the symbol's ticks are: by its basis group, schemas.keys)")
+            check_feedback(feedback)
+            if (made := named_later(learner.issued, feedback)) is not None:
+                if self.early is None:
+                    self.early = EarlyFeedback()
+                step.stats.model_events.append("FEEDBACK_HELD")  # livelearn_model_events_total{kind=...}
+                for pushed, pushed_origin in self.early.hold(symbol, made, feedback, origin):
+                    reason = given_up(pushed, f"{self.early.limit} feedback records held for later predictions")
+                    step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), pushed_origin))
+                return step
             events = learner.learn_feedback(feedback)
         except UnknownPrediction as exc:
             step.rejection = ("learn", "unknown_prediction", str(exc.args[0]), None)
@@ -261,8 +291,16 @@ class PartitionPipeline:
         except Exception as exc:
             step.rejection = ("learn", "internal_error", f"{type(exc).__name__}: {exc}", exc)
             return step
+        step.stats.feedback_learned = True
         self._events(learner, events, step)
         return step
+
+    def _let_out_feedback(self, learner: SymbolLearner, event_time_ms: int, step: Step) -> None:
+        """After a prediction: held feedback whose prediction is now made, or whose time has passed."""
+        issued = learner.issued
+        for feedback, origin in self.early.due(learner.symbol, event_time_ms,  # type: ignore[union-attr]
+                                               lambda f: f.get("prediction_id") in issued):
+            step.released.append((self.on_feedback(feedback, origin), origin))
 
     def _events(self, learner: SymbolLearner, events: list[dict[str, Any]], step: Step) -> None:
         key = learner.symbol.encode()
@@ -338,3 +376,6 @@ class PartitionPipeline:
             seen.reported_at = labelled
             records.append(Output("performance", key, performance_record(learner, seen, vector["event_time_ms"]),
                                   vector["event_time_ms"]))
+        if self.early is not None and learner.symbol in self.early:
+            self._let_out_feedback(learner, vector["event_time_ms"], step)
+

@@ -212,3 +212,39 @@ def test_an_event_whose_partition_is_revoked_in_flight_publishes_nothing_more(tm
     assert attempts == {"pipeline": ["features", "predictions"], "external_feedback": ["dead-letters"]}[agent_name]
     assert [stage for stage, _, _ in published] == {"pipeline": ["features"], "external_feedback": []}[agent_name]
     assert checkpoints.offsets[0][{"pipeline": "ticks", "external_feedback": "feedback"}[agent_name]] == -1
+
+
+def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_makes_it(tmp_path):
+    """The feedback agent may run ahead of the ticks agent (after a restart, one record against a
+    backlog): feedback naming a prediction still to be made is held in the partition's state and
+    learned when the ticks agent makes it; one whose prediction never comes is dead-lettered then,
+    with the feedback's own topic and offset."""
+    runtime, agents, published = worker(tmp_path)
+    tick_codec, feedback_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("feedback")
+
+    def feedback(prediction_id: str) -> bytes:
+        return feedback_codec.encode({"prediction_id": prediction_id, "symbol": "BTCUSDT", "event_time_ms": None,
+                                      "label": 1, "realised_return": None, "score": None, "source": "desk",
+                                      "feedback_time_ms": T0, "matured_tick_index": None})
+
+    def tick(i: int) -> bytes:
+        return tick_codec.encode(make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + i, 1.0))
+
+    async def scenario():
+        async with agents["pipeline"].test_context() as ticks, agents["external_feedback"].test_context() as fb:
+            await ticks.put(tick(0), key=b"BTC", partition=0)
+            await settle(published, 2)
+            await fb.put(feedback(f"BTCUSDT-{T0 + 3000}-4"), key=b"BTC", partition=0)  # made by the 4th tick
+            await fb.put(feedback(f"BTCUSDT-{T0 + 3000}-9"), key=b"BTC", partition=0)  # never made
+            await asyncio.sleep(0.1)
+            assert len(published) == 2 and runtime.metrics.events.labels("learn")._value.get() == 0
+            for i in range(1, 5):
+                await ticks.put(tick(i), key=b"BTC", partition=0)
+            await settle(published, 2 * 5 + 2 + 1)
+
+    asyncio.run(scenario())
+    assert runtime.metrics.events.labels("learn")._value.get() == 1
+    assert runtime.metrics.model_events.labels("FEEDBACK_HELD")._value.get() == 2
+    [dead] = [record for stage, _, record in published if stage == "dead-letters"]
+    assert dead["reason_code"] == "unknown_prediction" and dead["source_topic"].endswith("feedback")
+    assert dead["source_offset"] == 1 and f"BTCUSDT-{T0 + 3000}-9" in dead["reason"]

@@ -111,3 +111,84 @@ def test_external_feedback_teaches_the_members_and_leaves_the_market_scores_and_
     assert snapshots.dumps((learner.scores, learner.blocks, learner.typical_move, learner.persistence,
                             learner.trade_side)) == market
     assert snapshots.dumps(learner.variants) != members
+
+
+def _ticks(start: int, stop: int) -> list[dict]:
+    return [make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + (i * 7 % 5), 1.0, is_buyer_maker=i % 3 == 0)
+            for i in range(start, stop)]
+
+
+@pytest.mark.parametrize("by_time", [False, True])
+def test_feedback_on_a_prediction_still_to_be_made_again_is_learned_once_it_is(by_time):
+    """A worker killed between publishing predictions and checkpointing them: its successor restores
+    the checkpoint and makes them again as it re-applies the ticks, but feedback on one of them
+    (answering the first publication) may reach it first. That feedback was dead-lettered as unknown and
+    never learned. Now it is held, and learned right after its prediction is made again: the later
+    predictions equal those of a pipeline that learned it right after that prediction."""
+    def run(feedback_at: int | None, early: bool = False) -> tuple[list[dict], list]:
+        pipeline, _ = pipeline_with_predictions(0)
+        for tick in _ticks(0, 40):  # the checkpoint: 40 ticks in
+            pipeline.on_tick(tick)
+        pipeline = snapshots.loads(snapshots.dumps(pipeline))
+        released = []
+        if early:
+            held = pipeline.on_feedback(answer, origin="feedback@7")
+            assert held.rejection is None and held.records == [] and held.stats.model_events == ["FEEDBACK_HELD"]
+            assert not held.stats.feedback_learned
+        later = []
+        for tick in _ticks(40, 80):
+            step = pipeline.on_tick(tick)
+            released += step.released
+            later += [{k: v for k, v in o.record.items() if k != "latency_ms"}
+                      for o in step.records if o.stage == "predictions" and tick["event_time_ms"] > T0 + 60_000]
+            if tick["event_time_ms"] == feedback_at:
+                assert pipeline.on_feedback(answer).stats.feedback_learned
+        assert early or pipeline.early is None
+        return later, released
+
+    _, made = pipeline_with_predictions(60)
+    target = made[50]
+    answer = feedback(target, label=0, **({"prediction_id": None, "event_time_ms": target["event_time_ms"]}
+                                          if by_time else {}))
+    learned_in_time, _ = run(target["event_time_ms"])
+    never, _ = run(None)
+    held, released = run(None, early=True)
+    assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
+        (None, True, "feedback@7")]
+    assert held == learned_in_time and held != never
+
+
+def test_held_feedback_survives_a_checkpoint():
+    pipeline, predictions = pipeline_with_predictions(20)
+    pipeline.on_feedback(feedback(predictions[-1], prediction_id=f"BTCUSDT-{T0 + 25_000}-26"), origin="a")
+    restored = snapshots.loads(snapshots.dumps(pipeline))
+    released = [pair for tick in _ticks(20, 30) for pair in restored.on_tick(tick).released]
+    assert [(step.rejection, origin) for step, origin in released] == [(None, "a")] and len(restored.early) == 0
+
+
+def test_held_feedback_whose_prediction_is_not_made_is_refused_once_its_time_has_passed():
+    """Feedback naming a later prediction that is never made (the tick index does not exist) is held
+    until a later prediction of its symbol comes, then dead-lettered as unknown with its own origin; at
+    the end of a backtest what is still held is refused the same way."""
+    pipeline, predictions = pipeline_with_predictions(20)
+    ahead = T0 + 25_000
+    never = feedback(predictions[-1], prediction_id=f"BTCUSDT-{ahead}-999")
+    last = feedback(predictions[-1], prediction_id=f"BTCUSDT-{T0 + 10**9}-1")
+    assert pipeline.on_feedback(never, origin="a").rejection is None
+    assert pipeline.on_feedback(last, origin="b").rejection is None and len(pipeline.early) == 2
+    steps = [pipeline.on_tick(tick) for tick in _ticks(20, 30)]
+    refused = [(step.rejection[1], origin, step.rejection[2]) for s in steps for step, origin in s.released]
+    assert refused == [("unknown_prediction", "a", f"no prediction 'BTCUSDT-{ahead}-999' for BTCUSDT (unknown or expired)")]
+    assert steps[6].released and not any(s.released for i, s in enumerate(steps) if i != 6)  # the tick after 25 s
+    [(step, origin)] = pipeline.refuse_held_feedback()
+    assert origin == "b" and step.rejection[1] == "unknown_prediction" and "the input ended" in step.rejection[2]
+
+
+def test_feedback_held_beyond_the_limit_refuses_the_one_held_longest():
+    pipeline, predictions = pipeline_with_predictions(20)
+    pipeline.on_feedback(feedback(predictions[-1], prediction_id=f"BTCUSDT-{T0 + 10**9}-1"), origin=0)
+    pipeline.early.limit = 3
+    steps = [pipeline.on_feedback(feedback(predictions[-1], prediction_id=f"BTCUSDT-{T0 + 10**9}-{i}"), origin=i)
+             for i in range(2, 6)]
+    pushed = [(origin, step.rejection[1]) for s in steps for step, origin in s.released]
+    assert pushed == [(0, "unknown_prediction"), (2, "unknown_prediction")] and len(pipeline.early) == 3

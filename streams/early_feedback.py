@@ -1,0 +1,115 @@
+"""Feedback that names a prediction its learner has not made yet: held until it has.
+
+Why: under at-least-once, a worker killed after publishing predictions and before checkpointing them
+makes them again, byte-identical, as its successor re-applies the ticks from the checkpoint. Feedback
+on one of them (a trading system answered the first publication) can reach the successor before those
+ticks do: the feedback agent has one record to read, the ticks agent a backlog. It was dead-lettered
+as ``unknown_prediction`` and never learned, so a kill -9 lost it. A prediction id names its event
+time (:func:`streams.issued.made_at`; feedback naming a prediction by symbol and event time gives it
+directly), so feedback naming a time later than the symbol's newest prediction is held in the
+partition's state (checkpointed with it), and let out once the symbol's predictions reach that time:
+learned as soon as the named prediction is made, refused as unknown once a later prediction is made
+without it. A backtest applies feedback no earlier than its prediction's tick (agents.backtest), so
+it holds some only where a reorder window still holds that tick, and refuses what is left at its end.
+
+Feedback for a symbol that has no learner in the partition is refused at once, as before: that is
+mostly feedback keyed to the wrong partition, and its error message says so. At most ``limit`` records
+are held per partition; beyond that the one held longest is refused (it names a prediction far ahead
+of its symbol: a clock or an id from somewhere else).
+
+>>> early = EarlyFeedback(limit=2)
+>>> early.hold("BTCUSDT", 3_000, {"label": 1}, "origin-a")
+[]
+>>> early.hold("BTCUSDT", 5_000, {"label": 0}, "origin-b")
+[]
+>>> len(early), early.due("BTCUSDT", 2_000, known=lambda feedback: False)
+(2, [])
+>>> early.due("BTCUSDT", 4_000, known=lambda feedback: False)  # its time has passed: out, to be refused
+[({'label': 1}, 'origin-a')]
+>>> early.due("BTCUSDT", 4_000, known=lambda feedback: feedback["label"] == 0)  # its prediction is made
+[({'label': 0}, 'origin-b')]
+>>> early.hold("ETHUSDT", 9_000, {}, "c"), early.hold("ETHUSDT", 8_000, {}, "d"), early.hold("ETHUSDT", 7_000, {}, "e")
+([], [], [({}, 'c')])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streams.issued import IssuedPredictions, made_at
+
+Held = tuple[dict[str, Any], Any]  # (feedback, origin)
+
+
+class EarlyFeedback:
+    """Feedback held per symbol, each with the event time of the prediction it names and its origin."""
+
+    __slots__ = ("limit", "_held", "_arrivals")
+
+    def __init__(self, limit: int = 1_000):
+        if limit < 1:
+            raise ValueError("limit must be at least 1 feedback record")
+        self.limit = limit
+        # symbol -> [(prediction time, arrival number, feedback, origin)], in arrival order
+        self._held: dict[str, list[tuple[int, int, dict[str, Any], Any]]] = {}
+        self._arrivals = 0
+
+    def __len__(self) -> int:
+        return sum(map(len, self._held.values()))
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._held
+
+    def hold(self, symbol: str, made_ms: int, feedback: dict[str, Any], origin: Any) -> list[Held]:
+        """Hold ``feedback`` until ``symbol``'s predictions reach ``made_ms``; returns what the limit
+        pushed out (the record held longest), to be refused."""
+        self._held.setdefault(symbol, []).append((made_ms, self._arrivals, feedback, origin))
+        self._arrivals += 1
+        if len(self) <= self.limit:
+            return []
+        symbol_of, oldest = min(((s, held[0]) for s, held in self._held.items()), key=lambda pair: pair[1][1])
+        self._take(symbol_of, [oldest])
+        return [(oldest[2], oldest[3])]
+
+    def due(self, symbol: str, event_time_ms: int, known: Callable[[dict[str, Any]], bool]) -> list[Held]:
+        """After a prediction of ``symbol`` at ``event_time_ms``: the held feedback whose prediction is
+        ``known`` now, or whose time has passed (to be refused), in arrival order."""
+        held = self._held.get(symbol)
+        if not held:
+            return []
+        out = [entry for entry in held if entry[0] < event_time_ms or known(entry[2])]
+        self._take(symbol, out)
+        return [(feedback, origin) for _, _, feedback, origin in out]
+
+    def take_all(self) -> list[Held]:
+        """Everything held, in arrival order (the end of a backtest: none of it will be made)."""
+        out = sorted((entry for held in self._held.values() for entry in held), key=lambda entry: entry[1])
+        self._held.clear()
+        return [(feedback, origin) for _, _, feedback, origin in out]
+
+    def _take(self, symbol: str, entries: list) -> None:
+        if entries:
+            left = [entry for entry in self._held[symbol] if entry not in entries]
+            if left:
+                self._held[symbol] = left
+            else:
+                del self._held[symbol]
+
+
+def named_later(issued: IssuedPredictions, feedback: dict[str, Any]) -> int | None:
+    """The event time of the prediction ``feedback`` names, where that is later than the newest of
+    ``issued`` (it is still to be made), else None."""
+    named = feedback.get("prediction_id")
+    if named is not None and named in issued:
+        return None
+    made = made_at(named) if named is not None else feedback.get("event_time_ms")
+    newest = issued.newest
+    clock = made_at(newest) if newest is not None else None
+    return made if made is not None and (clock is None or made > clock) else None
+
+
+def given_up(feedback: dict[str, Any], why: str) -> str:
+    """The reason a held record is refused with before its prediction was made."""
+    named = feedback.get("prediction_id") or f"at event time {feedback.get('event_time_ms')}"
+    return f"no prediction {named} for {feedback.get('symbol')}: held until it was made, given up ({why})"
