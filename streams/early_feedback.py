@@ -13,7 +13,9 @@ without it. A backtest applies feedback no earlier than its prediction's tick (a
 it holds some only where a reorder window still holds that tick, and refuses what is left at its end.
 
 Feedback for a symbol that has no learner in the partition is refused at once, as before: that is
-mostly feedback keyed to the wrong partition, and its error message says so. At most ``limit`` records
+mostly feedback keyed to the wrong partition, and its error message says so. The price: feedback
+reaching the successor of a worker killed before the partition's first checkpoint (every 5 s or 5,000
+vectors) still finds no learner, and is refused. At most ``limit`` records
 are held per partition; beyond that the one held longest is refused (it names a prediction far ahead
 of its symbol: a clock or an id from somewhere else).
 
