@@ -40,6 +40,13 @@ def worker_and_checkpoints(tmp_path):
     return runtime, agents, published, checkpoints
 
 
+def feedback(prediction_id: str) -> bytes:
+    """A feedback record as any client would produce it: label 1 for ``prediction_id``."""
+    return AvroCodec.for_topic_schema("feedback").encode({
+        "prediction_id": prediction_id, "symbol": "BTCUSDT", "event_time_ms": None, "label": 1,
+        "realised_return": None, "score": None, "source": "desk", "feedback_time_ms": T0, "matured_tick_index": None})
+
+
 async def settle(published: list, count: int, timeout: float = 10.0) -> None:
     """Wait until the agent has published ``count`` records (put() returns when the value is taken)."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -70,12 +77,7 @@ def test_ticks_agent_publishes_the_steps_records_in_order_and_dead_letters_garba
 
 def test_external_feedback_reaches_the_learner_of_its_partition_and_unknown_ids_are_dead_lettered(tmp_path):
     runtime, agents, published = worker(tmp_path)
-    tick_codec, feedback_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("feedback")
-
-    def feedback(prediction_id: str) -> bytes:
-        return feedback_codec.encode({"prediction_id": prediction_id, "symbol": "BTCUSDT", "event_time_ms": None,
-                                      "label": 1, "realised_return": None, "score": None, "source": "desk",
-                                      "feedback_time_ms": T0, "matured_tick_index": None})
+    tick_codec = AvroCodec.for_topic_schema("tick")
 
     async def scenario():
         async with agents["pipeline"].test_context() as ticks, agents["external_feedback"].test_context() as fb:
@@ -202,10 +204,7 @@ def test_an_event_whose_partition_is_revoked_in_flight_publishes_nothing_more(tm
                 tick = make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0)
                 await agent.put(AvroCodec.for_topic_schema("tick").encode(tick), key=b"BTC", partition=0)
             else:  # an unknown prediction id: its one output is a dead letter
-                feedback = {"prediction_id": "BTCUSDT-0-0", "symbol": "BTCUSDT", "event_time_ms": None, "label": 1,
-                            "realised_return": None, "score": None, "source": "desk", "feedback_time_ms": T0,
-                            "matured_tick_index": None}
-                await agent.put(AvroCodec.for_topic_schema("feedback").encode(feedback), key=b"BTC", partition=0)
+                await agent.put(feedback("BTCUSDT-0-0"), key=b"BTC", partition=0)
             await asyncio.sleep(0.2)
 
     asyncio.run(scenario())
@@ -220,12 +219,7 @@ def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_m
     learned when the ticks agent makes it; one whose prediction never comes is dead-lettered then,
     with the feedback's own topic and offset."""
     runtime, agents, published = worker(tmp_path)
-    tick_codec, feedback_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("feedback")
-
-    def feedback(prediction_id: str) -> bytes:
-        return feedback_codec.encode({"prediction_id": prediction_id, "symbol": "BTCUSDT", "event_time_ms": None,
-                                      "label": 1, "realised_return": None, "score": None, "source": "desk",
-                                      "feedback_time_ms": T0, "matured_tick_index": None})
+    tick_codec = AvroCodec.for_topic_schema("tick")
 
     def tick(i: int) -> bytes:
         return tick_codec.encode(make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0 + i, 1.0))
