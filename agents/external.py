@@ -31,7 +31,6 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     await finish(runtime, handle(state, record, origin_of(message)), message, owned)
                 await checkpoints.done(stream, event, source, state)
 
-
     @runtime.app.agent(runtime.topics["external-features"], name="external_vectors",
                        supervisor_strategy=CrashingSupervisor)
     async def external_vectors(stream):
