@@ -99,8 +99,11 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     (blocking; run in an executor), and the records refused, as ``(message, reason)``."""
     from confluent_kafka import TopicPartition
 
-    pieces: dict[tuple[int, int], dict[int, dict]] = {}
-    sequences: dict[int, set[int]] = {}  # partition -> the sequences held in ``pieces``
+    # (partition, sequence, created_time_ms) -> parts. The time tells two writes of one sequence apart:
+    # a write cut short (a crash, a revocation) is followed by the next owner's write of the same
+    # sequence, and their parts, merged, read as one incomplete checkpoint where the second has fewer.
+    pieces: dict[tuple[int, int, int], dict[int, dict]] = {}
+    sequences: dict[int, set[tuple[int, int]]] = {}  # partition -> the (sequence, time) held in ``pieces``
     refused: list[tuple[Any, CheckpointRefused]] = []
     codec = runtime.codecs["checkpoints"]
     prefix = f"{stage}:".encode()
@@ -132,13 +135,14 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
             except CheckpointRefused as exc:
                 refused.append((message, exc))
                 continue
-            pieces.setdefault((record["partition"], record["sequence"]), {})[record["part"]] = record
+            written = (record["sequence"], record["created_time_ms"])
+            pieces.setdefault((record["partition"], *written), {})[record["part"]] = record
             held = sequences.setdefault(record["partition"], set())
-            held.add(record["sequence"])
+            held.add(written)
             if len(held) > KEEP_READING:  # the oldest goes (a late part of one already gone, at once)
                 oldest = min(held)
                 held.discard(oldest)
-                del pieces[record["partition"], oldest]
+                del pieces[(record["partition"], *oldest)]
         if not reader.complete:
             # Part of the topic only (the broker went away while it was read, or an open transaction hid
             # its newest records): restoring from it could pick an older checkpoint than the newest, or none.
@@ -150,14 +154,14 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
                  "when the next owner of its input partition starts reading, or by the broker after "
                  "LIVELEARN_TRANSACTION_TIMEOUT_S" if held else ""))
     valid: dict[int, list[dict]] = {}
-    for (partition, _), parts in pieces.items():
+    for (partition, _, _), parts in pieces.items():
         first = parts.get(0)
         if first is None or set(parts) != set(range(first["parts"])):
             continue  # incomplete: a crash while it was written, or compacted away
         whole = {**first, "state": b"".join(parts[i]["state"] for i in range(first["parts"]))}
         candidates = valid.setdefault(partition, [])
         candidates.append(whole)
-        candidates.sort(key=lambda r: -r["sequence"])
+        candidates.sort(key=lambda r: (-r["sequence"], -r["created_time_ms"]))
         del candidates[KEEP_CANDIDATES:]
     return valid, refused
 

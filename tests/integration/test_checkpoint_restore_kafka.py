@@ -201,3 +201,46 @@ def test_the_checkpoints_topic_is_compacted_within_minutes_not_days(pipeline_env
     create_topics(older)
     expected = {**COMPACTED_CONFIG, "segment.ms": "3600000", "cleanup.policy": "compact"}
     assert settles_to(name, expected) == expected
+
+
+def test_a_write_cut_short_does_not_spoil_the_next_write_of_its_sequence(pipeline_env):
+    """A checkpoint write cut short (a crash, or a revocation that withholds the rest) leaves some parts
+    of sequence 2 on the topic; the next owner, restored from sequence 1, writes its own sequence 2,
+    here in fewer parts. Merged by sequence, the two read as one incomplete checkpoint and the restore
+    fell back to sequence 1, behind the offsets the next owner had acked; told apart by their write
+    time, the complete one is restored."""
+    import os
+    import zlib
+
+    from agents.checkpoints import read_checkpoints
+    from streams import snapshots
+
+    settings = Settings.from_env(pipeline_env)  # at-least-once: the cut write's parts stay readable
+    create_topics(settings)
+    _fill_input(settings, 30)
+    runtime = Runtime(settings, faust=False)
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUT_STAGES, "v", factory=dict, part_bytes=1024)
+    offsets = {"ticks": 0, "external-features": -1, "feedback": -1, "tick-batches": -1}
+
+    async def scenario():
+        await _checkpoint(checkpoints, 0)  # sequence 1
+        state = zlib.compress(snapshots.dumps({"ticks_seen": 11, "weights": os.urandom(4000)}), 1)
+        pieces = [state[i:i + 1024] for i in range(0, len(state), 1024)]
+        assert len(pieces) == 4
+        for part, piece in enumerate(pieces[:3]):  # the first owner's sequence 2, cut short
+            record = {"stage": "pipeline", "partition": 0, "offset": 10, "offsets": {**offsets, "ticks": 10},
+                      "version": "v", "sequence": 2, "created_time_ms": int(time.time() * 1000) - 5000,
+                      "part": part, "parts": len(pieces), "state": piece}
+            record["signature"] = checkpoints.signer.sign(record)
+            await runtime.publish("checkpoints", part_key("pipeline", 0, 2, part), record, partition=0)
+        runtime.flush_now()
+        checkpoints.states[0] = {"ticks_seen": 21, "weights": os.urandom(1500)}  # the next owner's, 2 parts
+        checkpoints.offsets[0] = {**offsets, "ticks": 20}
+        await checkpoints.checkpoint(0, force=True)  # sequence 2 again
+
+    asyncio.run(scenario())
+    restored, refused = read_checkpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, checkpoints.signer)
+    assert not refused
+    newest = restored[0][0]
+    assert (newest["sequence"], newest["parts"], newest["offsets"]["ticks"]) == (2, 2, 20)
+    assert snapshots.loads(zlib.decompress(newest["state"]))["ticks_seen"] == 21
