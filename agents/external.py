@@ -40,4 +40,5 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                        supervisor_strategy=CrashingSupervisor)
     async def external_feedback(stream):
         # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
-        await consume(stream, "feedback", feedback_codec, "learn", lambda state, f, origin: state.on_feedback(f, origin))
+        await consume(stream, "feedback", feedback_codec, "learn",
+                      lambda state, f, origin: state.on_feedback(f, origin))

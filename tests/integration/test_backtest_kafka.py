@@ -165,7 +165,7 @@ def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
                     for o in pipeline.on_tick(tick).records if o.stage == "predictions"]
         return out
 
-    issued: list[dict] = []
+    issued: list[dict] = []  # what predictions() knows of the ids: nothing yet on the call that makes them
     issued = predictions([])
 
     def feedback(index: int, minutes_later: int, label: int, prediction_id: str | None = None) -> dict:

@@ -40,8 +40,8 @@ def test_feedback_on_predictions_a_killed_worker_published_is_learned_by_its_suc
     first.stop(kill=True)
 
     codec = AvroCodec.for_topic_schema("prediction")
-    predictions = [codec.decode(m.value()) for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"],
-                                                              env["LIVELEARN_TOPIC_PREFIX"] + "predictions", to_end=True)]
+    bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
+    predictions = [codec.decode(m.value()) for m in read_topic(bootstrap, prefix + "predictions", to_end=True)]
     late = predictions[1200]  # made about 20 hours into the day, after the last checkpoint
     answer = {"prediction_id": late["prediction_id"], "symbol": "BTCUSDT", "label": 1}
     assert livelearn("produce", "feedback", env=env, input=json.dumps(answer) + "\n", timeout=60).returncode == 0
@@ -53,6 +53,4 @@ def test_feedback_on_predictions_a_killed_worker_published_is_learned_by_its_suc
     status, body = second.get("/metrics")
     assert _learned(second) == 1, body[-3000:]
     assert 'livelearn_model_events_total{kind="FEEDBACK_HELD"} 1.0' in body  # it came before its prediction
-    dead = [m for m in read_topic(env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"] + "dead-letters",
-                                  to_end=True)]
-    assert dead == []
+    assert read_topic(bootstrap, prefix + "dead-letters", to_end=True) == []

@@ -178,7 +178,8 @@ def test_held_feedback_whose_prediction_is_not_made_is_refused_once_its_time_has
     assert pipeline.on_feedback(last, origin="b").rejection is None and len(pipeline.early) == 2
     steps = [pipeline.on_tick(tick) for tick in _ticks(20, 30)]
     refused = [(step.rejection[1], origin, step.rejection[2]) for s in steps for step, origin in s.released]
-    assert refused == [("unknown_prediction", "a", f"no prediction 'BTCUSDT-{ahead}-999' for BTCUSDT (unknown or expired)")]
+    assert refused == [("unknown_prediction", "a",
+                        f"no prediction 'BTCUSDT-{ahead}-999' for BTCUSDT (unknown or expired)")]
     assert steps[6].released and not any(s.released for i, s in enumerate(steps) if i != 6)  # the tick after 25 s
     [(step, origin)] = pipeline.refuse_held_feedback()
     assert origin == "b" and step.rejection[1] == "unknown_prediction" and "the input ended" in step.rejection[2]
