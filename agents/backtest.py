@@ -37,7 +37,7 @@ from agents.app import Runtime
 from agents.settings import Settings
 from agents.steps import batch_steps
 from schemas.codec import DecodeError
-from streams.issued import made_at
+from streams.early_feedback import named_time
 from streams.pipeline import PartitionPipeline, Step
 
 log = logging.getLogger("livelearn.backtest")
@@ -193,8 +193,7 @@ def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque
 
 def _applicable_at(feedback: dict[str, Any]) -> int:
     """When the backtest applies a feedback record: when it became known, but not before its prediction."""
-    named = feedback["prediction_id"]
-    made = made_at(named) if named is not None else feedback["event_time_ms"]
+    made = named_time(feedback)
     return feedback["feedback_time_ms"] if made is None else max(feedback["feedback_time_ms"], made)
 
 

@@ -99,13 +99,20 @@ class EarlyFeedback:
                 del self._held[symbol]
 
 
+def named_time(feedback: dict[str, Any]) -> int | None:
+    """The event time of the prediction ``feedback`` names: read from its id, or given with the
+    symbol (None: an id not of the form a learner gives)."""
+    named = feedback.get("prediction_id")
+    return made_at(named) if named is not None else feedback.get("event_time_ms")
+
+
 def named_later(issued: IssuedPredictions, feedback: dict[str, Any]) -> int | None:
     """The event time of the prediction ``feedback`` names, where that is later than the newest of
     ``issued`` (it is still to be made), else None."""
     named = feedback.get("prediction_id")
     if named is not None and named in issued:
         return None
-    made = made_at(named) if named is not None else feedback.get("event_time_ms")
+    made = named_time(feedback)
     newest = issued.newest
     clock = made_at(newest) if newest is not None else None
     return made if made is not None and (clock is None or made > clock) else None
