@@ -16,13 +16,16 @@ crash in the middle of a write. A checkpoint is restored only when all its parts
 Restoring trusts nothing on the topic: an unsigned or forged record, or one whose offsets lie past the
 end of their input partitions, is refused (log line, ``livelearn_checkpoints_refused_total``, a dead
 letter) and the newest valid checkpoint before it is used, else a fresh state. The state itself is
-read through an allowlist (streams.snapshots), never plain pickle.
+read through an allowlist (streams.snapshots), never plain pickle. A restore from a checkpoint older
+than the group's committed position applies the events in between again, silently, before any new
+one (``PartitionCheckpoints._catch_up``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 import zlib
@@ -32,7 +35,7 @@ from typing import Any
 
 from agents.app import Runtime
 from agents.trust import CheckpointRefused, CheckpointSigner, checkpoint_key, offset_problem
-from connectors.topic_end import TopicToEnd
+from connectors.topic_end import TopicToEnd, committed_offsets, read_between
 from schemas.codec import DecodeError
 from streams import snapshots
 
@@ -166,6 +169,11 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     return valid, refused
 
 
+def _next_batch(reader: Iterator[Any], size: int = 500) -> list[Any]:
+    """Up to ``size`` records from a blocking reader (run in an executor)."""
+    return list(itertools.islice(reader, size))
+
+
 class PartitionCheckpoints:
     """Per partition number: the pipeline, the input offsets it reflects, and the events not yet acked."""
 
@@ -196,7 +204,10 @@ class PartitionCheckpoints:
         # crash the worker, see agents.pipeline) and the next owner resumes from the last checkpoint.
         self.broken: set[int] = set()
         self._signer: CheckpointSigner | None = None
-        self._loading: asyncio.Lock | None = None
+        self._restoring: asyncio.Lock | None = None
+        # Per input: how an agent applies one of its records to a state without publishing anything
+        # (``apply(state, value, origin)``), for the events a restore catches up on (see _catch_up).
+        self.reapply: dict[str, Callable[[Any, bytes, tuple], None]] = {}
         # Counts revocations: a read that was under way during one is not used (it may predate the
         # last checkpoints of the partitions that moved).
         self._generation = 0
@@ -250,18 +261,32 @@ class PartitionCheckpoints:
         await self.runtime.dead_letter(self.stage, reason.code, str(reason), topic, partition, offset, key, value)
 
     async def state(self, partition: int) -> Any:
+        """The partition's pipeline: the one this worker holds, else restored from the newest usable
+        checkpoint and caught up with the events the group has acked since (a fresh one without a
+        checkpoint). One partition is restored at a time: two agents of one partition must not each
+        make their own state."""
         state = self.states.get(partition)
         if state is not None:
             return state
-        if self.restored is None:
-            if self._loading is None:
-                self._loading = asyncio.Lock()
-            async with self._loading:
-                if self.restored is None:
-                    await self.load({partition})
-        state = self.states.get(partition)
-        if state is not None:  # another agent restored it while this one waited
+        if self._restoring is None:
+            self._restoring = asyncio.Lock()
+        async with self._restoring:
+            state = self.states.get(partition)
+            if state is not None:  # another agent restored it while this one waited
+                return state
+            generation = self._generation
+            if self.restored is None:
+                await self.load({partition})
+            state = await self._restore(partition)
+            if generation != self._generation:
+                # Revoked while it was restored: not kept (its events' outputs are withheld, see owns,
+                # and the partition's next owner, perhaps this worker again, restores it afresh).
+                return state
+            self.states[partition] = state
+            self.last_saved[partition] = time.monotonic()
             return state
+
+    async def _restore(self, partition: int) -> Any:
         for record in (self.restored or {}).pop(partition, []):
             if record["version"] != self.version:
                 log.warning("%s: ignoring checkpoint of version %s (running %s)", self.stage, record["version"],
@@ -283,14 +308,65 @@ class PartitionCheckpoints:
                 log.warning("%s: partition %s was checkpointed under other settings, which stay in effect for it "
                             "until it starts fresh (a new LIVELEARN_APP_ID or topic prefix): %s", self.stage,
                             partition, "; ".join(changed))
-            break
-        if state is None:
-            state = self.factory()
-            self.offsets[partition] = dict.fromkeys(self.inputs, -1)
-            self.sequences[partition] = 0
-        self.states[partition] = state
-        self.last_saved[partition] = time.monotonic()
-        return state
+            await self._catch_up(partition, state)
+            return state
+        self.offsets[partition] = dict.fromkeys(self.inputs, -1)
+        self.sequences[partition] = 0
+        return self.factory()
+
+    async def _catch_up(self, partition: int, state: Any) -> None:
+        """Apply, without publishing, the events between a restored checkpoint and the group's committed
+        position. There are none when the checkpoint is the newest: events are acked only once a
+        checkpoint holds them. A restore that fell back to an older one (the newest unreadable, refused,
+        or of a write cut short) met the group's position past its offsets, and the consumer, which
+        starts there, never gave it the events in between: the state went on without them. Their
+        outputs were published by the worker that applied them first, so they are applied again
+        silently, as that worker's state had them."""
+        group = getattr(getattr(self.runtime.app, "conf", None), "id", None)
+        if group is None or not self.reapply:
+            return
+        loop = asyncio.get_running_loop()
+        names = {name: self.runtime.topic_names[name] for name in self.inputs}
+        delay = 1.0
+        while True:
+            try:
+                committed = await loop.run_in_executor(
+                    None, committed_offsets, self.runtime.settings.client_config(), group,
+                    [(topic, partition) for topic in names.values()])
+                break
+            except Exception as exc:
+                if not broker_away(exc):
+                    raise
+                log.warning("%s: partition %s: the group's positions not readable now (%s); trying again in "
+                            "%.0f s", self.stage, partition, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0 * delay, 10.0)
+        for name, topic in names.items():
+            start, stop = self.offsets[partition][name] + 1, committed.get((topic, partition), -1)
+            apply = self.reapply.get(name)
+            if stop <= start or apply is None:
+                continue
+            applied, first, turn = 0, None, time.perf_counter()
+            reader = read_between(self.runtime.settings.client_config(), topic, partition, start, stop)
+            try:
+                while batch := await loop.run_in_executor(None, _next_batch, reader):
+                    for message in batch:
+                        first = message.offset() if first is None else first
+                        apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
+                                                       message.key(), message.value()))
+                        applied += 1
+                        if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
+                            await asyncio.sleep(0)
+                            turn = time.perf_counter()
+            finally:
+                reader.close()
+            self.offsets[partition][name] = stop - 1
+            self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
+            log.warning("%s: partition %s restored from a checkpoint behind the group's position on %s (offset %s, "
+                        "position %s): %s events applied again without publishing%s", self.stage, partition, topic,
+                        start - 1, stop, applied,
+                        f"; offsets {start}-{first - 1} are no longer in the topic and stay unapplied"
+                        if first is not None and first > start else "")
 
     async def unapplied(self, stream, input_stage: str):
         """The events of a manual-ack stream that the partition's state has not seen, with that state;

@@ -31,14 +31,32 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     await finish(runtime, handle(state, record, origin_of(message)), message, owned)
                 await checkpoints.done(stream, event, source, state)
 
+    def again(codec, handle):
+        """A record applied again by a restore behind the group's position, publishing nothing."""
+        def apply(state, value: bytes, origin: tuple) -> None:
+            try:
+                record = codec.decode(value, *origin[:3])
+            except DecodeError:
+                return  # dead-lettered when it was first met
+            handle(state, record, origin)
+        return apply
+
+    def vector(state, record, _origin):
+        return state.on_vector(record)
+
+    def feedback(state, record, origin):
+        # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
+        return state.on_feedback(record, origin)
+
+    checkpoints.reapply["external-features"] = again(vectors_codec, vector)
+    checkpoints.reapply["feedback"] = again(feedback_codec, feedback)
+
     @runtime.app.agent(runtime.topics["external-features"], name="external_vectors",
                        supervisor_strategy=CrashingSupervisor)
     async def external_vectors(stream):
-        await consume(stream, "external-features", vectors_codec, "predict", lambda state, v, _: state.on_vector(v))
+        await consume(stream, "external-features", vectors_codec, "predict", vector)
 
     @runtime.app.agent(runtime.topics["feedback"], name="external_feedback",
                        supervisor_strategy=CrashingSupervisor)
     async def external_feedback(stream):
-        # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
-        await consume(stream, "feedback", feedback_codec, "learn",
-                      lambda state, f, origin: state.on_feedback(f, origin))
+        await consume(stream, "feedback", feedback_codec, "learn", feedback)

@@ -148,3 +148,54 @@ class TopicToEnd:
                 done.add(message.partition())
             yield message
         self.complete = True
+
+
+def committed_offsets(client_config: dict[str, Any], group: str, topic_partitions: list[tuple[str, int]],
+                      timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """A consumer group's committed positions (the next offset it will read) for these partitions,
+    those it has committed only. Asked without joining the group (an OffsetFetch request), so the
+    group's members are not disturbed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client_config, "group.id": group, "enable.auto.commit": False})
+    try:
+        answer = consumer.committed([TopicPartition(t, p) for t, p in topic_partitions], timeout=timeout)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in answer if tp.error is None and tp.offset >= 0}
+
+
+def read_between(client_config: dict[str, Any], topic: str, partition: int, start: int, stop: int,
+                 timeout: float = 60.0) -> Iterator[Any]:
+    """The records of one partition from offset ``start`` up to, not including, ``stop`` (committed
+    records only; offsets the log no longer holds are simply not there: compare the first offset
+    with ``start``). Raises TimeoutError when the read does not get to ``stop`` or the partition's end
+    within ``timeout`` seconds: a caller that must see every record cannot take a part for the whole."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    if stop <= start:
+        return
+    consumer = Consumer({**client_config, "group.id": f"range-reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.partition.eof": True})
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    return
+                if message.error().fatal():
+                    raise KafkaException(message.error())
+                continue
+            if message.offset() >= stop:
+                return
+            yield message
+            if message.offset() + 1 >= stop:
+                return
+        raise TimeoutError(f"{topic}[{partition}] not read from offset {start} to {stop} within {timeout:.0f} s")
+    finally:
+        consumer.close()

@@ -143,3 +143,83 @@ def test_which_checkpoint_read_errors_are_waited_out():
     for code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._AUTHENTICATION, KafkaError.TOPIC_EXCEPTION):
         assert not broker_away(KafkaException(KafkaError(code)))
     assert not broker_away(ValueError("a bug"))
+
+
+def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_since_it_again(worker_factory,
+                                                                                              pipeline_env):
+    """The newest checkpoint unreadable, the restore takes the one before it, whose offsets are behind the
+    group's committed position: the events in between are applied again, silently, before any new one."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from connectors.topic_end import committed_offsets
+
+    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info"}
+    bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
+    tick_codec, features_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("features")
+    checkpoint_codec = AvroCodec.for_topic_schema("checkpoint")
+    ticks = [item.tick for item in read_file(FILE)]
+    records = [(b"BTC", tick_codec.encode(t), t["event_time_ms"]) for t in ticks]
+
+    def checkpoints_at(last_offset: int) -> list[dict]:
+        for _ in range(30):
+            found = [checkpoint_codec.decode(m.value()) for m in read_topic(bootstrap, prefix + "checkpoints", idle=1.0)
+                     if m.key().startswith(b"pipeline:")]
+            if any(r["offsets"]["ticks"] >= last_offset for r in found):
+                return found
+        raise AssertionError(f"no checkpoint reached ticks offset {last_offset}")
+
+    first = worker_factory(env).start()
+    produce(bootstrap, prefix + "ticks", records[:300])
+    assert len(wait_for_distinct(bootstrap, prefix + "features", features_codec.decode, lambda r: r["tick_index"],
+                                 300, 120)) == 300
+    checkpoints_at(299)
+    produce(bootstrap, prefix + "ticks", records[300:600])
+    assert len(wait_for_distinct(bootstrap, prefix + "features", features_codec.decode, lambda r: r["tick_index"],
+                                 600, 120)) == 600
+    written = checkpoints_at(599)
+    first.stop()  # graceful: its position, 600, is committed
+    newest = max(written, key=lambda r: r["sequence"])
+    partition = newest["partition"]
+    assert newest["offsets"]["ticks"] == 599 and newest["parts"] == 1
+    older = [r for r in written if r["sequence"] < newest["sequence"]]
+    assert older and max(r["offsets"]["ticks"] for r in older) < 599
+    group_at = committed_offsets({"bootstrap.servers": bootstrap}, env["LIVELEARN_APP_ID"],
+                                 [(prefix + "ticks", partition)])
+    assert group_at == {(prefix + "ticks", partition): 600}
+
+    # The newest checkpoint rewritten, signed, with a state that does not load (a snapshot format
+    # an upgrade no longer reads, say): the restore falls back to the one before.
+    signer = CheckpointSigner(checkpoint_key(Settings.from_env(env)), prefix + "checkpoints")
+    spoiled = {**newest, "state": zlib.compress(b"not a pickle"), "signature": None}
+    spoiled["signature"] = signer.sign(spoiled)
+    # On the checkpoints partition the worker writes it to (its input partition's), after the original.
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(prefix + "checkpoints", checkpoint_codec.encode(spoiled), partition=partition,
+                     key=part_key("pipeline", partition, newest["sequence"], 0))
+    assert producer.flush(30) == 0
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    features_end = {p: probe.get_watermark_offsets(TopicPartition(prefix + "features", p), timeout=10)[1]
+                    for p in range(int(env["LIVELEARN_PARTITIONS"]))}
+    probe.close()
+
+    second = worker_factory(env).start(timeout=120)
+    produce(bootstrap, prefix + "ticks", records[600:])
+    features, after = {}, []
+    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,
+                              distinct=(lambda m: features_codec.decode(m.value())["tick_index"], len(ticks))):
+        record = features_codec.decode(message.value())
+        features.setdefault(record["tick_index"], record)
+        if message.offset() >= features_end[message.partition()]:
+            after.append(record["tick_index"])
+    # The state went on from tick 600, as the spoiled checkpoint's had: tick i is the i-th tick. On the
+    # code before, it went on from the older checkpoint's tick 300: the next ticks were numbered from 301
+    # (the first two refused, five hours ahead of that state's stream), and 1,139-1,440 never came.
+    assert sorted(features) == list(range(1, len(ticks) + 1))
+    assert all(features[i + 1]["price"] == t["price"] for i, t in enumerate(ticks))
+    # Applied again without publishing: the second worker's features are the new ticks' only.
+    assert sorted(after) == list(range(601, len(ticks) + 1))
+    log = second.log_path.read_text()
+    assert re.search(r"refused checkpoint .*unreadable_checkpoint", log)
+    restored = int(re.search(rf"partition {partition} restored at offsets .*'ticks': (\d+)", log).group(1))
+    assert restored < 599
+    assert re.search(rf"ticks \(offset {restored}, position 600\): {599 - restored} events applied again", log)

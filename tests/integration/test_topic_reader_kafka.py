@@ -85,3 +85,26 @@ def test_a_follower_started_before_its_topic_exists_says_so_and_reads_it_once_it
     assert "does not exist" in err and "waiting for it" in err, err
     assert "consumer error" not in err, err
     assert '"alert_id": "a-1"' in out, out
+
+
+def test_a_range_of_one_partition_is_read_from_its_start_up_to_its_stop(pipeline_env):
+    from confluent_kafka import Producer
+
+    from connectors.topic_end import read_between
+
+    settings = Settings.from_env(pipeline_env)
+    create_topics(settings)
+    topic = settings.topic("feedback")
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for i in range(10):
+        producer.produce(topic, f"r{i}".encode(), partition=1)
+    producer.produce(topic, b"elsewhere", partition=0)
+    assert producer.flush(30) == 0
+    config = settings.client_config()
+
+    assert [m.value() for m in read_between(config, topic, 1, 3, 7)] == [b"r3", b"r4", b"r5", b"r6"]
+    # A stop past the end ends at the end; an empty range reads nothing.
+    assert [m.offset() for m in read_between(config, topic, 1, 8, 100)] == [8, 9]
+    assert list(read_between(config, topic, 1, 5, 5)) == []
+    with pytest.raises(TimeoutError, match="not read from offset 0 to 10"):
+        list(read_between({**config, "bootstrap.servers": "127.0.0.1:1"}, topic, 1, 0, 10, timeout=1.0))
