@@ -162,8 +162,9 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
 
     def checkpoints_at(last_offset: int) -> list[dict]:
         for _ in range(30):
-            found = [checkpoint_codec.decode(m.value()) for m in read_topic(bootstrap, prefix + "checkpoints", idle=1.0)
-                     if m.key().startswith(b"pipeline:")]
+            # Each with the checkpoints partition it is on (its key's).
+            found = [{**checkpoint_codec.decode(m.value()), "on": m.partition()}
+                     for m in read_topic(bootstrap, prefix + "checkpoints", idle=1.0) if m.key().startswith(b"pipeline:")]
             if any(r["offsets"]["ticks"] >= last_offset for r in found):
                 return found
         raise AssertionError(f"no checkpoint reached ticks offset {last_offset}")
@@ -190,11 +191,12 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
     # The newest checkpoint rewritten, signed, with a state that does not load (a snapshot format
     # an upgrade no longer reads, say): the restore falls back to the one before.
     signer = CheckpointSigner(checkpoint_key(Settings.from_env(env)), prefix + "checkpoints")
+    on = newest.pop("on")
     spoiled = {**newest, "state": zlib.compress(b"not a pickle"), "signature": None}
     spoiled["signature"] = signer.sign(spoiled)
-    # On the checkpoints partition the worker writes it to (its input partition's), after the original.
+    # After the original on its checkpoints partition, so that the restore reads it as that write's part.
     producer = Producer({"bootstrap.servers": bootstrap})
-    producer.produce(prefix + "checkpoints", checkpoint_codec.encode(spoiled), partition=partition,
+    producer.produce(prefix + "checkpoints", checkpoint_codec.encode(spoiled), partition=on,
                      key=part_key("pipeline", partition, newest["sequence"], 0))
     assert producer.flush(30) == 0
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
