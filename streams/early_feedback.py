@@ -16,8 +16,10 @@ Feedback for a symbol that has no learner in the partition is refused at once, a
 mostly feedback keyed to the wrong partition, and its error message says so. The price: feedback
 reaching the successor of a worker killed before the partition's first checkpoint (every 5 s or 5,000
 vectors) still finds no learner, and is refused. At most ``limit`` records
-are held per partition; beyond that the one held longest is refused (it names a prediction far ahead
-of its symbol: a clock or an id from somewhere else).
+are held per partition; beyond that the one naming the time furthest ahead of its symbol's newest
+prediction is refused (a clock or an id from somewhere else, most likely), so a flood of such feedback
+does not push out the feedback a restore is about to meet; without the symbols' clocks, the one held
+longest.
 
 >>> early = EarlyFeedback(limit=2)
 >>> early.hold("BTCUSDT", 3_000, {"label": 1}, "origin-a")
@@ -32,6 +34,8 @@ of its symbol: a clock or an id from somewhere else).
 [({'label': 0}, 'origin-b')]
 >>> early.hold("ETHUSDT", 9_000, {}, "c"), early.hold("ETHUSDT", 8_000, {}, "d"), early.hold("ETHUSDT", 7_000, {}, "e")
 ([], [], [({}, 'c')])
+>>> early.hold("ETHUSDT", 10**12, {}, "f", clock=lambda symbol: 6_000)  # furthest ahead: refused at once
+[({}, 'f')]
 """
 
 from __future__ import annotations
@@ -63,16 +67,24 @@ class EarlyFeedback:
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._held
 
-    def hold(self, symbol: str, made_ms: int, feedback: dict[str, Any], origin: Any) -> list[Held]:
+    def hold(self, symbol: str, made_ms: int, feedback: dict[str, Any], origin: Any,
+             clock: Callable[[str], int | None] | None = None) -> list[Held]:
         """Hold ``feedback`` until ``symbol``'s predictions reach ``made_ms``; returns what the limit
-        pushed out (the record held longest), to be refused."""
+        pushed out, to be refused: the record naming the time furthest ahead of its symbol's ``clock``
+        (the event time of its newest prediction), the one held longest among equals or without it."""
         self._held.setdefault(symbol, []).append((made_ms, self._arrivals, feedback, origin))
         self._arrivals += 1
         if len(self) <= self.limit:
             return []
-        symbol_of, oldest = min(((s, held[0]) for s, held in self._held.items()), key=lambda pair: pair[1][1])
-        self._take(symbol_of, [oldest])
-        return [(oldest[2], oldest[3])]
+        if clock is None:
+            symbol_of, out = min(((s, held[0]) for s, held in self._held.items()), key=lambda pair: pair[1][1])
+        else:
+            # The latest-named of each symbol against its clock (a clock not known yet counts as 0).
+            symbol_of, out = max(((s, max(held, key=lambda entry: (entry[0], -entry[1])))
+                                  for s, held in self._held.items()),
+                                 key=lambda pair: (pair[1][0] - (clock(pair[0]) or 0), -pair[1][1]))
+        self._take(symbol_of, [out])
+        return [(out[2], out[3])]
 
     def due(self, symbol: str, event_time_ms: int, known: Callable[[dict[str, Any]], bool]) -> list[Held]:
         """After a prediction of ``symbol`` at ``event_time_ms``: the held feedback whose prediction is

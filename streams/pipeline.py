@@ -42,6 +42,7 @@ from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
 from streams.early_feedback import EarlyFeedback, given_up, named_later
 from streams.external import InvalidFeedback, check_feedback
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
+from streams.issued import made_at
 from streams.learning import InvalidVector, LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.model_events import drift_response, model_event_record
 from streams.performance import performance_record, scores
@@ -277,7 +278,7 @@ class PartitionPipeline:
                 if self.early is None:
                     self.early = EarlyFeedback()
                 step.stats.model_events.append("FEEDBACK_HELD")  # livelearn_model_events_total{kind=...}
-                for pushed, pushed_origin in self.early.hold(symbol, made, feedback, origin):
+                for pushed, pushed_origin in self.early.hold(symbol, made, feedback, origin, self._clock):
                     reason = given_up(pushed, f"{self.early.limit} feedback records held for later predictions")
                     step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), pushed_origin))
                 return step
@@ -294,6 +295,12 @@ class PartitionPipeline:
         step.stats.feedback_learned = True
         self._events(learner, events, step)
         return step
+
+    def _clock(self, symbol: str) -> int | None:
+        """The event time of ``symbol``'s newest prediction."""
+        learner = self.learners.get(symbol)
+        newest = learner.issued.newest if learner is not None else None
+        return made_at(newest) if newest is not None else None
 
     def _let_out_feedback(self, learner: SymbolLearner, event_time_ms: int, step: Step) -> None:
         """After a prediction: held feedback whose prediction is now made, or whose time has passed."""

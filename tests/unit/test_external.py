@@ -193,3 +193,21 @@ def test_feedback_held_beyond_the_limit_refuses_the_one_held_longest():
              for i in range(2, 6)]
     pushed = [(origin, step.rejection[1]) for s in steps for step, origin in s.released]
     assert pushed == [(0, "unknown_prediction"), (2, "unknown_prediction")] and len(pipeline.early) == 3
+
+
+def test_a_flood_of_feedback_far_ahead_does_not_push_out_feedback_a_restore_is_about_to_meet():
+    """Feedback naming a prediction a little ahead (a restored state will make it again) is held; a flood
+    naming times far ahead (a wrong clock, ids from elsewhere) past the limit refuses those, not it.
+    Before, the one held longest went first, and the flood pushed the real one out."""
+    pipeline, predictions = pipeline_with_predictions(20)
+    _, made = pipeline_with_predictions(30)
+    real = feedback(made[25], label=0)
+    assert pipeline.on_feedback(real, origin="real").rejection is None
+    pipeline.early.limit = 50
+    flood = [pipeline.on_feedback(feedback(predictions[-1], prediction_id=f"BTCUSDT-{T0 + 10**9 + i}-1"), origin=i)
+             for i in range(200)]
+    pushed = [origin for step in flood for _, origin in step.released]
+    assert "real" not in pushed and len(pushed) == 151 and len(pipeline.early) == 50
+    released = [pair for tick in _ticks(20, 30) for pair in pipeline.on_tick(tick).released]
+    assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
+        (None, True, "real")]
