@@ -346,20 +346,30 @@ class PartitionCheckpoints:
             apply = self.reapply.get(name)
             if stop <= start or apply is None:
                 continue
-            applied, first, turn = 0, None, time.perf_counter()
-            reader = read_between(self.runtime.settings.client_config(), topic, partition, start, stop)
-            try:
-                while batch := await loop.run_in_executor(None, _next_batch, reader):
-                    for message in batch:
-                        first = message.offset() if first is None else first
-                        apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
-                                                       message.key(), message.value()))
-                        applied += 1
-                        if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
-                            await asyncio.sleep(0)
-                            turn = time.perf_counter()
-            finally:
-                reader.close()
+            applied, first, turn, at, delay = 0, None, time.perf_counter(), start, 1.0
+            while at < stop:
+                reader = read_between(self.runtime.settings.client_config(), topic, partition, at, stop)
+                try:
+                    while batch := await loop.run_in_executor(None, _next_batch, reader):
+                        for message in batch:
+                            first = message.offset() if first is None else first
+                            apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
+                                                           message.key(), message.value()))
+                            applied, at = applied + 1, message.offset() + 1
+                            if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
+                                await asyncio.sleep(0)
+                                turn = time.perf_counter()
+                    at = stop  # read to its stop, or to the partition's end
+                except Exception as exc:
+                    if not isinstance(exc, TimeoutError) and not broker_away(exc):
+                        raise
+                    # Read on from the first event not applied yet: none is applied twice.
+                    log.warning("%s: partition %s: %s not read to offset %s now (%s); trying again from %s in "
+                                "%.0f s", self.stage, partition, topic, stop, exc, at, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(2.0 * delay, 10.0)
+                finally:
+                    reader.close()
             self.offsets[partition][name] = stop - 1
             self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
             log.warning("%s: partition %s restored from a checkpoint behind the group's position on %s (offset %s, "
