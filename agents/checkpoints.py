@@ -35,7 +35,7 @@ from typing import Any
 
 from agents.app import Runtime
 from agents.trust import CheckpointRefused, CheckpointSigner, checkpoint_key, offset_problem
-from connectors.topic_end import TopicToEnd, committed_offsets, read_between
+from connectors.topic_end import TopicToEnd, committed_offsets, first_offset, read_between
 from schemas.codec import DecodeError
 from streams import snapshots
 
@@ -371,6 +371,19 @@ class PartitionCheckpoints:
                 finally:
                     reader.close()
             self.offsets[partition][name] = stop - 1
+            if first is None:
+                # Offsets without records (transactions' commit markers), unless retention removed them.
+                try:
+                    held_from = await loop.run_in_executor(None, first_offset, self.runtime.settings.client_config(),
+                                                           topic, partition)
+                except Exception as exc:
+                    log.warning("%s: partition %s: %s offsets %s-%s, behind the group's position, held no record "
+                                "(commit markers, or removed by retention: not known, %s)", self.stage, partition,
+                                topic, start, stop - 1, exc)
+                    continue
+                if held_from <= start:
+                    continue
+                first = stop
             self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
             log.warning("%s: partition %s restored from a checkpoint behind the group's position on %s (offset %s, "
                         "position %s): %s events applied again without publishing%s", self.stage, partition, topic,

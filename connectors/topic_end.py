@@ -199,3 +199,14 @@ def read_between(client_config: dict[str, Any], topic: str, partition: int, star
         raise TimeoutError(f"{topic}[{partition}] not read from offset {start} to {stop} within {timeout:.0f} s")
     finally:
         consumer.close()
+
+
+def first_offset(client_config: dict[str, Any], topic: str, partition: int, timeout: float = 10.0) -> int:
+    """The oldest offset a partition still holds (its log start: retention moves it on)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client_config, "group.id": f"watermarks-{uuid.uuid4().hex}"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[0]
+    finally:
+        consumer.close()

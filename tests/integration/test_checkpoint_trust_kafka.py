@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import secrets
+import time
 import zlib
 
 import pytest
@@ -145,11 +146,15 @@ def test_which_checkpoint_read_errors_are_waited_out():
     assert not broker_away(ValueError("a bug"))
 
 
+@pytest.mark.parametrize("retention_took", [0, 50])
 def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_since_it_again(worker_factory,
-                                                                                              pipeline_env):
+                                                                                              pipeline_env,
+                                                                                              retention_took):
     """The newest checkpoint unreadable, the restore takes the one before it, whose offsets are behind the
-    group's committed position: the events in between are applied again, silently, before any new one."""
+    group's committed position: the events in between are applied again, silently, before any new one.
+    Those the topic no longer holds (``retention_took`` of them) are named in the log."""
     from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
 
     from connectors.topic_end import committed_offsets
 
@@ -204,7 +209,25 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
                     for p in range(int(env["LIVELEARN_PARTITIONS"]))}
     probe.close()
 
+    older_at = max(r["offsets"]["ticks"] for r in older)  # where the restore is to go back to
+    if retention_took:
+        gone_to = older_at + 1 + retention_took
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept while its request is answered
+        [done] = admin.delete_records([TopicPartition(prefix + "ticks", partition, gone_to)]).values()
+        assert done.result(30).low_watermark == gone_to
+
     second = worker_factory(env).start(timeout=120)
+    if retention_took:
+        produce(bootstrap, prefix + "ticks", records[600:601])  # a partition is restored at its first event
+        for _ in range(120):
+            log = second.log_path.read_text()
+            if "applied again" in log:
+                break
+            time.sleep(0.5)
+        assert re.search(rf"ticks \(offset {older_at}, position 600\): {599 - older_at - retention_took} events "
+                         rf"applied again without publishing; offsets {older_at + 1}-{gone_to - 1} are no longer in "
+                         "the topic and stay unapplied", log)
+        return
     produce(bootstrap, prefix + "ticks", records[600:])
     features, after = {}, []
     for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,

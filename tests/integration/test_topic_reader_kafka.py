@@ -90,7 +90,7 @@ def test_a_follower_started_before_its_topic_exists_says_so_and_reads_it_once_it
 def test_a_range_of_one_partition_is_read_from_its_start_up_to_its_stop(pipeline_env):
     from confluent_kafka import Producer
 
-    from connectors.topic_end import read_between
+    from connectors.topic_end import first_offset, read_between
 
     settings = Settings.from_env(pipeline_env)
     create_topics(settings)
@@ -106,5 +106,6 @@ def test_a_range_of_one_partition_is_read_from_its_start_up_to_its_stop(pipeline
     # A stop past the end ends at the end; an empty range reads nothing.
     assert [m.offset() for m in read_between(config, topic, 1, 8, 100)] == [8, 9]
     assert list(read_between(config, topic, 1, 5, 5)) == []
+    assert first_offset(config, topic, 1) == 0
     with pytest.raises(TimeoutError, match="not read from offset 0 to 10"):
         list(read_between({**config, "bootstrap.servers": "127.0.0.1:1"}, topic, 1, 0, 10, timeout=1.0))
