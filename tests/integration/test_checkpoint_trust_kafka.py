@@ -146,9 +146,11 @@ def test_which_checkpoint_read_errors_are_waited_out():
     assert not broker_away(ValueError("a bug"))
 
 
-@pytest.mark.parametrize("retention_took", [0, 50])
+@pytest.mark.parametrize(("guarantee", "retention_took"), [("at_least_once", 0), ("exactly_once", 0),
+                                                           ("at_least_once", 50)])
 def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_since_it_again(worker_factory,
                                                                                               pipeline_env,
+                                                                                              guarantee,
                                                                                               retention_took):
     """The newest checkpoint unreadable, the restore takes the one before it, whose offsets are behind the
     group's committed position: the events in between are applied again, silently, before any new one.
@@ -158,7 +160,8 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
 
     from connectors.topic_end import committed_offsets
 
-    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info"}
+    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info",
+           "LIVELEARN_PROCESSING_GUARANTEE": guarantee}
     bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
     tick_codec, features_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("features")
     checkpoint_codec = AvroCodec.for_topic_schema("checkpoint")
