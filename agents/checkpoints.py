@@ -277,7 +277,7 @@ class PartitionCheckpoints:
             generation = self._generation
             if self.restored is None:
                 await self.load({partition})
-            state = await self._restore(partition)
+            state = await self._restore(partition, generation)
             if generation != self._generation:
                 # Revoked while it was restored: not kept (its events' outputs are withheld, see owns,
                 # and the partition's next owner, perhaps this worker again, restores it afresh).
@@ -286,7 +286,7 @@ class PartitionCheckpoints:
             self.last_saved[partition] = time.monotonic()
             return state
 
-    async def _restore(self, partition: int) -> Any:
+    async def _restore(self, partition: int, generation: int) -> Any:
         for record in (self.restored or {}).pop(partition, []):
             if record["version"] != self.version:
                 log.warning("%s: ignoring checkpoint of version %s (running %s)", self.stage, record["version"],
@@ -308,13 +308,13 @@ class PartitionCheckpoints:
                 log.warning("%s: partition %s was checkpointed under other settings, which stay in effect for it "
                             "until it starts fresh (a new LIVELEARN_APP_ID or topic prefix): %s", self.stage,
                             partition, "; ".join(changed))
-            await self._catch_up(partition, state)
+            await self._catch_up(partition, state, generation)
             return state
         self.offsets[partition] = dict.fromkeys(self.inputs, -1)
         self.sequences[partition] = 0
         return self.factory()
 
-    async def _catch_up(self, partition: int, state: Any) -> None:
+    async def _catch_up(self, partition: int, state: Any, generation: int) -> None:
         """Apply, without publishing, the events between a restored checkpoint and the group's committed
         position. There are none when the checkpoint is the newest: events are acked only once a
         checkpoint holds them. A restore that fell back to an older one (the newest unreadable, refused,
@@ -351,6 +351,8 @@ class PartitionCheckpoints:
                 reader = read_between(self.runtime.settings.client_config(), topic, partition, at, stop)
                 try:
                     while batch := await loop.run_in_executor(None, _next_batch, reader):
+                        if generation != self._generation:
+                            return  # revoked meanwhile: this state is not kept (see state)
                         for message in batch:
                             first = message.offset() if first is None else first
                             apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
