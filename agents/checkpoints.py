@@ -287,7 +287,14 @@ class PartitionCheckpoints:
             return state
 
     async def _restore(self, partition: int, generation: int) -> Any:
-        for record in (self.restored or {}).pop(partition, []):
+        candidates = (self.restored or {}).pop(partition, [])
+        # The checkpoints written from here on are numbered above every signed one of the partition on
+        # the topic, used or not (unreadable, of another version), so that the next restore reads them
+        # first: numbered on from an older one, they sorted below one that could not be used, which was
+        # met again at every restore (a version change then started fresh at every restart until the
+        # broker compacted the old version's records away).
+        highest = max((record["sequence"] for record in candidates), default=0)
+        for record in candidates:
             if record["version"] != self.version:
                 log.warning("%s: ignoring checkpoint of version %s (running %s)", self.stage, record["version"],
                             self.version)
@@ -300,7 +307,9 @@ class PartitionCheckpoints:
                                   f"{self.stage}:{partition}".encode(), b"")
                 continue
             self.offsets[partition] = {name: record["offsets"].get(name, -1) for name in self.inputs}
-            self.sequences[partition] = record["sequence"]
+            # The next write must not share this one's key parity (part_key): it would overwrite the
+            # parts of the checkpoint restored from, the one to fall back to if that write is cut short.
+            self.sequences[partition] = highest + (highest - record["sequence"]) % 2
             log.info("%s: partition %s restored at offsets %s (checkpoint %s)", self.stage, partition,
                      self.offsets[partition], record["sequence"])
             changed = config_differences(getattr(state, "config", None), self.configured) if self.configured else []
@@ -311,7 +320,7 @@ class PartitionCheckpoints:
             await self._catch_up(partition, state, generation)
             return state
         self.offsets[partition] = dict.fromkeys(self.inputs, -1)
-        self.sequences[partition] = 0
+        self.sequences[partition] = highest
         return self.factory()
 
     async def _catch_up(self, partition: int, state: Any, generation: int) -> None:

@@ -246,8 +246,45 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
     assert all(features[i + 1]["price"] == t["price"] for i, t in enumerate(ticks))
     # Applied again without publishing: the second worker's features are the new ticks' only.
     assert sorted(after) == list(range(601, len(ticks) + 1))
+    # Its checkpoints are numbered above the spoiled one, so the next restore reads them first.
+    latest = max(checkpoints_at(len(ticks) - 1), key=lambda r: (r["sequence"], r["created_time_ms"]))
+    assert latest["offsets"]["ticks"] == len(ticks) - 1 and latest["sequence"] > newest["sequence"]
     log = second.log_path.read_text()
     assert re.search(r"refused checkpoint .*unreadable_checkpoint", log)
     restored = int(re.search(rf"partition {partition} restored at offsets .*'ticks': (\d+)", log).group(1))
     assert restored < 599
     assert re.search(rf"ticks \(offset {restored}, position 600\): {599 - restored} events applied again", log)
+
+
+def test_after_a_version_change_the_new_versions_checkpoints_are_restored_not_the_old_ones_met_again(
+        worker_factory, pipeline_env):
+    """Changing a setting that is part of the checkpoint version (the members) starts a partition
+    fresh. Its new checkpoints were numbered from 1, below the old version's, and a restore met the old
+    version's newest first and started fresh again, at every restart until the broker compacted the old
+    records away. Now they are numbered above, and the second restart restores the new version's."""
+    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info"}
+    bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
+    tick_codec, features_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("features")
+    ticks = [item.tick for item in read_file(FILE)]
+    records = [(b"BTC", tick_codec.encode(t), t["event_time_ms"]) for t in ticks]
+
+    def run(members: str, upto: int, **more: str) -> str:
+        worker = worker_factory({**env, "LIVELEARN_MEMBERS": members, **more}).start()
+        produce(bootstrap, prefix + "ticks", records[upto - 300:upto])
+        # Every tick applied (a feature record each, counted over the runs); a graceful stop checkpoints.
+        assert len(read_topic(bootstrap, prefix + "features", expect=upto, timeout=120)) >= upto
+        worker.stop()
+        return worker.log_path.read_text()
+
+    # The old version's sequence numbers run higher than the new version's first checkpoints reach.
+    run("logreg,micro", 300, LIVELEARN_MODEL_CHECKPOINT_EVENTS="20")
+    run("logreg", 600)  # another version: fresh, with checkpoints of its own
+    log = run("logreg", 900)
+    assert re.search(r"partition \d+ restored at offsets .*'ticks': 599", log), log[-3000:]
+    assert "ignoring checkpoint of version" not in log
+    features = {}
+    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=3.0, timeout=60):
+        record = features_codec.decode(message.value())
+        features.setdefault(record["tick_index"], record)
+    # The third run went on from the second's state: 300 ticks there, then 300 more.
+    assert max(features) == 600
