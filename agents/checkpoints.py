@@ -169,9 +169,14 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     return valid, refused
 
 
-def _next_batch(reader: Iterator[Any], size: int = 500) -> list[Any]:
-    """Up to ``size`` records from a blocking reader (run in an executor)."""
-    return list(itertools.islice(reader, size))
+def _read_batch(config: dict[str, Any], topic: str, partition: int, start: int, stop: int,
+                size: int = 500) -> list[Any]:
+    """Up to ``size`` records of one partition from ``start``, before ``stop`` (blocking)."""
+    reader = read_between(config, topic, partition, start, stop)
+    try:
+        return list(itertools.islice(reader, size))
+    finally:
+        reader.close()
 
 
 class PartitionCheckpoints:
@@ -334,73 +339,55 @@ class PartitionCheckpoints:
         group = getattr(getattr(self.runtime.app, "conf", None), "id", None)
         if group is None or not self.reapply:
             return
-        loop = asyncio.get_running_loop()
+        config = self.runtime.settings.client_config()
         names = {name: self.runtime.topic_names[name] for name in self.inputs}
-        delay = 1.0
-        while True:
-            try:
-                committed = await loop.run_in_executor(
-                    None, committed_offsets, self.runtime.settings.client_config(), group,
-                    [(topic, partition) for topic in names.values()])
-                break
-            except Exception as exc:
-                if not broker_away(exc):
-                    raise
-                log.warning("%s: partition %s: the group's positions not readable now (%s); trying again in "
-                            "%.0f s", self.stage, partition, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(2.0 * delay, 10.0)
+        committed = await self._patiently(f"the group's positions of partition {partition}", committed_offsets,
+                                          config, group, [(topic, partition) for topic in names.values()])
         for name, topic in names.items():
             start, stop = self.offsets[partition][name] + 1, committed.get((topic, partition), -1)
             apply = self.reapply.get(name)
             if stop <= start or apply is None:
                 continue
-            applied, first, turn, at, delay = 0, None, time.perf_counter(), start, 1.0
-            while at < stop:
-                reader = read_between(self.runtime.settings.client_config(), topic, partition, at, stop)
-                try:
-                    while batch := await loop.run_in_executor(None, _next_batch, reader):
-                        if generation != self._generation:
-                            return  # revoked meanwhile: this state is not kept (see state)
-                        for message in batch:
-                            first = message.offset() if first is None else first
-                            apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
-                                                           message.key(), message.value()))
-                            applied, at = applied + 1, message.offset() + 1
-                            if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
-                                await asyncio.sleep(0)
-                                turn = time.perf_counter()
-                    at = stop  # read to its stop, or to the partition's end
-                except Exception as exc:
-                    if not isinstance(exc, TimeoutError) and not broker_away(exc):
-                        raise
-                    # Read on from the first event not applied yet: none is applied twice.
-                    log.warning("%s: partition %s: %s not read to offset %s now (%s); trying again from %s in "
-                                "%.0f s", self.stage, partition, topic, stop, exc, at, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(2.0 * delay, 10.0)
-                finally:
-                    reader.close()
+            where = f"{topic}[{partition}]"
+            # Offsets before the partition's log start were removed by retention: not there to apply.
+            held_from = await self._patiently(where, first_offset, config, topic, partition)
+            gone_to, at = min(held_from, stop), max(start, held_from)
+            applied, turn = 0, time.perf_counter()
+            # Read in batches, each from the first event not applied yet: a read the broker cuts short is
+            # tried again from there, and none is applied twice.
+            while at < stop and (batch := await self._patiently(where, _read_batch, config, topic, partition, at,
+                                                                 stop)):
+                if generation != self._generation:
+                    return  # revoked meanwhile: this state is not kept (see state)
+                for message in batch:
+                    apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
+                                                   message.key(), message.value()))
+                    applied, at = applied + 1, message.offset() + 1
+                    if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
+                        await asyncio.sleep(0)
+                        turn = time.perf_counter()
             self.offsets[partition][name] = stop - 1
-            if first is None:
-                # Offsets without records (transactions' commit markers), unless retention removed them.
-                try:
-                    held_from = await loop.run_in_executor(None, first_offset, self.runtime.settings.client_config(),
-                                                           topic, partition)
-                except Exception as exc:
-                    log.warning("%s: partition %s: %s offsets %s-%s, behind the group's position, held no record "
-                                "(commit markers, or removed by retention: not known, %s)", self.stage, partition,
-                                topic, start, stop - 1, exc)
-                    continue
-                if held_from <= start:
-                    continue
-                first = stop
+            if not applied and gone_to <= start:
+                continue  # offsets without records (transactions' commit markers)
             self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
             log.warning("%s: partition %s restored from a checkpoint behind the group's position on %s (offset %s, "
                         "position %s): %s events applied again without publishing%s", self.stage, partition, topic,
                         start - 1, stop, applied,
-                        f"; offsets {start}-{first - 1} are no longer in the topic and stay unapplied"
-                        if first is not None and first > start else "")
+                        f"; offsets {start}-{gone_to - 1} are no longer in the topic and stay unapplied"
+                        if gone_to > start else "")
+
+    async def _patiently(self, what: str, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` in an executor, tried again while the broker is away or slow."""
+        delay = 1.0
+        while True:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(None, call, *args)
+            except Exception as exc:
+                if not isinstance(exc, TimeoutError) and not broker_away(exc):
+                    raise
+                log.warning("%s: %s not readable now (%s); trying again in %.0f s", self.stage, what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0 * delay, 10.0)
 
     async def unapplied(self, stream, input_stage: str):
         """The events of a manual-ack stream that the partition's state has not seen, with that state;

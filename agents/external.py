@@ -8,7 +8,7 @@ from mode import CrashingSupervisor
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import finish, origin_of, reject
+from agents.steps import finish, origin_of, reject, silently
 from schemas.codec import DecodeError
 
 
@@ -31,16 +31,6 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                     await finish(runtime, handle(state, record, origin_of(message)), message, owned)
                 await checkpoints.done(stream, event, source, state)
 
-    def again(codec, handle):
-        """A record applied again by a restore behind the group's position, publishing nothing."""
-        def apply(state, value: bytes, origin: tuple) -> None:
-            try:
-                record = codec.decode(value, *origin[:3])
-            except DecodeError:
-                return  # dead-lettered when it was first met
-            handle(state, record, origin)
-        return apply
-
     def vector(state, record, _origin):
         return state.on_vector(record)
 
@@ -48,8 +38,8 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
         return state.on_feedback(record, origin)
 
-    checkpoints.reapply["external-features"] = again(vectors_codec, vector)
-    checkpoints.reapply["feedback"] = again(feedback_codec, feedback)
+    checkpoints.reapply["external-features"] = silently(vectors_codec, vector)
+    checkpoints.reapply["feedback"] = silently(feedback_codec, feedback)
 
     @runtime.app.agent(runtime.topics["external-features"], name="external_vectors",
                        supervisor_strategy=CrashingSupervisor)

@@ -15,7 +15,7 @@ from mode import CrashingSupervisor
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
-from agents.steps import Owned, batch_steps, finish, finish_released, origin_of, reject
+from agents.steps import Owned, batch_steps, finish, finish_released, origin_of, reject, silently
 from schemas.codec import DecodeError
 from streams.ticks import is_symbol
 
@@ -104,23 +104,17 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
     ticks_agent(STAGE, "pipeline", one_tick)
     ticks_agent(BATCHES, "pipeline-batches", batch_of_ticks)
 
-    def tick_again(state: Any, value: bytes, origin: tuple) -> None:
-        try:
-            state.on_tick(tick_codec.decode(value, *origin[:3]), int(time.time() * 1000), origin)
-        except DecodeError:
-            pass  # dead-lettered when it was first met
+    def tick_again(state: Any, tick: dict, origin: tuple) -> None:
+        state.on_tick(tick, int(time.time() * 1000), origin)
 
-    def batch_again(state: Any, value: bytes, origin: tuple) -> None:
-        try:
-            ticks = runtime.codecs[BATCHES].decode(value, *origin[:3])["ticks"]
-        except DecodeError:
-            return
-        for _ in batch_steps(state, ticks, int(time.time() * 1000), origin, tick_codec.encode):
+    def batch_again(state: Any, batch: dict, origin: tuple) -> None:
+        for _ in batch_steps(state, batch["ticks"], int(time.time() * 1000), origin, tick_codec.encode):
             pass
 
     # A restore behind the group's position applies the events in between again, publishing nothing
     # (agents.checkpoints._catch_up).
-    checkpoints.reapply[STAGE], checkpoints.reapply[BATCHES] = tick_again, batch_again
+    checkpoints.reapply[STAGE] = silently(tick_codec, tick_again)
+    checkpoints.reapply[BATCHES] = silently(runtime.codecs[BATCHES], batch_again)
 
     window_ms = runtime.pipeline.reorder_ms
     if window_ms > 0:

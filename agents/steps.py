@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from agents.app import Runtime
+from schemas.codec import DecodeError
 from streams.pipeline import Step
 
 log = logging.getLogger("livelearn.agents")
@@ -45,6 +46,20 @@ def batch_steps(pipeline: Any, ticks: list[dict[str, Any]], now_ms: int, origin:
     for tick in ticks:
         step = pipeline.on_tick(tick, now_ms, origin)
         yield step, origin if step.rejection is None else (*origin[:4], encode_tick(tick))
+
+
+def silently(codec: Any, handle: Callable[[Any, dict[str, Any], tuple], Any]) -> Callable[[Any, bytes, tuple], None]:
+    """An input record applied to a state again, publishing nothing (a restore catching up with
+    events whose outputs were published when they were first applied, agents.checkpoints._catch_up):
+    ``handle(state, record, origin)`` on the decoded record; one that does not decode was
+    dead-lettered when it was first met."""
+    def apply(state: Any, value: bytes, origin: tuple) -> None:
+        try:
+            record = codec.decode(value, *origin[:3])
+        except DecodeError:
+            return
+        handle(state, record, origin)
+    return apply
 
 
 def origin_of(message: Any) -> tuple:
