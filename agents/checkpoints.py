@@ -279,19 +279,18 @@ class PartitionCheckpoints:
             state = self.states.get(partition)
             if state is not None:  # another agent restored it while this one waited
                 return state
-            generation = self._generation
             if self.restored is None:
                 await self.load({partition})
-            state = await self._restore(partition, generation)
-            if generation != self._generation:
-                # Revoked while it was restored: not kept (its events' outputs are withheld, see owns,
-                # and the partition's next owner, perhaps this worker again, restores it afresh).
-                return state
+            # Kept even where a revocation came meanwhile, as before: the event in hand is applied to it.
+            # Dropping it lost that event where the partition came back to this worker and an event
+            # fetched before the rebalance came next, onto a state restored again (the likely cause of a
+            # chaos run that repeated a prediction with other probabilities; not shown).
+            state = await self._restore(partition)
             self.states[partition] = state
             self.last_saved[partition] = time.monotonic()
             return state
 
-    async def _restore(self, partition: int, generation: int) -> Any:
+    async def _restore(self, partition: int) -> Any:
         candidates = (self.restored or {}).pop(partition, [])
         # The checkpoints written from here on are numbered above every signed one of the partition on
         # the topic, used or not (unreadable, of another version), so that the next restore reads them
@@ -322,13 +321,13 @@ class PartitionCheckpoints:
                 log.warning("%s: partition %s was checkpointed under other settings, which stay in effect for it "
                             "until it starts fresh (a new LIVELEARN_APP_ID or topic prefix): %s", self.stage,
                             partition, "; ".join(changed))
-            await self._catch_up(partition, state, generation)
+            await self._catch_up(partition, state)
             return state
         self.offsets[partition] = dict.fromkeys(self.inputs, -1)
         self.sequences[partition] = highest
         return self.factory()
 
-    async def _catch_up(self, partition: int, state: Any, generation: int) -> None:
+    async def _catch_up(self, partition: int, state: Any) -> None:
         """Apply, without publishing, the events between a restored checkpoint and the group's committed
         position. There are none when the checkpoint is the newest: events are acked only once a
         checkpoint holds them. A restore that fell back to an older one (the newest unreadable, refused,
@@ -357,8 +356,6 @@ class PartitionCheckpoints:
             # tried again from there, and none is applied twice.
             while at < stop and (batch := await self._patiently(where, _read_batch, config, topic, partition, at,
                                                                  stop)):
-                if generation != self._generation:
-                    return  # revoked meanwhile: this state is not kept (see state)
                 for message in batch:
                     apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
                                                    message.key(), message.value()))
