@@ -216,6 +216,7 @@ class PartitionCheckpoints:
         # Counts revocations: a read that was under way during one is not used (it may predate the
         # last checkpoints of the partitions that moved).
         self._generation = 0
+        self._revocations: dict[int, int] = {}
 
     @property
     def signer(self) -> CheckpointSigner:
@@ -265,32 +266,46 @@ class PartitionCheckpoints:
         log.error("%s: refused checkpoint %s[%s]@%s: %s", self.stage, topic, partition, offset, reason)
         await self.runtime.dead_letter(self.stage, reason.code, str(reason), topic, partition, offset, key, value)
 
-    async def state(self, partition: int) -> Any:
+    async def state(self, partition: int, received: int | None = None) -> Any:
         """The partition's pipeline: the one this worker holds, else restored from the newest usable
         checkpoint and caught up with the events the group has acked since (a fresh one without a
         checkpoint). One partition is restored at a time: two agents of one partition must not each
-        make their own state."""
+        make their own state.
+
+        None where the partition was revoked since ``received`` (its count of revocations when the
+        event asking for it was received; default: now), before or while it was restored. A restore
+        that a revocation overtook is not kept: kept, it published for a partition this worker may no
+        longer own, checkpointed there under its own numbers beside the new owner's, and was used as it
+        stood if the partition came back later, without the events its other owner applied meanwhile."""
         state = self.states.get(partition)
         if state is not None:
             return state
+        mark = self.revocations(partition) if received is None else received
         if self._restoring is None:
             self._restoring = asyncio.Lock()
         async with self._restoring:
             state = self.states.get(partition)
             if state is not None:  # another agent restored it while this one waited
                 return state
+            if self.revocations(partition) != mark:
+                return None
             if self.restored is None:
                 await self.load({partition})
-            # Kept even where a revocation came meanwhile, as before: the event in hand is applied to it.
-            # Dropping it lost that event where the partition came back to this worker and an event
-            # fetched before the rebalance came next, onto a state restored again (the likely cause of a
-            # chaos run that repeated a prediction with other probabilities; not shown).
-            state = await self._restore(partition)
-            self.states[partition] = state
+            state, offsets, sequence = await self._restore(partition, mark)
+            if self.revocations(partition) != mark:
+                log.info("%s: partition %s revoked while it was restored: the restore is not kept", self.stage,
+                         partition)
+                return None
+            self.states[partition], self.offsets[partition], self.sequences[partition] = state, offsets, sequence
             self.last_saved[partition] = time.monotonic()
             return state
 
-    async def _restore(self, partition: int) -> Any:
+    def revocations(self, partition: int) -> int:
+        """How many times ``partition`` was revoked from this worker (see state and unapplied)."""
+        return self._revocations.get(partition, 0)
+
+    async def _restore(self, partition: int, mark: int) -> tuple[Any, dict[str, int], int]:
+        """The restored state, the input offsets it reflects and the number of the next checkpoint."""
         candidates = (self.restored or {}).pop(partition, [])
         # The checkpoints written from here on are numbered above every signed one of the partition on
         # the topic, used or not (unreadable, of another version), so that the next restore reads them
@@ -310,31 +325,29 @@ class PartitionCheckpoints:
                 await self.refuse(reason, self.runtime.topic_names["checkpoints"], -1, -1,
                                   f"{self.stage}:{partition}".encode(), b"")
                 continue
-            self.offsets[partition] = {name: record["offsets"].get(name, -1) for name in self.inputs}
-            # The next write must not share this one's key parity (part_key): it would overwrite the
-            # parts of the checkpoint restored from, the one to fall back to if that write is cut short.
-            self.sequences[partition] = highest + (highest - record["sequence"]) % 2
-            log.info("%s: partition %s restored at offsets %s (checkpoint %s)", self.stage, partition,
-                     self.offsets[partition], record["sequence"])
+            offsets = {name: record["offsets"].get(name, -1) for name in self.inputs}
+            log.info("%s: partition %s restored at offsets %s (checkpoint %s)", self.stage, partition, offsets,
+                     record["sequence"])
             changed = config_differences(getattr(state, "config", None), self.configured) if self.configured else []
             if changed:
                 log.warning("%s: partition %s was checkpointed under other settings, which stay in effect for it "
                             "until it starts fresh (a new LIVELEARN_APP_ID or topic prefix): %s", self.stage,
                             partition, "; ".join(changed))
-            await self._catch_up(partition, state)
-            return state
-        self.offsets[partition] = dict.fromkeys(self.inputs, -1)
-        self.sequences[partition] = highest
-        return self.factory()
+            await self._catch_up(partition, state, offsets, mark)
+            # The next write must not share this one's key parity (part_key): it would overwrite the
+            # parts of the checkpoint restored from, the one to fall back to if that write is cut short.
+            return state, offsets, highest + (highest - record["sequence"]) % 2
+        return self.factory(), dict.fromkeys(self.inputs, -1), highest
 
-    async def _catch_up(self, partition: int, state: Any) -> None:
+    async def _catch_up(self, partition: int, state: Any, offsets: dict[str, int], mark: int) -> None:
         """Apply, without publishing, the events between a restored checkpoint and the group's committed
         position. There are none when the checkpoint is the newest: events are acked only once a
         checkpoint holds them. A restore that fell back to an older one (the newest unreadable, refused,
         or of a write cut short) met the group's position past its offsets, and the consumer, which
         starts there, never gave it the events in between: the state went on without them. Their
         outputs were published by the worker that applied them first, so they are applied again
-        silently, as that worker's state had them."""
+        silently, as that worker's state had them. ``offsets`` are moved on to the group's position; a
+        revocation (``mark`` no longer the partition's count) ends it, as that restore is not kept."""
         group = getattr(getattr(self.runtime.app, "conf", None), "id", None)
         if group is None or not self.reapply:
             return
@@ -343,7 +356,7 @@ class PartitionCheckpoints:
         committed = await self._patiently(f"the group's positions of partition {partition}", committed_offsets,
                                           config, group, [(topic, partition) for topic in names.values()])
         for name, topic in names.items():
-            start, stop = self.offsets[partition][name] + 1, committed.get((topic, partition), -1)
+            start, stop = offsets[name] + 1, committed.get((topic, partition), -1)
             apply = self.reapply.get(name)
             if stop <= start or apply is None:
                 continue
@@ -356,6 +369,8 @@ class PartitionCheckpoints:
             # tried again from there, and none is applied twice.
             while at < stop and (batch := await self._patiently(where, _read_batch, config, topic, partition, at,
                                                                  stop)):
+                if self.revocations(partition) != mark:
+                    return
                 for message in batch:
                     apply(state, message.value(), (message.topic(), message.partition(), message.offset(),
                                                    message.key(), message.value()))
@@ -363,7 +378,7 @@ class PartitionCheckpoints:
                     if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
                         await asyncio.sleep(0)
                         turn = time.perf_counter()
-            self.offsets[partition][name] = stop - 1
+            offsets[name] = stop - 1
             if not applied and gone_to <= start:
                 continue  # offsets without records (transactions' commit markers)
             self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
@@ -391,7 +406,13 @@ class PartitionCheckpoints:
         events at or below the restored offset of their topic are acked and skipped here."""
         async for event in stream.events():
             message = event.message
-            state = await self.state(message.partition)
+            received = self.revocations(message.partition)
+            state = await self.state(message.partition, received)
+            if self.revocations(message.partition) != received:
+                # Revoked while this event waited for its state: neither applied nor acked. Faust drops
+                # the events it fetched before a rebalance and the partition's next owner, this worker
+                # again perhaps, reads on from the group's position, this event included.
+                continue
             if message.offset <= self.offsets.get(message.partition, {}).get(input_stage, -1):
                 await stream.ack(event)
                 continue
@@ -571,6 +592,7 @@ class PartitionCheckpoints:
             self.offsets.pop(partition, None)
             self.pending.pop(partition, None)
             self.broken.discard(partition)  # restored from its last checkpoint if it comes back
+            self._revocations[partition] = self.revocations(partition) + 1
         self.runtime.drop_partition_producers(partitions)
         self.restored = None
         self._generation += 1

@@ -242,3 +242,43 @@ def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_m
     [dead] = [record for stage, _, record in published if stage == "dead-letters"]
     assert dead["reason_code"] == "unknown_prediction" and dead["source_topic"].endswith("feedback")
     assert dead["source_offset"] == 1 and f"BTCUSDT-{T0 + 3000}-9" in dead["reason"]
+
+
+@pytest.mark.parametrize("agent_name", ["pipeline", "external_feedback"])
+def test_a_restore_that_a_revocation_overtakes_is_not_kept_and_its_event_waits_for_the_owner(tmp_path, agent_name):
+    """The partition is revoked while its checkpoints are read for the first event that asks for it. The
+    restore is not kept and the event is neither applied nor recorded: the partition's next owner reads
+    it again from the group's position. Kept, as before, the restore published that event for a
+    partition this worker might no longer own, and a partition that came back later found it as it
+    stood, without the events its other owner had applied meanwhile. The same event, read again once
+    the partition is this worker's again, is applied to a state restored then."""
+    runtime, agents, published, checkpoints = worker_and_checkpoints(tmp_path)
+    reads: list[int] = []
+
+    async def load(partitions=()):
+        reads.append(len(reads))
+        if len(reads) == 1:  # the rebalance comes while the first read is under way
+            checkpoints.forget({0})
+        checkpoints.restored = {}  # nothing to read back (no broker here): the partition starts fresh
+
+    checkpoints.restored = None
+    checkpoints.load = load
+    if agent_name == "pipeline":
+        value = AvroCodec.for_topic_schema("tick").encode(make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0))
+        outputs = ["features", "predictions"]
+    else:  # an unknown prediction id: its one output is a dead letter
+        value, outputs = feedback("BTCUSDT-0-0"), ["dead-letters"]
+    stage = {"pipeline": "ticks", "external_feedback": "feedback"}[agent_name]
+
+    async def scenario():
+        async with agents[agent_name].test_context() as agent:
+            await agent.put(value, key=b"BTC", partition=0)
+            await asyncio.sleep(0.1)
+            assert published == [] and 0 not in checkpoints.states and 0 not in checkpoints.offsets
+            await agent.put(value, key=b"BTC", partition=0)  # read again from the group's position
+            await settle(published, len(outputs))
+
+    asyncio.run(scenario())
+    assert reads == [0]  # the fake read leaves nothing to read again (a real one reads again, see load)
+    assert [stage for stage, _, _ in published] == outputs
+    assert checkpoints.offsets[0][stage] == 1  # test_context numbers the second put offset 1
