@@ -10,6 +10,7 @@ from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.steps import finish, origin_of, reject, silently
 from schemas.codec import DecodeError
+from streams.ticks import is_symbol
 
 
 def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
@@ -36,7 +37,11 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
 
     def feedback(state, record, origin):
         # Held feedback (streams.early_feedback) keeps its origin for the dead letter it may become.
-        return state.on_feedback(record, origin)
+        # Keyed as its symbol's ticks are, it is held even before the symbol's first tick: a worker
+        # killed before the partition's first checkpoint is succeeded by one that starts over.
+        symbol = record["symbol"]
+        routed = is_symbol(symbol) and origin[3] == runtime.settings.partition_key(symbol).encode()
+        return state.on_feedback(record, origin, routed)
 
     checkpoints.reapply["external-features"] = silently(vectors_codec, vector)
     checkpoints.reapply["feedback"] = silently(feedback_codec, feedback)

@@ -12,10 +12,12 @@ learned as soon as the named prediction is made, refused as unknown once a later
 without it. A backtest applies feedback no earlier than its prediction's tick (agents.backtest), so
 it holds some only where a reorder window still holds that tick, and refuses what is left at its end.
 
-Feedback for a symbol that has no learner in the partition is refused at once, as before: that is
-mostly feedback keyed to the wrong partition, and its error message says so. The price: feedback
-reaching the successor of a worker killed before the partition's first checkpoint (every 5 s or 5,000
-vectors) still finds no learner, and is refused. At most ``limit`` records
+Feedback for a symbol that has no learner in the partition is held too where it came keyed as the
+symbol's ticks are (the agent compares the key, schemas.keys): the successor of a worker killed before
+the partition's first checkpoint (every 5 s or 5,000 vectors) starts over and has no learner for it
+until the symbol's first tick. Keyed otherwise, it is refused at once: that is feedback sent to the
+wrong partition, and its error message says so. Held without a learner, it has no clock to be measured
+against, so a flood pushes it out first. At most ``limit`` records
 are held per partition; beyond that the one naming the time furthest ahead of its symbol's newest
 prediction is refused (a clock or an id from somewhere else, most likely), so a flood of such feedback
 does not push out the feedback a restore is about to meet; without the symbols' clocks, the one held

@@ -39,7 +39,7 @@ from typing import Any
 
 from schemas.keys import BasisGroups
 from streams.drift import BASIS_CONFIG, BasisTracker, DriftConfig, DriftMonitor
-from streams.early_feedback import EarlyFeedback, given_up, named_later
+from streams.early_feedback import EarlyFeedback, given_up, named_later, named_time
 from streams.external import InvalidFeedback, check_feedback
 from streams.features import DRIFT_FEATURES, FEATURE_SET, MODEL_FEATURES, FeatureEngine, LateTick
 from streams.issued import made_at
@@ -260,21 +260,22 @@ class PartitionPipeline:
         self._predict(vector, step)
         return step
 
-    def on_feedback(self, feedback: dict[str, Any], origin: Any = None) -> Step:
+    def on_feedback(self, feedback: dict[str, Any], origin: Any = None, routed: bool = False) -> Step:
         """External feedback on a prediction (by id, or by symbol and event time): the symbol's learner
         learns the label on the features it predicted with. Feedback naming a prediction later than the
         symbol's newest is held until it is made (streams.early_feedback; ``origin`` is kept for its
-        dead letter). An unknown symbol or id is rejected (``unknown_prediction``), a label other than
-        0, 1 or null or a non-finite return or score (``invalid_feedback``, streams.external)."""
+        dead letter), as is feedback ``routed`` here by its symbol's key before the symbol's first tick.
+        An unknown symbol or id is rejected (``unknown_prediction``), a label other than 0, 1 or null or
+        a non-finite return or score (``invalid_feedback``, streams.external)."""
         step = Step()
         step.stats.symbol = symbol = feedback["symbol"]
         learner = self.learners.get(symbol)
         try:
-            if learner is None:
+            if learner is None and not (routed and named_time(feedback) is not None):
                 raise UnknownPrediction(f"no model for symbol {symbol!r} in this partition (feedback must be keyed as "
                                         "the symbol's ticks are: by its basis group, schemas.keys)")
             check_feedback(feedback)
-            if (made := named_later(learner.issued, feedback)) is not None:
+            if (made := named_time(feedback) if learner is None else named_later(learner.issued, feedback)) is not None:
                 if self.early is None:
                     self.early = EarlyFeedback()
                 step.stats.model_events.append("FEEDBACK_HELD")  # livelearn_model_events_total{kind=...}
@@ -282,6 +283,7 @@ class PartitionPipeline:
                     reason = given_up(pushed, f"{self.early.limit} feedback records held for later predictions")
                     step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), pushed_origin))
                 return step
+            assert learner is not None  # held above where there is none
             events = learner.learn_feedback(feedback)
         except UnknownPrediction as exc:
             step.rejection = ("learn", "unknown_prediction", str(exc.args[0]), None)

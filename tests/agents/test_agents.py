@@ -203,8 +203,8 @@ def test_an_event_whose_partition_is_revoked_in_flight_publishes_nothing_more(tm
             if agent_name == "pipeline":
                 tick = make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0)
                 await agent.put(AvroCodec.for_topic_schema("tick").encode(tick), key=b"BTC", partition=0)
-            else:  # an unknown prediction id: its one output is a dead letter
-                await agent.put(feedback("BTCUSDT-0-0"), key=b"BTC", partition=0)
+            else:  # an unknown prediction id keyed otherwise than its symbol: its one output is a dead letter
+                await agent.put(feedback("BTCUSDT-0-0"), key=b"BTCUSDT", partition=0)
             await asyncio.sleep(0.2)
 
     asyncio.run(scenario())
@@ -213,11 +213,14 @@ def test_an_event_whose_partition_is_revoked_in_flight_publishes_nothing_more(tm
     assert checkpoints.offsets[0][{"pipeline": "ticks", "external_feedback": "feedback"}[agent_name]] == -1
 
 
-def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_makes_it(tmp_path):
+@pytest.mark.parametrize("first_tick_before", [True, False])
+def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_makes_it(tmp_path, first_tick_before):
     """The feedback agent may run ahead of the ticks agent (after a restart, one record against a
     backlog): feedback naming a prediction still to be made is held in the partition's state and
     learned when the ticks agent makes it; one whose prediction never comes is dead-lettered then,
-    with the feedback's own topic and offset."""
+    with the feedback's own topic and offset. So too before the symbol's first tick in the partition,
+    keyed as its ticks are (a worker killed before its first checkpoint is succeeded by one that starts
+    over): on the code before, both were dead-lettered at once."""
     runtime, agents, published = worker(tmp_path)
     tick_codec = AvroCodec.for_topic_schema("tick")
 
@@ -226,13 +229,14 @@ def test_feedback_on_a_prediction_not_yet_made_is_learned_when_the_ticks_agent_m
 
     async def scenario():
         async with agents["pipeline"].test_context() as ticks, agents["external_feedback"].test_context() as fb:
-            await ticks.put(tick(0), key=b"BTC", partition=0)
-            await settle(published, 2)
+            if first_tick_before:
+                await ticks.put(tick(0), key=b"BTC", partition=0)
+                await settle(published, 2)
             await fb.put(feedback(f"BTCUSDT-{T0 + 3000}-4"), key=b"BTC", partition=0)  # made by the 4th tick
             await fb.put(feedback(f"BTCUSDT-{T0 + 3000}-9"), key=b"BTC", partition=0)  # never made
             await asyncio.sleep(0.1)
-            assert len(published) == 2 and runtime.metrics.events.labels("learn")._value.get() == 0
-            for i in range(1, 5):
+            assert len(published) == 2 * first_tick_before and runtime.metrics.events.labels("learn")._value.get() == 0
+            for i in range(int(first_tick_before), 5):
                 await ticks.put(tick(i), key=b"BTC", partition=0)
             await settle(published, 2 * 5 + 2 + 1)
 
@@ -266,16 +270,17 @@ def test_a_restore_that_a_revocation_overtakes_is_not_kept_and_its_event_waits_f
     if agent_name == "pipeline":
         value = AvroCodec.for_topic_schema("tick").encode(make_tick("BTCUSDT", "TRADE", T0, 100.0, 1.0))
         outputs = ["features", "predictions"]
-    else:  # an unknown prediction id: its one output is a dead letter
+    else:  # an unknown prediction id keyed otherwise than its symbol: its one output is a dead letter
         value, outputs = feedback("BTCUSDT-0-0"), ["dead-letters"]
     stage = {"pipeline": "ticks", "external_feedback": "feedback"}[agent_name]
+    key = {"pipeline": b"BTC", "external_feedback": b"BTCUSDT"}[agent_name]
 
     async def scenario():
         async with agents[agent_name].test_context() as agent:
-            await agent.put(value, key=b"BTC", partition=0)
+            await agent.put(value, key=key, partition=0)
             await asyncio.sleep(0.1)
             assert published == [] and 0 not in checkpoints.states and 0 not in checkpoints.offsets
-            await agent.put(value, key=b"BTC", partition=0)  # read again from the group's position
+            await agent.put(value, key=key, partition=0)  # read again from the group's position
             await settle(published, len(outputs))
 
     asyncio.run(scenario())

@@ -211,3 +211,23 @@ def test_a_flood_of_feedback_far_ahead_does_not_push_out_feedback_a_restore_is_a
     released = [pair for tick in _ticks(20, 30) for pair in pipeline.on_tick(tick).released]
     assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
         (None, True, "real")]
+
+
+def test_feedback_keyed_to_its_partition_for_a_symbol_without_a_learner_yet_is_held_until_its_prediction():
+    """A worker killed before its partition's first checkpoint is succeeded by one that starts over and
+    makes the same predictions again; feedback answering one may come before the symbol's first tick,
+    when the partition has no learner for it. Routed here by the symbol's key (the agent checks it), it
+    is held and learned once its prediction is made; otherwise it is refused at once, as feedback keyed
+    to the wrong partition most likely is. Before, it was refused either way and never learned."""
+    _, made = pipeline_with_predictions(30)
+    answer = feedback(made[25], label=0)
+    fresh = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg", "micro"), horizon_ticks=5)))
+    refused = fresh.on_feedback(answer, origin="elsewhere")
+    assert refused.rejection[1] == "unknown_prediction" and "no model for symbol" in refused.rejection[2]
+    held = fresh.on_feedback(answer, origin="feedback@3", routed=True)
+    assert held.rejection is None and held.stats.model_events == ["FEEDBACK_HELD"] and len(fresh.early) == 1
+    released = [pair for tick in _ticks(0, 30) for pair in fresh.on_tick(tick).released]
+    assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
+        (None, True, "feedback@3")]
+    unnamed = fresh.on_feedback({**answer, "symbol": "ETHUSDT", "prediction_id": "garbage"}, routed=True)
+    assert unnamed.rejection[1] == "unknown_prediction"  # no time to hold it for: refused at once
