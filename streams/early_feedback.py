@@ -16,8 +16,10 @@ Feedback for a symbol that has no learner in the partition is held too where it 
 symbol's ticks are (the agent compares the key, schemas.keys): the successor of a worker killed before
 the partition's first checkpoint (every 5 s or 5,000 vectors) starts over and has no learner for it
 until the symbol's first tick. Keyed otherwise, it is refused at once: that is feedback sent to the
-wrong partition, and its error message says so. Held without a learner, it has no clock to be measured
-against, so a flood pushes it out first. At most ``limit`` records
+wrong partition, and its error message says so. Held without a learner, it is refused once a
+prediction of any symbol of the partition is made after the time it names and still no tick of its
+symbol has come (a misspelt symbol is refused within the partition's next moments, not held); it has
+no clock of its own, so a flood pushes it out first. At most ``limit`` records
 are held per partition; beyond that the one naming the time furthest ahead of its symbol's newest
 prediction is refused (a clock or an id from somewhere else, most likely), so a flood of such feedback
 does not push out the feedback a restore is about to meet; without the symbols' clocks, the one held
@@ -38,11 +40,16 @@ longest.
 ([], [], [({}, 'c')])
 >>> early.hold("ETHUSDT", 10**12, {}, "f", clock=lambda symbol: 6_000)  # furthest ahead: refused at once
 [({}, 'f')]
+>>> orphans = EarlyFeedback()
+>>> orphans.hold("BTCUSDX", 5_000, {"label": 1}, "g")  # no learner of that name
+[]
+>>> orphans.orphaned(4_000, learners={"ETHUSDT"}), orphans.orphaned(6_000, learners={"ETHUSDT"})
+([], [({'label': 1}, 'g')])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from streams.issued import IssuedPredictions, made_at
@@ -97,6 +104,17 @@ class EarlyFeedback:
         out = [entry for entry in held if entry[0] < event_time_ms or known(entry[2])]
         self._take(symbol, out)
         return [(feedback, origin) for _, _, feedback, origin in out]
+
+    def orphaned(self, event_time_ms: int, learners: Container[str]) -> list[Held]:
+        """After any prediction at ``event_time_ms``: the held feedback of symbols that have no learner
+        yet (not in ``learners``) naming an earlier time, to be refused: the partition went past it and no
+        tick of its symbol came (a symbol misspelt, or whose ticks go elsewhere)."""
+        out = []
+        for symbol in [symbol for symbol in self._held if symbol not in learners]:
+            entries = [entry for entry in self._held[symbol] if entry[0] < event_time_ms]
+            self._take(symbol, entries)
+            out += entries
+        return [(feedback, origin) for _, _, feedback, origin in sorted(out, key=lambda entry: entry[1])]
 
     def take_all(self) -> list[Held]:
         """Everything held, in arrival order (the end of a backtest: none of it will be made)."""

@@ -387,4 +387,7 @@ class PartitionPipeline:
                                   vector["event_time_ms"]))
         if self.early is not None and learner.symbol in self.early:
             self._let_out_feedback(learner, vector["event_time_ms"], step)
+        for feedback, origin in self.early.orphaned(vector["event_time_ms"], self.learners) if self.early else ():
+            reason = given_up(feedback, "no tick of its symbol came in this partition before a later prediction")
+            step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), origin))
 

@@ -226,8 +226,13 @@ def test_feedback_keyed_to_its_partition_for_a_symbol_without_a_learner_yet_is_h
     assert refused.rejection[1] == "unknown_prediction" and "no model for symbol" in refused.rejection[2]
     held = fresh.on_feedback(answer, origin="feedback@3", routed=True)
     assert held.rejection is None and held.stats.model_events == ["FEEDBACK_HELD"] and len(fresh.early) == 1
-    released = [pair for tick in _ticks(0, 30) for pair in fresh.on_tick(tick).released]
-    assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
-        (None, True, "feedback@3")]
+    # A misspelt symbol: held too, and refused once a later prediction of the partition is made.
+    misspelt = {**answer, "symbol": "BTCUSDX", "prediction_id": f"BTCUSDX-{T0 + 5000}-6"}
+    assert fresh.on_feedback(misspelt, origin="feedback@4", routed=True).rejection is None
+    released = [(i, pair) for i, tick in enumerate(_ticks(0, 30)) for pair in fresh.on_tick(tick).released]
+    assert [(i, step.rejection and step.rejection[:2], step.stats.feedback_learned, origin)
+            for i, (step, origin) in released] == [(6, ("learn", "unknown_prediction"), False, "feedback@4"),
+                                                  (25, None, True, "feedback@3")]
+    assert "no tick of its symbol came in this partition" in released[0][1][0].rejection[2]
     unnamed = fresh.on_feedback({**answer, "symbol": "ETHUSDT", "prediction_id": "garbage"}, routed=True)
     assert unnamed.rejection[1] == "unknown_prediction"  # no time to hold it for: refused at once
