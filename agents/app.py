@@ -332,14 +332,16 @@ class Runtime:
             log.error("delivery to %s failed: %s", msg.topic(), err)
 
     def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None,
-                    partition: int | None = None) -> bool:
+                    partition: int | None = None, to_partition: int | None = None) -> bool:
         """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
         when librdkafka's queue is full (nothing was queued: serve deliveries, then try again).
-        ``partition`` is the input partition whose event caused it (exactly-once: its transaction)."""
+        ``partition`` is the input partition whose event caused it (exactly-once: its transaction);
+        ``to_partition`` the output topic's partition to write to (default: by the key's hash)."""
         producer = self.producer_for(partition)
+        placed = {} if to_partition is None else {"partition": to_partition}
         try:
             producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
-                             timestamp=kafka_timestamp(timestamp_ms), on_delivery=self._on_delivery)
+                             timestamp=kafka_timestamp(timestamp_ms), on_delivery=self._on_delivery, **placed)
         except BufferError:
             producer.poll(0.01)
             return False
@@ -348,11 +350,12 @@ class Runtime:
 
     async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
                       timestamp_ms: int | None = None, partition: int | None = None,
-                      owned: Callable[[], bool] | None = None) -> bool:
-        """Queue a record for a stage's topic, waiting while librdkafka's queue is full or the
-        partition's transaction is being committed. ``owned`` says whether the input partition whose
-        event caused the record is still this worker's, with the state the event was applied to: it
-        is asked again after every wait, and once it says no the record is withheld (counted; False).
+                      owned: Callable[[], bool] | None = None, to_partition: int | None = None) -> bool:
+        """Queue a record for a stage's topic (at ``to_partition``, see :meth:`produce_now`), waiting
+        while librdkafka's queue is full or the partition's transaction is being committed. ``owned``
+        says whether the input partition whose event caused the record is still this worker's, with
+        the state the event was applied to: it is asked again after every wait, and once it says no
+        the record is withheld (counted; False).
         The partition was revoked while the event was in flight: the next owner re-applies the
         event, and under exactly-once a record produced here would re-create the partition's
         transactional producer and fence that owner, or, the partition having come back to this
@@ -368,7 +371,7 @@ class Runtime:
         while True:
             if owned is not None and not owned():
                 return self._withheld(stage)
-            if self.produce_now(stage, key, record, timestamp_ms, partition):
+            if self.produce_now(stage, key, record, timestamp_ms, partition, to_partition):
                 break
             await asyncio.sleep(0)
         self.producer_for(partition).poll(0)

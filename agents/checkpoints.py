@@ -6,7 +6,9 @@ are processed with manual acks: every ``every_events`` events, or ``every_second
 are quiet, the pipeline is pickled into Checkpoint records on the compacted ``checkpoints`` topic
 together with the last offset of each input topic it reflects, signed (HMAC-SHA256, agents.trust),
 and only then are those events acked. So no committed offset passes the newest checkpoint, and
-external feedback is learned exactly once per checkpointed state, like ticks.
+external feedback is learned exactly once per checkpointed state, like ticks. The records go to the
+checkpoints partition of their input partition's number (:func:`placed`), so that a restore reads
+only its own (:func:`read_checkpoints`).
 
 A state larger than one record (``PART_BYTES`` compressed; River's forest members grow to tens of
 MB) is split into parts, each a signed record keyed ``<stage>:<partition>:<sequence mod 2>:<part>``:
@@ -96,10 +98,53 @@ def broker_away(exc: BaseException) -> bool:
         KafkaError._DESTROY_BROKER}
 
 
+def placed(partition: int, count: int) -> int:
+    """The checkpoints partition that input partition ``partition``'s checkpoints are written to, the
+    topic having ``count`` partitions: its own number where the topics are co-partitioned, as
+    ``livelearn`` creates them.
+
+    >>> placed(3, 8), placed(9, 8)
+    (3, 1)
+    """
+    return partition % count
+
+
 def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner,
-                     timeout: float = 20.0) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
+                     timeout: float = 20.0, of: Iterable[int] | None = None
+                     ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
     """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
-    (blocking; run in an executor), and the records refused, as ``(message, reason)``."""
+    (blocking; run in an executor), and the records refused, as ``(message, reason)``.
+
+    With ``of`` (input partitions), the checkpoints of those partitions only, read from the
+    checkpoints partitions they are written to (:func:`placed`): a restore reads its own partitions'
+    records, and, exactly-once, waits for no open transaction of another worker's partitions (it
+    waited for every one before, a killed worker's until that partition's next owner fenced it).
+    A partition with none there (it never checkpointed, or only under the earlier placement by key
+    hash, or before the topic grew) is looked for in the whole topic, read committed without waiting
+    for open transactions: where one hides the newest checkpoint of the earlier placement, the restore
+    starts from the one before and applies the events since again (``PartitionCheckpoints._catch_up``)."""
+    if of is None:
+        valid, refused, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
+        return valid, refused
+    wanted = set(of)
+    valid, refused, count = _read(runtime, stage, inputs, signer, timeout,
+                                  lambda count: {placed(p, count) for p in wanted}, stable=True)
+    missing = wanted - set(valid)
+    if missing:
+        elsewhere, more, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=not count)
+        seen = {(message.partition(), message.offset()) for message, _ in refused}
+        refused += [(message, reason) for message, reason in more
+                    if (message.partition(), message.offset()) not in seen]
+        valid.update({p: elsewhere[p] for p in missing if p in elsewhere})
+    return {p: valid[p] for p in wanted if p in valid}, refused
+
+
+def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner, timeout: float,
+          choose: Callable[[int], set[int]] | None, stable: bool
+          ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]], int]:
+    """:func:`read_checkpoints` of the checkpoints partitions ``choose(partition count)`` (all: None),
+    and the topic's partition count (0 where its metadata was not had: nothing read). ``stable``: see
+    connectors.topic_end."""
     from confluent_kafka import TopicPartition
 
     # (partition, sequence, created_time_ms) -> parts. The time tells two writes of one sequence apart:
@@ -112,7 +157,15 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     prefix = f"{stage}:".encode()
     input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
     with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
-                    timeout=timeout, metadata_timeout=timeout, strict=True, stable=True) as reader:
+                    timeout=timeout, metadata_timeout=timeout, strict=True, stable=stable) as reader:
+        count = 0
+        if choose is not None:
+            topic = runtime.topic_names["checkpoints"]
+            metadata = reader.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
+            if not count:
+                return {}, [], 0  # the caller reads the whole topic, strictly
+            reader.partitions = frozenset(choose(count))
         for message in reader:
             if not (message.key() or b"").startswith(prefix):
                 continue
@@ -166,7 +219,7 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
         candidates.append(whole)
         candidates.sort(key=lambda r: (-r["sequence"], -r["created_time_ms"]))
         del candidates[KEEP_CANDIDATES:]
-    return valid, refused
+    return valid, refused, count
 
 
 def _read_batch(config: dict[str, Any], topic: str, partition: int, start: int, stop: int,
@@ -199,6 +252,11 @@ class PartitionCheckpoints:
         self.pending: dict[int, list[tuple[Any, Any]]] = {}
         self.last_saved: dict[int, float] = {}
         self.restored: dict[int, list[dict]] | None = None
+        # The input partitions ``restored`` answers for (None: all, the whole topic was read).
+        self.covered: set[int] | None = None
+        # The checkpoints topic's partition count, for placing writes (asked at the first write after a
+        # rebalance).
+        self._count: int | None = None
         # Partitions with an event between ``unapplied`` handing it out and ``done`` recording it: a
         # checkpoint taken then would hold the event's effect without its offset.
         self.in_flight: dict[int, int] = {}
@@ -226,27 +284,31 @@ class PartitionCheckpoints:
         return self._signer
 
     async def load(self, partitions: Iterable[int] = ()) -> None:
-        """Read every checkpoint, waiting out a broker that is away (a worker that starts while the
-        broker restarts, or loses it during the restore, waits for it as it does later, instead of
-        crashing or starting from a partial read).
+        """Read the checkpoints of ``partitions`` and of the input partitions the worker's consumer owns
+        (:func:`read_checkpoints`; of every partition where there are none, as at start), waiting out a
+        broker that is away (a worker that starts while the broker restarts, or loses it during the
+        restore, waits for it as it does later, instead of crashing or starting from a partial read).
 
-        Exactly-once, the transactional producers of ``partitions`` and of every input partition the
-        worker's consumer owns are made first: each fences its partition's previous owner, whose open
-        transaction is aborted and who can commit no checkpoint after this read. The read itself waits until no open transaction
-        hides a committed record (connectors.topic_end, ``stable``): a killed worker's open transaction
-        of another partition, on the same checkpoints partition, once hid a newer checkpoint and a
-        chaos run restored from the one before it, 200 ticks behind the committed offset."""
+        Exactly-once, the transactional producers of those partitions are made first: each fences its
+        partition's previous owner, whose open transaction is aborted and who can commit no checkpoint
+        after this read. The read itself waits until no open transaction hides a committed record
+        (connectors.topic_end, ``stable``): a killed worker's open transaction of another partition, on
+        the same checkpoints partition, once hid a newer checkpoint and a chaos run restored from the
+        one before it, 200 ticks behind the committed offset. Each input partition's checkpoints now go
+        to the checkpoints partition of its number (:func:`placed`), which no other partition's owner
+        writes to where the two topics have as many partitions (as livelearn creates them)."""
         loop = asyncio.get_running_loop()
         delay, timeout = 1.0, 20.0
         while True:
             generation = self._generation
             try:
-                await self.runtime.fence(set(partitions) | self.runtime.assigned_partitions())
+                wanted = set(partitions) | self.runtime.assigned_partitions()
+                await self.runtime.fence(wanted)
                 restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
-                                                               self.inputs, self.signer, timeout)
+                                                               self.inputs, self.signer, timeout, wanted or None)
                 if generation != self._generation:
                     continue  # partitions moved while it was read: read again
-                self.restored = restored
+                self.restored, self.covered = restored, wanted or None
                 break
             except Exception as exc:
                 if not broker_away(exc):
@@ -289,7 +351,7 @@ class PartitionCheckpoints:
                 return state
             if self.revocations(partition) != mark:
                 return None
-            if self.restored is None:
+            if self.restored is None or (self.covered is not None and partition not in self.covered):
                 await self.load({partition})
             state, offsets, sequence = await self._restore(partition, mark)
             if self.revocations(partition) != mark:
@@ -527,6 +589,7 @@ class PartitionCheckpoints:
                                f"in {flush_timeout} s")
         size = self.part_bytes
         pieces = [state[i:i + size] for i in range(0, len(state), size)] or [b""]
+        to_partition = await self.placement(partition)
         created = int(time.time() * 1000)
         for part, piece in enumerate(pieces):
             record = {
@@ -536,7 +599,7 @@ class PartitionCheckpoints:
             }
             record["signature"] = self.signer.sign(record)
             if not await self.runtime.publish("checkpoints", part_key(self.stage, partition, sequence, part), record,
-                                              partition=partition, owned=owned):
+                                              partition=partition, owned=owned, to_partition=to_partition):
                 return False
         # The outputs of these events, and the checkpoint, are on the broker before the events are acked
         # (waiting out a broker outage, however long, unless a bound is given); exactly-once: committed
@@ -551,6 +614,22 @@ class PartitionCheckpoints:
             raise TimeoutError(f"checkpoint {sequence} of partition {partition} not delivered in {flush_timeout} s")
         self.runtime.metrics.checkpoint_bytes.set(len(state))
         return True
+
+    async def placement(self, partition: int) -> int:
+        """The checkpoints partition that ``partition``'s checkpoints go to (:func:`placed`). The topic's
+        partition count is asked once after each rebalance, waiting out a broker that is away as the
+        write itself does."""
+        if self._count is None:
+            self._count = await self._patiently("the checkpoints topic's partition count", self._partition_count)
+        return placed(partition, self._count)
+
+    def _partition_count(self) -> int:
+        topic = self.runtime.topic_names["checkpoints"]
+        metadata = self.runtime.producer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            why = f" ({metadata.error})" if metadata is not None and metadata.error is not None else ""
+            raise CheckpointsUnreadable(f"no partitions of {topic} known now{why}")
+        return len(metadata.partitions)
 
     async def checkpoint_quiet(self) -> None:
         now = time.monotonic()
@@ -595,4 +674,5 @@ class PartitionCheckpoints:
             self._revocations[partition] = self.revocations(partition) + 1
         self.runtime.drop_partition_producers(partitions)
         self.restored = None
+        self._count = None
         self._generation += 1

@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 
 class TopicToEnd:
     """``with TopicToEnd(config, topic) as reader: for message in reader: ...`` yields every record
-    (errors other than end-of-partition are skipped); ``reader.consumer`` stays usable inside the
-    block (e.g. for other watermarks). Stops at the end of every partition, after ``timeout`` seconds
-    in all, or (with ``idle``) after that long without a record."""
+    (of ``partitions`` only, where given; errors other than end-of-partition are skipped);
+    ``reader.consumer`` stays usable inside the block (e.g. for other watermarks). Stops at the end of
+    every partition read, after ``timeout`` seconds in all, or (with ``idle``) after that long without
+    a record."""
 
     def __init__(self, client_config: dict[str, Any], topic: str, group_prefix: str = "reader",
                  timeout: float = 120.0, idle: float | None = None, metadata_timeout: float = 10.0,
-                 strict: bool = False, stable: bool = False):
+                 strict: bool = False, stable: bool = False, partitions: Iterable[int] | None = None):
         self.config = {**client_config, "group.id": f"{group_prefix}-{uuid.uuid4().hex}",
                        "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True}
         self.topic, self.timeout, self.idle, self.metadata_timeout = topic, timeout, idle, metadata_timeout
@@ -40,6 +41,8 @@ class TopicToEnd:
         # take that for "no checkpoints").
         self.strict = strict
         self.stable = stable
+        # Only these partitions of the topic (those that exist); None: all of them.
+        self.partitions = None if partitions is None else frozenset(partitions)
         # stable: the partitions whose open transaction held the read back last time, with the offsets
         # (LSO, high watermark), so a caller can say what it waits for.
         self.unstable: dict[int, tuple[int, int]] = {}
@@ -75,7 +78,7 @@ class TopicToEnd:
         # that once per partition.
         deadline = time.monotonic() + self.metadata_timeout
         return {p: self._partition_watermarks(consumer, TopicPartition(self.topic, p), deadline)
-                for p in metadata.partitions}
+                for p in metadata.partitions if self.partitions is None or p in self.partitions}
 
     def _partition_watermarks(self, consumer: Any, partition: Any, deadline: float) -> tuple[int, int]:
         """One partition's watermarks, asked again until ``deadline`` (``time.monotonic()``) while the

@@ -244,3 +244,87 @@ def test_a_write_cut_short_does_not_spoil_the_next_write_of_its_sequence(pipelin
     newest = restored[0][0]
     assert (newest["sequence"], newest["parts"], newest["offsets"]["ticks"]) == (2, 2, 20)
     assert snapshots.loads(zlib.decompress(newest["state"]))["ticks_seen"] == 21
+
+
+def _placed_on(settings: Settings, runtime: Runtime) -> dict[int, set[int]]:
+    """Input partition -> the checkpoints partitions its checkpoints are on."""
+    codec = AvroCodec.for_topic_schema("checkpoint")
+    found: dict[int, set[int]] = {}
+    with TopicToEnd(settings.client_config(), runtime.topic_names["checkpoints"], timeout=20) as reader:
+        for message in reader:
+            found.setdefault(codec.decode(message.value())["partition"], set()).add(message.partition())
+    return found
+
+
+def test_a_restore_reads_its_own_checkpoints_partition_and_waits_for_no_other_partitions_transaction(pipeline_env):
+    """Each input partition's checkpoints go to the checkpoints partition of its number. A killed
+    worker of partition 1 leaves its transaction open on checkpoints partition 1 only, and the restore
+    of partition 0 does not wait for it: read from the whole topic, it waited until partition 1's next
+    owner fenced that transaction, or for ever where none did (the 20 s read timed out, and was tried
+    again)."""
+    settings = _settings(pipeline_env)
+    _fill_input(settings, 400)
+    writer = Runtime(settings, faust=False)
+    checkpoints = PartitionCheckpoints(writer, "pipeline", INPUT_STAGES, "v", factory=dict)
+    asyncio.run(_checkpoint(checkpoints, 199))
+    asyncio.run(_checkpoint(checkpoints, 399))
+    assert _placed_on(settings, writer) == {0: {0}}
+
+    from confluent_kafka import Producer
+
+    zombie = Producer({**settings.client_config(), "transactional.id": writer.transactional_id(1)})
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(writer.topic_names["checkpoints"], key=part_key("pipeline", 1, 1, 0), value=b"half-written",
+                   partition=1)
+    assert zombie.flush(30) == 0
+    owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
+
+    async def restore():
+        started = time.monotonic()
+        state = await asyncio.wait_for(owner.state(0), 10)
+        return state, time.monotonic() - started
+
+    try:
+        state, took = asyncio.run(restore())
+    finally:
+        zombie.abort_transaction(30)
+    assert owner.sequences[0] == 2 and owner.offsets[0]["ticks"] == 399 and state == {"ticks_seen": 400}
+    assert took < 5, f"restored after {took:.1f} s"
+
+
+def test_checkpoints_placed_by_key_hash_are_restored_and_the_next_one_is_placed(pipeline_env):
+    """Checkpoints written before the placement by partition number sit where their keys hashed to. A
+    restore that finds none of its partition's on its own checkpoints partition looks for them in the
+    whole topic; the next checkpoint goes to its own partition, numbered above the old ones, and the
+    restore after that reads it there."""
+    settings = Settings.from_env(pipeline_env)
+    create_topics(settings)
+    _fill_input(settings, 400)
+    writer = Runtime(settings, faust=False)
+    old = PartitionCheckpoints(writer, "pipeline", INPUT_STAGES, "v", factory=dict)
+
+    async def elsewhere(partition: int) -> int:  # not the partition's own: wherever a key hashed to
+        return partition + 1
+
+    old.placement = elsewhere  # type: ignore[method-assign]
+    asyncio.run(_checkpoint(old, 199))
+    assert _placed_on(settings, writer) == {0: {1}}
+
+    upgraded = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
+
+    async def restore_then_checkpoint():
+        state = await asyncio.wait_for(upgraded.state(0), 60)
+        restored_from = dict(upgraded.offsets[0])
+        state["ticks_seen"] = 400
+        upgraded.offsets[0]["ticks"] = 399
+        await upgraded.checkpoint(0, force=True)
+        return restored_from
+
+    restored_from = asyncio.run(restore_then_checkpoint())
+    assert restored_from["ticks"] == 199
+    assert _placed_on(settings, writer) == {0: {0, 1}}
+    later = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
+    state = asyncio.run(asyncio.wait_for(later.state(0), 60))
+    assert state == {"ticks_seen": 400} and later.offsets[0]["ticks"] == 399
+    assert (old.sequences[0], upgraded.sequences[0], later.sequences[0]) == (1, 2, 2)
