@@ -122,6 +122,7 @@ def _compact_sooner(admin: Any, name: str, timeout: float) -> None:
     resource = ConfigResource(ResourceType.TOPIC, name)
     try:
         entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+        _say_expiry(name, entries)
         unset = [key for key in COMPACTED_CONFIG if key in entries and entries[key].value != COMPACTED_CONFIG[key]
                  and entries[key].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value]
         if not unset:
@@ -135,3 +136,16 @@ def _compact_sooner(admin: Any, name: str, timeout: float) -> None:
         reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else repr(exc)
         log.warning("topic %s: could not set %s (%s): a restore reads every checkpoint the broker has not "
                     "compacted yet", name, ", ".join(COMPACTED_CONFIG), reason)
+
+
+def _say_expiry(name: str, entries: dict[str, Any]) -> None:
+    """A checkpoints topic whose records expire (``cleanup.policy`` delete, or compact and delete, with
+    a finite ``retention.ms``: made by hand or by another tool) loses the last checkpoint of a partition
+    quiet for longer, and that partition then starts fresh. Said, not changed: the policy is the
+    operator's."""
+    policy = entries["cleanup.policy"].value if "cleanup.policy" in entries else "delete"
+    retention = entries["retention.ms"].value if "retention.ms" in entries else None
+    if "delete" in policy.split(",") and retention not in (None, "-1"):
+        log.error("topic %s: cleanup.policy=%s with retention.ms=%s deletes checkpoints older than that: a partition "
+                  "without a checkpoint newer than that starts fresh (its models are lost); set cleanup.policy=compact "
+                  "on the topic", name, policy, retention)

@@ -5,7 +5,8 @@ read_committed reader sees a partition of the checkpoints topic only up to its f
 transaction still open. One chaos run restored a partition from the checkpoint before its newest: a
 killed worker's open transaction (another input partition's, whose checkpoint keys hash to the same
 checkpoints partition) hid the newest, and the restored state was 200 ticks behind the committed
-offset. These tests build that situation on a real broker with the worker's own checkpoint code.
+offset. These tests build that situation on a real broker with the worker's own checkpoint code; the others what a restore reads (only its own
+partitions' checkpoints, the newest few held at a time) and what the checkpoints topic keeps.
 """
 
 from __future__ import annotations
@@ -328,3 +329,32 @@ def test_checkpoints_placed_by_key_hash_are_restored_and_the_next_one_is_placed(
     state = asyncio.run(asyncio.wait_for(later.state(0), 60))
     assert state == {"ticks_seen": 400} and later.offsets[0]["ticks"] == 399
     assert (old.sequences[0], upgraded.sequences[0], later.sequences[0]) == (1, 2, 2)
+
+
+@pytest.mark.parametrize("policy", ["delete", "compact,delete"])
+def test_a_checkpoints_topic_whose_records_expire_is_said_at_start(pipeline_env, caplog, policy):
+    """A checkpoints topic made by hand with a retention that deletes (Kafka's default policy, or
+    compaction and deletion together) loses a quiet partition's last checkpoint after ``retention.ms``,
+    and that partition then starts fresh: said (an error in the log) when the topics are ensured, the
+    operator's setting left as it is. A topic that compacts only is not complained about."""
+    import logging
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    settings = Settings.from_env(pipeline_env)
+    admin = AdminClient(settings.client_config())
+    name = settings.topic("checkpoints")
+    admin.create_topics([NewTopic(name, 2, 1, config={"cleanup.policy": policy, "retention.ms": "86400000"})]
+                        )[name].result(30)
+    with caplog.at_level(logging.WARNING, logger="livelearn.topics"):
+        create_topics(settings)
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR and name in r.getMessage()]
+    assert len(said) == 1 and f"cleanup.policy={policy}" in said[0].getMessage(), caplog.text
+    assert "86400000" in said[0].getMessage()
+
+    compacting = Settings.from_env({**pipeline_env, "LIVELEARN_TOPIC_PREFIX": settings.topic_prefix + "made."})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="livelearn.topics"):
+        create_topics(compacting)  # made here: compact only
+        create_topics(compacting)  # ensured again: still nothing to say
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
