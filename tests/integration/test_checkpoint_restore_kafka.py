@@ -5,8 +5,9 @@ read_committed reader sees a partition of the checkpoints topic only up to its f
 transaction still open. One chaos run restored a partition from the checkpoint before its newest: a
 killed worker's open transaction (another input partition's, whose checkpoint keys hash to the same
 checkpoints partition) hid the newest, and the restored state was 200 ticks behind the committed
-offset. These tests build that situation on a real broker with the worker's own checkpoint code; the others what a restore reads (only its own
-partitions' checkpoints, the newest few held at a time) and what the checkpoints topic keeps.
+offset. The first tests build that situation on a real broker with the worker's own checkpoint
+code; the others show what a restore reads (only its own partitions' checkpoints, the newest few
+held at a time) and what the checkpoints topic keeps.
 """
 
 from __future__ import annotations
