@@ -359,3 +359,38 @@ def test_a_checkpoints_topic_whose_records_expire_is_said_at_start(pipeline_env,
         create_topics(compacting)  # made here: compact only
         create_topics(compacting)  # ensured again: still nothing to say
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_checkpoints_topic_with_fewer_partitions_than_the_inputs_holds_several_partitions_on_one(pipeline_env):
+    """A checkpoints topic made by hand with one partition, the inputs with two: both input partitions'
+    checkpoints go to its partition 0 (the number modulo the count), and each restore takes its own."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    settings = Settings.from_env(pipeline_env)
+    admin = AdminClient(settings.client_config())
+    name = settings.topic("checkpoints")
+    admin.create_topics([NewTopic(name, 1, 1, config={"cleanup.policy": "compact"})])[name].result(30)
+    create_topics(settings)
+    _fill_input(settings, 400)
+    from confluent_kafka import Producer
+
+    producer = Producer(settings.client_config())
+    for i in range(300):
+        producer.produce(f"{settings.topic_prefix}ticks", key=b"Y", value=b"%d" % i, partition=1)
+    assert producer.flush(30) == 0
+    writer = Runtime(settings, faust=False)
+    checkpoints = PartitionCheckpoints(writer, "pipeline", INPUT_STAGES, "v", factory=dict)
+
+    async def write():
+        for partition, offset in ((0, 399), (1, 299)):
+            checkpoints.states[partition] = {"partition": partition, "ticks_seen": offset + 1}
+            checkpoints.offsets[partition] = {"ticks": offset, "external-features": -1, "feedback": -1}
+            checkpoints.sequences.setdefault(partition, 0)
+            await checkpoints.checkpoint(partition, force=True)
+
+    asyncio.run(write())
+    assert _placed_on(settings, writer) == {0: {0}, 1: {0}}
+    for partition, seen in ((1, 300), (0, 400)):
+        owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
+        state = asyncio.run(asyncio.wait_for(owner.state(partition), 60))
+        assert state == {"partition": partition, "ticks_seen": seen} and owner.offsets[partition]["ticks"] == seen - 1
