@@ -127,8 +127,7 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
         valid, refused, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
         return valid, refused
     wanted = set(of)
-    valid, refused, count = _read(runtime, stage, inputs, signer, timeout,
-                                  lambda count: {placed(p, count) for p in wanted}, stable=True)
+    valid, refused, count = _read(runtime, stage, inputs, signer, timeout, wanted, stable=True)
     missing = wanted - set(valid)
     if missing:
         elsewhere, more, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=not count)
@@ -140,10 +139,10 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
 
 
 def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner, timeout: float,
-          choose: Callable[[int], set[int]] | None, stable: bool
+          of: set[int] | None, stable: bool
           ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]], int]:
-    """:func:`read_checkpoints` of the checkpoints partitions ``choose(partition count)`` (all: None),
-    and the topic's partition count (0 where its metadata was not had: nothing read). ``stable``: see
+    """:func:`read_checkpoints` of the checkpoints partitions that input partitions ``of`` write to (all:
+    None), and the topic's partition count (0 where its metadata was not had: nothing read). ``stable``: see
     connectors.topic_end."""
     from confluent_kafka import TopicPartition
 
@@ -159,13 +158,13 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
     with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
                     timeout=timeout, metadata_timeout=timeout, strict=True, stable=stable) as reader:
         count = 0
-        if choose is not None:
+        if of is not None:
             topic = runtime.topic_names["checkpoints"]
             metadata = reader.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
             count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
             if not count:
                 return {}, [], 0  # the caller reads the whole topic, strictly
-            reader.partitions = frozenset(choose(count))
+            reader.partitions = frozenset(placed(p, count) for p in of)
         for message in reader:
             if not (message.key() or b"").startswith(prefix):
                 continue
