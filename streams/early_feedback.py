@@ -17,9 +17,14 @@ symbol's ticks are (the agent compares the key, schemas.keys): the successor of 
 the partition's first checkpoint (every 5 s or 5,000 vectors) starts over and has no learner for it
 until the symbol's first tick. Keyed otherwise, it is refused at once: that is feedback sent to the
 wrong partition, and its error message says so. Held without a learner, it is refused once a
-prediction of any symbol of the partition is made after the time it names and still no tick of its
-symbol has come (a misspelt symbol is refused within the partition's next moments, not held); it has
-no clock of its own, so a flood pushes it out first. At most ``limit`` records
+prediction of any symbol of the partition is made more than ``grace_ms`` after the time it names and
+still no tick of its symbol has come (a misspelt symbol is refused within that much of the partition's
+event time, not held for good); it has no clock of its own, so a flood pushes it out first. The
+partition's pipeline gives the tick gate's bound on how far one symbol's ticks may run ahead of the
+partition's stream (``GateConfig.min_ahead_ms``, 10 minutes by default): the symbols of a partition come
+from different feeds, and the symbol's first tick may arrive after another symbol's later ones. Refused
+at the first later prediction, as before, feedback on a prediction the successor was a moment from
+making again was dead-lettered instead of learned whenever another symbol's tick came first. At most ``limit`` records
 are held per partition; beyond that the one naming the time furthest ahead of its symbol's newest
 prediction is refused (a clock or an id from somewhere else, most likely), so a flood of such feedback
 does not push out the feedback a restore is about to meet; without the symbols' clocks, the one held
@@ -43,8 +48,10 @@ longest.
 >>> orphans = EarlyFeedback()
 >>> orphans.hold("BTCUSDX", 5_000, {"label": 1}, "g")  # no learner of that name
 []
->>> orphans.orphaned(4_000, learners={"ETHUSDT"}), orphans.orphaned(6_000, learners={"ETHUSDT"})
-([], [({'label': 1}, 'g')])
+>>> orphans.orphaned(6_000, learners={"ETHUSDT"}, grace_ms=2_000)  # another feed may still be behind
+[]
+>>> orphans.orphaned(8_000, learners={"ETHUSDT"}, grace_ms=2_000)
+[({'label': 1}, 'g')]
 """
 
 from __future__ import annotations
@@ -105,13 +112,16 @@ class EarlyFeedback:
         self._take(symbol, out)
         return [(feedback, origin) for _, _, feedback, origin in out]
 
-    def orphaned(self, event_time_ms: int, learners: Container[str]) -> list[Held]:
+    def orphaned(self, event_time_ms: int, learners: Container[str], grace_ms: int = 0) -> list[Held]:
         """After any prediction at ``event_time_ms``: the held feedback of symbols that have no learner
-        yet (not in ``learners``) naming an earlier time, to be refused: the partition went past it and no
-        tick of its symbol came (a symbol misspelt, or whose ticks go elsewhere)."""
+        yet (not in ``learners``) naming a time more than ``grace_ms`` earlier, to be refused: the
+        partition went that far past it and no tick of its symbol came (a symbol misspelt, or whose
+        ticks go elsewhere)."""
+        if grace_ms < 0:
+            raise ValueError("grace_ms must be >= 0")
         out = []
         for symbol in [symbol for symbol in self._held if symbol not in learners]:
-            entries = [entry for entry in self._held[symbol] if entry[0] < event_time_ms]
+            entries = [entry for entry in self._held[symbol] if entry[0] + grace_ms < event_time_ms]
             self._take(symbol, entries)
             out += entries
         return [(feedback, origin) for _, _, feedback, origin in sorted(out, key=lambda entry: entry[1])]

@@ -12,6 +12,7 @@ from connectors.json_lines import InputError, parse_feedback
 from streams import snapshots
 from streams.learning import LearnerConfig
 from streams.pipeline import PartitionPipeline, PipelineConfig
+from streams.tick_gate import GateConfig
 from streams.ticks import make_tick
 
 T0 = 1_700_000_000_000
@@ -221,18 +222,53 @@ def test_feedback_keyed_to_its_partition_for_a_symbol_without_a_learner_yet_is_h
     to the wrong partition most likely is. Before, it was refused either way and never learned."""
     _, made = pipeline_with_predictions(30)
     answer = feedback(made[25], label=0)
-    fresh = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg", "micro"), horizon_ticks=5)))
+    fresh = PartitionPipeline(PipelineConfig(learner=LearnerConfig(members=("logreg", "micro"), horizon_ticks=5),
+                                             gate=GateConfig(min_ahead_ms=3_000)))
     refused = fresh.on_feedback(answer, origin="elsewhere")
     assert refused.rejection[1] == "unknown_prediction" and "no model for symbol" in refused.rejection[2]
     held = fresh.on_feedback(answer, origin="feedback@3", routed=True)
     assert held.rejection is None and held.stats.model_events == ["FEEDBACK_HELD"] and len(fresh.early) == 1
-    # A misspelt symbol: held too, and refused once a later prediction of the partition is made.
+    # A misspelt symbol: held too, and refused once a prediction of the partition is made more than the
+    # gate's bound on another feed's lead (3 s here) after the time it names.
     misspelt = {**answer, "symbol": "BTCUSDX", "prediction_id": f"BTCUSDX-{T0 + 5000}-6"}
     assert fresh.on_feedback(misspelt, origin="feedback@4", routed=True).rejection is None
     released = [(i, pair) for i, tick in enumerate(_ticks(0, 30)) for pair in fresh.on_tick(tick).released]
     assert [(i, step.rejection and step.rejection[:2], step.stats.feedback_learned, origin)
-            for i, (step, origin) in released] == [(6, ("learn", "unknown_prediction"), False, "feedback@4"),
+            for i, (step, origin) in released] == [(9, ("learn", "unknown_prediction"), False, "feedback@4"),
                                                   (25, None, True, "feedback@3")]
-    assert "no tick of its symbol came in this partition" in released[0][1][0].rejection[2]
+    assert "no tick of its symbol came in this partition within 3000 ms" in released[0][1][0].rejection[2]
     unnamed = fresh.on_feedback({**answer, "symbol": "ETHUSDT", "prediction_id": "garbage"}, routed=True)
     assert unnamed.rejection[1] == "unknown_prediction"  # no time to hold it for: refused at once
+
+
+def test_feedback_for_a_symbol_whose_first_tick_comes_after_another_feeds_later_ticks_is_still_learned():
+    """The symbols of a partition come from different feeds: a successor that starts over may meet
+    another symbol's ticks a few seconds ahead before the first tick of the symbol the held feedback
+    names. Before, the first of those later predictions refused the feedback as having no tick of its
+    symbol, a moment before its prediction was made again; now a symbol may lag the partition's stream
+    by the tick gate's bound (which accepts the other symbol that far ahead) before its feedback is
+    refused."""
+    def config() -> PipelineConfig:
+        return PipelineConfig(learner=LearnerConfig(members=("logreg", "micro"), horizon_ticks=5))
+
+    def other(i: int) -> dict:
+        return make_tick("ETHUSDT", "TRADE", T0 + i * 1000, 2000.0 + (i * 3 % 7), 1.0, is_buyer_maker=i % 2 == 0)
+
+    _, made = pipeline_with_predictions(30)
+    answer = feedback(made[2], label=0)
+    fresh = PartitionPipeline(config())
+    assert fresh.on_feedback(answer, origin="feedback@0", routed=True).rejection is None
+    released = [pair for i in range(5, 15) for pair in fresh.on_tick(other(i)).released]
+    assert released == [] and len(fresh.early) == 1
+    released = [pair for tick in _ticks(0, 30) for pair in fresh.on_tick(tick).released]
+    assert [(step.rejection, step.stats.feedback_learned, origin) for step, origin in released] == [
+        (None, True, "feedback@0")]
+    # The same feedback learned right after its prediction, with the other feed in between as well.
+    reference = PartitionPipeline(config())
+    for i in range(5, 15):
+        reference.on_tick(other(i))
+    for i, tick in enumerate(_ticks(0, 30)):
+        reference.on_tick(tick)
+        if i == 2:
+            assert reference.on_feedback(answer).stats.feedback_learned
+    assert snapshots.dumps(reference.learners["BTCUSDT"]) == snapshots.dumps(fresh.learners["BTCUSDT"])
