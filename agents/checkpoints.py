@@ -122,15 +122,18 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     A partition with none there (it never checkpointed, or only under the earlier placement by key
     hash, or before the topic grew) is looked for in the whole topic, read committed without waiting
     for open transactions: where one hides the newest checkpoint of the earlier placement, the restore
-    starts from the one before and applies the events since again (``PartitionCheckpoints._catch_up``)."""
+    starts from the one before and applies the events since again (``PartitionCheckpoints._catch_up``).
+    Not a partition none of whose input partitions has ever held a record (their end offsets are 0):
+    no event of it was applied, so no checkpoint of it can be restored. Such a partition is common (more
+    partitions than basis groups), and once one was assigned, every restore read the whole topic."""
     if of is None:
-        valid, refused, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
+        valid, refused, _, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
         return valid, refused
     wanted = set(of)
-    valid, refused, count = _read(runtime, stage, inputs, signer, timeout, wanted, stable=True)
-    missing = wanted - set(valid)
+    valid, refused, count, unwritten = _read(runtime, stage, inputs, signer, timeout, wanted, stable=True)
+    missing = wanted - set(valid) - unwritten
     if missing:
-        elsewhere, more, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=not count)
+        elsewhere, more, _, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=not count)
         seen = {(message.partition(), message.offset()) for message, _ in refused}
         refused += [(message, reason) for message, reason in more
                     if (message.partition(), message.offset()) not in seen]
@@ -140,9 +143,10 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
 
 def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner, timeout: float,
           of: set[int] | None, stable: bool
-          ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]], int]:
+          ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]], int, set[int]]:
     """:func:`read_checkpoints` of the checkpoints partitions that input partitions ``of`` write to (all:
-    None), and the topic's partition count (0 where its metadata was not had: nothing read). ``stable``: see
+    None), the topic's partition count (0 where its metadata was not had: nothing read), and the
+    partitions of ``of`` with no record read whose input partitions have never held one. ``stable``: see
     connectors.topic_end."""
     from confluent_kafka import TopicPartition
 
@@ -163,7 +167,7 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
             metadata = reader.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
             count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
             if not count:
-                return {}, [], 0  # the caller reads the whole topic, strictly
+                return {}, [], 0, set()  # the caller reads the whole topic, strictly
             reader.partitions = frozenset(placed(p, count) for p in of)
         for message in reader:
             if not (message.key() or b"").startswith(prefix):
@@ -198,6 +202,9 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
                 oldest = min(held)
                 held.discard(oldest)
                 del pieces[(record["partition"], *oldest)]
+        unwritten = {partition for partition in (of or set()) - {key[0] for key in pieces}
+                     if not _ever_written(reader.consumer, [runtime.topic_names[name] for name in inputs],
+                                          partition, timeout)}
         if not reader.complete:
             # Part of the topic only (the broker went away while it was read, or an open transaction hid
             # its newest records): restoring from it could pick an older checkpoint than the newest, or none.
@@ -218,7 +225,19 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
         candidates.append(whole)
         candidates.sort(key=lambda r: (-r["sequence"], -r["created_time_ms"]))
         del candidates[KEEP_CANDIDATES:]
-    return valid, refused, count
+    return valid, refused, count, unwritten
+
+
+def _ever_written(consumer: Any, topics: list[str], partition: int, timeout: float) -> bool:
+    """Whether any of ``topics``' partition ``partition`` has held a record (True where that is not
+    known: a partition the broker does not answer for is looked for as before)."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        return any(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)[1]
+                   for topic in topics)
+    except KafkaException:
+        return True
 
 
 def _read_batch(config: dict[str, Any], topic: str, partition: int, start: int, stop: int,

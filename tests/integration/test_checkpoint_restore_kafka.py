@@ -394,3 +394,39 @@ def test_a_checkpoints_topic_with_fewer_partitions_than_the_inputs_holds_several
         owner = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict)
         state = asyncio.run(asyncio.wait_for(owner.state(partition), 60))
         assert state == {"partition": partition, "ticks_seen": seen} and owner.offsets[partition]["ticks"] == seen - 1
+
+
+def test_a_partition_whose_inputs_never_held_a_record_does_not_send_a_restore_to_the_whole_topic(pipeline_env,
+                                                                                                   monkeypatch):
+    """A worker owns partitions no event has reached (more partitions than basis groups is common): no
+    checkpoint of theirs can exist, and a restore no longer looks for one in the whole checkpoints topic,
+    as it did at every rebalance while one such partition was assigned. A partition whose inputs have
+    held a record and which has no checkpoint on its own checkpoints partition is still looked for
+    there (it may have checkpointed under the placement by key hash)."""
+    from agents import checkpoints as module
+
+    settings = Settings.from_env(pipeline_env)
+    create_topics(settings)
+    _fill_input(settings, 400)
+    runtime = Runtime(settings, faust=False)
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUT_STAGES, "v", factory=dict)
+    asyncio.run(_checkpoint(checkpoints, 399))
+    reads: list[set[int] | None] = []
+    real_read = module._read
+
+    def counted(*args, **kwargs):
+        reads.append(args[5])
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_read", counted)
+    restored, refused = module.read_checkpoints(runtime, "pipeline", INPUT_STAGES, checkpoints.signer, 20, of={0, 1})
+    assert set(restored) == {0} and restored[0][0]["offsets"]["ticks"] == 399 and refused == []
+    assert reads == [{0, 1}]
+
+    from confluent_kafka import Producer
+
+    producer = Producer(settings.client_config())
+    producer.produce(f"{settings.topic_prefix}feedback", key=b"X", value=b"not read here", partition=1)
+    assert producer.flush(30) == 0
+    restored, _ = module.read_checkpoints(runtime, "pipeline", INPUT_STAGES, checkpoints.signer, 20, of={0, 1})
+    assert set(restored) == {0} and reads == [{0, 1}, {0, 1}, None]
