@@ -24,11 +24,11 @@ partition's pipeline gives the tick gate's bound on how far one symbol's ticks m
 partition's stream (``GateConfig.min_ahead_ms``, 10 minutes by default): the symbols of a partition come
 from different feeds, and the symbol's first tick may arrive after another symbol's later ones. Refused
 at the first later prediction, as before, feedback on a prediction the successor was a moment from
-making again was dead-lettered instead of learned whenever another symbol's tick came first. At most ``limit`` records
-are held per partition; beyond that the one naming the time furthest ahead of its symbol's newest
-prediction is refused (a clock or an id from somewhere else, most likely), so a flood of such feedback
-does not push out the feedback a restore is about to meet; without the symbols' clocks, the one held
-longest.
+making again was dead-lettered instead of learned whenever another symbol's tick came first. At most
+``limit`` records are held per partition; beyond that the one naming the time furthest ahead of its
+symbol's newest prediction is refused (a clock or an id from somewhere else, most likely), so a flood
+of such feedback does not push out the feedback a restore is about to meet; without the symbols'
+clocks, the one held longest.
 
 >>> early = EarlyFeedback(limit=2)
 >>> early.hold("BTCUSDT", 3_000, {"label": 1}, "origin-a")
