@@ -331,16 +331,19 @@ class Runtime:
             self.delivery_errors.append(f"{msg.topic()}: {err}")
             log.error("delivery to %s failed: %s", msg.topic(), err)
 
-    def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any], timestamp_ms: int | None = None,
-                    partition: int | None = None, to_partition: int | None = None) -> bool:
-        """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec; False
-        when librdkafka's queue is full (nothing was queued: serve deliveries, then try again).
+    def produce_now(self, stage: str, key: bytes | None, record: dict[str, Any] | None,
+                    timestamp_ms: int | None = None, partition: int | None = None,
+                    to_partition: int | None = None) -> bool:
+        """Hand a record for a stage's topic to librdkafka, Avro-encoded with the stage's codec (None: a
+        tombstone, no value, for a compacted topic); False when librdkafka's queue is full (nothing was
+        queued: serve deliveries, then try again).
         ``partition`` is the input partition whose event caused it (exactly-once: its transaction);
         ``to_partition`` the output topic's partition to write to (default: by the key's hash)."""
         producer = self.producer_for(partition)
         placed = {} if to_partition is None else {"partition": to_partition}
         try:
-            producer.produce(self.topic_names[stage], key=key, value=self.codecs[stage].encode(record),
+            value = None if record is None else self.codecs[stage].encode(record)
+            producer.produce(self.topic_names[stage], key=key, value=value,
                              timestamp=kafka_timestamp(timestamp_ms), on_delivery=self._on_delivery, **placed)
         except BufferError:
             producer.poll(0.01)
@@ -348,7 +351,7 @@ class Runtime:
         self.metrics.child(self.metrics.outputs, stage).inc()
         return True
 
-    async def publish(self, stage: str, key: bytes | None, record: dict[str, Any],
+    async def publish(self, stage: str, key: bytes | None, record: dict[str, Any] | None,
                       timestamp_ms: int | None = None, partition: int | None = None,
                       owned: Callable[[], bool] | None = None, to_partition: int | None = None) -> bool:
         """Queue a record for a stage's topic (at ``to_partition``, see :meth:`produce_now`), waiting

@@ -8,7 +8,10 @@ together with the last offset of each input topic it reflects, signed (HMAC-SHA2
 and only then are those events acked. So no committed offset passes the newest checkpoint, and
 external feedback is learned exactly once per checkpointed state, like ticks. The records go to the
 checkpoints partition of their input partition's number (:func:`placed`), so that a restore reads
-only its own (:func:`read_checkpoints`).
+only its own (:func:`read_checkpoints`). Records of a partition found elsewhere (written under the
+placement by key hash, or before the topic grew) are deleted with tombstones once a newer checkpoint
+of the partition is on its own checkpoints partition: compaction works per partition, so nothing
+else ever supersedes them.
 
 A state larger than one record (``PART_BYTES`` compressed; River's forest members grow to tens of
 MB) is split into parts, each a signed record keyed ``<stage>:<partition>:<sequence mod 2>:<part>``:
@@ -33,7 +36,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.app import Runtime
 from agents.trust import CheckpointRefused, CheckpointSigner, checkpoint_key, offset_problem
@@ -109,11 +112,24 @@ def placed(partition: int, count: int) -> int:
     return partition % count
 
 
+Site = tuple[int, bytes]  # (checkpoints partition, key) of a record
+
+
+class CheckpointsRead(NamedTuple):
+    """What :func:`read_checkpoints` found."""
+
+    # Per input partition: its complete valid checkpoints, newest first, each with its whole ``state``.
+    valid: dict[int, list[dict]]
+    # The records refused, as ``(message, reason)``.
+    refused: list[tuple[Any, CheckpointRefused]]
+    # Per input partition: where its records lie off its own checkpoints partition (:func:`placed`), for
+    # tombstones once a newer checkpoint is on its own (only where the read went there).
+    strays: dict[int, set[Site]]
+
+
 def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner,
-                     timeout: float = 20.0, of: Iterable[int] | None = None
-                     ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]]]:
-    """Per partition: its complete valid checkpoints, newest first, each with its whole ``state``
-    (blocking; run in an executor), and the records refused, as ``(message, reason)``.
+                     timeout: float = 20.0, of: Iterable[int] | None = None) -> CheckpointsRead:
+    """The checkpoints on the topic (blocking; run in an executor).
 
     With ``of`` (input partitions), the checkpoints of those partitions only, read from the
     checkpoints partitions they are written to (:func:`placed`): a restore reads its own partitions'
@@ -127,27 +143,35 @@ def read_checkpoints(runtime: Runtime, stage: str, inputs: tuple[str, ...], sign
     no event of it was applied, so no checkpoint of it can be restored. Such a partition is common (more
     partitions than basis groups), and once one was assigned, every restore read the whole topic."""
     if of is None:
-        valid, refused, _, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
-        return valid, refused
+        found = _read(runtime, stage, inputs, signer, timeout, None, stable=True)
+        return CheckpointsRead(found.valid, found.refused, found.strays)
     wanted = set(of)
-    valid, refused, count, unwritten = _read(runtime, stage, inputs, signer, timeout, wanted, stable=True)
-    missing = wanted - set(valid) - unwritten
+    own = _read(runtime, stage, inputs, signer, timeout, wanted, stable=True)
+    valid, refused, strays = own.valid, own.refused, own.strays
+    missing = wanted - set(valid) - own.unwritten
     if missing:
-        elsewhere, more, _, _ = _read(runtime, stage, inputs, signer, timeout, None, stable=not count)
+        elsewhere = _read(runtime, stage, inputs, signer, timeout, None, stable=not own.topic_partitions)
         seen = {(message.partition(), message.offset()) for message, _ in refused}
-        refused += [(message, reason) for message, reason in more
+        refused += [(message, reason) for message, reason in elsewhere.refused
                     if (message.partition(), message.offset()) not in seen]
-        valid.update({p: elsewhere[p] for p in missing if p in elsewhere})
-    return {p: valid[p] for p in wanted if p in valid}, refused
+        valid.update({p: elsewhere.valid[p] for p in missing if p in elsewhere.valid})
+        strays = elsewhere.strays  # the whole topic: every partition's own included
+    return CheckpointsRead({p: valid[p] for p in wanted if p in valid}, refused,
+                           {p: strays[p] for p in wanted if p in strays})
+
+
+class _Read(NamedTuple):
+    valid: dict[int, list[dict]]
+    refused: list[tuple[Any, CheckpointRefused]]
+    topic_partitions: int  # the topic's partition count (0 where its metadata was not had: nothing read)
+    unwritten: set[int]  # partitions of ``of`` with no record read whose inputs never held one
+    strays: dict[int, set[Site]]
 
 
 def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: CheckpointSigner, timeout: float,
-          of: set[int] | None, stable: bool
-          ) -> tuple[dict[int, list[dict]], list[tuple[Any, CheckpointRefused]], int, set[int]]:
+          of: set[int] | None, stable: bool) -> _Read:
     """:func:`read_checkpoints` of the checkpoints partitions that input partitions ``of`` write to (all:
-    None), the topic's partition count (0 where its metadata was not had: nothing read), and the
-    partitions of ``of`` with no record read whose input partitions have never held one. ``stable``: see
-    connectors.topic_end."""
+    None). ``stable``: see connectors.topic_end."""
     from confluent_kafka import TopicPartition
 
     # (partition, sequence, created_time_ms) -> parts. The time tells two writes of one sequence apart:
@@ -161,17 +185,23 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
     input_ranges: dict[tuple[str, int], tuple[int, int]] = {}
     with TopicToEnd(runtime.settings.client_config(), runtime.topic_names["checkpoints"], "checkpoint-reader",
                     timeout=timeout, metadata_timeout=timeout, strict=True, stable=stable) as reader:
-        count = 0
+        topic = runtime.topic_names["checkpoints"]
+        metadata = reader.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
         if of is not None:
-            topic = runtime.topic_names["checkpoints"]
-            metadata = reader.consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-            count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
             if not count:
-                return {}, [], 0, set()  # the caller reads the whole topic, strictly
+                return _Read({}, [], 0, set(), {})  # the caller reads the whole topic, strictly
             reader.partitions = frozenset(placed(p, count) for p in of)
+        strays: dict[int, set[Site]] = {}
         for message in reader:
-            if not (message.key() or b"").startswith(prefix):
+            key = message.key() or b""
+            if not key.startswith(prefix):
                 continue
+            if message.value() is None:
+                continue  # a tombstone: compaction deletes the key's records before it, then it
+            owner = _key_partition(key)
+            if count and owner is not None and message.partition() != placed(owner, count):
+                strays.setdefault(owner, set()).add((message.partition(), key))
             try:
                 record = codec.decode(message.value(), message.topic(), message.partition(), message.offset())
                 signer.verify(record)
@@ -225,7 +255,17 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
         candidates.append(whole)
         candidates.sort(key=lambda r: (-r["sequence"], -r["created_time_ms"]))
         del candidates[KEEP_CANDIDATES:]
-    return valid, refused, count, unwritten
+    return _Read(valid, refused, count, unwritten, strays)
+
+
+def _key_partition(key: bytes) -> int | None:
+    """The input partition a checkpoint key names (:func:`part_key`; None: not of that form).
+
+    >>> _key_partition(part_key("pipeline", 7, 3, 0)), _key_partition(b"pipeline:x:0:0")
+    (7, None)
+    """
+    fields = key.split(b":")
+    return int(fields[1]) if len(fields) == 4 and fields[1].isdigit() else None
 
 
 def _ever_written(consumer: Any, topics: list[str], partition: int, timeout: float) -> bool:
@@ -270,6 +310,9 @@ class PartitionCheckpoints:
         self.pending: dict[int, list[tuple[Any, Any]]] = {}
         self.last_saved: dict[int, float] = {}
         self.restored: dict[int, list[dict]] | None = None
+        # Per partition: its records found off its own checkpoints partition, deleted (tombstones) once a
+        # newer checkpoint of it is on its own (see _write).
+        self.strays: dict[int, set[Site]] = {}
         # The input partitions ``restored`` answers for (None: all, the whole topic was read).
         self.covered: set[int] | None = None
         # The checkpoints topic's partition count, for placing writes (asked at the first write after a
@@ -322,11 +365,14 @@ class PartitionCheckpoints:
             try:
                 wanted = set(partitions) | self.runtime.assigned_partitions()
                 await self.runtime.fence(wanted)
-                restored, refused = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage,
-                                                               self.inputs, self.signer, timeout, wanted or None)
+                found = await loop.run_in_executor(None, read_checkpoints, self.runtime, self.stage, self.inputs,
+                                                   self.signer, timeout, wanted or None)
                 if generation != self._generation:
                     continue  # partitions moved while it was read: read again
-                self.restored, self.covered = restored, wanted or None
+                self.restored, self.covered = found.valid, wanted or None
+                for partition, sites in found.strays.items():
+                    self.strays.setdefault(partition, set()).update(sites)
+                refused = found.refused
                 break
             except Exception as exc:
                 if not broker_away(exc):
@@ -624,6 +670,12 @@ class PartitionCheckpoints:
         # in the partition's transaction.
         if not owned():
             return False
+        # Deleted only with a newer checkpoint on the partition's own checkpoints partition: exactly-once in
+        # its transaction, else once it is delivered (a tombstone that landed while a part of it did not
+        # would leave the partition nothing to restore). Never a key where this write just put it.
+        strays = {site for site in self.strays.get(partition, ()) if site[0] != to_partition}
+        if strays and self.runtime.exactly_once and not await self._tombstones(partition, strays, owned):
+            return False
         if self.runtime.exactly_once:
             delivered = await self.runtime.commit_partition(partition, timeout=flush_timeout)
         else:
@@ -631,6 +683,21 @@ class PartitionCheckpoints:
         if not delivered:
             raise TimeoutError(f"checkpoint {sequence} of partition {partition} not delivered in {flush_timeout} s")
         self.runtime.metrics.checkpoint_bytes.set(len(state))
+        if strays and not self.runtime.exactly_once:
+            if not await self._tombstones(partition, strays, owned):
+                return True  # the checkpoint is delivered; the next owner deletes them
+            await self.runtime.deliver_outputs(give_up_after=flush_timeout)
+        self.strays.pop(partition, None)
+        return True
+
+    async def _tombstones(self, partition: int, sites: set[Site], owned: Callable[[], bool]) -> bool:
+        """Tombstones for ``partition``'s records at ``sites``: compaction then deletes them."""
+        for to_partition, key in sorted(sites):
+            if not await self.runtime.publish("checkpoints", key, None, partition=partition, owned=owned,
+                                              to_partition=to_partition):
+                return False
+        log.info("%s: partition %s: %d checkpoint records off its own checkpoints partition deleted", self.stage,
+                 partition, len(sites))
         return True
 
     async def placement(self, partition: int) -> int:
@@ -689,6 +756,7 @@ class PartitionCheckpoints:
             self.offsets.pop(partition, None)
             self.pending.pop(partition, None)
             self.broken.discard(partition)  # restored from its last checkpoint if it comes back
+            self.strays.pop(partition, None)  # its next owner's to delete: it may write there meanwhile
             self._revocations[partition] = self.revocations(partition) + 1
         self.runtime.drop_partition_producers(partitions)
         self.restored = None

@@ -116,7 +116,7 @@ def final_learners(settings: Settings) -> tuple[dict, dict[int, int]]:
     record each of those checkpoints reflects (-1: none)."""
     runtime = Runtime(settings, faust=False)
     signer = CheckpointSigner(checkpoint_key(settings), runtime.topic_names["checkpoints"])
-    valid, refused = read_checkpoints(runtime, "pipeline", INPUT_STAGES, signer)
+    valid, refused, _ = read_checkpoints(runtime, "pipeline", INPUT_STAGES, signer)
     assert not refused
     learners, feedback = {}, {}
     for partition, records in valid.items():
