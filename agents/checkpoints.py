@@ -198,7 +198,7 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
             if not key.startswith(prefix):
                 continue
             if message.value() is None:
-                continue  # a tombstone: compaction deletes the key's records before it, then it
+                continue  # a tombstone (compaction deletes the key's earlier records, later the tombstone)
             owner = _key_partition(key)
             if count and owner is not None and message.partition() != placed(owner, count):
                 strays.setdefault(owner, set()).add((message.partition(), key))
