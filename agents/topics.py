@@ -10,6 +10,7 @@ worker that owns a symbol's ticks also owns its external feedback and its model 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,7 @@ def _compact_sooner(admin: Any, name: str, timeout: float) -> None:
 
     resource = ConfigResource(ResourceType.TOPIC, name)
     try:
-        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+        entries = _described(admin, resource, timeout)
         _say_expiry(name, entries)
         unset = [key for key in COMPACTED_CONFIG if key in entries and entries[key].value != COMPACTED_CONFIG[key]
                  and entries[key].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value]
@@ -136,6 +137,26 @@ def _compact_sooner(admin: Any, name: str, timeout: float) -> None:
         reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else repr(exc)
         log.warning("topic %s: could not set %s (%s): a restore reads every checkpoint the broker has not "
                     "compacted yet", name, ", ".join(COMPACTED_CONFIG), reason)
+
+
+def _described(admin: Any, resource: Any, timeout: float, known_within: float = 10.0) -> dict[str, Any]:
+    """The topic's configuration. A topic made moments before (by a test, an operator's script or
+    another worker starting beside this one) may not be known yet to the broker that answers: that
+    answer is asked again for up to ``known_within`` seconds. Taken as final, it cost the topic its
+    compaction settings and the check of its retention (a test run hit it once on a loaded machine:
+    the topic made just before, ``Unknown topic or partition``)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    deadline = time.monotonic() + min(known_within, timeout)
+    while True:
+        try:
+            return admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if not isinstance(error, KafkaError) or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART \
+                    or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _say_expiry(name: str, entries: dict[str, Any]) -> None:

@@ -449,3 +449,35 @@ def test_a_partition_whose_inputs_never_held_a_record_does_not_send_a_restore_to
     assert producer.flush(30) == 0
     restored, _, _ = module.read_checkpoints(runtime, "pipeline", INPUT_STAGES, checkpoints.signer, 20, of={0, 1})
     assert set(restored) == {0} and reads == [{0, 1}, {0, 1}, None]
+
+
+def test_a_topic_made_moments_before_is_described_once_the_broker_knows_it(pipeline_env):
+    """The checkpoints topic's configuration is read to check its retention and set its compaction. A
+    topic made moments before (here by a thread a second later) may not be known yet to the broker
+    that answers: asked once, as before, that answer (``Unknown topic or partition``) was final, and
+    a test run on a loaded machine lost the retention check that way. Now it is asked again for a
+    while; a topic that never appears still raises."""
+    import threading
+
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+    from agents.topics import _described
+
+    settings = Settings.from_env(pipeline_env)
+    admin = AdminClient(settings.client_config())
+    name = settings.topic("checkpoints")
+
+    def make_later():
+        time.sleep(1.0)
+        admin.create_topics([NewTopic(name, 1, 1, config={"cleanup.policy": "compact"})])[name].result(30)
+
+    maker = threading.Thread(target=make_later)
+    maker.start()
+    try:
+        entries = _described(admin, ConfigResource(ResourceType.TOPIC, name), 30.0)
+    finally:
+        maker.join()
+    assert entries["cleanup.policy"].value == "compact"
+    with pytest.raises(KafkaException, match="(?i)unknown topic"):
+        _described(admin, ConfigResource(ResourceType.TOPIC, settings.topic("never-made")), 30.0, known_within=1.0)
