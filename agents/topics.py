@@ -145,18 +145,12 @@ def _described(admin: Any, resource: Any, timeout: float, known_within: float = 
     answer is asked again for up to ``known_within`` seconds. Taken as final, it cost the topic its
     compaction settings and the check of its retention (a test run hit it once on a loaded machine:
     the topic made just before, ``Unknown topic or partition``)."""
-    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka import KafkaError
 
-    deadline = time.monotonic() + min(known_within, timeout)
-    while True:
-        try:
-            return admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if not isinstance(error, KafkaError) or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART \
-                    or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
+    from connectors.topic_end import asked_again
+
+    return asked_again(lambda: admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout),
+                       {KafkaError.UNKNOWN_TOPIC_OR_PART}, time.monotonic() + min(known_within, timeout))
 
 
 def _say_expiry(name: str, entries: dict[str, Any]) -> None:

@@ -19,8 +19,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def asked_again(call: Callable[[], T], transient: Container[int], deadline: float) -> T:
+    """``call()``, asked again every 0.2 s while it raises a KafkaError whose code is in ``transient``
+    (a topic just created, a leader being elected), until ``deadline`` (``time.monotonic()``)."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.code() not in transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class TopicToEnd:
@@ -84,18 +101,12 @@ class TopicToEnd:
         """One partition's watermarks, asked again until ``deadline`` (``time.monotonic()``) while the
         broker answers that it is not (yet) the partition's leader: a topic just created, or a leader
         being elected, answered NOT_LEADER_FOR_PARTITION once under load, and the reader raised it."""
-        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka import KafkaError
 
         transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                      KafkaError.UNKNOWN_TOPIC_OR_PART}
-        while True:
-            try:
-                return consumer.get_watermark_offsets(partition, timeout=self.metadata_timeout)
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if error is None or error.code() not in transient or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        return asked_again(lambda: consumer.get_watermark_offsets(partition, timeout=self.metadata_timeout),
+                           transient, deadline)
 
     def _ends(self, consumer: Any = None) -> dict[int, int]:
         """Partition -> end offset, for the partitions that hold records."""

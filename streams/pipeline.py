@@ -387,10 +387,10 @@ class PartitionPipeline:
                                   vector["event_time_ms"]))
         if self.early is not None and learner.symbol in self.early:
             self._let_out_feedback(learner, vector["event_time_ms"], step)
-        grace = self.config.gate.min_ahead_ms
-        orphans = self.early.orphaned(vector["event_time_ms"], self.learners, grace) if self.early else ()
-        for feedback, origin in orphans:
-            reason = given_up(feedback, f"no tick of its symbol came in this partition within "
-                                        f"{grace} ms of event time after it")
-            step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), origin))
+        if self.early:
+            grace = self.config.gate.min_ahead_ms
+            for feedback, origin in self.early.orphaned(vector["event_time_ms"], self.learners, grace):
+                reason = given_up(feedback, f"no tick of its symbol came in this partition within "
+                                            f"{grace} ms of event time after it")
+                step.released.append((Step(rejection=("learn", "unknown_prediction", reason, None)), origin))
 
