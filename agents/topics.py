@@ -70,6 +70,49 @@ def topic_names(settings: Settings) -> dict[str, str]:
     return {spec.stage: settings.topic(spec.stage) for spec in FLOW}
 
 
+class NotCoPartitioned(RuntimeError):
+    """The input topics do not share one partition count (a worker refuses to start)."""
+
+
+def copartitioned(counts: dict[str, int]) -> int:
+    """The one partition count of the input topics ``counts`` (name -> partitions, in INPUT_STAGES order).
+
+    A record's key picks its partition by hash modulo the topic's partition count, and Faust co-assigns
+    only topics of equal counts. With unequal ones a basis group's ticks and its feedback reach
+    partitions of different numbers, often held by different workers: the feedback finds no prediction
+    there and is dead-lettered, and ticks and tick-batches of one group build two models, neither
+    complete. So a worker refuses to start instead of running split.
+
+    >>> copartitioned({"ticks": 4, "feedback": 4})
+    4
+    >>> copartitioned({"ticks": 4, "feedback": 2})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    agents.topics.NotCoPartitioned: the input topics do not share one partition count (ticks 4, feedback 2): ...
+    """
+    if not counts:
+        raise ValueError("no input topics to compare")
+    largest = max(counts.values())
+    if min(counts.values()) == largest:
+        return largest
+    shown = ", ".join(f"{name} {count}" for name, count in counts.items())
+    raise NotCoPartitioned(
+        f"the input topics do not share one partition count ({shown}): a basis group's ticks and its feedback "
+        "would reach partitions of different numbers (feedback dead-lettered, a group split between two "
+        f"models). Give each of them {largest} partitions (livelearn kafka tool kafka-topics --bootstrap-server "
+        f"HOST:PORT --alter --topic NAME --partitions {largest}); in a topic that already holds records, the "
+        "groups whose keys then hash to another partition start new models there.")
+
+
+def input_partition_counts(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """The partition count of each input topic that exists (INPUT_STAGES order)."""
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
+    names = [settings.topic(stage) for stage in INPUT_STAGES]
+    return {name: len(topics[name].partitions) for name in names
+            if name in topics and topics[name].error is None and topics[name].partitions}
+
+
 def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics with explicit partition counts; returns the names it created."""
     from confluent_kafka import KafkaException

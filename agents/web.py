@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
+from agents.topics import NotCoPartitioned, copartitioned, input_partition_counts
 
 log = logging.getLogger("livelearn.worker")
 
@@ -92,6 +93,34 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         if partitions:
             await checkpoints.settle(partitions, timeout=stop_timeout)
         checkpoints.forget(partitions)
+
+    partitions_seen: list[int] = []  # the input topics' partition count at the first assignment
+
+    @app.on_partitions_assigned.connect
+    async def inputs_still_copartitioned(sender, assigned, **kwargs):
+        """The check at start (agents.worker), again at each assignment: an input topic grown while the
+        workers run reaches them as a rebalance. Grown alone, it splits groups between partitions (see
+        agents.topics.copartitioned): the worker stops rather than run split. Grown together, the groups
+        whose keys hash anew start new models on their new partitions: said once, as an error."""
+        try:
+            counts = await asyncio.get_running_loop().run_in_executor(None, input_partition_counts,
+                                                                      runtime.settings, 10.0)
+        except Exception as exc:  # the broker away: the next assignment asks again
+            log.warning("input topics' partition counts not read at this assignment (%s)", exc)
+            return
+        if not counts:
+            return
+        try:
+            count = copartitioned(counts)
+        except NotCoPartitioned as exc:
+            log.critical("stopping: %s", exc)
+            await app.crash(exc)
+            return
+        if partitions_seen and partitions_seen[-1] != count:
+            log.error("the input topics now have %d partitions, %d before: groups whose keys hash to another "
+                      "partition now start new models there (their models so far stay in the old partitions' "
+                      "checkpoints, unused)", count, partitions_seen[-1])
+        partitions_seen[:] = [count]
 
     @app.on_before_shutdown.connect
     async def checkpoint_on_stop(sender, **kwargs):

@@ -8,7 +8,7 @@ from agents import external, pipeline, web
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.settings import Settings
-from agents.topics import INPUT_STAGES, create_topics
+from agents.topics import INPUT_STAGES, copartitioned, create_topics, input_partition_counts
 from streams.features import FEATURE_SET
 from streams.learning import SymbolLearner
 from streams.pipeline import PartitionPipeline
@@ -44,6 +44,7 @@ def run(settings: Settings, loglevel: str | None = None) -> None:
     # stall the event loop (and the HTTP endpoints) at the first event of a new symbol.
     SymbolLearner("WARMUP", runtime.pipeline.learner)
     create_topics(settings)
+    copartitioned(input_partition_counts(settings))  # NotCoPartitioned: refused before Faust starts
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(runtime.app, loglevel=loglevel or settings.log_level)
     worker.execute_from_commandline()

@@ -38,9 +38,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings)
     require_transaction_timeout(settings)
     from agents import worker
+    from agents.topics import NotCoPartitioned
 
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
-    worker.run(settings, args.loglevel)
+    try:
+        worker.run(settings, args.loglevel)
+    except NotCoPartitioned as exc:
+        raise CliError(str(exc), code=2) from None
     return 0
 
 

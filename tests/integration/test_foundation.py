@@ -129,3 +129,62 @@ def test_a_transaction_timeout_the_broker_would_refuse_stops_the_worker_at_start
     assert result.returncode == 2, result.stderr[-2000:]
     assert ("LIVELEARN_TRANSACTION_TIMEOUT_S (1000 s) is longer than broker 1's transaction.max.timeout.ms (900 s)"
             in result.stderr)
+
+
+def _make_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
+
+
+def test_input_topics_of_unequal_partition_counts_stop_the_worker_at_start(pipeline_env):
+    """Made beforehand with one partition, the feedback topic would take a group's feedback to another
+    partition number than its ticks (two partitions here): refused with the counts and the fix."""
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    _make_topic(bootstrap, prefix + "feedback", 1)
+    result = livelearn("worker", env=pipeline_env, timeout=90)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert (f"the input topics do not share one partition count ({prefix}ticks 2, {prefix}tick-batches 2, "
+            f"{prefix}external-features 2, {prefix}feedback 1)") in result.stderr
+    assert "--partitions 2" in result.stderr
+
+
+def test_an_input_topic_grown_alone_while_the_worker_runs_stops_it(worker_factory, pipeline_env):
+    """Grown alone while workers run, the feedback topic reaches the worker as a rebalance (metadata asked
+    every second here; Kafka's default is five minutes): the worker stops instead of running split."""
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    worker = worker_factory({"CONSUMER_METADATA_MAX_AGE_MS": "1000"}).start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    produce(bootstrap, prefix + "ticks", [tick_bytes(i) for i in range(5)])
+    assert len(read_topic(bootstrap, prefix + "features", expect=5)) == 5
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_partitions([NewPartitions(prefix + "feedback", 3)])[prefix + "feedback"].result(30)
+    assert worker.process is not None
+    returncode = worker.process.wait(90)
+    assert returncode != 0
+    log = worker.log_path.read_text()
+    assert f"stopping: the input topics do not share one partition count ({prefix}ticks 2" in log
+    assert f"{prefix}feedback 3)" in log
+
+
+def test_input_topics_grown_together_while_the_worker_runs_are_said_and_it_goes_on(worker_factory, pipeline_env):
+    """Grown together the topics stay co-partitioned: the worker goes on, and says once, as an error,
+    that groups whose keys hash anew start new models."""
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    worker = worker_factory({"CONSUMER_METADATA_MAX_AGE_MS": "1000"}).start()
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [prefix + stage for stage in ("ticks", "tick-batches", "external-features", "feedback")]
+    for future in admin.create_partitions([NewPartitions(name, 3) for name in names]).values():
+        future.result(30)
+    deadline = time.monotonic() + 60
+    while "the input topics now have 3 partitions, 2 before" not in worker.log_path.read_text():
+        assert time.monotonic() < deadline, worker.log_path.read_text()[-3000:]
+        time.sleep(0.5)
+    produce(bootstrap, prefix + "ticks", [tick_bytes(i) for i in range(5)])
+    assert len(read_topic(bootstrap, prefix + "features", expect=5)) == 5
+    assert worker.process is not None and worker.process.poll() is None
+    assert worker.log_path.read_text().count("the input topics now have") == 1
