@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from agents.settings import Settings
-from agents.topics import FLOW, create_topics
+from agents.topics import FLOW, INPUT_STAGES, NotCoPartitioned, copartitioned, create_topics
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,6 +28,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             topic = metadata.topics.get(name)
             state = f"{len(topic.partitions)} partitions" if topic else "missing"
             print(f"{name:40s} {state}")
+        counts = {name: len(metadata.topics[name].partitions) for name in map(settings.topic, INPUT_STAGES)
+                  if name in metadata.topics and metadata.topics[name].partitions}
+        try:
+            if counts:
+                copartitioned(counts)
+        except NotCoPartitioned as exc:
+            print(f"warning: {exc}", file=sys.stderr)
         return 0
     group = args.group or settings.app_id
     consumer = Consumer({**settings.client_config(), "group.id": group, "enable.auto.commit": False})
