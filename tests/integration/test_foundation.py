@@ -148,6 +148,8 @@ def test_input_topics_of_unequal_partition_counts_stop_the_worker_at_start(pipel
     assert (f"the input topics do not share one partition count ({prefix}ticks 2, {prefix}tick-batches 2, "
             f"{prefix}external-features 2, {prefix}feedback 1)") in result.stderr
     assert "--partitions 2" in result.stderr
+    backtest = livelearn("backtest", env=pipeline_env, timeout=120)
+    assert backtest.returncode == 2 and "the input topics do not share one partition count" in backtest.stderr
     listed = livelearn("topics", "list", env=pipeline_env, timeout=60)
     assert listed.returncode == 0 and f"{prefix}feedback" in listed.stdout
     assert f"warning: the input topics do not share one partition count ({prefix}ticks 2" in listed.stderr
