@@ -570,6 +570,12 @@ class PartitionCheckpoints:
             self.broke(partition, exc)
             raise
 
+    def withhold(self, partitions: Iterable[int]) -> None:
+        """Checkpoint nothing more of ``partitions`` or of any partition held now: the worker is about to
+        stop because what it applies may be wrong, so the next owner applies those events again."""
+        self.broken.update(partitions)
+        self.broken.update(self.states)
+
     def broke(self, partition: int, exc: BaseException) -> None:
         if partition not in self.broken:
             self.broken.add(partition)

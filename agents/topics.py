@@ -98,16 +98,20 @@ def copartitioned(counts: dict[str, int]) -> int:
     raise NotCoPartitioned(
         f"the input topics do not share one partition count ({shown}): a basis group's ticks and its feedback "
         "would reach partitions of different numbers (feedback dead-lettered, a group split between two "
-        f"models). Give each of them {largest} partitions (livelearn kafka tool kafka-topics --bootstrap-server "
-        f"HOST:PORT --alter --topic NAME --partitions {largest}); in a topic that already holds records, the "
-        "groups whose keys then hash to another partition start new models there.")
+        f"models). Give each of them {largest} partitions (kafka-topics.sh --bootstrap-server HOST:PORT --alter "
+        f"--topic NAME --partitions {largest}; with the local broker: livelearn kafka tool topics ...); in a "
+        "topic that already holds records, the groups whose keys then hash to another partition start new "
+        "models there.")
 
 
-def input_partition_counts(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
-    """The partition count of each input topic that exists (INPUT_STAGES order)."""
-    from confluent_kafka.admin import AdminClient
+def input_partition_counts(settings: Settings, timeout: float = 30.0, topics: dict[str, Any] | None = None
+                           ) -> dict[str, int]:
+    """The partition count of each input topic that exists (INPUT_STAGES order), from ``topics`` (a
+    metadata answer's topics) or asked now."""
+    if topics is None:
+        from confluent_kafka.admin import AdminClient
 
-    topics = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
+        topics = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
     names = [settings.topic(stage) for stage in INPUT_STAGES]
     return {name: len(topics[name].partitions) for name in names
             if name in topics and topics[name].error is None and topics[name].partitions}

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from agents.settings import Settings
-from agents.topics import FLOW, INPUT_STAGES, NotCoPartitioned, copartitioned, create_topics
+from agents.topics import FLOW, NotCoPartitioned, copartitioned, create_topics, input_partition_counts
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,8 +28,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             topic = metadata.topics.get(name)
             state = f"{len(topic.partitions)} partitions" if topic else "missing"
             print(f"{name:40s} {state}")
-        counts = {name: len(metadata.topics[name].partitions) for name in map(settings.topic, INPUT_STAGES)
-                  if name in metadata.topics and metadata.topics[name].partitions}
+        counts = input_partition_counts(settings, topics=metadata.topics)
         try:
             if counts:
                 copartitioned(counts)
