@@ -131,7 +131,7 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         Faust's stop commits offsets through the consumer's thread, and while a rebalance held that
         thread the commit never returned (seen in every task's stack): the test's worker hung in 1 stop
         of 8 crashed inside the assignment callback and in 7 of 16 crashed right after it, in none of
-        12 a second later and once Faust's rebalance was over. A stop still not over after the deadline
+        20 a second later and once Faust's rebalance was over. A stop still not over after the deadline
         ends the process as a kill would, which loses nothing: the next owner resumes from the last
         checkpoint (tests/integration/test_restart.py)."""
         deadline = runtime.settings.worker.stop_timeout_s + 20.0
