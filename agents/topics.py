@@ -74,6 +74,10 @@ class NotCoPartitioned(RuntimeError):
     """The input topics do not share one partition count (a worker refuses to start)."""
 
 
+class InputTopicsNotListed(TimeoutError):
+    """Input topics just created are still not in the broker's metadata answers (a worker does not start)."""
+
+
 def copartitioned(counts: dict[str, int]) -> int:
     """The one partition count of the input topics ``counts`` (name -> partitions, in INPUT_STAGES order).
 
@@ -104,15 +108,34 @@ def copartitioned(counts: dict[str, int]) -> int:
         "models there.")
 
 
-def input_partition_counts(settings: Settings, timeout: float = 30.0, topics: dict[str, Any] | None = None
-                           ) -> dict[str, int]:
+def input_partition_counts(settings: Settings, timeout: float = 30.0, topics: dict[str, Any] | None = None,
+                           every: bool = False) -> dict[str, int]:
     """The partition count of each input topic that exists (INPUT_STAGES order), from ``topics`` (a
-    metadata answer's topics) or asked now."""
-    if topics is None:
-        from confluent_kafka.admin import AdminClient
+    metadata answer's topics) or asked now.
 
-        topics = AdminClient(settings.client_config()).list_topics(timeout=timeout).topics
+    ``every``: the input topics were just created, so wait, up to ``timeout`` seconds, until each of them
+    is listed with its partitions. Kafka answers create_topics once the controller has the topic, and a
+    broker's metadata answer can lag behind it (a topic missing, or listed with LEADER_NOT_AVAILABLE):
+    a check right after creating them compared nothing, in 1 CI run of several."""
     names = [settings.topic(stage) for stage in INPUT_STAGES]
+    if topics is not None:
+        return _counts(topics, names)
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.client_config())
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _counts(admin.list_topics(timeout=max(deadline - time.monotonic(), 1.0)).topics, names)
+        missing = [name for name in names if name not in counts]
+        if not every or not missing:
+            return counts
+        if time.monotonic() >= deadline:
+            raise InputTopicsNotListed(f"input topics {', '.join(missing)} not listed with partitions by the broker "
+                               f"{timeout:.0f} s after they were created")
+        time.sleep(0.2)
+
+
+def _counts(topics: dict[str, Any], names: list[str]) -> dict[str, int]:
     return {name: len(topics[name].partitions) for name in names
             if name in topics and topics[name].error is None and topics[name].partitions}
 

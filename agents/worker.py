@@ -44,7 +44,7 @@ def run(settings: Settings, loglevel: str | None = None) -> None:
     # stall the event loop (and the HTTP endpoints) at the first event of a new symbol.
     SymbolLearner("WARMUP", runtime.pipeline.learner)
     create_topics(settings)
-    copartitioned(input_partition_counts(settings))  # NotCoPartitioned: refused before Faust starts
+    copartitioned(input_partition_counts(settings, every=True))  # NotCoPartitioned: refused before Faust starts
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(runtime.app, loglevel=loglevel or settings.log_level)
     worker.execute_from_commandline()

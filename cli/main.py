@@ -38,13 +38,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings)
     require_transaction_timeout(settings)
     from agents import worker
-    from agents.topics import NotCoPartitioned
+    from agents.topics import InputTopicsNotListed, NotCoPartitioned
 
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
     try:
         worker.run(settings, args.loglevel)
     except NotCoPartitioned as exc:
         raise CliError(str(exc), code=2) from None
+    except InputTopicsNotListed as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

@@ -38,12 +38,14 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
     from agents.app import pipeline_config
     from agents.backtest import run_backtest
-    from agents.topics import NotCoPartitioned, copartitioned, input_partition_counts
+    from agents.topics import InputTopicsNotListed, NotCoPartitioned, copartitioned, input_partition_counts
 
     try:  # the backtest applies feedback to its partition's pipeline, as a worker does
-        copartitioned(input_partition_counts(settings))
+        copartitioned(input_partition_counts(settings, every=True))
     except NotCoPartitioned as exc:
         raise CliError(str(exc), code=2) from None
+    except InputTopicsNotListed as exc:
+        raise CliError(str(exc)) from None
     from streams.learning import SymbolLearner
 
     SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run

@@ -155,6 +155,30 @@ def test_input_topics_of_unequal_partition_counts_stop_the_worker_at_start(pipel
     assert f"warning: the input topics do not share one partition count ({prefix}ticks 2" in listed.stderr
 
 
+def test_the_check_after_creating_the_input_topics_waits_until_the_broker_lists_them(pipeline_env):
+    """A broker's metadata answer can lag behind create_topics: the worker's check at start then saw no
+    input topic and refused (1 CI run). It waits for every input topic instead, and says which it missed."""
+    import threading
+
+    from agents.settings import Settings
+    from agents.topics import INPUT_STAGES, InputTopicsNotListed, input_partition_counts
+
+    settings = Settings.from_env(pipeline_env)
+    names = [settings.topic(stage) for stage in INPUT_STAGES]
+    started = time.monotonic()
+    with pytest.raises(InputTopicsNotListed, match=f"input topics {names[0]}, .*{names[-1]} not listed"):
+        input_partition_counts(settings, timeout=2.0, every=True)
+    assert 2.0 <= time.monotonic() - started < 10
+    bootstrap = pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    late = threading.Timer(1.5, lambda: [_make_topic(bootstrap, name, 2) for name in names])
+    late.start()
+    try:
+        assert input_partition_counts(settings, timeout=30.0, every=True) == dict.fromkeys(names, 2)
+    finally:
+        late.join()
+    assert input_partition_counts(settings) == dict.fromkeys(names, 2)
+
+
 def test_an_input_topic_grown_alone_while_the_worker_runs_stops_it(worker_factory, pipeline_env):
     """Grown alone while workers run, the feedback topic reaches the worker as a rebalance (metadata asked
     every second here; Kafka's default is five minutes): the worker stops instead of running split."""
