@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import threading
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -127,23 +125,12 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         partitions_seen[:] = [count]
 
     def crash(exc: BaseException) -> asyncio.Task:
-        """Stop the worker for ``exc`` once the rebalance under way is over, and within a deadline.
+        """Stop the worker for ``exc`` once the rebalance under way is over.
         Faust's stop commits offsets through the consumer's thread, and while a rebalance held that
         thread the commit never returned (seen in every task's stack): the test's worker hung in 1 stop
         of 8 crashed inside the assignment callback and in 7 of 16 crashed right after it, in none of
-        20 a second later and once Faust's rebalance was over. A stop still not over after the deadline
-        ends the process as a kill would, which loses nothing: the next owner resumes from the last
-        checkpoint (tests/integration/test_restart.py)."""
-        deadline = runtime.settings.worker.stop_timeout_s + 20.0
-
-        def overdue() -> None:
-            log.critical("stop not over after %.0f s: exiting now", deadline)
-            logging.shutdown()
-            os._exit(1)
-
-        timer = threading.Timer(deadline, overdue)
-        timer.daemon = True
-        timer.start()
+        20 a second later and once Faust's rebalance was over. The stop itself is bounded as every
+        stop is (agents.worker.stop_deadline)."""
 
         async def after_rebalance() -> None:
             await asyncio.sleep(1.0)

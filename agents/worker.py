@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import zlib
+from collections.abc import Callable
 
 from agents import external, pipeline, web
 from agents.app import Runtime
@@ -12,6 +16,11 @@ from agents.topics import INPUT_STAGES, copartitioned, create_topics, input_part
 from streams.features import FEATURE_SET
 from streams.learning import SymbolLearner
 from streams.pipeline import PartitionPipeline
+
+log = logging.getLogger("livelearn.worker")
+# Faust's own stop after the checkpoints (consumer, web server, producer): a few seconds with a broker
+# that answers.
+FAUST_STOP_S = 20.0
 
 
 def checkpoint_version(settings: Settings) -> str:
@@ -36,6 +45,31 @@ def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
     return runtime, checkpoints
 
 
+def stop_deadline(seconds: float) -> Callable[[], None]:
+    """An ``arm()`` that, at its first call, starts a daemon timer ending the process (exit 1) if it is
+    still running ``seconds`` later: a stop then ends as a kill -9 would, which loses nothing (the next
+    owner resumes from the last checkpoint, tests/integration/test_restart.py).
+
+    Why: Faust's stop can take far longer than the checkpoints' LIVELEARN_STOP_TIMEOUT_S. With the broker
+    away, its consumer thread waits out its own 60-s shutdown timeout (a SIGTERM then took 66 s to exit,
+    stop timeout 5 s); during a rebalance its offset commit never returned (agents.web). A supervisor
+    (systemd, Kubernetes' 30-s grace period) waiting on such a stop holds the partitions meanwhile."""
+    armed: list[threading.Timer] = []
+
+    def overdue() -> None:
+        log.critical("stop not over after %.0f s: exiting now, as a kill would (the next owner resumes from "
+                     "the last checkpoint)", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    def arm() -> None:
+        if not armed:
+            armed.append(threading.Timer(seconds, overdue))
+            armed[0].daemon = True
+            armed[0].start()
+    return arm
+
+
 def run(settings: Settings, loglevel: str | None = None) -> None:
     import faust
 
@@ -46,5 +80,19 @@ def run(settings: Settings, loglevel: str | None = None) -> None:
     create_topics(settings)
     copartitioned(input_partition_counts(settings, every=True))  # NotCoPartitioned: refused before Faust starts
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
-    worker = faust.Worker(runtime.app, loglevel=loglevel or settings.log_level)
+    arm = stop_deadline(settings.worker.stop_timeout_s + FAUST_STOP_S)
+
+    class Worker(faust.Worker):
+        """Faust's worker, its stop bounded: armed at a signal (mode's ``_schedule_shutdown``) and when
+        the app ends otherwise (a crash: ``on_worker_shutdown`` runs before the stop)."""
+
+        def _schedule_shutdown(self, signal):
+            arm()
+            super()._schedule_shutdown(signal)
+
+        def on_worker_shutdown(self) -> None:
+            arm()
+            super().on_worker_shutdown()
+
+    worker = Worker(runtime.app, loglevel=loglevel or settings.log_level)
     worker.execute_from_commandline()

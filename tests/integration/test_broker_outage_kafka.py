@@ -251,3 +251,35 @@ def test_a_checkpoint_restore_waits_for_a_broker_that_is_away(private_broker, pi
     private_broker.up(wait_s=180)
     thread.join(180)
     assert not thread.is_alive() and outcome == {"restored": {}}, outcome
+
+
+def test_a_stop_with_the_broker_away_ends_within_its_deadline_and_the_restart_loses_nothing(
+        private_broker, worker_factory, pipeline_env):
+    """SIGTERM while the broker is away: the checkpoints cannot land, and Faust's consumer thread waits out
+    its own 60-s shutdown timeout (this stop took 66 s before it was bounded, stop timeout 5 s). The stop
+    ends LIVELEARN_STOP_TIMEOUT_S + 20 s after the signal, exit 1, as a kill would; the restart, once the
+    broker is back, resumes from the last checkpoint: every prediction equals the in-process run's."""
+    stop_timeout_s, faust_stop_s = 5, 20
+    settings = {"KAFKA_BOOTSTRAP_SERVERS": private_broker.bootstrap, "LIVELEARN_MEMBERS": "logreg",
+                "LIVELEARN_LOG_LEVEL": "info", "LIVELEARN_STOP_TIMEOUT_S": str(stop_timeout_s)}
+    env = {**pipeline_env, **settings}
+    worker = worker_factory(settings).start(timeout=120)
+    assert livelearn("replay", *map(str, FILES), "--quiet", env=env, timeout=120).returncode == 0
+    assert wait_for_predictions(env, 800, 240) >= 800
+    os.kill(private_broker.pid(), signal.SIGKILL)
+    time.sleep(2.0)
+    started = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    code = worker.process.wait(stop_timeout_s + faust_stop_s + 60)
+    seconds = time.monotonic() - started
+    log = worker.log_path.read_text()
+    print(f"stop with the broker away: exit code {code} after {seconds:.1f} s")
+    assert code == 1, log[-3000:]
+    assert f"stop not over after {stop_timeout_s + faust_stop_s} s: exiting now" in log, log[-3000:]
+    assert stop_timeout_s + faust_stop_s <= seconds <= stop_timeout_s + faust_stop_s + 10
+    private_broker.up(wait_s=180)
+
+    restarted = worker_factory(settings).start(timeout=120)
+    assert wait_for_predictions(env, TICKS, 240) >= TICKS, restarted.log_path.read_text()[-3000:]
+    got, _ = read_predictions(private_broker.bootstrap, env)
+    assert got == expected_predictions(Settings.from_env(env))
