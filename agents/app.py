@@ -103,6 +103,9 @@ def faust_app(s: Settings):
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         broker_commit_interval=1.0,
+        # An input topic grown while the worker runs splits groups until the consumer's metadata shows it
+        # (then the rebalance is checked, agents.web): seconds, not Kafka's five minutes.
+        consumer_metadata_max_age_ms=round(s.worker.metadata_refresh_s * 1000),
     )
 
 

@@ -189,6 +189,7 @@ class WorkerSection:
     stop_timeout_s: float = _from("stop_timeout", low=0)
     output_linger_ms: float = _from("output_linger_ms", low=0)
     broker_probe_s: float = _from("broker_probe", low=0)
+    metadata_refresh_s: float = _from("metadata_refresh", low=0.1)
 
     def __post_init__(self) -> None:
         # A transaction stays open from its first output until the checkpoint that commits it: up to

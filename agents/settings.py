@@ -125,6 +125,11 @@ class Settings:
         "Every this many seconds the worker asks the broker for metadata; not ready (/readyz 503) while it gets no "
         "answer, even with nothing to publish (0: no probe)",
     )
+    metadata_refresh: str = _env(
+        "LIVELEARN_METADATA_REFRESH_S", "30",
+        "Every this many seconds the worker's consumer asks for the topics' metadata again: an input topic "
+        "grown while it runs is seen, and checked, within this (Kafka's default is 300)",
+    )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
     kafka_version: str = _env("LIVELEARN_KAFKA_VERSION", "3.9.1", "Apache Kafka version fetched from Maven Central")

@@ -181,10 +181,11 @@ def test_the_check_after_creating_the_input_topics_waits_until_the_broker_lists_
 
 def test_an_input_topic_grown_alone_while_the_worker_runs_stops_it(worker_factory, pipeline_env):
     """Grown alone while workers run, the feedback topic reaches the worker as a rebalance (metadata asked
-    every second here; Kafka's default is five minutes): the worker stops instead of running split."""
+    every second here; every 30 s by default, Kafka's default is five minutes): the worker stops instead
+    of running split."""
     from confluent_kafka.admin import AdminClient, NewPartitions
 
-    worker = worker_factory({"CONSUMER_METADATA_MAX_AGE_MS": "1000"}).start()
+    worker = worker_factory({"LIVELEARN_METADATA_REFRESH_S": "1"}).start()
     prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
     produce(bootstrap, prefix + "ticks", [tick_bytes(i) for i in range(5)])
     assert len(read_topic(bootstrap, prefix + "features", expect=5)) == 5
@@ -203,7 +204,7 @@ def test_input_topics_grown_together_while_the_worker_runs_are_said_and_it_goes_
     that groups whose keys hash anew start new models."""
     from confluent_kafka.admin import AdminClient, NewPartitions
 
-    worker = worker_factory({"CONSUMER_METADATA_MAX_AGE_MS": "1000"}).start()
+    worker = worker_factory({"LIVELEARN_METADATA_REFRESH_S": "1"}).start()
     prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     names = [prefix + stage for stage in ("ticks", "tick-batches", "external-features", "feedback")]
