@@ -12,7 +12,7 @@ from agents import external, pipeline, web
 from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.settings import Settings
-from agents.topics import INPUT_STAGES, copartitioned, create_topics, input_partition_counts
+from agents.topics import INPUT_STAGES
 from streams.features import FEATURE_SET
 from streams.learning import SymbolLearner
 from streams.pipeline import PartitionPipeline
@@ -71,14 +71,13 @@ def stop_deadline(seconds: float) -> Callable[[], None]:
 
 
 def run(settings: Settings, loglevel: str | None = None) -> None:
+    """Run the worker until it stops; its topics exist and are co-partitioned (cli.main checks)."""
     import faust
 
     runtime, _ = build(settings)
     # Build one throwaway learner first: importing torch and River takes seconds, which must not
     # stall the event loop (and the HTTP endpoints) at the first event of a new symbol.
     SymbolLearner("WARMUP", runtime.pipeline.learner)
-    create_topics(settings)
-    copartitioned(input_partition_counts(settings, every=True))  # NotCoPartitioned: refused before Faust starts
     (settings.state_path / "faust").mkdir(parents=True, exist_ok=True)
     arm = stop_deadline(settings.worker.stop_timeout_s + FAUST_STOP_S)
 

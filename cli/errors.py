@@ -15,6 +15,20 @@ class CliError(Exception):
         self.code = code
 
 
+def require_copartitioned(settings: Settings) -> int:
+    """The input topics' one partition count, asked once they were created (it waits for the broker
+    to list them); exit 2 with each count and the command that fixes them where they differ
+    (agents.topics.copartitioned), as the worker and the backtest both refuse to run split."""
+    from agents.topics import InputTopicsNotListed, NotCoPartitioned, copartitioned, input_partition_counts
+
+    try:
+        return copartitioned(input_partition_counts(settings, every=True))
+    except NotCoPartitioned as exc:
+        raise CliError(str(exc), code=2) from None
+    except InputTopicsNotListed as exc:
+        raise CliError(str(exc)) from None
+
+
 def require_broker(settings: Settings, timeout: float = 8.0) -> None:
     """Turn an unreachable broker into one clear line and exit code 2, telling apart a broker that
     refused our credentials and a TLS handshake that failed from a broker that does not answer."""

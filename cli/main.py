@@ -7,7 +7,7 @@ import os
 import sys
 
 from agents.settings import Settings, settings_table
-from cli.errors import CliError, require_broker, require_transaction_timeout
+from cli.errors import CliError, require_broker, require_copartitioned, require_transaction_timeout
 from connectors.producer import DeliveryFailed
 
 
@@ -38,15 +38,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     require_broker(settings)
     require_transaction_timeout(settings)
     from agents import worker
-    from agents.topics import InputTopicsNotListed, NotCoPartitioned
+    from agents.topics import create_topics
 
+    create_topics(settings)
+    require_copartitioned(settings)  # refused before Faust starts
     sys.argv = [sys.argv[0]]  # Faust's worker parses argv itself
-    try:
-        worker.run(settings, args.loglevel)
-    except NotCoPartitioned as exc:
-        raise CliError(str(exc), code=2) from None
-    except InputTopicsNotListed as exc:
-        raise CliError(str(exc)) from None
+    worker.run(settings, args.loglevel)
     return 0
 
 

@@ -24,7 +24,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     now, in batches, without a worker (agents.backtest)."""
     import time
 
-    from cli.errors import CliError, require_broker
+    from cli.errors import CliError, require_broker, require_copartitioned
 
     require_broker(settings)
     from confluent_kafka.admin import AdminClient
@@ -38,14 +38,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings)
     from agents.app import pipeline_config
     from agents.backtest import run_backtest
-    from agents.topics import InputTopicsNotListed, NotCoPartitioned, copartitioned, input_partition_counts
-
-    try:  # the backtest applies feedback to its partition's pipeline, as a worker does
-        copartitioned(input_partition_counts(settings, every=True))
-    except NotCoPartitioned as exc:
-        raise CliError(str(exc), code=2) from None
-    except InputTopicsNotListed as exc:
-        raise CliError(str(exc)) from None
+    require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
     SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run
