@@ -130,8 +130,8 @@ def input_partition_counts(settings: Settings, timeout: float = 30.0, topics: di
         if not every or not missing:
             return counts
         if time.monotonic() >= deadline:
-            raise InputTopicsNotListed(f"input topics {', '.join(missing)} not listed with partitions by the broker "
-                               f"{timeout:.0f} s after they were created")
+            raise InputTopicsNotListed(f"input topics {', '.join(missing)} not listed with partitions by the "
+                                       f"broker {timeout:.0f} s after they were created")
         time.sleep(0.2)
 
 
