@@ -99,10 +99,11 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
 
     @app.on_partitions_assigned.connect
     async def inputs_still_copartitioned(sender, assigned, **kwargs):
-        """The check at start (agents.worker), again at each assignment: an input topic grown while the
-        workers run reaches them as a rebalance. Grown alone, it splits groups between partitions (see
-        agents.topics.copartitioned): the worker stops rather than run split. Grown together, the groups
-        whose keys hash anew start new models on their new partitions: said once, as an error."""
+        """The check at start (cli.errors.require_copartitioned), again at each assignment: an input
+        topic grown while the workers run reaches them as a rebalance. Grown alone, it splits groups
+        between partitions (see agents.topics.copartitioned): the worker stops rather than run split.
+        Grown together, the groups whose keys hash anew start new models on their new partitions: said
+        once, as an error."""
         try:
             counts = await asyncio.get_running_loop().run_in_executor(None, input_partition_counts,
                                                                       runtime.settings, 10.0)
