@@ -332,6 +332,10 @@ class PartitionCheckpoints:
         # Per input: how an agent applies one of its records to a state without publishing anything
         # (``apply(state, value, origin)``), for the events a restore catches up on (see _catch_up).
         self.reapply: dict[str, Callable[[Any, bytes, tuple], None]] = {}
+        # Called with (partition, state) once a partition is restored, before its first event is applied:
+        # how an agent inspects what a checkpoint brought back (agents.pipeline: models of symbols whose
+        # ticks now go to another partition).
+        self.on_restored: Callable[[int, Any], None] | None = None
         # Counts revocations: a read that was under way during one is not used (it may predate the
         # last checkpoints of the partitions that moved).
         self._generation = 0
@@ -424,6 +428,11 @@ class PartitionCheckpoints:
                 return None
             self.states[partition], self.offsets[partition], self.sequences[partition] = state, offsets, sequence
             self.last_saved[partition] = time.monotonic()
+            if self.on_restored is not None:
+                try:
+                    self.on_restored(partition, state)
+                except Exception:  # a report about the state must not cost the partition its events
+                    log.exception("%s: partition %s: the check of its restored state failed", self.stage, partition)
             return state
 
     def revocations(self, partition: int) -> int:

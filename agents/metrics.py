@@ -74,6 +74,12 @@ class Metrics:
             "otherwise may be split between partitions, and its group's pairs not seen together", ["stage"],
             registry=r,
         )
+        self.stranded = Counter(
+            "livelearn_models_stranded_total",
+            "Symbols whose models a restored checkpoint brought back to a partition their ticks no longer go to "
+            "(the input topics grown, or LIVELEARN_BASIS_GROUPS changed, since): they start new models where "
+            "their ticks go now; counted once per symbol", registry=r,
+        )
         self.withheld = Counter(
             "livelearn_outputs_withheld_total",
             "Records not published because their input partition was revoked while the event was in flight "

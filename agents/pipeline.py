@@ -17,6 +17,7 @@ from agents.app import Runtime
 from agents.checkpoints import PartitionCheckpoints
 from agents.steps import Owned, batch_steps, finish, finish_released, origin_of, reject, silently
 from schemas.codec import DecodeError
+from schemas.keys import kafka_partition
 from streams.ticks import is_symbol
 
 STAGE = "ticks"
@@ -55,6 +56,34 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
                 log.warning("%s: a tick of %s keyed %r, not %r (its basis group, schemas.keys): applied, but a "
                             "symbol keyed otherwise may be split between partitions; counted on "
                             "livelearn_misrouted_ticks_total (said once per symbol)", stage, symbol, key, want)
+
+    stranded: set[str] = set()
+
+    def models_elsewhere(partition: int, state: Any) -> None:
+        """A restored partition holding models of symbols whose ticks now go to another partition: the
+        input topics were grown (or the basis groups changed) while no worker ran, so no rebalance said
+        it (agents.web). Those symbols start new models where their ticks go now, and these stay here
+        unused: said as an error, counted once per symbol."""
+        count = runtime.app.consumer.topic_partitions(runtime.topic_names[STAGE])
+        if not count:
+            return  # the assignment's metadata does not list the topic: nothing to compare with
+        moved = sorted(symbol for symbol in getattr(state, "learners", ())
+                       if kafka_partition(runtime.settings.partition_key(symbol).encode(), count) != partition)
+        new = [symbol for symbol in moved if symbol not in stranded]
+        if not new:
+            return
+        if len(stranded) < MAX_SYMBOLS:
+            stranded.update(new)
+        runtime.metrics.stranded.inc(len(new))
+        shown = ", ".join(f"{symbol} (now {kafka_partition(runtime.settings.partition_key(symbol).encode(), count)})"
+                          for symbol in new[:20]) + (f" and {len(new) - 20} more" if len(new) > 20 else "")
+        log.error("partition %s was restored with the models of %d symbol(s) whose ticks now go to another of the "
+                  "input topics' %d partitions: %s. The input topics were grown, or LIVELEARN_BASIS_GROUPS changed, "
+                  "since those models were checkpointed; the symbols start new models where their ticks go, and "
+                  "these stay unused in this partition's checkpoints. Counted on livelearn_models_stranded_total",
+                  partition, len(new), count, shown)
+
+    checkpoints.on_restored = models_elsewhere
 
     def ticks_agent(stage: str, name: str, apply: Callable[[Any, dict, Any, Owned], Awaitable[None]]) -> None:
         """An agent of one ticks topic: decode each record with the stage's codec (a record that does

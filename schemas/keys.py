@@ -88,3 +88,19 @@ def base_asset(symbol: str) -> str:
         if bare.endswith(quote) and len(bare) > len(quote):
             return bare[: -len(quote)]
     return symbol
+
+
+def kafka_partition(key: bytes, count: int) -> int:
+    """The partition of ``count`` that Kafka's default partitioner gives a keyed record: murmur2, as the
+    Java client and aiokafka (Faust) compute it and librdkafka with ``partitioner=murmur2_random``, the
+    partitioner every producer here sets. Which partition holds a group depends on ``count``, so growing
+    the input topics moves groups (agents.pipeline says which, at a restore).
+
+    >>> kafka_partition(b"BTC", 2), kafka_partition(b"BTC", 3), kafka_partition(b"ETH", 3)
+    (0, 1, 1)
+    """
+    from aiokafka.partitioner import murmur2
+
+    if count < 1:
+        raise ValueError(f"a topic has at least one partition, not {count}")
+    return (murmur2(key) & 0x7FFFFFFF) % count

@@ -218,3 +218,55 @@ def test_input_topics_grown_together_while_the_worker_runs_are_said_and_it_goes_
     assert len(read_topic(bootstrap, prefix + "features", expect=5)) == 5
     assert worker.process is not None and worker.process.poll() is None
     assert worker.log_path.read_text().count("the input topics now have") == 1
+
+
+def test_a_restore_after_the_input_topics_grew_says_which_models_their_ticks_left(worker_factory, pipeline_env):
+    """Grown while no worker runs (the way to add partitions), the input topics move some groups to
+    another partition, and no rebalance says so: the restored partition names the symbols whose models it
+    brought back but whose ticks now go elsewhere, once, and counts them. Where Kafka put each record
+    (librdkafka's murmur2) is checked against ``schemas.keys.kafka_partition`` (aiokafka's)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    from schemas.keys import kafka_partition
+
+    prefix, bootstrap = pipeline_env["LIVELEARN_TOPIC_PREFIX"], pipeline_env["KAFKA_BOOTSTRAP_SERVERS"]
+    # From two partitions to three: BTC 0 -> 1 and SOL 1 -> 0 move, BNB stays on 0, ETH on 1.
+    symbols = {"BTCUSDT": (0, 1), "SOLUSDT": (1, 0), "BNBUSDT": (0, 0), "ETHUSDT": (1, 1)}
+    for symbol, (before, after) in symbols.items():
+        key = BasisGroups.parse("auto").key(symbol).encode()
+        assert (kafka_partition(key, 2), kafka_partition(key, 3)) == (before, after), symbol
+    landed: list[tuple[bytes, int]] = []
+
+    def produce_murmur2(records: list[tuple[bytes, bytes, int]]) -> None:
+        producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+        for key, value, timestamp_ms in records:
+            producer.produce(prefix + "ticks", key=key, value=value, timestamp=timestamp_ms,
+                             on_delivery=lambda err, msg: landed.append((msg.key(), msg.partition())))
+        assert producer.flush(30) == 0
+
+    first = worker_factory().start()
+    produce_murmur2([tick_bytes(i, symbol) for symbol in symbols for i in range(5)])
+    assert len(read_topic(bootstrap, prefix + "features", expect=20)) == 20
+    assert landed and all(partition == kafka_partition(key, 2) for key, partition in landed)
+    first.stop()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [prefix + stage for stage in ("ticks", "tick-batches", "external-features", "feedback")]
+    for future in admin.create_partitions([NewPartitions(name, 3) for name in names]).values():
+        future.result(30)
+
+    landed.clear()
+    second = worker_factory().start()
+    # A tick of a symbol that stayed, on each old partition: the partition is restored to apply it.
+    produce_murmur2([tick_bytes(5, "BNBUSDT"), tick_bytes(5, "ETHUSDT")])
+    assert len(read_topic(bootstrap, prefix + "features", expect=22)) == 22
+    assert sorted(partition for _, partition in landed) == [0, 1]
+    log = second.log_path.read_text()
+    assert ("partition 0 was restored with the models of 1 symbol(s) whose ticks now go to another of the input "
+            "topics' 3 partitions: BTCUSDT (now 1).") in log
+    assert "partition 1 was restored with the models of 1 symbol(s) whose ticks now go to another of the input " \
+           "topics' 3 partitions: SOLUSDT (now 0)." in log
+    assert "BNBUSDT (now" not in log and "ETHUSDT (now" not in log
+    _, body = second.get("/metrics")
+    assert "livelearn_models_stranded_total 2.0" in body
+    assert "whose ticks now go to another" not in first.log_path.read_text()
