@@ -127,8 +127,9 @@ class Settings:
     )
     metadata_refresh: str = _env(
         "LIVELEARN_METADATA_REFRESH_S", "30",
-        "Every this many seconds the worker's consumer asks for the topics' metadata again: an input topic "
-        "grown while it runs is seen, and checked, within this (Kafka's default is 300)",
+        "Every this many seconds the worker's consumer and every producer ask for the topics' metadata again: an "
+        "input topic grown while they run is seen, and checked, and keys placed by its new count, within this "
+        "(Kafka's default is 300)",
     )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
@@ -332,9 +333,14 @@ class Settings:
         return protocol
 
     def client_config(self) -> dict[str, str]:
-        """librdkafka (confluent-kafka) connection settings, TLS and SASL included."""
+        """librdkafka (confluent-kafka) connection settings, TLS and SASL included, and the metadata refresh
+        of ``LIVELEARN_METADATA_REFRESH_S``: a producer keeps placing keys by the partition count it last
+        asked for, so with librdkafka's default (five minutes) a connector went on sending a group's ticks
+        to its old partition that long after the input topics grew, while the worker's consumer saw the
+        growth within the setting."""
         protocol = self.protocol
-        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": protocol}
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": protocol,
+                  "topic.metadata.refresh.interval.ms": str(round(self.worker.metadata_refresh_s * 1000))}
         if protocol.startswith("SASL"):
             config.update({"sasl.mechanisms": self.sasl_mechanism.strip().upper(),
                            "sasl.username": self.sasl_username, "sasl.password": self.sasl_password})

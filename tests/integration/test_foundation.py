@@ -270,3 +270,34 @@ def test_a_restore_after_the_input_topics_grew_says_which_models_their_ticks_lef
     _, body = second.get("/metrics")
     assert "livelearn_models_stranded_total 2.0" in body
     assert "whose ticks now go to another" not in first.log_path.read_text()
+
+
+def test_a_producer_places_keys_by_the_grown_partition_count_within_the_metadata_refresh(pipeline_env):
+    """A producer places a key by the partition count it last asked the broker for: with librdkafka's
+    default refresh (five minutes) a connector went on sending a group's ticks to its old partition that
+    long after the topics grew. Every producer asks again every ``LIVELEARN_METADATA_REFRESH_S``."""
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    from agents.settings import Settings
+    from connectors.producer import make_producer
+    from schemas.keys import kafka_partition
+
+    settings = Settings.from_env({**pipeline_env, "LIVELEARN_METADATA_REFRESH_S": "1"})
+    topic = settings.topic("ticks")
+    _make_topic(settings.bootstrap_servers, topic, 2)
+    assert (kafka_partition(b"BTC", 2), kafka_partition(b"BTC", 3)) == (0, 1)
+    producer = make_producer(settings.client_config())
+    landed: list[int] = []
+
+    def send() -> int:
+        producer.produce(topic, key=b"BTC", value=b"x", on_delivery=lambda err, msg: landed.append(msg.partition()))
+        assert producer.flush(30) == 0
+        return landed[-1]
+
+    assert send() == 0
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin.create_partitions([NewPartitions(topic, 3)])[topic].result(30)
+    deadline = time.monotonic() + 20
+    while send() != 1:
+        assert time.monotonic() < deadline, f"still on the old partition after 20 s: {landed}"
+        producer.poll(0.5)
