@@ -481,3 +481,40 @@ def test_a_topic_made_moments_before_is_described_once_the_broker_knows_it(pipel
     assert entries["cleanup.policy"].value == "compact"
     with pytest.raises(KafkaException, match="(?i)unknown topic"):
         _described(admin, ConfigResource(ResourceType.TOPIC, settings.topic("never-made")), 30.0, known_within=1.0)
+
+
+def test_a_checkpoint_written_stored_is_restored_by_a_worker_that_compresses(pipeline_env):
+    """``LIVELEARN_CHECKPOINT_COMPRESSION=0`` writes the state stored (zlib level 0: no compression thread
+    competing with the worker for the CPU); a worker set to another level restores it, and the reverse."""
+    settings = Settings.from_env(pipeline_env)
+    create_topics(settings)
+    _fill_input(settings, 100)
+    state = {"kept": [b"prediction %d " % i * 20 for i in range(2000)]}
+    codec = AvroCodec.for_topic_schema("checkpoint")
+
+    def written_size(sequence: int) -> int:
+        with TopicToEnd(settings.client_config(), settings.topic("checkpoints"), timeout=20) as reader:
+            return sum(len(codec.decode(m.value())["state"]) for m in reader
+                       if m.key().startswith(b"pipeline:0:") and m.value() is not None
+                       and codec.decode(m.value())["sequence"] == sequence)
+
+    sizes = {}
+    for sequence, (write_level, read_level) in enumerate(((0, 1), (1, 0)), start=1):
+        writer = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict,
+                                      compression=write_level)
+        writer.states[0], writer.offsets[0] = state, {"ticks": 49 + sequence, "external-features": -1, "feedback": -1}
+        writer.sequences[0] = sequence - 1
+        asyncio.run(writer.checkpoint(0, force=True))
+        sizes[write_level] = written_size(sequence)
+        reader = PartitionCheckpoints(Runtime(settings, faust=False), "pipeline", INPUT_STAGES, "v", factory=dict,
+                                      compression=read_level)
+
+        async def restore(reader=reader):
+            await asyncio.wait_for(reader.load({0}), 60)
+            return await reader.state(0)
+
+        assert asyncio.run(restore()) == state
+        assert reader.offsets[0]["ticks"] == 49 + sequence
+    from streams import snapshots
+
+    assert sizes[0] > len(snapshots.dumps(state)) > 10 * sizes[1]
