@@ -295,7 +295,7 @@ class PartitionCheckpoints:
 
     def __init__(self, runtime: Runtime, stage: str, inputs: tuple[str, ...], version: str,
                  factory: Callable[[], Any], every_events: int = 1000, every_seconds: float = 1.0,
-                 part_bytes: int = PART_BYTES, configured: Any = None, compression: int = 1):
+                 part_bytes: int = PART_BYTES, configured: Any = None):
         if not 1024 <= part_bytes <= 15 * 1024 * 1024:
             raise ValueError("LIVELEARN_CHECKPOINT_PART_BYTES must be between 1 KiB and 15 MiB (the topic's limit "
                              "is 16 MiB)")
@@ -304,7 +304,6 @@ class PartitionCheckpoints:
         # models, windows and monitors were made from it), so a difference is said, not hidden.
         self.configured = configured
         self.every_events, self.every_seconds, self.part_bytes = every_events, every_seconds, part_bytes
-        self.compression = compression  # zlib level; zlib.decompress reads any
         self.states: dict[int, Any] = {}
         self.offsets: dict[int, dict[str, int]] = {}
         self.sequences: dict[int, int] = {}
@@ -656,7 +655,7 @@ class PartitionCheckpoints:
         the open transaction is then left to the next owner's fencing, which aborts it."""
         # The pickle is the consistent snapshot; compressing it (about as long again for a learner's
         # megabyte) runs in a thread (zlib releases the GIL) while the loop serves the next events.
-        state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, self.compression)
+        state = await asyncio.get_running_loop().run_in_executor(None, zlib.compress, pickled, 1)
         if not self.runtime.exactly_once and not await self.runtime.deliver_outputs(give_up_after=flush_timeout):
             # At-least-once: the outputs of these events are on the broker before the checkpoint that
             # says they were applied is even produced. One flush after both was not enough: records for

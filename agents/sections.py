@@ -49,13 +49,6 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _zlib_level(text: str) -> int:
-    level = int(text)
-    if not 0 <= level <= 9:
-        raise ValueError(f"a zlib level is 0 to 9, not {level}")
-    return level
-
-
 # streams.models.MEMBER_NAMES and persistence, not imported for the reason given in _day_buckets (a
 # unit test keeps the two equal).
 MEMBERS = ("persistence", "logreg", "mlp", "micro", "hat", "arf")
@@ -191,7 +184,6 @@ class WorkerSection:
     checkpoint_events: int = _from("model_checkpoint_events", low=1)
     checkpoint_seconds: float = _from("model_checkpoint_seconds", low=0)
     checkpoint_part_bytes: int = _from("checkpoint_part_bytes", low=1024)
-    checkpoint_compression: int = _from("checkpoint_compression", parse=_zlib_level)
     processing_guarantee: str = _from("processing_guarantee", choices=("at_least_once", "exactly_once"))
     transaction_timeout_s: float = _from("transaction_timeout", low=1)
     stop_timeout_s: float = _from("stop_timeout", low=0)

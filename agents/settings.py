@@ -96,11 +96,6 @@ class Settings:
         "LIVELEARN_CHECKPOINT_PART_BYTES", str(4 * 1024 * 1024),
         "Largest checkpoint record (compressed state bytes); a larger state is split into several records",
     )
-    checkpoint_compression: str = _env(
-        "LIVELEARN_CHECKPOINT_COMPRESSION", "1",
-        "zlib level of checkpoint records, 0-9 (0: stored, about twice the bytes and no compression thread on the "
-        "worker's CPU; restores read any level)",
-    )
     model_checkpoint_seconds: str = _env(
         "LIVELEARN_MODEL_CHECKPOINT_SECONDS", "5", "Model checkpoint at least this often while vectors arrive"
     )

@@ -38,7 +38,6 @@ def build(settings: Settings) -> tuple[Runtime, PartitionCheckpoints]:
                                        every_events=settings.worker.checkpoint_events,
                                        every_seconds=settings.worker.checkpoint_seconds,
                                        part_bytes=settings.worker.checkpoint_part_bytes,
-                                       compression=settings.worker.checkpoint_compression,
                                        configured=runtime.pipeline)
     pipeline.register(runtime, checkpoints)
     external.register(runtime, checkpoints)
