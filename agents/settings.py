@@ -127,9 +127,9 @@ class Settings:
     )
     metadata_refresh: str = _env(
         "LIVELEARN_METADATA_REFRESH_S", "30",
-        "Every this many seconds the worker's consumer and every producer ask for the topics' metadata again: an "
-        "input topic grown while they run is seen, and checked, and keys placed by its new count, within this "
-        "(Kafka's default is 300)",
+        "Every this many seconds the worker's consumer and every producer ask for the topics' metadata again: "
+        "within this, an input topic grown while they run is seen (and checked) and keys go by its new partition "
+        "count (Kafka's default is 300)",
     )
     # Local broker managed by `livelearn kafka`.
     home: str = _env("LIVELEARN_HOME", "~/.cache/livelearn", "Cache for broker jars, broker data and run state")
