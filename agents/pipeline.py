@@ -67,16 +67,16 @@ def register(runtime: Runtime, checkpoints: PartitionCheckpoints) -> None:
         count = runtime.app.consumer.topic_partitions(runtime.topic_names[STAGE])
         if not count:
             return  # the assignment's metadata does not list the topic: nothing to compare with
-        moved = sorted(symbol for symbol in getattr(state, "learners", ())
-                       if kafka_partition(runtime.settings.partition_key(symbol).encode(), count) != partition)
-        new = [symbol for symbol in moved if symbol not in stranded]
+        now = {symbol: kafka_partition(runtime.settings.partition_key(symbol).encode(), count)
+               for symbol in getattr(state, "learners", ()) if symbol not in stranded}
+        new = sorted(symbol for symbol, placed in now.items() if placed != partition)
         if not new:
             return
         if len(stranded) < MAX_SYMBOLS:
             stranded.update(new)
         runtime.metrics.stranded.inc(len(new))
-        shown = ", ".join(f"{symbol} (now {kafka_partition(runtime.settings.partition_key(symbol).encode(), count)})"
-                          for symbol in new[:20]) + (f" and {len(new) - 20} more" if len(new) > 20 else "")
+        shown = ", ".join(f"{symbol} (now {now[symbol]})" for symbol in new[:20]) + (
+            f" and {len(new) - 20} more" if len(new) > 20 else "")
         log.error("partition %s was restored with the models of %d symbol(s) whose ticks now go to another of the "
                   "input topics' %d partitions: %s. The input topics were grown, or LIVELEARN_BASIS_GROUPS changed, "
                   "since those models were checkpointed; the symbols start new models where their ticks go, and "
