@@ -22,11 +22,20 @@ as a worker does, feedback applied before them by their event time as before tic
 
 Run it instead of a worker on a topic prefix of its own (``LIVELEARN_TOPIC_PREFIX``), not beside one:
 both would publish the same outputs. It writes no checkpoints: a backtest is re-run from the start.
+
+With ``jobs`` above 1 the input partitions are shared out among that many processes (:func:`shard`),
+as a consumer group shares them among workers: each process reads its partitions of every input topic
+and of the feedback topic, and runs them through its own pipelines and producer. A partition is the
+unit of state (a basis group's symbols, their models, their feedback), so each key's records are the
+ones one process gives, in the same order; only how records of different input partitions interleave
+on an output partition differs, as it does between runs of one process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
 import time
 import uuid
 from collections import deque
@@ -42,23 +51,184 @@ from streams.pipeline import PartitionPipeline, Step
 
 log = logging.getLogger("livelearn.backtest")
 BATCH = 5_000
+# The worker's output producer sends at once (LIVELEARN_OUTPUT_LINGER_MS, 0 by default: latency); a
+# backtest has none to keep and thousands of records a second to send, and sent one small request at a
+# time they cost the broker more CPU than they need. Measured (bench/backtest_jobs.py's capture run,
+# one process, two runs each, 2026-12-05): 50 ms took the broker's CPU over the run from 2.2-2.4 s to
+# 0.3 s and the backtest from 8.0-8.4 s to 6.7-7.1 s. Records are the same: the order within a
+# partition is the idempotent producer's whatever the batching.
+LINGER_MS = 50.0
+
+
+COUNTS = ("ticks", "vectors_in", "feedback", "learned", "vectors", "predictions", "alerts", "dead_letters")
 
 
 def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None = None,
-                 timeout: float = 20.0) -> dict[str, int]:
+                 timeout: float = 20.0, jobs: int = 1) -> dict[str, int]:
     """Process the input topics as they are now; returns counts (ticks, vectors_in, feedback, learned,
-    vectors, predictions, alerts, dead letters). ``progress(done, total)`` (records) is called after
-    each batch. A symbol's inputs are expected on one of the ticks, tick-batches and external-features
-    topics: across them the order is the consumer's, as in a worker."""
+    vectors, predictions, alerts, dead letters, and ``jobs``: the processes that ran). ``progress(done,
+    total)`` (records) is called after each batch. A symbol's inputs are expected on one of the ticks,
+    tick-batches and external-features topics: across them the order is the consumer's, as in a
+    worker. ``jobs``: the most processes to share the input partitions among (one runs here)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    if jobs > 1:
+        sizes = _partition_sizes(settings, timeout)
+        shards = shard(sizes, jobs)
+        if len(shards) > 1:
+            return _run_in_processes(settings, shards, progress, timeout, sum(sizes.values()))
+    return {**_run(settings, progress, timeout, None), "jobs": 1}
+
+
+def shard(sizes: dict[int, int], jobs: int) -> list[frozenset[int]]:
+    """Input partitions (with their record counts) shared out among at most ``jobs`` processes, about
+    evenly by records: the largest first, each to the least loaded process so far (ties: the first).
+    Partitions with no record are left out; fewer shards than ``jobs`` where there are fewer partitions.
+
+    >>> shard({0: 100, 1: 60, 2: 50, 3: 0}, 2)
+    [frozenset({0}), frozenset({1, 2})]
+    >>> shard({0: 10, 1: 0}, 4)
+    [frozenset({0})]
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    used = min(jobs, sum(1 for size in sizes.values() if size > 0))
+    loads: list[tuple[int, int, set[int]]] = [(0, i, set()) for i in range(used)]
+    for partition, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        if size <= 0:
+            break
+        load, i, partitions = min(loads)
+        partitions.add(partition)
+        loads[i] = (load + size, i, partitions)
+    return [frozenset(partitions) for _, _, partitions in loads]
+
+
+def _partition_sizes(settings: Settings, timeout: float) -> dict[int, int]:
+    """Records per input partition now, on the ticks, tick-batches, external-features and feedback
+    topics together (a topic that does not exist holds none)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    runtime = Runtime(settings, faust=False)
+    consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    sizes: dict[int, int] = {}
+    try:
+        listed = consumer.list_topics(timeout=timeout).topics
+        for stage in ("ticks", "tick-batches", "external-features", "feedback"):
+            metadata = listed.get(settings.topic(stage))
+            if metadata is None or metadata.error is not None:
+                continue
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic(stage), partition),
+                                                           timeout=timeout)
+                sizes[partition] = sizes.get(partition, 0) + max(high - low, 0)
+    finally:
+        consumer.close()
+    return sizes
+
+
+class ShardFailed(RuntimeError):
+    """A process of a backtest run with ``jobs`` failed (the other processes were stopped)."""
+
+
+def _run_in_processes(settings: Settings, shards: list[frozenset[int]],
+                      progress: Callable[[int, int], None] | None, timeout: float, total: int = 0) -> dict[str, int]:
+    """:func:`_run` of the first shard here and of each other shard in a process of its own (spawned:
+    torch and librdkafka threads do not survive a fork; a process takes about 2 s to import what it
+    runs, which this one has already done); their counts summed, their progress reported together (out
+    of ``total`` records until every process has said its own). A process that fails or dies ends the
+    others, and the run fails saying which partitions it had and why."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()
+    level = logging.getLogger().getEffectiveLevel()
+    processes = {i: context.Process(target=_run_shard, args=(settings, sorted(shards[i]), timeout, reports, i, level),
+                                    name=f"livelearn-backtest-{i}", daemon=True)
+                 for i in range(1, len(shards))}
+    for process in processes.values():
+        process.start()
+    done: dict[int, dict[str, int]] = {}
+    seen: dict[int, tuple[int, int]] = {}
+
+    def failed(i: int, why: str) -> RuntimeError:
+        return ShardFailed(f"backtest process {i} (input partitions {', '.join(map(str, sorted(shards[i])))}) "
+                           f"{why}; the other processes were stopped, and the run's outputs so far may be on "
+                           "the topics: run the backtest again on fresh topics")
+
+    def said(kind: str, i: int, payload: Any) -> None:
+        if kind == "progress":
+            seen[i] = payload
+            if progress:
+                progress(sum(d for d, _ in seen.values()),
+                         sum(t for _, t in seen.values()) if len(seen) == len(shards) else total)
+        elif kind == "done":
+            done[i] = payload
+        else:
+            raise failed(i, f"failed: {payload}")
+
+    def hear(wait: float) -> None:
+        """What the processes said (waiting up to ``wait`` for the first of it); a process gone without
+        a result fails the run."""
+        try:
+            said(*reports.get(timeout=wait) if wait else reports.get_nowait())
+            while True:
+                said(*reports.get_nowait())
+        except queue.Empty:
+            pass
+        dead = [i for i, process in processes.items() if i not in done and not process.is_alive()]
+        if dead:
+            try:  # a process reports before it exits, but the report may still be on its way
+                said(*reports.get(timeout=5.0))
+            except queue.Empty:
+                raise failed(dead[0], f"ended with exit code {processes[dead[0]].exitcode} without a result") from None
+
+    def here(done_here: int, total_here: int) -> None:
+        seen[0] = (done_here, total_here)
+        hear(0)  # a failure elsewhere stops this one too (raised out of its run)
+
+    try:
+        try:
+            done[0] = _run(settings, here, timeout, shards[0])
+        except ShardFailed:
+            raise
+        except Exception as exc:  # said as another process's failure is
+            raise failed(0, f"failed: {type(exc).__name__}: {exc}") from exc
+        while len(done) < len(shards):
+            hear(1.0)
+    finally:
+        for i, process in processes.items():
+            if i not in done and process.is_alive():
+                process.terminate()
+            process.join(timeout=30)
+    counts = {name: sum(result[name] for result in done.values()) for name in COUNTS}
+    return {**counts, "jobs": len(shards)}
+
+
+def _run_shard(settings: Settings, partitions: list[int], timeout: float, reports: Any, i: int,
+               level: int = logging.WARNING) -> None:
+    """A backtest process: :func:`_run` of ``partitions``, reporting progress, counts or the error."""
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s [backtest {i}] %(message)s")
+    try:
+        counts = _run(settings, lambda done, total: reports.put(("progress", i, (done, total))), timeout,
+                      frozenset(partitions))
+    except BaseException as exc:  # noqa: BLE001 - said to the parent, which fails the run with it
+        reports.put(("error", i, f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+    reports.put(("done", i, counts))
+
+
+def _run(settings: Settings, progress: Callable[[int, int], None] | None, timeout: float,
+         partitions: frozenset[int] | None) -> dict[str, int]:
+    """The backtest of the input ``partitions`` (None: all) in this process."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    linger = max(settings.worker.output_linger_ms, LINGER_MS)
+    runtime = Runtime(dataclasses.replace(settings, output_linger_ms=f"{linger:g}"), faust=False)
     topics = [runtime.topic_names[stage] for stage in ("ticks", "tick-batches", "external-features")]
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "fetch.max.bytes": 64 * 1024 * 1024})
-    counts = {"ticks": 0, "vectors_in": 0, "feedback": 0, "learned": 0, "vectors": 0, "predictions": 0,
-              "alerts": 0, "dead_letters": 0}
+    counts = dict.fromkeys(COUNTS, 0)
     try:
         ends: dict[tuple[str, int], int] = {}
         starts = []
@@ -70,16 +240,18 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
             if metadata is None or metadata.error is not None:
                 continue  # tick-batches: made by the first worker or batched replay
             for partition in sorted(metadata.partitions):
+                if partitions is not None and partition not in partitions:
+                    continue
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
                 if high > low:
                     ends[topic, partition] = high
                     starts.append(TopicPartition(topic, partition, low))
         total = sum(ends[tp.topic, tp.partition] - tp.offset for tp in starts)
-        if not total:
+        if not total and partitions is None:
             raise RuntimeError(f"topics {', '.join(topics[:2])} and {topics[2]} hold nothing: nothing to backtest "
                                "(replay ticks or a dataset into them first)")
         pipelines = {partition: PartitionPipeline(runtime.pipeline) for partition in {p for _, p in ends}}
-        feedback = _feedback_in_time_order(runtime, timeout)
+        feedback = _feedback_in_time_order(runtime, timeout, partitions)
         total += sum(map(len, feedback.values()))
 
         def pipeline_of(partition: int) -> PartitionPipeline:
@@ -164,8 +336,10 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
     return counts
 
 
-def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque]:
-    """The feedback topic as it is now, by partition: ``(time, origin, record, error)`` in the order
+def _feedback_in_time_order(runtime: Runtime, timeout: float,
+                            partitions: frozenset[int] | None = None) -> dict[int, deque]:
+    """The feedback topic (its ``partitions``; None: all) as it is now, by partition:
+    ``(time, origin, record, error)`` in the order
     the backtest applies them, by the time the feedback became known (``feedback_time_ms``; a record
     that does not decode, by its Kafka timestamp, with the reason in ``error``), then by offset."""
     from connectors.topic_end import TopicToEnd
@@ -177,6 +351,8 @@ def _feedback_in_time_order(runtime: Runtime, timeout: float) -> dict[int, deque
                     timeout=max(timeout, 600), metadata_timeout=timeout, strict=True) as reader:
         for message in reader:
             partition, offset = message.partition(), message.offset()
+            if partitions is not None and partition not in partitions:
+                continue
             origin = (topic, partition, offset, message.key(), message.value())
             try:
                 record: dict[str, Any] | None = codec.decode(message.value(), topic, partition, offset)

@@ -26,6 +26,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from cli.errors import CliError, require_broker, require_copartitioned
 
+    if args.jobs < 1:
+        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1", code=2)
     require_broker(settings)
     from confluent_kafka.admin import AdminClient
 
@@ -41,7 +43,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
-    SymbolLearner("WARMUP", pipeline_config(settings).learner)  # torch and River load here, not in the timed run
+    # torch and River load here, not in the timed run (the other processes of --jobs load their own in it)
+    SymbolLearner("WARMUP", pipeline_config(settings).learner)
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -51,7 +54,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                   end="", file=sys.stderr, flush=True)
 
     try:
-        counts = run_backtest(settings, progress)
+        counts = run_backtest(settings, progress, jobs=args.jobs)
     except RuntimeError as exc:
         raise CliError(str(exc), code=2) from None
     if not args.quiet:
@@ -65,6 +68,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                       f"({counts['learned']:,} learned)")
     print(f"backtest of {', '.join(inputs)}: {counts['vectors']:,} feature vectors, {counts['predictions']:,} "
           f"predictions, {counts['alerts']:,} alerts, {counts['dead_letters']:,} dead letters in {elapsed:.1f} s "
+          f"{'in ' + str(counts['jobs']) + ' processes ' if counts['jobs'] > 1 else ''}"
           f"({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
     return 0
 
@@ -80,4 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "became known (same records as a fresh worker; use a topic prefix of its "
                                         "own)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes to share the input partitions among, as workers of a group do (default 1; "
+                        "no more than the partitions that hold records); the records are the same")
     p.set_defaults(func=cmd_backtest)

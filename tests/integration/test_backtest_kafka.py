@@ -201,3 +201,103 @@ def test_a_backtest_applies_feedback_in_the_order_it_became_known(pipeline_env):
             read_topic(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], settings.topic("dead-letters"), to_end=True)]
     assert sorted((d["reason_code"], d["source_topic"]) for d in dead) == [
         ("decode_error", settings.topic("feedback")), ("unknown_prediction", settings.topic("feedback"))]
+
+
+def test_a_backtest_in_two_processes_publishes_what_one_process_does(pipeline_env):
+    """`backtest --jobs 2` shares the input partitions out among two processes, as a consumer group
+    does among workers: BTCUSDT's and ETHUSDT's partitions, each with feedback (learned, unknown, one
+    record that does not decode). Every record of every output topic, per key and in order, equals the
+    one-process backtest's on the same inputs, and so do the counts."""
+    from confluent_kafka import Producer
+
+    from agents.app import pipeline_config
+    from agents.settings import Settings
+    from connectors.recorded import read_file
+    from streams.pipeline import PartitionPipeline
+
+    one_env = {**pipeline_env, **SETTINGS}
+    two_env = {**one_env, "LIVELEARN_TOPIC_PREFIX": "j" + pipeline_env["LIVELEARN_TOPIC_PREFIX"]}
+    settings = Settings.from_env(one_env)
+    given = []
+    for path in SAMPLE:  # feedback naming predictions the pipeline makes (their ids from an in-process run)
+        pipeline = PartitionPipeline(pipeline_config(settings))
+        made = [o.record for tick in read_file(Path(path)) for o in pipeline.on_tick(tick.tick).records
+                if o.stage == "predictions"]
+        for index, minutes_later, label in ((300, 30, 1), (301, 2, 0), (700, 90, 1)):
+            given.append({"prediction_id": made[index]["prediction_id"], "symbol": made[index]["symbol"],
+                          "event_time_ms": None, "label": label, "realised_return": None, "score": None,
+                          "source": "desk", "feedback_time_ms": made[index]["event_time_ms"] + minutes_later * 60_000,
+                          "matured_tick_index": None})
+    given.append({**given[-1], "prediction_id": "ETHUSDT-0-0"})  # unknown
+    codec = AvroCodec.for_topic_schema("feedback")
+    for env in (one_env, two_env):
+        assert livelearn("replay", *SAMPLE, "--quiet", env=env, timeout=120).returncode == 0
+        producer = Producer(Settings.from_env(env).client_config())
+        for record in [*given, None]:
+            symbol = (record or given[-1])["symbol"]
+            producer.produce(Settings.from_env(env).topic("feedback"), key=settings.partition_key(symbol).encode(),
+                             value=b"not avro" if record is None else codec.encode(record))
+        assert producer.flush(30) == 0
+
+    one = livelearn("backtest", "--quiet", env=one_env, timeout=300)
+    two = livelearn("backtest", "--quiet", "--jobs", "2", env=two_env, timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert "in 2 processes" in two.stdout and "processes" not in one.stdout
+    said = [result.stdout.split(" dead letters in ")[0].replace(env["LIVELEARN_TOPIC_PREFIX"], "")
+            for result, env in ((one, one_env), (two, two_env))]
+    assert said[0] == said[1] and f"{TICKS:,} predictions" in said[0] and "8 feedback records" in said[0], said
+
+    compared = {**COMPARED, "dead-letters": "dead_letter"}
+    for stage, schema in compared.items():
+        ours = {key: [{k: v for k, v in r.items() if k != "error_time_ms"} for r in rs]
+                for key, rs in records(one_env, stage, schema, to_end=True).items()}
+        theirs = {key: [{k: v for k, v in r.items() if k != "error_time_ms"} for r in rs]
+                  for key, rs in records(two_env, stage, schema, to_end=True).items()}
+        if stage == "dead-letters":  # they name their source topic, prefix and all
+            one_prefix, two_prefix = one_env["LIVELEARN_TOPIC_PREFIX"], two_env["LIVELEARN_TOPIC_PREFIX"]
+            theirs = {key: [{k: v.replace(two_prefix, one_prefix) if isinstance(v, str) else v for k, v in r.items()}
+                            for r in rs] for key, rs in theirs.items()}
+            assert sorted(r["reason_code"] for rs in ours.values() for r in rs) == ["decode_error",
+                                                                                     "unknown_prediction"]
+        assert ours == theirs, stage
+    assert set(records(one_env, "predictions", "prediction", to_end=True)) == {b"BTCUSDT", b"ETHUSDT"}
+
+
+def test_a_backtest_process_killed_midway_fails_the_run_saying_so(pipeline_env):
+    """`backtest --jobs 2` whose second process is killed (as the OOM killer would) while the first
+    runs: the run fails, saying which process and partitions and how it ended, instead of waiting for
+    a result that cannot come or reporting a backtest of half the partitions."""
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    from agents.backtest import ShardFailed, run_backtest
+    from agents.settings import Settings
+
+    captures = [str(Path(SAMPLE[0]).parents[2] / "ws" / name)
+                for name in ("spot_btcusdt_20240808.gz", "spot_ethusdt_20240808.gz")]
+    assert livelearn("replay", *captures, "--quiet", env=pipeline_env, timeout=120).returncode == 0
+    killed: list[int] = []
+
+    def kill_the_other_process() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for child in multiprocessing.active_children():
+                if child.name.startswith("livelearn-backtest-"):
+                    time.sleep(3.0)  # well into its run (its import takes about 2 s)
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    break
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_other_process, daemon=True)
+    killer.start()
+    with pytest.raises(ShardFailed) as failed:
+        run_backtest(Settings.from_env(pipeline_env), jobs=2)
+    killer.join(timeout=5)
+    assert killed
+    said = str(failed.value)
+    assert said.startswith("backtest process 1 (input partitions ")
+    assert "ended with exit code -9 without a result" in said
+    assert not [child for child in multiprocessing.active_children() if child.name.startswith("livelearn-backtest-")]
