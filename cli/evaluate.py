@@ -289,12 +289,23 @@ def run_files(paths, settings, fmt: str = "auto", symbol: str | None = None, pro
     return scorer.evaluation()
 
 
+def _one_file(work: tuple) -> tuple[Any, Any]:
+    """One file's evaluation and drift-alert budget, in a process of `--jobs` (pickled back)."""
+    from pathlib import Path
+
+    name, settings, fmt, symbol, order = work
+    budget = alert_budget(settings)
+    return run_file(Path(name), settings, fmt, symbol, None, budget, order), budget
+
+
 def run(args, settings) -> int:
     import sys
     from pathlib import Path
 
     from cli.errors import CliError, require_broker
 
+    if args.jobs < 1:
+        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1", code=2)
     if args.files:
         from cli.inputs import data_files
 
@@ -322,7 +333,25 @@ def run(args, settings) -> int:
             if not args.quiet:
                 print(file=sys.stderr)
             files = []
+        if len(files) > 1 and args.jobs > 1:
+            from cli.processes import Processes
+
+            with Processes(min(args.jobs, len(files))) as processes:
+                work = [(name, settings, args.format, args.symbol, args.order) for name in files]
+                try:
+                    done = zip(files, processes.map(_one_file, work), strict=True)
+                    for i, (name, (evaluation, budget)) in enumerate(done, 1):
+                        evaluations[name], budgets[name] = evaluation, budget
+                        results[name] = evaluation.summary()
+                        if not args.quiet:
+                            print(f"evaluate: {i}/{len(files)} files done ({Path(name).name})", file=sys.stderr,
+                                  flush=True)
+                except NoTicks as exc:
+                    raise CliError(str(exc)) from None
         for name in files:
+            if name in evaluations:
+                continue
+
             def progress(done: int, total: int, name: str = name) -> None:
                 if not args.quiet:
                     print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)

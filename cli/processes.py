@@ -1,7 +1,9 @@
-"""Child processes the command line starts (workers for the demo and the benchmarks)."""
+"""Child processes the command line starts: workers (the demo, the benchmarks), and pieces of work run
+several at a time (`livelearn evaluate FILE... --jobs N`, the benchmarks' ``--jobs``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 
@@ -13,3 +15,46 @@ def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+class Processes:
+    """Independent pieces of work run ``jobs`` at a time, each in its own process, the results given
+    back in the order of the work (so the printed tables and RESULT lines are the same
+    whatever ``jobs`` is; each piece builds its own pipeline, so its figures are too). With ``jobs`` 1
+    everything runs here, one piece after another. Processes are spawned, not forked: torch's thread
+    pools do not survive a fork. ``fn`` and the items must pickle (a module-level function).
+
+    >>> with Processes(1) as processes:
+    ...     list(processes.map(abs, [-2, 3]))
+    [2, 3]
+    """
+
+    def __init__(self, jobs: int | None = None):
+        # Each process holds torch, River and a pipeline (a few hundred MB): one per CPU, at most four,
+        # unless told otherwise.
+        jobs = jobs if jobs is not None else min(len(os.sched_getaffinity(0)), 4)
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.jobs = jobs
+        self._pool = None
+
+    def __enter__(self) -> Processes:
+        if self.jobs > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def map(self, fn, items):
+        """``fn(item)`` for every item, in order; with processes all are started at once and each result
+        is given as soon as it and those before it are done (a long run prints as it goes)."""
+        if self._pool is None:
+            return map(fn, items)
+        futures = [self._pool.submit(fn, item) for item in items]
+        return (future.result() for future in futures)

@@ -316,6 +316,24 @@ def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
             "BASIS 1.6): FEATURE 0, VARIANCE 0, CONCEPT 0, PREDICTION 0, BASIS 0") in result.stdout
 
 
+def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
+    """`evaluate FILE... --jobs 2`: each file in a process of its own, the tables (per file and pooled,
+    drift alerts included) equal to those of the files run one after another here."""
+    import json
+
+    days = [str(ROOT / "data/binance/klines/spot" / name)
+            for name in ("BTCUSDT-1m-2020-01-01.zip", "ETHUSDT-1m-2022-08-14.zip", "BTCUSDT-1m-2020-01-02.zip")]
+    one = livelearn("evaluate", "--quiet", "--json", *days)
+    many = livelearn("evaluate", "--json", "--jobs", "2", *days)
+    assert one.returncode == 0 and many.returncode == 0, one.stderr + many.stderr
+    tables = json.loads(one.stdout)
+    assert set(tables) == {*days, "all files"} and json.loads(many.stdout) == tables
+    assert [line for line in many.stderr.splitlines() if line.startswith("evaluate: ")] == [
+        f"evaluate: {i}/3 files done ({day.rsplit('/', 1)[1]})" for i, day in enumerate(days, 1)]
+    refused = livelearn("evaluate", "--jobs", "0", days[0])
+    assert refused.returncode == 2 and "--jobs 0: the number of processes must be at least 1" in refused.stderr
+
+
 def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_path):
     """One day given twice (here in two folders) merged would be one series zigzagging between the two
     files: a clear error, exit 2, before any table. Files that follow each other in time but sit in
