@@ -334,6 +334,8 @@ def run(args, settings) -> int:
                 print(file=sys.stderr)
             files = []
         if len(files) > 1 and args.jobs > 1:
+            from concurrent.futures.process import BrokenProcessPool
+
             from cli.processes import Processes
 
             with Processes(min(args.jobs, len(files))) as processes:
@@ -348,6 +350,9 @@ def run(args, settings) -> int:
                                   flush=True)
                 except NoTicks as exc:
                     raise CliError(str(exc)) from None
+                except BrokenProcessPool:
+                    raise CliError("a process evaluating the files ended before its result (killed, or out of "
+                                   "memory?): run again with fewer --jobs") from None
         for name in files:
             if name in evaluations:
                 continue

@@ -334,6 +334,37 @@ def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
     assert refused.returncode == 2 and "--jobs 0: the number of processes must be at least 1" in refused.stderr
 
 
+def test_evaluate_with_jobs_says_so_when_a_process_dies():
+    """A process of `evaluate --jobs` killed (as the OOM killer would): one line saying what happened
+    and what to do, exit 1, not a traceback or a wait for a result that cannot come."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    days = [str(ROOT / "data/binance/klines/spot" / name)
+            for name in ("BTCUSDT-1m-2020-01-01.zip", "ETHUSDT-1m-2022-08-14.zip", "BTCUSDT-1m-2020-01-02.zip")]
+    run = subprocess.Popen([sys.executable, "-m", "cli.main", "evaluate", "--quiet", "--jobs", "2", *days], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.monotonic() + 60, None
+    while killed is None and time.monotonic() < deadline and run.poll() is None:
+        children = [int(pid) for task in os.listdir(f"/proc/{run.pid}/task")
+                    for pid in open(f"/proc/{run.pid}/task/{task}/children").read().split()]
+        # The pool's workers (spawned: each runs multiprocessing's spawn_main), not its resource tracker.
+        workers = [pid for pid in children if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()]
+        if workers:
+            time.sleep(2.0)
+            os.kill(workers[0], signal.SIGKILL)
+            killed = workers[0]
+        time.sleep(0.05)
+    out, err = run.communicate(timeout=120)
+    assert killed is not None
+    assert run.returncode == 1, err
+    assert "a process evaluating the files ended before its result (killed, or out of memory?)" in err
+    assert "Traceback" not in err
+
+
 def test_evaluate_joined_refuses_two_files_of_one_pair_over_the_same_time(tmp_path):
     """One day given twice (here in two folders) merged would be one series zigzagging between the two
     files: a clear error, exit 2, before any table. Files that follow each other in time but sit in
