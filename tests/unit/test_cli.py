@@ -354,7 +354,7 @@ def test_evaluate_with_jobs_says_so_when_a_process_dies():
         # The pool's workers (spawned: each runs multiprocessing's spawn_main), not its resource tracker.
         workers = [pid for pid in children if b"spawn_main" in open(f"/proc/{pid}/cmdline", "rb").read()]
         if workers:
-            time.sleep(2.0)
+            time.sleep(0.5)  # before it can have finished a file (its import alone takes about 2 s here)
             os.kill(workers[0], signal.SIGKILL)
             killed = workers[0]
         time.sleep(0.05)
