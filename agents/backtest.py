@@ -106,24 +106,39 @@ def shard(sizes: dict[int, int], jobs: int) -> list[frozenset[int]]:
 def _partition_sizes(settings: Settings, timeout: float) -> dict[int, int]:
     """Records per input partition now, on the ticks, tick-batches, external-features and feedback
     topics together (a topic that does not exist holds none)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     sizes: dict[int, int] = {}
     try:
         listed = consumer.list_topics(timeout=timeout).topics
-        for stage in ("ticks", "tick-batches", "external-features", "feedback"):
-            metadata = listed.get(settings.topic(stage))
-            if metadata is None or metadata.error is not None:
-                continue
-            for partition in metadata.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic(stage), partition),
-                                                           timeout=timeout)
-                sizes[partition] = sizes.get(partition, 0) + max(high - low, 0)
+        topics = [settings.topic(stage) for stage in ("ticks", "tick-batches", "external-features", "feedback")]
+        for (_, partition), (low, high) in _filled(consumer, listed, topics, None, timeout).items():
+            sizes[partition] = sizes.get(partition, 0) + high - low
     finally:
         consumer.close()
     return sizes
+
+
+def _filled(consumer: Any, listed: dict, topics: list[str], partitions: frozenset[int] | None,
+            timeout: float) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(low, high)`` offsets of every partition of ``topics`` (of ``partitions``; None: all) that holds
+    records, in topic and partition order; a topic that does not exist (tick-batches, made by the first
+    worker or a batched replay) holds none."""
+    from confluent_kafka import TopicPartition
+
+    found = {}
+    for topic in topics:
+        metadata = listed.get(topic)
+        if metadata is None or metadata.error is not None:
+            continue
+        for partition in sorted(metadata.partitions):
+            if partitions is None or partition in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                if high > low:
+                    found[topic, partition] = (low, high)
+    return found
 
 
 class ShardFailed(RuntimeError):
@@ -230,22 +245,12 @@ def _run(settings: Settings, progress: Callable[[int, int], None] | None, timeou
                          "fetch.max.bytes": 64 * 1024 * 1024})
     counts = dict.fromkeys(COUNTS, 0)
     try:
-        ends: dict[tuple[str, int], int] = {}
-        starts = []
         listed = consumer.list_topics(timeout=timeout).topics
         if topics[0] not in listed:
             raise RuntimeError(f"topic {topics[0]} does not exist (replay data into it first)")
-        for topic in topics:
-            metadata = listed.get(topic)
-            if metadata is None or metadata.error is not None:
-                continue  # tick-batches: made by the first worker or batched replay
-            for partition in sorted(metadata.partitions):
-                if partitions is not None and partition not in partitions:
-                    continue
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                if high > low:
-                    ends[topic, partition] = high
-                    starts.append(TopicPartition(topic, partition, low))
+        filled = _filled(consumer, listed, topics, partitions, timeout)
+        ends = {where: high for where, (_, high) in filled.items()}
+        starts = [TopicPartition(topic, partition, low) for (topic, partition), (low, _) in filled.items()]
         total = sum(ends[tp.topic, tp.partition] - tp.offset for tp in starts)
         if not total and partitions is None:
             raise RuntimeError(f"topics {', '.join(topics[:2])} and {topics[2]} hold nothing: nothing to backtest "
