@@ -303,9 +303,11 @@ def isolated_settings(base, name: str):
     """Settings of one benchmark run: its own topics, consumer group, port and state, one partition."""
     run = uuid.uuid4().hex[:8]
     delete_topics_on_exit(base.bootstrap_servers, run)
+    state_dir = tempfile.mkdtemp(prefix=f"livelearn-bench-{name}-{run}-")
+    atexit.register(shutil.rmtree, state_dir, True)
     return dataclasses.replace(base, topic_prefix=f"bench-{name}-{run}.", app_id=f"bench-{name}-{run}",
                                web_port=str(free_port()), partitions="1", log_level="warning",
-                               state_dir=f"/tmp/livelearn-bench-{name}-{run}")
+                               state_dir=state_dir)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -123,8 +124,11 @@ def running(kind: str, bootstrap: str, topic: str, group: str, web_port: int, re
         yield None
         return
     argv, env = spec
-    process = subprocess.Popen(argv, cwd=ROOT / "bench", env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    # The forwarders keep their state (Faust's data directory, Quix's state) under TMPDIR: one of
+    # their own, removed with them, so that benchmarks leave nothing behind in /tmp.
+    scratch = tempfile.TemporaryDirectory(prefix=f"{group}-")
+    process = subprocess.Popen(argv, cwd=ROOT / "bench", env={**env, "TMPDIR": scratch.name},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if ready_probe:
             forwarding(bootstrap, topic)
@@ -136,6 +140,7 @@ def running(kind: str, bootstrap: str, topic: str, group: str, web_port: int, re
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+        scratch.cleanup()
 
 
 def confluent_loop(topic: str, group: str) -> None:

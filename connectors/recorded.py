@@ -117,12 +117,14 @@ def input_files(paths: Iterable[Path | str]) -> list[Path]:
     folder with no data file in it.
 
     >>> import tempfile
-    >>> root = Path(tempfile.mkdtemp())
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> root = Path(folder.name)
     >>> for name in ("b/BTCUSDT-1m-2024-01-02.zip", "a/BTCUSDT-1m-2024-01-01.zip", "a/x.zip.CHECKSUM", ".hidden"):
     ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
     ...     _ = (root / name).write_bytes(b"")
     >>> [str(p.relative_to(root)) for p in input_files([root])]
     ['a/BTCUSDT-1m-2024-01-01.zip', 'b/BTCUSDT-1m-2024-01-02.zip']
+    >>> folder.cleanup()
     """
     named = [Path(p) for p in paths]
     missing = [str(p) for p in named if not p.exists()]
@@ -677,10 +679,12 @@ def holds_ticks(path: Path | str, rows: int = 10_000, fmt: str = "auto", symbol:
     which is a tick, what they were (``skip:depth_update``).
 
     >>> import tempfile
-    >>> note = Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> note = Path(folder.name) / "notes.txt"
     >>> _ = note.write_text("downloaded 2025-03-01\\n")
     >>> holds_ticks(note)
     False
+    >>> folder.cleanup()
 
     Only those rows are read (a month of trades is tens of millions), unless they are well-formed
     messages that are no ticks: a thin pair's capture may open with thousands of depth updates before

@@ -8,11 +8,13 @@ ends inside a member: its complete lines are given, the incomplete last one is n
 :attr:`GzipLines.truncated` says so once the lines are read.
 
 >>> import gzip, tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "c.gz"
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = pathlib.Path(folder.name) / "c.gz"
 >>> _ = path.write_bytes(gzip.compress(b"one\\r\\ntwo\\n") + gzip.compress(b"three")[:-6])
 >>> lines = GzipLines(path)
 >>> list(lines), lines.truncated, lines.count
 (['one', 'two'], True, 2)
+>>> folder.cleanup()
 """
 
 from __future__ import annotations
