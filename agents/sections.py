@@ -51,7 +51,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 # streams.models.MEMBER_NAMES and persistence, not imported for the reason given in _day_buckets (a
 # unit test keeps the two equal).
-MEMBERS = ("persistence", "logreg", "mlp", "micro", "hat", "arf")
+MEMBERS = ("persistence", "logreg", "mlp", "micro", "side", "imbalance", "hat", "arf")
 
 
 def _members(text: str) -> tuple[str, ...]:

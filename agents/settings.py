@@ -210,8 +210,9 @@ class Settings:
     )
     basis_min_bps: str = _env("LIVELEARN_BASIS_MIN_BPS", "20", "Smallest basis shift (basis points) a BASIS alert reports")
     alert_min_severity: str = _env("LIVELEARN_ALERT_MIN_SEVERITY", "LOW", "Alerts below this severity are tracked, not published")
-    members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp,micro",
-                        "Ensemble members (logreg, mlp, micro, hat, arf); the no-skill references are always in it")
+    members: str = _env("LIVELEARN_MEMBERS", "logreg,mlp,micro,side,imbalance",
+                        "Ensemble members (logreg, mlp, micro, side, imbalance, hat, arf); the no-skill references "
+                        "are always in it")
     challengers: str = _env(
         "LIVELEARN_CHALLENGERS", "",
         "Challenger variants, name=member+member;... e.g. fast=logreg@0.05;tree=hat (empty = none)",

@@ -16,9 +16,8 @@ mature at one vector are one event's evidence: the mixture and the running prior
 by ``1 / k``; a member weighs each by one over how many were forecast at its price (one realised
 move: plain SGD stepped ``k`` times one way after each quiet spell at the next mid change).
 
-Each outcome is also scored for the references (:mod:`streams.references`: constant 0.5, running
-prior, persistence, last trade side), with skill and its interval in :mod:`streams.scoring`; the
-ensemble is the mixture of :mod:`streams.ensemble`.
+Each outcome is also scored for the references (:mod:`streams.references`), with skill and its interval
+in :mod:`streams.scoring`; the ensemble is the mixture of :mod:`streams.ensemble`.
 
 >>> learner = SymbolLearner("BTCUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
 >>> v = {"symbol": "BTCUSDT", "event_time_ms": 1, "tick_index": 1, "price": 100.0,
@@ -43,7 +42,7 @@ from streams.ensemble import START, Forecast, Variant
 from streams.external import check_feedback, vector_problem
 from streams.features import MODEL_FEATURES
 from streams.issued import IssuedPredictions, prediction_id
-from streams.models import make_member
+from streams.models import make_member, usable
 from streams.references import Persistence, TradeSide
 from streams.scoring import BlockedScores, MemberScore, brier, log_loss
 from streams.variants import VariantPolicy
@@ -66,7 +65,7 @@ class UnknownPrediction(KeyError):
 class LearnerConfig:
     """Everything a learner is built from (one object, validated once)."""
 
-    members: tuple[str, ...] = ("logreg", "mlp", "micro")
+    members: tuple[str, ...] = ("logreg", "mlp", "micro", "side", "imbalance")
     horizon_ticks: int = 5
     horizon_seconds: float = 0.0
     label: str = "horizon"
@@ -124,8 +123,7 @@ class Pending:
 
     def __init__(self, prediction_id, tick_index, event_time_ms, price, x, label, regime, served, forecasts,
                  references):
-        self.prediction_id, self.tick_index, self.event_time_ms, self.price = (
-            prediction_id, tick_index, event_time_ms, price)
+        self.prediction_id, self.tick_index, self.event_time_ms, self.price = prediction_id, tick_index, event_time_ms, price
         self.x, self.label, self.regime, self.served = x, label, regime, served
         self.forecasts: dict[str, Forecast] = forecasts  # every variant's, by name
         self.references: dict[str, float] = references  # P(up) of each reference at prediction time
@@ -156,12 +154,13 @@ class SymbolLearner:
         self.last_tick_index = 0
         self.typical_move, self.moves_seen = 0.0, 0  # mean |realised return| (last ~500 outcomes)
         self.outcomes = self.flat = 0
-        names = (*config.members, "ensemble", *REFERENCES)
+        members = usable(config.members, self.model_features)  # those its vectors can serve
+        names = (*members, "ensemble", *REFERENCES)
         self.scores = {name: MemberScore() for name in names}
         if self.policy is not None:
             for name in self.variants:
                 self.scores[f"variant:{name}"] = MemberScore()
-        skilled = ("ensemble", *config.members)
+        skilled = ("ensemble", *members)
         self.blocks = BlockedScores((*skilled, "prior", "constant"), block=max(20, 4 * config.horizon_ticks))
         # Vectors between a forecast and its outcome, summed, and their count: blocks of four mean lags.
         self.lag_sum, self.lags = 0, 0
@@ -169,7 +168,8 @@ class SymbolLearner:
 
     def _variant(self, members: tuple[str, ...]) -> Variant:
         config = self.config
-        return Variant({name: make_member(name, config.seed, config.device, self.model_features) for name in members},
+        return Variant({name: make_member(name, config.seed, config.device, self.model_features)
+                        for name in usable(members, self.model_features)},
                        guard=config.guard, regime_weights=config.regime_weights, share=config.share,
                        start=self.__dict__.get("start", START["markets"]), gate_alpha=config.skill_gate_alpha or None)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from streams.models import usable
+
 if TYPE_CHECKING:
     from streams.learning import SymbolLearner
     from streams.pipeline import SymbolActivity
@@ -36,7 +38,7 @@ def skill(learner: SymbolLearner) -> dict[str, dict[str, float]]:
     intervals (batch means over blocks of at least four times the mean number of vectors between
     a forecast and its outcome, and at least 20; an event's outcomes never split)."""
     out = {}
-    for name in ("ensemble", *learner.config.members):
+    for name in ("ensemble", *usable(learner.config.members, learner.model_features)):
         s, low, high = learner.blocks.skill(name, "prior")
         c, c_low, c_high = learner.blocks.skill(name, "constant")
         out[name] = {"vs_prior": s, "vs_prior_low": low, "vs_prior_high": high, "vs_constant": c,

@@ -111,6 +111,7 @@ class TradeSide:
     rate as the probability; 0.5 where the vector has no trade side (klines, datasets)."""
 
     name = "trade_side"
+    features = ("last_trade_sign",)  # all it reads (the guard checks no more)
 
     def __init__(self, decay: float = 0.99):
         self.rate = _HitRate(decay)
@@ -122,7 +123,7 @@ class TradeSide:
         p_up = self.rate.probability_up(sign > 0)
         return {0: 1.0 - p_up, 1: p_up}
 
-    def learn_one(self, x: dict[str, float], y: int) -> None:
+    def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> None:
         sign = x.get("last_trade_sign")
         if sign:
             self.rate.learn((sign > 0) == (y == 1))
@@ -130,6 +131,9 @@ class TradeSide:
 
 class QueueImbalanceReference:
     """Online logistic regression on the queue imbalance alone (see the module docstring)."""
+
+    name = "queue_imbalance"
+    features = ("book_imbalance",)
 
     def __init__(self):
         from river import linear_model, optim
@@ -146,3 +150,14 @@ class QueueImbalanceReference:
 
     def learn(self, x: dict[str, float], y: int) -> None:
         self.model.learn_one(x, bool(y))
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[int, float]:
+        """As a member (River's API): 0.5 where the vector has no book."""
+        inputs = self.inputs(x)
+        p_up = 0.5 if inputs is None else self.predict(inputs)
+        return {0: 1.0 - p_up, 1: p_up}
+
+    def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> None:
+        inputs = self.inputs(x)
+        if inputs is not None:
+            self.model.learn_one(inputs, bool(y), w=w)

@@ -72,7 +72,8 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
         accuracy = sample(last, "livelearn_member_accuracy", symbol="BTCUSDT", member=member)
         assert accuracy is not None and 0.0 <= accuracy <= 1.0
         assert sample(last, "livelearn_member_log_loss", symbol="BTCUSDT", member=member) > 0
-    experts = ("constant", "prior", "logreg", "logreg~cal", "mlp", "mlp~cal", "micro", "micro~cal")
+    experts = ("constant", "prior", "logreg", "logreg~cal", "mlp", "mlp~cal", "micro", "micro~cal", "side",
+               "side~cal", "imbalance", "imbalance~cal")
     weights = [sample(last, "livelearn_ensemble_weight", symbol="BTCUSDT", member=m) for m in experts]
     assert sum(weights) == pytest.approx(1.0)
     # Skill against both no-skill references, and the share of flat outcomes.

@@ -447,3 +447,37 @@ def test_the_mlp_weighs_a_burst_of_one_price_move_as_one_sample():
         restored.learn_one({"a": 0.3}, 1, 0.5)
     assert restored.buffer_w[restored.position - 1] == 0.5 and restored.steps == weighted.steps + 1
     assert snapshots.loads(snapshots.dumps(restored)).buffer_w[restored.position - 1] == 0.5
+
+
+def test_the_rule_members_are_the_references_as_experts_and_left_out_where_they_cannot_read():
+    """``side`` and ``imbalance`` serve the mixture the trade-side and queue-imbalance rules, so its
+    guarantee against its best expert covers them. On the shipped BTCUSDT capture (forecasts at trades,
+    five ahead: every outcome one price move, so the members learn each with weight 1) the ``side``
+    member says what the ``trade_side`` reference says at every prediction, and both rules carry weight
+    in the mixture. A labelled dataset has neither input: there they are left out, not kept at 0.5."""
+    from agents.app import pipeline_config
+    from agents.settings import Settings
+    from connectors.recorded import read_file
+    from streams.pipeline import PartitionPipeline
+    from tests.conftest import DATA
+
+    config = pipeline_config(Settings())
+    assert {"side", "imbalance"} <= set(config.learner.members)
+    pipeline = PartitionPipeline(config)
+    predictions = []
+    for item in read_file(DATA / "binance" / "ws" / "spot_btcusdt_20240808.gz")[:12000]:
+        if item.tick is not None:
+            predictions += [o.record for o in pipeline.on_tick(item.tick).records if o.stage == "predictions"]
+    assert len(predictions) > 1500
+    sides = [(p["member_probabilities"]["side"], p["member_probabilities"]["trade_side"]) for p in predictions]
+    assert all(member == reference for member, reference in sides)
+    assert len({member for member, _ in sides}) > 10  # it learned a hit rate, not a constant
+    assert len({p["member_probabilities"]["imbalance"] for p in predictions}) > 100
+    weights = predictions[-1]["member_weights"]
+    assert {"side", "side~cal", "imbalance", "imbalance~cal"} <= set(weights)
+
+    dataset = learner_of(model_features=("x1", "x2"), members=("logreg", "side", "imbalance"))
+    assert list(dataset.variants["default"].members) == ["logreg"]
+    assert {"side", "imbalance"}.isdisjoint(dataset.scores)
+    step = dataset.process({**vector(1, 1.0, {"x1": 0.1, "x2": 0.2}), "feature_set": "v1-dataset", "label": 1})
+    assert set(step.prediction["member_probabilities"]) == {"logreg", "persistence", "trade_side", "prior"}

@@ -28,7 +28,7 @@ def test_sections_hold_typed_values_of_the_defaults():
             value = getattr(section, f.name)
             kind = typing.get_origin(hints[f.name]) or hints[f.name]
             assert isinstance(value, kind), (name, f.name, value)
-    assert s.kafka.partitions == 4 and s.learning.members == ("logreg", "mlp", "micro")
+    assert s.kafka.partitions == 4 and s.learning.members == ("logreg", "mlp", "micro", "side", "imbalance")
     assert s.ticks.gate is True and s.learning.regime_weights is False
     assert s.local_broker.home == Path("~/.cache/livelearn").expanduser()
     assert not s.worker.exactly_once
