@@ -14,7 +14,8 @@
   trains in batches, like the MLP, did not train on this call).
 * degenerate output: a member whose probability has been exactly the same for ``degenerate_after``
   predictions in a row while it kept learning (at least ``degenerate_after // 4`` accepted steps in
-  that run) is saturated or dead (a price of 1e-300 once left both members at exactly 0.5 for good).
+  that run with some input it reads: a rule member on klines, which carry neither a trade side nor a
+  book, says 0.5 throughout and is not broken) is saturated or dead (a price of 1e-300 once left both members at exactly 0.5 for good).
   It is restored from its last good snapshot; snapshots are not refreshed while the output is stuck,
   so the restored state is one from before the run began. One cheap comparison a prediction.
 * a failed check restores the last good state: a snapshot (pickle) taken every ``snapshot_every``
@@ -157,7 +158,7 @@ class GuardedMember:
             stat[1] += delta / stat[0]
             stat[2] += delta * (value - stat[1])
         self.accepted_since_snapshot += 1
-        if self.same_run:
+        if self.same_run and read:  # a step without any input the member reads teaches it nothing
             self.learned_in_run += 1
         if self.accepted_since_snapshot >= self.snapshot_every and self.same_run < self.degenerate_after // 4:
             self.snapshot = snapshots.dumps(self.member)

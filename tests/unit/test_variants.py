@@ -188,3 +188,19 @@ def test_a_member_stuck_at_one_probability_while_learning_is_restored_from_a_goo
     after = [step() for _ in range(50)]
     assert [code for code, _ in guarded.drain()] == ["degenerate_output"]
     assert len(set(after[-40:])) > 30 and max(after[1:]) < 1.0  # after[0] was served before the restore
+
+
+def test_a_rule_member_without_its_input_says_0_5_throughout_and_is_not_taken_for_stuck():
+    """On klines (no trade side, no book) the ``side`` and ``imbalance`` members say exactly 0.5 at every
+    prediction while the guard passes them every outcome: not a dead member, so nothing is restored or
+    reported (it raised a REJECTED_UPDATE every 200 vectors per rule and symbol before)."""
+    for name in ("side", "imbalance"):
+        guarded = GuardedMember(make_member(name), degenerate_after=100)
+        for i in range(1_000):
+            assert guarded.predict_proba_one({"ret_1": 0.001 * (i % 7 - 3)})[1] == 0.5
+            assert guarded.learn_one({"ret_1": 0.001 * (i % 7 - 3)}, i % 2)
+        assert not guarded.drain() and guarded.rejected == 0
+        # Given its input it learns and moves.
+        for i in range(300):
+            guarded.learn_one({"last_trade_sign": 1.0, "book_imbalance": 0.6}, 1)
+        assert guarded.predict_proba_one({"last_trade_sign": 1.0, "book_imbalance": 0.6})[1] > 0.6
