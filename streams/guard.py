@@ -15,7 +15,8 @@
 * degenerate output: a member whose probability has been exactly the same for ``degenerate_after``
   predictions in a row while it kept learning (at least ``degenerate_after // 4`` accepted steps in
   that run with some input it reads: a rule member on klines, which carry neither a trade side nor a
-  book, says 0.5 throughout and is not broken) is saturated or dead (a price of 1e-300 once left both members at exactly 0.5 for good).
+  book, says 0.5 throughout and is not broken) is saturated or dead (a price of 1e-300 once left both
+  members at exactly 0.5 for good).
   It is restored from its last good snapshot; snapshots are not refreshed while the output is stuck,
   so the restored state is one from before the run began. One cheap comparison a prediction.
 * a failed check restores the last good state: a snapshot (pickle) taken every ``snapshot_every``

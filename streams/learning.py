@@ -123,7 +123,8 @@ class Pending:
 
     def __init__(self, prediction_id, tick_index, event_time_ms, price, x, label, regime, served, forecasts,
                  references):
-        self.prediction_id, self.tick_index, self.event_time_ms, self.price = prediction_id, tick_index, event_time_ms, price
+        self.prediction_id, self.tick_index = prediction_id, tick_index
+        self.event_time_ms, self.price = event_time_ms, price
         self.x, self.label, self.regime, self.served = x, label, regime, served
         self.forecasts: dict[str, Forecast] = forecasts  # every variant's, by name
         self.references: dict[str, float] = references  # P(up) of each reference at prediction time
@@ -151,8 +152,7 @@ class SymbolLearner:
         self.persistence, self.trade_side = Persistence(), TradeSide()
         self.pending: deque[Pending] = deque()
         self.issued = IssuedPredictions(config.keep_issued)
-        self.last_tick_index = 0
-        self.typical_move, self.moves_seen = 0.0, 0  # mean |realised return| (last ~500 outcomes)
+        self.last_tick_index, self.typical_move, self.moves_seen = 0, 0.0, 0  # typical: mean |return|, ~500 last
         self.outcomes = self.flat = 0
         members = usable(config.members, self.model_features)  # those its vectors can serve
         names = (*members, "ensemble", *REFERENCES)

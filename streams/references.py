@@ -124,6 +124,7 @@ class TradeSide:
         return {0: 1.0 - p_up, 1: p_up}
 
     def learn_one(self, x: dict[str, float], y: int, w: float = 1.0) -> None:
+        # w (a member's sample weight) is not used: the hit rate counts outcomes, as Persistence does.
         sign = x.get("last_trade_sign")
         if sign:
             self.rate.learn((sign > 0) == (y == 1))

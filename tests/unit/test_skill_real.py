@@ -81,10 +81,9 @@ def test_thin_futures_books_at_the_next_mid_change_are_not_worse_than_no_skill()
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("capture,horizon,share,scored", [("spot_btcusdt_20240808.gz", "next_change", 0.9, 15_000),
-                                                          ("spot_ethusdt_20240808.gz", "next_change", 0.9, 15_000),
-                                                          ("spot_btcusdt_20240808.gz", "1", 0.85, 15_000),
-                                                          ("spot_btcusdt_20240808.gz", "trades", 0.7, 800)])
+@pytest.mark.parametrize("capture,horizon,share,scored", [
+    ("spot_btcusdt_20240808.gz", "next_change", 0.9, 15_000), ("spot_ethusdt_20240808.gz", "next_change", 0.9, 15_000),
+    ("spot_btcusdt_20240808.gz", "1", 0.85, 15_000), ("spot_btcusdt_20240808.gz", "trades", 0.7, 800)])
 def test_where_the_book_has_signal_the_ensemble_keeps_most_of_the_queue_imbalance_skill(capture, horizon, share,
                                                                                         scored):
     """Skill against the running prior, the ensemble's over the queue-imbalance-only logistic's: 172%

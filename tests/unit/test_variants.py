@@ -201,6 +201,6 @@ def test_a_rule_member_without_its_input_says_0_5_throughout_and_is_not_taken_fo
             assert guarded.learn_one({"ret_1": 0.001 * (i % 7 - 3)}, i % 2)
         assert not guarded.drain() and guarded.rejected == 0
         # Given its input it learns and moves.
-        for i in range(300):
+        for _ in range(300):
             guarded.learn_one({"last_trade_sign": 1.0, "book_imbalance": 0.6}, 1)
         assert guarded.predict_proba_one({"last_trade_sign": 1.0, "book_imbalance": 0.6})[1] > 0.6
