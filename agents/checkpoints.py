@@ -439,6 +439,17 @@ class PartitionCheckpoints:
         """How many times ``partition`` was revoked from this worker (see state and unapplied)."""
         return self._revocations.get(partition, 0)
 
+    def _differences(self, record: dict[str, Any]) -> str:
+        """What differs between a checkpoint of another version and this worker's settings, where its
+        state can still be read (the version is a checksum: without this a user learns that the models
+        were dropped, not which setting dropped them, e.g. a default member list changed by an upgrade)."""
+        try:
+            state = snapshots.loads(zlib.decompress(record["state"]))
+        except Exception as exc:  # another state format: nothing to compare
+            return f"Its state is of another format ({type(exc).__name__})."
+        changed = config_differences(getattr(state, "config", None), self.configured) if self.configured else []
+        return f"Changed: {'; '.join(changed)}." if changed else "Its state is of another format."
+
     async def _restore(self, partition: int, mark: int) -> tuple[Any, dict[str, int], int]:
         """The restored state, the input offsets it reflects and the number of the next checkpoint."""
         candidates = (self.restored or {}).pop(partition, [])
@@ -450,8 +461,10 @@ class PartitionCheckpoints:
         highest = max((record["sequence"] for record in candidates), default=0)
         for record in candidates:
             if record["version"] != self.version:
-                log.warning("%s: ignoring checkpoint of version %s (running %s)", self.stage, record["version"],
-                            self.version)
+                log.warning("%s: partition %s starts fresh, its models and monitors new: its newest checkpoint "
+                            "(%s) was written under another configuration (version %s; this worker runs %s). %s "
+                            "To keep that state, run with the settings it was written with.", self.stage, partition,
+                            record["sequence"], record["version"], self.version, self._differences(record))
                 break
             try:
                 state = snapshots.loads(zlib.decompress(record["state"]))
