@@ -55,6 +55,9 @@ def render(summary: dict[str, Any], title: str = "") -> str:
             lines.append(f"  {name:<16} {row['n']:>7} {_cell(row['accuracy']):>8} {_cell(row['log_loss']):>8} "
                          f"{_cell(row['brier']):>7} {_cell(row['calibration_error'], 3):>6}  "
                          f"{_skill(row, 'prior'):<26} {_skill(row, 'constant')}")
+        if c.get("at_one_half"):
+            lines.append(f"  ({', '.join(c['at_one_half'])}: 0.5 at every outcome, no input of theirs in these "
+                         "ticks; the constant's row)")
     return "\n".join(lines)
 
 

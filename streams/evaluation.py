@@ -18,6 +18,13 @@ outcome when it matures, like the models.
 >>> row = table.summary()["X"]["ensemble"]
 >>> row["accuracy"], round(row["log_loss"], 4), round(row["skill_vs_constant"], 3)
 (1.0, 0.3567, 0.485)
+
+A forecaster at 0.5 for every outcome (a rule member whose input these ticks lack) has no row: it is
+the constant's. The counts name it.
+
+>>> table.add("X", {"ensemble": 0.7, "prior": 0.5, "side": 0.5}, 1)
+>>> sorted(table.summary()["X"]), table.summary()["_counts"]["X"]["at_one_half"]
+(['constant', 'ensemble', 'prior'], ['side'])
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from streams.scoring import BlockedScores, CalibrationBins, brier, log_loss
 
 REFERENCES = ("constant", "prior", "persistence", "trade_side", "queue_imbalance")
 POOLED = "pooled"
+ALWAYS_SHOWN = ("ensemble", "constant", "prior")
 
 
 class _Forecaster:
@@ -105,9 +113,10 @@ class Evaluation:
     def _rows(self, forecasters: dict[str, _Forecaster], symbols: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}
         for name, f in forecasters.items():
-            # A reference that never had an input (the last trade's side on klines) says 0.5 throughout:
-            # it is the constant again, not a row of its own.
-            if not f.n or (name != "constant" and name in REFERENCES and not f.informative):
+            # A forecaster that never had an input (the last trade's side on klines, as a reference or as
+            # the ``side`` member) says 0.5 throughout: it is the constant again, not a row of its own.
+            # The ensemble and the two no-skill references keep theirs (a closed skill gate is a finding).
+            if not f.n or (name not in ALWAYS_SHOWN and not f.informative):
                 continue
             row = {"n": f.n, "accuracy": f.hits / f.n, "log_loss": f.loss / f.n, "brier": f.brier / f.n,
                    "calibration_error": f.bins.error()}
@@ -131,11 +140,13 @@ class Evaluation:
                 pooled.setdefault(name, _Forecaster()).merge(f)
         if len(self.forecasters) > 1:
             out[POOLED] = self._rows(pooled, list(self.forecasters))
-        counts = {symbol: {"outcomes": n, "flat": self.flat[symbol], "flat_share": self.flat[symbol] / n if n else None}
+        counts = {symbol: {"outcomes": n, "flat": self.flat[symbol], "flat_share": self.flat[symbol] / n if n else None,
+                           "at_one_half": _at_one_half(self.forecasters.get(symbol, {}))}
                   for symbol, n in sorted(self.outcomes.items())}
         total = sum(self.outcomes.values())
         counts[POOLED] = {"outcomes": total, "flat": sum(self.flat.values()),
-                          "flat_share": sum(self.flat.values()) / total if total else None}
+                          "flat_share": sum(self.flat.values()) / total if total else None,
+                          "at_one_half": _at_one_half(pooled)}
         out["_counts"] = counts
         return out
 
@@ -172,6 +183,12 @@ class Evaluation:
             if name in forecasters:
                 bins.merge(forecasters[name].bins)
         return bins.table()
+
+
+def _at_one_half(forecasters: dict[str, _Forecaster]) -> list[str]:
+    """Forecasters left out of the table for saying 0.5 at every scored outcome (see ``_rows``)."""
+    return sorted(name for name, f in forecasters.items()
+                  if f.n and name not in ALWAYS_SHOWN and not f.informative)
 
 
 def _pooled_skill(blocks: list[BlockedScores], model: str, reference: str) -> tuple[float, float, float]:

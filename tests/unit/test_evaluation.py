@@ -45,8 +45,16 @@ def test_the_table_from_records_equals_the_learners_own_scores():
         assert row["log_loss"] == pytest.approx(own[name]["log_loss"], abs=1e-12), name
         assert row["accuracy"] == pytest.approx(own[name]["accuracy"], abs=1e-12), name
     assert summary["_counts"]["BTCUSDT"]["outcomes"] == learner.outcomes
-    # Klines have no book and no trade side: those references would be the constant again.
+    # Klines have no book and no trade side: those references, and the rule members that read them,
+    # would be the constant again; the counts name the members left out, and the text table says so.
     assert "queue_imbalance" not in summary["BTCUSDT"] and "trade_side" not in summary["BTCUSDT"]
+    assert "side" not in summary["BTCUSDT"] and "imbalance" not in summary["BTCUSDT"]
+    assert {"side", "imbalance"} <= set(summary["_counts"]["BTCUSDT"]["at_one_half"])
+    assert own["side"]["log_loss"] == own["constant"]["log_loss"]
+    from cli.evaluate import render
+
+    assert "  (imbalance, side, trade_side: 0.5 at every outcome, no input of theirs in these ticks; the constant's row)" in (
+        render(summary).splitlines())
     row = summary["BTCUSDT"]["ensemble"]
     assert row["skill_vs_prior_low"] < row["skill_vs_prior"] < row["skill_vs_prior_high"]
     assert 0.0 <= row["calibration_error"] < 0.2
@@ -118,6 +126,8 @@ def test_a_run_scored_as_it_goes_equals_the_table_from_its_records():
     assert streamed == evaluate_run(kept["predictions"], kept["outcomes"], kept["features"]).summary()
     rows = streamed["BTCUSDT"]
     assert {"ensemble", "prior", "queue_imbalance"} <= set(rows) and rows["ensemble"]["n"] > 100
+    # Where trades and a book come, the rule members have rows of their own.
+    assert {"side", "imbalance"} <= set(rows) and not streamed["_counts"]["BTCUSDT"]["at_one_half"]
 
 
 def test_a_scored_outcome_keeps_a_few_doubles_not_its_records():
