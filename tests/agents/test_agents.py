@@ -287,3 +287,27 @@ def test_a_restore_that_a_revocation_overtakes_is_not_kept_and_its_event_waits_f
     assert reads == [0]  # the fake read leaves nothing to read again (a real one reads again, see load)
     assert [stage for stage, _, _ in published] == outputs
     assert checkpoints.offsets[0][stage] == 1  # test_context numbers the second put offset 1
+
+
+def test_a_checkpoint_of_another_version_is_described_by_the_settings_that_changed():
+    """The warning of a fresh start names what changed where the old state can be read, and says
+    "another format" where it cannot or holds no configuration, without failing the restore."""
+    import dataclasses
+    import types
+    import zlib
+
+    from agents.checkpoints import PartitionCheckpoints
+    from streams import snapshots
+    from streams.pipeline import PartitionPipeline, PipelineConfig
+
+    configured = PipelineConfig()
+    old = dataclasses.replace(configured, learner=dataclasses.replace(configured.learner, members=("logreg",)))
+    checkpoints = types.SimpleNamespace(configured=configured)
+
+    def describe(state: bytes) -> str:
+        return PartitionCheckpoints._differences(checkpoints, {"state": state})  # type: ignore[arg-type]
+
+    written = zlib.compress(snapshots.dumps(PartitionPipeline(old)))
+    assert describe(written) == (f"Changed: learner.members: ('logreg',) -> {configured.learner.members!r}.")
+    assert describe(zlib.compress(snapshots.dumps({"ticks_seen": 11}))) == "Its state is of another format."
+    assert describe(b"not zlib") == "Its state is of another format (error)."
