@@ -53,8 +53,9 @@ def test_the_table_from_records_equals_the_learners_own_scores():
     assert own["side"]["log_loss"] == own["constant"]["log_loss"]
     from cli.evaluate import render
 
-    assert "  (imbalance, side, trade_side: 0.5 at every outcome, no input of theirs in these ticks; the constant's row)" in (
-        render(summary).splitlines())
+    said = ("  (imbalance, side, trade_side: 0.5 at every outcome, no input of theirs in these ticks; "
+            "the constant's row)")
+    assert said in render(summary).splitlines()
     row = summary["BTCUSDT"]["ensemble"]
     assert row["skill_vs_prior_low"] < row["skill_vs_prior"] < row["skill_vs_prior_high"]
     assert 0.0 <= row["calibration_error"] < 0.2
