@@ -133,7 +133,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from cli.topic_reader import read_records
 
     require_broker(settings)
-    from streams.evaluation import models_summary
+    from streams.model_events import models_summary
 
     summary = models_summary(read_records(settings, "performance", "performance"),
                              read_records(settings, "model-events", "model_event"), args.recent)

@@ -397,21 +397,3 @@ def evaluate_run(predictions: list[dict], outcomes: list[dict], vectors: list[di
                                                       _tick_index(prediction["prediction_id"]))))
     return scorer.evaluation(block)
 
-
-def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:
-    """Per symbol: the latest performance record, the most recent lifecycle events (promotions,
-    rollbacks, resets) and how many learning steps the guard refused."""
-    out: dict[str, dict] = {}
-    for record in performance:
-        current = out.setdefault(record["symbol"], {"performance": None, "events": [], "refused_updates": 0})
-        if current["performance"] is None or record["labelled"] >= current["performance"]["labelled"]:
-            current["performance"] = record
-    for event in sorted(events, key=lambda e: e["event_time_ms"]):
-        current = out.setdefault(event["symbol"], {"performance": None, "events": [], "refused_updates": 0})
-        if event["kind"] == "REJECTED_UPDATE":
-            current["refused_updates"] += 1
-        elif event["kind"] != "CHECKPOINT":
-            current["events"].append(event)
-    for current in out.values():
-        current["events"] = current["events"][-recent:]
-    return out

@@ -2,7 +2,8 @@
 refused updates) as records, and the one rule by which a concept-drift alert changes the champion.
 
 Both are plain functions of a :class:`streams.learning.SymbolLearner` and a record, so the worker, the
-backtest and a unit test apply the same rule. Event ids are derived from what caused the event (the
+backtest and a unit test apply the same rule; :func:`models_summary` reads the published ones back
+(``livelearn models``). Event ids are derived from what caused the event (the
 alert id, or the learner's version and reason), so a replay or a restart republishes the same ids.
 
 >>> model_event_record("BTCUSDT", {"kind": "PROMOTION", "model_id": "ensemble/fast", "version": 2,
@@ -50,3 +51,22 @@ def model_event_record(symbol: str, event: dict[str, Any]) -> dict[str, Any]:
     event_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{symbol}|{event['kind']}|{event['version']}|"
                                               f"{event['event_time_ms']}|{event['reason']}").hex
     return {"event_id": event_id, "symbol": symbol, "alert_id": None, **event}
+
+
+def models_summary(performance: list[dict], events: list[dict], recent: int = 5) -> dict[str, dict]:
+    """Per symbol: the latest performance record, the most recent lifecycle events (promotions,
+    rollbacks, resets) and how many learning steps the guard refused."""
+    out: dict[str, dict] = {}
+    for record in performance:
+        current = out.setdefault(record["symbol"], {"performance": None, "events": [], "refused_updates": 0})
+        if current["performance"] is None or record["labelled"] >= current["performance"]["labelled"]:
+            current["performance"] = record
+    for event in sorted(events, key=lambda e: e["event_time_ms"]):
+        current = out.setdefault(event["symbol"], {"performance": None, "events": [], "refused_updates": 0})
+        if event["kind"] == "REJECTED_UPDATE":
+            current["refused_updates"] += 1
+        elif event["kind"] != "CHECKPOINT":
+            current["events"].append(event)
+    for current in out.values():
+        current["events"] = current["events"][-recent:]
+    return out
