@@ -113,10 +113,9 @@ class Evaluation:
     def _rows(self, forecasters: dict[str, _Forecaster], symbols: list[str]) -> dict[str, dict[str, Any]]:
         rows = {}
         for name, f in forecasters.items():
-            # A forecaster that never had an input (the last trade's side on klines, as a reference or as
-            # the ``side`` member) says 0.5 throughout: it is the constant again, not a row of its own.
-            # The ensemble and the two no-skill references keep theirs (a closed skill gate is a finding).
-            if not f.n or (name not in ALWAYS_SHOWN and not f.informative):
+            # One that never had an input (the last trade's side on klines, as a reference or the ``side``
+            # member) is the constant again; the ensemble and both no-skill references always keep a row.
+            if not f.n or _constant_again(name, f):
                 continue
             row = {"n": f.n, "accuracy": f.hits / f.n, "log_loss": f.loss / f.n, "brier": f.brier / f.n,
                    "calibration_error": f.bins.error()}
@@ -185,10 +184,12 @@ class Evaluation:
         return bins.table()
 
 
+def _constant_again(name: str, f: _Forecaster) -> bool:  # 0.5 at every scored outcome: no row (``_rows``)
+    return bool(f.n) and name not in ALWAYS_SHOWN and not f.informative
+
+
 def _at_one_half(forecasters: dict[str, _Forecaster]) -> list[str]:
-    """Forecasters left out of the table for saying 0.5 at every scored outcome (see ``_rows``)."""
-    return sorted(name for name, f in forecasters.items()
-                  if f.n and name not in ALWAYS_SHOWN and not f.informative)
+    return sorted(name for name, f in forecasters.items() if _constant_again(name, f))
 
 
 def _pooled_skill(blocks: list[BlockedScores], model: str, reference: str) -> tuple[float, float, float]:
