@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agents.settings import Settings
 from cli.processes import stop_process
+from connectors.status_line import StatusLine
 from schemas.codec import make_codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,13 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(list(codecs))
     counts = Counter()
-    started = last_print = time.monotonic()
+    started = time.monotonic()
+    line = StatusLine(sys.stdout, every_s=1.0, log_every_s=10.0)
+
+    def text() -> str:
+        return (f"demo: predictions {counts['predictions']}/{expected}  outcomes {counts['outcomes']}  "
+                f"alerts {counts['firing']}")
+
     try:
         while counts["predictions"] < expected and time.monotonic() - started < timeout_s:
             for message in consumer.consume(500, 0.2):
@@ -148,12 +155,9 @@ def follow(settings: Settings, expected: int, timeout_s: float) -> dict[str, int
                 counts[stage] += 1
                 if stage == "alerts" and record["status"] == "FIRING":
                     counts["firing"] += 1
-            now = time.monotonic()
-            if now - last_print >= 1.0:
-                last_print = now
-                print(f"\rdemo: predictions {counts['predictions']}/{expected}  outcomes {counts['outcomes']}  "
-                      f"alerts {counts['firing']}   ", end="", flush=True)
+            if line.due():
+                line.write(text())
     finally:
         consumer.close()
-    print()
+    line.close(text())
     return dict(counts)

@@ -12,6 +12,8 @@ import sys
 from collections import Counter
 from typing import Any
 
+from connectors.status_line import StatusLine
+
 REFERENCE_ORDER = ("constant", "prior", "queue_imbalance", "trade_side", "persistence")
 
 
@@ -318,10 +320,11 @@ def run(args, settings) -> int:
         budgets = {}  # per table: its drift alerts against their bounds
         joined = len(files)
         if args.joined and len(files) > 1:
+            status = StatusLine(enabled=not args.quiet, every_s=0.0)  # called back every 5,000 ticks
+
             def progress(done: int, total: int) -> None:
-                if not args.quiet:
-                    print(f"\revaluate {len(files)} files joined: {done:,}/{total:,} ticks", end="", file=sys.stderr,
-                          flush=True)
+                if status.due():
+                    status.write(f"evaluate {len(files)} files joined: {done:,}/{total:,} ticks")
 
             budgets[JOINED] = alert_budget(settings)
             try:
@@ -330,11 +333,9 @@ def run(args, settings) -> int:
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             except OverlappingFiles as exc:
-                if not args.quiet:
-                    print(file=sys.stderr)
+                status.close()
                 raise CliError(str(exc), code=2) from None
-            if not args.quiet:
-                print(file=sys.stderr)
+            status.close()
             files = []
         if len(files) > 1 and args.jobs > 1:
             from concurrent.futures.process import BrokenProcessPool
@@ -360,9 +361,11 @@ def run(args, settings) -> int:
             if name in evaluations:
                 continue
 
-            def progress(done: int, total: int, name: str = name) -> None:
-                if not args.quiet:
-                    print(f"\revaluate {Path(name).name}: {done:,}/{total:,} ticks", end="", file=sys.stderr, flush=True)
+            status = StatusLine(enabled=not args.quiet, every_s=0.0)
+
+            def progress(done: int, total: int, name: str = name, status: StatusLine = status) -> None:
+                if status.due():
+                    status.write(f"evaluate {Path(name).name}: {done:,}/{total:,} ticks")
 
             budgets[name] = alert_budget(settings)
             try:
@@ -371,8 +374,7 @@ def run(args, settings) -> int:
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             results[name] = evaluations[name].summary()
-            if not args.quiet:
-                print(file=sys.stderr)
+            status.close()
         if len(files) > 1:
             # What several days say together: a file's table is short of evidence on its own.
             results[ALL_FILES] = pooled_over_files(list(evaluations.values()))

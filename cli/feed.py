@@ -155,6 +155,7 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
     from cli.errors import CliError
     from connectors.binance_live import LiveConfig, run_live, stream_names
     from connectors.binance_rest import HistoryError, check_market
+    from connectors.status_line import StatusLine
 
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     streams = [s.strip() for s in args.streams.split(",") if s.strip()]
@@ -177,18 +178,14 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
               "them, or feed the others under another --symbol-suffix)", file=sys.stderr)
     ensure_topics(settings)
     sink = _tick_sink(settings, "live", args)
-    shown = [0.0]
+    # Redrawn every second on a terminal; in a service's log (Docker, systemd) a line a minute.
+    line = StatusLine(every_s=1.0, log_every_s=60.0, enabled=not args.quiet)
 
     def status(counts, sink_) -> None:
-        import time
-
-        if args.quiet or time.monotonic() - shown[0] < 1.0:
-            return
-        shown[0] = time.monotonic()
-        print(f"\rproduced {sink_.produced:,}  gaps {counts['gaps'] + counts['kline_gaps']}  "
-              f"backfilled {counts['backfilled'] + counts['klines_backfilled']}  "
-              f"reconnects {counts['reconnects']}  rejected {sum(sink_.rejected.values())}", end="",
-              file=sys.stderr, flush=True)
+        if line.due():
+            line.write(f"produced {sink_.produced:,}  gaps {counts['gaps'] + counts['kline_gaps']}  "
+                       f"backfilled {counts['backfilled'] + counts['klines_backfilled']}  "
+                       f"reconnects {counts['reconnects']}  rejected {sum(sink_.rejected.values())}")
 
     async def main() -> dict:
         stop = asyncio.Event()
@@ -198,7 +195,8 @@ def cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         return await run_live(config, sink, stop, status)
 
     counts = asyncio.run(main())
-    print(f"\nproduced {sink.produced} ticks; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    line.close()
+    print(f"produced {sink.produced} ticks; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 
 

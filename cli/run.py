@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from agents.settings import Settings
 from cli.feed import ensure_topics
+from connectors.status_line import StatusLine
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,19 +46,23 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     # torch and River load here, not in the timed run (the other processes of --jobs load their own in it)
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
     started = time.monotonic()
+    line = StatusLine(enabled=not args.quiet, every_s=0.0)  # the backtest calls back every 5,000 records
+
+    finished = []  # the end is reported once (the backtest may report it twice)
 
     def progress(done: int, total: int) -> None:
-        if not args.quiet and total:
+        if total and not finished and line.due(force=done == total):
             rate = done / max(time.monotonic() - started, 1e-9)
-            print(f"\rbacktest: {done:,}/{total:,} records ({done / total:.0%}), {rate:,.0f} records/s",
-                  end="", file=sys.stderr, flush=True)
+            line.write(f"backtest: {done:,}/{total:,} records ({done / total:.0%}), {rate:,.0f} records/s")
+            if done == total:
+                finished.append(True)
 
     try:
         counts = run_backtest(settings, progress, jobs=args.jobs)
     except RuntimeError as exc:
+        line.close()
         raise CliError(str(exc), code=2) from None
-    if not args.quiet:
-        print(file=sys.stderr)
+    line.close()
     elapsed = time.monotonic() - started
     inputs = [f"{counts['ticks']:,} ticks of {settings.topic('ticks')} and {settings.topic('tick-batches')}"]
     if counts["vectors_in"]:

@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.status_line import StatusLine
+
 PAGE = 1000
 KLINE_HEADER = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
                 "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
@@ -236,7 +238,7 @@ def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress:
     made = [folder for folder in (path.parent, *path.parent.parents) if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
-    count = 0
+    count, line = 0, StatusLine(enabled=progress)
     try:
         with partial.open("w", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
@@ -245,8 +247,8 @@ def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress:
             for row in rows:
                 writer.writerow(row)
                 count += 1
-                if progress and count % 10_000 == 0:
-                    print(f"\r{path.name}: {count:,} rows", end="", file=sys.stderr, flush=True)
+                if count % 10_000 == 0 and line.due():
+                    line.write(f"{path.name}: {count:,} rows")
     except BaseException:
         partial.unlink(missing_ok=True)  # a failed download leaves nothing behind (a rerun starts afresh)
         for folder in made:  # innermost first
@@ -254,8 +256,7 @@ def _write(path: Path, header: list[str] | None, rows: Iterator[list], progress:
                 folder.rmdir()
         raise
     partial.replace(path)  # a file that exists is complete
-    if progress:
-        print(f"\r{path.name}: {count:,} rows", file=sys.stderr)
+    line.close(f"{path.name}: {count:,} rows")
     return count
 
 

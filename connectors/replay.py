@@ -7,7 +7,6 @@ with the reason) and skipped.
 from __future__ import annotations
 
 import heapq
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.recorded import opened, two_markets
+from connectors.status_line import StatusLine
 
 
 @dataclass
@@ -43,30 +43,28 @@ class ReplayStats:
 
 
 class Progress:
-    """A one-line progress bar on stderr: rows, rate and ETA."""
+    """A progress bar on stderr: rows, rate and ETA (redrawn on a terminal, whole lines in a log:
+    :class:`connectors.status_line.StatusLine`)."""
 
-    def __init__(self, total: int, stream=sys.stderr, every_s: float = 0.5, enabled: bool = True):
-        self.total, self.stream, self.every_s, self.enabled = total, stream, every_s, enabled
-        self.started = self.last = time.monotonic()
+    def __init__(self, total: int, stream=None, every_s: float = 0.5, enabled: bool = True):
+        self.total = total
+        self.line = StatusLine(stream, every_s=every_s, enabled=enabled)
+        self.started = time.monotonic()
 
-    def update(self, done: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self.last < self.every_s):
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
+    def _text(self, done: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = done / elapsed
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         width = 30
         filled = int(width * done / self.total) if self.total else width
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} rows "
-                          f"{rate:,.0f}/s ETA {eta:5.1f}s ")
-        self.stream.flush()
+        return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} rows {rate:,.0f}/s ETA {eta:5.1f}s"
+
+    def update(self, done: int, force: bool = False) -> None:
+        if self.line.due(force):
+            self.line.write(self._text(done))
 
     def close(self, done: int) -> None:
-        self.update(done, force=True)
-        if self.enabled:
-            self.stream.write("\n")
+        self.line.close(self._text(done) if self.line.enabled else None)
 
 
 def replay(paths: list[Path], sink, speed: float | None = None, symbols: set[str] | None = None,

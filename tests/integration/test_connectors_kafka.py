@@ -39,6 +39,8 @@ def test_replay_produces_1440_ticks_with_event_times_and_is_byte_identical(pipel
         assert result.returncode == 0, result.stderr
         assert "rows read 1440, produced 1440, rejected 0" in result.stdout
         assert "ETA" in result.stderr  # the progress bar
+        # Not a terminal: whole lines, none redrawn with carriage returns (connectors.status_line).
+        assert "\r" not in result.stderr and result.stderr.endswith("\n")
         digest, messages = topic_digest(bootstrap, env["LIVELEARN_TOPIC_PREFIX"] + "ticks", 1440)
         assert len(messages) == 1440
         codec = AvroCodec.for_topic_schema("tick")
