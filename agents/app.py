@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agents.log_throttle import LogThrottle
 from agents.metrics import Metrics
 from agents.settings import Settings
 from agents.topics import FLOW, INPUT_STAGES
@@ -127,6 +128,8 @@ class Runtime:
         self.settings = settings
         self.pipeline = pipeline_config(settings)
         self.metrics = Metrics()
+        # The first dead letters of each stage and reason are logged whole, then a line a minute (log_throttle).
+        self.dead_letter_lines = LogThrottle()
         for kind, bound in false_alarm_bounds(self.pipeline).items():
             self.metrics.drift_false_alarm_bound.labels(kind).set(bound)
         self.topic_names = {spec.stage: settings.topic(spec.stage) for spec in FLOW}
@@ -423,7 +426,12 @@ class Runtime:
                            offset: int, key: Any, value: Any) -> dict[str, Any]:
         """A rejected input with its reason and original bytes; counted and logged."""
         self.metrics.dead_letters.labels(stage, reason_code).inc()
-        log.warning("dead letter from %s at %s[%s]@%s: %s", stage, topic, partition, offset, reason)
+        left_out = self.dead_letter_lines.admit((stage, reason_code))
+        if left_out is not None:
+            more = "" if not left_out else (
+                f" ({left_out:,} more {reason_code} dead letters from {stage} since the last line of them: "
+                "each is on the dead-letters topic and counted in livelearn_dead_letters_total)")
+            log.warning("dead letter from %s at %s[%s]@%s: %s%s", stage, topic, partition, offset, reason, more)
         return dead_letter(stage, reason_code, reason, topic, partition, offset, key, value)
 
     async def dead_letter(self, stage: str, reason_code: str, reason: str, topic: str, partition: int, offset: int,

@@ -75,6 +75,33 @@ def test_ticks_agent_publishes_the_steps_records_in_order_and_dead_letters_garba
     assert runtime.metrics.events.labels("featurize")._value.get() == 4
 
 
+def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(tmp_path, caplog):
+    """Every bad record is a dead letter and counted; the log keeps the first 20 of a stage and reason
+    whole, then a line a minute with how many it left out (a record a line buried the log before)."""
+    from agents.log_throttle import LogThrottle
+
+    runtime, agents, published = worker(tmp_path)
+    clock = [0.0]
+    runtime.dead_letter_lines = LogThrottle(clock=lambda: clock[0])
+
+    async def scenario():
+        async with agents["pipeline"].test_context() as agent:
+            for i in range(50):
+                if i == 45:
+                    clock[0] = 60.0
+                await agent.put(b"not avro %d" % i, key=b"BTCUSDT")
+            await settle(published, 50)
+
+    with caplog.at_level("WARNING", logger="livelearn"):
+        asyncio.run(scenario())
+    assert [record["value"] for _, _, record in published] == [b"not avro %d" % i for i in range(50)]
+    assert runtime.metrics.dead_letters.labels("featurize", "decode_error")._value.get() == 50
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter from")]
+    assert len(lines) == 21  # the first 20 whole, then the one a minute later
+    assert lines[-1].endswith("(25 more decode_error dead letters from featurize since the last line of them: each is "
+                              "on the dead-letters topic and counted in livelearn_dead_letters_total)"), lines[-1]
+
+
 def test_external_feedback_reaches_the_learner_of_its_partition_and_unknown_ids_are_dead_lettered(tmp_path):
     runtime, agents, published = worker(tmp_path)
     tick_codec = AvroCodec.for_topic_schema("tick")
