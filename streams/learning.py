@@ -258,8 +258,8 @@ class SymbolLearner:
                 waited = index - item.tick_index
                 share, lag = (1.0 / alike[item.price], waited) if realised is not None else (1.0, 1)
                 self._learn(item, label, realised, weight=1.0 / labelled, member_weight=share, lag=lag)
-                self.lag_sum += waited
-                self.lags += 1
+                self.lag_sum, self.lags = self.lag_sum + waited, self.lags + 1
+            item.forecasts, item.references = {}, {}  # scored and learned; feedback reads x (streams.issued)
             self.issued.freeze(item.prediction_id)
             outcomes.append({
                 "prediction_id": item.prediction_id, "symbol": self.symbol, "event_time_ms": item.event_time_ms,
