@@ -7,7 +7,8 @@ applied), dead-letters every record: a backtest of 60,000 such records wrote 30,
 and a worker writes one per record for as long as it lasts, burying every other line of its log. Each
 dead letter is still a record on the dead-letters topic and counted in
 ``livelearn_dead_letters_total``; the log keeps the first ones of each kind whole, then a line a minute
-with the count of those it left out.
+with the count of those it left out. The tracebacks of a defect that fails every event (each event
+dead-lettered as ``internal_error``, :mod:`agents.steps`) follow the same rule.
 
 >>> times = iter([0.0, 1.0, 2.0, 3.0, 61.0, 62.0])
 >>> lines = LogThrottle(first=2, every_s=60.0, clock=lambda: next(times))

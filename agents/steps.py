@@ -80,8 +80,11 @@ async def _finish_one(runtime: Runtime, step: Step, origin: tuple, owned: Owned)
     runtime.metrics.export(step.stats)
     if step.rejection is not None:
         stage, code, reason, error = step.rejection
-        if error is not None:
-            log.error("%s failed on %s[%s]@%s", stage, topic, partition, offset, exc_info=error)
+        # A defect that fails every event would log a traceback each: the first ones, then one a minute.
+        left_out = None if error is None else runtime.dead_letter_lines.admit(("traceback", stage, code))
+        if left_out is not None:
+            more = f" ({left_out:,} more such failures since the last traceback)" if left_out else ""
+            log.error("%s failed on %s[%s]@%s%s", stage, topic, partition, offset, more, exc_info=error)
         await runtime.dead_letter(stage, code, reason, topic, partition, offset, key, value, owned=owned)
 
 

@@ -87,7 +87,8 @@ def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(
     async def scenario():
         async with agents["pipeline"].test_context() as agent:
             for i in range(50):
-                if i == 45:
+                if i == 45:  # a minute later, once the 45 before are dead-lettered
+                    await settle(published, 45)
                     clock[0] = 60.0
                 await agent.put(b"not avro %d" % i, key=b"BTCUSDT")
             await settle(published, 50)
@@ -100,6 +101,40 @@ def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(
     assert len(lines) == 21  # the first 20 whole, then the one a minute later
     assert lines[-1].endswith("(25 more decode_error dead letters from featurize since the last line of them: each is "
                               "on the dead-letters topic and counted in livelearn_dead_letters_total)"), lines[-1]
+
+
+def test_a_defect_that_fails_every_tick_is_dead_lettered_and_its_tracebacks_logged_by_the_minute(tmp_path, caplog,
+                                                                                                monkeypatch):
+    """An unexpected error inside the core (a defect, not bad input) is dead-lettered as internal_error
+    with a traceback in the log; when it fails every tick the tracebacks follow the dead letters' rule."""
+    from agents.log_throttle import LogThrottle
+    from streams.features import FeatureEngine
+
+    def broken(self, tick):
+        raise ZeroDivisionError("a defect")
+
+    monkeypatch.setattr(FeatureEngine, "update", broken)
+    runtime, agents, published = worker(tmp_path)
+    clock = [0.0]
+    runtime.dead_letter_lines = LogThrottle(clock=lambda: clock[0])
+    codec = AvroCodec.for_topic_schema("tick")
+
+    async def scenario():
+        async with agents["pipeline"].test_context() as agent:
+            for i in range(30):
+                if i == 29:  # a minute later, once the 29 before are dead-lettered
+                    await settle(published, 29)
+                    clock[0] = 60.0
+                await agent.put(codec.encode(make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0, 1.0)),
+                                key=b"BTCUSDT")
+            await settle(published, 30)
+
+    with caplog.at_level("WARNING", logger="livelearn"):
+        asyncio.run(scenario())
+    assert [record["reason_code"] for _, _, record in published] == ["internal_error"] * 30
+    failures = [r for r in caplog.records if " failed on " in r.getMessage()]
+    assert len(failures) == 21 and all(r.exc_info for r in failures)
+    assert failures[-1].getMessage().endswith("(9 more such failures since the last traceback)")
 
 
 def test_external_feedback_reaches_the_learner_of_its_partition_and_unknown_ids_are_dead_lettered(tmp_path):
