@@ -333,9 +333,9 @@ def run(args, settings) -> int:
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
             except OverlappingFiles as exc:
-                status.close()
                 raise CliError(str(exc), code=2) from None
-            status.close()
+            finally:
+                status.close()
             files = []
         if len(files) > 1 and args.jobs > 1:
             from concurrent.futures.process import BrokenProcessPool
@@ -373,8 +373,9 @@ def run(args, settings) -> int:
                                              args.order)
             except NoTicks as exc:
                 raise CliError(str(exc)) from None
+            finally:
+                status.close()
             results[name] = evaluations[name].summary()
-            status.close()
         if len(files) > 1:
             # What several days say together: a file's table is short of evidence on its own.
             results[ALL_FILES] = pooled_over_files(list(evaluations.values()))

@@ -47,7 +47,6 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
     started = time.monotonic()
     line = StatusLine(enabled=not args.quiet, every_s=0.0)  # the backtest calls back every 5,000 records
-
     finished = []  # the end is reported once (the backtest may report it twice)
 
     def progress(done: int, total: int) -> None:
@@ -60,9 +59,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         counts = run_backtest(settings, progress, jobs=args.jobs)
     except RuntimeError as exc:
-        line.close()
         raise CliError(str(exc), code=2) from None
-    line.close()
+    finally:
+        line.close()
     elapsed = time.monotonic() - started
     inputs = [f"{counts['ticks']:,} ticks of {settings.topic('ticks')} and {settings.topic('tick-batches')}"]
     if counts["vectors_in"]:
