@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -56,7 +57,10 @@ def test_ticks_keyed_otherwise_than_by_their_basis_group_are_applied_and_counted
     assert len(read_topic(bootstrap, prefix + "features", expect=6)) == 6
     _, body = worker.get("/metrics")
     assert 'livelearn_misrouted_ticks_total{stage="ticks"} 2.0' in body
-    assert worker.log_path.read_text().count("keyed b'BTCUSDT', not b'BTC'") == 1
+    # Once per symbol: the first misrouted tick names its key. The two sit on different partitions, so
+    # either may come first (the one with no key did in one CI run).
+    said = re.findall(r"a tick of BTCUSDT keyed (.+?), not b'BTC'", worker.log_path.read_text())
+    assert said in (["b'BTCUSDT'"], ["None"]), said
 
 
 def test_garbled_record_is_dead_lettered_and_the_agent_goes_on(worker_factory, pipeline_env):
