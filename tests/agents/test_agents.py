@@ -75,9 +75,9 @@ def test_ticks_agent_publishes_the_steps_records_in_order_and_dead_letters_garba
     assert runtime.metrics.events.labels("featurize")._value.get() == 4
 
 
-def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(tmp_path, caplog):
-    """Every bad record is a dead letter and counted; the log keeps the first 20 of a stage and reason
-    whole, then a line a minute with how many it left out (a record a line buried the log before)."""
+def put_with_a_minute_passing(tmp_path, values: list[bytes], at: int):
+    """The ticks agent fed ``values``; the log throttle's clock moves a minute on once the ``at`` values
+    before are published. The runtime and what it published."""
     from agents.log_throttle import LogThrottle
 
     runtime, agents, published = worker(tmp_path)
@@ -86,16 +86,24 @@ def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(
 
     async def scenario():
         async with agents["pipeline"].test_context() as agent:
-            for i in range(50):
-                if i == 45:  # a minute later, once the 45 before are dead-lettered
-                    await settle(published, 45)
+            for i, value in enumerate(values):
+                if i == at:
+                    await settle(published, at)
                     clock[0] = 60.0
-                await agent.put(b"not avro %d" % i, key=b"BTCUSDT")
-            await settle(published, 50)
+                await agent.put(value, key=b"BTCUSDT")
+            await settle(published, len(values))
 
+    asyncio.run(scenario())
+    return runtime, published
+
+
+def test_a_flood_of_bad_records_is_dead_lettered_whole_but_logged_by_the_minute(tmp_path, caplog):
+    """Every bad record is a dead letter and counted; the log keeps the first 20 of a stage and reason
+    whole, then a line a minute with how many it left out (a record a line buried the log before)."""
+    values = [b"not avro %d" % i for i in range(50)]
     with caplog.at_level("WARNING", logger="livelearn"):
-        asyncio.run(scenario())
-    assert [record["value"] for _, _, record in published] == [b"not avro %d" % i for i in range(50)]
+        runtime, published = put_with_a_minute_passing(tmp_path, values, at=45)
+    assert [record["value"] for _, _, record in published] == values
     assert runtime.metrics.dead_letters.labels("featurize", "decode_error")._value.get() == 50
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter from")]
     assert len(lines) == 21  # the first 20 whole, then the one a minute later
@@ -107,30 +115,16 @@ def test_a_defect_that_fails_every_tick_is_dead_lettered_and_its_tracebacks_logg
                                                                                                 monkeypatch):
     """An unexpected error inside the core (a defect, not bad input) is dead-lettered as internal_error
     with a traceback in the log; when it fails every tick the tracebacks follow the dead letters' rule."""
-    from agents.log_throttle import LogThrottle
     from streams.features import FeatureEngine
 
     def broken(self, tick):
         raise ZeroDivisionError("a defect")
 
     monkeypatch.setattr(FeatureEngine, "update", broken)
-    runtime, agents, published = worker(tmp_path)
-    clock = [0.0]
-    runtime.dead_letter_lines = LogThrottle(clock=lambda: clock[0])
     codec = AvroCodec.for_topic_schema("tick")
-
-    async def scenario():
-        async with agents["pipeline"].test_context() as agent:
-            for i in range(30):
-                if i == 29:  # a minute later, once the 29 before are dead-lettered
-                    await settle(published, 29)
-                    clock[0] = 60.0
-                await agent.put(codec.encode(make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0, 1.0)),
-                                key=b"BTCUSDT")
-            await settle(published, 30)
-
+    values = [codec.encode(make_tick("BTCUSDT", "TRADE", T0 + i * 1000, 100.0, 1.0)) for i in range(30)]
     with caplog.at_level("WARNING", logger="livelearn"):
-        asyncio.run(scenario())
+        _, published = put_with_a_minute_passing(tmp_path, values, at=29)
     assert [record["reason_code"] for _, _, record in published] == ["internal_error"] * 30
     failures = [r for r in caplog.records if " failed on " in r.getMessage()]
     assert len(failures) == 21 and all(r.exc_info for r in failures)
