@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -31,6 +32,18 @@ def _port_open(host: str, port: int) -> bool:
 def livelearn(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, **kwargs)
+
+
+def same_up_to_float32(a, b) -> bool:
+    """Equal, floats within a relative 1e-6: torch's float32 kernels round differently on other processors
+    (AVX2 or AVX-512; measured in tests/integration/test_backtest_kafka.py's docstring)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_up_to_float32(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_up_to_float32(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
 
 from schemas.codec import AvroCodec
-from tests.conftest import livelearn
+from tests.conftest import livelearn, same_up_to_float32
 from tests.kafka_io import read_topic
 
 pytestmark = pytest.mark.integration
@@ -50,17 +49,6 @@ def golden_lines(records_by_stage: dict[str, dict[bytes, list[dict]]]) -> list[s
     return [json.dumps([label, key.decode(), i, record], sort_keys=True)
             for label, stage in GOLDEN_STAGES for key, records in sorted(records_by_stage[stage].items())
             for i, record in enumerate(records)]
-
-
-def same_up_to_float32(a, b) -> bool:
-    """Equal, floats within a relative 1e-6 (see the module docstring)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_up_to_float32(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_up_to_float32(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
 
 
 def records(env: dict[str, str], stage: str, schema: str, expect: int | None = None,
