@@ -9,6 +9,7 @@ import sys
 from agents.settings import Settings, settings_table
 from cli.errors import CliError, require_broker, require_copartitioned, require_transaction_timeout
 from connectors.producer import DeliveryFailed
+from connectors.status_line import log_beside_status_lines
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.func is not cmd_worker:  # a worker configures its own logging (Faust's)
+        log_beside_status_lines()
     try:
         settings = Settings.from_env()
         return int(args.func(args, settings) or 0)

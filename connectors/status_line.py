@@ -25,14 +25,31 @@ On a terminal the line is redrawn (padded over a longer one before it) and ended
 >>> line.close()
 >>> tty.getvalue()
 '\\r1,000 rows\\r1 row     \\n'
+
+A log record written while a line is drawn would be appended to it; :class:`LogHandler` ends the
+line first, and the next redraw starts a new one:
+
+>>> import logging
+>>> tty = io.StringIO()
+>>> logger = logging.getLogger("livelearn.doctest")
+>>> logger.addHandler(LogHandler(tty)); logger.propagate = False
+>>> line = StatusLine(tty, every_s=0.0, terminal=True)
+>>> line.write("1,000 rows"); logger.warning("broker slow"); line.write("2,000 rows"); line.close()
+>>> tty.getvalue()
+'\\r1,000 rows\\nbroker slow\\n\\r2,000 rows\\n'
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from typing import TextIO
+
+# The lines drawn on a terminal and not ended: what a log record must end before it is written.
+_drawn: weakref.WeakSet[StatusLine] = weakref.WeakSet()
 
 
 class StatusLine:
@@ -81,6 +98,7 @@ class StatusLine:
         if self._terminal:
             self.stream.write("\r" + text.ljust(self._width))
             self._width = len(text)
+            _drawn.add(self)
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
@@ -98,7 +116,34 @@ class StatusLine:
             return
         if text is not None:
             self.write(text)
+        self.end()
+
+    def end(self) -> None:
+        """End the line drawn on a terminal, if any (the next :meth:`write` starts a new one)."""
         if self._terminal and self._width:
             self.stream.write("\n")
             self.stream.flush()
             self._width = 0
+        _drawn.discard(self)
+
+
+class LogHandler(logging.StreamHandler):
+    """Log records as Python's last-resort handler writes them (the message alone, WARNING and above),
+    each after ending any status line drawn on a terminal (:func:`log_beside_status_lines`)."""
+
+    def __init__(self, stream: TextIO | None = None, level: int = logging.WARNING):
+        super().__init__(sys.stderr if stream is None else stream)
+        self.setLevel(level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for line in list(_drawn):
+            line.end()
+        super().emit(record)
+
+
+def log_beside_status_lines(stream: TextIO | None = None) -> None:
+    """Route the process's log records through :class:`LogHandler`, unless logging is configured
+    already (a command-line tool calls this once; a worker configures its own logging)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(LogHandler(stream))
