@@ -41,7 +41,7 @@ def test_metrics_and_health_during_a_replay(worker_factory, pipeline_env, tmp_pa
     status, body = worker.get("/readyz")
     assert status == 200 and '"ready":true' in body
 
-    replay = threading.Thread(target=livelearn, args=("replay", str(FILE), "--speed", "3000", "--quiet"),
+    replay = threading.Thread(target=livelearn, args=("replay", str(FILE), "--speed", "8000", "--quiet"),
                               kwargs={"env": pipeline_env, "timeout": 300})
     replay.start()
     produce(pipeline_env["KAFKA_BOOTSTRAP_SERVERS"], pipeline_env["LIVELEARN_TOPIC_PREFIX"] + "ticks",
