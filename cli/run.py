@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from agents.settings import Settings
@@ -45,6 +46,11 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     # torch and River load here, not in the timed run (the other processes of --jobs load their own in it)
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
+    if held := records_held(settings, "predictions"):
+        print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets: an "
+              "earlier backtest, or a worker, on this topic prefix): this run's records follow them, the same "
+              "ones again where the inputs are the same (livelearn's readers drop repeated prediction ids). A "
+              "topic prefix of its own gives a backtest topics of its own.", file=sys.stderr)
     started = time.monotonic()
     line = StatusLine(enabled=not args.quiet, every_s=0.0)  # the backtest calls back every 5,000 records
     finished = []  # the end is reported once (the backtest may report it twice)
@@ -74,6 +80,22 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
           f"{'in ' + str(counts['jobs']) + ' processes ' if counts['jobs'] > 1 else ''}"
           f"({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
     return 0
+
+
+def records_held(settings: Settings, stage: str) -> int:
+    """How many offsets the stage's topic holds now, records and any transaction markers (0 if it does not
+    exist)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**settings.client_config(), "group.id": "livelearn-backtest-check", "enable.auto.commit": False})
+    try:
+        topic = consumer.list_topics(settings.topic(stage), timeout=15).topics.get(settings.topic(stage))
+        if topic is None or topic.error is not None:
+            return 0
+        return sum(high - low for low, high in (consumer.get_watermark_offsets(TopicPartition(topic.topic, p), timeout=15)
+                                               for p in topic.partitions))
+    finally:
+        consumer.close()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

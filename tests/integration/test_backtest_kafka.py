@@ -289,3 +289,18 @@ def test_a_backtest_process_killed_midway_fails_the_run_saying_so(pipeline_env):
     assert said.startswith("backtest process 1 (input partitions ")
     assert "ended with exit code -9 without a result" in said
     assert not [child for child in multiprocessing.active_children() if child.name.startswith("livelearn-backtest-")]
+
+
+def test_a_backtest_run_again_on_its_topics_says_that_its_records_follow_the_earlier_ones(pipeline_env):
+    """A second backtest on the same topic prefix (after a failed run, or by mistake beside a worker)
+    publishes its records after the first run's: it says so, before it starts, rather than leaving a
+    doubled predictions topic to be found later."""
+    assert livelearn("replay", SAMPLE[0], "--quiet", env=pipeline_env, timeout=120).returncode == 0
+    first = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "already holds" not in first.stderr
+    again = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"{pipeline_env['LIVELEARN_TOPIC_PREFIX']}predictions already holds records (1,440 offsets" in again.stderr
+    published = records(pipeline_env, "predictions", "prediction", to_end=True)[b"BTCUSDT"]
+    assert len(published) == 2 * 1440 and published[:1440] == published[1440:]

@@ -46,6 +46,7 @@ def test_a_checkpoint_of_the_released_worker_is_restored_and_goes_on_as_it_did()
         write_outputs(outputs_path, lines)
     expected = read_outputs(outputs_path)
     assert len(lines) == len(expected)
-    mismatched = [i for i, (a, b) in enumerate(zip(lines, expected, strict=True)) if not same_up_to_float32(a, b)]
-    assert not mismatched, (f"{len(mismatched)} of {len(lines)} outputs differ from release {meta['release']}'s, first: "
-                            f"{json.dumps(expected[mismatched[0]])[:300]}")
+    mismatched = [i for i, (a, b) in enumerate(zip(lines, expected, strict=True))
+                  if not same_up_to_float32(a, b)]
+    assert not mismatched, (f"{len(mismatched)} of {len(lines)} outputs differ from release {meta['release']}'s, "
+                            f"first: {json.dumps(expected[mismatched[0]])[:300]}")
