@@ -10,8 +10,9 @@ anywhere else it is written as a whole line, at most every ``log_every_s``, and 
 >>> times = iter([0.0, 1.0, 31.0, 32.0])
 >>> log = io.StringIO()
 >>> line = StatusLine(log, every_s=0.5, log_every_s=30.0, clock=lambda: next(times))
->>> [line.show(f"{n} rows") for n in (10, 20, 30)]  # at 0 s (the clock starts), 1 s, 31 s
-[False, False, True]
+>>> for n in (10, 20, 30):  # at 0 s (the clock starts), 1 s, 31 s
+...     if line.due():
+...         line.write(f"{n} rows")
 >>> line.close("40 rows")
 >>> log.getvalue()
 '30 rows\\n40 rows\\n'
@@ -20,9 +21,7 @@ On a terminal the line is redrawn (padded over a longer one before it) and ended
 
 >>> tty = io.StringIO()
 >>> line = StatusLine(tty, every_s=0.0, terminal=True)
->>> line.show("1,000 rows"), line.show("1 row")
-(True, True)
->>> line.close()
+>>> line.write("1,000 rows"); line.write("1 row"); line.close()
 >>> tty.getvalue()
 '\\r1,000 rows\\r1 row     \\n'
 
@@ -53,7 +52,8 @@ _drawn: weakref.WeakSet[StatusLine] = weakref.WeakSet()
 
 
 class StatusLine:
-    """``show(text)`` as often as convenient; what is written, and how, depends on the stream."""
+    """Ask :meth:`due` as often as convenient, :meth:`write` when it says so; how a line is written
+    depends on the stream."""
 
     def __init__(self, stream: TextIO | None = None, every_s: float = 0.5, log_every_s: float = 30.0,
                  enabled: bool = True, terminal: bool | None = None,
@@ -70,11 +70,6 @@ class StatusLine:
         self._clock = clock
         self._last: float | None = None  # when the last line was written (None: none yet)
         self._width = 0  # the length of the line on the terminal, to pad a shorter one over it
-
-    @property
-    def terminal(self) -> bool:
-        """Whether the line is redrawn in place (the stream is a terminal)."""
-        return self._terminal
 
     def due(self, force: bool = False) -> bool:
         """Whether a line is to be written now (``force``: yes, when enabled); a caller whose text costs
@@ -102,13 +97,6 @@ class StatusLine:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
-
-    def show(self, text: str, force: bool = False) -> bool:
-        """Write ``text`` if :meth:`due`; returns whether it was written."""
-        if self.due(force):
-            self.write(text)
-            return True
-        return False
 
     def close(self, text: str | None = None) -> None:
         """The last line (``text``, when given, is written whatever the interval), ended on a terminal."""
