@@ -73,7 +73,7 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     if jobs > 1:
-        sizes = _partition_sizes(settings, timeout)
+        sizes = partition_sizes(settings, INPUTS, timeout)
         shards = shard(sizes, jobs)
         if len(shards) > 1:
             return _run_in_processes(settings, shards, progress, timeout, sum(sizes.values()))
@@ -103,9 +103,13 @@ def shard(sizes: dict[int, int], jobs: int) -> list[frozenset[int]]:
     return [frozenset(partitions) for _, _, partitions in loads]
 
 
-def _partition_sizes(settings: Settings, timeout: float) -> dict[int, int]:
-    """Records per input partition now, on the ticks, tick-batches, external-features and feedback
-    topics together (a topic that does not exist holds none)."""
+# The topics a backtest reads, by stage.
+INPUTS = ("ticks", "tick-batches", "external-features", "feedback")
+
+
+def partition_sizes(settings: Settings, stages: tuple[str, ...], timeout: float) -> dict[int, int]:
+    """Records per partition number now, the stages' topics together (offsets: transaction markers
+    included; a topic that does not exist holds none)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({**settings.client_config(), "group.id": f"livelearn-backtest-{uuid.uuid4().hex}",
@@ -113,7 +117,7 @@ def _partition_sizes(settings: Settings, timeout: float) -> dict[int, int]:
     sizes: dict[int, int] = {}
     try:
         listed = consumer.list_topics(timeout=timeout).topics
-        topics = [settings.topic(stage) for stage in ("ticks", "tick-batches", "external-features", "feedback")]
+        topics = [settings.topic(stage) for stage in stages]
         for (_, partition), (low, high) in _filled(consumer, listed, topics, None, timeout).items():
             sizes[partition] = sizes.get(partition, 0) + high - low
     finally:

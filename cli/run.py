@@ -40,13 +40,13 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                        "with the same LIVELEARN_TOPIC_PREFIX: livelearn replay FILE)", code=2)
     ensure_topics(settings)
     from agents.app import pipeline_config
-    from agents.backtest import run_backtest
+    from agents.backtest import partition_sizes, run_backtest
     require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
     # torch and River load here, not in the timed run (the other processes of --jobs load their own in it)
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
-    if held := records_held(settings, "predictions"):
+    if held := sum(partition_sizes(settings, ("predictions",), 15.0).values()):
         print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets: an "
               "earlier backtest, or a worker, on this topic prefix): this run's records follow them, the same "
               "ones again where the inputs are the same (livelearn's readers drop repeated prediction ids). A "
@@ -80,22 +80,6 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
           f"{'in ' + str(counts['jobs']) + ' processes ' if counts['jobs'] > 1 else ''}"
           f"({counts['ticks'] / max(elapsed, 1e-9):,.0f} ticks/s)")
     return 0
-
-
-def records_held(settings: Settings, stage: str) -> int:
-    """How many offsets the stage's topic holds now, records and any transaction markers (0 if it does not
-    exist)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**settings.client_config(), "group.id": "livelearn-backtest-check", "enable.auto.commit": False})
-    try:
-        topic = consumer.list_topics(settings.topic(stage), timeout=15).topics.get(settings.topic(stage))
-        if topic is None or topic.error is not None:
-            return 0
-        return sum(high - low for low, high in (consumer.get_watermark_offsets(TopicPartition(topic.topic, p), timeout=15)
-                                               for p in topic.partitions))
-    finally:
-        consumer.close()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
