@@ -44,7 +44,8 @@ def pipeline_config(s: Settings) -> PipelineConfig:
     drift = DriftConfig(window=d.window, current_window=d.current_window, check_every=d.check_every, alpha=d.alpha,
                         correction=d.correction, min_severity=d.alert_min_severity, warmup_events=d.warmup,
                         volatility_half_life=d.volatility_half_life, seasonal_buckets=d.seasonal_buckets,
-                        quiet_spell_hours=d.quiet_spell_hours, reference_max_age_hours=d.reference_max_age_hours)
+                        quiet_spell_hours=d.quiet_spell_hours, reference_max_age_hours=d.reference_max_age_hours,
+                        variance_test=d.variance_test, cusum_threshold=d.cusum_threshold)
     gate = GateConfig(min_ahead_ms=ticks.gate_max_ahead_ms, clock_ahead_ms=ticks.gate_clock_ahead_ms,
                       jump_floor=ticks.gate_jump_floor, jump_sigmas=ticks.gate_jump_sigmas,
                       confirm=ticks.gate_confirm, enabled=ticks.gate)

@@ -92,6 +92,11 @@ def _probability(text: str) -> float:
     return _number_where(text, "in (0, 1)", lambda a: 0.0 < a < 1.0)
 
 
+def _positive(text: str) -> float:
+    """A level that must be above zero (the CUSUM's threshold)."""
+    return _number_where(text, "> 0", lambda a: a > 0.0 and a != float("inf"))
+
+
 def _share(text: str) -> float:
     """A share of traffic: from 0 to 1."""
     return _number_where(text, "in [0, 1]", lambda a: 0.0 <= a <= 1.0)
@@ -262,6 +267,8 @@ class DriftSection:
     seasonal_buckets: int = _from("drift_seasonal_buckets", parse=_day_buckets)
     quiet_spell_hours: float = _from("drift_quiet_spell_hours", low=0)
     reference_max_age_hours: float = _from("drift_reference_max_age_hours", low=0)
+    variance_test: str = _from("drift_variance_test", choices=("volatility", "cusum", "levene"))
+    cusum_threshold: float = _from("drift_cusum_threshold", parse=_positive)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)
     basis_min_bps: float = _from("basis_min_bps", low=0)
     alert_min_severity: str = _from("alert_min_severity", choices=("LOW", "MEDIUM", "HIGH", "CRITICAL"))

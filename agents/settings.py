@@ -198,6 +198,15 @@ class Settings:
         "Event-time hours a fall of volatility is remembered: a rise back to the level before it (the end of a weekend) "
         "raises no VARIANCE alert; a quiet level that outlasts it becomes the usual one; 0 = off",
     )
+    drift_variance_test: str = _env(
+        "LIVELEARN_DRIFT_VARIANCE_TEST", "volatility",
+        "VARIANCE channel's test: volatility (windowed, one-sided, on the return-like features) or cusum (a sequential "
+        "test of ret_1 for a threefold rise, silent for its first 48 event-time hours); levene for every stream",
+    )
+    drift_cusum_threshold: str = _env(
+        "LIVELEARN_DRIFT_CUSUM_THRESHOLD", "50",
+        "Alarm level of the cusum variance test (a log-likelihood ratio; 50: 0.25 alarms per 10k events on 58 real months)",
+    )
     drift_reference_max_age_hours: str = _env(
         "LIVELEARN_DRIFT_REFERENCE_MAX_AGE_HOURS", "24",
         "Event-time hours a FEATURE, PREDICTION, CONCEPT or BASIS reference serves while no incident is open; then it is "

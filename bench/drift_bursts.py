@@ -52,7 +52,9 @@ def _fired(engine: FeatureEngine, monitor: DriftMonitor, tick: dict, names: tupl
 
 
 def _state(monitor: DriftMonitor) -> str:
-    channel = monitor.channels["VARIANCE"]
+    channel = monitor.channels.get("VARIANCE")
+    if channel is None:
+        return "sequential test"  # LIVELEARN_DRIFT_VARIANCE_TEST=cusum
     if channel.reference is None or channel.refill_at is not None:
         return "reference filling"
     return "a fall remembered" if channel.ceiling is not None else "neither"

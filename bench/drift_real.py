@@ -204,12 +204,15 @@ def basis_group(ticks: list[dict], at: int, shift: float, seed: int = 0, decay_e
     return out, symbols[moved_pair]
 
 
-def configured(settings: Settings, variance_test: str = "volatility"):
+def configured(settings: Settings, variance_test: str | None = None):
+    """The pipeline's configuration; ``variance_test`` in place of the settings' (LIVELEARN_DRIFT_VARIANCE_TEST)."""
     config = pipeline_config(settings)
+    if variance_test is None:
+        return config
     return dataclasses.replace(config, drift=dataclasses.replace(config.drift, variance_test=variance_test))
 
 
-def run(ticks: Iterable[dict], settings: Settings, variance_test: str = "volatility") -> tuple[list[dict], int, Counter]:
+def run(ticks: Iterable[dict], settings: Settings, variance_test: str | None = None) -> tuple[list[dict], int, Counter]:
     """FIRING alerts (with the vector count at which each came), vectors, and vectors per symbol."""
     pipeline = PartitionPipeline(configured(settings, variance_test))
     alerts, vectors, per_symbol = [], 0, Counter()
@@ -230,7 +233,7 @@ class Case(NamedTuple):
     settings: Settings
     ticks: list[dict] | None = None
     paths: tuple[Path, ...] = ()
-    variance_test: str = "volatility"
+    variance_test: str | None = None
     order: str = "time"
 
 
@@ -435,7 +438,7 @@ def change_point(settings: Settings) -> int:
 AFTER_CHANGE = 200
 
 
-def changed_day(job: tuple[str, Path, int, Settings, str]) -> Run:
+def changed_day(job: tuple[str, Path, int, Settings, str | None]) -> Run:
     """A kline day with a change injected at ``at`` (``volatility``: log moves x3; ``mean``: +0.5 sd of
     its one-minute returns per event), run through the pipeline (in a worker process)."""
     change, path, at, settings, variance_test = job
@@ -557,9 +560,9 @@ def injected(settings: Settings, data: RealData, quick: bool, processes: Process
         else:
             print(f"{path.name}: {events[path]} events, fewer than the change point {at} and {AFTER_CHANGE} after "
                   "it: left out of the injected changes", flush=True)
-    cases = [("volatility x3", "volatility", ("VARIANCE", "FEATURE"), "volatility"),
+    cases = [("volatility x3", "volatility", ("VARIANCE", "FEATURE"), None),
              ("volatility x3 (variance test Levene)", "volatility", ("VARIANCE", "FEATURE"), "levene"),
-             ("mean shift +0.5 sd", "mean", ("FEATURE", "VARIANCE"), "volatility")]
+             ("mean shift +0.5 sd", "mean", ("FEATURE", "VARIANCE"), None)]
     outcomes = processes.map(changed_day, [(change, path, at, settings, variance_test)
                                            for _, change, _, variance_test in cases for path in klines])
     few = klines[:2] if quick else klines

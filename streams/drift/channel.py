@@ -84,7 +84,7 @@ class Channel:
         self.reference_tau = np.ones(len(streams), dtype=int)
         # "volatility" reads the return-like streams only, Levene on every stream without any (VarianceCheck).
         returns = [j for j, name in enumerate(streams) if name in RETURN_LIKE]
-        self.rises_only = kind == "VARIANCE" and config.variance_test == "volatility" and bool(returns)
+        self.rises_only = kind == "VARIANCE" and config.variance_test in ("volatility", "cusum") and bool(returns)
         self.log_scale = self.rises_only or (kind == "VARIANCE" and config.variance_test == "log_scale")
         self.scale_centre = np.zeros(len(streams))
         self.scale_floor = np.ones(len(streams))

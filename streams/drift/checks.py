@@ -311,7 +311,7 @@ class VarianceCheck:
             t, p, effect = channel.mean_tests(samples.recent, np.array(samples.columns), samples.spans)
             return Checked([CheckResult(stream, "log_scale_t", t_k, p_k, e_k, tau) for (stream, tau), t_k, p_k, e_k
                             in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)])
-        if channel.config.variance_test in ("volatility", "levene"):
+        if channel.config.variance_test in ("volatility", "cusum", "levene"):
             w, p, effect = levene_tests(samples.references, samples.currents)
             return Checked([CheckResult(stream, "levene", w_k, p_k, e_k, tau) for (stream, tau), w_k, p_k, e_k
                             in zip(samples.tested, w.tolist(), p.tolist(), effect.tolist(), strict=True)])

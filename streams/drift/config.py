@@ -8,7 +8,7 @@ from streams.drift.seasonality import check_buckets
 from streams.drift.statistics import adjust
 
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
-VARIANCE_TESTS = ("volatility", "levene", "log_scale", "f_test")
+VARIANCE_TESTS = ("volatility", "cusum", "levene", "log_scale", "f_test")
 # Effect-size thresholds (small, medium, large) per test.
 EFFECT_THRESHOLDS = {
     "ks_2samp": (0.1, 0.2, 0.3),
@@ -20,6 +20,8 @@ EFFECT_THRESHOLDS = {
     "basis_t": (25.0, 150.0, 500.0),
     # A shift of the mean log absolute deviation: scale ratios of about 1.25, 1.6 and 2.5.
     "log_scale_t": (0.22, 0.47, 0.92),
+    # The CUSUM's size of returns since the rise began, in units of the usual (streams.drift.cusum).
+    "cusum_scale": (1.25, 1.6, 2.5),
 }
 
 
@@ -38,8 +40,12 @@ class DriftConfig:
     mean_test: bool = True
     # The variance channel's test (streams.drift.checks.VarianceCheck): "volatility" tests a rise in
     # the size of the return-like features where a stream has them, and every feature with Levene
-    # where it has none (datasets).
+    # where it has none (datasets); "cusum" a sequential test of ret_1 (streams.drift.cusum) where a
+    # stream has it, Levene where not.
     variance_test: str = "volatility"
+    # The CUSUM's alarm level (a log-likelihood ratio) and the event-time hours before it may alarm.
+    cusum_threshold: float = 50.0
+    cusum_warmup_hours: float = 48.0
     warmup_events: int = 0
     min_severity: str = "LOW"
     # Return-like features in units of recent volatility (streams.drift.volatility); 0 = raw (the
@@ -84,6 +90,8 @@ class DriftConfig:
             raise ValueError("reference_max_age_hours must be >= 0 (0 = a reference serves until an alert)")
         if self.quiet_spell_hours < 0:
             raise ValueError("quiet_spell_hours must be >= 0 (0 = a fall of volatility is not remembered)")
+        if self.cusum_threshold <= 0 or self.cusum_warmup_hours < 0:
+            raise ValueError("cusum_threshold must be > 0 and cusum_warmup_hours >= 0")
         if self.reference not in ("fixed", "rolling"):
             raise ValueError("reference must be 'fixed' or 'rolling'")
         adjust([0.5], self.correction)

@@ -8,7 +8,9 @@ are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"
 features raises a false alarm with probability at most ``alpha`` under no drift.
 
 The VARIANCE channel's default test reports rises of volatility only; a significant fall re-bases its
-reference without an alert (see streams.drift.checks.VarianceCheck).
+reference without an alert (see streams.drift.checks.VarianceCheck). With ``variance_test="cusum"`` a
+stream with ``ret_1`` has a sequential test instead (streams.drift.cusum, on ``ret_1`` before any
+scaling here: it learns its own hour profile); its alarms open incidents as a check's rejections do.
 
 Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
 de-duplicated unless their severity is higher (then the FIRING record is re-published, same alert
@@ -29,6 +31,7 @@ from typing import Any
 from streams.drift.channel import Channel
 from streams.drift.checks import Ceiling
 from streams.drift.config import BASIS_CONFIG, SEVERITIES, DriftConfig, severity
+from streams.drift.cusum import VolatilityCusum
 from streams.drift.seasonality import IntradayProfile
 from streams.drift.statistics import adjust
 from streams.drift.volatility import VolatilityScale
@@ -48,6 +51,7 @@ class DriftMonitor:
         self.volatility = VolatilityScale(half_life=half_life) if half_life else None
         buckets = self.config.seasonal_buckets
         self.intraday = IntradayProfile(buckets=buckets) if buckets else None
+        self.cusum: CusumChannel | None = None  # the VARIANCE channel with variance_test="cusum"
 
     def _channel(self, kind: str, streams: tuple[str, ...]) -> Channel:
         channel = self.channels.get(kind)
@@ -61,6 +65,7 @@ class DriftMonitor:
         if "FEATURE" not in self.channels:
             names = names or tuple(sorted(values))
         channel = self._channel("FEATURE", names or ())
+        raw_return = values.get("ret_1", math.nan)
         intraday = self.__dict__.get("intraday")  # absent in a checkpoint from before the profile
         if intraday is not None:
             ready = intraday.ready
@@ -76,7 +81,10 @@ class DriftMonitor:
         row = [values.get(name, math.nan) for name in channel.streams]
         alerts = self._run(channel, row, time_ms)
         if self.config.variance_tests:
-            alerts += self._run(self._channel("VARIANCE", channel.streams), row, time_ms)
+            if self.config.variance_test == "cusum" and "ret_1" in channel.streams:
+                alerts += self._run_cusum(raw_return, row, channel.streams, time_ms)
+            else:
+                alerts += self._run(self._channel("VARIANCE", channel.streams), row, time_ms)
         return alerts
 
     def update_basis(self, deviations: dict[str, float], time_ms: int) -> list[dict[str, Any]]:
@@ -209,6 +217,74 @@ class DriftMonitor:
                 channel.clean_checks = 0
                 return [resolved] if self._publishable(resolved) else []
         return []
+
+
+    def _run_cusum(self, r: float, row: list[float], streams: tuple[str, ...], time_ms: int) -> list[dict[str, Any]]:
+        """The VARIANCE channel as a sequential test: an alarm opens an incident (or re-publishes it
+        with a higher severity); ``resolve_after`` checks in a row that find the sum at zero, once the
+        detector's hold after its last alarm is over, resolve it (the rise has ended, or the detector's
+        level has caught up with it). A check is every ``check_every`` events, as the windowed channels' are (what the
+        metrics show). Until the detector may alarm (its warm-up: two days of event time, for its hour
+        profile) the windowed test runs as without it, so that a series shorter than that is watched
+        too; then the windowed channel is dropped and an incident it had open is the detector's."""
+        state = self.__dict__.get("cusum")
+        if state is None:
+            detector = VolatilityCusum(self.config.cusum_threshold, warmup_hours=self.config.cusum_warmup_hours)
+            state = self.cusum = CusumChannel(detector)
+        detector = state.detector
+        alarm = detector.update(r, time_ms)
+        if not detector.warm:
+            return self._run(self._channel("VARIANCE", streams), row, time_ms)
+        windowed = self.channels.pop("VARIANCE", None)
+        if windowed is not None and windowed.open_alert is not None:
+            state.open_alert = windowed.open_alert
+        state.events += 1
+        if alarm is not None:
+            state.clean_checks = 0
+            level = severity(alarm.p_value, alarm.scale, "cusum_scale", self.config.alpha)
+            opened = state.open_alert
+            if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
+                return []
+            if opened is None:
+                self.sequence += 1
+            alert = {
+                "alert_id": opened["alert_id"] if opened else f"{self.symbol}-variance-{time_ms}-{self.sequence}",
+                "symbol": self.symbol, "kind": "VARIANCE", "test_name": "cusum_scale",
+                "statistic": alarm.statistic, "p_value": alarm.p_value, "adjusted_p_value": alarm.p_value,
+                "effect_size": alarm.scale, "reference_start_ms": detector.first_ms,
+                "reference_end_ms": alarm.start_ms, "current_start_ms": alarm.start_ms, "current_end_ms": time_ms,
+                "severity": level, "status": "FIRING", "affected_features": ["ret_1"],
+                "recommended_action": _action("VARIANCE", level), "created_time_ms": time_ms, "reference_symbol": None,
+            }
+            state.open_alert = alert
+            return [alert] if self._publishable(alert) else []
+        if state.events % self.config.check_every:
+            return []
+        statistic = detector.statistic
+        self._checks()["VARIANCE"] = [("VARIANCE", "ret_1", "cusum_scale", statistic, math.exp(-statistic))]
+        if state.open_alert is not None:
+            # Clean: the sum is back at zero after the hold (a burst keeps it above zero; a level that
+            # has caught up with a lasting rise lets it fall back).
+            clean = not detector.holding and statistic == 0.0
+            state.clean_checks = state.clean_checks + 1 if clean else 0
+            if state.clean_checks >= self.config.resolve_after:
+                resolved = {**state.open_alert, "status": "RESOLVED", "created_time_ms": time_ms,
+                            "current_end_ms": time_ms}
+                state.open_alert, state.clean_checks = None, 0
+                return [resolved] if self._publishable(resolved) else []
+        return []
+
+
+class CusumChannel:
+    """The VARIANCE channel's state with the sequential test: the detector and the incident it opened."""
+
+    __slots__ = ("detector", "open_alert", "clean_checks", "events")
+
+    def __init__(self, detector: VolatilityCusum):
+        self.detector = detector
+        self.open_alert: dict[str, Any] | None = None
+        self.clean_checks = 0
+        self.events = 0
 
 
 def _action(kind: str, level: str) -> str:
