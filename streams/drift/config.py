@@ -38,11 +38,11 @@ class DriftConfig:
     resolve_after: int = 3
     variance_tests: bool = True
     mean_test: bool = True
-    # The variance channel's test (streams.drift.checks.VarianceCheck): "volatility" tests a rise in
-    # the size of the return-like features where a stream has them, and every feature with Levene
-    # where it has none (datasets); "cusum" a sequential test of ret_1 (streams.drift.cusum) where a
-    # stream has it, Levene where not.
-    variance_test: str = "volatility"
+    # The variance channel's test: "cusum" a sequential test of ret_1 (streams.drift.cusum) once it has
+    # two days of event time behind it, "volatility" before then; "volatility" alone tests a rise in the
+    # size of the return-like features (streams.drift.checks.VarianceCheck). Where a stream has no
+    # return-like features (datasets) either runs Levene on every feature.
+    variance_test: str = "cusum"
     # The CUSUM's alarm level (a log-likelihood ratio) and the event-time hours before it may alarm.
     cusum_threshold: float = 50.0
     cusum_warmup_hours: float = 48.0
@@ -124,4 +124,7 @@ def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
 
 # The BASIS channel (streams.drift.basis): a short reference (200 events) and current window (10),
 # checked every 5 events, so a de-peg is reported within tens of events.
-BASIS_CONFIG = DriftConfig(window=200, current_window=10, check_every=5, variance_tests=False)
+# (No variance test: its variance_test is the one earlier releases wrote, so a restored checkpoint's
+# basis configuration reads as unchanged.)
+BASIS_CONFIG = DriftConfig(window=200, current_window=10, check_every=5, variance_tests=False,
+                           variance_test="volatility")

@@ -482,7 +482,7 @@ def test_a_burst_does_not_widen_its_own_volatility_test(monkeypatch):
 def test_the_volatility_test_reports_rises_and_follows_falls_without_an_alert():
     from streams.drift.config import DriftConfig
 
-    config = DriftConfig(seasonal_buckets=0, quiet_spell_hours=0)
+    config = DriftConfig(seasonal_buckets=0, quiet_spell_hours=0, variance_test="volatility")
     # A third of the size from 1,500, back to the usual size from 3,500: the fall is not reported, but
     # it re-bases the reference, so the return to the usual size is a rise against it.
     alerts = [a for a in _volatility_alerts(config, [(0, 1.0), (1500, 1 / 3), (3500, 1.0)]) if a["kind"] == "VARIANCE"]
@@ -694,7 +694,7 @@ def test_a_remembered_level_survives_a_checkpoint():
 
     rng = random.Random(3)
     events = [(i, rng.gauss(0.0, 1e-3 * (1.0 if i < 1500 else 1 / 3 if i < 3500 else 3.0))) for i in range(4500)]
-    monitor = DriftMonitor("X", DriftConfig(seasonal_buckets=0))
+    monitor = DriftMonitor("X", DriftConfig(seasonal_buckets=0, variance_test="volatility"))
 
     def feed(m: DriftMonitor, part) -> list[tuple[int, str]]:
         return [(i, a["kind"]) for i, r in part for a in m.update_features({"ret_1": r}, i * 60_000, ("ret_1",))

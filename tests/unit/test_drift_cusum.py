@@ -112,15 +112,17 @@ def test_before_its_warm_up_the_windowed_test_watches_and_an_incident_it_opened_
     assert records[-1]["created_time_ms"] >= 18 * HOUR
 
 
-def test_a_stream_without_returns_gets_levene_and_the_default_has_no_detector():
+def test_a_stream_without_returns_gets_levene_and_the_windowed_test_alone_has_no_detector():
+    assert DriftConfig().variance_test == "cusum"
     rng = random.Random(2)
-    monitor = DriftMonitor("X", DriftConfig(variance_test="cusum"))
+    monitor = DriftMonitor("X", DriftConfig())
     for k in range(800):
         monitor.update_features({"a": rng.gauss(0, 1 if k < 600 else 4)}, k * MINUTE, ("a",))
     assert monitor.cusum is None and monitor.channels["VARIANCE"].rises_only is False
-    default = DriftMonitor("X", DriftConfig())
-    default.update_features({"ret_1": 0.001}, 0, ("ret_1",))
-    assert default.cusum is None and "VARIANCE" in default.channels
+    windowed = DriftMonitor("X", DriftConfig(variance_test="volatility"))
+    for k in range(3 * 1440):
+        windowed.update_features({"ret_1": rng.gauss(0, 0.001)}, k * MINUTE, ("ret_1",))
+    assert windowed.cusum is None and "VARIANCE" in windowed.channels
 
 
 def test_a_monitor_restored_from_a_checkpoint_without_the_detector_starts_one(monkeypatch):
