@@ -7,10 +7,12 @@ ensemble's per-outcome log-loss, PREDICTION over the published probability. The 
 are corrected together (Bonferroni, or Benjamini-Hochberg with ``correction="bh"``), so a check of 25
 features raises a false alarm with probability at most ``alpha`` under no drift.
 
-The VARIANCE channel's default test reports rises of volatility only; a significant fall re-bases its
-reference without an alert (see streams.drift.checks.VarianceCheck). With ``variance_test="cusum"`` a
-stream with ``ret_1`` has a sequential test instead (streams.drift.cusum, on ``ret_1`` before any
+The VARIANCE channel's test, by default (``variance_test="cusum"``), is a sequential one on ``ret_1``
+once a symbol has two days of event time behind it (streams.drift.cusum, on ``ret_1`` before any
 scaling here: it learns its own hour profile); its alarms open incidents as a check's rejections do.
+Before then, and alone with ``variance_test="volatility"``, a windowed test reports rises of
+volatility only; a significant fall re-bases its reference without an alert (see
+streams.drift.checks.VarianceCheck).
 
 Incidents: an alert opens (FIRING) when a check rejects; further rejections of the same channel are
 de-duplicated unless their severity is higher (then the FIRING record is re-published, same alert
@@ -218,15 +220,15 @@ class DriftMonitor:
                 return [resolved] if self._publishable(resolved) else []
         return []
 
-
     def _run_cusum(self, r: float, row: list[float], streams: tuple[str, ...], time_ms: int) -> list[dict[str, Any]]:
         """The VARIANCE channel as a sequential test: an alarm opens an incident (or re-publishes it
         with a higher severity); ``resolve_after`` checks in a row that find the sum at zero, once the
-        detector's hold after its last alarm is over, resolve it (the rise has ended, or the detector's
-        level has caught up with it). A check is every ``check_every`` events, as the windowed channels' are (what the
-        metrics show). Until the detector may alarm (its warm-up: two days of event time, for its hour
-        profile) the windowed test runs as without it, so that a series shorter than that is watched
-        too; then the windowed channel is dropped and an incident it had open is the detector's."""
+        detector's hold after its last alarm is over, resolve it (the rise has ended, or the
+        detector's level has caught up with it). A check is every ``check_every`` events, as the
+        windowed channels' are (what the metrics show). Until the detector may alarm (its warm-up: two
+        days of event time, for its hour profile) the windowed test runs as without it, so that a
+        series shorter than that is watched too; then the windowed channel is dropped and an incident
+        it had open is the detector's."""
         state = self.__dict__.get("cusum")
         if state is None:
             detector = VolatilityCusum(self.config.cusum_threshold, warmup_hours=self.config.cusum_warmup_hours)

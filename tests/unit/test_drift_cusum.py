@@ -79,7 +79,8 @@ def test_the_monitor_opens_one_variance_incident_for_a_burst_and_resolves_it_and
     config = DriftConfig(variance_test="cusum", cusum_threshold=30)
     rng = random.Random(3)
     start = 3 * DAY + 2 * HOUR
-    rows = profiled(rng, 3 * 1440 + 120) + profiled(rng, 600, start, factor=3.0) + profiled(rng, 600, start + 600 * MINUTE)
+    rows = profiled(rng, 3 * 1440 + 120) + profiled(rng, 600, start, factor=3.0)
+    rows += profiled(rng, 600, start + 600 * MINUTE)
     # (The windowed test watches the first two days, without the hour profile of the detector.)
     records = [a for a in run_monitor(config, rows) if a["kind"] == "VARIANCE" and a["created_time_ms"] >= 2 * DAY]
     assert [a["status"] for a in records] in (["FIRING", "RESOLVED"], ["FIRING", "FIRING", "RESOLVED"])
