@@ -206,7 +206,7 @@ class Settings:
     )
     drift_cusum_threshold: str = _env(
         "LIVELEARN_DRIFT_CUSUM_THRESHOLD", "50",
-        "Alarm level of the cusum variance test, a log-likelihood ratio (50: 0.34 VARIANCE alerts per 10k events on 58 "
+        "Alarm level of the cusum variance test, a log-likelihood ratio (50: 0.32 VARIANCE alerts per 10k events on 58 "
         "real months, 40: more bursts found, sooner, more alerts)",
     )
     drift_reference_max_age_hours: str = _env(

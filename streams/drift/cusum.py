@@ -18,7 +18,7 @@ class alone (``bench/variance_cusum.py``, alarms counted before de-duplication, 
 VARIANCE test                   alerts on the unmodified months  months over 0.8 per 10k  found/1538  median
 ==============================  ===============================  =======================  ==========  ======
 windowed alone                  184 = 0.75 [0.64, 0.86] per 10k  18 of 58                 1,106       119
-CUSUM 50 after two days         83 = 0.34 [0.27, 0.42]           2 of 58                  1,111       76
+CUSUM 50 after two days         80 = 0.32 [0.26, 0.40]           1 of 58                  1,107       76
 CUSUM 40, alone                 108 = 0.44 [0.36, 0.53]          5 of 58                  1,215       61
 CUSUM 50, alone                 62 = 0.25 [0.19, 0.32]           0 of 58                  1,106       76
 ==============================  ===============================  =======================  ==========  ======
