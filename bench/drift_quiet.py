@@ -6,7 +6,7 @@ drift response off so that models are not changed by the alerts being counted, a
 Every FIRING alert at or above ``--severity`` is a false alarm. Prints one line per seed and a
 RESULT line with the number of seeds that raised any.
 
-Usage: python bench/drift_quiet.py [--seeds 8] [--ticks 6000] [--severity HIGH] [--variance-test volatility]
+Usage: python bench/drift_quiet.py [--seeds 8] [--ticks 6000] [--severity HIGH] [--variance-test cusum]
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--ticks", type=int, default=6000)
     parser.add_argument("--severity", default="HIGH", choices=SEVERITIES)
-    parser.add_argument("--variance-test", default="volatility", choices=VARIANCE_TESTS,
-                        help="the variance channel's test (streams.drift.checks.VarianceCheck)")
+    parser.add_argument("--variance-test", default=None, choices=VARIANCE_TESTS,
+                        help="the variance channel's test (default: the settings', LIVELEARN_DRIFT_VARIANCE_TEST)")
     args = parser.parse_args()
     pin_one_core()
     defaults = pipeline_config(Settings.from_env())
-    drift = dataclasses.replace(defaults.drift, variance_test=args.variance_test)
+    drift = dataclasses.replace(defaults.drift, variance_test=args.variance_test or defaults.drift.variance_test)
     config = PipelineConfig(**{**defaults.__dict__, "drift_response": False, "drift": drift})
     floor = SEVERITIES.index(args.severity)
     noisy_seeds, total = 0, 0
@@ -57,7 +57,7 @@ def main() -> None:
               f"{': ' + described if described else ''}", flush=True)
     print(f"{noisy_seeds} of {args.seeds} no-change streams raised an alert >= {args.severity}; by kind: {by_kind}")
     result("drift_quiet", seeds=args.seeds, ticks=args.ticks, severity=args.severity, seeds_with_alerts=noisy_seeds,
-           alerts=total, alerts_by_kind=by_kind, variance_test=args.variance_test, alpha=config.drift.alpha,
+           alerts=total, alerts_by_kind=by_kind, variance_test=drift.variance_test, alpha=config.drift.alpha,
            current_window=config.drift.current_window, check_every=config.drift.check_every)
 
 

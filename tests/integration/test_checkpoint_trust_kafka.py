@@ -20,7 +20,9 @@ from schemas.codec import AvroCodec
 from tests.conftest import ROOT
 from tests.kafka_io import produce, read_topic, wait_for_distinct
 
-pytestmark = pytest.mark.integration
+# heavy: seven restores of about half a minute each (170 s), which run in the chaos lane of `make test`
+# during its waits instead of lengthening the main lane (scripts/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 FILE = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"
 
