@@ -100,8 +100,7 @@ class DriftMonitor:
         closed: list[dict[str, Any]] = []
         if channel is None or channel.streams != streams:
             if channel is not None and channel.open_alert is not None:
-                resolved = {**channel.open_alert, "status": "RESOLVED", "created_time_ms": time_ms}
-                closed = [resolved] if self._publishable(resolved) else []
+                closed = self._resolve(channel, time_ms)
             channel = self.channels["BASIS"] = Channel("BASIS", streams, self.basis_config)
         return closed + self._run(channel, [deviations[s] for s in streams], time_ms)
 
@@ -172,33 +171,23 @@ class DriftMonitor:
             rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < channel.config.alpha]
         self._checks()[channel.kind] = [(channel.kind, r.stream, r.test, r.statistic, r.p) for r in results]
         if rejected:
-            channel.clean_checks = 0
             (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
             level = severity(adj, effect, test, channel.config.alpha)
-            opened = channel.open_alert
-            if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
-                # Same incident, no worse: follow the new regime so it can resolve once stable.
-                if self.config.rebase_on_alert:
-                    channel.rebase()
-                return []
-            if opened is None:
-                self.sequence += 1
-            alert = {
-                "alert_id": opened["alert_id"] if opened else f"{self.symbol}-{channel.kind.lower()}-{time_ms}-{self.sequence}",
-                "symbol": self.symbol, "kind": channel.kind, "test_name": test, "statistic": float(statistic),
-                "p_value": float(p), "adjusted_p_value": float(adj), "effect_size": float(effect),
+            basis = channel.kind == "BASIS"
+            alert = self._fire(channel, channel.kind, level, time_ms, {
+                "test_name": test, "statistic": float(statistic), "p_value": float(p), "adjusted_p_value": float(adj),
+                "effect_size": float(effect),
                 "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],
                 "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1],
-                "severity": level, "status": "FIRING",
-                "affected_features": ["basis_bps"] if channel.kind == "BASIS" else sorted({r.stream for r, _ in rejected}),
-                "recommended_action": _action(channel.kind, level), "created_time_ms": time_ms,
-                "reference_symbol": stream if channel.kind == "BASIS" else None,  # its streams are the other pairs
-            }
-            channel.open_alert = alert
+            }, ["basis_bps"] if basis else sorted({r.stream for r, _ in rejected}),
+                stream if basis else None)  # the BASIS channel's streams are the other pairs
             if self.config.rebase_on_alert:
+                # A new incident or a worse one: a new level. The same, no worse: follow the new regime
+                # so that it can resolve once stable.
                 channel.rebase()
-                channel.ceiling = None  # volatility rose above the level before any fall: a new level
-            return [alert] if self._publishable(alert) else []
+                if alert is not None:
+                    channel.ceiling = None  # volatility rose above the level before any fall
+            return [alert] if alert is not None and self._publishable(alert) else []
         if checked.volatility_fell and self.config.rebase_on_alert:
             # The volatility test reports rises only; a significant fall takes the reference again from
             # the next events (testing against this one meanwhile), without an alert, or a reference taken
@@ -213,11 +202,7 @@ class DriftMonitor:
         if channel.open_alert is not None:
             channel.clean_checks += 1
             if channel.clean_checks >= self.config.resolve_after:
-                resolved = {**channel.open_alert, "status": "RESOLVED", "created_time_ms": time_ms,
-                            "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1]}
-                channel.open_alert = None
-                channel.clean_checks = 0
-                return [resolved] if self._publishable(resolved) else []
+                return self._resolve(channel, time_ms, channel.current_times)
         return []
 
     def _run_cusum(self, r: float, row: list[float], streams: tuple[str, ...], time_ms: int) -> list[dict[str, Any]]:
@@ -242,24 +227,14 @@ class DriftMonitor:
             state.open_alert = windowed.open_alert
         state.events += 1
         if alarm is not None:
-            state.clean_checks = 0
             level = severity(alarm.p_value, alarm.scale, "cusum_scale", self.config.alpha)
-            opened = state.open_alert
-            if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
-                return []
-            if opened is None:
-                self.sequence += 1
-            alert = {
-                "alert_id": opened["alert_id"] if opened else f"{self.symbol}-variance-{time_ms}-{self.sequence}",
-                "symbol": self.symbol, "kind": "VARIANCE", "test_name": "cusum_scale",
-                "statistic": alarm.statistic, "p_value": alarm.p_value, "adjusted_p_value": alarm.p_value,
-                "effect_size": alarm.scale, "reference_start_ms": detector.first_ms,
-                "reference_end_ms": alarm.start_ms, "current_start_ms": alarm.start_ms, "current_end_ms": time_ms,
-                "severity": level, "status": "FIRING", "affected_features": ["ret_1"],
-                "recommended_action": _action("VARIANCE", level), "created_time_ms": time_ms, "reference_symbol": None,
-            }
-            state.open_alert = alert
-            return [alert] if self._publishable(alert) else []
+            alert = self._fire(state, "VARIANCE", level, time_ms, {
+                "test_name": "cusum_scale", "statistic": alarm.statistic, "p_value": alarm.p_value,
+                "adjusted_p_value": alarm.p_value, "effect_size": alarm.scale,
+                "reference_start_ms": detector.first_ms, "reference_end_ms": alarm.start_ms,
+                "current_start_ms": alarm.start_ms, "current_end_ms": time_ms,
+            }, ["ret_1"], None)
+            return [alert] if alert is not None and self._publishable(alert) else []
         if state.events % self.config.check_every:
             return []
         statistic = detector.statistic
@@ -270,11 +245,38 @@ class DriftMonitor:
             clean = not detector.holding and statistic == 0.0
             state.clean_checks = state.clean_checks + 1 if clean else 0
             if state.clean_checks >= self.config.resolve_after:
-                resolved = {**state.open_alert, "status": "RESOLVED", "created_time_ms": time_ms,
-                            "current_end_ms": time_ms}
-                state.open_alert, state.clean_checks = None, 0
-                return [resolved] if self._publishable(resolved) else []
+                return self._resolve(state, time_ms, (state.open_alert["current_start_ms"], time_ms))
         return []
+
+    def _fire(self, incident: Channel | CusumChannel, kind: str, level: str, time_ms: int,
+              measured: dict[str, Any], affected: list[str], reference_symbol: str | None) -> dict[str, Any] | None:
+        """A rejection: opens an incident, or re-opens the open one (same alert id) when ``level`` is more
+        severe; None when the open one is at least as severe (de-duplicated). ``measured`` holds the
+        test's fields of the record (test, statistic, p-values, effect, reference and current windows)."""
+        incident.clean_checks = 0
+        opened = incident.open_alert
+        if opened is not None and SEVERITIES.index(level) <= SEVERITIES.index(opened["severity"]):
+            return None
+        if opened is None:
+            self.sequence += 1
+        alert_id = opened["alert_id"] if opened else f"{self.symbol}-{kind.lower()}-{time_ms}-{self.sequence}"
+        alert = {"alert_id": alert_id, "symbol": self.symbol, "kind": kind, **measured, "severity": level,
+                 "status": "FIRING", "affected_features": affected,
+                 "recommended_action": _action(kind, level, measured["test_name"]), "created_time_ms": time_ms,
+                 "reference_symbol": reference_symbol}
+        incident.open_alert = alert
+        return alert
+
+    def _resolve(self, incident: Channel | CusumChannel, time_ms: int,
+                 current: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """Closes the open incident: its FIRING record again as RESOLVED, with the current window it
+        ended in where one is given; nothing to publish below ``min_severity``."""
+        assert incident.open_alert is not None
+        resolved = {**incident.open_alert, "status": "RESOLVED", "created_time_ms": time_ms}
+        if current is not None:
+            resolved["current_start_ms"], resolved["current_end_ms"] = current
+        incident.open_alert, incident.clean_checks = None, 0
+        return [resolved] if self._publishable(resolved) else []
 
 
 class CusumChannel:
@@ -289,9 +291,11 @@ class CusumChannel:
         self.events = 0
 
 
-def _action(kind: str, level: str) -> str:
+def _action(kind: str, level: str, test: str) -> str:
     if kind == "CONCEPT" and level in ("HIGH", "CRITICAL"):
         return "reset_member"
     if kind == "CONCEPT":
         return "raise_learning_rate"
+    if test == "cusum_scale":
+        return "none"  # a sequential test has no reference: its level follows by itself
     return "rebase_reference"

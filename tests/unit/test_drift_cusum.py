@@ -8,6 +8,7 @@ import dataclasses
 import math
 import pickle
 import random
+import sys
 
 import pytest
 
@@ -74,7 +75,7 @@ def run_monitor(config: DriftConfig, rows: list[tuple[float, int]], seed: int = 
 def test_the_monitor_opens_one_variance_incident_for_a_burst_and_resolves_it_and_the_record_fits_the_schema():
     """With ``variance_test="cusum"`` the monitor publishes a FIRING VARIANCE alert on ``ret_1`` from
     the detector (``cusum_scale``: statistic S, p exp(-S), effect the size of returns since the rise
-    began, current window from then), de-duplicates its further alarms while the burst lasts, and
+    began, current window from then, no action: it has no reference to re-base), de-duplicates its further alarms while the burst lasts, and
     resolves the incident with the same id once the burst is over and the hold has passed."""
     config = DriftConfig(variance_test="cusum", cusum_threshold=30)
     rng = random.Random(3)
@@ -90,6 +91,9 @@ def test_the_monitor_opens_one_variance_incident_for_a_burst_and_resolves_it_and
     assert first["reference_start_ms"] == 0 and first["reference_end_ms"] == first["current_start_ms"]
     assert first["effect_size"] > 2.0 and first["p_value"] == pytest.approx(math.exp(-first["statistic"]))
     assert first["severity"] in ("HIGH", "CRITICAL") and first["alert_id"].startswith("X-variance-")
+    assert first["recommended_action"] == "none"  # no reference to re-base: the detector's level follows
+    assert records[-1]["current_start_ms"] == first["current_start_ms"]
+    assert records[-1]["current_end_ms"] == records[-1]["created_time_ms"]
     assert len({a["alert_id"] for a in records}) == 1
     assert records[-1]["created_time_ms"] > start + 600 * MINUTE  # resolved after the burst, not during it
     codec = AvroCodec.for_topic_schema("drift_alert")
@@ -132,6 +136,27 @@ def test_a_monitor_restored_from_a_checkpoint_without_the_detector_starts_one(mo
     restored = pickle.loads(pickle.dumps(monitor))
     restored.update_features({"ret_1": 0.001}, 0, ("ret_1",))
     assert restored.cusum is not None and restored.cusum.detector.first_ms == 0
+
+
+def test_a_release_without_the_detector_refuses_its_checkpoint_as_a_snapshot_it_may_not_load(monkeypatch):
+    """Rolling back to a release without streams.drift.cusum: a monitor written by this one names the
+    detector's classes, and the older reader refuses it with ForbiddenGlobal (nothing called), which the
+    checkpoint restore counts as unreadable_checkpoint before falling back to an older one or a fresh
+    state (agents/checkpoints.py; on Kafka: tests/integration/test_checkpoint_trust_kafka.py)."""
+    from streams import snapshots
+    from streams.drift import monitor
+
+    written = DriftMonitor("X", DriftConfig(variance_test="cusum"))
+    written.update_features({"ret_1": 0.001}, 0, ("ret_1",))
+    data = snapshots.dumps(written)
+    assert snapshots.loads(data).cusum.detector.first_ms == 0
+    monkeypatch.delattr(monitor, "CusumChannel")
+    with pytest.raises(snapshots.ForbiddenGlobal, match="streams.drift.monitor.CusumChannel"):
+        snapshots.loads(data)
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "streams.drift.cusum", None)  # the module absent
+    with pytest.raises(snapshots.ForbiddenGlobal, match="streams.drift.cusum.VolatilityCusum"):
+        snapshots.loads(data)
 
 
 def test_the_setting_selects_the_detector_and_is_validated(monkeypatch):
