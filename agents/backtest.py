@@ -125,6 +125,30 @@ def partition_sizes(settings: Settings, stages: tuple[str, ...], timeout: float)
     return sizes
 
 
+def groups_reading(settings: Settings, topic: str, timeout: float) -> dict[str, int]:
+    """The consumer groups with members assigned partitions of ``topic`` now (a running worker's group
+    is its ``LIVELEARN_APP_ID``), with their member counts; empty when none reads it or the broker will
+    not say (a principal without Describe on groups): the answer only words a note."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.client_config())
+    try:
+        listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+        ids = [group.group_id for group in listed.valid]
+        if not ids:
+            return {}
+        described = admin.describe_consumer_groups(ids, request_timeout=timeout)
+        reading = {}
+        for group_id, future in described.items():
+            members = future.result(timeout).members
+            assigned = (tp for m in members if m.assignment for tp in m.assignment.topic_partitions)
+            if any(tp.topic == topic for tp in assigned):
+                reading[group_id] = len(members)
+        return reading
+    except Exception:  # noqa: BLE001 - a note's wording must not stop the backtest
+        return {}
+
+
 def _filled(consumer: Any, listed: dict, topics: list[str], partitions: frozenset[int] | None,
             timeout: float) -> dict[tuple[str, int], tuple[int, int]]:
     """``(low, high)`` offsets of every partition of ``topics`` (of ``partitions``; None: all) that holds

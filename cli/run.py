@@ -40,17 +40,22 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                        "with the same LIVELEARN_TOPIC_PREFIX: livelearn replay FILE)", code=2)
     ensure_topics(settings)
     from agents.app import pipeline_config
-    from agents.backtest import partition_sizes, run_backtest
+    from agents.backtest import groups_reading, partition_sizes, run_backtest
     require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
     # torch and River load here, not in the timed run (the other processes of --jobs load their own in it)
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
     if held := sum(partition_sizes(settings, ("predictions",), 15.0).values()):
-        print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets: an "
-              "earlier backtest, or a worker, on this topic prefix): this run's records follow them, the same "
-              "ones again where the inputs are the same (livelearn's readers drop repeated prediction ids). A "
-              "topic prefix of its own gives a backtest topics of its own.", file=sys.stderr)
+        reading = groups_reading(settings, ticks, 15.0)
+        groups = ", ".join(f"group {group}, {members} members" for group, members in sorted(reading.items()))
+        whose = (f"a worker is running on this topic prefix now ({groups} reading {ticks}): this run's records "
+                 "interleave with its own" if reading else
+                 f"an earlier backtest, or a worker that has stopped (no group reads {ticks} now): this run's "
+                 "records follow them")
+        print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets; {whose}, "
+              "the same ones again where the inputs are the same (livelearn's readers drop repeated prediction "
+              "ids). A topic prefix of its own gives a backtest topics of its own.", file=sys.stderr)
     started = time.monotonic()
     line = StatusLine(enabled=not args.quiet, every_s=0.0)  # the backtest calls back every 5,000 records
     finished = []  # the end is reported once (the backtest may report it twice)

@@ -74,6 +74,13 @@ def test_backtest_publishes_the_same_records_as_a_worker(worker_factory, pipelin
     from_worker.update({stage: records(worker_env, stage, schema, to_end=True)
                         for stage, schema in COMPARED.items() if stage not in from_worker})
 
+    # What a backtest's note says of these topics: the worker's group reads them (its one member).
+    from agents.backtest import groups_reading
+    from agents.settings import Settings
+
+    ticks = pipeline_env["LIVELEARN_TOPIC_PREFIX"] + "ticks"
+    assert groups_reading(Settings.from_env(worker_env), ticks, 15.0) == {pipeline_env["LIVELEARN_APP_ID"]: 1}
+
     backtest_env = {**worker_env, "LIVELEARN_TOPIC_PREFIX": "b" + pipeline_env["LIVELEARN_TOPIC_PREFIX"],
                     "LIVELEARN_APP_ID": "b" + pipeline_env["LIVELEARN_APP_ID"]}
     assert livelearn("replay", *SAMPLE, "--quiet", env=backtest_env, timeout=120).returncode == 0
@@ -294,13 +301,16 @@ def test_a_backtest_process_killed_midway_fails_the_run_saying_so(pipeline_env):
 def test_a_backtest_run_again_on_its_topics_says_that_its_records_follow_the_earlier_ones(pipeline_env):
     """A second backtest on the same topic prefix (after a failed run, or by mistake beside a worker)
     publishes its records after the first run's: it says so, before it starts, rather than leaving a
-    doubled predictions topic to be found later."""
+    doubled predictions topic to be found later, and whether a worker's group reads the topics now
+    (none here; a running worker's group is found in the test above)."""
     assert livelearn("replay", SAMPLE[0], "--quiet", env=pipeline_env, timeout=120).returncode == 0
     first = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
     assert first.returncode == 0, first.stderr
     assert "already holds" not in first.stderr
     again = livelearn("backtest", "--quiet", env=pipeline_env, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert f"{pipeline_env['LIVELEARN_TOPIC_PREFIX']}predictions already holds records (1,440 offsets" in again.stderr
+    prefix = pipeline_env["LIVELEARN_TOPIC_PREFIX"]
+    assert f"{prefix}predictions already holds records (1,440 offsets; an earlier backtest" in again.stderr
+    assert f"(no group reads {prefix}ticks now)" in again.stderr
     published = records(pipeline_env, "predictions", "prediction", to_end=True)[b"BTCUSDT"]
     assert len(published) == 2 * 1440 and published[:1440] == published[1440:]
