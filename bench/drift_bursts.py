@@ -18,7 +18,15 @@ figures docs/STATUS.md gives for the variance channel's settings (memory of fall
 serial correlation) come from here. Also prints, per file, which state the variance channel was in at
 each burst (an incident's reference filling, a fall's remembered level, neither) with the share found.
 
-Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--warmup-hours 48] [--jobs N]
+``--days`` instead cuts every file into its UTC days and runs each day on its own from a fresh engine and
+monitor, as daily dumps (the shipped ``SYMBOL-1m-YYYY-MM-DD`` files) are read: FIRING alerts per channel
+pooled with an exact Poisson 95% interval, and the share of days with one (the per-file measure of
+bench/drift_real.py, on many more days). On the 58 real months of docs/STATUS.md #15 (1,712 days,
+2026-12-06, default settings): VARIANCE 141 = 0.57 [0.48, 0.68] per 10k, on 8.2% of the days, every
+one between 17:00 and 24:00 UTC (the windowed test: a fresh monitor skips 500 events and takes the next
+500 as its reference, so a day is tested from about 17:00 on); FEATURE 9 = 0.04 [0.02, 0.07], on 0.5%.
+
+Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--warmup-hours 48] [--jobs N] [--days]
 Settings from the environment as a worker reads them (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS=72`` to
 compare a setting).
 """
@@ -86,6 +94,56 @@ def series(job: tuple[Path, Settings, int, int, float]) -> tuple[str, Counter, l
     return path.name, alerts, bursts, len(ticks)
 
 
+def days(job: tuple[Path, Settings]) -> tuple[str, dict[str, list[int]], list[int]]:
+    """One file cut into its UTC days, each run on its own from a fresh engine and monitor, as a daily
+    dump (the shipped SYMBOL-1m-YYYY-MM-DD files) is: FIRING alerts per channel per day, and each day's
+    length (only the windowed tests run: no day reaches the sequential test's two days)."""
+    path, settings = job
+    config = pipeline_config(settings)
+    names = config.drift_features
+    by_day: dict[int, list[dict]] = {}
+    for item in read_file(path):
+        if item.tick is not None:
+            by_day.setdefault(item.tick["event_time_ms"] // (24 * HOUR_MS), []).append(item.tick)
+    per_day: dict[str, list[int]] = {}
+    lengths = []
+    for k, (_, ticks) in enumerate(sorted(by_day.items())):
+        engine, monitor = FeatureEngine(), DriftMonitor(ticks[0]["symbol"], config.drift)
+        lengths.append(len(ticks))
+        for tick in ticks:
+            for alert in _fired(engine, monitor, tick, names):
+                per_day.setdefault(alert["kind"], [0] * len(by_day))[k] += 1
+    return path.name, per_day, lengths
+
+
+def daily(files: list[Path], settings: Settings, processes: Processes) -> None:
+    """``--days``: the per-file measure of bench/drift_real.py on every day of long series."""
+    from scipy.stats import chi2
+
+    def exact(count: int, events: int) -> list[float]:  # exact Poisson 95%, per 10k events
+        low = chi2.ppf(0.025, 2 * count) / 2 if count else 0.0
+        return [round(float(low) / events * 1e4, 3), round(float(chi2.ppf(0.975, 2 * count + 2)) / 2 / events * 1e4, 3)]
+
+    counts: Counter[str] = Counter()
+    alerting: Counter[str] = Counter()
+    n_days = events = 0
+    for name, per_day, lengths in processes.map(days, [(p, settings) for p in files]):
+        n_days += len(lengths)
+        events += sum(lengths)
+        for kind, alerts in per_day.items():
+            counts[kind] += sum(alerts)
+            alerting[kind] += sum(a > 0 for a in alerts)
+        print(f"{name:32s} {len(lengths):3d} days  FIRING {({k: sum(v) for k, v in per_day.items()}) or '{}'}  "
+              f"days with one {({k: sum(a > 0 for a in v) for k, v in per_day.items()}) or '{}'}", flush=True)
+    for kind in sorted(counts):
+        print(f"{kind}: {counts[kind]} alerts in {n_days} days ({events} events): {counts[kind] / events * 1e4:.2f} "
+              f"{exact(counts[kind], events)} per 10k; {alerting[kind]} days with one ({alerting[kind] / n_days:.1%})")
+    result("drift_bursts_days", files=len(files), days=n_days, events=events, alerts=dict(counts),
+           per_10k={k: round(v / events * 1e4, 3) for k, v in counts.items()},
+           per_10k_exact_95={k: exact(v, events) for k, v in counts.items()},
+           days_with_an_alert=dict(alerting), variance_test=settings.drift_variance_test)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", required=True, metavar="PATH",
@@ -95,9 +153,15 @@ def main() -> None:
     parser.add_argument("--warmup-hours", type=float, default=48.0,
                         help="hours of a series before its first burst (the channels' references and memories fill)")
     parser.add_argument("--jobs", type=int, default=None, help="files run at once, each in its own process")
+    parser.add_argument("--days", action="store_true",
+                        help="instead: every UTC day of each file on its own, as daily dumps are read (no bursts)")
     args = parser.parse_args()
     settings = Settings.from_env()
     files = input_files(args.data)
+    if args.days:
+        with Processes(args.jobs) as processes:
+            daily(files, settings, processes)
+        return
     totals: Counter[str] = Counter()
     delays: list[int | None] = []
     states: dict[str, list[int]] = {}

@@ -284,6 +284,27 @@ def test_drift_bursts_meets_the_bursts_the_whole_pipeline_meets_with_the_monitor
     assert [delay for delay, _ in late] == [139, 79, 59]  # none before the warm-up has passed
 
 
+def test_drift_bursts_days_runs_each_day_of_a_file_as_its_own_daily_dump_would_run(tmp_path, monkeypatch):
+    """``bench/drift_bursts.py --days`` cuts a long file into its UTC days and runs each from a fresh
+    engine and monitor: each day's FIRING alerts are those of that day's own shipped file run alone
+    (small drift windows and a lax level, so that the days raise some)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import drift_bursts
+
+    from agents.settings import Settings
+
+    settings = Settings.from_env({"LIVELEARN_DRIFT_WINDOW": "200", "LIVELEARN_DRIFT_WARMUP": "100",
+                                  "LIVELEARN_DRIFT_ALPHA": "0.05"})
+    files = [KLINES / "spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
+    joined = tmp_path / "BTCUSDT-1m-2020-01.csv"
+    joined.write_text("".join(day_text(path) for path in files))
+    name, per_day, lengths = drift_bursts.days((joined, settings))
+    assert (name, lengths) == (joined.name, [1440, 1440])
+    alone = [drift_bursts.series((path, settings, 0, 200, 0.0))[1] for path in files]
+    assert sum(sum(counts.values()) for counts in alone) > 0
+    assert {kind: [day[kind] for day in alone] for day in alone for kind in day} == per_day
+
+
 def test_a_result_line_is_strict_json_where_a_figure_could_not_be_computed(capsys):
     """An interval on too few outcomes is NaN; the RESULT line says null, which every JSON reader takes
     (Python's json writes NaN, which is not JSON)."""
