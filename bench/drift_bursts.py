@@ -20,11 +20,17 @@ each burst (an incident's reference filling, a fall's remembered level, neither)
 
 ``--days`` instead cuts every file into its UTC days and runs each day on its own from a fresh engine and
 monitor, as daily dumps (the shipped ``SYMBOL-1m-YYYY-MM-DD`` files) are read: FIRING alerts per channel
-pooled with an exact Poisson 95% interval, and the share of days with one (the per-file measure of
-bench/drift_real.py, on many more days). On the 58 real months of docs/STATUS.md #15 (1,712 days,
-2026-12-06, default settings): VARIANCE 141 = 0.57 [0.48, 0.68] per 10k, on 8.2% of the days, every
-one between 17:00 and 24:00 UTC (the windowed test: a fresh monitor skips 500 events and takes the next
-500 as its reference, so a day is tested from about 17:00 on); FEATURE 9 = 0.04 [0.02, 0.07], on 0.5%.
+pooled with an exact Poisson 95% interval and the share of days with one (the per-file measure of
+bench/drift_real.py, on many more days), and log moves x3 from the event where bench/drift_real.py
+injects them into the shipped days (1,200 with the default settings) in every day with ``--after``
+events left: found = an alert naming a price-derived feature within the rest of the day. On the 58 real
+months of docs/STATUS.md #15 (1,712 days, 2026-12-06, default settings, one run): VARIANCE 141 = 0.57
+[0.48, 0.68] per 10k, on 8.2% of the days, every one between 17:00 and 24:00 UTC (the windowed test: a
+fresh monitor skips 500 events and takes the next 500 as its reference, so a day is tested from about
+17:00 on); FEATURE 9 = 0.04 [0.02, 0.07], on 0.5%; the bursts found in 1,419 of 1,712 days, median 100.
+Measured and not adopted: the CUSUM from eight hours on instead of two days (no hour profile on a
+single day), 63 VARIANCE alerts (0.26 [0.20, 0.33], 3.7% of days) but bursts found in 1,037, median 75:
+another point on the same trade-off, and one of the four shipped days' bursts missed.
 
 Usage: python bench/drift_bursts.py --data PATH... [--every 1500] [--after 200] [--warmup-hours 48] [--jobs N] [--days]
 Settings from the environment as a worker reads them (``LIVELEARN_DRIFT_QUIET_SPELL_HOURS=72`` to
@@ -40,7 +46,7 @@ from collections import Counter
 from pathlib import Path
 
 from common import Processes, result
-from drift_real import names_price, scale_log_moves
+from drift_real import change_point, names_price, scale_log_moves
 
 from agents.app import pipeline_config
 from agents.settings import Settings
@@ -94,11 +100,12 @@ def series(job: tuple[Path, Settings, int, int, float]) -> tuple[str, Counter, l
     return path.name, alerts, bursts, len(ticks)
 
 
-def days(job: tuple[Path, Settings]) -> tuple[str, dict[str, list[int]], list[int]]:
+def days(job: tuple[Path, Settings, int, int]) -> tuple[str, dict[str, list[int]], list[int], list[int | None]]:
     """One file cut into its UTC days, each run on its own from a fresh engine and monitor, as a daily
-    dump (the shipped SYMBOL-1m-YYYY-MM-DD files) is: FIRING alerts per channel per day, and each day's
-    length (only the windowed tests run: no day reaches the sequential test's two days)."""
-    path, settings = job
+    dump (the shipped SYMBOL-1m-YYYY-MM-DD files) is: FIRING alerts per channel per day, each day's
+    length, and where a day has ``after`` events past event ``at`` (0: none), the delay after which a
+    copy of its monitor there finds log moves x3 from then on (None: not within them)."""
+    path, settings, at, after = job
     config = pipeline_config(settings)
     names = config.drift_features
     by_day: dict[int, list[dict]] = {}
@@ -106,17 +113,27 @@ def days(job: tuple[Path, Settings]) -> tuple[str, dict[str, list[int]], list[in
         if item.tick is not None:
             by_day.setdefault(item.tick["event_time_ms"] // (24 * HOUR_MS), []).append(item.tick)
     per_day: dict[str, list[int]] = {}
-    lengths = []
+    lengths: list[int] = []
+    delays: list[int | None] = []
     for k, (_, ticks) in enumerate(sorted(by_day.items())):
         engine, monitor = FeatureEngine(), DriftMonitor(ticks[0]["symbol"], config.drift)
         lengths.append(len(ticks))
-        for tick in ticks:
+        for i, tick in enumerate(ticks):
+            if at and i == at - 1 and len(ticks) - i > after:  # the at-th tick is the anchor, as drift_real counts
+                burst_engine, burst_monitor = copy.deepcopy((engine, monitor))
+                found = None
+                for j, changed in enumerate(scale_log_moves(ticks[i:], 1, 3.0)):
+                    if any(a["kind"] in ("VARIANCE", "FEATURE") and names_price(a)
+                           for a in _fired(burst_engine, burst_monitor, changed, names)):
+                        found = j
+                        break
+                delays.append(found)
             for alert in _fired(engine, monitor, tick, names):
                 per_day.setdefault(alert["kind"], [0] * len(by_day))[k] += 1
-    return path.name, per_day, lengths
+    return path.name, per_day, lengths, delays
 
 
-def daily(files: list[Path], settings: Settings, processes: Processes) -> None:
+def daily(files: list[Path], settings: Settings, processes: Processes, after: int) -> None:
     """``--days``: the per-file measure of bench/drift_real.py on every day of long series."""
     from scipy.stats import chi2
 
@@ -127,9 +144,12 @@ def daily(files: list[Path], settings: Settings, processes: Processes) -> None:
     counts: Counter[str] = Counter()
     alerting: Counter[str] = Counter()
     n_days = events = 0
-    for name, per_day, lengths in processes.map(days, [(p, settings) for p in files]):
+    at = change_point(settings)  # as bench/drift_real.py injects into the shipped days
+    delays: list[int | None] = []
+    for name, per_day, lengths, found in processes.map(days, [(p, settings, at, after) for p in files]):
         n_days += len(lengths)
         events += sum(lengths)
+        delays += found
         for kind, alerts in per_day.items():
             counts[kind] += sum(alerts)
             alerting[kind] += sum(a > 0 for a in alerts)
@@ -138,7 +158,12 @@ def daily(files: list[Path], settings: Settings, processes: Processes) -> None:
     for kind in sorted(counts):
         print(f"{kind}: {counts[kind]} alerts in {n_days} days ({events} events): {counts[kind] / events * 1e4:.2f} "
               f"{exact(counts[kind], events)} per 10k; {alerting[kind]} days with one ({alerting[kind] / n_days:.1%})")
+    hits = [d for d in delays if d is not None]
+    median = statistics.median(hits) if hits else None
+    print(f"volatility x3 from event {at} of each day with {after} events after it: found in {len(hits)} of "
+          f"{len(delays)} days, median delay {median} where found", flush=True)
     result("drift_bursts_days", files=len(files), days=n_days, events=events, alerts=dict(counts),
+           bursts_at=at, bursts=len(delays), found=len(hits), median_delay_found=median,
            per_10k={k: round(v / events * 1e4, 3) for k, v in counts.items()},
            per_10k_exact_95={k: exact(v, events) for k, v in counts.items()},
            days_with_an_alert=dict(alerting), variance_test=settings.drift_variance_test)
@@ -160,7 +185,7 @@ def main() -> None:
     files = input_files(args.data)
     if args.days:
         with Processes(args.jobs) as processes:
-            daily(files, settings, processes)
+            daily(files, settings, processes, args.after)
         return
     totals: Counter[str] = Counter()
     delays: list[int | None] = []

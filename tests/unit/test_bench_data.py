@@ -287,7 +287,8 @@ def test_drift_bursts_meets_the_bursts_the_whole_pipeline_meets_with_the_monitor
 def test_drift_bursts_days_runs_each_day_of_a_file_as_its_own_daily_dump_would_run(tmp_path, monkeypatch):
     """``bench/drift_bursts.py --days`` cuts a long file into its UTC days and runs each from a fresh
     engine and monitor: each day's FIRING alerts are those of that day's own shipped file run alone
-    (small drift windows and a lax level, so that the days raise some)."""
+    (small drift windows and a lax level, so that the days raise some), and a burst spliced in where
+    bench/drift_real.py splices it into the shipped days is found after the same number of events."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import drift_bursts
 
@@ -298,11 +299,23 @@ def test_drift_bursts_days_runs_each_day_of_a_file_as_its_own_daily_dump_would_r
     files = [KLINES / "spot" / f"BTCUSDT-1m-2020-01-0{d}.zip" for d in (1, 2)]
     joined = tmp_path / "BTCUSDT-1m-2020-01.csv"
     joined.write_text("".join(day_text(path) for path in files))
-    name, per_day, lengths = drift_bursts.days((joined, settings))
+    name, per_day, lengths, _ = drift_bursts.days((joined, settings, 0, 200))
     assert (name, lengths) == (joined.name, [1440, 1440])
     alone = [drift_bursts.series((path, settings, 0, 200, 0.0))[1] for path in files]
     assert sum(sum(counts.values()) for counts in alone) > 0
     assert {kind: [day[kind] for day in alone] for day in alone for kind in day} == per_day
+    # The bursts: from the event bench/drift_real.py injects volatility x3 into a shipped day at, found
+    # after as many events as its whole pipeline finds them.
+    import drift_real
+
+    at = drift_real.change_point(Settings())
+    _, _, _, delays = drift_bursts.days((joined, Settings(), at, 200))
+    whole = []
+    for path in files:
+        alerts = drift_real.changed_day(("volatility", path, at, Settings(), None)).alerts
+        whole.append(min(a["at_vector"] - at for a in alerts if a["at_vector"] >= at and drift_real.names_price(a)
+                         and a["kind"] in ("VARIANCE", "FEATURE")))
+    assert delays == whole == [80, 140]
 
 
 def test_a_result_line_is_strict_json_where_a_figure_could_not_be_computed(capsys):
