@@ -48,9 +48,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     SymbolLearner("WARMUP", pipeline_config(settings).learner)
     if held := sum(partition_sizes(settings, ("predictions",), 15.0).values()):
         reading = groups_reading(settings, ticks, 15.0)
-        groups = ", ".join(f"group {group}, {members} members" for group, members in sorted(reading.items()))
-        whose = (f"a worker is running on this topic prefix now ({groups} reading {ticks}): this run's records "
-                 "interleave with its own" if reading else
+        groups = ", ".join(f"group {group} with {n} member{'s' * (n != 1)}" for group, n in sorted(reading.items()))
+        whose = (f"{groups} reading {ticks} now, a running worker's if it is {settings.app_id}: this run's records "
+                 "interleave with its outputs" if reading else
                  f"an earlier backtest, or a worker that has stopped (no group reads {ticks} now): this run's "
                  "records follow them")
         print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets; {whose}, "
