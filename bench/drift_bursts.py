@@ -179,7 +179,8 @@ def main() -> None:
                         help="hours of a series before its first burst (the channels' references and memories fill)")
     parser.add_argument("--jobs", type=int, default=None, help="files run at once, each in its own process")
     parser.add_argument("--days", action="store_true",
-                        help="instead: every UTC day of each file on its own, as daily dumps are read (no bursts)")
+                        help="instead: every UTC day of each file on its own, as daily dumps are read, with one "
+                             "burst a day where bench/drift_real.py puts it into the shipped days")
     args = parser.parse_args()
     settings = Settings.from_env()
     files = input_files(args.data)

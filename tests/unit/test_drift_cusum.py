@@ -75,8 +75,9 @@ def run_monitor(config: DriftConfig, rows: list[tuple[float, int]], seed: int = 
 def test_the_monitor_opens_one_variance_incident_for_a_burst_and_resolves_it_and_the_record_fits_the_schema():
     """With ``variance_test="cusum"`` the monitor publishes a FIRING VARIANCE alert on ``ret_1`` from
     the detector (``cusum_scale``: statistic S, p exp(-S), effect the size of returns since the rise
-    began, current window from then, no action: it has no reference to re-base), de-duplicates its further alarms while the burst lasts, and
-    resolves the incident with the same id once the burst is over and the hold has passed."""
+    began, current window from then, no action: it has no reference to re-base), de-duplicates its
+    further alarms while the burst lasts, and resolves the incident with the same id once the burst is
+    over and the hold has passed."""
     config = DriftConfig(variance_test="cusum", cusum_threshold=30)
     rng = random.Random(3)
     start = 3 * DAY + 2 * HOUR
