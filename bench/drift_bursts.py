@@ -52,6 +52,7 @@ from agents.app import pipeline_config
 from agents.settings import Settings
 from connectors.recorded import input_files, read_file
 from streams.drift import DriftMonitor
+from streams.drift.budget import poisson_interval
 from streams.features import FeatureEngine
 
 HOUR_MS = 3_600_000
@@ -63,6 +64,17 @@ def _fired(engine: FeatureEngine, monitor: DriftMonitor, tick: dict, names: tupl
         return []
     return [a for a in monitor.update_features(vector["values"], vector["event_time_ms"], names)
             if a["status"] == "FIRING"]
+
+
+def _burst_found(engine: FeatureEngine, monitor: DriftMonitor, ticks: list[dict], names: tuple[str, ...]) -> int | None:
+    """The events after which a copy of ``engine`` and ``monitor`` finds ``ticks`` with log moves x3 from
+    the first on (an alert naming a price-derived feature), or None; the originals are left as they were."""
+    engine, monitor = copy.deepcopy((engine, monitor))
+    for k, changed in enumerate(scale_log_moves(ticks, 1, 3.0)):
+        fired = _fired(engine, monitor, changed, names)
+        if any(a["kind"] in ("VARIANCE", "FEATURE") and names_price(a) for a in fired):
+            return k
+    return None
 
 
 def _state(monitor: DriftMonitor) -> str:
@@ -88,14 +100,7 @@ def series(job: tuple[Path, Settings, int, int, float]) -> tuple[str, Counter, l
     bursts: list[tuple[int | None, str]] = []
     for i, tick in enumerate(ticks):
         if every and i % every == 0 and tick["event_time_ms"] - start > warmup_hours * HOUR_MS and len(ticks) - i > after:
-            burst_engine, burst_monitor = copy.deepcopy((engine, monitor))
-            state, found = _state(burst_monitor), None
-            for k, changed in enumerate(scale_log_moves(ticks[i:i + after], 1, 3.0)):
-                if any(a["kind"] in ("VARIANCE", "FEATURE") and names_price(a)
-                       for a in _fired(burst_engine, burst_monitor, changed, names)):
-                    found = k
-                    break
-            bursts.append((found, state))
+            bursts.append((_burst_found(engine, monitor, ticks[i:i + after], names), _state(monitor)))
         alerts.update(a["kind"] for a in _fired(engine, monitor, tick, names))
     return path.name, alerts, bursts, len(ticks)
 
@@ -120,14 +125,7 @@ def days(job: tuple[Path, Settings, int, int]) -> tuple[str, dict[str, list[int]
         lengths.append(len(ticks))
         for i, tick in enumerate(ticks):
             if at and i == at - 1 and len(ticks) - i > after:  # the at-th tick is the anchor, as drift_real counts
-                burst_engine, burst_monitor = copy.deepcopy((engine, monitor))
-                found = None
-                for j, changed in enumerate(scale_log_moves(ticks[i:], 1, 3.0)):
-                    if any(a["kind"] in ("VARIANCE", "FEATURE") and names_price(a)
-                           for a in _fired(burst_engine, burst_monitor, changed, names)):
-                        found = j
-                        break
-                delays.append(found)
+                delays.append(_burst_found(engine, monitor, ticks[i:], names))
             for alert in _fired(engine, monitor, tick, names):
                 per_day.setdefault(alert["kind"], [0] * len(by_day))[k] += 1
     return path.name, per_day, lengths, delays
@@ -135,11 +133,8 @@ def days(job: tuple[Path, Settings, int, int]) -> tuple[str, dict[str, list[int]
 
 def daily(files: list[Path], settings: Settings, processes: Processes, after: int) -> None:
     """``--days``: the per-file measure of bench/drift_real.py on every day of long series."""
-    from scipy.stats import chi2
-
     def exact(count: int, events: int) -> list[float]:  # exact Poisson 95%, per 10k events
-        low = chi2.ppf(0.025, 2 * count) / 2 if count else 0.0
-        return [round(float(low) / events * 1e4, 3), round(float(chi2.ppf(0.975, 2 * count + 2)) / 2 / events * 1e4, 3)]
+        return [round(bound / events * 1e4, 3) for bound in poisson_interval(count)]
 
     counts: Counter[str] = Counter()
     alerting: Counter[str] = Counter()
