@@ -487,3 +487,35 @@ def test_the_rule_members_are_the_references_as_experts_and_left_out_where_they_
     assert {"side", "imbalance"}.isdisjoint(dataset.scores)
     step = dataset.process({**vector(1, 1.0, {"x1": 0.1, "x2": 0.2}), "feature_set": "v1-dataset", "label": 1})
     assert set(step.prediction["member_probabilities"]) == {"logreg", "persistence", "trade_side", "prior"}
+
+
+def test_the_mlp_scales_its_inputs_as_the_masked_textbook_formulas_do_bit_for_bit():
+    """The fast paths of ``TorchMLP`` (in-place maximum/minimum for np.clip, an unmasked update of the
+    running moments when no input is missing) give the textbook formulas' bits, with missing, infinite
+    and negative-zero inputs among ordinary ones."""
+    features = ("a", "b", "c", "d")
+    mlp = TorchMLP(seed=0, features=features)
+    count, mean, m2 = np.zeros(4), np.zeros(4), np.zeros(4)
+    rng = random.Random(5)
+    specials = (float("nan"), float("inf"), -float("inf"), -0.0, 1e300)
+    for i in range(400):
+        x = {name: rng.gauss(0.0, 1.0 + i / 100) for name in features}
+        if i % 7 == 3:
+            x[rng.choice(features)] = rng.choice(specials)
+        if i % 11 == 5:
+            del x[rng.choice(features)]
+        row = np.array([x.get(name, np.nan) for name in features])
+        seen = ~np.isnan(row)
+        count += seen
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = np.where(seen, row - mean, 0.0)
+            mean += np.where(seen, delta / np.maximum(count, 1), 0.0)
+            m2 += np.where(seen, delta * (row - mean), 0.0)
+            mlp.learn_one(x, int(i % 3 == 0))
+            assert mlp.mean.tobytes() == mean.tobytes() and mlp.m2.tobytes() == m2.tobytes()
+            sd = np.sqrt(np.where(count > 1, m2 / np.maximum(count - 1, 1), 1.0))
+            sd = np.where(sd > 0, sd, 1.0)
+            rows = np.array([[rng.choice((*specials, rng.gauss(0.0, 5.0))) for _ in features] for _ in range(3)])
+            expected = np.clip((rows - mean) / sd, -5.0, 5.0)
+            expected[np.isnan(expected)] = 0.0
+            assert mlp._standardise(rows).tobytes() == expected.tobytes()
