@@ -45,6 +45,10 @@ from streams import snapshots
 from streams.scoring import log_loss
 
 
+def _always() -> bool:
+    return True
+
+
 def learn_weighted(member: Any, x: dict[str, float], y: int, w: float) -> None:
     """``member.learn_one`` with a sample weight only where one is given: a member written to River's
     API may take none (``learn_one(x, y)``), and with weight 1 River's own call stays the same."""
@@ -123,8 +127,9 @@ class GuardedMember:
         # there are held-out samples to measure a loss spike on) makes the step a suspect.
         bounds = self.bounds if self.recent else None
         outlier = None
+        isfinite = math.isfinite
         for name, value in read.items():
-            if not math.isfinite(value):
+            if not isfinite(value):
                 return self._refuse("non_finite_input", f"feature {name} = {value!r}")
             if bounds and outlier is None:
                 bound = bounds.get(name)
@@ -138,7 +143,7 @@ class GuardedMember:
             pass  # a member that trains in batches did not train on this call: nothing changed
         elif not math.isfinite(p_after := self.member.predict_proba_one(x)[1]):
             problem = ("non_finite_output", f"probability {p_after!r} after the step")
-        elif not getattr(self.member, "parameters_finite", lambda: True)():
+        elif not getattr(self.member, "parameters_finite", _always)():
             problem = ("non_finite_parameters", "NaN or infinite parameters after the step")
         elif before is not None and outlier is not None:
             after = self._holdout_loss()
@@ -150,14 +155,16 @@ class GuardedMember:
             self.accepted_since_snapshot = 0
             return self._refuse(*problem)
         self.recent.append((x, y))
-        for name, value in read.items():
-            stat = self.stats.get(name)
+        stats = self.stats
+        for name, value in read.items():  # Welford's update, with the list read and written once each
+            stat = stats.get(name)
             if stat is None:
-                stat = self.stats[name] = [0, 0.0, 0.0]
-            stat[0] += 1
-            delta = value - stat[1]
-            stat[1] += delta / stat[0]
-            stat[2] += delta * (value - stat[1])
+                stat = stats[name] = [0, 0.0, 0.0]
+            n, mean, m2 = stat
+            n += 1
+            delta = value - mean
+            mean += delta / n
+            stat[0], stat[1], stat[2] = n, mean, m2 + delta * (value - mean)
         self.accepted_since_snapshot += 1
         if self.same_run and read:  # a step without any input the member reads teaches it nothing
             self.learned_in_run += 1

@@ -41,6 +41,7 @@ from collections import deque
 from scipy import stats
 
 EPS = 1e-15
+_ONE_MINUS_EPS = 1.0 - EPS
 MAX_BLOCKS = 512
 CALIBRATION_BINS = 10
 
@@ -158,12 +159,24 @@ class MemberScore(RollingScore):
         self.total_loss = self.total_brier = self.captured = self.abs_error = 0.0
 
     def add(self, p_up: float, y: int, realised_return: float | None = None, typical_move: float = 0.0) -> float:
-        self.total += 1
+        # RollingScore.add, log_loss and brier written out: ten calls a vector made their call overhead
+        # a third of this method's time. Same operations in the same order, so the same bits.
         up = p_up > 0.5
-        self.total_hits += up == (y == 1)
-        loss = super().add(p_up, y)
+        hit = 1 if up == (y == 1) else 0
+        clamped = EPS if p_up < EPS else _ONE_MINUS_EPS if p_up > _ONE_MINUS_EPS else p_up
+        loss = -math.log(clamped if y == 1 else 1.0 - clamped)
+        hits, losses = self.hits, self.losses
+        hits.append(hit)
+        losses.append(loss)
+        self.hit_sum += hit
+        self.loss_sum += loss
+        if len(hits) > self.window:
+            self.hit_sum -= hits.popleft()
+            self.loss_sum -= losses.popleft()
+        self.total += 1
+        self.total_hits += hit
         self.total_loss += loss
-        self.total_brier += brier(p_up, y)
+        self.total_brier += (p_up - y) ** 2
         if realised_return is not None:
             self.captured += realised_return if up else -realised_return
             self.abs_error += abs((2.0 * p_up - 1.0) * typical_move - realised_return)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 from river import metrics
 
 from connectors.datasets import RowError, labelled_vectors
+from streams import scoring
 from streams.ensemble import Regimes, Variant
+from streams.guard import GuardedMember
 from streams.issued import IssuedPredictions
 from streams.learning import LearnerConfig, SymbolLearner, UnknownPrediction
 from streams.mlp import TorchMLP
@@ -199,6 +202,47 @@ def test_cumulative_scores_equal_river_metrics():
     assert summary["accuracy"] == pytest.approx(accuracy.get(), abs=1e-12)
     assert summary["log_loss"] == pytest.approx(log_loss.get(), abs=1e-9)
     assert score.n == 50  # rolling window
+
+
+def test_member_scores_give_the_bits_of_the_score_functions_they_write_out():
+    """MemberScore.add writes RollingScore.add, log_loss and brier out (for speed); it must give the
+    functions' bits, at the clamp's edges and for a NaN too, with the rolling window's sums."""
+    rng = random.Random(5)
+    eps = scoring.EPS
+    edges = [0.0, -0.0, 1.0, eps, eps / 2, 1.0 - eps, 1.0 - eps / 2, 0.5, math.nextafter(0.5, 1.0), float("nan")]
+    score = MemberScore(window=7)
+    hits, losses, total_loss, total_brier, total_hits = [], [], 0.0, 0.0, 0
+    for i in range(400):
+        p = edges[i % len(edges)] if i % 3 == 0 else rng.random()
+        y = rng.randint(0, 1)
+        loss = score.add(p, y, 0.01, 0.02)
+        expected = scoring.log_loss(p, y)
+        assert repr(loss) == repr(expected), (p, y)
+        hit = int((p > 0.5) == (y == 1))
+        hits.append(hit)
+        losses.append(expected)
+        total_hits += hit
+        total_loss += expected
+        total_brier += scoring.brier(p, y)
+    assert (score.total, score.total_hits) == (400, total_hits)
+    assert repr((score.total_loss, score.total_brier)) == repr((total_loss, total_brier))
+    assert list(score.hits) == hits[-7:] and repr(list(score.losses)) == repr(losses[-7:])
+
+
+def test_the_guard_keeps_welfords_running_moments_of_the_inputs_it_accepted():
+    guarded = GuardedMember(make_member("logreg", features=("a", "b")), snapshot_every=10)
+    rng = random.Random(11)
+    moments = {"a": [0, 0.0, 0.0], "b": [0, 0.0, 0.0]}
+    for _ in range(200):
+        x = {"a": rng.gauss(3.0, 2.0), "b": rng.expovariate(1.0), "unread": 1.0}
+        assert guarded.learn_one(x, rng.randint(0, 1))
+        for name in moments:
+            n, mean, m2 = moments[name]
+            n += 1
+            delta = x[name] - mean
+            mean = mean + delta / n
+            moments[name] = [n, mean, m2 + delta * (x[name] - mean)]
+    assert repr(guarded.stats) == repr(moments)
 
 
 def test_persistence_baseline_repeats_the_last_label_with_its_hit_rate():
