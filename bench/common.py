@@ -246,6 +246,26 @@ def delete_topics_on_exit(bootstrap: str, run: str) -> None:
     atexit.register(delete)
 
 
+def tool_env(name: str, requirement: str, executable: str) -> str | None:
+    """A benchmark-only tool's executable, from its own virtual environment
+    (``~/.cache/livelearn/bench-<name>``), made with pip on first use: the project's environment and
+    its lock stay as they are. None, with one line saying why, when it cannot be made."""
+    env = Path.home() / ".cache" / "livelearn" / f"bench-{name}"
+    path = env / "bin" / executable
+    if path.exists():
+        return str(path)
+    print(f"bench: creating {env} with {requirement} (benchmark-only, once)", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", requirement], check=True,
+                       timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"bench: {requirement} not available ({exc})", file=sys.stderr)
+        shutil.rmtree(env, ignore_errors=True)
+        return None
+    return str(path) if path.exists() else None
+
+
 def pin_one_core() -> None:
     """Run on one CPU (the issue's 'one core' figures) and keep BLAS/torch single-threaded."""
     try:

@@ -56,19 +56,15 @@ def take(consumer, limit: int = 1000, timeout: float = 0.1) -> list:
 def quix_python(create: bool = True) -> str | None:
     """The Quix Streams environment's interpreter, made with pip on first use (about 40 s)."""
     python = QUIX_ENV / "bin" / "python"
-    if python.exists():
-        return str(python)
-    if not create:
-        return None
-    print(f"bench: creating {QUIX_ENV} with quixstreams=={QUIX_VERSION} (benchmark-only, once)", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(QUIX_ENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"quixstreams=={QUIX_VERSION}"], check=True,
-                       timeout=900)
-    except (subprocess.SubprocessError, OSError) as exc:
-        print(f"bench: Quix Streams not available ({exc}); its column is left out", file=sys.stderr)
-        return None
-    return str(python)
+    if python.exists() or not create:
+        return str(python) if python.exists() else None
+    # Imported here: run as a script, the confluent forwarder imports nothing of the project.
+    from common import tool_env
+
+    made = tool_env(QUIX_ENV.name.removeprefix("bench-"), f"quixstreams=={QUIX_VERSION}", "python")
+    if made is None:
+        print("bench: Quix Streams not available; its column is left out", file=sys.stderr)
+    return made
 
 
 def command(kind: str, topic: str, group: str, web_port: int) -> tuple[list[str], dict[str, str]] | None:
