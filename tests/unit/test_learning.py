@@ -205,7 +205,7 @@ def test_cumulative_scores_equal_river_metrics():
 
 
 def test_member_scores_give_the_bits_of_the_score_functions_they_write_out():
-    """MemberScore.add writes RollingScore.add, log_loss and brier out (for speed); it must give the
+    """RollingScore.add writes log_loss out and MemberScore.add brier (for speed); they must give the
     functions' bits, at the clamp's edges and for a NaN too, with the rolling window's sums."""
     rng = random.Random(5)
     eps = scoring.EPS
