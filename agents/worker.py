@@ -82,12 +82,13 @@ def run(settings: Settings, loglevel: str | None = None) -> None:
     arm = stop_deadline(settings.worker.stop_timeout_s + FAUST_STOP_S)
 
     class Worker(faust.Worker):
-        """Faust's worker, its stop bounded: armed at a signal (mode's ``_schedule_shutdown``) and when
-        the app ends otherwise (a crash: ``on_worker_shutdown`` runs before the stop)."""
+        """Faust's worker, its stop bounded: armed when its stop begins (mode's public ``on_stop`` hook,
+        which a signal's stop and every other reaches before anything that can wait on the broker) and
+        when the app ends otherwise (a crash: ``on_worker_shutdown`` runs before the stop)."""
 
-        def _schedule_shutdown(self, signal):
+        async def on_stop(self) -> None:
             arm()
-            super()._schedule_shutdown(signal)
+            await super().on_stop()
 
         def on_worker_shutdown(self) -> None:
             arm()
