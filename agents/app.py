@@ -45,7 +45,8 @@ def pipeline_config(s: Settings) -> PipelineConfig:
                         correction=d.correction, min_severity=d.alert_min_severity, warmup_events=d.warmup,
                         volatility_half_life=d.volatility_half_life, seasonal_buckets=d.seasonal_buckets,
                         quiet_spell_hours=d.quiet_spell_hours, reference_max_age_hours=d.reference_max_age_hours,
-                        variance_test=d.variance_test, cusum_threshold=d.cusum_threshold)
+                        variance_test=d.variance_test, cusum_threshold=d.cusum_threshold,
+                        persist_ms=round(d.persist_s * 1000))
     gate = GateConfig(min_ahead_ms=ticks.gate_max_ahead_ms, clock_ahead_ms=ticks.gate_clock_ahead_ms,
                       jump_floor=ticks.gate_jump_floor, jump_sigmas=ticks.gate_jump_sigmas,
                       confirm=ticks.gate_confirm, enabled=ticks.gate)

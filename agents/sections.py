@@ -97,6 +97,11 @@ def _positive(text: str) -> float:
     return _number_where(text, "> 0", lambda a: a > 0.0 and a != float("inf"))
 
 
+def _seconds(text: str) -> float:
+    """A finite span of event time: 0 (off) or more."""
+    return _number_where(text, ">= 0 and finite", lambda a: 0.0 <= a < float("inf"))
+
+
 def _share(text: str) -> float:
     """A share of traffic: from 0 to 1."""
     return _number_where(text, "in [0, 1]", lambda a: 0.0 <= a <= 1.0)
@@ -267,6 +272,7 @@ class DriftSection:
     seasonal_buckets: int = _from("drift_seasonal_buckets", parse=_day_buckets)
     quiet_spell_hours: float = _from("drift_quiet_spell_hours", low=0)
     reference_max_age_hours: float = _from("drift_reference_max_age_hours", low=0)
+    persist_s: float = _from("drift_persist_s", parse=_seconds)
     variance_test: str = _from("drift_variance_test", choices=("volatility", "cusum", "levene"))
     cusum_threshold: float = _from("drift_cusum_threshold", parse=_positive)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)

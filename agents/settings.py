@@ -214,6 +214,12 @@ class Settings:
         "Event-time hours a FEATURE, PREDICTION, CONCEPT or BASIS reference serves while no incident is open; then it is "
         "taken again from the latest events (markets wander over days); 0 = until an alert",
     )
+    drift_persist_s: str = _env(
+        "LIVELEARN_DRIFT_PERSIST_S", "60",
+        "Event-time seconds a FEATURE or VARIANCE change must be seen over to open an incident: a rejection whose current "
+        "window spans less (ticks) is checked again that long after and fires only if the change is still there (a burst "
+        "of seconds does not); one-minute bars are unaffected; 0 = at the first rejection",
+    )
     basis_groups: str = _env(
         "LIVELEARN_BASIS_GROUPS", "auto",
         "Pairs of one base asset, keyed alike (one partition) and watched for basis shifts: auto (by base asset and dollar "

@@ -47,7 +47,10 @@ Each series runs through the worker's own partition pipeline in process with def
     first (200 events after each), each met by a copy of the pipeline that ran the unmodified series
     until then: where (i) tests one moment, this tests the monitor in every state it passes through
     (a reference filling after a fall, a fall remembered, an incident open); the share found within
-    200 events and the median delay, misses counted as 200 (``--only bursts_throughout``).
+    200 events and the median delay, misses counted as 200 (``--only bursts_throughout``);
+(k) bursts in the captures: log moves x3 from 40, 60 and 80% of each capture's ticks to its end, met by
+    the pipeline that ran the capture until then: found, and the median delay in ticks and in event-time
+    seconds (what ``LIVELEARN_DRIFT_PERSIST_S`` costs on ticks; ``--only capture_bursts``).
 
 Prints one ``RESULT`` line per measure, and one (``drift_real_false_alarms_summary``) saying how many
 unmodified series hold twice the bound and which channels of the others do not. A day of klines is
@@ -537,6 +540,40 @@ def bursts_throughout(settings: Settings, data: RealData, processes: Processes) 
            if everything else None, median_delay_found=statistics.median(found) if found else None)
 
 
+# Where in each capture (share of its ticks) a burst of capture_bursts begins.
+CAPTURE_BURSTS = (0.4, 0.6, 0.8)
+
+
+def capture_burst_delays(job: tuple[Path, Settings]) -> list[tuple[int, float] | None]:
+    """Log moves x3 from each of :data:`CAPTURE_BURSTS` of one capture to its end (in a worker process): the
+    ticks and event-time seconds after which an alert names a price-derived feature, or None."""
+    path, settings = job
+    ticks = ticks_of(path)
+    starts, delays = {int(len(ticks) * share) for share in CAPTURE_BURSTS}, []
+    pipeline = PartitionPipeline(configured(settings))
+    for i, tick in enumerate(ticks):
+        if i in starts:
+            k = first_price_alert(copy.deepcopy(pipeline), scale_log_moves(ticks[i:], 1, 3.0))
+            delays.append(None if k is None else (k, (ticks[i + k]["event_time_ms"] - tick["event_time_ms"]) / 1000))
+        pipeline.on_tick(tick)
+    return delays
+
+
+def capture_bursts(settings: Settings, data: RealData, processes: Processes) -> None:
+    """Volatility x3 in the captures (:func:`capture_burst_delays`): what DriftConfig.persist_ms costs on ticks."""
+    everything: list[tuple[int, float] | None] = []
+    for path, delays in zip(data.captures, processes.map(capture_burst_delays, [(p, settings) for p in data.captures]),
+                            strict=True):
+        everything += delays
+        print(f"volatility x3 in {path.name} from {', '.join(f'{s:.0%}' for s in CAPTURE_BURSTS)} of its ticks: "
+              f"{', '.join('-' if d is None else f'{d[0]} ticks / {d[1]:.1f} s' for d in delays)}", flush=True)
+    found = [d for d in everything if d is not None]
+    result("drift_real_capture_bursts", change="volatility x3 to the end of the capture", series=len(data.captures),
+           bursts=len(everything), detected=len(found), persist_s=float(settings.drift_persist_s),
+           median_delay_ticks=statistics.median(d[0] for d in found) if found else None,
+           median_delay_seconds=statistics.median(d[1] for d in found) if found else None)
+
+
 def basis_day(job: tuple[Path, Settings, int, float, int, list[float] | None, int | None]) -> tuple[Run, str]:
     """A group of three pairs built from a kline day (:func:`basis_group`), run through the pipeline (in
     a worker process); with ``cut``, only the first ``cut`` events (the sell-off: every pair falls 30 bp an
@@ -939,7 +976,7 @@ def main() -> None:
     parser.add_argument("--adwin-delta", type=float, default=1e-5)
     parser.add_argument("--only", choices=["false_alarms", "injected", "weekends", "depeg_weeks", "distinct_weeks",
                                            "clustered_null", "missing_hours", "cost", "late_bursts",
-                                           "bursts_throughout"])
+                                           "bursts_throughout", "capture_bursts"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds of the clustered null (ten days each)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="series run at once, each in its own process (default: one per CPU, at most 4; 1: all in this one)")
@@ -949,7 +986,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = dataclasses.replace(Settings.from_env())
     data = real_data(args.data)
-    if not data.klines and args.only != "false_alarms":
+    if not data.klines and args.only not in ("false_alarms", "capture_bursts"):
         parser.error("no kline dump (SYMBOL-1m-YYYY-MM-DD.zip or .csv, or a monthly SYMBOL-1m-YYYY-MM.zip) among --data: the injected changes and "
                      "the cost need one; or use --only false_alarms")
     with Processes(args.jobs) as processes:
@@ -961,6 +998,8 @@ def main() -> None:
             late_bursts(settings, data, processes)
         if args.only in (None, "bursts_throughout"):
             bursts_throughout(settings, data, processes)
+        if args.only in (None, "capture_bursts"):
+            capture_bursts(settings, data, processes)
         if args.only in (None, "weekends"):
             quiet_weekends(settings, data, args.quick, processes)
         if args.only in (None, "depeg_weeks"):

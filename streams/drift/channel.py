@@ -15,9 +15,8 @@ sooner and is detected earlier):
   looked at the values treated a calm hour and a busy one as two samples of one distribution. A
   stream still correlated at the longest lag a window measures (``window // MIN_THINNED``) is not
   tested: no thinning makes it independent.
-* Market state is observed once per event time: the fills of one taker order (one trade each, all at
-  one event time; two thirds of the trades in the shipped spot captures) update the last observation
-  instead of adding new ones.
+* Market state is observed once per event time: the fills of one taker order (all at one event time;
+  two thirds of the shipped spot captures' trades) update the last observation, adding none.
 * Every rejecting check re-bases the reference (``rebase_on_alert``): it is collected again from the
   next ``window`` events, so it follows the new regime and one change gives one incident. Until it
   has filled, the channel does not test (a fall of volatility, no alert, tests on: ``refill``).
@@ -108,8 +107,8 @@ class Channel:
             self.excluded.update(j for j in range(len(streams)) if j not in returns)
         self.pooled_scale_correlation = np.zeros((self.max_lag + 1, len(streams)))
         self.pooled_windows = self.since_check = self.clean_checks = 0
-        self.reference_times = (0, 0)
-        self.open_alert: dict[str, Any] | None = None
+        self.reference_times, self.open_alert = (0, 0), None
+        self.pending: tuple[int, tuple] | None = None  # a rejection still to last (DriftConfig.persist_ms): time, finding
         self.last_results: list[CheckResult] = []
         # Per-event inputs (the prediction channel's, to re-score both windows), a ring like the buffer.
         self.payloads: list[Any] | None = None
@@ -117,7 +116,7 @@ class Channel:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Defaults for what older checkpoints lack; those from before the volatility levels left kept testing them.
-        self.__dict__.update({"refill_at": None, "ceiling": None, "rises_only": False} | state)
+        self.__dict__.update({"refill_at": None, "ceiling": None, "rises_only": False, "pending": None} | state)
         if self.rises_only:
             self.excluded.update(j for j, name in enumerate(self.streams) if name not in RETURN_LIKE)
 
@@ -393,8 +392,9 @@ class Channel:
         self.refill_at = self.count + self.config.window
 
     def rebase(self) -> None:
-        """Restart the reference from the events that follow (no checks until it has filled): one taken
-        right at a detection would mix the two regimes and keep the incident alive or end it too early."""
+        """Restart the reference from the next events (no checks until it has filled): one taken at a
+        detection would mix the two regimes and keep the incident alive or end it too early."""
         self.count, self.refill_at = 0, None
         self.reference = None
         self.since_check = 0
+        self.pending = None  # not confirmed against a new reference

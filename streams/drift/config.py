@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from streams.drift.seasonality import check_buckets
 from streams.drift.statistics import adjust
@@ -68,6 +69,14 @@ class DriftConfig:
     # (when a reference is taken does not depend on the data). VARIANCE keeps its own (its memory of a
     # fall rests on its reference). 0 = never.
     reference_max_age_hours: float = 24.0
+    # Event-time milliseconds a FEATURE or VARIANCE rejection must last before it opens an incident: the
+    # check is made again at the first event this long after the first rejection, and only a second
+    # rejection there fires (streams.drift.monitor). 0 = fire at the first rejection.
+    persist_ms: int = 60_000
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A configuration pickled before persist_ms existed fired at the first rejection.
+        object.__setattr__(self, "__dict__", {"persist_ms": 0} | state)
 
     def __post_init__(self):
         if self.variance_test not in VARIANCE_TESTS:
@@ -90,6 +99,8 @@ class DriftConfig:
             raise ValueError("reference_max_age_hours must be >= 0 (0 = a reference serves until an alert)")
         if self.quiet_spell_hours < 0:
             raise ValueError("quiet_spell_hours must be >= 0 (0 = a fall of volatility is not remembered)")
+        if self.persist_ms < 0:
+            raise ValueError("persist_ms must be >= 0 (0 = an incident opens at the first rejection)")
         if self.cusum_threshold <= 0 or self.cusum_warmup_hours < 0:
             raise ValueError("cusum_threshold must be > 0 and cusum_warmup_hours >= 0")
         if self.reference not in ("fixed", "rolling"):
@@ -125,6 +136,6 @@ def severity(adjusted_p: float, effect: float, test: str, alpha: float) -> str:
 # The BASIS channel (streams.drift.basis): a short reference (200 events) and current window (10),
 # checked every 5 events, so a de-peg is reported within tens of events.
 # (No variance test: its variance_test is the one earlier releases wrote, so a restored checkpoint's
-# basis configuration reads as unchanged.)
+# basis configuration reads as unchanged; no persistence, as they had none: a de-peg is reported at once.)
 BASIS_CONFIG = DriftConfig(window=200, current_window=10, check_every=5, variance_tests=False,
-                           variance_test="volatility")
+                           variance_test="volatility", persist_ms=0)

@@ -12,7 +12,7 @@ from tests.conftest import same_up_to_float32
 
 # Defaults changed since the fixture's release. A worker keeps the settings a state was written under
 # (agents.checkpoints, with a warning naming these), so the restored partition goes on as the release did.
-CHANGED_DEFAULTS = ["drift.variance_test: 'volatility' -> 'cusum'"]
+CHANGED_DEFAULTS = ["drift.variance_test: 'volatility' -> 'cusum'", "drift.persist_ms: 0 -> 60000"]
 
 
 def test_a_checkpoint_of_the_released_worker_is_restored_and_goes_on_as_it_did():

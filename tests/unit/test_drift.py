@@ -233,7 +233,7 @@ def test_severity_needs_both_significance_and_effect():
 
 def test_one_shift_gives_one_incident_then_a_resolve():
     rng = random.Random(3)
-    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False, persist_ms=0))
     alerts = []
     for i in range(3000):
         alerts += monitor.update_features({"a": rng.gauss(2.0 if i >= 1500 else 0.0, 1.0), "b": rng.gauss(0, 1)},
@@ -255,13 +255,13 @@ def test_a_volatility_level_that_falls_raises_nothing_and_one_that_rises_is_repo
     def level(i: int) -> float:
         return 0.5 if 1500 <= i < 2500 else 2.0 if i >= 4000 else 1.0
 
-    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False, persist_ms=0))
     alerts = []
     for i in range(4500):
         values = {"atr_pct": level(i) * (1.0 + 0.1 * rng.gauss(0, 1)), "b": rng.gauss(0, 1)}
         alerts += [(i, a) for a in monitor.update_features(values, i, names) if a["status"] == "FIRING"]
     assert [a["affected_features"] for _, a in alerts] == [["atr_pct"]] and 4000 <= alerts[0][0] <= 4100, alerts
-    falling = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    falling = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False, persist_ms=0))
     fired = []
     for i in range(2000):
         values = {"atr_pct": 1.0 + 0.1 * rng.gauss(0, 1), "b": rng.gauss(-2.0 if i >= 1500 else 0.0, 1)}
@@ -274,7 +274,7 @@ def test_a_return_whose_spread_falls_raises_no_feature_alert_and_one_whose_sprea
     feature channel sees the fall (it alerted on it before), but a fall of volatility is not reported
     (the variance channel reports rises only). Three times the spread from 1,500 is reported, and so is
     another feature's fall of spread."""
-    config = DriftConfig(window=200, check_every=20, variance_tests=False, mean_test=False)
+    config = DriftConfig(window=200, check_every=20, variance_tests=False, mean_test=False, persist_ms=0)
 
     def fired(spreads: dict[str, Callable[[int], float]], events: int = 3500) -> list[tuple[int, dict]]:
         rng = random.Random(7)
@@ -298,7 +298,7 @@ def test_a_return_whose_spread_falls_raises_no_feature_alert_and_one_whose_sprea
 
 def false_alarm_rate(correction: str, features: int, events: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
-    config = DriftConfig(window=200, check_every=50, alpha=0.01, correction=correction, variance_tests=False)
+    config = DriftConfig(window=200, check_every=50, alpha=0.01, correction=correction, variance_tests=False, persist_ms=0)
     monitor = DriftMonitor("X", config)
     names = tuple(f"f{j}" for j in range(features))
     data = rng.normal(size=(events, features))
@@ -339,8 +339,8 @@ def test_levene_equals_scipy(seed, scale, ties, n2):
 
 def test_alerts_below_the_minimum_severity_are_not_published():
     rng = random.Random(5)
-    loud = DriftMonitor("X", DriftConfig(window=100, check_every=20, variance_tests=False))
-    quiet = DriftMonitor("X", DriftConfig(window=100, check_every=20, variance_tests=False, min_severity="CRITICAL"))
+    loud = DriftMonitor("X", DriftConfig(window=100, check_every=20, variance_tests=False, persist_ms=0))
+    quiet = DriftMonitor("X", DriftConfig(window=100, check_every=20, variance_tests=False, min_severity="CRITICAL", persist_ms=0))
     out_loud, out_quiet = [], []
     for i in range(1000):
         x = {"a": rng.gauss(0.6 if i >= 500 else 0.0, 1.0)}  # detected at once: low severity

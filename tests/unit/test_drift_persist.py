@@ -1,0 +1,56 @@
+"""A FEATURE or VARIANCE incident opens only for a change seen over DriftConfig.persist_ms of event time."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+from streams.drift import DriftConfig, DriftMonitor
+
+
+def _firing(config: DriftConfig, step_ms: int, shifted: range) -> list[dict]:
+    rng = random.Random(11)
+    monitor = DriftMonitor("X", config)
+    alerts = []
+    for i in range(6000):
+        values = {"a": rng.gauss(2.0 if i in shifted else 0.0, 1.0), "b": rng.gauss(0.0, 1.0)}
+        alerts += [a for a in monitor.update_features(values, 1_700_000_000_000 + i * step_ms, ("a", "b"))
+                   if a["status"] == "FIRING"]
+    return alerts
+
+
+def test_a_burst_of_seconds_in_a_tick_stream_opens_no_incident_and_a_lasting_change_does_a_minute_later():
+    """Ten events a second: a shift lasting 10 s (events 1,500-1,599) is rejected at once but has left the
+    current window (100 events, 10 s) a minute later, so it opens nothing; without persistence it opened
+    an incident. A shift from event 3,000 on is reported once it has been seen for 60 s, with the
+    figures of the rejection that began it."""
+    base = DriftConfig(window=200, check_every=20, variance_tests=False)
+    assert base.persist_ms == 60_000
+    immediate = _firing(DriftConfig(window=200, check_every=20, variance_tests=False, persist_ms=0), 100,
+                        range(1500, 1600))
+    assert [a["affected_features"] for a in immediate] == [["a"]]
+    assert _firing(base, 100, range(1500, 1600)) == []
+    lasting = _firing(base, 100, range(3000, 6000))
+    assert len(lasting) == 1 and lasting[0]["affected_features"] == ["a"]
+    start_ms = 1_700_000_000_000 + 3000 * 100
+    fired_ms = lasting[0]["created_time_ms"]
+    assert start_ms + 60_000 <= fired_ms <= start_ms + 60_000 + 20_000
+    # The figures are the first rejection's: its current window ended a minute before the alert.
+    assert lasting[0]["current_end_ms"] <= fired_ms - 60_000 and lasting[0]["adjusted_p_value"] < base.alpha
+
+
+def test_one_minute_bars_raise_the_same_alerts_with_and_without_persistence():
+    """A current window of 100 one-minute events spans 99 minutes: nothing waits."""
+    lasting = range(3000, 6000)
+    with_persistence = _firing(DriftConfig(window=200, check_every=20, variance_tests=False), 60_000, lasting)
+    without = _firing(DriftConfig(window=200, check_every=20, variance_tests=False, persist_ms=0), 60_000, lasting)
+    assert with_persistence and with_persistence == without
+
+
+def test_a_configuration_from_before_persistence_restores_firing_at_the_first_rejection():
+    config = DriftConfig()
+    state = dict(pickle.loads(pickle.dumps(config)).__dict__)
+    del state["persist_ms"]
+    old = DriftConfig.__new__(DriftConfig)
+    old.__setstate__(state)
+    assert old.persist_ms == 0 and old.window == config.window
