@@ -216,7 +216,7 @@ class Settings:
     )
     drift_persist_s: str = _env(
         "LIVELEARN_DRIFT_PERSIST_S", "60",
-        "Event-time seconds a FEATURE or VARIANCE change must be seen over to open an incident: a rejection whose current "
+        "Event-time seconds a drift change (any channel but BASIS) must be seen over to open an incident: a rejection whose current "
         "window spans less (ticks) is checked again that long after and fires only if the change is still there (a burst "
         "of seconds does not); one-minute bars are unaffected; 0 = at the first rejection",
     )

@@ -69,9 +69,9 @@ class DriftConfig:
     # (when a reference is taken does not depend on the data). VARIANCE keeps its own (its memory of a
     # fall rests on its reference). 0 = never.
     reference_max_age_hours: float = 24.0
-    # Event-time milliseconds a FEATURE or VARIANCE rejection must last before it opens an incident: the
-    # check is made again at the first event this long after the first rejection, and only a second
-    # rejection there fires (streams.drift.monitor). 0 = fire at the first rejection.
+    # Event-time milliseconds a change (any channel but BASIS) must be seen over to open an incident: a
+    # rejection whose current window spans less is checked again at the first event this long after it,
+    # and fires only if the change is still there (streams.drift.monitor). 0 = at the first rejection.
     persist_ms: int = 60_000
 
     def __setstate__(self, state: dict[str, Any]) -> None:

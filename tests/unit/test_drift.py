@@ -364,7 +364,7 @@ def test_one_sided_concept_tests_equal_scipy(seed, shift):
 def _prediction_alerts(model_step: float, input_shift: float, rescored: bool) -> list[dict]:
     """A stationary-input model whose bias jumps (it has learned something) and/or inputs that shift."""
     rng = np.random.default_rng(4)
-    monitor = DriftMonitor("X", DriftConfig(window=300, check_every=25, variance_tests=False))
+    monitor = DriftMonitor("X", DriftConfig(window=300, check_every=25, variance_tests=False, persist_ms=0))
     state = {"bias": 0.0}
 
     def model(x: dict) -> float:

@@ -1,4 +1,4 @@
-"""A FEATURE or VARIANCE incident opens only for a change seen over DriftConfig.persist_ms of event time."""
+"""A drift incident (BASIS aside) opens only for a change seen over DriftConfig.persist_ms of event time."""
 
 from __future__ import annotations
 
