@@ -28,7 +28,7 @@ channel (fewer in practice: overlapping windows are correlated).
 >>> alerts = []
 >>> for i in range(1200):
 ...     shift = 3.0 if i >= 600 else 0.0
-...     alerts += monitor.update_features({"a": rng.gauss(shift, 1.0)}, 1_700_000_000_000 + i)
+...     alerts += monitor.update_features({"a": rng.gauss(shift, 1.0)}, 1_700_000_000_000 + i * 1_000)
 >>> [(a["kind"], a["status"], a["affected_features"]) for a in alerts][:1]
 [('FEATURE', 'FIRING', ['a'])]
 """
