@@ -53,9 +53,6 @@ from streams.drift.seasonality import IntradayProfile
 from streams.drift.statistics import adjust
 from streams.drift.volatility import VolatilityScale
 
-# Channels whose rejections must be seen over DriftConfig.persist_ms to open an incident (BASIS reports a
-# de-peg at once: the issue asks for it within 30 events).
-PERSISTENT = ("FEATURE", "VARIANCE", "CONCEPT", "PREDICTION")
 # The level at which the check made DriftConfig.persist_ms after a rejection confirms it. It only asks
 # whether the change is still there: an alert needs the rejection at ``alpha`` too, so the bound on false
 # alarms stands whatever this level is, and a change that lasts is not dropped because its p-value a
@@ -168,7 +165,7 @@ class DriftMonitor:
         if (max_age_ms and channel.kind != "VARIANCE" and channel.open_alert is None
                 and channel.config.reference == "fixed" and channel.reference_aged(max_age_ms)):
             channel.refresh()
-        persist = channel.config.persist_ms if channel.kind in PERSISTENT else 0
+        persist = channel.config.persist_ms  # 0 in BASIS_CONFIG: a de-peg is reported at once
         pending = channel.pending
         confirming = pending is not None and time_ms - pending[0] >= persist
         if not due and not confirming:
@@ -215,7 +212,7 @@ class DriftMonitor:
             if confirming and pending is not None:
                 found = pending[1]  # the change lasted: the incident is the rejection that began it
             elif persist and channel.open_alert is None and channel.current_times[1] - channel.current_times[0] < persist:
-                # A new incident only for a change seen over persist_ms of event time (PERSISTENT): a
+                # A new incident only for a change seen over persist_ms of event time: a
                 # current window shorter than that (ticks) is checked again then; one-minute bars' spans
                 # 100 minutes. Rejections meanwhile wait too.
                 if pending is None:

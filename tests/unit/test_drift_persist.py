@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from streams.drift import DriftConfig, DriftMonitor
+from streams.drift import BASIS_CONFIG, DriftConfig, DriftMonitor
 
 
 def _firing(config: DriftConfig, step_ms: int, shifted: range) -> list[dict]:
@@ -54,3 +54,7 @@ def test_a_configuration_from_before_persistence_restores_firing_at_the_first_re
     old = DriftConfig.__new__(DriftConfig)
     old.__setstate__(state)
     assert old.persist_ms == 0 and old.window == config.window
+
+
+def test_the_basis_channel_reports_a_depeg_at_once():
+    assert BASIS_CONFIG.persist_ms == 0  # the monitor reads each channel's own configuration
