@@ -17,7 +17,9 @@ streams.drift.checks.VarianceCheck).
 Persistence (``DriftConfig.persist_ms``, 60 s of event time by default): a rejection of any channel
 but BASIS whose current window spans less event time than that (ticks: 100 events of a busy book are
 seconds) is checked again that long after, out of turn, and opens an incident only if the change is
-still there (at ``CONFIRM_ALPHA``); the alert then carries the first rejection's figures. Why: in real
+still there: rejected at ``CONFIRM_ALPHA`` in a stream the first rejection named, against the reference
+that rejected it (an aged one is not taken again meanwhile); the alert then carries the first
+rejection's figures. Why: in real
 websocket captures most alerts were bursts of seconds (a sweep of the book; the shipped BTCUSDT one's
 FEATURE and VARIANCE alerts were inside 10-second spells of 17x and 8-12x the capture's usual volatility),
 gone a minute later, and a drift response (reset, promotion) to a burst of seconds is noise. Measured
@@ -162,7 +164,7 @@ class DriftMonitor:
              rescore: Callable[[Any], float] | None = None) -> list[dict[str, Any]]:
         due = channel.add(row, time_ms, payload)
         max_age_ms = channel.config.reference_max_age_hours * 3_600_000
-        if (max_age_ms and channel.kind != "VARIANCE" and channel.open_alert is None
+        if (max_age_ms and channel.kind != "VARIANCE" and channel.open_alert is None and channel.pending is None
                 and channel.config.reference == "fixed" and channel.reference_aged(max_age_ms)):
             channel.refresh()
         persist = channel.config.persist_ms  # 0 in BASIS_CONFIG: a de-peg is reported at once
@@ -188,36 +190,44 @@ class DriftMonitor:
             channel.pending = None  # confirmed below, or the change did not last: nothing re-based
         if not results:
             return []
-        alpha = CONFIRM_ALPHA if confirming else channel.config.alpha
-        adjusted = adjust([r.p for r in results], channel.config.correction)
-        rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < alpha]
+        # A confirmation asks whether the streams the first rejection named still differ (another feature's
+        # change is its own, tested at alpha when the check is also a scheduled one); any of the variance
+        # channel's, which all measure the size of returns, each at its own scale.
+        named = None
+        if confirming and pending is not None:
+            named = list(channel.streams) if channel.kind == "VARIANCE" else pending[1][2]
+        correction = channel.config.correction
+        rejected = _rejected(results, correction, CONFIRM_ALPHA if named else channel.config.alpha, named)
         if rejected and rescore is not None and channel.reference_payloads:
             channel.rescore_reference(rescore)
             channel.rescore_recent(rescore)
             checked = channel.check(pool=False)
             results = checked.results
-            adjusted = adjust([r.p for r in results], channel.config.correction)
-            rejected = [(r, a) for r, a in zip(results, adjusted, strict=True) if a < alpha]
+            rejected = _rejected(results, correction, CONFIRM_ALPHA if named else channel.config.alpha, named)
+        confirmed = named is not None and bool(rejected)
+        if named is not None and not rejected and due:
+            rejected = _rejected(results, correction, channel.config.alpha, None)
         self._checks()[channel.kind] = [(channel.kind, r.stream, r.test, r.statistic, r.p) for r in results]
         if rejected:
-            (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
-            basis = channel.kind == "BASIS"
-            found = (severity(adj, effect, test, channel.config.alpha), {
-                "test_name": test, "statistic": float(statistic), "p_value": float(p), "adjusted_p_value": float(adj),
-                "effect_size": float(effect),
-                "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],
-                "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1],
-            }, ["basis_bps"] if basis else sorted({r.stream for r, _ in rejected}),
-                stream if basis else None)  # the BASIS channel's streams are the other pairs
-            if confirming and pending is not None:
+            if confirmed and pending is not None:
                 found = pending[1]  # the change lasted: the incident is the rejection that began it
-            elif persist and channel.open_alert is None and channel.current_times[1] - channel.current_times[0] < persist:
-                # A new incident only for a change seen over persist_ms of event time: a
-                # current window shorter than that (ticks) is checked again then; one-minute bars' spans
-                # 100 minutes. Rejections meanwhile wait too.
-                if pending is None:
-                    channel.pending = (time_ms, found)
-                return []
+            else:
+                (stream, test, statistic, p, effect, _), adj = min(rejected, key=lambda item: item[1])
+                basis = channel.kind == "BASIS"
+                found = (severity(adj, effect, test, channel.config.alpha), {
+                    "test_name": test, "statistic": float(statistic), "p_value": float(p),
+                    "adjusted_p_value": float(adj), "effect_size": float(effect),
+                    "reference_start_ms": channel.reference_times[0], "reference_end_ms": channel.reference_times[1],
+                    "current_start_ms": channel.current_times[0], "current_end_ms": channel.current_times[1],
+                }, ["basis_bps"] if basis else sorted({r.stream for r, _ in rejected}),
+                    stream if basis else None)  # the BASIS channel's streams are the other pairs
+                if persist and channel.open_alert is None and channel.current_times[1] - channel.current_times[0] < persist:
+                    # A new incident only for a change seen over persist_ms of event time: a
+                    # current window shorter than that (ticks) is checked again then; one-minute bars' spans
+                    # 100 minutes. Rejections meanwhile wait too.
+                    if channel.pending is None:
+                        channel.pending = (time_ms, found)
+                    return []
             alert = self._fire(channel, channel.kind, found[0], time_ms, *found[1:])
             if self.config.rebase_on_alert:
                 # A new incident or a worse one: a new level. The same, no worse: follow the new regime
@@ -329,6 +339,12 @@ class CusumChannel:
         self.open_alert: dict[str, Any] | None = None
         self.clean_checks = 0
         self.events = 0
+
+
+def _rejected(results: list[Any], correction: str, alpha: float, streams: list[str] | None) -> list[tuple[Any, float]]:
+    """The results rejected at ``alpha`` after the correction over all of them, of ``streams`` only if given."""
+    adjusted = adjust([r.p for r in results], correction)
+    return [(r, a) for r, a in zip(results, adjusted, strict=True) if a < alpha and (streams is None or r.stream in streams)]
 
 
 def _action(kind: str, level: str, test: str) -> str:

@@ -58,3 +58,47 @@ def test_a_configuration_from_before_persistence_restores_firing_at_the_first_re
 
 def test_the_basis_channel_reports_a_depeg_at_once():
     assert BASIS_CONFIG.persist_ms == 0  # the monitor reads each channel's own configuration
+
+
+def test_a_pending_rejection_is_confirmed_against_the_reference_that_rejected_it():
+    """A reference that ages (reference_max_age_hours) while a rejection waits is not taken again until
+    the confirmation: taken from the latest events, it would hold the change and hide it. Here the
+    reference ages every 36 s of event time, within the minute the rejection waits."""
+    aging = DriftConfig(window=200, check_every=20, variance_tests=False, reference_max_age_hours=0.01)
+    lasting = _firing(aging, 100, range(3000, 6000))
+    assert len(lasting) == 1 and lasting[0]["affected_features"] == ["a"]
+    start_ms = 1_700_000_000_000 + 3000 * 100
+    assert start_ms + 60_000 <= lasting[0]["created_time_ms"] <= start_ms + 60_000 + 20_000
+
+
+def test_a_confirmation_counts_only_the_streams_the_first_rejection_named():
+    """Feature a jumps for 10 s (rejected, then gone); b shifts for good 53 s after a's jump began, so at
+    a's confirmation b differs and a does not. b's change is not reported as a's: a's rejection lapses,
+    and b opens its own incident a minute after its own rejection."""
+    rng = random.Random(11)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False))
+    alerts = []
+    for i in range(4000):
+        values = {"a": rng.gauss(2.0 if 1500 <= i < 1600 else 0.0, 1.0), "b": rng.gauss(2.0 if i >= 2030 else 0.0, 1.0)}
+        alerts += [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("a", "b"))
+                   if a["status"] == "FIRING"]
+    assert [a["affected_features"] for a in alerts] == [["b"]]
+    assert alerts[0]["created_time_ms"] >= 1_700_000_000_000 + 2030 * 100 + 60_000
+
+
+def test_any_variance_stream_confirms_a_rise_of_volatility():
+    """The variance channel's streams all measure the size of returns, each at its own scale, so a rise first
+    rejected on one of them is confirmed by any: here ret_1 rises x3 for 10 s and ret_5 x3 for good from
+    53 s later. The alert carries the first rejection's figures; the feature channel, by contrast, lets a
+    rejection lapse when only another feature differs a minute later (the test above)."""
+    rng = random.Random(5)
+    config = DriftConfig(window=200, check_every=20, variance_test="volatility")
+    monitor = DriftMonitor("X", config)
+    alerts = []
+    for i in range(4000):
+        values = {"ret_1": rng.gauss(0.0, 3.0 if 1500 <= i < 1600 else 1.0),
+                  "ret_5": rng.gauss(0.0, 3.0 if i >= 2030 else 1.0)}
+        alerts += [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("ret_1", "ret_5"))
+                   if a["status"] == "FIRING" and a["kind"] == "VARIANCE"]
+    assert len(alerts) >= 1 and alerts[0]["affected_features"] == ["ret_1"]
+    assert 1_700_000_000_000 + 1500 * 100 + 60_000 <= alerts[0]["created_time_ms"] < 1_700_000_000_000 + 2030 * 100 + 60_000
