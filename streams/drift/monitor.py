@@ -193,19 +193,18 @@ class DriftMonitor:
         # A confirmation asks whether the streams the first rejection named still differ (another feature's
         # change is its own, tested at alpha when the check is also a scheduled one); any of the variance
         # channel's, which all measure the size of returns, each at its own scale.
-        named = None
-        if confirming and pending is not None:
-            named = list(channel.streams) if channel.kind == "VARIANCE" else pending[1][2]
+        named = pending[1][2] if confirming and pending is not None and channel.kind != "VARIANCE" else None
         correction = channel.config.correction
-        rejected = _rejected(results, correction, CONFIRM_ALPHA if named else channel.config.alpha, named)
+        alpha = CONFIRM_ALPHA if confirming else channel.config.alpha
+        rejected = _rejected(results, correction, alpha, named)
         if rejected and rescore is not None and channel.reference_payloads:
             channel.rescore_reference(rescore)
             channel.rescore_recent(rescore)
             checked = channel.check(pool=False)
             results = checked.results
-            rejected = _rejected(results, correction, CONFIRM_ALPHA if named else channel.config.alpha, named)
-        confirmed = named is not None and bool(rejected)
-        if named is not None and not rejected and due:
+            rejected = _rejected(results, correction, alpha, named)
+        confirmed = confirming and bool(rejected)
+        if confirming and not rejected and due:
             rejected = _rejected(results, correction, channel.config.alpha, None)
         self._checks()[channel.kind] = [(channel.kind, r.stream, r.test, r.statistic, r.p) for r in results]
         if rejected:
