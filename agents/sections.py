@@ -24,6 +24,7 @@ ValueError: LIVELEARN_DRIFT_WINDOW must be an integer, got 'x'
 
 from __future__ import annotations
 
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -95,11 +96,6 @@ def _probability(text: str) -> float:
 def _positive(text: str) -> float:
     """A level that must be above zero (the CUSUM's threshold)."""
     return _number_where(text, "> 0", lambda a: a > 0.0 and a != float("inf"))
-
-
-def _seconds(text: str) -> float:
-    """A finite span of event time: 0 (off) or more."""
-    return _number_where(text, ">= 0 and finite", lambda a: 0.0 <= a < float("inf"))
 
 
 def _share(text: str) -> float:
@@ -272,7 +268,7 @@ class DriftSection:
     seasonal_buckets: int = _from("drift_seasonal_buckets", parse=_day_buckets)
     quiet_spell_hours: float = _from("drift_quiet_spell_hours", low=0)
     reference_max_age_hours: float = _from("drift_reference_max_age_hours", low=0)
-    persist_s: float = _from("drift_persist_s", parse=_seconds)
+    persist_s: float = _from("drift_persist_s", low=0)
     variance_test: str = _from("drift_variance_test", choices=("volatility", "cusum", "levene"))
     cusum_threshold: float = _from("drift_cusum_threshold", parse=_positive)
     basis_groups: BasisGroups = _from("basis_groups", parse=BasisGroups.parse)
@@ -309,6 +305,8 @@ def _value(kind: Any, meta: dict[str, Any], raw: str, env: str) -> Any:
             number = kind(raw)
         except ValueError:
             raise ValueError(f"{env} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+        if not math.isfinite(number):  # NaN passes every bound; no setting means anything by infinity
+            raise ValueError(f"{env} must be a finite number, got {raw!r}")
         if meta["low"] is not None and number < meta["low"]:
             raise ValueError(f"{env} must be >= {meta['low']}, got {raw!r}")
         return number

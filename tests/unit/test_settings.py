@@ -75,3 +75,11 @@ def test_a_replaced_setting_is_read_through_its_section():
     base = Settings.from_env({})
     assert base.kafka.partitions == 4
     assert dataclasses.replace(base, partitions="1").kafka.partitions == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400"])
+def test_a_bounded_number_setting_refuses_what_is_not_finite(value):
+    """NaN passes every lower bound (a comparison with it is false), and no setting means anything by infinity."""
+    for env in ("LIVELEARN_DRIFT_PERSIST_S", "LIVELEARN_DRIFT_QUIET_SPELL_HOURS", "LIVELEARN_STOP_TIMEOUT_S"):
+        with pytest.raises(ValueError, match=f"{env} must be a finite number"):
+            Settings.from_env({env: value})
