@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cli import __version__
 from tests.conftest import ROOT, livelearn
 
@@ -187,6 +189,7 @@ def test_binance_dumps_that_hold_no_trade_or_quote_are_left_out_saying_what_they
     assert "BTCUSDT: 1435 outcomes" in result.stdout
 
 
+@pytest.mark.heavy
 def test_evaluate_leaves_out_the_files_of_a_folder_that_hold_no_tick(tmp_path):
     """A data folder holds logs, scripts and notes as well: the first of them stopped the evaluation of
     the whole folder on its first unreadable row. Now each is left out with a line on stderr and the
@@ -291,6 +294,7 @@ def test_a_delivery_contract_dump_is_read_under_its_symbol(tmp_path):
     assert "BTCUSDT_250328: 1435 outcomes" in result.stdout
 
 
+@pytest.mark.heavy
 def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
     """`evaluate --joined`: a pair's consecutive days through one pipeline, as a worker that read them
     live learned them. The first day's last outcomes mature on the second day's ticks (per file they
@@ -316,6 +320,7 @@ def test_evaluate_joined_runs_the_files_as_one_stream_in_event_time(tmp_path):
             "BASIS 1.6): FEATURE 0, VARIANCE 0, CONCEPT 0, PREDICTION 0, BASIS 0") in result.stdout
 
 
+@pytest.mark.heavy
 def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
     """`evaluate FILE... --jobs 2`: each file in a process of its own, the tables (per file and pooled,
     drift alerts included) equal to those of the files run one after another here."""

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # mypy's incremental cache beside the environment ($LIVELEARN_HOME/mypy/<environment key>), not in the
@@ -24,6 +26,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
 MYPY_CONNECTORS = ("connectors/recorded.py", "connectors/replay.py", "connectors/text_lines.py")
 
 
+@pytest.mark.heavy
 def test_mypy_is_clean_on_the_core_and_the_settings():
     done = run(str(BIN / "mypy"), "--cache-dir", str(MYPY_CACHE), "--ignore-missing-imports", "streams", "schemas",
                "agents/sections.py", "agents/settings.py", *MYPY_CONNECTORS)
