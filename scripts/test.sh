@@ -8,15 +8,16 @@
 # their own, the chaos runs (marked `chaos`) in one and the rest in the other (in one lane they had
 # reached 18 of the 20 minutes CI allows; the kill -9 restarts, 150 s, left the main lane, then the
 # longest, for the second). All lanes use the shared local broker, started here first when nothing
-# answers (and stopped again at the end only if this script started it), so no lane's session
-# fixture starts or stops it under another. The main lane (unit and integration tests) is the longest;
-# the in-process evaluations of real captures, the CLI's evaluations of the shipped files, mypy, the
-# installed wheel's demo and the checkpoint-trust restores (marked `heavy`) run in the chaos lane, during
-# its waits, and the graceful-stop restarts (marked `slow`) in the outage lane: on 2026-12-02 the lanes
-# took 1,288, 689 and 905 s before that, the main lane ending 6 minutes last; on 2026-12-06
-# 1,175-1,198, 696-702 and 870-877 s before the checkpoint-trust restores (about 170 s) moved; on
-# 2026-12-07 1,141, 878 and 881 s (CI 1,157 s of its 1,200) before the CLI's evaluations of the shipped
-# files and mypy (about 95 s) moved.
+# answers (and stopped again at the end only if this script started it), so no lane's session fixture
+# starts or stops it under another. The main lane (unit and integration tests) is the longest; the
+# in-process evaluations of real captures, the CLI's evaluations of the shipped files and its `live`
+# default, the River equivalence runs, mypy, the installed wheel's demo and the checkpoint-trust
+# restores (marked `heavy`) run in the chaos lane, during its waits, and the graceful-stop restarts
+# (marked `slow`) in the outage lane: on 2026-12-02 the lanes took 1,288, 689 and 905 s before that, the
+# main lane ending 6 minutes last; on 2026-12-06 1,175-1,198, 696-702 and 870-877 s before the
+# checkpoint-trust restores (about 170 s) moved; on 2026-12-07 1,141, 878 and 881 s (CI 1,157 s of its
+# 1,200) before the CLI's evaluations of the shipped files and mypy (about 95 s) moved; in CI after that
+# 1,110 s, before the River equivalence runs and the CLI's `live` default (about 50 s) moved.
 # The slow lanes' output follows the main one's at the end.
 # Arguments go to every pytest run. Exit status: the first failing lane's (pytest's own codes).
 set -uo pipefail

@@ -54,6 +54,7 @@ def river_reference(rows, n_answers: int) -> tuple[float, float, list[float]]:
     return results["Accuracy"], results["LogLoss"], probabilities
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("source, rows, n", [("phishing", phishing_rows, 1250), (str(ELEC2), elec2_rows, 2000)],
                          ids=["phishing", "elec2"])
 def test_pipeline_equals_river_progressive_validation(worker_factory, pipeline_env, source, rows, n):

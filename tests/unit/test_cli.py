@@ -440,6 +440,7 @@ def test_a_mirror_trees_mark_and_index_price_klines_are_not_taken_for_trades(tmp
     assert real_data([str(tmp_path)]).klines == (trades,)
 
 
+@pytest.mark.heavy
 def test_live_asks_for_one_view_of_the_fills_by_default_and_warns_of_more():
     """Trades, aggregate trades and klines are three views of the same fills, and the worker reads a
     symbol's price ticks as one series: `live`'s default asked for all three, so each fill entered the
