@@ -102,3 +102,29 @@ def test_any_variance_stream_confirms_a_rise_of_volatility():
                    if a["status"] == "FIRING" and a["kind"] == "VARIANCE"]
     assert len(alerts) >= 1 and alerts[0]["affected_features"] == ["ret_1"]
     assert 1_700_000_000_000 + 1500 * 100 + 60_000 <= alerts[0]["created_time_ms"] < 1_700_000_000_000 + 2030 * 100 + 60_000
+
+
+def test_a_reference_aged_while_a_rejection_waited_is_taken_again_once_the_rejection_lapses():
+    """The other side of the test above: the refresh a pending rejection put off is not lost. Feature a
+    jumps for 10 s (rejected, then gone a minute later, so no incident); the reference, aged meanwhile
+    (every 36 s of event time here), is taken again at the first event with nothing pending."""
+    rng = random.Random(11)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False,
+                                            reference_max_age_hours=0.01))
+    waited, refreshed_after = [], []
+    for i in range(6000):
+        values = {"a": rng.gauss(2.0 if 3000 <= i < 3100 else 0.0, 1.0), "b": rng.gauss(0.0, 1.0)}
+        channel = monitor.channels.get("FEATURE")
+        before = (channel.reference_times, channel.pending) if channel is not None else None
+        assert not [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("a", "b"))
+                    if a["status"] == "FIRING"]
+        channel = monitor.channels["FEATURE"]
+        if before is None:
+            continue
+        if before[1] is not None:
+            waited.append(channel.reference_times == before[0])
+            lapsed_at = i
+        elif waited and not refreshed_after and channel.reference_times != before[0]:
+            refreshed_after.append(i - lapsed_at)
+    assert len(waited) >= 500 and all(waited)  # a minute of events, the reference kept throughout
+    assert refreshed_after == [1]  # the event after the one that let the rejection lapse
