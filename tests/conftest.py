@@ -101,7 +101,7 @@ class Worker:
 
     def start(self, timeout: float = 120.0) -> Worker:
         # 120 s, as the slow tests already gave it: with the chaos and outage lanes starting brokers
-        # and workers beside the main lane, one worker here was not ready within 60 s (once in five runs).
+        # and workers beside the integration tests, one worker here was not ready within 60 s (once in five runs).
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT,
                                         env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)

@@ -11,7 +11,7 @@ from schemas.codec import AvroCodec
 from tests.conftest import DATA, livelearn
 from tests.kafka_io import read_topic, wait_for_distinct
 
-# slow: a lane of its own beside the main one in `make test` (scripts/test.sh), which it kept waiting.
+# slow: in the chaos lane of `make test` (scripts/test.sh), not the integration lane it kept waiting.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ELEC2 = DATA / "drift" / "elec2_tiny_capymoa.csv"

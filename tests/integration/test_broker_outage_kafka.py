@@ -28,7 +28,8 @@ from tests.integration.test_metrics_health import sample
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import read_topic
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# outage: a lane of its own in `make test` (scripts/test.sh), its tests mostly waiting out the outages.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.outage]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
          ROOT / "data" / "binance" / "klines" / "spot" / "ETHUSDT-1m-2022-08-14.zip"]

@@ -20,8 +20,8 @@ from schemas.codec import AvroCodec
 from tests.conftest import ROOT
 from tests.kafka_io import produce, read_topic, wait_for_distinct
 
-# heavy: seven restores of about half a minute each (170 s), which run in the chaos lane of `make test`
-# during its waits instead of lengthening the main lane (scripts/test.sh).
+# heavy: seven restores of about half a minute each (170 s), which run in the unit tests' lane of
+# `make test` instead of lengthening the integration lane (scripts/test.sh).
 pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 FILE = ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip"

@@ -14,7 +14,7 @@ from tests.conftest import ROOT, livelearn
 from tests.integration.test_restart import wait_for_predictions
 from tests.kafka_io import read_topic
 
-# slow: two stops and restarts of a worker, mostly waiting (the outage lane of `make test`).
+# slow: two stops and restarts of a worker, mostly waiting (the chaos lane of `make test`).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",

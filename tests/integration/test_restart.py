@@ -14,7 +14,7 @@ from schemas.codec import AvroCodec
 from tests.conftest import ROOT, livelearn
 from tests.kafka_io import paced_replay, read_topic
 
-# slow: a lane of its own beside the main one in `make test` (scripts/test.sh), which it kept waiting.
+# slow: in the chaos lane of `make test` (scripts/test.sh), not the integration lane it kept waiting.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FILES = [ROOT / "data" / "binance" / "klines" / "spot" / "BTCUSDT-1m-2020-01-01.zip",
