@@ -398,8 +398,9 @@ class PartitionCheckpoints:
 
     async def state(self, partition: int, received: int | None = None) -> Any:
         """The partition's pipeline: the one this worker holds, else restored from the newest usable
-        checkpoint and caught up with the events the group has acked since (a fresh one without a
-        checkpoint). One partition is restored at a time: two agents of one partition must not each
+        checkpoint and caught up with the events the group has acked since (a new one, caught up the
+        same way, where there is no checkpoint to use; not where the newest was written under other
+        settings: that partition starts fresh at the group's position). One partition is restored at a time: two agents of one partition must not each
         make their own state.
 
         None where the partition was revoked since ``received`` (its count of revocations when the
@@ -459,12 +460,14 @@ class PartitionCheckpoints:
         # met again at every restore (a version change then started fresh at every restart until the
         # broker compacted the old version's records away).
         highest = max((record["sequence"] for record in candidates), default=0)
+        rebuild = True
         for record in candidates:
             if record["version"] != self.version:
                 log.warning("%s: partition %s starts fresh, its models and monitors new: its newest checkpoint "
                             "(%s) was written under another configuration (version %s; this worker runs %s). %s "
                             "To keep that state, run with the settings it was written with.", self.stage, partition,
                             record["sequence"], record["version"], self.version, self._differences(record))
+                rebuild = False
                 break
             try:
                 state = snapshots.loads(zlib.decompress(record["state"]))
@@ -485,17 +488,27 @@ class PartitionCheckpoints:
             # The next write must not share this one's key parity (part_key): it would overwrite the
             # parts of the checkpoint restored from, the one to fall back to if that write is cut short.
             return state, offsets, highest + (highest - record["sequence"]) % 2
-        return self.factory(), dict.fromkeys(self.inputs, -1), highest
+        state, offsets = self.factory(), dict.fromkeys(self.inputs, -1)
+        if rebuild:
+            # No checkpoint to use, yet the group may have read the partition: a new state is the oldest
+            # checkpoint there is, at offset -1, and is caught up like any older one. A chaos run's worker,
+            # started just after the broker came back, read no checkpoint of a partition that had six,
+            # started fresh at the group's position (tick 793 of 1,440) and published 200 predictions
+            # numbered from tick 1 before it was killed.
+            await self._catch_up(partition, state, offsets, mark, fresh=True)
+        return state, offsets, highest
 
-    async def _catch_up(self, partition: int, state: Any, offsets: dict[str, int], mark: int) -> None:
-        """Apply, without publishing, the events between a restored checkpoint and the group's committed
-        position. There are none when the checkpoint is the newest: events are acked only once a
+    async def _catch_up(self, partition: int, state: Any, offsets: dict[str, int], mark: int,
+                        fresh: bool = False) -> None:
+        """Apply, without publishing, the events between a restored checkpoint (or a new state, offsets -1,
+        where there is none to use) and the group's committed position. There are none when the checkpoint
+        is the newest, or the state new and the partition never read: events are acked only once a
         checkpoint holds them. A restore that fell back to an older one (the newest unreadable, refused,
-        or of a write cut short) met the group's position past its offsets, and the consumer, which
-        starts there, never gave it the events in between: the state went on without them. Their
-        outputs were published by the worker that applied them first, so they are applied again
-        silently, as that worker's state had them. ``offsets`` are moved on to the group's position; a
-        revocation (``mark`` no longer the partition's count) ends it, as that restore is not kept."""
+        or of a write cut short) met the group's position past its offsets, and the consumer, which starts
+        there, never gave it the events in between: the state went on without them. Their outputs were
+        published by the worker that applied them first, so they are applied again silently, as that
+        worker's state had them. ``offsets`` are moved on to the group's position; a revocation (``mark``
+        no longer the partition's count) ends it, as that restore is not kept."""
         group = getattr(getattr(self.runtime.app, "conf", None), "id", None)
         if group is None or not self.reapply:
             return
@@ -530,10 +543,10 @@ class PartitionCheckpoints:
             if not applied and gone_to <= start:
                 continue  # offsets without records (transactions' commit markers)
             self.runtime.metrics.model_events.labels("CAUGHT_UP").inc(applied)
-            log.warning("%s: partition %s restored from a checkpoint behind the group's position on %s (offset %s, "
-                        "position %s): %s events applied again without publishing%s", self.stage, partition, topic,
-                        start - 1, stop, applied,
-                        f"; offsets {start}-{gone_to - 1} are no longer in the topic and stay unapplied"
+            behind = "with no checkpoint it could use, behind" if fresh else "restored from a checkpoint behind"
+            log.warning("%s: partition %s %s the group's position on %s (offset %s, position %s): %s events "
+                        "applied again without publishing%s", self.stage, partition, behind, topic, start - 1, stop,
+                        applied, f"; offsets {start}-{gone_to - 1} are no longer in the topic and stay unapplied"
                         if gone_to > start else "")
 
     async def _patiently(self, what: str, call: Callable[..., Any], *args: Any) -> Any:

@@ -297,3 +297,53 @@ def test_after_a_version_change_the_new_versions_checkpoints_are_restored_not_th
         features.setdefault(record["tick_index"], record)
     # The third run went on from the second's state: 300 ticks there, then 300 more.
     assert max(features) == 600
+
+
+def test_a_partition_with_no_checkpoint_to_use_behind_the_groups_position_is_rebuilt_from_its_events(
+        worker_factory, pipeline_env):
+    """No checkpoint to read (here the checkpoints topic was deleted while no worker ran; in a chaos run,
+    a worker that started just after the broker came back read none of a partition's six), yet the group
+    had read 600 ticks of the partition: they are applied again, silently, so the state goes on from tick
+    600 as a restore's would. On the code before, it went on new from the group's position: tick 601
+    was the partition's tick 1, with its predictions' ids."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info",
+           "LIVELEARN_PROCESSING_GUARANTEE": "exactly_once"}
+    bootstrap, prefix = env["KAFKA_BOOTSTRAP_SERVERS"], env["LIVELEARN_TOPIC_PREFIX"]
+    tick_codec, features_codec = AvroCodec.for_topic_schema("tick"), AvroCodec.for_topic_schema("features")
+    ticks = [item.tick for item in read_file(FILE)]
+    records = [(b"BTC", tick_codec.encode(t), t["event_time_ms"]) for t in ticks]
+
+    first = worker_factory(env).start()
+    produce(bootstrap, prefix + "ticks", records[:600])
+    assert len(wait_for_distinct(bootstrap, prefix + "features", features_codec.decode, lambda r: r["tick_index"],
+                                 600, 120)) == 600
+    first.stop()  # graceful: its position, 600, is committed with its last checkpoint
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([prefix + "checkpoints"])[prefix + "checkpoints"].result(30)
+    for _ in range(150):  # gone from the broker's answers, so that the next worker makes it anew
+        if prefix + "checkpoints" not in admin.list_topics(timeout=10).topics:
+            break
+        time.sleep(0.2)
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    features_end = {p: probe.get_watermark_offsets(TopicPartition(prefix + "features", p), timeout=10)[1]
+                    for p in range(int(env["LIVELEARN_PARTITIONS"]))}
+    probe.close()
+
+    second = worker_factory(env).start(timeout=120)
+    produce(bootstrap, prefix + "ticks", records[600:])
+    features, after = {}, []
+    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,
+                              distinct=(lambda m: features_codec.decode(m.value())["tick_index"], len(ticks))):
+        record = features_codec.decode(message.value())
+        features.setdefault(record["tick_index"], record)
+        if message.offset() >= features_end[message.partition()]:
+            after.append(record["tick_index"])
+    assert sorted(features) == list(range(1, len(ticks) + 1))
+    assert all(features[i + 1]["price"] == t["price"] for i, t in enumerate(ticks))
+    assert sorted(after) == list(range(601, len(ticks) + 1))  # the 600 applied again were not published
+    assert re.search(r"partition \d+ with no checkpoint it could use, behind the group's position on "
+                     rf"{re.escape(prefix)}ticks \(offset -1, position 600\): 600 events applied again without "
+                     "publishing", second.log_path.read_text())
