@@ -44,6 +44,32 @@ def metric(body: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def features_ends(bootstrap: str, prefix: str, partitions: int) -> dict[int, int]:
+    """The end offset of each partition of the features topic: what was published before now."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    try:
+        return {p: probe.get_watermark_offsets(TopicPartition(prefix + "features", p), timeout=10)[1]
+                for p in range(partitions)}
+    finally:
+        probe.close()
+
+
+def features_by_tick(bootstrap: str, prefix: str, count: int, ends: dict[int, int]) -> tuple[dict, list]:
+    """The feature vectors by tick index, read until ``count`` distinct ones arrived, and the tick
+    indices of those published at or after ``ends`` (features_ends)."""
+    codec = AvroCodec.for_topic_schema("features")
+    features, after = {}, []
+    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,
+                              distinct=(lambda m: codec.decode(m.value())["tick_index"], count)):
+        record = codec.decode(message.value())
+        features.setdefault(record["tick_index"], record)
+        if message.offset() >= ends[message.partition()]:
+            after.append(record["tick_index"])
+    return features, after
+
+
 def test_forged_checkpoints_are_refused_without_side_effects_or_skipped_input(worker_factory, pipeline_env,
                                                                               tmp_path):
     env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info"}
@@ -157,7 +183,7 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
     """The newest checkpoint unreadable, the restore takes the one before it, whose offsets are behind the
     group's committed position: the events in between are applied again, silently, before any new one.
     Those the topic no longer holds (at most ``retention_took`` of them) are named in the log."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     from connectors.topic_end import committed_offsets
@@ -209,10 +235,7 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
     producer.produce(prefix + "checkpoints", checkpoint_codec.encode(spoiled), partition=on,
                      key=part_key("pipeline", partition, newest["sequence"], 0))
     assert producer.flush(30) == 0
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-    features_end = {p: probe.get_watermark_offsets(TopicPartition(prefix + "features", p), timeout=10)[1]
-                    for p in range(int(env["LIVELEARN_PARTITIONS"]))}
-    probe.close()
+    features_end = features_ends(bootstrap, prefix, int(env["LIVELEARN_PARTITIONS"]))
 
     older_at = max(r["offsets"]["ticks"] for r in older)  # where the restore is to go back to
     # At most half of the events since that checkpoint, so that some are left to apply again: the
@@ -238,13 +261,7 @@ def test_a_restore_that_falls_back_to_an_older_checkpoint_applies_the_events_sin
                          "the topic and stay unapplied", log)
         return
     produce(bootstrap, prefix + "ticks", records[600:])
-    features, after = {}, []
-    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,
-                              distinct=(lambda m: features_codec.decode(m.value())["tick_index"], len(ticks))):
-        record = features_codec.decode(message.value())
-        features.setdefault(record["tick_index"], record)
-        if message.offset() >= features_end[message.partition()]:
-            after.append(record["tick_index"])
+    features, after = features_by_tick(bootstrap, prefix, len(ticks), features_end)
     # The state went on from tick 600, as the spoiled checkpoint's had: tick i is the i-th tick. On the
     # code before, it went on from the older checkpoint's tick 300: the next ticks were numbered from 301
     # (the first two refused, five hours ahead of that state's stream), and 1,139-1,440 never came.
@@ -306,7 +323,6 @@ def test_a_partition_with_no_checkpoint_to_use_behind_the_groups_position_is_reb
     had read 600 ticks of the partition: they are applied again, silently, so the state goes on from tick
     600 as a restore's would. On the code before, it went on new from the group's position: tick 601
     was the partition's tick 1, with its predictions' ids."""
-    from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     env = {**pipeline_env, "LIVELEARN_MODEL_CHECKPOINT_SECONDS": "1", "LIVELEARN_LOG_LEVEL": "info",
@@ -327,20 +343,11 @@ def test_a_partition_with_no_checkpoint_to_use_behind_the_groups_position_is_reb
         if prefix + "checkpoints" not in admin.list_topics(timeout=10).topics:
             break
         time.sleep(0.2)
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-    features_end = {p: probe.get_watermark_offsets(TopicPartition(prefix + "features", p), timeout=10)[1]
-                    for p in range(int(env["LIVELEARN_PARTITIONS"]))}
-    probe.close()
+    features_end = features_ends(bootstrap, prefix, int(env["LIVELEARN_PARTITIONS"]))
 
     second = worker_factory(env).start(timeout=120)
     produce(bootstrap, prefix + "ticks", records[600:])
-    features, after = {}, []
-    for message in read_topic(bootstrap, prefix + "features", expect=None, idle=5.0, timeout=180,
-                              distinct=(lambda m: features_codec.decode(m.value())["tick_index"], len(ticks))):
-        record = features_codec.decode(message.value())
-        features.setdefault(record["tick_index"], record)
-        if message.offset() >= features_end[message.partition()]:
-            after.append(record["tick_index"])
+    features, after = features_by_tick(bootstrap, prefix, len(ticks), features_end)
     assert sorted(features) == list(range(1, len(ticks) + 1))
     assert all(features[i + 1]["price"] == t["price"] for i, t in enumerate(ticks))
     assert sorted(after) == list(range(601, len(ticks) + 1))  # the 600 applied again were not published
