@@ -400,8 +400,8 @@ class PartitionCheckpoints:
         """The partition's pipeline: the one this worker holds, else restored from the newest usable
         checkpoint and caught up with the events the group has acked since (a new one, caught up the
         same way, where there is no checkpoint to use; not where the newest was written under other
-        settings: that partition starts fresh at the group's position). One partition is restored at a time: two agents of one partition must not each
-        make their own state.
+        settings: that partition starts fresh at the group's position). One partition is restored at a
+        time: two agents of one partition must not each make their own state.
 
         None where the partition was revoked since ``received`` (its count of revocations when the
         event asking for it was received; default: now), before or while it was restored. A restore
