@@ -48,6 +48,8 @@ log = logging.getLogger("livelearn.checkpoints")
 
 # Valid checkpoints kept per partition while restoring: the newest, and older ones to fall back to.
 KEEP_CANDIDATES = 3
+# Seconds between two progress lines of a catch-up (PartitionCheckpoints._catch_up).
+CATCH_UP_REPORT_S = 10.0
 # Checkpoints (complete or not) held per partition while the topic is read: the newest by sequence.
 # The topic holds every checkpoint the broker has not compacted yet (agents.topics.COMPACTED_CONFIG),
 # and the reader held all of them, state and all, until the end.
@@ -190,15 +192,18 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
         count = len(metadata.partitions) if metadata is not None and metadata.error is None else 0
         if of is not None:
             if not count:
+                log.info("%s: the broker does not know %s now: its whole topic is read next", stage, topic)
                 return _Read({}, [], 0, set(), {})  # the caller reads the whole topic, strictly
             reader.partitions = frozenset(placed(p, count) for p in of)
         strays: dict[int, set[Site]] = {}
+        records = 0
         for message in reader:
             key = message.key() or b""
             if not key.startswith(prefix):
                 continue
             if message.value() is None:
                 continue  # a tombstone (compaction deletes the key's earlier records, later the tombstone)
+            records += 1
             owner = _key_partition(key)
             if count and owner is not None and message.partition() != placed(owner, count):
                 strays.setdefault(owner, set()).add((message.partition(), key))
@@ -245,6 +250,13 @@ def _read(runtime: Runtime, stage: str, inputs: tuple[str, ...], signer: Checkpo
                 (f": an open transaction holds it back ({held}); a killed worker's transaction is aborted "
                  "when the next owner of its input partition starts reading, or by the broker after "
                  "LIVELEARN_TRANSACTION_TIMEOUT_S" if held else ""))
+    # What the read saw, so that a restore that found no checkpoint can be told from one that found
+    # no topic or an empty one (a chaos run's worker, started just after the broker came back, read
+    # none of a partition's six checkpoints, and nothing said which).
+    log.info("%s: read %s (%s partitions, %s read): %s; %s records of this stage, checkpoints of input "
+             "partitions %s", stage, topic, count, "all" if reader.partitions is None else sorted(reader.partitions),
+             f"up to offsets {reader.ends}" if reader.ends else "none holds a record", records,
+             sorted({key[0] for key in pieces}))
     valid: dict[int, list[dict]] = {}
     for (partition, _, _), parts in pieces.items():
         first = parts.get(0)
@@ -526,6 +538,7 @@ class PartitionCheckpoints:
             held_from = await self._patiently(where, first_offset, config, topic, partition)
             gone_to, at = min(held_from, stop), max(start, held_from)
             applied, turn = 0, time.perf_counter()
+            reported = turn
             # Read in batches, each from the first event not applied yet: a read the broker cuts short is
             # tried again from there, and none is applied twice.
             while at < stop and (batch := await self._patiently(where, _read_batch, config, topic, partition, at,
@@ -539,6 +552,12 @@ class PartitionCheckpoints:
                     if time.perf_counter() - turn > 0.02:  # the other partitions and /healthz meanwhile
                         await asyncio.sleep(0)
                         turn = time.perf_counter()
+                        if turn - reported >= CATCH_UP_REPORT_S:
+                            # A partition with no checkpoint to use replays all its topic holds: minutes on a
+                            # long history, with no event of it handled meanwhile.
+                            log.info("%s: partition %s catching up on %s: at offset %s of %s, %s events applied "
+                                     "again so far", self.stage, partition, topic, at, stop, applied)
+                            reported = turn
             offsets[name] = stop - 1
             if not applied and gone_to <= start:
                 continue  # offsets without records (transactions' commit markers)

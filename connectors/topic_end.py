@@ -67,6 +67,9 @@ class TopicToEnd:
         # True once every partition was read to its end (False after a timeout or idle stop: a reader
         # that must see everything, like a checkpoint restore, checks it).
         self.complete = False
+        # The partitions the last read went through, with the end offsets it read them to (empty: the
+        # topic was unknown, had no partitions or held no records), for a caller's log.
+        self.ends: dict[int, int] = {}
 
     def __enter__(self) -> TopicToEnd:
         from confluent_kafka import Consumer
@@ -135,11 +138,12 @@ class TopicToEnd:
     def __iter__(self) -> Iterator[Any]:
         from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-        self.complete = False
+        self.complete, self.ends = False, {}
         started = time.monotonic()
         ends = self._stable_ends(started) if self.stable else self._ends()
         if ends is None:
             return
+        self.ends = dict(ends)
         if not ends:
             self.complete = True
             return

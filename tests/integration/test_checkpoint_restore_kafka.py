@@ -481,3 +481,49 @@ def test_a_topic_made_moments_before_is_described_once_the_broker_knows_it(pipel
     assert entries["cleanup.policy"].value == "compact"
     with pytest.raises(KafkaException, match="(?i)unknown topic"):
         _described(admin, ConfigResource(ResourceType.TOPIC, settings.topic("never-made")), 30.0, known_within=1.0)
+
+
+def test_a_restore_with_no_checkpoint_catches_up_saying_how_far_it_has_got(pipeline_env, monkeypatch, caplog):
+    """A partition the group has read but with no checkpoint to use replays what its topic holds up to
+    the group's position (minutes on a long history, with no event of it handled meanwhile): it says
+    how far it has got every ``CATCH_UP_REPORT_S`` seconds, and the read before it says what it saw of
+    the checkpoints topic, so that a restore that found no checkpoint can be told from one that found
+    an empty topic. Here the worker's own restore, in process, on a real broker: 300 ticks, the group
+    at 300, no checkpoint written; each tick applied takes a millisecond."""
+    import logging
+    import re
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from agents import checkpoints as module
+
+    settings = _settings(pipeline_env)
+    _fill_input(settings, 300)
+    runtime = Runtime(settings)  # the worker's Faust app, not started: its group id is the one caught up to
+    ticks = f"{settings.topic_prefix}ticks"
+    committer = Consumer({**settings.client_config(), "group.id": runtime.app.conf.id})
+    committer.commit(offsets=[TopicPartition(ticks, 0, 300)], asynchronous=False)
+    committer.close()
+    checkpoints = PartitionCheckpoints(runtime, "pipeline", INPUT_STAGES, "v", factory=list)
+    applied: list[tuple[int, bytes]] = []
+
+    def apply(state, value, where):
+        time.sleep(0.001)
+        state.append(value)
+        applied.append((where[2], value))
+
+    checkpoints.reapply = {"ticks": apply}
+    monkeypatch.setattr(module, "CATCH_UP_REPORT_S", 0.05)
+    with caplog.at_level(logging.INFO, logger="livelearn.checkpoints"):
+        state = asyncio.run(checkpoints.state(0))
+    assert state == [b"%d" % i for i in range(300)] and [offset for offset, _ in applied] == list(range(300))
+    assert checkpoints.offsets[0]["ticks"] == 299
+    lines = [record.getMessage() for record in caplog.records]
+    read = [line for line in lines if "records of this stage" in line]
+    assert read and all(re.search(r"read \S+checkpoints \(\d+ partitions, (\[0\]|all) read\): none holds a record; "
+                                  r"0 records", line) for line in read), read
+    progress = [int(m.group(1)) for line in lines
+                if (m := re.search(rf"partition 0 catching up on {re.escape(ticks)}: at offset (\d+) of 300", line))]
+    assert len(progress) >= 2 and progress == sorted(progress) and progress[-1] < 300, lines
+    assert any("with no checkpoint it could use, behind the group's position" in line and
+               "300 events applied again" in line for line in lines), lines
