@@ -128,3 +128,35 @@ def test_a_reference_aged_while_a_rejection_waited_is_taken_again_once_the_rejec
             refreshed_after.append(i - lapsed_at)
     assert len(waited) >= 500 and all(waited)  # a minute of events, the reference kept throughout
     assert refreshed_after == [1]  # the event after the one that let the rejection lapse
+
+
+def test_a_chain_of_rejections_defers_the_refresh_until_the_last_one_lapses():
+    """The chain the test above leaves out: a burst of a (10 s) is rejected; at its confirmation a minute
+    later a is back to normal but b, in a burst of its own, is rejected at alpha by that scheduled check,
+    so a new rejection waits, and the aged reference waits with it. Neither lasts a minute: nothing fires;
+    the reference is taken again at the event after b's rejection lapses, and not before."""
+    rng = random.Random(11)
+    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False,
+                                            reference_max_age_hours=0.01))
+    chain, kept, refreshed_after = [], [], []
+    for i in range(6000):
+        values = {"a": rng.gauss(2.0 if 3000 <= i < 3100 else 0.0, 1.0),
+                  "b": rng.gauss(2.0 if 3560 <= i < 3660 else 0.0, 1.0)}
+        channel = monitor.channels.get("FEATURE")
+        before = (channel.reference_times, channel.pending) if channel is not None else None
+        assert not [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("a", "b"))
+                    if a["status"] == "FIRING"]
+        channel = monitor.channels["FEATURE"]
+        if channel.pending is not None and (not chain or chain[-1][1] != channel.pending[0]):
+            chain.append((channel.pending[1][2], channel.pending[0]))
+        if before is None:
+            continue
+        if before[1] is not None:
+            kept.append(channel.reference_times == before[0])
+            lapsed_at = i
+        elif kept and not refreshed_after and channel.reference_times != before[0]:
+            refreshed_after.append(i - lapsed_at)
+    assert [streams for streams, _ in chain] == [["a"], ["b"]]
+    assert chain[1][1] - chain[0][1] == 60_000  # b's rejection is the check that confirmed nothing of a's
+    assert len(kept) >= 1100 and all(kept)  # two minutes of events, the aged reference kept throughout
+    assert refreshed_after == [1]
