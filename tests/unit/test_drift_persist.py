@@ -104,44 +104,17 @@ def test_any_variance_stream_confirms_a_rise_of_volatility():
     assert 1_700_000_000_000 + 1500 * 100 + 60_000 <= alerts[0]["created_time_ms"] < 1_700_000_000_000 + 2030 * 100 + 60_000
 
 
-def test_a_reference_aged_while_a_rejection_waited_is_taken_again_once_the_rejection_lapses():
-    """The other side of the test above: the refresh a pending rejection put off is not lost. Feature a
-    jumps for 10 s (rejected, then gone a minute later, so no incident); the reference, aged meanwhile
-    (every 36 s of event time here), is taken again at the first event with nothing pending."""
-    rng = random.Random(11)
-    monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False,
-                                            reference_max_age_hours=0.01))
-    waited, refreshed_after = [], []
-    for i in range(6000):
-        values = {"a": rng.gauss(2.0 if 3000 <= i < 3100 else 0.0, 1.0), "b": rng.gauss(0.0, 1.0)}
-        channel = monitor.channels.get("FEATURE")
-        before = (channel.reference_times, channel.pending) if channel is not None else None
-        assert not [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("a", "b"))
-                    if a["status"] == "FIRING"]
-        channel = monitor.channels["FEATURE"]
-        if before is None:
-            continue
-        if before[1] is not None:
-            waited.append(channel.reference_times == before[0])
-            lapsed_at = i
-        elif waited and not refreshed_after and channel.reference_times != before[0]:
-            refreshed_after.append(i - lapsed_at)
-    assert len(waited) >= 500 and all(waited)  # a minute of events, the reference kept throughout
-    assert refreshed_after == [1]  # the event after the one that let the rejection lapse
-
-
-def test_a_chain_of_rejections_defers_the_refresh_until_the_last_one_lapses():
-    """The chain the test above leaves out: a burst of a (10 s) is rejected; at its confirmation a minute
-    later a is back to normal but b, in a burst of its own, is rejected at alpha by that scheduled check,
-    so a new rejection waits, and the aged reference waits with it. Neither lasts a minute: nothing fires;
-    the reference is taken again at the event after b's rejection lapses, and not before."""
+def _deferrals(a_burst: range, b_burst: range) -> tuple[list[tuple[list[str], int]], list[bool], list[int]]:
+    """Ten events a second, a and b shifted by 2 sd in their bursts, a reference that ages every 36 s of
+    event time: the rejections that waited (streams named, time), whether the reference was kept at each
+    event while one waited, and how many events after the last of them lapsed it was taken again. No
+    alert fires (asserted)."""
     rng = random.Random(11)
     monitor = DriftMonitor("X", DriftConfig(window=200, check_every=20, variance_tests=False,
                                             reference_max_age_hours=0.01))
     chain, kept, refreshed_after = [], [], []
     for i in range(6000):
-        values = {"a": rng.gauss(2.0 if 3000 <= i < 3100 else 0.0, 1.0),
-                  "b": rng.gauss(2.0 if 3560 <= i < 3660 else 0.0, 1.0)}
+        values = {"a": rng.gauss(2.0 if i in a_burst else 0.0, 1.0), "b": rng.gauss(2.0 if i in b_burst else 0.0, 1.0)}
         channel = monitor.channels.get("FEATURE")
         before = (channel.reference_times, channel.pending) if channel is not None else None
         assert not [a for a in monitor.update_features(values, 1_700_000_000_000 + i * 100, ("a", "b"))
@@ -156,6 +129,25 @@ def test_a_chain_of_rejections_defers_the_refresh_until_the_last_one_lapses():
             lapsed_at = i
         elif kept and not refreshed_after and channel.reference_times != before[0]:
             refreshed_after.append(i - lapsed_at)
+    return chain, kept, refreshed_after
+
+
+def test_a_reference_aged_while_a_rejection_waited_is_taken_again_once_the_rejection_lapses():
+    """The other side of the test above: the refresh a pending rejection put off is not lost. Feature a
+    jumps for 10 s (rejected, then gone a minute later, so no incident); the reference, aged meanwhile,
+    is taken again at the first event with nothing pending."""
+    chain, kept, refreshed_after = _deferrals(range(3000, 3100), range(0))
+    assert [streams for streams, _ in chain] == [["a"]]
+    assert len(kept) >= 500 and all(kept)  # a minute of events, the reference kept throughout
+    assert refreshed_after == [1]  # the event after the one that let the rejection lapse
+
+
+def test_a_chain_of_rejections_defers_the_refresh_until_the_last_one_lapses():
+    """The chain the test above leaves out: a burst of a (10 s) is rejected; at its confirmation a minute
+    later a is back to normal but b, in a burst of its own, is rejected at alpha by that scheduled check,
+    so a new rejection waits, and the aged reference waits with it. Neither lasts a minute: nothing fires;
+    the reference is taken again at the event after b's rejection lapses, and not before."""
+    chain, kept, refreshed_after = _deferrals(range(3000, 3100), range(3560, 3660))
     assert [streams for streams, _ in chain] == [["a"], ["b"]]
     assert chain[1][1] - chain[0][1] == 60_000  # b's rejection is the check that confirmed nothing of a's
     assert len(kept) >= 1100 and all(kept)  # two minutes of events, the aged reference kept throughout
