@@ -12,11 +12,8 @@
 # - chaos (marked `slow`, not `outage`): the chaos runs on private brokers, the kill -9 and the
 #   graceful-stop restarts;
 # - outage (marked `outage`): broker outages on private brokers, mostly waiting them out.
-# Until 2026-12-07 the integration and unit tests were one lane, the longest (989-1,141 s; CI 999-1,157 s
-# of the 1,200 it is kept under), the `heavy` tests running in the chaos lane during its waits. In one
-# run of four lanes with the restarts in the outage lane: integration 769 s, unit 826, chaos 618,
-# outage 918 (921 in all); with the restarts in the chaos lane, as now: 740, 797, 821 and 720 (824 in
-# all), where `.ci/run` took 1,014 and 1,110 s with three lanes the same day.
+# With the integration and unit tests in one lane, that lane alone took 989-1,141 s, near the 20
+# minutes CI is kept under; four lanes take about 800 s in all (docs/STATUS.md keeps the runs).
 # All lanes use the shared local broker, started here first when nothing answers (and stopped again at
 # the end only if this script started it), so no lane's session fixture starts or stops it under
 # another. The other lanes' output follows the integration lane's at the end.
@@ -36,9 +33,10 @@ if ! scripts/livelearn kafka status >/dev/null 2>&1; then
   fi
 fi
 pytest=(env PYTHONPATH="$root" "$venv/bin/python" -m pytest -p no:cacheprovider)
-# The lanes' marker expressions: together every test, each once.
-names=(unit chaos outage)
-marks=("(not slow and not integration) or heavy" "slow and not outage" "slow and outage")
+# The lanes' marker expressions: together every test, each once. The first runs in the foreground.
+names=(integration unit chaos outage)
+marks=("integration and not slow and not heavy" "(not slow and not integration) or heavy" "slow and not outage"
+       "slow and outage")
 logs=()
 pids=()
 cleanup() {
@@ -46,24 +44,21 @@ cleanup() {
   if [ "$started" -eq 1 ]; then scripts/livelearn kafka down >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
-for i in "${!names[@]}"; do
-  logs+=("$(mktemp "${TMPDIR:-/tmp}/livelearn-${names[$i]}-lane.XXXXXX")")
+for i in 1 2 3; do
+  logs[$i]="$(mktemp "${TMPDIR:-/tmp}/livelearn-${names[$i]}-lane.XXXXXX")"
   "${pytest[@]}" -m "${marks[$i]}" "$@" >"${logs[$i]}" 2>&1 &
-  pids+=($!)
+  pids[$i]=$!
 done
 echo "test: the unit, chaos and outage lanes run beside this one; their logs: ${logs[*]}"
-"${pytest[@]}" -m "integration and not slow and not heavy" "$@"
+"${pytest[@]}" -m "${marks[0]}" "$@"
 codes=($?)
-for i in "${!names[@]}"; do
-  wait "${pids[$i]}"
-  codes+=($?)
-done
-names=(integration "${names[@]}")
 for i in 1 2 3; do
+  wait "${pids[$i]}"
+  codes[$i]=$?
   echo
   echo "==================== lane: ${names[$i]} ===================="
-  cat "${logs[$((i - 1))]}"
-  rm -f "${logs[$((i - 1))]}"
+  cat "${logs[$i]}"
+  rm -f "${logs[$i]}"
 done
 echo "test: lanes finished: integration ${codes[0]}, unit ${codes[1]}, chaos ${codes[2]}, outage ${codes[3]} (pytest exit codes)"
 empty=0
