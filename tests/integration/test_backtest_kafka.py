@@ -234,7 +234,7 @@ def test_a_backtest_in_two_processes_publishes_what_one_process_does(pipeline_en
                              value=b"not avro" if record is None else codec.encode(record))
         assert producer.flush(30) == 0
 
-    one = livelearn("backtest", "--quiet", env=one_env, timeout=300)
+    one = livelearn("backtest", "--quiet", env=one_env, timeout=300)  # --jobs auto: one process, so few records
     two = livelearn("backtest", "--quiet", "--jobs", "2", env=two_env, timeout=300)
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     assert "in 2 processes" in two.stdout and "processes" not in one.stdout

@@ -339,6 +339,13 @@ def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
     assert refused.returncode == 2 and "--jobs 0: the number of processes must be at least 1" in refused.stderr
 
 
+def test_backtest_jobs_is_a_count_or_auto_and_a_wrong_one_is_refused_before_the_broker_is_asked():
+    for value in ("0", "two", "-1", "1.5"):
+        refused = livelearn("backtest", "--jobs", value, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+        assert refused.returncode == 2, refused.stderr
+        assert f"--jobs {value}: the number of processes must be at least 1, or auto" in refused.stderr
+
+
 def test_evaluate_with_jobs_says_so_when_a_process_dies():
     """A process of `evaluate --jobs` killed (as the OOM killer would): one line saying what happened
     and what to do, exit 1, not a traceback or a wait for a result that cannot come."""
