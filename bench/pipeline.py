@@ -109,8 +109,10 @@ def backtest(base, name: str, records: list[tuple[bytes, bytes, int]]):
     settings = isolated_settings(base, name)
     create_topics(settings)
     produce_backlog(base.bootstrap_servers, settings.topic("ticks"), records)
-    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet"], cwd=ROOT, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()}, timeout=600)
+    # One process against one worker (the ratio); --jobs is bench/backtest_jobs.py's.
+    done = subprocess.run([sys.executable, "-m", "cli.main", "backtest", "--quiet", "--jobs", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()})
     if done.returncode != 0:
         raise RuntimeError(f"backtest {name} failed: {done.stderr[-2000:]}")
     return len(records) / float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1)), settings
