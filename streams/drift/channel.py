@@ -102,12 +102,12 @@ class Channel:
         # Market state is observed once per event time (the loss channel keeps every outcome).
         self.one_per_time = kind != "CONCEPT"
         self.last_time: int | None = None
-        self.excluded: set[int] = set()  # monotone streams (see _exclude_monotone)
-        if self.rises_only:
-            self.excluded.update(j for j in range(len(streams)) if j not in returns)
+        # Streams left out of the tests: monotone ones (_exclude_monotone), and non-returns in a rises-only test.
+        self.excluded: set[int] = {j for j in range(len(streams)) if j not in returns} if self.rises_only else set()
         self.pooled_scale_correlation = np.zeros((self.max_lag + 1, len(streams)))
         self.pooled_windows = self.since_check = self.clean_checks = 0
-        self.reference_times, self.open_alert = (0, 0), None
+        self.reference_times: tuple[int, int] = (0, 0)
+        self.open_alert: dict[str, Any] | None = None  # the open incident's FIRING record (DriftMonitor)
         self.pending: tuple[int, tuple] | None = None  # a rejection still to last (DriftConfig.persist_ms): time, finding
         self.last_results: list[CheckResult] = []
         # Per-event inputs (the prediction channel's, to re-score both windows), a ring like the buffer.
