@@ -78,7 +78,7 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
     if jobs is None or jobs > 1:
         sizes = partition_sizes(settings, INPUTS, timeout)
         if jobs is None:
-            jobs = auto_jobs(sizes, len(os.sched_getaffinity(0)))
+            jobs = auto_jobs(sizes, usable_cpus())
         shards = shard(sizes, jobs)
         if len(shards) > 1:
             return _run_in_processes(settings, shards, progress, timeout, sum(sizes.values()))
@@ -94,6 +94,14 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
 # torch and models, and the broker needs a core of its own.
 AUTO_MIN_RECORDS = 50_000
 AUTO_MAX_JOBS = 4
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the platform has one: a container's or a
+    ``taskset``'s limit, not the machine's count), at least 1."""
+    if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def auto_jobs(sizes: dict[int, int], cpus: int) -> int:

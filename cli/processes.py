@@ -3,7 +3,6 @@ several at a time (`livelearn evaluate FILE... --jobs N`, the benchmarks' ``--jo
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 
@@ -32,7 +31,10 @@ class Processes:
     def __init__(self, jobs: int | None = None):
         # Each process holds torch, River and a pipeline (a few hundred MB): one per CPU, at most four,
         # unless told otherwise.
-        jobs = jobs if jobs is not None else min(len(os.sched_getaffinity(0)), 4)
+        if jobs is None:
+            from agents.backtest import usable_cpus
+
+            jobs = min(usable_cpus(), 4)
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs = jobs
