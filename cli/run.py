@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "became known (same records as a fresh worker; use a topic prefix of its "
                                         "own)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.add_argument("--jobs", default="auto",
+    p.add_argument("--jobs", default="auto", metavar="N|auto",
                    help="processes to share the input partitions among, as workers of a group do (no more than "
                         "the partitions that hold records); the records are the same. Default auto: one under "
                         "50,000 input records, else one a CPU, at most four")
