@@ -91,7 +91,7 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
 # records, about 5 s of one process's work at that rate, the start costs about what it saves (the shipped
 # kline days, 4,320 ticks: 0.91x with two processes; the shipped captures: 1.27x; two real months of
 # klines, 83,520 ticks: 1.83x; bench/backtest_jobs.py, README). At most four: each process holds its own
-# torch and models, and the broker needs a core of its own.
+# torch and models (a few hundred MB), and a broker on the same machine needs CPU too.
 AUTO_MIN_RECORDS = 50_000
 AUTO_MAX_JOBS = 4
 

@@ -27,7 +27,11 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from cli.errors import CliError, require_broker, require_copartitioned
 
-    if args.jobs != "auto" and (not args.jobs.isdigit() or int(args.jobs) < 1):
+    try:
+        jobs = None if args.jobs == "auto" else int(args.jobs)
+    except ValueError:
+        jobs = 0
+    if jobs is not None and jobs < 1:
         raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1, or auto", code=2)
     require_broker(settings)
     from confluent_kafka.admin import AdminClient
@@ -68,7 +72,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                 finished.append(True)
 
     try:
-        counts = run_backtest(settings, progress, jobs=None if args.jobs == "auto" else int(args.jobs))
+        counts = run_backtest(settings, progress, jobs=jobs)
     except RuntimeError as exc:
         raise CliError(str(exc), code=2) from None
     finally:

@@ -340,7 +340,7 @@ def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
 
 
 def test_backtest_jobs_is_a_count_or_auto_and_a_wrong_one_is_refused_before_the_broker_is_asked():
-    for value in ("0", "two", "-1", "1.5"):
+    for value in ("0", "two", "-1", "1.5", "\u00b2"):
         refused = livelearn("backtest", "--jobs", value, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
         assert refused.returncode == 2, refused.stderr
         assert f"--jobs {value}: the number of processes must be at least 1, or auto" in refused.stderr
