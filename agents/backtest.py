@@ -23,8 +23,7 @@ as a worker does, feedback applied before them by their event time as before tic
 Run it instead of a worker on a topic prefix of its own (``LIVELEARN_TOPIC_PREFIX``), not beside one:
 both would publish the same outputs. It writes no checkpoints: a backtest is re-run from the start.
 
-With ``jobs`` above 1 (or None, where :func:`auto_jobs` finds it worth it) the input partitions are
-shared out among that many processes (:func:`shard`),
+With ``jobs`` above 1 the input partitions are shared out among that many processes (:func:`shard`),
 as a consumer group shares them among workers: each process reads its partitions of every input topic
 and of the feedback topic, and runs them through its own pipelines and producer. A partition is the
 unit of state (a basis group's symbols, their models, their feedback), so each key's records are the
@@ -36,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import queue
 import time
 import uuid
@@ -66,19 +64,17 @@ COUNTS = ("ticks", "vectors_in", "feedback", "learned", "vectors", "predictions"
 
 
 def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None = None,
-                 timeout: float = 20.0, jobs: int | None = 1) -> dict[str, int]:
+                 timeout: float = 20.0, jobs: int = 1) -> dict[str, int]:
     """Process the input topics as they are now; returns counts (ticks, vectors_in, feedback, learned,
     vectors, predictions, alerts, dead letters, and ``jobs``: the processes that ran). ``progress(done,
     total)`` (records) is called after each batch. A symbol's inputs are expected on one of the ticks,
     tick-batches and external-features topics: across them the order is the consumer's, as in a
-    worker. ``jobs``: the most processes to share the input partitions among (one runs here); None:
-    as many as :func:`auto_jobs` finds worth starting."""
-    if jobs is not None and jobs < 1:
+    worker. ``jobs``: the most processes to share the input partitions among (one runs here; how many
+    are worth starting: :func:`auto_jobs`)."""
+    if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
-    if jobs is None or jobs > 1:
+    if jobs > 1:
         sizes = partition_sizes(settings, INPUTS, timeout)
-        if jobs is None:
-            jobs = auto_jobs(sizes, usable_cpus())
         shards = shard(sizes, jobs)
         if len(shards) > 1:
             return _run_in_processes(settings, shards, progress, timeout, sum(sizes.values()))
@@ -94,14 +90,6 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
 # torch and models (a few hundred MB), and a broker on the same machine needs CPU too.
 AUTO_MIN_RECORDS = 50_000
 AUTO_MAX_JOBS = 4
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, where the platform has one: a container's or a
-    ``taskset``'s limit, not the machine's count), at least 1."""
-    if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def auto_jobs(sizes: dict[int, int], cpus: int) -> int:

@@ -3,7 +3,16 @@ several at a time (`livelearn evaluate FILE... --jobs N`, the benchmarks' ``--jo
 
 from __future__ import annotations
 
+import os
 import subprocess
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the platform has one: a container's or a
+    ``taskset``'s limit, not the machine's count), at least 1."""
+    if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -31,10 +40,7 @@ class Processes:
     def __init__(self, jobs: int | None = None):
         # Each process holds torch, River and a pipeline (a few hundred MB): one per CPU, at most four,
         # unless told otherwise.
-        if jobs is None:
-            from agents.backtest import usable_cpus
-
-            jobs = min(usable_cpus(), 4)
+        jobs = jobs if jobs is not None else min(usable_cpus(), 4)
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs = jobs

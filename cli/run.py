@@ -44,7 +44,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                        "with the same LIVELEARN_TOPIC_PREFIX: livelearn replay FILE)", code=2)
     ensure_topics(settings)
     from agents.app import pipeline_config
-    from agents.backtest import groups_reading, partition_sizes, run_backtest
+    from agents.backtest import INPUTS, auto_jobs, groups_reading, partition_sizes, run_backtest
+    from cli.processes import usable_cpus
     require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
@@ -60,6 +61,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(f"livelearn: note: {settings.topic('predictions')} already holds records ({held:,} offsets; {whose}, "
               "the same ones again where the inputs are the same (livelearn's readers drop repeated prediction "
               "ids). A topic prefix of its own gives a backtest topics of its own.", file=sys.stderr)
+    if jobs is None:
+        jobs = auto_jobs(partition_sizes(settings, INPUTS, 15.0), usable_cpus())
     started = time.monotonic()
     line = StatusLine(enabled=not args.quiet, every_s=0.0)  # the backtest calls back every 5,000 records
     finished = []  # the end is reported once (the backtest may report it twice)
