@@ -77,9 +77,13 @@ class Ours:
         # streams), a check every 20 events, KS and Welch t.
         self.channel = Channel("FEATURE", ("x",), DriftConfig(alpha=alpha))
         self.alpha = alpha
+        self.events = 0
 
     def update(self, x: float) -> bool:
-        if not self.channel.add([x], 0):
+        # Each event at its own time: the channel takes events of one time as one observation (the
+        # fills of one order), so a constant time would leave it a single event.
+        self.events += 1
+        if not self.channel.add([x], self.events):
             return False
         results = self.channel.check().results
         if not results:
