@@ -8,6 +8,13 @@
   feature set from the 100-tick window on every tick (numpy reductions through ``update_many``).
 
 Prints a table and one ``RESULT`` line. Usage: python bench/features.py [--repeat 3]
+
+One run on 2026-12-07 (21,623 real ticks, one core, best of 3): per tick 52,318 ticks/s, batch 985,397,
+``seed_light`` 13,338, ``seed_full`` 891; the batch output equal to the per-tick one (largest difference
+1.9e-10 of a feature's scale). Issue #4 asked for 20x the seed approach, quoted at 2.5-3k ticks/s, which
+lies between the two reimplementations: the per-tick core is 58.7x ``seed_full`` and 3.9x ``seed_light``
+(a few numpy reductions over 100 values cost less than this core's 35 features in pure Python), so
+against the light extractor the 20x is not met.
 """
 
 from __future__ import annotations
