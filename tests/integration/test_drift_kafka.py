@@ -1,7 +1,7 @@
 """Drift alerts from a real worker: one injected change gives alerts soon after it; none without one.
 
 The synthetic stream is seeded, so each test is deterministic. Seed 1 is one where the no-change
-stream stays below HIGH; bench/drift_eval.py and docs/STATUS.md report how often other seeds do not
+stream stays below HIGH; bench/drift_quiet.py and docs/STATUS.md (#6) report how often other seeds do not
 (the prediction and loss channels of a still-learning model alarm on several).
 """
 
