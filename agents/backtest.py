@@ -70,7 +70,7 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
     total)`` (records) is called after each batch. A symbol's inputs are expected on one of the ticks,
     tick-batches and external-features topics: across them the order is the consumer's, as in a
     worker. ``jobs``: the most processes to share the input partitions among (one runs here; how many
-    are worth starting: :func:`auto_jobs`)."""
+    are worth starting: :func:`cli.processes.auto_jobs`)."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     if jobs > 1:
@@ -79,36 +79,6 @@ def run_backtest(settings: Settings, progress: Callable[[int, int], None] | None
         if len(shards) > 1:
             return _run_in_processes(settings, shards, progress, timeout, sum(sizes.values()))
     return {**_run(settings, progress, timeout, None), "jobs": 1}
-
-
-# ``--jobs auto``: another process takes about 2 s to start (torch's import among it), and the fastest
-# backtest measured runs about 9,000 records a second in one process (the shipped captures, mostly book
-# tickers that publish nothing; one-minute klines, a prediction each, about 1,200): under 50,000
-# records, about 5 s of one process's work at that rate, the start costs about what it saves (the shipped
-# kline days, 4,320 ticks: 0.91x with two processes; the shipped captures: 1.27x; two real months of
-# klines, 83,520 ticks: 1.83x; bench/backtest_jobs.py, README). At most four: each process holds its own
-# torch and models (a few hundred MB), and a broker on the same machine needs CPU too.
-AUTO_MIN_RECORDS = 50_000
-AUTO_MAX_JOBS = 4
-
-
-def auto_jobs(sizes: dict[int, int], cpus: int) -> int:
-    """Processes for a backtest of input partitions with these record counts on ``cpus`` usable CPUs:
-    one under :data:`AUTO_MIN_RECORDS` records in all, else one a CPU, at most :data:`AUTO_MAX_JOBS`
-    and no more than the partitions that hold records.
-
-    >>> auto_jobs({0: 40_000, 1: 9_000}, 2)
-    1
-    >>> auto_jobs({0: 60_000, 1: 30_000, 2: 0}, 16)
-    2
-    >>> auto_jobs({p: 100_000 for p in range(12)}, 16)
-    4
-    >>> auto_jobs({0: 60_000, 1: 30_000}, 1)
-    1
-    """
-    if sum(sizes.values()) < AUTO_MIN_RECORDS:
-        return 1
-    return max(1, min(cpus, AUTO_MAX_JOBS, sum(1 for size in sizes.values() if size > 0)))
 
 
 def shard(sizes: dict[int, int], jobs: int) -> list[frozenset[int]]:

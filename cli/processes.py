@@ -1,10 +1,23 @@
 """Child processes the command line starts: workers (the demo, the benchmarks), and pieces of work run
-several at a time (`livelearn evaluate FILE... --jobs N`, the benchmarks' ``--jobs``)."""
+several at a time (`livelearn evaluate FILE... --jobs N`, the benchmarks' ``--jobs``), and how many of
+them a machine and a job are worth."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+
+# Each process holds torch, River and a pipeline (a few hundred MB), and a broker on the same machine
+# needs CPU too: one process a CPU, at most this many, unless told otherwise (Processes, auto_jobs).
+MAX_PROCESSES = 4
+
+# ``backtest --jobs auto``: another process takes about 2 s to start (torch's import among it), and the
+# fastest backtest measured runs about 9,000 records a second in one process (the shipped captures, mostly
+# book tickers that publish nothing; one-minute klines, a prediction each, about 1,200): under 50,000
+# records, about 5 s of one process's work at that rate, the start costs about what it saves (the shipped
+# kline days, 4,320 ticks: 0.91x with two processes; the shipped captures: 1.27x; two real months of
+# klines, 83,520 ticks: 1.83x; bench/backtest_jobs.py, README).
+AUTO_MIN_RECORDS = 50_000
 
 
 def usable_cpus() -> int:
@@ -13,6 +26,25 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+def auto_jobs(sizes: dict[int, int], cpus: int) -> int:
+    """Processes for a backtest of input partitions with these record counts on ``cpus`` usable CPUs:
+    one under :data:`AUTO_MIN_RECORDS` records in all, else one a CPU, at most :data:`MAX_PROCESSES`
+    and no more than the partitions that hold records.
+
+    >>> auto_jobs({0: 40_000, 1: 9_000}, 2)
+    1
+    >>> auto_jobs({0: 60_000, 1: 30_000, 2: 0}, 16)
+    2
+    >>> auto_jobs({p: 100_000 for p in range(12)}, 16)
+    4
+    >>> auto_jobs({0: 60_000, 1: 30_000}, 1)
+    1
+    """
+    if sum(sizes.values()) < AUTO_MIN_RECORDS:
+        return 1
+    return max(1, min(cpus, MAX_PROCESSES, sum(1 for size in sizes.values() if size > 0)))
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
@@ -38,9 +70,7 @@ class Processes:
     """
 
     def __init__(self, jobs: int | None = None):
-        # Each process holds torch, River and a pipeline (a few hundred MB): one per CPU, at most four,
-        # unless told otherwise.
-        jobs = jobs if jobs is not None else min(usable_cpus(), 4)
+        jobs = jobs if jobs is not None else min(usable_cpus(), MAX_PROCESSES)
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs = jobs

@@ -44,8 +44,8 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
                        "with the same LIVELEARN_TOPIC_PREFIX: livelearn replay FILE)", code=2)
     ensure_topics(settings)
     from agents.app import pipeline_config
-    from agents.backtest import INPUTS, auto_jobs, groups_reading, partition_sizes, run_backtest
-    from cli.processes import usable_cpus
+    from agents.backtest import INPUTS, groups_reading, partition_sizes, run_backtest
+    from cli.processes import auto_jobs, usable_cpus
     require_copartitioned(settings)  # the backtest applies feedback to its partition's pipeline, as a worker does
     from streams.learning import SymbolLearner
 
