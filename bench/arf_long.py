@@ -49,6 +49,8 @@ def in_process(path: Path, settings: Settings) -> dict[str, float]:
     pipeline = PartitionPipeline(pipeline_config(settings))
     out = {}
     for vector, _, _ in labelled_vectors(str(path), symbol="AGRAWAL"):
+        if vector is None:
+            raise RuntimeError(f"{path}: a row the dataset reader rejects")
         for output in pipeline.on_vector(vector).records:
             if output.stage == "predictions":
                 out[output.record["prediction_id"]] = output.record["probability_up"]

@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import time
 import uuid
 
-from common import ROOT, SHARED, isolated_settings, result, running_worker
+from common import ROOT, SHARED, isolated_settings, matched, result, running_worker
 from pipeline import count_until
 
 from agents.settings import Settings
@@ -57,7 +56,7 @@ def fresh(base, name: str, files) -> tuple[Settings, int]:
     settings = dataclasses.replace(isolated_settings(base, name), partitions="2")
     create_topics(settings)
     said = cli(settings, "replay", *map(str, files), "--quiet")
-    return settings, int(re.search(r"produced ([0-9,]+)", said).group(1).replace(",", ""))
+    return settings, int(matched(r"produced ([0-9,]+)", said).replace(",", ""))
 
 
 def predictions_by_symbol(bootstrap: str, topic: str, n: int) -> dict[str, list[dict]]:
@@ -87,8 +86,8 @@ def backtest(base, name: str, files, jobs: int) -> tuple[float, int, dict[str, l
     """ticks/s of `livelearn backtest --jobs jobs` over ``files``, its predictions count and records."""
     settings, ticks = fresh(base, name, files)
     said = cli(settings, "backtest", "--quiet", "--jobs", str(jobs))
-    seconds = float(re.search(r" in ([0-9.]+) s ", said).group(1))
-    count = int(re.search(r"([0-9,]+) predictions", said).group(1).replace(",", ""))
+    seconds = float(matched(r" in ([0-9.]+) s ", said))
+    count = int(matched(r"([0-9,]+) predictions", said).replace(",", ""))
     return ticks / seconds, count, predictions_by_symbol(base.bootstrap_servers, settings.topic("predictions"),
                                                          count), settings
 

@@ -81,14 +81,15 @@ class RealData:
         for (_, symbol), days in by_series.items():
             days.sort()
             chain = [days[0]]
-            for day, path in days[1:] + [(None, None)]:
-                if day is not None and day - chain[-1][0] == timedelta(days=1):
-                    chain.append((day, path))
+            ends: list[tuple[date, Path] | None] = [*days[1:], None]
+            for entry in ends:
+                if entry is not None and entry[0] - chain[-1][0] == timedelta(days=1):
+                    chain.append(entry)
                     continue
                 if len(chain) > 1:
                     runs.append((f"{symbol} {chain[0][0]}..{chain[-1][0]}", [p for _, p in chain]))
-                if day is not None:
-                    chain = [(day, path)]
+                if entry is not None:
+                    chain = [entry]
         return runs
 
 
@@ -136,13 +137,14 @@ def real_data(paths: list[str] | None = None) -> RealData:
         if KLINE_DUMP.fullmatch(path.name) or MONTHLY_KLINE_DUMP.fullmatch(path.name) or not holds_ticks(path):
             continue
         market = market_of(path)
-        days = minute_bar_days(path, folder(market))
-        if days is None:
+        bar_days = minute_bar_days(path, folder(market))
+        if bar_days is None:
             captures.append(path)
             continue
-        print(f"{path.name}: one-minute bars of {days[0].name.split('-')[0]}, read as their {len(days)} days", flush=True)
-        klines += days
-        split.update(dict.fromkeys(days, market))
+        print(f"{path.name}: one-minute bars of {bar_days[0].name.split('-')[0]}, read as their {len(bar_days)} days",
+              flush=True)
+        klines += bar_days
+        split.update(dict.fromkeys(bar_days, market))
     # A pair's days in date order, wherever each came from (a monthly dump's or its own file).
     klines.sort(key=lambda path: (path.name.split(".")[0], str(path)))
     return RealData(tuple(klines), tuple(captures), split)
@@ -264,6 +266,15 @@ def tool_env(name: str, requirement: str, executable: str) -> str | None:
         shutil.rmtree(env, ignore_errors=True)
         return None
     return str(path) if path.exists() else None
+
+
+def matched(pattern: str, text: str) -> str:
+    """The first group of ``pattern`` in a command's output; a clear error (with the output's end) when
+    the command no longer prints it, instead of an AttributeError on None."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise RuntimeError(f"bench: expected {pattern!r} in the output, which ends: {text[-1000:]!r}")
+    return match.group(1)
 
 
 def pin_one_core() -> None:

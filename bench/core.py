@@ -146,7 +146,8 @@ def members_alone(name: str, settings: Settings, vectors: list[dict], river_lr_u
         result("core_members", file=name, members=settings.members, vectors=len(rows), us_per_call=calls)
         return
     mlp = make_member("mlp", seed=1, features=MODEL_FEATURES)
-    step_calls, other_calls = [], []
+    step_calls: list[float] = []
+    other_calls: list[float] = []
     for x, y in zip(rows, labels, strict=True):
         steps, started = mlp.steps, time.perf_counter()
         mlp.learn_one(x, y)

@@ -29,7 +29,7 @@ def complete_days(paths) -> list[list[dict]]:
 
 
 def distinct_day(day: list[dict], mirror: bool, reverse: bool, moves: float, volume: float,
-                 trades: float) -> list[tuple[int, tuple[float, float, float, float], dict]]:
+                 trades: float) -> list[tuple[int, tuple[float, ...], dict]]:
     """One real kline day made another, bar by bar in log terms: each bar's open against the last close,
     its close, high and low against its open. Mirrored (``1 / p``: every rise a fall, high and low
     swapped, taker buys the sells), its bars' order reversed within each hour (each hour keeps its bars

@@ -197,10 +197,10 @@ def main() -> None:
                 states.setdefault(state, [0, 0])
                 states[state][0] += delay is not None
                 states[state][1] += 1
-            found = sum(d is not None for d, _ in bursts)
-            print(f"{name:32s} {n:6d} events  FIRING {dict(alerts) or '{}'}  bursts found {found} of {len(bursts)}",
+            found_here = sum(d is not None for d, _ in bursts)
+            print(f"{name:32s} {n:6d} events  FIRING {dict(alerts) or '{}'}  bursts found {found_here} of {len(bursts)}",
                   flush=True)
-            result("drift_bursts_series", file=name, events=n, alerts=dict(alerts), bursts=len(bursts), found=found)
+            result("drift_bursts_series", file=name, events=n, alerts=dict(alerts), bursts=len(bursts), found=found_here)
     found = [d for d in delays if d is not None]
     misses_as_after = [args.after if d is None else d for d in delays]
     print(f"all: {events} events, FIRING {dict(totals)}; bursts found {len(found)} of {len(delays)}, median delay "

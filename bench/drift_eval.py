@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 from common import SHARED, best_of, pin_one_core, result
@@ -62,14 +63,29 @@ def loss_stream(seed: int) -> np.ndarray:
     if seed not in _loss_cache:
         engine = FeatureEngine()
         learner = SymbolLearner("SYNTHUSDT", LearnerConfig(members=("logreg",), horizon_ticks=1))
-        losses = []
+        losses: list[float] = []
         for tick in generate(N + 1, seed=seed, changes=(Change(CHANGE, "relation_flip"),)):
-            losses.extend(loss for loss, _, _ in learner.process(engine.update(tick)).matured_losses)
+            vector = engine.update(tick)
+            if vector is not None:
+                losses.extend(loss for loss, _, _ in learner.process(vector).matured_losses)
         _loss_cache[seed] = np.array(losses[:N])
     return _loss_cache[seed]
 
 
-class Ours:
+class Detector:
+    """What the benchmark runs: one detector, given one parameter (its alpha or delta), fed one value at
+    a time; ``update`` says whether it alarms."""
+
+    name = ""
+
+    def __init__(self, parameter: float) -> None:
+        raise NotImplementedError
+
+    def update(self, x: float) -> bool:
+        raise NotImplementedError
+
+
+class Ours(Detector):
     name = "livelearn KS"
 
     def __init__(self, alpha: float):
@@ -94,7 +110,7 @@ class Ours:
         return rejected
 
 
-class Kswin:
+class Kswin(Detector):
     name = "River KSWIN"
 
     def __init__(self, alpha: float):
@@ -105,7 +121,7 @@ class Kswin:
         return self.detector.drift_detected
 
 
-class Adwin:
+class Adwin(Detector):
     name = "River ADWIN"
 
     def __init__(self, delta: float):
@@ -117,13 +133,13 @@ class Adwin:
 
 
 # KSWIN first: it is calibrated to the target false-alarm rate, the others to the rate it reached.
-GRIDS = {Kswin: [1e-4, 3e-5, 1e-5, 3e-6, 1e-6], Ours: [3e-2, 2e-2, 1e-2, 7e-3, 5e-3, 4e-3, 3e-3, 2e-3, 1e-3, 1e-4],
+GRIDS: dict[type[Detector], list[float]] = {Kswin: [1e-4, 3e-5, 1e-5, 3e-6, 1e-6], Ours: [3e-2, 2e-2, 1e-2, 7e-3, 5e-3, 4e-3, 3e-3, 2e-3, 1e-3, 1e-4],
          Adwin: [1e-2, 1e-3, 1e-4, 1e-5, 1e-7]}
 
 
-def run(detector_cls, parameter: float, stream: np.ndarray) -> tuple[list[int], float]:
+def run(detector_cls: type[Detector], parameter: float, stream: np.ndarray) -> tuple[list[int], float]:
     detector = detector_cls(parameter)
-    alarms = []
+    alarms: list[int] = []
     started = time.perf_counter()
     for i, x in enumerate(stream):
         if detector.update(float(x)):
@@ -141,7 +157,7 @@ def main() -> None:
     quiet = [scenario("none", s, rho) for s in seeds for rho in (0.0, 0.5)]
     changes = {kind: [(scenario(kind, s, rho), CHANGE) for s in seeds for rho in ((0.0, 0.5) if kind != "relation_flip" else (0.0,))]
                for kind in ("mean_shift", "variance", "relation_flip")}
-    rows = []
+    rows: list[dict[str, Any]] = []
     delays_by_detector: dict[str, dict[str, list[int | None]]] = {}
     target = args.target_fa
     for detector_cls, grid in GRIDS.items():
@@ -153,8 +169,8 @@ def main() -> None:
         if detector_cls is Kswin:
             target = false_alarms  # the others are matched to KSWIN's rate, not to the nominal target
         costs = []
-        row = {"detector": detector_cls.name, "parameter": parameter, "false_alarms_per_10k": round(false_alarms, 2)}
-        per_stream = {}
+        row: dict[str, Any] = {"detector": detector_cls.name, "parameter": parameter, "false_alarms_per_10k": round(false_alarms, 2)}
+        per_stream: dict[str, list[int | None]] = {}
         for kind, streams in changes.items():
             per_stream[kind] = []  # first alarm after the change, None if missed
             for stream, at in streams:
@@ -225,8 +241,8 @@ def main() -> None:
         returns.append(closes[1:] / closes[:-1] - 1)
     for detector_cls in GRIDS:
         parameter = next(r["parameter"] for r in rows if r["detector"] == detector_cls.name)
-        alarms = sum(len(run(detector_cls, parameter, r)[0]) for r in returns)
-        per_10k = alarms / sum(len(r) for r in returns) * 10_000
+        count = sum(len(run(detector_cls, parameter, r)[0]) for r in returns)
+        per_10k = count / sum(len(r) for r in returns) * 10_000
         print(f"real 1m klines (ret_1, {sum(len(r) for r in returns)} events): {detector_cls.name} "
               f"{per_10k:.1f} alarms per 10k")
         result("drift_eval_real", detector=detector_cls.name, alarms_per_10k=round(per_10k, 2))

@@ -218,10 +218,11 @@ def configured(settings: Settings, variance_test: str | None = None):
 def run(ticks: Iterable[dict], settings: Settings, variance_test: str | None = None) -> tuple[list[dict], int, Counter]:
     """FIRING alerts (with the vector count at which each came), vectors, and vectors per symbol."""
     pipeline = PartitionPipeline(configured(settings, variance_test))
-    alerts, vectors, per_symbol = [], 0, Counter()
+    alerts: list[dict] = []
+    vectors, per_symbol = 0, Counter[str]()
     for tick in ticks:
         step = pipeline.on_tick(tick)
-        if step.stats.predicted:
+        if step.stats.predicted and step.stats.symbol is not None:
             vectors += 1
             per_symbol[step.stats.symbol] += 1
         for output in step.records:
@@ -491,7 +492,8 @@ def burst_points(ticks: list[dict], every_hours: int = BURST_EVERY_HOURS) -> lis
     after a series begins, each with more than :data:`AFTER_CHANGE` ticks after it."""
     day_ms, step_ms = 86_400_000, every_hours * 3_600_000
     times = [t["event_time_ms"] for t in ticks]
-    points, at_ms = [], (times[0] // day_ms + 1) * day_ms
+    points: list[int] = []
+    at_ms = (times[0] // day_ms + 1) * day_ms
     while True:
         at = bisect.bisect_left(times, at_ms)
         if len(ticks) - at <= AFTER_CHANGE:
@@ -648,19 +650,20 @@ def injected(settings: Settings, data: RealData, quick: bool, processes: Process
         result("drift_real_basis", shift=shift, series=len(few), detected=detected,
                median_delay=statistics.median(delays) if delays else None, delays=delays,
                alerts_naming_an_unaffected_pair=blamed_wrong)
-    counts, delays, blamed_wrong = [], [], 0
-    for path, events in zip(few, lengths, strict=True):
+    named: list[int] = []
+    delays, blamed_wrong = [], 0
+    for path, length in zip(few, lengths, strict=True):
         outcome, mover = next(wandering)
         basis = [a for a in outcome.alerts if a["kind"] == "BASIS"]
         right = [a for a in basis if a["symbol"] == mover and a["at_vector"] >= 3 * (start - 1)]
         blamed_wrong += sum(1 for a in basis if a["symbol"] != mover)
-        counts.append(len(right))
+        named.append(len(right))
         if right:
             delays.append((right[0]["at_vector"] - 3 * (start - 1)) // 3)
-        print(f"basis, a wandering de-peg of {mover} over {events} events {path.name:28s} {len(right)} alert(s) naming "
+        print(f"basis, a wandering de-peg of {mover} over {length} events {path.name:28s} {len(right)} alert(s) naming "
               f"it, the first after {delays[-1] if right else '-'} events; {len(basis) - len(right)} other(s)", flush=True)
-    result("drift_real_basis_wandering", series=len(counts), detected=sum(1 for c in counts if c),
-           alerts_naming_the_mover=counts, median_delay=statistics.median(delays) if delays else None,
+    result("drift_real_basis_wandering", series=len(named), detected=sum(1 for c in named if c),
+           alerts_naming_the_mover=named, median_delay=statistics.median(delays) if delays else None,
            alerts_naming_an_unaffected_pair=blamed_wrong)
     falls = []
     for path in few:
@@ -674,7 +677,8 @@ def late_bursts(settings: Settings, data: RealData, processes: Processes) -> Non
     """Volatility x3 late in each run of consecutive kline days (:func:`late_burst`)."""
     runs = data.consecutive_days()
     late = processes.map(late_burst, [(paths, settings) for _, paths in runs])
-    delays, detected, early_alerts = [], 0, 0
+    delays: list[int] = []
+    detected, early_alerts = 0, 0
     for name, _ in runs:
         outcome, at_event = next(late)
         if at_event is None:

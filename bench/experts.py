@@ -56,11 +56,12 @@ class Observer:
                 observer.observe(mixture, forecast, y)
             return original(mixture, forecast, y, weight, lag)
 
-        ensemble_module.Ensemble.learn = learn
+        # Observed, not replaced: the wrapper calls the original learn and returns what it returns.
+        ensemble_module.Ensemble.learn = learn  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc) -> None:
-        ensemble_module.Ensemble.learn = self.original
+        ensemble_module.Ensemble.learn = self.original  # type: ignore[method-assign]
 
     def observe(self, mixture, forecast, y: int) -> None:
         def loss(p: float) -> float:

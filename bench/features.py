@@ -130,7 +130,7 @@ def main() -> None:
         vectors = [engine.update(t) for t in group]
         columns = update_many(s)
         for name in FEATURE_NAMES:
-            expected = np.array([v["values"].get(name, np.nan) for v in vectors])
+            expected = np.array([np.nan if v is None else v["values"].get(name, np.nan) for v in vectors])
             got = columns[name]
             assert np.array_equal(np.isnan(expected), np.isnan(got)), name
             mask = ~np.isnan(expected)

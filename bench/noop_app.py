@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import faust
 
-settings = dict(
+settings: dict[str, Any] = dict(
     broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
     key_serializer="raw", value_serializer="raw", store="memory://",
     datadir=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{os.environ['NOOP_APP_ID']}-data"),

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -41,6 +40,7 @@ from common import (
     delete_topics_on_exit,
     free_port,
     isolated_settings,
+    matched,
     result,
     running_worker,
 )
@@ -115,7 +115,7 @@ def backtest(base, name: str, records: list[tuple[bytes, bytes, int]]):
                           env={**os.environ, "PYTHONPATH": str(ROOT), **settings.as_env()})
     if done.returncode != 0:
         raise RuntimeError(f"backtest {name} failed: {done.stderr[-2000:]}")
-    return len(records) / float(re.search(r" in ([0-9.]+) s ", done.stdout).group(1)), settings
+    return len(records) / float(matched(r" in ([0-9.]+) s ", done.stdout)), settings
 
 
 def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> tuple[float, float]:

@@ -102,8 +102,10 @@ def datasets(settings: Settings) -> None:
             started = time.perf_counter()
             config = PipelineConfig(learner=LearnerConfig(horizon_ticks=delay), drift_response=False)
             pipeline = PartitionPipeline(config)
-            records = {"predictions": [], "outcomes": []}
+            records: dict[str, list[dict]] = {"predictions": [], "outcomes": []}
             for vector, _, _ in labelled_vectors(source):
+                if vector is None:
+                    raise RuntimeError(f"{source}: a row the dataset reader rejects")
                 for output in pipeline.on_vector(vector).records:
                     if output.stage in records:
                         records[output.stage].append(output.record)

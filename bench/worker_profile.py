@@ -99,7 +99,7 @@ def stage_shares(samples: Counter[tuple[str, ...]], thread: str = "MainThread") 
     (5, 0.6, 0.2, 0.2, 0.0)
     """
     total = 0
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for stack, count in samples.items():
         if not stack or thread not in stack[0]:
             continue
@@ -165,7 +165,8 @@ def main() -> None:
                                 "--threads", "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)
         if spy.poll() is not None:
-            raise SystemExit(f"bench: py-spy could not sample the worker: {spy.stderr.read().decode()[-500:]}")
+            error = spy.stderr.read().decode() if spy.stderr else ""
+            raise SystemExit(f"bench: py-spy could not sample the worker: {error[-500:]}")
         produce_backlog(base.bootstrap_servers, settings.topic("ticks"), records)
         first, last = count_until(base.bootstrap_servers, settings.topic("predictions"), expected, 900)
         spy.send_signal(signal.SIGINT)
