@@ -3,29 +3,14 @@ of a stream, or its table compares KSWIN and ADWIN with a channel that never tes
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def drift_eval():
-    sys.path.insert(0, str(ROOT / "bench"))  # the benchmarks import their helpers as `common`
-    try:
-        spec = importlib.util.spec_from_file_location("bench_drift_eval", ROOT / "bench" / "drift_eval.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return module
+from tests.bench_modules import bench_module
 
 
 def test_the_benchmarks_livelearn_detector_sees_every_event_and_finds_a_mean_shift():
     """The channel takes events of one event time as one observation (the fills of one order); fed at
     a constant time, as the benchmark once did, it kept the first event of 10,000 and found nothing at
     any alpha of its grid."""
-    bench = drift_eval()
+    bench = bench_module("drift_eval")
     stream = bench.scenario("mean_shift", 0, 0.0)
     detector = bench.Ours(0.004)
     alarms = [i for i, x in enumerate(stream) if detector.update(float(x))]

@@ -4,20 +4,10 @@ the benchmark, not the suite, runs it) and the benchmark-only tool environments 
 from __future__ import annotations
 
 import doctest
-import importlib
-import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def bench_module(name: str):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+from tests.bench_modules import bench_module
 
 
 def test_its_examples_hold():
