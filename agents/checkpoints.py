@@ -434,10 +434,18 @@ class PartitionCheckpoints:
                 return None
             if self.restored is None or (self.covered is not None and partition not in self.covered):
                 await self.load({partition})
+            read = self.restored
+            candidates = (read or {}).get(partition)
             state, offsets, sequence = await self._restore(partition, mark)
             if self.revocations(partition) != mark:
                 log.info("%s: partition %s revoked while it was restored: the restore is not kept", self.stage,
                          partition)
+                # Its checkpoints stay for the partition's next restore (_restore takes them off the read):
+                # lost, a read made after the revocation was not made again, and the partition started
+                # new, caught up from the topic's first event and numbering its checkpoints below the
+                # newest (a chaos run, 2026-12-07).
+                if candidates is not None and read is not None and self.restored is read:
+                    read.setdefault(partition, candidates)
                 return None
             self.states[partition], self.offsets[partition], self.sequences[partition] = state, offsets, sequence
             self.last_saved[partition] = time.monotonic()

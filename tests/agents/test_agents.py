@@ -368,3 +368,21 @@ def test_a_checkpoint_of_another_version_is_described_by_the_settings_that_chang
     assert describe(written) == (f"Changed: learner.members: ('logreg',) -> {configured.learner.members!r}.")
     assert describe(zlib.compress(snapshots.dumps({"ticks_seen": 11}))) == "Its state is of another format."
     assert describe(b"not zlib") == "Its state is of another format (error)."
+
+
+def test_a_restore_that_a_revocation_overtakes_leaves_the_checkpoints_it_read_for_the_next_restore(tmp_path):
+    """The read of the checkpoints outlasts a rebalance (a broker away, read again after it), and the
+    restore it serves is not kept. The checkpoints it read are the partition's next restore's: taken off
+    the read and dropped, as before, the next restore found none without reading again, and the partition
+    started new, caught up from the topic's first event (a chaos run's worker, 2026-12-07)."""
+    _, _, _, checkpoints = worker_and_checkpoints(tmp_path)
+    newest = {"sequence": 5, "version": "another", "state": b"", "offsets": {}}
+
+    async def load(partitions=()):
+        checkpoints.forget({0})  # the rebalance comes while the read is under way
+        checkpoints.restored, checkpoints.covered = {0: [newest]}, None
+
+    checkpoints.restored = None
+    checkpoints.load = load
+    assert asyncio.run(checkpoints.state(0)) is None
+    assert checkpoints.restored == {0: [newest]}
