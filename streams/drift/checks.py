@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from streams.drift.correlation import block_means, single_value_effect
+from streams.drift.ks_drops import ReferenceFacts
 from streams.drift.statistics import (
     best_window,
     f_test,
@@ -23,7 +24,7 @@ from streams.drift.statistics import (
     mann_whitney,
     welch_test,
 )
-from streams.drift.volatility import RETURN_LIKE, VOLATILITY_LEVELS
+from streams.drift.volatility import VOLATILITY_LEVELS
 
 if TYPE_CHECKING:
     from streams.drift.channel import Channel
@@ -162,8 +163,8 @@ class DistributionCheck:
     three weeks of distinct days built from them (``--only distinct_weeks``) identical.
 
     KS is not run on a return-like stream on a price grid: one exactly zero in more than
-    ``ON_GRID_ZEROS`` of its reference (a pair quoted to few significant digits, or a stream of trades
-    at one price). KS is a test of continuous distributions; a grid's returns are a lattice, tick /
+    ``ON_GRID_ZEROS`` (streams.drift.ks_drops) of its reference (a pair quoted to few significant
+    digits, or a stream of trades at one price). KS is a test of continuous distributions; a grid's returns are a lattice, tick /
     price apart, which moves with the price level and with the intraday profile's factor of the hour
     they are divided by, so two windows a few hours apart sit on different lattices and KS reads that
     as a change. Its mean test stays, and its scale is the variance channel's (which floors the log at
@@ -179,9 +180,10 @@ class DistributionCheck:
         tests = len(samples.tested) * (2 if channel.mean_test else 1)
         p_values = ks_p_values(distances, sizes, channel.rejectable_below(tests))
         alpha = channel.config.alpha  # no correction rejects a larger p: the spreads are computed only below it
-        dropped = [_fell(stream, reference, current, p < alpha) or _on_grid(stream, whole) for (stream, _), reference,
-                current, whole, p in zip(samples.tested, samples.references, samples.currents,
-                                         samples.reference_wholes, p_values.tolist(), strict=True)]
+        facts = channel.__dict__.setdefault("reference_facts", ReferenceFacts()).of(channel.reference_columns)
+        dropped = [facts.dropped(stream, j, tau, reference, current, p < alpha) for (stream, tau), j, reference,
+                   current, p in zip(samples.tested, samples.columns, samples.references, samples.currents,
+                                     p_values.tolist(), strict=True)]
         results = [CheckResult(stream, "ks_2samp", d, 1.0 if drop else p, d, tau) for (stream, tau), d, p, drop
                    in zip(samples.tested, distances.tolist(), p_values.tolist(), dropped, strict=True)]
         if channel.mean_test:
@@ -191,27 +193,6 @@ class DistributionCheck:
                                     e_k, tau) for (stream, tau), t_k, p_k, e_k
                         in zip(samples.tested, t.tolist(), p.tolist(), effect.tolist(), strict=True)]
         return Checked(results)
-
-
-def _spread(values: np.ndarray) -> float:
-    return float(np.nanmean(np.abs(values - np.nanmedian(values))))
-
-
-# The share of exact zeros above which a return-like stream is taken to be on a price grid (DistributionCheck).
-ON_GRID_ZEROS = 0.05
-
-
-def _on_grid(stream: str, reference: np.ndarray) -> bool:
-    return stream in RETURN_LIKE and reference.shape[0] > 0 and float(np.mean(reference == 0.0)) > ON_GRID_ZEROS
-
-
-def _fell(stream: str, reference: np.ndarray, current: np.ndarray, rejectable: bool) -> bool:
-    """Whether a stream's KS distance is a fall of volatility: a volatility level whose mean fell, or (where
-    the test can reject) a return-like stream whose spread (mean absolute deviation from its window's
-    median) fell."""
-    if stream in VOLATILITY_LEVELS:
-        return bool(np.nanmean(current) < np.nanmean(reference))
-    return rejectable and stream in RETURN_LIKE and _spread(current) < _spread(reference)
 
 
 class VarianceCheck:

@@ -574,6 +574,35 @@ def test_ks_is_not_run_on_returns_on_a_price_grid_whose_lattice_moves_with_the_p
     assert all(("VARIANCE", "log_scale_t") in fired for fired in continuous), continuous
 
 
+def test_what_a_feature_check_keeps_of_its_reference_goes_with_the_reference_and_survives_a_checkpoint():
+    """A feature check keeps whether a return is on a price grid, and a volatility level's reference
+    mean, from one check to the next (ReferenceFacts). They belong to one reference: after a re-base onto
+    continuous returns KS runs on them again, and a channel restored from a checkpoint in the middle of
+    a stream reports what the uninterrupted one does."""
+    from streams import snapshots
+    from streams.drift.config import DriftConfig
+
+    rng = np.random.default_rng(11)
+    rows = np.column_stack([rng.choice((-1.0, 0.0, 0.0, 1.0), 3000) * 1e-3, rng.normal(1.0, 0.1, 3000)])
+    rows[1500:, 0] = rng.normal(0.0, 1e-3, 1500)  # off the grid from event 1,500
+    channel = Channel("FEATURE", ("ret_1", "atr_pct"), DriftConfig(seasonal_buckets=0))
+
+    def ks(channel: Channel, start: int, stop: int) -> list[tuple[int, str, float, float]]:
+        found = []
+        for i in range(start, stop):
+            if channel.add(list(rows[i]), i * 60_000):
+                found += [(i, r.stream, r.statistic, r.p) for r in channel.check().results if r.test == "ks_2samp"]
+        return found
+
+    on_grid = ks(channel, 0, 1500)
+    assert {p for _, stream, _, p in on_grid if stream == "ret_1"} == {1.0}  # on the grid: dropped
+    channel.rebase()
+    restored = snapshots.loads(snapshots.dumps(channel))
+    later = ks(channel, 1500, 2700)
+    assert later == ks(restored, 1500, 2700)
+    assert [p for _, stream, _, p in later if stream == "ret_1" and p < 1.0], later  # off the grid: KS again
+
+
 def test_a_channel_from_an_older_checkpoint_leaves_the_volatility_levels_out_again():
     """Checkpoints written while the volatility test still read the levels (atr_pct, range_20,
     volatility_20) restored channels that kept testing them; a restore now excludes them, and a
