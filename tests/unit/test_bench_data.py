@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from connectors.recorded import read_file
+from tests.bench_modules import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 KLINES = ROOT / "data" / "binance" / "klines"
 
 
 def bench_common():
-    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("common")
 
 
 def ticks(path: Path) -> list[dict]:
@@ -203,9 +198,7 @@ def test_distinct_weeks_are_built_from_bars_without_taker_volume_or_trade_count(
     """Minute bars of a plain OHLCV export have no taker volume and no trade count (a thin pair's
     median minute has no volume either): the distinct weeks built from them ended on a TypeError.
     They keep none (no order flow made up) and are written as OHLCV days that read back the same."""
-    spec = importlib.util.spec_from_file_location("distinct_days", ROOT / "bench" / "distinct_days.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_module("distinct_days")
     day = [dict(tick, taker_buy_volume=None, trade_count=None, quote_volume=None,
                 quantity=0.0 if i % 3 else tick["quantity"])
            for i, tick in enumerate(ticks(KLINES / "spot" / "BTCUSDT-1m-2020-01-01.zip"))]
