@@ -22,12 +22,13 @@ def _on_grid(stream: str, reference: np.ndarray) -> bool:
 
 
 class ReferenceFacts:
-    """Whether :class:`streams.drift.checks.DistributionCheck` drops a stream's KS rejection (a fall of volatility, a price
-    grid), with what that reads of the reference kept from one check to the next: whether a stream is on
-    a grid, and a volatility level's mean over its thinned values. Both change only with the reference
-    (a new ``reference_columns`` list) or the thinning lag. Kept, every result is the same to the bit,
-    and a feature channel of 21 streams runs 3.5% fewer instructions (bench/drift_eval.py's cost loop,
-    3,000 events, callgrind, 2026-12-07: 1,538M against 1,484M; wall time on this machine varies more).
+    """Whether :class:`streams.drift.checks.DistributionCheck` drops a stream's KS rejection (a fall of
+    volatility, a price grid), with what that reads of the reference kept from one check to the next:
+    whether a stream is on a grid, and a volatility level's mean over its thinned values. Both change
+    only with the reference (a new ``reference_columns`` list) or the thinning lag. Kept, every result
+    is the same to the bit, and a feature channel of 21 streams runs 3.5% fewer instructions
+    (bench/drift_eval.py's cost loop, 3,000 events, callgrind, 2026-12-07: 1,538M against 1,484M; wall
+    time on this machine varies more than that).
 
     >>> columns = [np.array([0.0, 0.0, 1.0, -1.0]), np.array([1.0, 2.0, 3.0, 4.0])]
     >>> facts = ReferenceFacts().of(columns)
