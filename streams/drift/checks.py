@@ -164,10 +164,10 @@ class DistributionCheck:
 
     KS is not run on a return-like stream on a price grid: one exactly zero in more than
     ``ON_GRID_ZEROS`` (streams.drift.ks_drops) of its reference (a pair quoted to few significant
-    digits, or a stream of trades at one price). KS is a test of continuous distributions; a grid's returns are a lattice, tick /
-    price apart, which moves with the price level and with the intraday profile's factor of the hour
-    they are divided by, so two windows a few hours apart sit on different lattices and KS reads that
-    as a change. Its mean test stays, and its scale is the variance channel's (which floors the log at
+    digits, or a stream of trades at one price). KS is a test of continuous distributions; a grid's
+    returns are a lattice, tick / price apart, which moves with the price level and with the intraday
+    profile's factor of the hour they are divided by, so two windows a few hours apart sit on
+    different lattices and KS reads that as a change. Its mean test stays, and its scale is the variance channel's (which floors the log at
     the grid's step, :func:`scale_floor`). Measured 2026-12-04 on the sixteen real months (an
     in-process harness, feature engine and drift monitor only): FEATURE alerts 32 -> 20 (ALGOUSDT
     2024-09, 36% of its one-minute closes unchanged: 7 -> 2; four of the seven were KS on ``ret_1``
