@@ -434,19 +434,17 @@ class PartitionCheckpoints:
                 return None
             if self.restored is None or (self.covered is not None and partition not in self.covered):
                 await self.load({partition})
-            read = self.restored
-            candidates = (read or {}).get(partition)
-            state, offsets, sequence = await self._restore(partition, mark)
+            read = self.restored or {}
+            state, offsets, sequence = await self._restore(partition, mark, read.get(partition, []))
             if self.revocations(partition) != mark:
                 log.info("%s: partition %s revoked while it was restored: the restore is not kept", self.stage,
                          partition)
-                # Its checkpoints stay for the partition's next restore (_restore takes them off the read):
-                # lost, a read made after the revocation was not made again, and the partition started
-                # new, caught up from the topic's first event and numbering its checkpoints below the
-                # newest (a chaos run, 2026-12-07).
-                if candidates is not None and read is not None and self.restored is read:
-                    read.setdefault(partition, candidates)
+                # Its checkpoints stay in the read for the partition's next restore. Taken off it, a read
+                # made after the revocation was not made again, and the partition started new, caught up
+                # from the topic's first event and numbering its checkpoints below the newest (a chaos
+                # run, 2026-12-07).
                 return None
+            read.pop(partition, None)  # used: the partition's next restore reads the checkpoints written from here
             self.states[partition], self.offsets[partition], self.sequences[partition] = state, offsets, sequence
             self.last_saved[partition] = time.monotonic()
             if self.on_restored is not None:
@@ -471,9 +469,9 @@ class PartitionCheckpoints:
             return f"Its state is of another format ({type(exc).__name__})."
         return f"Changed: {'; '.join(changed)}." if changed else "Its state is of another format."
 
-    async def _restore(self, partition: int, mark: int) -> tuple[Any, dict[str, int], int]:
-        """The restored state, the input offsets it reflects and the number of the next checkpoint."""
-        candidates = (self.restored or {}).pop(partition, [])
+    async def _restore(self, partition: int, mark: int, candidates: list[dict]) -> tuple[Any, dict[str, int], int]:
+        """The state restored from the newest usable of ``candidates`` (the partition's checkpoints read from
+        the topic, newest first), the input offsets it reflects and the number of the next checkpoint."""
         # The checkpoints written from here on are numbered above every signed one of the partition on
         # the topic, used or not (unreadable, of another version), so that the next restore reads them
         # first: numbered on from an older one, they sorted below one that could not be used, which was
