@@ -12,3 +12,24 @@ def test_the_instruction_benchmark_runs_the_channel_and_kswin_on_drift_evals_str
     assert matrix.shape == (700, 3) and bench.stream(700, 3).tolist() == matrix.tolist()  # seeded
     bench.run_channel(700)  # the reference fills at 500 events: a few checks run
     bench.run_kswin(700)
+
+
+def test_the_real_data_cost_is_timed_after_the_first_day_where_the_monitor_tests():
+    """bench/drift_real.py's cost: a monitor tests nothing until its reference is full (about the first
+    1,000 events of a day of one-minute bars), so timed over one day it looked twice as cheap as it is
+    (the figures before 2026-12-07). The day is repeated and the steady state timed after its first copy."""
+    bench, common = bench_module("drift_real"), bench_module("common")
+    from agents.settings import Settings
+
+    seen: list[list[int]] = []
+
+    def start():
+        seen.append([])
+        return seen[-1].append
+
+    first, steady = bench.steady_seconds(start, list(range(30)), 10, 2)
+    assert seen == [list(range(30))] * 2 and first > 0 and steady > 0
+    measures = bench.cost(Settings(), common.real_data(), repeats=1)
+    assert measures["events_per_day"] >= bench.FULL_DAY and bench.COST_DAYS >= 2
+    assert measures["events_timed"] == (bench.COST_DAYS - 1) * measures["events_per_day"]
+    assert measures["ratio"] == measures["kswin_us_per_update"] / measures["us_per_event_and_feature"]
