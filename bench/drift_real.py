@@ -995,8 +995,8 @@ def cost(settings: Settings, data: RealData, repeats: int = 3) -> dict[str, floa
     # 20-bar feature still undefined): a window holding it measures each such stream on its own, which
     # a continuous series does only once.
     defined = [name for name in names if any(math.isfinite(v["values"].get(name, math.nan)) for v in vectors)]
-    warm = next(i for i, v in enumerate(vectors) if all(math.isfinite(v["values"].get(name, math.nan))
-                                                        for name in defined))
+    warm = next((i for i, v in enumerate(vectors) if all(math.isfinite(v["values"].get(name, math.nan))
+                                                         for name in defined)), 0)  # 0: none has them all
     days = [(v["values"], v["event_time_ms"] + day * DAY_MS) for day in range(COST_DAYS)
             for v in (vectors if day == 0 else vectors[warm:])]
 
