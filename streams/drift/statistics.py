@@ -304,17 +304,35 @@ def adjust(p_values: list[float], correction: str) -> list[float]:
 
 
 def column_medians(window: np.ndarray) -> np.ndarray:
-    """Median of each column's values (NaN ignored; 0 for a column without any)."""
+    """Median of each column's values (NaN ignored; 0 for a column without any).
+
+    >>> column_medians(np.array([[1.0, np.nan], [3.0, 2.0], [2.0, np.nan], [9.0, 4.0]])).tolist()
+    [2.5, 3.0]
+    """
     present = ~np.isnan(window)
     full = present.all(axis=0)
     if full.all():
-        return np.median(window, axis=0)
+        return _complete_medians(window)
     # Complete columns in one call (the common case: only a few streams have gaps), the rest one by one.
     out = np.zeros(window.shape[1])
     if full.any():
-        out[full] = np.median(window[:, full], axis=0)
+        out[full] = _complete_medians(window[:, full])
     for j in np.flatnonzero(~full):
         ok = present[:, j]
         if ok.any():
-            out[j] = np.median(window[ok, j])
+            out[j] = _complete_medians(window[ok, j])
     return out
+
+
+def _complete_medians(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` of values without NaN, from the partition np.median makes and the
+    same arithmetic (the middle value, or the sum of the two middle ones over 2), without its
+    wrappers: they cost twice the partition in the monitor's checks (2026-12-07, 500 x 21 windows)."""
+    n = values.shape[0]
+    half = n // 2
+    if n == 0:
+        return np.median(values, axis=0)
+    if n % 2:
+        return np.partition(values, half, axis=0)[half]
+    part = np.partition(values, (half - 1, half), axis=0)
+    return (part[half - 1] + part[half]) / 2
