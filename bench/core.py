@@ -24,7 +24,12 @@ On the real data in data/ (a day of one-minute klines; 20,000 ticks of the BTCUS
   and ``learn_one`` per call on the same vectors, outside the pipeline, and the MLP's training step
   (the extra cost of the calls that take one, every ``train_every`` labels), with torch's profile of
   those steps by operation: the part of the pipeline's cost that trimming the code around the
-  members cannot remove without changing what they compute.
+  members cannot remove without changing what they compute;
+* the second day (``core_second_day``, klines only): the day's bars again, event times a day later,
+  timed after an untimed first day: the pipeline, the learner and the drift monitor as they run from
+  then on. The stages above time a fresh state over one day, where the monitor tests nothing while its
+  reference fills: its second day costs about twice its first (89.0 against 45.3 us a vector, the
+  pipeline 787.3 against 675.7, on 2026-12-07).
 
 Torch and River are imported before timing (a worker does that at start); each measurement is the best
 of ``--repeat`` runs (the machine is noisy). One RESULT line per file.
@@ -265,6 +270,62 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
            pipeline_over_river_lr=round(seconds["pipeline"] / seconds["river_lr"], 1))
     if "-1m-" in name:
         members_alone(name, settings, vectors, 1e6 * seconds["river_lr"] / n, repeat)
+        second_day(name, settings, config, ticks, 1e6 * seconds["river_lr"] / n, repeat, now_ms)
+
+
+DAY_MS = 86_400_000
+
+
+def second_day(name: str, settings: Settings, config, ticks: list[dict], river_lr_us: float, repeat: int, now_ms: int) -> None:
+    """The day's bars again, event times a day later, after the first day: the pipeline, the learner
+    and the drift monitor as they run from then on (the monitor tests nothing on most of its first day
+    while its reference fills, which made the drift stage above about half of what it costs later:
+    bench/drift_real.py's cost). Each timed after an untimed first day on a fresh state, best of
+    ``repeat``; River's LR from the first day's run (its cost per vector does not change with age)."""
+    tick_codec = AvroCodec.for_topic_schema("tick")
+    codecs = {stage: AvroCodec.for_topic_schema(schema) for stage, schema in SCHEMAS.items()}
+    days = [[tick_codec.encode({**tick, "event_time_ms": tick["event_time_ms"] + day * DAY_MS}) for tick in ticks]
+            for day in range(2)]
+    outputs: list[list] = [[], []]
+    pipeline = PartitionPipeline(config)
+    for day, raw in enumerate(days):
+        for value in raw:
+            outputs[day].extend(pipeline.on_tick(tick_codec.decode(value), now_ms).records)
+    vectors = [[o.record for o in out if o.stage == "features"] for out in outputs]
+    predictions = [[o.record for o in out if o.stage == "predictions"] for out in outputs]
+
+    def pipeline_day() -> float:
+        fresh = PartitionPipeline(config)
+
+        def run(raw):
+            for value in raw:
+                for output in fresh.on_tick(tick_codec.decode(value), now_ms).records:
+                    codecs[output.stage].encode(output.record)
+        run(days[0])
+        return timed(lambda: run(days[1]))
+
+    def learner_day() -> float:
+        learner = SymbolLearner(vectors[0][0]["symbol"], config.learner, model_features=MODEL_FEATURES)
+        for vector in vectors[0]:
+            learner.process(vector)
+        return timed(lambda: [learner.process(vector) for vector in vectors[1]])
+
+    def drift_day() -> float:
+        monitor = DriftMonitor(vectors[0][0]["symbol"], config.drift, config.basis)
+
+        def run(day):
+            for vector, prediction in zip(vectors[day], predictions[day], strict=False):
+                monitor.update_prediction(prediction["probability_up"], prediction["event_time_ms"])
+                monitor.update_features(vector["values"], vector["event_time_ms"],
+                                        config.drift_features if vector["feature_set"] == FEATURE_SET else None)
+        run(0)
+        return timed(lambda: run(1))
+
+    n = max(len(vectors[1]), 1)
+    us = {stage: round(1e6 * best(repeat, run) / n, 1)
+          for stage, run in (("pipeline", pipeline_day), ("learner", learner_day), ("drift", drift_day))}
+    result("core_second_day", file=name, members=settings.members, vectors=n, us_per_vector=us, river_lr_us_per_vector=round(river_lr_us, 1),
+           pipeline_over_river_lr=round(us["pipeline"] / river_lr_us, 1))
 
 
 def main() -> None:
