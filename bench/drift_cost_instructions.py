@@ -14,9 +14,9 @@ the difference is the steady state (the imports and the reference window's filli
   bench/drift_eval.py's cost row uses (seeded normal, each value plus half the one before);
 * River's KSWIN (window 500, stat size 100) on that stream's first column.
 
-Result (2026-12-07, 41cda51 with this script, 3,000 to 6,000 events): the channel 28.1k instructions
-per event and feature, KSWIN 1,880k per update, 66.9x: under the 100x target, as the wall-time ratio
-(77.7x on 3df40d3) is.
+Result (2026-12-07, dd2cda8, 3,000 to 6,000 events): the channel 27.9k instructions per event and
+feature, KSWIN 1,879k per update, 67.5x (41cda51: 28.1k, 66.9x): under the 100x target, as the
+wall-time ratio (77.7x on 3df40d3) is.
 
     python bench/drift_cost_instructions.py [--events 3000]
 """
