@@ -51,6 +51,7 @@ from agents.settings import Settings
 from connectors.recorded import read_file
 from schemas.codec import AvroCodec
 from streams.drift import DriftMonitor
+from streams.drift.seasonality import DAY_MS
 from streams.ensemble import Ensemble
 from streams.features import FEATURE_SET, MODEL_FEATURES
 from streams.guard import GuardedMember
@@ -271,9 +272,6 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
     if "-1m-" in name:
         members_alone(name, settings, vectors, 1e6 * seconds["river_lr"] / n, repeat)
         second_day(name, settings, config, ticks, 1e6 * seconds["river_lr"] / n, repeat, now_ms)
-
-
-DAY_MS = 86_400_000
 
 
 def second_day(name: str, settings: Settings, config, ticks: list[dict], river_lr_us: float, repeat: int, now_ms: int) -> None:
