@@ -16,7 +16,7 @@ the difference is the steady state (the imports and the reference window's filli
 
 Result (2026-12-07, dd2cda8, 3,000 to 6,000 events): the channel 27.9k instructions per event and
 feature, KSWIN 1,879k per update, 67.5x (41cda51: 28.1k, 66.9x): under the 100x target, as the
-wall-time ratio (77.7x on 3df40d3) is.
+wall-time ratios are (bench/drift_eval.py 87.3x on e98dcc4, bench/drift_real.py 75x).
 
     python bench/drift_cost_instructions.py [--events 3000]
 """
