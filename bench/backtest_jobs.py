@@ -30,7 +30,7 @@ import time
 import uuid
 
 from common import ROOT, SHARED, isolated_settings, matched, result, running_worker
-from pipeline import count_until
+from pipeline import count_until, stamped_by_broker
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -55,6 +55,7 @@ def fresh(base, name: str, files) -> tuple[Settings, int]:
     """Topics of their own with ``files`` replayed into them; the settings and the ticks produced."""
     settings = dataclasses.replace(isolated_settings(base, name), partitions="2")
     create_topics(settings)
+    stamped_by_broker(base.bootstrap_servers, settings.topic("predictions"))
     said = cli(settings, "replay", *map(str, files), "--quiet")
     return settings, int(matched(r"produced ([0-9,]+)", said).replace(",", ""))
 

@@ -71,13 +71,14 @@ def in_process(vectors: list[dict], members: tuple[str, ...], horizon: int) -> t
 
 def through_kafka(vectors: list[dict], base: Settings) -> float:
     from confluent_kafka import Producer
-    from pipeline import count_until
+    from pipeline import count_until, stamped_by_broker
 
     from agents.topics import create_topics
     from schemas.codec import AvroCodec
 
     settings = isolated_settings(base, "learning")
     create_topics(settings)
+    stamped_by_broker(settings.bootstrap_servers, settings.topic("predictions"))
     codec = AvroCodec.for_topic_schema("features")
     producer = Producer({**settings.client_config(), "linger.ms": 5, "partitioner": "murmur2_random"})
     for vector in vectors:

@@ -19,7 +19,11 @@
     (f), predictions identical to (f)'s. What a real tick costs decides the ratios: a synthetic tick
     makes a prediction every time, a real capture is mostly book tickers and fills of one event time.
 
-Rates are taken from the first output record to the last, so start-up and group joins do not count.
+Rates are taken from the first output record to the last, so start-up and group joins do not count:
+by the broker's append times of the outputs (:func:`stamped_by_broker`), not by when the reader saw
+them, which would depend on how far the forwarder or worker had got before the reader joined (on
+2026-12-07 the plain loop had forwarded the 6,000 records before the reader's first fetch, and its
+rate read 2.3 million a second, the reader's own).
 Needs the local broker (livelearn kafka up).
 Usage: python bench/pipeline.py [--ticks 6000] [--rate 2000] [--seconds 10] [--skip quix]
 """
@@ -97,6 +101,7 @@ def drain(base, name: str, stage: str, records: list[tuple[bytes, bytes, int]], 
     output to the last, and its settings."""
     settings = isolated_settings(base, name)
     create_topics(settings)
+    stamped_by_broker(base.bootstrap_servers, settings.topic("predictions"))
     produce_backlog(base.bootstrap_servers, settings.topic(stage), records)
     with running_worker(settings):
         first, last = count_until(base.bootstrap_servers, settings.topic("predictions"), predictions_expected, 600)
@@ -118,30 +123,57 @@ def backtest(base, name: str, records: list[tuple[bytes, bytes, int]]):
     return len(records) / float(matched(r" in ([0-9.]+) s ", done.stdout)), settings
 
 
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+def stamped_by_broker(bootstrap: str, *topics: str) -> None:
+    """Existing topics whose new records the broker stamps with their append time (ms), which
+    :func:`count_until` then reads: a drain's span no longer depends on when its reader joined."""
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    entry = ConfigEntry("message.timestamp.type", "LogAppendTime", incremental_operation=AlterConfigOpType.SET)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resources = [ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry]) for topic in topics]
+    for future in admin.incremental_alter_configs(resources).values():
+        future.result(30)
+
+
 def count_until(bootstrap: str, topic: str, n: int, timeout: float, on_message=None) -> tuple[float, float]:
-    """Consume ``topic`` from the start until ``n`` records; the monotonic times of the first and the
-    n-th."""
-    from confluent_kafka import Consumer
+    """Consume ``topic`` from the start until ``n`` records; the times (s) of the first and the n-th: the
+    broker's append times where it stamped every one of them (:func:`stamped_by_broker`), else when
+    this reader saw them (monotonic; ``on_message`` gets that time in either case)."""
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
                          "auto.offset.reset": "earliest", "enable.auto.commit": False, "fetch.wait.max.ms": 5})
     consumer.subscribe([topic])
     seen, deadline, first, last = 0, time.monotonic() + timeout, 0.0, 0.0
+    stamped, appended = True, list[float]()  # the append times of the first and the latest record
     try:
         while seen < n and time.monotonic() < deadline:
             for message in take(consumer):
-                if message.error():
+                if message.error() or seen >= n:
                     continue
                 seen += 1
                 last = time.monotonic()
                 first = first or last
+                kind, stamp = message.timestamp()
+                stamped = stamped and kind == TIMESTAMP_LOG_APPEND_TIME
+                appended[1:] = [stamp / 1000.0]
                 if on_message:
                     on_message(message, last)
     finally:
         consumer.close()
     if seen < n:
         raise RuntimeError(f"{topic}: {seen}/{n} records within {timeout:.0f} s")
-    return first, last
+    # Append times are whole milliseconds: a span under one reads as one (the rate a lower bound).
+    return (appended[0], max(appended[-1], appended[0] + 0.001)) if stamped else (first, last)
 
 
 def predictions(bootstrap: str, topic: str, n: int) -> list[dict]:
@@ -190,7 +222,7 @@ def main() -> None:
         if kind in args.skip:
             continue
         topic = f"bench-{run}.{kind}"
-        for future in admin.create_topics([NewTopic(name, 1, 1) for name in (topic, topic + ".out")]).values():
+        for future in admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + ".out", 1, 1, config=APPEND_TIME)]).values():
             future.result(30)
         produce_backlog(bootstrap, topic, encoded[: args.ticks])
         with running(kind, bootstrap, topic, f"bench-{kind}-{run}", free_port(), ready_probe=False) as process:
@@ -203,6 +235,7 @@ def main() -> None:
     # (b) full pipeline draining the same backlog.
     settings = isolated_settings(base, "pipeline")
     create_topics(settings)
+    stamped_by_broker(bootstrap, settings.topic("predictions"))
     produce_backlog(bootstrap, settings.topic("ticks"), encoded[: args.ticks])
     with running_worker(settings):
         first, last = count_until(bootstrap, settings.topic("predictions"), args.ticks, 600)

@@ -23,7 +23,7 @@ import dataclasses
 import time
 
 from common import free_port, isolated_settings, result, running_worker
-from pipeline import count_until, producer
+from pipeline import count_until, producer, stamped_by_broker
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -35,6 +35,7 @@ SYMBOLS = ("AAAUSDT", "BBBUSDT")
 
 def drain(settings, workers: int, ticks: int) -> float:
     create_topics(settings)
+    stamped_by_broker(settings.bootstrap_servers, settings.topic("predictions"))
     codec = AvroCodec.for_topic_schema("tick")
     with contextlib.ExitStack() as stack:
         for i in range(workers):

@@ -35,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 from common import isolated_settings, result, running_worker, tool_env
-from pipeline import CAPTURE, count_until, produce_backlog
+from pipeline import CAPTURE, count_until, produce_backlog, stamped_by_broker
 
 from agents.settings import Settings
 from agents.topics import create_topics
@@ -157,6 +157,7 @@ def main() -> None:
     records = [(t["symbol"].encode(), codec.encode(t), t["event_time_ms"]) for t in ticks]
     settings = isolated_settings(base, "profile")
     create_topics(settings)
+    stamped_by_broker(base.bootstrap_servers, settings.topic("predictions"))
     folder = tempfile.mkdtemp(prefix="livelearn-profile-")
     atexit.register(shutil.rmtree, folder, True)
     raw = args.raw or Path(folder) / "worker.txt"
