@@ -309,12 +309,19 @@ def run(args, settings) -> int:
 
     from cli.errors import CliError, require_broker
 
-    if args.jobs < 1:
-        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1", code=2)
+    try:
+        jobs = None if args.jobs == "auto" else int(args.jobs)
+    except ValueError:
+        jobs = 0
+    if jobs is not None and jobs < 1:
+        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1, or auto", code=2)
     if args.files:
         from cli.inputs import data_files
+        from cli.processes import auto_file_jobs, usable_cpus
 
         files = [str(path) for path in data_files(args.files, "evaluate", args.format, args.symbol)]
+        if jobs is None:
+            jobs = auto_file_jobs([Path(name).stat().st_size for name in files], usable_cpus())
         results: dict[str, Any] = {}
         evaluations = {}
         budgets = {}  # per table: its drift alerts against their bounds
@@ -337,12 +344,12 @@ def run(args, settings) -> int:
             finally:
                 status.close()
             files = []
-        if len(files) > 1 and args.jobs > 1:
+        if len(files) > 1 and jobs > 1:
             from concurrent.futures.process import BrokenProcessPool
 
             from cli.processes import Processes
 
-            with Processes(min(args.jobs, len(files))) as processes:
+            with Processes(min(jobs, len(files))) as processes:
                 work = [(name, settings, args.format, args.symbol, args.order) for name in files]
                 try:
                     done = zip(files, processes.map(_one_file, work), strict=True)

@@ -229,8 +229,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--symbols", type=symbols_option, help="comma-separated symbols to show")
     p.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
     p.add_argument("--quiet", action="store_true", help="no progress")
-    p.add_argument("--jobs", type=int, default=1, help="files evaluated at once, each in a process of its own "
-                                                       "(not with --joined); the tables are the same")
+    p.add_argument("--jobs", default="auto", help="files evaluated at once, each in a process of its own (not "
+                   "with --joined); the tables are the same. auto (default): one a CPU, at most 4 and no more than "
+                   "the files, where they hold a megabyte or more in all; else 1")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("report", help="write an HTML report (with PNG plots) of the run in LIVELEARN_TOPIC_PREFIX")

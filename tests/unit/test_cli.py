@@ -335,8 +335,23 @@ def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
     assert set(tables) == {*days, "all files"} and json.loads(many.stdout) == tables
     assert [line for line in many.stderr.splitlines() if line.startswith("evaluate: ")] == [
         f"evaluate: {i}/3 files done ({day.rsplit('/', 1)[1]})" for i, day in enumerate(days, 1)]
-    refused = livelearn("evaluate", "--jobs", "0", days[0])
-    assert refused.returncode == 2 and "--jobs 0: the number of processes must be at least 1" in refused.stderr
+    for value in ("0", "two", "1.5"):
+        refused = livelearn("evaluate", "--jobs", value, days[0])
+        assert refused.returncode == 2, refused.stderr
+        assert f"--jobs {value}: the number of processes must be at least 1, or auto" in refused.stderr
+
+
+@pytest.mark.heavy
+def test_evaluate_shares_files_among_processes_by_default_where_they_hold_a_megabyte():
+    """`--jobs auto`, the default: the three shipped captures (2.8 MB) in processes of their own (the
+    per-file lines say so), the kline days above (268 KB) here, one after another."""
+    import json
+
+    captures = livelearn("evaluate", "--json", str(ROOT / "data/binance/ws"))
+    assert captures.returncode == 0, captures.stderr
+    done = [line for line in captures.stderr.splitlines() if line.startswith("evaluate: ")]
+    assert [line.split(" (")[0] for line in done] == [f"evaluate: {i}/3 files done" for i in (1, 2, 3)], captures.stderr
+    assert len(json.loads(captures.stdout)) == 4  # three files and all of them
 
 
 def test_backtest_jobs_is_a_count_or_auto_and_a_wrong_one_is_refused_before_the_broker_is_asked():
