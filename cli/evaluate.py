@@ -308,13 +308,9 @@ def run(args, settings) -> int:
     from pathlib import Path
 
     from cli.errors import CliError, require_broker
+    from cli.processes import jobs_option
 
-    try:
-        jobs = None if args.jobs == "auto" else int(args.jobs)
-    except ValueError:
-        jobs = 0
-    if jobs is not None and jobs < 1:
-        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1, or auto", code=2)
+    jobs = jobs_option(args.jobs)
     if args.files:
         from cli.inputs import data_files
         from cli.processes import auto_file_jobs, usable_cpus

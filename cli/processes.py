@@ -36,6 +36,27 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def jobs_option(value: str) -> int | None:
+    """A ``--jobs`` value: a count of processes, or None for ``auto``; anything else a CliError (exit 2).
+
+    >>> jobs_option("3"), jobs_option("auto")
+    (3, None)
+    >>> jobs_option("0")
+    Traceback (most recent call last):
+    ...
+    cli.errors.CliError: --jobs 0: the number of processes must be at least 1, or auto
+    """
+    from cli.errors import CliError
+
+    try:
+        jobs = None if value == "auto" else int(value)
+    except ValueError:
+        jobs = 0
+    if jobs is not None and jobs < 1:
+        raise CliError(f"--jobs {value}: the number of processes must be at least 1, or auto", code=2)
+    return jobs
+
+
 def auto_jobs(sizes: dict[int, int], cpus: int) -> int:
     """Processes for a backtest of input partitions with these record counts on ``cpus`` usable CPUs:
     one under :data:`AUTO_MIN_RECORDS` records in all, else one a CPU, at most :data:`MAX_PROCESSES`

@@ -26,13 +26,9 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from cli.errors import CliError, require_broker, require_copartitioned
+    from cli.processes import jobs_option
 
-    try:
-        jobs = None if args.jobs == "auto" else int(args.jobs)
-    except ValueError:
-        jobs = 0
-    if jobs is not None and jobs < 1:
-        raise CliError(f"--jobs {args.jobs}: the number of processes must be at least 1, or auto", code=2)
+    jobs = jobs_option(args.jobs)
     require_broker(settings)
     from confluent_kafka.admin import AdminClient
 
