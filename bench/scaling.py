@@ -5,12 +5,13 @@ Two symbols of synthetic trades, ``--ticks`` each, are produced to a two-partiti
 symbol per partition (partition chosen explicitly, so that the split is even whatever the key hash).
 Run 1: one worker owns both partitions. Run 2 (fresh topics): two workers of the same app, started
 and ready before the backlog is produced, share them. Prints events/s of each (from the first prediction
-to the last) and the ratio. On a 2-core machine that also runs the broker and this script, the ratio
-is bounded well below 2.
+to the last, by the broker's append times: bench/pipeline.py's count_until) and the ratio. On a 2-core
+machine that also runs the broker and this script, the ratio is bounded well below 2.
 
-Measured on this 2-core machine (2026-12-07, b5811b9, one run, 6,000 ticks a symbol): one worker 527
-events/s, two 508 (0.96x). The second process brings no gain here: the broker and two workers share
-two cores. Partitions and worker processes scale with cores (and machines), not on one small box.
+Measured on this 2-core machine (one run each, 6,000 ticks a symbol): one worker 869 events/s, two
+891 (1.03x; 6130559, drains timed by the broker's append times); before, one worker 527, two 508
+(0.96x; b5811b9, timed by when the reader saw the predictions). The second process brings no gain
+here: the broker and two workers share two cores. Partitions and worker processes scale with cores (and machines), not on one small box.
 
 Usage: python bench/scaling.py [--ticks 6000]   (needs the local broker)
 """
