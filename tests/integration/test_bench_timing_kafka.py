@@ -18,9 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 def _written_in_two_bursts(bootstrap: str, topic: str) -> None:
-    """25 records, a pause of 1.5 s, 25 more; all written before anyone reads them."""
+    """25 records, a pause of 3 s, 25 more; all written before anyone reads them."""
     produce(bootstrap, topic, [(b"k", b"first", 1_577_836_800_000)] * 25)
-    time.sleep(1.5)
+    time.sleep(3.0)
     produce(bootstrap, topic, [(b"k", b"second", 1_577_836_800_000)] * 25)
 
 
@@ -36,12 +36,13 @@ def test_a_drain_is_timed_by_the_brokers_append_times_not_by_when_its_reader_saw
             _written_in_two_bursts(kafka, topic)
 
         first, last = pipeline.count_until(kafka, stamped, 50, 60)
-        assert 1.5 <= last - first < 10.0  # the writer's span, its pause included
+        assert 3.0 <= last - first < 15.0  # the writer's span, its pause included
         assert abs(first - time.time()) < 60  # the broker's clock, not the producer's 2020 timestamps
 
-        # Without the broker's stamps the span is this reader's: both bursts in a fetch or two.
+        # Without the broker's stamps the span is this reader's: both bursts in a fetch or two (well
+        # under the writer's pause, with room for a loaded machine).
         seen_first, seen_last = pipeline.count_until(kafka, plain, 50, 60)
-        assert seen_last - seen_first < 1.0
+        assert seen_last - seen_first < 2.0
         with pytest.raises(RuntimeError, match="50/51 records"):
             pipeline.count_until(kafka, stamped, 51, 3)
     finally:

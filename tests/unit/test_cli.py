@@ -343,15 +343,24 @@ def test_evaluate_with_jobs_gives_each_file_the_table_one_process_gives_it():
 
 @pytest.mark.heavy
 def test_evaluate_shares_files_among_processes_by_default_where_they_hold_a_megabyte():
-    """`--jobs auto`, the default: the three shipped captures (2.8 MB) in processes of their own (the
-    per-file lines say so), the kline days above (268 KB) here, one after another."""
+    """`--jobs auto`, the default: the three shipped captures (2.8 MB) in processes of their own where
+    there is more than one CPU to run them (the per-file lines say so), the four kline days (268 KB)
+    here, one after another."""
     import json
 
-    captures = livelearn("evaluate", "--json", str(ROOT / "data/binance/ws"))
-    assert captures.returncode == 0, captures.stderr
-    done = [line for line in captures.stderr.splitlines() if line.startswith("evaluate: ")]
-    assert [line.split(" (")[0] for line in done] == [f"evaluate: {i}/3 files done" for i in (1, 2, 3)], captures.stderr
-    assert len(json.loads(captures.stdout)) == 4  # three files and all of them
+    from cli.processes import auto_file_jobs, usable_cpus
+
+    folders = {name: ROOT / "data/binance" / name for name in ("ws", "klines")}
+    for name, folder in folders.items():
+        sizes = [path.stat().st_size for path in folder.rglob("*") if path.is_file()]
+        expected = auto_file_jobs(sizes, usable_cpus())
+        assert expected == (1 if name == "klines" else min(usable_cpus(), 3))
+        run = livelearn("evaluate", "--json", str(folder))
+        assert run.returncode == 0, run.stderr
+        done = [line.split(" (")[0] for line in run.stderr.splitlines() if line.startswith("evaluate: ")]
+        assert done == ([f"evaluate: {i}/{len(sizes)} files done" for i in range(1, len(sizes) + 1)]
+                        if expected > 1 else []), run.stderr
+        assert len(json.loads(run.stdout)) == len(sizes) + 1  # each file and all of them
 
 
 def test_backtest_jobs_is_a_count_or_auto_and_a_wrong_one_is_refused_before_the_broker_is_asked():
