@@ -72,6 +72,14 @@ def best(repeat: int, run) -> float:
     return min(run() for _ in range(repeat))
 
 
+def drive(pipeline: PartitionPipeline, raw: list[bytes], tick_codec: AvroCodec, codecs: dict[str, AvroCodec],
+          now_ms: int) -> None:
+    """What a worker's code does per tick: decode it, run the partition pipeline, encode every output."""
+    for value in raw:
+        for output in pipeline.on_tick(tick_codec.decode(value), now_ms).records:
+            codecs[output.stage].encode(output.record)
+
+
 def timed(work) -> float:
     started = time.perf_counter()
     work()
@@ -194,12 +202,7 @@ def measure(name: str, settings: Settings, repeat: int, limit: int) -> None:
 
     def whole() -> float:
         fresh = PartitionPipeline(config)
-
-        def work():
-            for value in raw:
-                for output in fresh.on_tick(tick_codec.decode(value), now_ms).records:
-                    codecs[output.stage].encode(output.record)
-        return timed(work)
+        return timed(lambda: drive(fresh, raw, tick_codec, codecs, now_ms))
 
     def decode() -> float:
         return timed(lambda: [tick_codec.decode(value) for value in raw])
@@ -294,13 +297,8 @@ def second_day(name: str, settings: Settings, config, ticks: list[dict], river_l
 
     def pipeline_day() -> float:
         fresh = PartitionPipeline(config)
-
-        def run(raw):
-            for value in raw:
-                for output in fresh.on_tick(tick_codec.decode(value), now_ms).records:
-                    codecs[output.stage].encode(output.record)
-        run(days[0])
-        return timed(lambda: run(days[1]))
+        drive(fresh, days[0], tick_codec, codecs, now_ms)
+        return timed(lambda: drive(fresh, days[1], tick_codec, codecs, now_ms))
 
     def learner_day() -> float:
         learner = SymbolLearner(vectors[0][0]["symbol"], config.learner, model_features=MODEL_FEATURES)
