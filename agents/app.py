@@ -82,7 +82,9 @@ def broker_credentials(s: Settings):
 def faust_app(s: Settings):
     import faust
 
-    return faust.App(
+    from agents.kafka_input import use_short_fetch_wait
+
+    app = faust.App(
         s.app_id,
         broker=[f"kafka://{server}" for server in s.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(s),
@@ -110,6 +112,8 @@ def faust_app(s: Settings):
         # (then the rebalance is checked, agents.web): seconds, not Kafka's five minutes.
         consumer_metadata_max_age_ms=round(s.worker.metadata_refresh_s * 1000),
     )
+    use_short_fetch_wait(app, s.worker.input_fetch_wait_ms)
+    return app
 
 
 def false_alarm_bounds(config: PipelineConfig) -> dict[str, float]:

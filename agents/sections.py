@@ -194,6 +194,7 @@ class WorkerSection:
     transaction_timeout_s: float = _from("transaction_timeout", low=1)
     stop_timeout_s: float = _from("stop_timeout", low=0)
     output_linger_ms: float = _from("output_linger_ms", low=0)
+    input_fetch_wait_ms: float = _from("input_fetch_wait", low=1)
     broker_probe_s: float = _from("broker_probe", low=0)
     metadata_refresh_s: float = _from("metadata_refresh", low=0.1)
 
