@@ -46,4 +46,4 @@ typecheck:
 	@venv="$$(bash scripts/bootstrap.sh)"; PYTHONPATH="$(CURDIR)" "$$venv/bin/mypy" --cache-dir "$$(dirname "$$(dirname "$$venv")")/mypy/$$(basename "$$venv")" --ignore-missing-imports streams schemas agents/sections.py agents/settings.py connectors/recorded.py connectors/replay.py connectors/text_lines.py  # also in tests/unit/test_static.py
 
 bench:
-	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning core skill experts drift_eval drift_cost_instructions drift_quiet drift_real pipeline latency worker_profile scaling; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done
+	@venv="$$(bash scripts/bootstrap.sh)"; for b in features learning core skill experts drift_eval drift_cost_instructions drift_quiet drift_real pipeline latency worker_profile scaling input_fetch_wait; do PYTHONPATH="$(CURDIR)" "$$venv/bin/python" "bench/$$b.py"; done

@@ -117,8 +117,9 @@ class Settings:
     )
     input_fetch_wait: str = _env(
         "LIVELEARN_INPUT_FETCH_WAIT_MS", "10",
-        "Longest the broker holds the worker's fetch of input topics with nothing new (aiokafka fetch_max_wait_ms; "
-        "Faust's 1500 kept a worker 1-1.6 s behind after a burst while its other inputs were idle)",
+        "Longest the broker holds the worker's fetch of input topics with nothing new (aiokafka fetch_max_wait_ms): "
+        "a worker behind after a burst stays about this much behind (Faust's 1500: 1-1.6 s); an idle worker "
+        "fetches once per hold",
     )
     stop_timeout: str = _env(
         "LIVELEARN_STOP_TIMEOUT_S", "10",
