@@ -4,8 +4,8 @@ no-op, the Faust no-op agent (the framework's own floor), the same agent publish
 as the worker does (Faust's input path alone) and the pipeline (produce time to features /
 prediction visible). The forwarders are described in bench/forwarders.py.
 
-bench/pipeline.py measures latency on the worker that has just drained a backlog, at rates near its
-capacity; this one starts fresh processes, waits until they forward, then offers ``--ticks`` synthetic
+bench/pipeline.py measures latency on the worker that has just drained a backlog, at half the rate it
+drained it; this one starts fresh processes, waits until they forward, then offers ``--ticks`` synthetic
 ticks at ``--rate`` per second and reads the output topics with their own consumers. The worker first
 gets the stream's first 100 ticks at the same rate (the forwarders' readiness probe is their warm-up):
 its symbol's models, its codecs and its output topics' metadata are made there, and that cold start
