@@ -3,8 +3,8 @@
 Why: aiokafka leaves a partition out of its next fetch while records fetched for it are still waiting
 to be processed, and sends one fetch at a time to a broker. Faust builds that consumer with
 ``fetch_max_wait_ms=1500``, which lets the broker hold a fetch that long when none of the partitions
-in it has anything new. A worker reads several topics (ticks, tick batches, feedback, the checkpoints
-it restores from), most of them idle most of the time. Once a burst of ticks arrived faster than the
+in it has anything new. A worker reads several topics (ticks, tick batches, external features,
+feedback), most of them idle most of the time. Once a burst of ticks arrived faster than the
 agent applied them (a backlog, a restart catching up, a producer that sent its first few hundred ticks
 at once), the ticks partition still had records waiting when the next fetch left, so that fetch held
 only the idle partitions and the broker kept it for 1.5 s, while new ticks piled up. The next fetch
@@ -22,9 +22,9 @@ here about 6% of a core in the worker and 4-5% more in the broker than with Faus
 much behind: at 100 and 250 ms about 175 and 310 ms after the same backlog.
 The same (c) with it: p50 7.3 ms, p99 33.6 ms at 329 ticks/s (docs/STATUS.md, #18).
 
-The only change to Faust's consumer is that one number (an attribute aiokafka reads when the
-consumer starts: ``tests/integration/test_worker_latency_kafka.py`` checks it took, and that a
-worker behind after a burst catches up).
+The only change to Faust's consumer is that one number, an attribute aiokafka reads when the
+consumer starts (``tests/unit/test_kafka_input.py`` checks it is set and read;
+``tests/integration/test_worker_latency_kafka.py`` that a worker behind after a burst catches up).
 """
 
 from __future__ import annotations

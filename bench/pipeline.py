@@ -268,8 +268,8 @@ def main() -> None:
                                                             args.ticks + len(live), 120 + args.seconds * 4,
                                                             on_prediction, joined))
         reader.start()
-        # Until 2026-12-08 the ticks went out 1 s after the reader started, whether or not its group had
-        # joined: the predictions of the first seconds waited for the join (p50 1.28 s at 343 ticks/s).
+        # Ticks sent before the reader's group has joined would be timed with the join's wait in them
+        # (bench/latency.py waits the same way).
         if not joined.wait(60):
             raise RuntimeError("(c): the reader's group gave it no partition within 60 s")
         time.sleep(1.0)  # the first fetch of a newly assigned partition, as bench/latency.py
